@@ -1,0 +1,118 @@
+/**
+ * The one error table of daxd.
+ *
+ * Every expected failure is a DaxError carrying a stable `code` (the reason sent to
+ * clients in the `daxd-reason` trailer) and the gRPC status it maps to. Broken
+ * invariants are NOT DaxErrors: they are `node:assert` failures (bugs), which the rpc
+ * layer reports as INTERNAL and logs with a stack.
+ *
+ * Status numbers are the gRPC ones (grpc/status.h); they are repeated here so the core
+ * does not import grpc.
+ */
+export const GrpcStatus = {
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  ABORTED: 10,
+  OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  DATA_LOSS: 15,
+  UNAUTHENTICATED: 16,
+} as const;
+export type GrpcStatusCode = (typeof GrpcStatus)[keyof typeof GrpcStatus];
+
+interface ReasonSpec {
+  readonly status: GrpcStatusCode;
+  /** One sentence for users; the README's error table is checked against these. */
+  readonly doc: string;
+}
+
+/** The reasons daxd returns, each with its status. Adding one means documenting it in README.md. */
+export const REASONS = {
+  ENOENT: { status: GrpcStatus.NOT_FOUND, doc: 'No file with that name or inode.' },
+  EEXIST: { status: GrpcStatus.ALREADY_EXISTS, doc: 'Exclusive create of a name that exists.' },
+  EINVAL: { status: GrpcStatus.INVALID_ARGUMENT, doc: 'An argument is malformed, out of its range, or misaligned where alignment is required.' },
+  ENAMETOOLONG: { status: GrpcStatus.INVALID_ARGUMENT, doc: 'A file name longer than 255 bytes of UTF-8.' },
+  EFBIG: { status: GrpcStatus.INVALID_ARGUMENT, doc: 'The operation would make a file larger than the maximum file size.' },
+  ENOSPC: { status: GrpcStatus.RESOURCE_EXHAUSTED, doc: 'The volume has no free blocks left for the operation.' },
+  EMAXFILES: { status: GrpcStatus.RESOURCE_EXHAUSTED, doc: 'The inode table is full (maximum number of files reached).' },
+  ELIMIT: { status: GrpcStatus.RESOURCE_EXHAUSTED, doc: 'A named limit was hit (message size, I/O per call, sessions, pins); the message says which, as (actual vs. max).' },
+  EBUSY: { status: GrpcStatus.FAILED_PRECONDITION, doc: 'A layout change with layout_break FAIL met a pinned page, or the volume is locked by another server.' },
+  EFAULT: { status: GrpcStatus.PERMISSION_DENIED, doc: 'DMA write through a read-only pin, or store through a mapping that is not writable.' },
+  SIGBUS: { status: GrpcStatus.OUT_OF_RANGE, doc: 'Page fault at or beyond end of file (the SIGBUS case).' },
+  PTE_STALE: { status: GrpcStatus.ABORTED, doc: 'The PTE token was invalidated, downgraded by writeback, or its session is gone: fault again.' },
+  PIN_REVOKED: { status: GrpcStatus.ABORTED, doc: 'The pin was revoked by a RECALL layout break (or its session ended).' },
+  SESSION_EXPIRED: { status: GrpcStatus.UNAUTHENTICATED, doc: 'The session missed its lease or was closed.' },
+  SESSION_UNKNOWN: { status: GrpcStatus.UNAUTHENTICATED, doc: 'No such session, or the token/pin belongs to another session.' },
+  LEASE_TOO_LONG: { status: GrpcStatus.INVALID_ARGUMENT, doc: 'A requested lease is longer than the maximum lease.' },
+  ETIMEDOUT: { status: GrpcStatus.DEADLINE_EXCEEDED, doc: 'The call deadline passed while waiting (e.g. for pins to drop); nothing was changed.' },
+  ECANCELED: { status: GrpcStatus.CANCELLED, doc: 'The call was cancelled while waiting; nothing was changed.' },
+  ESHUTDOWN: { status: GrpcStatus.UNAVAILABLE, doc: 'The server is shutting down.' },
+  ENOTSUP: { status: GrpcStatus.UNIMPLEMENTED, doc: 'The capability is not implemented yet.' },
+  ECORRUPT: { status: GrpcStatus.DATA_LOSS, doc: 'On-media corruption detected (bad checksum or impossible value); the volume refuses to use it.' },
+  EVERSION: { status: GrpcStatus.FAILED_PRECONDITION, doc: 'The volume has an unknown on-media format version.' },
+  EIO: { status: GrpcStatus.UNAVAILABLE, doc: 'A system call on the volume failed (msync, mmap).' },
+} as const satisfies Record<string, ReasonSpec>;
+
+export type ReasonCode = keyof typeof REASONS;
+
+export class DaxError extends Error {
+  readonly code: ReasonCode;
+  readonly status: GrpcStatusCode;
+  constructor(code: ReasonCode, message: string) {
+    super(`${code}: ${message}`);
+    this.name = new.target.name;
+    this.code = code;
+    this.status = REASONS[code].status;
+  }
+}
+
+export class NotFoundError extends DaxError {
+  constructor(message: string) { super('ENOENT', message); }
+}
+export class ExistsError extends DaxError {
+  constructor(message: string) { super('EEXIST', message); }
+}
+export class InvalidArgumentError extends DaxError {
+  constructor(message: string) { super('EINVAL', message); }
+}
+export class NameTooLongError extends DaxError {
+  constructor(actualBytes: number, maxBytes: number) { super('ENAMETOOLONG', `name is ${actualBytes} bytes (${actualBytes} vs. max ${maxBytes})`); }
+}
+export class FileTooBigError extends DaxError {
+  constructor(actualBytes: number, maxBytes: number) { super('EFBIG', `file size would be ${actualBytes} bytes (${actualBytes} vs. max ${maxBytes})`); }
+}
+export class NoSpaceError extends DaxError {
+  constructor(neededBlocks: number, freeBlocks: number) { super('ENOSPC', `volume full: need ${neededBlocks} blocks, ${freeBlocks} free`); }
+}
+export class TooManyFilesError extends DaxError {
+  constructor(maxFiles: number) { super('EMAXFILES', `inode table full (${maxFiles} vs. max ${maxFiles})`); }
+}
+/** A named limit: message says "(actual vs. max)". */
+export class LimitError extends DaxError {
+  constructor(limitName: string, actual: number | bigint, max: number | bigint) { super('ELIMIT', `${limitName} exceeded (${actual} vs. max ${max})`); }
+}
+export class BusyError extends DaxError {
+  constructor(message: string) { super('EBUSY', message); }
+}
+export class CorruptError extends DaxError {
+  constructor(message: string) { super('ECORRUPT', message); }
+}
+export class VersionError extends DaxError {
+  constructor(found: number, supported: number) { super('EVERSION', `volume format version ${found} is not supported (this daxd reads version ${supported})`); }
+}
+export class NotSupportedError extends DaxError {
+  constructor(what: string) { super('ENOTSUP', `${what} is not implemented yet`); }
+}
+export class IoError extends DaxError {
+  constructor(message: string) { super('EIO', message); }
+}

@@ -1,0 +1,128 @@
+/**
+ * Layout changes on the block map: removing blocks (truncate, punch, collapse, unlink),
+ * preallocating unwritten blocks (fallocate), zero range, shifting (collapse).
+ * Callers hold the inode lock exclusively and have already broken the layout (S4) for
+ * every page these functions free or convert.
+ *
+ * Long changes run in steps of LAYOUT_STEP_PAGES; between steps the running transaction
+ * may commit (journal.makeRoom), and every step leaves the metadata consistent (blocks
+ * past EOF are a legal state: preallocation).
+ */
+import { BLOCK_SIZE, LAYOUT_STEP_PAGES } from '../limits';
+import { coalesceRuns, type BlockRun } from '../journal/transaction';
+import { entryPfn, entryState, FANOUT, makeEntry, STATE_UNWRITTEN, STATE_WRITTEN } from './block-map';
+import { blockView, DataContext, reserve } from './file-data';
+import type { Inode } from './inode';
+
+/** Last pgoff the file's map can hold now (removal need not look further). */
+function mapEnd(inode: Inode): number {
+  return inode.mapRoot === 0 ? -1 : FANOUT ** inode.mapDepth - 1;
+}
+
+/** Frees every block of [first, last] (clamped to the map), in bounded steps. */
+export async function removeBlocks(ctx: DataContext, inode: Inode, first: number, last: number, persist: () => void): Promise<void> {
+  const end = Math.min(last, mapEnd(inode));
+  for (let lo = first; lo <= end; lo += LAYOUT_STEP_PAGES) {
+    const hi = Math.min(end, lo + LAYOUT_STEP_PAGES - 1);
+    const freed: BlockRun[] = [];
+    ctx.map.clearRange(inode, lo, hi, (_pg, e) => {
+      freed.push({ pfn: entryPfn(e), count: 1 });
+      inode.dirtyPfns.delete(entryPfn(e));
+      return true;
+    });
+    for (const run of coalesceRuns(freed)) ctx.alloc.free(run.pfn, run.count);
+    inode.blocks -= freed.length;
+    persist();
+    await ctx.journal.makeRoom();
+  }
+}
+
+/** Allocates UNWRITTEN blocks for the holes of [first, last]. Returns blocks added. */
+export async function allocateUnwritten(ctx: DataContext, inode: Inode, first: number, last: number, persist: () => void): Promise<number> {
+  let added = 0;
+  for (let lo = first; lo <= last; lo += LAYOUT_STEP_PAGES) {
+    const hi = Math.min(last, lo + LAYOUT_STEP_PAGES - 1);
+    const entries = ctx.map.getRange(inode, lo, hi - lo + 1);
+    const holes: number[] = [];
+    entries.forEach((e, i) => { if (e === 0) holes.push(lo + i); });
+    if (holes.length === 0) continue;
+    reserve(ctx, holes.length, hi - lo + 1);
+    const prev = lo > 0 ? ctx.map.get(inode, lo - 1) : 0;
+    const runs = ctx.alloc.allocate(holes.length, prev !== 0 ? entryPfn(prev) + 1 : 0, { kind: 'unwritten' });
+    let k = 0;
+    for (const run of runs) {
+      for (let i = 0; i < run.count; i++) ctx.map.set(inode, holes[k++], makeEntry(STATE_UNWRITTEN, run.pfn + i));
+    }
+    inode.blocks += holes.length;
+    added += holes.length;
+    persist();
+    await ctx.journal.makeRoom();
+  }
+  return added;
+}
+
+/** Zeroes bytes [fromBytes, toBytes) inside one page if it is WRITTEN (holes and unwritten read as zeros already). */
+export function zeroInPage(ctx: DataContext, inode: Inode, pg: number, fromBytes: number, toBytes: number): void {
+  if (fromBytes >= toBytes) return;
+  const e = ctx.map.get(inode, pg);
+  if (entryState(e) !== STATE_WRITTEN) return;
+  blockView(ctx.storage, entryPfn(e)).fill(0, fromBytes - pg * BLOCK_SIZE, toBytes - pg * BLOCK_SIZE);
+  inode.dirtyPfns.add(entryPfn(e));
+}
+
+/**
+ * Zeroes the partial pages at both ends of [offsetBytes, endBytes) and returns the whole
+ * pages inside it (first > last when there are none).
+ */
+export function zeroPartialPages(ctx: DataContext, inode: Inode, offsetBytes: number, endBytes: number): { first: number; last: number } {
+  const headPg = Math.floor(offsetBytes / BLOCK_SIZE);
+  const tailPg = Math.floor((endBytes - 1) / BLOCK_SIZE);
+  const headPartial = offsetBytes % BLOCK_SIZE !== 0;
+  const tailPartial = endBytes % BLOCK_SIZE !== 0;
+  if (headPg === tailPg && (headPartial || tailPartial)) {
+    zeroInPage(ctx, inode, headPg, offsetBytes, endBytes);
+    return { first: 1, last: 0 };
+  }
+  if (headPartial) zeroInPage(ctx, inode, headPg, offsetBytes, (headPg + 1) * BLOCK_SIZE);
+  if (tailPartial) zeroInPage(ctx, inode, tailPg, tailPg * BLOCK_SIZE, endBytes);
+  return { first: headPartial ? headPg + 1 : headPg, last: tailPartial ? tailPg - 1 : tailPg };
+}
+
+/** ZERO_RANGE on whole pages: WRITTEN -> UNWRITTEN in place (the block stays the file's). */
+export async function convertToUnwritten(ctx: DataContext, inode: Inode, first: number, last: number, persist: () => void): Promise<void> {
+  const end = Math.min(last, mapEnd(inode));
+  for (let lo = first; lo <= end; lo += LAYOUT_STEP_PAGES) {
+    const hi = Math.min(end, lo + LAYOUT_STEP_PAGES - 1);
+    const written: Array<[number, number]> = [];
+    ctx.map.visit(inode, lo, hi, (pg, leaf, idx, n) => {
+      for (let i = 0; i < n; i++) if (entryState(leaf[idx + i]) === STATE_WRITTEN) written.push([pg + i, entryPfn(leaf[idx + i])]);
+    });
+    for (const [pg, pfn] of written) {
+      ctx.map.set(inode, pg, makeEntry(STATE_UNWRITTEN, pfn));
+      inode.dirtyPfns.delete(pfn);
+    }
+    persist();
+    await ctx.journal.makeRoom();
+  }
+}
+
+/** COLLAPSE_RANGE's shift: every entry at pgoff >= from moves down by `shift` pages. */
+export async function shiftDown(ctx: DataContext, inode: Inode, from: number, shift: number, persist: () => void): Promise<void> {
+  const end = mapEnd(inode);
+  for (let lo = from; lo <= end; lo += LAYOUT_STEP_PAGES) {
+    const hi = Math.min(end, lo + LAYOUT_STEP_PAGES - 1);
+    const moves: Array<[number, number]> = [];
+    ctx.map.visit(inode, lo, hi, (pg, leaf, idx, n) => {
+      for (let i = 0; i < n; i++) if (leaf[idx + i] !== 0) moves.push([pg + i, leaf[idx + i]]);
+    });
+    for (const [pg, e] of moves) {
+      ctx.map.set(inode, pg - shift, e);
+      ctx.map.set(inode, pg, 0);
+    }
+    persist();
+    await ctx.journal.makeRoom();
+  }
+  // Prune map blocks the shift emptied (no entry is dropped: all are zero up there).
+  ctx.map.clearRange(inode, Math.max(0, from - shift), mapEnd(inode), () => false);
+  persist();
+}

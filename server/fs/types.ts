@@ -1,0 +1,94 @@
+/**
+ * The public surface of the file layer (server/fs), as used by server/rpc and server/dax.
+ * Sizes and offsets are bytes (safe integers, < 2^53); pgoff is offset / 4096.
+ */
+
+export interface FileInfo {
+  ino: number;
+  name: string;
+  sizeBytes: number;
+  /** Blocks allocated to the file's data (WRITTEN + UNWRITTEN), in 4 KiB blocks. */
+  blocks: number;
+  /** Bumped every time the inode slot is reused: (ino, generation) names one file forever. */
+  generation: number;
+  mtimeMs: number;
+  ctimeMs: number;
+}
+
+export const FALLOCATE_MODES = ['ALLOCATE', 'KEEP_SIZE', 'PUNCH_HOLE', 'ZERO_RANGE', 'COLLAPSE_RANGE'] as const;
+export type FallocateMode = (typeof FALLOCATE_MODES)[number];
+
+export interface VolumeInfo {
+  blockSize: number;
+  blocksTotal: number;
+  /** Data-zone blocks not allocated (includes blocks whose free is committed). */
+  blocksFree: number;
+  /** Data-zone blocks holding file data or block maps. */
+  blocksUsed: number;
+  files: number;
+  maxFiles: number;
+  maxFileSizeBytes: number;
+  uuid: string;
+  formatVersion: number;
+  journalBlocks: number;
+  sizeBytes: number;
+}
+
+export interface ListPage {
+  files: FileInfo[];
+  /** Empty when there are no more. Opaque to clients. */
+  nextPageToken: string;
+}
+
+export interface WriteResult {
+  written: number;
+  sizeBytes: number;
+}
+
+/** One page of a file's block map, as iomap reports it. */
+export type PageMapping =
+  | { state: 'HOLE' }
+  | { state: 'UNWRITTEN'; pfn: number }
+  | { state: 'WRITTEN'; pfn: number };
+
+/**
+ * Hooks the file layer calls so the layer above (server/dax) can keep S3 and S4 without
+ * the file layer knowing about mappings or pins. All are called with the inode lock held
+ * exclusively.
+ */
+export interface LayoutHooks {
+  /**
+   * S4: called before blocks of [firstPgoff, lastPgoff] are unmapped from the file
+   * (truncate down, punch, zero range, collapse). Resolves once no page in range is
+   * mapped or pinned; returns a release function the file layer calls after the change.
+   * May reject (EBUSY, ETIMEDOUT, ECANCELED): then the file is left unchanged.
+   */
+  breakLayout(ino: number, firstPgoff: number, lastPgoff: number): Promise<() => void>;
+  /** S3: called after write(2) allocated blocks for [firstPgoff, lastPgoff] (IOMAP_F_NEW). */
+  allocated(ino: number, firstPgoff: number, lastPgoff: number): Promise<void>;
+}
+
+export interface MountOptions {
+  /** Tests: fill freed blocks with this byte pattern so reads of stale data are caught. */
+  canaryByte?: number;
+  hooks?: LayoutHooks;
+}
+
+/** What server/rpc may call. Every method throws DaxError for expected failures. */
+export interface FileSystemApi {
+  create(name: string, exclusive: boolean): Promise<FileInfo>;
+  lookup(name: string): FileInfo;
+  stat(ino: number): FileInfo;
+  list(prefix: string, pageToken: string, pageSize: number): ListPage;
+  unlink(name: string): Promise<void>;
+  read(ino: number, offsetBytes: number, lengthBytes: number): Promise<Buffer>;
+  write(ino: number, offsetBytes: number, data: Uint8Array, sync: boolean): Promise<WriteResult>;
+  fsync(ino: number, datasync: boolean): Promise<void>;
+  truncate(ino: number, sizeBytes: number): Promise<void>;
+  fallocate(ino: number, mode: FallocateMode, offsetBytes: number, lengthBytes: number): Promise<void>;
+  statVolume(): VolumeInfo;
+  /** Commit the journal and flush all dirty data. */
+  sync(): Promise<void>;
+  /** sync, mark the superblock clean, unmap. */
+  unmount(): Promise<void>;
+}

@@ -1,0 +1,25 @@
+/**
+ * Every limit of daxd, named once. Hitting one is a coded error saying "(actual vs. max)".
+ * README.md's "Limits" table lists these; a lint step checks they stay in sync.
+ */
+export const BLOCK_SIZE = 4096;
+export const BLOCK_SHIFT = 12;
+
+/** File names: 1..255 bytes of UTF-8, no NUL (as Linux NAME_MAX). */
+export const NAME_MAX_BYTES = 255;
+
+/** Smallest and largest volume mkfs accepts. The volume file is sparse: size is not written. */
+export const VOLUME_MIN_BYTES = 16 * 1024 * 1024;
+export const VOLUME_MAX_BYTES = 1024 * 1024 * 1024 * 1024;
+
+/**
+ * Largest file: the block map is a radix tree of 1024-entry map blocks, depth <= 3,
+ * which reaches 4 TiB; we cap at 1 TiB, the largest volume.
+ */
+export const FILE_MAX_BYTES = VOLUME_MAX_BYTES;
+
+/** Largest single read or write the engine serves in one call (the rpc layer's per-message cap is lower). */
+export const IO_MAX_BYTES = 64 * 1024 * 1024;
+
+/** Pages a long layout change (truncate, punch, collapse, unlink) handles per journal step. */
+export const LAYOUT_STEP_PAGES = 1 << 18;

@@ -1,0 +1,98 @@
+/**
+ * The on-media layout: one ordered table of zones, in 4 KiB blocks.
+ *
+ *   zone          start            size                        align   protects against
+ *   zero          0                1                           1       pfn 0 is the shared zero page: a zeroed
+ *                                                                      block address is never a valid block
+ *   superblock    1                2 (copies A, B)             1       torn superblock writes: one copy survives
+ *   journal       3                clamp(blocks/256,256,16384) 1       torn metadata updates: redo log
+ *   inodes        align 8          maxFiles/8 (512 B inodes)   8       -
+ *   inodeBitmap   after inodes     ceil(maxFiles/32768)        1       mount reads only used inodes
+ *   blockBitmap   after            ceil(dataBlocks/32768)      1       -
+ *   data          align 512        the rest                    512     2 MiB alignment (PMD-sized faults)
+ *
+ * The layout is a pure function of the volume size, recomputed at mount and compared
+ * with the copy the superblock holds (geometry mismatch = corruption).
+ */
+import assert from 'node:assert';
+import { BLOCK_SIZE, VOLUME_MAX_BYTES, VOLUME_MIN_BYTES } from '../limits';
+import { InvalidArgumentError } from '../errors';
+
+export const FORMAT_VERSION = 1;
+export const INODE_SIZE_BYTES = 512;
+export const INODES_PER_BLOCK = BLOCK_SIZE / INODE_SIZE_BYTES;
+export const BITS_PER_BLOCK = BLOCK_SIZE * 8;
+export const SUPERBLOCK_PFNS = [1, 2] as const;
+
+export interface Zone {
+  readonly name: 'zero' | 'superblock' | 'journal' | 'inodes' | 'inodeBitmap' | 'blockBitmap' | 'data';
+  readonly start: number;
+  readonly count: number;
+  readonly alignBlocks: number;
+}
+
+export interface Layout {
+  readonly volumeBlocks: number;
+  readonly maxFiles: number;
+  readonly zones: readonly Zone[];
+  readonly journal: Zone;
+  readonly inodes: Zone;
+  readonly inodeBitmap: Zone;
+  readonly blockBitmap: Zone;
+  readonly data: Zone;
+}
+
+function clamp(v: number, lo: number, hi: number): number {
+  return Math.min(hi, Math.max(lo, v));
+}
+
+function alignUp(v: number, a: number): number {
+  return Math.ceil(v / a) * a;
+}
+
+export function validateVolumeSize(sizeBytes: number): void {
+  if (!Number.isSafeInteger(sizeBytes) || sizeBytes % BLOCK_SIZE !== 0) {
+    throw new InvalidArgumentError(`volume size ${sizeBytes} is not a multiple of ${BLOCK_SIZE}`);
+  }
+  if (sizeBytes < VOLUME_MIN_BYTES || sizeBytes > VOLUME_MAX_BYTES) {
+    throw new InvalidArgumentError(`volume size ${sizeBytes} bytes outside [${VOLUME_MIN_BYTES}, ${VOLUME_MAX_BYTES}]`);
+  }
+}
+
+export function computeLayout(sizeBytes: number): Layout {
+  validateVolumeSize(sizeBytes);
+  const volumeBlocks = sizeBytes / BLOCK_SIZE;
+  const journalBlocks = clamp(Math.floor(volumeBlocks / 256), 256, 16384);
+  const maxFiles = alignUp(clamp(Math.floor(volumeBlocks / 4), 1024, 1 << 20), INODES_PER_BLOCK);
+  const zero: Zone = { name: 'zero', start: 0, count: 1, alignBlocks: 1 };
+  const superblock: Zone = { name: 'superblock', start: 1, count: 2, alignBlocks: 1 };
+  const journal: Zone = { name: 'journal', start: 3, count: journalBlocks, alignBlocks: 1 };
+  const inodes: Zone = { name: 'inodes', start: alignUp(journal.start + journal.count, 8), count: maxFiles / INODES_PER_BLOCK, alignBlocks: 8 };
+  const inodeBitmap: Zone = { name: 'inodeBitmap', start: inodes.start + inodes.count, count: Math.ceil(maxFiles / BITS_PER_BLOCK), alignBlocks: 1 };
+  // The block bitmap is sized for the whole volume (an upper bound on the data zone),
+  // so its size does not depend on where the data zone starts.
+  const blockBitmap: Zone = { name: 'blockBitmap', start: inodeBitmap.start + inodeBitmap.count, count: Math.ceil(volumeBlocks / BITS_PER_BLOCK), alignBlocks: 1 };
+  const dataStart = alignUp(blockBitmap.start + blockBitmap.count, 512);
+  const data: Zone = { name: 'data', start: dataStart, count: volumeBlocks - dataStart, alignBlocks: 512 };
+  const layout: Layout = {
+    volumeBlocks, maxFiles,
+    zones: [zero, superblock, journal, inodes, inodeBitmap, blockBitmap, data],
+    journal, inodes, inodeBitmap, blockBitmap, data,
+  };
+  assertLayout(layout);
+  return layout;
+}
+
+/** The zone table is ordered, contiguous-or-gapped, aligned, and inside the volume. */
+export function assertLayout(layout: Layout): void {
+  let end = 0;
+  for (const z of layout.zones) {
+    assert(z.start >= end, `zone ${z.name} overlaps the previous one`);
+    assert(z.start % z.alignBlocks === 0, `zone ${z.name} start ${z.start} not aligned to ${z.alignBlocks}`);
+    assert(z.count > 0, `zone ${z.name} is empty`);
+    end = z.start + z.count;
+  }
+  assert(end === layout.volumeBlocks, 'data zone must end at the end of the volume');
+  assert(layout.data.count <= layout.blockBitmap.count * BITS_PER_BLOCK, 'block bitmap too small');
+  assert(layout.maxFiles <= layout.inodeBitmap.count * BITS_PER_BLOCK, 'inode bitmap too small');
+}
