@@ -1,0 +1,30 @@
+/**
+ * Lint step: every error reason daxd can return and every named limit is documented in
+ * README.md (a row of the "Errors" or "Limits" table naming it in backticks).
+ * Exit 1 listing what is missing.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { REASONS } from '../../server/errors';
+import * as limits from '../../server/limits';
+
+function repoRoot(): string {
+  let dir = __dirname;
+  while (!fs.existsSync(path.join(dir, 'package.json'))) dir = path.dirname(dir);
+  return dir;
+}
+
+export function undocumented(readme: string): string[] {
+  const names = [...Object.keys(REASONS), ...Object.keys(limits).filter((k) => /^[A-Z][A-Z0-9_]+$/.test(k))];
+  return names.filter((n) => !readme.includes(`| \`${n}\``));
+}
+
+if (require.main === module) {
+  const readme = fs.readFileSync(path.join(repoRoot(), 'README.md'), 'utf8');
+  const missing = undocumented(readme);
+  if (missing.length > 0) {
+    console.error(`README.md does not document: ${missing.join(', ')}`);
+    process.exit(1);
+  }
+  console.log(`check-errors-doc: ${Object.keys(REASONS).length} reasons and all limits documented`);
+}
