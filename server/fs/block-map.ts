@@ -28,7 +28,7 @@ export function entryPfn(e: number): number {
   return e & PFN_MASK;
 }
 export function makeEntry(state: 1 | 2, pfn: number): number {
-  assert(pfn > 0 && pfn <= PFN_MASK, `pfn ${pfn} not encodable`);
+  if (!(pfn > 0 && pfn <= PFN_MASK)) assert.fail(`pfn ${pfn} not encodable`);
   return ((state << 30) | pfn) >>> 0;
 }
 export function toPageMapping(e: number): PageMapping {
@@ -118,7 +118,7 @@ export class BlockMap {
   }
 
   private grow(inode: Inode, pgoff: number): void {
-    assert(pgoff < span(MAX_DEPTH), `pgoff ${pgoff} beyond the largest map`);
+    if (!(pgoff < span(MAX_DEPTH))) assert.fail(`pgoff ${pgoff} beyond the largest map`);
     if (inode.mapRoot === 0) {
       inode.mapDepth = 1;
       while (pgoff >= span(inode.mapDepth)) inode.mapDepth++;

@@ -71,6 +71,23 @@ export function zeroInPage(ctx: DataContext, inode: Inode, pg: number, fromBytes
 }
 
 /**
+ * Called before the size grows from inode.sizeBytes to newSizeBytes: zeroes the old EOF
+ * page past the old EOF. Bytes past EOF on the medium may be stale after a crash (a
+ * truncated tail whose zeroing never reached the medium, or an extending write whose data
+ * did while its size change did not commit); growing the file must not expose them.
+ * Ordered data: the zeroes are durable before the transaction that grows the size.
+ */
+export function zeroPastEof(ctx: DataContext, inode: Inode, newSizeBytes: number): void {
+  const old = inode.sizeBytes;
+  if (newSizeBytes <= old || old % BLOCK_SIZE === 0) return;
+  const pg = Math.floor(old / BLOCK_SIZE);
+  const e = ctx.map.get(inode, pg);
+  if (entryState(e) !== STATE_WRITTEN) return;
+  zeroInPage(ctx, inode, pg, old, Math.min(newSizeBytes, (pg + 1) * BLOCK_SIZE));
+  ctx.journal.addOrdered(entryPfn(e), 1);
+}
+
+/**
  * Zeroes the partial pages at both ends of [offsetBytes, endBytes) and returns the whole
  * pages inside it (first > last when there are none).
  */
@@ -106,6 +123,24 @@ export async function convertToUnwritten(ctx: DataContext, inode: Inode, first: 
   }
 }
 
+/**
+ * COLLAPSE_RANGE is all or nothing: before anything is removed, ENOSPC if the shift of the
+ * entries at pgoff >= from might not find the map blocks it needs. (A bound, like
+ * reserve(); shiftDown checks again per step.)
+ */
+export function reserveShift(ctx: DataContext, inode: Inode, from: number): void {
+  let first = -1;
+  let last = -1;
+  ctx.map.visit(inode, from, mapEnd(inode), (pg, leaf, idx, n) => {
+    for (let i = 0; i < n; i++) {
+      if (leaf[idx + i] === 0) continue;
+      if (first < 0) first = pg + i;
+      last = pg + i;
+    }
+  });
+  if (first >= 0) reserve(ctx, 0, last - first + 1);
+}
+
 /** COLLAPSE_RANGE's shift: every entry at pgoff >= from moves down by `shift` pages. */
 export async function shiftDown(ctx: DataContext, inode: Inode, from: number, shift: number, persist: () => void): Promise<void> {
   const end = mapEnd(inode);
@@ -115,6 +150,10 @@ export async function shiftDown(ctx: DataContext, inode: Inode, from: number, sh
     ctx.map.visit(inode, lo, hi, (pg, leaf, idx, n) => {
       for (let i = 0; i < n; i++) if (leaf[idx + i] !== 0) moves.push([pg + i, leaf[idx + i]]);
     });
+    // Destinations may need map blocks that removeBlocks pruned: check space before moving,
+    // bounded by the pages actually moved (not the step's span, which at map depth 2 asks
+    // for 265 blocks even to shift one page).
+    if (moves.length > 0) reserve(ctx, 0, moves[moves.length - 1][0] - moves[0][0] + 1);
     for (const [pg, e] of moves) {
       ctx.map.set(inode, pg - shift, e);
       ctx.map.set(inode, pg, 0);

@@ -8,6 +8,7 @@ import { BLOCK_SIZE } from '../limits';
 import { TooManyFilesError } from '../errors';
 import { BITS_PER_BLOCK, INODE_SIZE_BYTES, INODES_PER_BLOCK, Layout } from '../media/layout';
 import type { Journal } from '../journal/journal';
+import { DirtyBlocks } from './dirty-blocks';
 import { decodeInode, encodeInode, Inode, INODE_FREE, INODE_LINKED, slotGeneration } from './inode';
 
 export class InodeTable {
@@ -26,7 +27,7 @@ export class InodeTable {
         for (let bit = 0; bit < 8; bit++) {
           if (((bytes[i] >>> bit) & 1) === 0) continue;
           const ino = b * BITS_PER_BLOCK + i * 8 + bit;
-          assert(ino < maxFiles, `inode bitmap marks ${ino} beyond maxFiles`);
+          if (ino >= maxFiles) assert.fail(`inode bitmap marks ${ino} beyond maxFiles`);
           this.byIno.set(ino, decodeInode(ino, this.slot(ino, false)));
         }
       }
@@ -45,7 +46,7 @@ export class InodeTable {
     const inode: Inode = {
       ino, state: INODE_LINKED, generation: (slotGeneration(this.slot(ino, false)) + 1) >>> 0,
       sizeBytes: 0, blocks: 0, mapRoot: 0, mapDepth: 0, mtimeMs: nowMs, ctimeMs: nowMs, name,
-      users: 0, dirtyPfns: new Set(),
+      users: 0, dirtyPfns: new DirtyBlocks(),
     };
     this.byIno.set(ino, inode);
     this.persist(inode);
@@ -53,7 +54,7 @@ export class InodeTable {
   }
 
   persist(inode: Inode): void {
-    assert(this.byIno.get(inode.ino) === inode, `persist of inode ${inode.ino} that is not in the table`);
+    if (this.byIno.get(inode.ino) !== inode) assert.fail(`persist of inode ${inode.ino} that is not in the table`);
     encodeInode(inode, this.slot(inode.ino, true));
   }
 

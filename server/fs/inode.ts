@@ -22,6 +22,7 @@ import { crc32 } from '../media/checksum';
 import { INODE_SIZE_BYTES } from '../media/layout';
 import { dataView, getU64, setU64 } from '../media/u64';
 import { NAME_MAX_BYTES } from '../limits';
+import { DirtyBlocks, type PfnSet } from './dirty-blocks';
 
 export const INODE_FREE = 0;
 export const INODE_LINKED = 1;
@@ -43,7 +44,7 @@ export interface Inode {
   /** In memory only: mappings, pins and calls using the inode (unlink defers the free). */
   users: number;
   /** In memory only: WRITTEN blocks overwritten since the last fsync (flushed by fsync). */
-  dirtyPfns: Set<number>;
+  dirtyPfns: PfnSet;
 }
 
 export function encodeInode(inode: Inode, slot: Uint8Array): void {
@@ -74,8 +75,9 @@ export function decodeInode(ino: number, slot: Uint8Array): Inode {
   const inode: Inode = {
     ino, state, generation: dv.getUint32(4, true), sizeBytes: getU64(dv, 8), blocks: getU64(dv, 16),
     mapRoot: dv.getUint32(24, true), mapDepth: dv.getUint8(28), mtimeMs: getU64(dv, 32), ctimeMs: getU64(dv, 40),
-    name: Buffer.from(slot.subarray(NAME_OFF, NAME_OFF + nameLength)).toString('utf8'),
-    users: 0, dirtyPfns: new Set(),
+    // A Buffer over the slot's bytes, not a copy: mount decodes every used inode.
+    name: Buffer.from(slot.buffer, slot.byteOffset + NAME_OFF, nameLength).toString('utf8'),
+    users: 0, dirtyPfns: new DirtyBlocks(),
   };
   if (!Number.isSafeInteger(inode.sizeBytes) || !Number.isSafeInteger(inode.blocks) || inode.mapDepth > 3) {
     throw new CorruptError(`inode ${ino}: impossible size ${inode.sizeBytes}, blocks ${inode.blocks} or map depth ${inode.mapDepth}`);

@@ -30,7 +30,7 @@ export class Namespace {
   /** Bulk load at mount: one sort instead of n insertions. */
   loadAll(entries: Iterable<[string, number]>): void {
     for (const [name, ino] of entries) {
-      assert(!this.byName.has(name), `duplicate name ${JSON.stringify(name)} on media`);
+      if (this.byName.has(name)) assert.fail(`duplicate name ${JSON.stringify(name)} on media`);
       this.byName.set(name, ino);
       this.sorted.push(name);
     }
@@ -52,7 +52,8 @@ export class Namespace {
 
   /** Names with `prefix`, strictly after `after`, at most `limit`; `more` if any follow. */
   page(prefix: string, after: string, limit: number): { names: string[]; more: boolean } {
-    let i = this.lowerBound(after > prefix ? after : prefix);
+    // UTF-8 order, as the list: JavaScript's `>` compares UTF-16 code units.
+    let i = this.lowerBound(compare(after, prefix) > 0 ? after : prefix);
     if (i < this.sorted.length && this.sorted[i] === after) i++;
     const names: string[] = [];
     for (; i < this.sorted.length && names.length < limit; i++) {
@@ -75,7 +76,24 @@ export class Namespace {
   }
 }
 
-/** Byte order of UTF-8 (what clients see), not UTF-16 code unit order. */
-function compare(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+/**
+ * Byte order of UTF-8 (what clients see), not UTF-16 code unit order. For well-formed
+ * strings (names are validated, and decoding from media yields well-formed strings) UTF-8
+ * byte order is code point order, which UTF-16 code unit order matches except between a
+ * surrogate (a code point above U+FFFF) and a unit in U+E000..U+FFFF: at the first
+ * difference those two ranges swap. Allocation-free: mount sorts 100k names with it.
+ */
+export function compare(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    let x = a.charCodeAt(i);
+    let y = b.charCodeAt(i);
+    if (x === y) continue;
+    if (x >= 0xd800 && y >= 0xd800) {
+      x = x >= 0xe000 ? x - 0x800 : x + 0x2000;
+      y = y >= 0xe000 ? y - 0x800 : y + 0x2000;
+    }
+    return x - y;
+  }
+  return a.length - b.length;
 }

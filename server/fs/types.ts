@@ -63,10 +63,12 @@ export interface LayoutHooks {
    * mapped or pinned; returns a release function the file layer calls after the change.
    * May reject (EBUSY, ETIMEDOUT, ECANCELED): then the file is left unchanged.
    */
-  breakLayout(ino: number, firstPgoff: number, lastPgoff: number): Promise<() => void>;
+  breakLayout(ino: number, firstPgoff: number, lastPgoff: number, reason: LayoutChange): Promise<() => void>;
   /** S3: called after write(2) allocated blocks for [firstPgoff, lastPgoff] (IOMAP_F_NEW). */
   allocated(ino: number, firstPgoff: number, lastPgoff: number): Promise<void>;
 }
+
+export type LayoutChange = 'TRUNCATE' | 'PUNCH_HOLE' | 'ZERO_RANGE' | 'COLLAPSE_RANGE';
 
 export interface MountOptions {
   /** Tests: fill freed blocks with this byte pattern so reads of stale data are caught. */

@@ -2,25 +2,27 @@
  * On-media format of one journal transaction, written at the start of the journal zone.
  *
  *   block 0        header: magic u32, version u32, seq u64, count u32, descBlocks u32,
- *                  reserved u32 (0), crc u32 at 28; rest zero
+ *                  reserved u32 (0), checksum u32 at 28; rest zero
  *   blocks 1..d    descriptors: `count` home block numbers (u32), 1024 per block
  *   blocks d+1..   `count` block images, in descriptor order
  *
- * The crc covers the header (with the crc field as zero), the descriptors and every
- * image: it is the commit record. A transaction is valid only when all of it reached the
- * medium, so a torn commit is discarded, and a flipped byte anywhere is detected.
+ * The checksum covers the header (with the checksum field as zero), the descriptors and
+ * every image: it is the commit record (not a CRC-32: see checksumOf). A transaction is
+ * valid only when all of it reached the medium, so a torn commit is discarded, and a
+ * flipped byte anywhere is detected.
  * Only one transaction lives in the journal at a time: commit checkpoints it (copies the
  * images home and flushes them) before the next one may overwrite it. Replaying a valid,
  * already-checkpointed transaction again is harmless: its images are the newest content
  * of blocks that no later committed transaction has freed (a block freed later would have
  * been freed by a transaction that overwrote this one).
  */
+import crypto from 'node:crypto';
 import { BLOCK_SIZE } from '../limits';
-import { crc32 } from '../media/checksum';
 import { dataView, getU64, setU64 } from '../media/u64';
 
 export const JOURNAL_MAGIC = 0x544a5844; // "DXJT"
-export const JOURNAL_VERSION = 1;
+/** 2: the commit checksum is SHA-256 based (version 1 used CRC-32, blind to torn inode slots). */
+export const JOURNAL_VERSION = 2;
 export const ENTRIES_PER_DESCRIPTOR = BLOCK_SIZE / 4;
 const CRC_OFF = 28;
 
@@ -57,14 +59,26 @@ export function encodeTransaction(zone: Uint8Array, seq: number, homes: number[]
   const ddv = dataView(descBytes);
   homes.forEach((h, i) => ddv.setUint32(i * 4, h, true));
   images.forEach((img, i) => zone.set(img, (1 + desc + i) * BLOCK_SIZE));
-  dv.setUint32(CRC_OFF, crcOf(zone, total), true);
+  dv.setUint32(CRC_OFF, checksumOf(zone, total), true);
   return total;
 }
 
-function crcOf(zone: Uint8Array, totalBlocks: number): number {
-  let c = crc32(zone.subarray(0, CRC_OFF));
-  c = crc32(new Uint8Array(4), c);
-  return crc32(zone.subarray(CRC_OFF + 4, totalBlocks * BLOCK_SIZE), c);
+/**
+ * The commit checksum: the first 4 bytes (LE) of SHA-256 over the transaction.
+ *
+ * Not CRC-32, because the images embed CRC-32 records: an inode slot is 508 bytes and
+ * their CRC-32, and a CRC over data containing such a record does not depend on the
+ * record's content (CRC linearity: M || crc(M) always leaves the same residue). Inode
+ * slots are 512 bytes, sector-aligned, so a torn commit that missed only inode-slot
+ * sectors (old slot still valid) verified, and replay put stale inodes over new maps and
+ * bitmaps (found by test/crash/torn-write.test.ts: power loss at a journal flush).
+ */
+function checksumOf(zone: Uint8Array, totalBlocks: number): number {
+  const hash = crypto.createHash('sha256');
+  hash.update(zone.subarray(0, CRC_OFF));
+  hash.update(new Uint8Array(4));
+  hash.update(zone.subarray(CRC_OFF + 4, totalBlocks * BLOCK_SIZE));
+  return hash.digest().readUInt32LE(0);
 }
 
 export type DecodedJournal =
@@ -87,7 +101,7 @@ export function decodeTransaction(zone: Uint8Array): DecodedJournal {
     return { state: 'discarded', reason: `impossible size (count ${count}, descriptors ${desc})`, seq };
   }
   const stored = dv.getUint32(CRC_OFF, true);
-  const actual = crcOf(zone, transactionBlocks(count));
+  const actual = checksumOf(zone, transactionBlocks(count));
   if (stored !== actual) return { state: 'discarded', reason: `checksum mismatch (stored 0x${stored.toString(16)}, computed 0x${actual.toString(16)})`, seq };
   const ddv = dataView(zone.subarray(BLOCK_SIZE, (1 + desc) * BLOCK_SIZE));
   const homes: number[] = [];

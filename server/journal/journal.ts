@@ -40,6 +40,9 @@ export class Journal {
   onCommitted: (tx: Transaction) => void = () => undefined;
 
   constructor(private readonly storage: BlockStorage, private readonly layout: Layout, nextSeq: number) {
+    // The journal zone is written and read through one view: it must sit in one chunk.
+    const endBytes = (layout.journal.start + layout.journal.count) * BLOCK_SIZE;
+    assert(endBytes <= storage.chunkBytes, `journal zone ends at ${endBytes}, beyond the first storage chunk (${storage.chunkBytes})`);
     this.running = new Transaction(nextSeq);
     this.maxImageCount = maxImages(layout.journal.count);
     this.softLimitImages = Math.max(16, Math.floor(this.maxImageCount / 4));

@@ -23,6 +23,12 @@ export interface BlockStorage {
   flush(offsetBytes: number, lengthBytes: number): Promise<void>;
   /** Same, blocking the event loop: for shutdown and tools only. */
   flushSync(offsetBytes: number, lengthBytes: number): void;
+  /**
+   * Optional hint: the pages of [offsetBytes, +lengthBytes) need not stay resident in this
+   * process (mount calls it for the metadata it scanned once). Content and durability are
+   * unchanged: dirty bytes still reach the medium, the next access sees the same bytes.
+   */
+  dropResident?(offsetBytes: number, lengthBytes: number): void;
   /** Unmap. Views taken before become detached (length 0); using the storage after is a bug. */
   close(): void;
 }

@@ -1,0 +1,71 @@
+/**
+ * The address space of one file: its mapping entries (the kernel's per-inode XArray of
+ * DAX entries), their wait queues, its mmap lock, and which sessions map it.
+ *
+ * Entry states (S1): an index with no entry is EMPTY (absent). A locked EMPTY entry is a
+ * placeholder held by a fault that has not decided yet. ZERO: a read fault mapped the
+ * shared zero page (pfn 0). MAPPED: pfn of the file's block. Flags: locked, dirty (a
+ * write fault installed a writable PTE since the last writeback), towrite (writeback
+ * snapshot). Memory is O(entries in use): the table is a Map keyed by pgoff.
+ */
+import { RwLock } from '../fs/rw-lock';
+import type { Pte, SessionMapping } from './pte';
+
+export type EntryState = 'EMPTY' | 'ZERO' | 'MAPPED';
+
+export interface Entry {
+  readonly pgoff: number;
+  state: EntryState;
+  pfn: number;
+  locked: boolean;
+  dirty: boolean;
+  towrite: boolean;
+  /** The reverse map: every PTE pointing at this entry. */
+  ptes: Pte[];
+  /** DMA references on the block (issue: pins); an entry with pins is never removed (S4). */
+  pins: number;
+}
+
+export interface AddressSpaceStats {
+  lockWaits: number;
+  invalidations: number;
+}
+
+export class AddressSpace {
+  readonly entries = new Map<number, Entry>();
+  /** FIFO waiters per pgoff; a grant of null means "the entry was removed: look again". */
+  readonly waitQueues = new Map<number, Array<(granted: Entry | null) => void>>();
+  readonly mmapLock = new RwLock();
+  /** Sessions that hold PTEs on this file. */
+  readonly mappings = new Map<string, SessionMapping>();
+  readonly stats: AddressSpaceStats = { lockWaits: 0, invalidations: 0 };
+
+  constructor(readonly ino: number) {}
+
+  insertPlaceholder(pgoff: number): Entry {
+    const e: Entry = { pgoff, state: 'EMPTY', pfn: 0, locked: true, dirty: false, towrite: false, ptes: [], pins: 0 };
+    this.entries.set(pgoff, e);
+    return e;
+  }
+
+  /** Entries with first <= pgoff <= last, ascending: O(min(range, entries) + k log k). */
+  entriesInRange(first: number, last: number): Entry[] {
+    const out: Entry[] = [];
+    if (last - first + 1 <= this.entries.size) {
+      for (let pg = first; pg <= last; pg++) {
+        const e = this.entries.get(pg);
+        if (e) out.push(e);
+      }
+      return out;
+    }
+    for (const e of this.entries.values()) if (e.pgoff >= first && e.pgoff <= last) out.push(e);
+    return out.sort((a, b) => a.pgoff - b.pgoff);
+  }
+
+  /** True when nothing refers to the address space any more (it can be dropped). */
+  get idle(): boolean {
+    if (this.mappings.size > 0 || this.mmapLock.held || this.mmapLock.waiters > 0 || this.waitQueues.size > 0) return false;
+    for (const e of this.entries.values()) if (e.locked || e.dirty || e.pins > 0 || e.ptes.length > 0) return false;
+    return true;
+  }
+}

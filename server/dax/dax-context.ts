@@ -1,0 +1,56 @@
+/**
+ * What every dax module shares: the file layer, the PTE table, failpoints, and the
+ * address spaces of files that are mapped (created on first use, dropped when idle).
+ */
+import type { FileSystem } from '../fs/filesystem';
+import { AddressSpace } from './address-space';
+import type { Failpoints } from './failpoints';
+import type { PteTable } from './pte';
+
+export interface DaxCounters {
+  faults: Record<'hole' | 'allocate' | 'mapped' | 'cow' | 'sync', number>;
+  invalidations: Record<string, number>;
+  revokedPtes: number;
+  writebackFlushes: number;
+  /** S4 violations caught by the server (must stay 0: a test asserts it). */
+  entriesDeletedWhilePinned: number;
+}
+
+export class DaxContext {
+  readonly spaces = new Map<number, AddressSpace>();
+  readonly counters: DaxCounters = {
+    faults: { hole: 0, allocate: 0, mapped: 0, cow: 0, sync: 0 },
+    invalidations: {},
+    revokedPtes: 0,
+    writebackFlushes: 0,
+    entriesDeletedWhilePinned: 0,
+  };
+
+  constructor(readonly fs: FileSystem, readonly ptes: PteTable, readonly failpoints: Failpoints) {}
+
+  /** The file's address space; holds a user reference on the inode while it exists. */
+  space(ino: number): AddressSpace {
+    let as = this.spaces.get(ino);
+    if (!as) {
+      this.fs.acquire(ino);
+      as = new AddressSpace(ino);
+      this.spaces.set(ino, as);
+    }
+    return as;
+  }
+
+  /** Drops an address space nobody uses; an unlinked file is freed then. */
+  maybeDrop(as: AddressSpace): void {
+    if (!as.idle || this.spaces.get(as.ino) !== as) return;
+    this.spaces.delete(as.ino);
+    this.fs.release(as.ino).catch((err: unknown) => {
+      // Freeing an orphan failed (EIO): the journal is aborted and the next mount frees it.
+      process.emitWarning(`release of inode ${as.ino} failed: ${String(err)}`);
+    });
+  }
+
+  countInvalidations(reason: string, n: number): void {
+    if (n === 0) return;
+    this.counters.invalidations[reason] = (this.counters.invalidations[reason] ?? 0) + n;
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * The dax layer's front: what server/rpc calls for the Mapping service, and the layout
+ * hooks it installs in the file layer (S3, S4). See entry-lock.ts for the lock order.
+ */
+import { BLOCK_SIZE } from '../limits';
+import type { FileSystem } from '../fs/filesystem';
+import type { LayoutHooks } from '../fs/types';
+import { load, store } from './access';
+import { DaxContext } from './dax-context';
+import { dropMapping, fault, FaultKind, FaultResult } from './fault';
+import { Failpoints } from './failpoints';
+import { breakLayout, invalidateAllocated } from './invalidate';
+import { MappingOwner, PteTable } from './pte';
+import { writeback } from './writeback';
+
+export interface InspectEntry {
+  pgoff: number;
+  state: 'EMPTY' | 'ZERO' | 'MAPPED';
+  pfn: number;
+  locked: boolean;
+  dirty: boolean;
+  towrite: boolean;
+  pinCount: number;
+  mappers: number;
+  waiters: number;
+}
+
+export class Dax {
+  readonly ctx: DaxContext;
+
+  constructor(readonly fs: FileSystem, opts: { failpoints?: boolean } = {}) {
+    this.ctx = new DaxContext(fs, new PteTable(), new Failpoints(opts.failpoints ?? false));
+    const hooks: LayoutHooks = {
+      allocated: (ino, first, last) => invalidateAllocated(this.ctx, ino, first, last),
+      breakLayout: (ino, first, last, reason) => breakLayout(this.ctx, ino, first, last, reason),
+    };
+    fs.setHooks(hooks);
+  }
+
+  get failpoints(): Failpoints {
+    return this.ctx.failpoints;
+  }
+
+  fault(owner: MappingOwner, ino: number, pgoff: number, kind: FaultKind, sync: boolean): Promise<FaultResult> {
+    return fault(this.ctx, owner, ino, pgoff, kind, sync);
+  }
+
+  load(owner: MappingOwner, token: string, offset: number, length: number): Buffer {
+    return load(this.ctx, owner, token, offset, length);
+  }
+
+  store(owner: MappingOwner, token: string, offset: number, data: Uint8Array): void {
+    store(this.ctx, owner, token, offset, data);
+  }
+
+  /** msync: write back the dirty mapped pages of the range (S5). */
+  async msync(ino: number, first: number, last: number): Promise<void> {
+    this.fs.stat(ino);
+    await writeback(this.ctx, ino, first, last);
+  }
+
+  /** fsync = write back every dirty mapped page, then the file layer's fsync (S5, S6). */
+  async fsync(ino: number, datasync: boolean): Promise<void> {
+    await writeback(this.ctx, ino, 0, Number.MAX_SAFE_INTEGER);
+    await this.fs.fsync(ino, datasync);
+  }
+
+  /** Drops the caller's PTEs in the range (munmap). */
+  unmap(owner: MappingOwner, ino: number, first: number, last: number): void {
+    this.fs.stat(ino);
+    const as = this.ctx.spaces.get(ino);
+    const m = as?.mappings.get(owner.id);
+    if (!as || !m) return;
+    for (const pte of [...m.ptes]) {
+      if (pte.entry.pgoff >= first && pte.entry.pgoff <= last) this.ctx.ptes.revoke(pte, null);
+    }
+    if (m.ptes.size === 0) {
+      owner.detach(m.handle);
+      dropMapping(this.ctx, m);
+    }
+  }
+
+  inspect(ino: number, first: number, last: number): InspectEntry[] {
+    this.fs.stat(ino);
+    const as = this.ctx.spaces.get(ino);
+    if (!as) return [];
+    return as.entriesInRange(first, last).map((e) => ({
+      pgoff: e.pgoff, state: e.state, pfn: e.pfn, locked: e.locked, dirty: e.dirty, towrite: e.towrite,
+      pinCount: e.pins, mappers: e.ptes.length, waiters: as.waitQueues.get(e.pgoff)?.length ?? 0,
+    }));
+  }
+
+  /** Pages of a byte range, for callers that speak bytes. */
+  static pages(offsetBytes: number, lengthBytes: number): [number, number] {
+    return [Math.floor(offsetBytes / BLOCK_SIZE), Math.floor((offsetBytes + Math.max(lengthBytes, 1) - 1) / BLOCK_SIZE)];
+  }
+}

@@ -1,0 +1,113 @@
+/**
+ * Entry locks (S1): one lock per (file, pgoff), the kernel's DAX_LOCKED bit with its
+ * hashed wait queues, here exact per-key FIFO queues.
+ *
+ * Lock order (outermost first; never take an earlier lock while holding a later one):
+ *
+ *   inode lock (fs/rw-lock, per file)      write(2), truncate, fallocate, unlink: exclusive
+ *   │                                      (read(2) is synchronous and takes none)
+ *   └─ mmap lock (AddressSpace.mmapLock)   faults, pins: shared
+ *      │                                   truncate / punch / zero / collapse: exclusive,
+ *      │                                   dropped while waiting for pins (S4)
+ *      └─ entry locks (this file)          faults, S3 invalidation, writeback, layout break;
+ *         │                                several at once only in ascending pgoff
+ *         └─ allocator, journal, pin table (synchronous: never held across an await
+ *            on the locks above)
+ *
+ * Faults and pins never take the inode lock: a write(2) whose source is a mapping of the
+ * same file cannot deadlock. write(2) takes entry locks (S3 invalidation) under the inode
+ * lock without the mmap lock; that is safe because faults never wait for the inode lock.
+ *
+ * Protocol (linux-fs-dax.md 2.3, with hand-off instead of wake-and-retry):
+ * - lockEntry inserts a locked EMPTY placeholder on an absent index, so two faults on one
+ *   hole never both decide "not mapped" (seed 4).
+ * - unlockEntry hands the lock to the first waiter (FIFO). A waiter that did not want the
+ *   lock after all (it only waited for the entry to be unlocked) unlocks it at once,
+ *   which passes the wake-up on: nobody sleeps forever behind a waiter that left.
+ * - removeEntry wakes ALL waiters (the kernel's WAKE_ALL fix, 237388320dee); each looks
+ *   the index up again: it may insert a new placeholder or find nothing.
+ * - Waiters wait on exactly the key the holder wakes: (address space, pgoff).
+ */
+import assert from 'node:assert';
+import type { AddressSpace, Entry } from './address-space';
+
+/** Locks the entry at pgoff, inserting a locked EMPTY placeholder if there is none. */
+export async function lockEntry(as: AddressSpace, pgoff: number): Promise<Entry> {
+  for (;;) {
+    const e = as.entries.get(pgoff);
+    if (!e) return as.insertPlaceholder(pgoff);
+    if (!e.locked) {
+      e.locked = true;
+      return e;
+    }
+    const granted = await wait(as, pgoff);
+    if (granted) return granted;
+    // The entry was removed while we waited: look again.
+  }
+}
+
+/**
+ * Locks the entry at pgoff if there is one (waiting while it is locked); null when the
+ * index is empty. Used by paths that must not create entries (S3 invalidation, layout
+ * break, writeback).
+ */
+export async function lockExistingEntry(as: AddressSpace, pgoff: number): Promise<Entry | null> {
+  for (;;) {
+    const e = as.entries.get(pgoff);
+    if (!e) return null;
+    if (!e.locked) {
+      e.locked = true;
+      return e;
+    }
+    const granted = await wait(as, pgoff);
+    if (granted) return granted;
+  }
+}
+
+/** Lock without waiting; null if absent or locked. The fault fast path. */
+export function tryLockEntry(as: AddressSpace, pgoff: number): Entry | null {
+  const e = as.entries.get(pgoff);
+  if (!e || e.locked || as.waitQueues.has(pgoff)) return null;
+  e.locked = true;
+  return e;
+}
+
+/** Unlocks, handing the lock to the next waiter in FIFO order (WAKE_NEXT). */
+export function unlockEntry(as: AddressSpace, e: Entry): void {
+  assert(e.locked, `unlock of unlocked entry at pgoff ${e.pgoff}`);
+  assert(as.entries.get(e.pgoff) === e, `unlock of an entry no longer in the table (pgoff ${e.pgoff})`);
+  if (e.state === 'EMPTY' && e.ptes.length === 0 && e.pins === 0 && !e.dirty) {
+    // A placeholder nobody filled (the fault failed or only looked): drop it.
+    removeEntry(as, e);
+    return;
+  }
+  const queue = as.waitQueues.get(e.pgoff);
+  const next = queue?.shift();
+  if (queue && queue.length === 0) as.waitQueues.delete(e.pgoff);
+  if (next) {
+    next(e); // stays locked: ownership passes to the waiter
+  } else {
+    e.locked = false;
+  }
+}
+
+/** Deletes a locked entry and wakes every waiter on its index (WAKE_ALL). */
+export function removeEntry(as: AddressSpace, e: Entry): void {
+  assert(e.locked, `remove of unlocked entry at pgoff ${e.pgoff}`);
+  assert(e.ptes.length === 0, `remove of entry at pgoff ${e.pgoff} that still has ${e.ptes.length} PTEs`);
+  assert(e.pins === 0, `remove of entry at pgoff ${e.pgoff} whose block is pinned (S4)`);
+  as.entries.delete(e.pgoff);
+  e.locked = false;
+  const queue = as.waitQueues.get(e.pgoff);
+  if (queue) {
+    as.waitQueues.delete(e.pgoff);
+    for (const wake of queue) wake(null);
+  }
+}
+
+function wait(as: AddressSpace, pgoff: number): Promise<Entry | null> {
+  let queue = as.waitQueues.get(pgoff);
+  if (!queue) as.waitQueues.set(pgoff, (queue = []));
+  as.stats.lockWaits++;
+  return new Promise<Entry | null>((grant) => queue.push(grant));
+}

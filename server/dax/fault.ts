@@ -1,0 +1,136 @@
+/**
+ * Page faults (S1, S2): mmap lock shared -> entry lock (a locked placeholder on an empty
+ * index, BEFORE the block lookup: seed 4 and the 2017 fix) -> block lookup or
+ * allocation -> install the entry and a PTE -> unlock the entry -> drop the mmap lock.
+ *
+ * Awaits inside: the mmap lock, the entry lock, failpoints, and the journal commit of a
+ * MAP_SYNC fault (taken with the entry lock held: a racing fault on the page waits).
+ */
+import { DaxError } from '../errors';
+import { BLOCK_SIZE } from '../limits';
+import type { AddressSpace, Entry } from './address-space';
+import type { DaxContext } from './dax-context';
+import { lockEntry, unlockEntry } from './entry-lock';
+import { InvalidationNotices, MappingOwner, Pte, SessionMapping } from './pte';
+
+export type FaultKind = 'READ' | 'WRITE' | 'COW';
+
+export interface FaultResult {
+  pte?: Pte;
+  /** COW: the private copy of the page. */
+  data?: Buffer;
+}
+
+export class SigbusError extends DaxError {
+  constructor(ino: number, pgoff: number, sizeBytes: number) {
+    super('SIGBUS', `fault at pgoff ${pgoff} of inode ${ino} is at or beyond EOF (size ${sizeBytes} bytes)`);
+  }
+}
+
+export async function fault(ctx: DaxContext, owner: MappingOwner, ino: number, pgoff: number, kind: FaultKind, sync: boolean): Promise<FaultResult> {
+  ctx.fs.stat(ino);
+  const as = ctx.space(ino);
+  try {
+    const unlockMmap = await as.mmapLock.lockShared();
+    try {
+      // Reliable: only truncate shrinks the size, and it holds the mmap lock exclusive.
+      const sizeBytes = ctx.fs.sizeOf(ino);
+      if (pgoff >= Math.ceil(sizeBytes / BLOCK_SIZE)) throw new SigbusError(ino, pgoff, sizeBytes);
+      const e = await lockEntry(as, pgoff);
+      try {
+        await ctx.failpoints.hit('fault:after-entry-lock', { ino, pgoff });
+        if (kind === 'COW') return { data: await cowCopy(ctx, as, e) };
+        const mapping = mappingOf(ctx, owner, as);
+        if (kind === 'READ') return { pte: readFault(ctx, as, e, mapping) };
+        return { pte: await writeFault(ctx, as, e, mapping, sync) };
+      } finally {
+        unlockEntry(as, e);
+      }
+    } finally {
+      unlockMmap();
+    }
+  } finally {
+    ctx.maybeDrop(as);
+  }
+}
+
+/** The session's mapping of this file, attached to the session on first use (S7). */
+export function mappingOf(ctx: DaxContext, owner: MappingOwner, as: AddressSpace): SessionMapping {
+  let m = as.mappings.get(owner.id);
+  if (!m) {
+    const mapping = new SessionMapping(owner, as);
+    mapping.handle = owner.attach({ kind: 'mapping', release: () => dropMapping(ctx, mapping) });
+    as.mappings.set(owner.id, mapping);
+    m = mapping;
+  }
+  return m;
+}
+
+/** Session end or full unmap: every PTE of the mapping goes. */
+export function dropMapping(ctx: DaxContext, m: SessionMapping): void {
+  for (const pte of [...m.ptes]) ctx.ptes.revoke(pte, null);
+  if (m.as.mappings.get(m.owner.id) === m) m.as.mappings.delete(m.owner.id);
+  ctx.maybeDrop(m.as);
+}
+
+function readFault(ctx: DaxContext, as: AddressSpace, e: Entry, mapping: SessionMapping): Pte {
+  if (e.state === 'EMPTY') {
+    const m = ctx.fs.iomap(as.ino, e.pgoff);
+    if (m.state === 'WRITTEN') {
+      e.state = 'MAPPED';
+      e.pfn = m.pfn;
+      ctx.counters.faults.mapped++;
+    } else {
+      // A hole or an unwritten block reads as zeros: the shared zero page, no allocation.
+      e.state = 'ZERO';
+      e.pfn = 0;
+      ctx.counters.faults.hole++;
+    }
+  } else {
+    ctx.counters.faults[e.state === 'ZERO' ? 'hole' : 'mapped']++;
+  }
+  return ctx.ptes.install(mapping, e, false);
+}
+
+async function writeFault(ctx: DaxContext, as: AddressSpace, e: Entry, mapping: SessionMapping, sync: boolean): Promise<Pte> {
+  if (e.state !== 'MAPPED') {
+    // S2: the block comes zeroed (or converted and zeroed) from the file layer.
+    const { pfn, allocated } = ctx.fs.allocateForFault(as.ino, e.pgoff);
+    ctx.counters.faults[allocated ? 'allocate' : 'mapped']++;
+    if (e.state === 'ZERO') {
+      // S1: a ZERO entry is replaced only after every zero-page PTE on it is revoked.
+      const notices = new InvalidationNotices('HOLE_FILLED');
+      ctx.countInvalidations('HOLE_FILLED', ctx.ptes.revokeEntry(e, notices));
+      notices.send();
+    }
+    await ctx.failpoints.hit('fault:before-install', { ino: as.ino, pgoff: e.pgoff });
+    e.state = 'MAPPED';
+    e.pfn = pfn;
+  } else {
+    ctx.counters.faults.mapped++;
+  }
+  if (sync) {
+    // MAP_SYNC: the metadata that makes this page readable after a crash is durable first.
+    await ctx.fs.commit();
+    ctx.counters.faults.sync++;
+  }
+  e.dirty = true;
+  return ctx.ptes.install(mapping, e, true);
+}
+
+/**
+ * COW (seed 5): the entry stays locked from the block lookup until the private copy is
+ * complete, so truncate cannot free the block mid-copy. Never allocates, keeps no PTE.
+ */
+async function cowCopy(ctx: DaxContext, as: AddressSpace, e: Entry): Promise<Buffer> {
+  let pfn = e.state === 'MAPPED' ? e.pfn : 0;
+  if (e.state === 'EMPTY') {
+    const m = ctx.fs.iomap(as.ino, e.pgoff);
+    if (m.state === 'WRITTEN') pfn = m.pfn;
+  }
+  await ctx.failpoints.hit('fault:before-cow-copy', { ino: as.ino, pgoff: e.pgoff });
+  ctx.counters.faults.cow++;
+  const copy = Buffer.alloc(BLOCK_SIZE);
+  if (pfn !== 0) copy.set(ctx.fs.storage.view(pfn * BLOCK_SIZE, BLOCK_SIZE));
+  return copy;
+}

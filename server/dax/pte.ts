@@ -1,0 +1,148 @@
+/**
+ * PTEs handed to sessions: opaque, unguessable tokens (128 random bits), each bound to
+ * one session and one entry. The server checks the token on every Load and Store: that
+ * check is the fence (S7), so correctness never depends on a client having received an
+ * Invalidate event. Revoking a PTE makes its token stale at once.
+ */
+import assert from 'node:assert';
+import { randomFillSync } from 'node:crypto';
+import type { AddressSpace, Entry } from './address-space';
+
+/** Why PTEs were dropped (wire: Invalidate.Reason). */
+export type InvalidateReason =
+  | 'TRUNCATE' | 'PUNCH_HOLE' | 'ZERO_RANGE' | 'COLLAPSE_RANGE' | 'HOLE_FILLED'
+  | 'WRITEBACK' | 'SESSION_EXPIRED' | 'UNLINK';
+
+export interface InvalidateNotice {
+  readonly kind: 'invalidate';
+  readonly ino: number;
+  readonly firstPgoff: number;
+  readonly lastPgoff: number;
+  readonly reason: InvalidateReason;
+}
+
+/** What the dax layer needs of a session (server/session's Session satisfies it). */
+export interface MappingOwner {
+  readonly id: string;
+  notify(event: InvalidateNotice): void;
+  attach(resource: { readonly kind: string; release(reason: string): void | Promise<void> }): number;
+  detach(handle: number): boolean;
+}
+
+export interface Pte {
+  readonly token: string;
+  readonly mapping: SessionMapping;
+  readonly entry: Entry;
+  readonly pfn: number;
+  writable: boolean;
+  valid: boolean;
+}
+
+/** One session's PTEs on one file; attached to the session as one resource. */
+export class SessionMapping {
+  readonly ptes = new Set<Pte>();
+  handle = 0;
+  constructor(readonly owner: MappingOwner, readonly as: AddressSpace) {}
+}
+
+const TOKEN_BYTES = 16;
+const POOL_TOKENS = 4096;
+
+/** Aggregates revocations per (session, file) so each gets one Invalidate per operation. */
+export class InvalidationNotices {
+  private readonly byMapping = new Map<SessionMapping, { first: number; last: number }>();
+
+  constructor(readonly reason: InvalidateReason) {}
+
+  add(mapping: SessionMapping, pgoff: number): void {
+    const r = this.byMapping.get(mapping);
+    if (!r) this.byMapping.set(mapping, { first: pgoff, last: pgoff });
+    else {
+      r.first = Math.min(r.first, pgoff);
+      r.last = Math.max(r.last, pgoff);
+    }
+  }
+
+  get count(): number {
+    return this.byMapping.size;
+  }
+
+  send(): void {
+    for (const [m, r] of this.byMapping) {
+      m.owner.notify({ kind: 'invalidate', ino: m.as.ino, firstPgoff: r.first, lastPgoff: r.last, reason: this.reason });
+    }
+    this.byMapping.clear();
+  }
+}
+
+export class PteTable {
+  private readonly byToken = new Map<string, Pte>();
+  private pool = Buffer.alloc(TOKEN_BYTES * POOL_TOKENS);
+  private poolNext = POOL_TOKENS;
+
+  get size(): number {
+    return this.byToken.size;
+  }
+
+  /** 128 random bits per token, drawn from a pool refilled by the CSPRNG. */
+  private newToken(): string {
+    if (this.poolNext === POOL_TOKENS) {
+      randomFillSync(this.pool);
+      this.poolNext = 0;
+    }
+    const off = this.poolNext++ * TOKEN_BYTES;
+    return this.pool.toString('base64url', off, off + TOKEN_BYTES);
+  }
+
+  /** Installs a PTE on a locked entry (S1: every state change under the entry lock). */
+  install(mapping: SessionMapping, entry: Entry, writable: boolean): Pte {
+    assert(entry.locked, 'PTE install needs the entry lock');
+    assert(entry.state !== 'EMPTY', 'PTE install on an EMPTY entry');
+    assert(!writable || entry.state === 'MAPPED', 'writable PTE on the zero page');
+    const pte: Pte = { token: this.newToken(), mapping, entry, pfn: entry.pfn, writable, valid: true };
+    this.byToken.set(pte.token, pte);
+    entry.ptes.push(pte);
+    mapping.ptes.add(pte);
+    return pte;
+  }
+
+  lookup(token: string): Pte | undefined {
+    return this.byToken.get(token);
+  }
+
+  /** Makes the token stale and unlinks it everywhere. */
+  revoke(pte: Pte, notices: InvalidationNotices | null): void {
+    if (!pte.valid) return;
+    pte.valid = false;
+    pte.writable = false;
+    this.byToken.delete(pte.token);
+    const list = pte.entry.ptes;
+    const i = list.indexOf(pte);
+    assert(i >= 0, 'PTE missing from its entry');
+    list.splice(i, 1);
+    pte.mapping.ptes.delete(pte);
+    notices?.add(pte.mapping, pte.entry.pgoff);
+  }
+
+  /** Revokes every PTE on an entry (the caller holds its lock or the mmap lock exclusive). */
+  revokeEntry(entry: Entry, notices: InvalidationNotices | null): number {
+    const n = entry.ptes.length;
+    for (const pte of [...entry.ptes]) this.revoke(pte, notices);
+    return n;
+  }
+
+  /**
+   * S5: writeback write-protects an entry: writable PTEs become stale (the client must
+   * take a write fault, which re-dirties under the entry lock). Read-only PTEs stay.
+   */
+  downgradeEntry(entry: Entry, notices: InvalidationNotices): number {
+    assert(entry.locked, 'downgrade needs the entry lock');
+    let n = 0;
+    for (const pte of [...entry.ptes]) {
+      if (!pte.writable) continue;
+      this.revoke(pte, notices);
+      n++;
+    }
+    return n;
+  }
+}

@@ -1,0 +1,44 @@
+/**
+ * Writeback (S5, dax_writeback_mapping_range): snapshot the DIRTY entries as TOWRITE,
+ * then for each: lock the entry, clear TOWRITE, write-protect it (writable PTEs become
+ * stale: a later store needs a write fault, which waits on this entry lock and re-dirties
+ * after the clean), flush the block, clear DIRTY, unlock. Never dirty data under a clean
+ * entry.
+ */
+import { BLOCK_SIZE } from '../limits';
+import type { DaxContext } from './dax-context';
+import { lockExistingEntry, unlockEntry } from './entry-lock';
+import { InvalidationNotices } from './pte';
+
+export async function writeback(ctx: DaxContext, ino: number, first: number, last: number): Promise<number> {
+  const as = ctx.spaces.get(ino);
+  if (!as) return 0;
+  const tagged = as.entriesInRange(first, last).filter((e) => e.dirty);
+  for (const e of tagged) e.towrite = true;
+  const notices = new InvalidationNotices('WRITEBACK');
+  let flushed = 0;
+  try {
+    for (const snap of tagged) {
+      const e = await lockExistingEntry(as, snap.pgoff);
+      if (!e) continue;
+      try {
+        // Replaced by a new entry, or another writeback got here first: nothing to do.
+        if (e !== snap || !e.towrite) continue;
+        e.towrite = false;
+        ctx.countInvalidations('WRITEBACK', ctx.ptes.downgradeEntry(e, notices));
+        await ctx.failpoints.hit('writeback:after-downgrade', { ino, pgoff: e.pgoff });
+        await ctx.fs.storage.flush(e.pfn * BLOCK_SIZE, BLOCK_SIZE);
+        await ctx.failpoints.hit('writeback:before-clean', { ino, pgoff: e.pgoff });
+        e.dirty = false;
+        flushed++;
+        ctx.counters.writebackFlushes++;
+      } finally {
+        unlockEntry(as, e);
+      }
+    }
+  } finally {
+    notices.send();
+    ctx.maybeDrop(as);
+  }
+  return flushed;
+}
