@@ -103,7 +103,8 @@ export function writeData(ctx: DataContext, inode: Inode, offsetBytes: number, d
   const entries = ctx.map.getRange(inode, first, last - first + 1);
   const holePages: number[] = [];
   for (let i = 0; i < entries.length; i++) if (entries[i] === 0) holePages.push(first + i);
-  reserve(ctx, holePages.length, last - first + 1);
+  // An overwrite (no hole) allocates nothing, not even a map block: it never fails ENOSPC.
+  if (holePages.length > 0) reserve(ctx, holePages.length, last - first + 1);
   const chunkBlocks = ctx.storage.chunkBytes / BLOCK_SIZE;
 
   /**
