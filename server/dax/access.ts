@@ -26,8 +26,10 @@ function checkedPte(ctx: DaxContext, owner: MappingOwner, token: string, offset:
   const pte = ctx.ptes.lookup(token);
   if (!pte || !pte.valid) throw new PteStaleError('the PTE token is stale or unknown');
   if (pte.mapping.owner.id !== owner.id) throw new ForeignTokenError();
-  if (offset + length > BLOCK_SIZE) {
-    throw new InvalidArgumentError(`access [${offset}, ${offset + length}) crosses the page (${BLOCK_SIZE} bytes)`);
+  // The fence covers the page, not just the token: an offset outside [0, BLOCK_SIZE) would
+  // reach the neighbouring block, which may belong to another file.
+  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > BLOCK_SIZE) {
+    throw new InvalidArgumentError(`access [${offset}, ${offset + length}) is not inside the page [0, ${BLOCK_SIZE})`);
   }
   return pte;
 }

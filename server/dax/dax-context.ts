@@ -10,6 +10,7 @@ import type { PteTable } from './pte';
 export interface DaxCounters {
   faults: Record<'hole' | 'allocate' | 'mapped' | 'cow' | 'sync', number>;
   invalidations: Record<string, number>;
+  /** Every PTE revoked: invalidations of all reasons, unmaps and session ends. */
   revokedPtes: number;
   writebackFlushes: number;
   /** S4 violations caught by the server (must stay 0: a test asserts it). */
@@ -51,6 +52,7 @@ export class DaxContext {
 
   countInvalidations(reason: string, n: number): void {
     if (n === 0) return;
+    this.counters.revokedPtes += n;
     this.counters.invalidations[reason] = (this.counters.invalidations[reason] ?? 0) + n;
   }
 }

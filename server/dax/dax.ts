@@ -72,7 +72,10 @@ export class Dax {
     const m = as?.mappings.get(owner.id);
     if (!as || !m) return;
     for (const pte of [...m.ptes]) {
-      if (pte.entry.pgoff >= first && pte.entry.pgoff <= last) this.ctx.ptes.revoke(pte, null);
+      if (pte.entry.pgoff >= first && pte.entry.pgoff <= last) {
+        this.ctx.ptes.revoke(pte, null);
+        this.ctx.counters.revokedPtes++;
+      }
     }
     if (m.ptes.size === 0) {
       owner.detach(m.handle);

@@ -40,9 +40,12 @@ export async function fault(ctx: DaxContext, owner: MappingOwner, ino: number, p
       try {
         await ctx.failpoints.hit('fault:after-entry-lock', { ino, pgoff });
         if (kind === 'COW') return { data: await cowCopy(ctx, as, e) };
-        const mapping = mappingOf(ctx, owner, as);
-        if (kind === 'READ') return { pte: readFault(ctx, as, e, mapping) };
-        return { pte: await writeFault(ctx, as, e, mapping, sync) };
+        // S7: the session's mapping is looked up (attached) only right before the PTE is
+        // installed, after the fault's last await: a session that ended (or unmapped the
+        // file) while the fault waited gets no PTE into a mapping nobody will release.
+        const mappingNow = (): SessionMapping => mappingOf(ctx, owner, as);
+        if (kind === 'READ') return { pte: await readFault(ctx, as, e, mappingNow) };
+        return { pte: await writeFault(ctx, as, e, mappingNow, sync) };
       } finally {
         unlockEntry(as, e);
       }
@@ -68,31 +71,30 @@ export function mappingOf(ctx: DaxContext, owner: MappingOwner, as: AddressSpace
 
 /** Session end or full unmap: every PTE of the mapping goes. */
 export function dropMapping(ctx: DaxContext, m: SessionMapping): void {
+  ctx.counters.revokedPtes += m.ptes.size;
   for (const pte of [...m.ptes]) ctx.ptes.revoke(pte, null);
   if (m.as.mappings.get(m.owner.id) === m) m.as.mappings.delete(m.owner.id);
   ctx.maybeDrop(m.as);
 }
 
-function readFault(ctx: DaxContext, as: AddressSpace, e: Entry, mapping: SessionMapping): Pte {
+async function readFault(ctx: DaxContext, as: AddressSpace, e: Entry, mappingNow: () => SessionMapping): Promise<Pte> {
   if (e.state === 'EMPTY') {
     const m = ctx.fs.iomap(as.ino, e.pgoff);
-    if (m.state === 'WRITTEN') {
-      e.state = 'MAPPED';
-      e.pfn = m.pfn;
-      ctx.counters.faults.mapped++;
-    } else {
-      // A hole or an unwritten block reads as zeros: the shared zero page, no allocation.
-      e.state = 'ZERO';
-      e.pfn = 0;
-      ctx.counters.faults.hole++;
-    }
+    // A hole or an unwritten block reads as zeros: the shared zero page, no allocation.
+    const written = m.state === 'WRITTEN';
+    ctx.counters.faults[written ? 'mapped' : 'hole']++;
+    // The decision is made; a write(2) that allocates now waits in its S3 invalidation for
+    // this entry lock and drops what is installed here (SCENARIOS: fault vs write).
+    await ctx.failpoints.hit('fault:before-install', { ino: as.ino, pgoff: e.pgoff });
+    e.state = written ? 'MAPPED' : 'ZERO';
+    e.pfn = written ? m.pfn : 0;
   } else {
     ctx.counters.faults[e.state === 'ZERO' ? 'hole' : 'mapped']++;
   }
-  return ctx.ptes.install(mapping, e, false);
+  return ctx.ptes.install(mappingNow(), e, false);
 }
 
-async function writeFault(ctx: DaxContext, as: AddressSpace, e: Entry, mapping: SessionMapping, sync: boolean): Promise<Pte> {
+async function writeFault(ctx: DaxContext, as: AddressSpace, e: Entry, mappingNow: () => SessionMapping, sync: boolean): Promise<Pte> {
   if (e.state !== 'MAPPED') {
     // S2: the block comes zeroed (or converted and zeroed) from the file layer.
     const { pfn, allocated } = ctx.fs.allocateForFault(as.ino, e.pgoff);
@@ -114,6 +116,7 @@ async function writeFault(ctx: DaxContext, as: AddressSpace, e: Entry, mapping: 
     await ctx.fs.commit();
     ctx.counters.faults.sync++;
   }
+  const mapping = mappingNow(); // may throw SESSION_EXPIRED: then no PTE, entry stays clean
   e.dirty = true;
   return ctx.ptes.install(mapping, e, true);
 }
@@ -123,11 +126,11 @@ async function writeFault(ctx: DaxContext, as: AddressSpace, e: Entry, mapping: 
  * complete, so truncate cannot free the block mid-copy. Never allocates, keeps no PTE.
  */
 async function cowCopy(ctx: DaxContext, as: AddressSpace, e: Entry): Promise<Buffer> {
-  let pfn = e.state === 'MAPPED' ? e.pfn : 0;
-  if (e.state === 'EMPTY') {
-    const m = ctx.fs.iomap(as.ino, e.pgoff);
-    if (m.state === 'WRITTEN') pfn = m.pfn;
-  }
+  // The source is the block map, as the kernel's COW fault copies from iomap and never from
+  // the entry: a ZERO entry may still stand over a block write(2) just allocated and filled
+  // (its S3 invalidation waits behind us), and a private copy is never revoked.
+  const m = ctx.fs.iomap(as.ino, e.pgoff);
+  const pfn = m.state === 'WRITTEN' ? m.pfn : 0;
   await ctx.failpoints.hit('fault:before-cow-copy', { ino: as.ino, pgoff: e.pgoff });
   ctx.counters.faults.cow++;
   const copy = Buffer.alloc(BLOCK_SIZE);

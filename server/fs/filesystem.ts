@@ -417,7 +417,7 @@ export class FileSystem implements FileSystemApi {
     const free = this.alloc.freeBlocks;
     return {
       blockSize: BLOCK_SIZE, blocksTotal: this.layout.data.count, blocksFree: free, blocksUsed: this.layout.data.count - free,
-      files: this.ns.size, maxFiles: this.layout.maxFiles, maxFileSizeBytes: FILE_MAX_BYTES,
+      files: this.ns.size, maxFiles: this.layout.maxFiles - 1, maxFileSizeBytes: FILE_MAX_BYTES,
       uuid: Buffer.from(this.sb.uuid).toString('hex'), formatVersion: this.sb.version,
       journalBlocks: this.layout.journal.count, sizeBytes: this.layout.volumeBlocks * BLOCK_SIZE,
     };

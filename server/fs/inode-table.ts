@@ -13,7 +13,7 @@ import { decodeInode, encodeInode, Inode, INODE_FREE, INODE_LINKED, slotGenerati
 
 export class InodeTable {
   readonly byIno = new Map<number, Inode>();
-  private cursor = 0;
+  private cursor = 1;
 
   constructor(private readonly journal: Journal, private readonly layout: Layout) {}
 
@@ -70,12 +70,16 @@ export class InodeTable {
     this.byIno.delete(inode.ino);
   }
 
+  /**
+   * Inode numbers start at 1: slot 0 is never used, so a zero (missing) ino on the wire is
+   * never a valid file. Capacity is therefore maxFiles - 1.
+   */
   private findFree(): number {
     const { maxFiles } = this.layout;
-    if (this.byIno.size >= maxFiles) throw new TooManyFilesError(maxFiles);
+    if (this.byIno.size >= maxFiles - 1) throw new TooManyFilesError(maxFiles - 1);
     for (let n = 0; n < maxFiles; n++) {
       const ino = (this.cursor + n) % maxFiles;
-      if (!this.byIno.has(ino)) {
+      if (ino !== 0 && !this.byIno.has(ino)) {
         this.cursor = (ino + 1) % maxFiles;
         return ino;
       }

@@ -1,0 +1,48 @@
+/**
+ * Errors the SDK throws: every failure of a call, unary or inside a stream, becomes a
+ * DaxClientError with the gRPC status `code` and the server's `reason` (ENOENT, EEXIST,
+ * ELIMIT, SESSION_EXPIRED, ...; null when the failure did not come from daxd, e.g.
+ * UNAVAILABLE because the server is down).
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { OpError__Output } from './generated/daxd/v1/OpError';
+
+export const REASON_METADATA_KEY = 'daxd-reason';
+
+export class DaxClientError extends Error {
+  /** The gRPC status code (grpc.status). */
+  readonly code: grpc.status;
+  /** daxd's reason, e.g. 'ENOENT'; null if none was sent. */
+  readonly reason: string | null;
+  readonly details: string;
+
+  constructor(code: grpc.status, reason: string | null, details: string) {
+    // daxd's details already start with the reason ("ENOENT: no file ..."); say it once.
+    const said = reason === null || details.startsWith(`${reason}:`) ? details : `${reason}: ${details}`;
+    super(`${grpc.status[code] ?? code}: ${said}`);
+    this.name = 'DaxClientError';
+    this.code = code;
+    this.reason = reason;
+    this.details = details;
+  }
+
+  /** The status name, e.g. 'NOT_FOUND'. */
+  get codeName(): string {
+    return grpc.status[this.code] ?? String(this.code);
+  }
+
+  static fromServiceError(err: Partial<grpc.ServiceError>): DaxClientError {
+    const reasons = err.metadata?.get(REASON_METADATA_KEY) ?? [];
+    const reason = reasons.length > 0 ? String(reasons[0]) : null;
+    return new DaxClientError(err.code ?? grpc.status.UNKNOWN, reason, err.details ?? err.message ?? 'unknown failure');
+  }
+
+  static fromOpError(err: OpError__Output): DaxClientError {
+    return new DaxClientError(err.code as grpc.status, err.reason === '' ? null : err.reason, err.message);
+  }
+}
+
+/** Is this the error of a call that can be retried as is (the server was unreachable)? */
+export function isUnavailable(err: unknown): boolean {
+  return err instanceof DaxClientError && err.code === grpc.status.UNAVAILABLE;
+}

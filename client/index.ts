@@ -1,0 +1,10 @@
+/** The daxd client SDK. */
+export { DaxClient, CLIENT_CHANNEL_OPTIONS } from './dax-client';
+export type { DaxClientOptions, FileInfo, VolumeInfo, WriteOutcome, FallocateMode, LayoutBreak } from './dax-client';
+export { DaxSession } from './session';
+export type { OpenSessionOptions, InvalidateEvent } from './session';
+export { DaxClientError, REASON_METADATA_KEY } from './errors';
+export { loadDaxdProto, PROTO_PATH, PROTO_LOADER_OPTIONS } from './proto';
+export * as limits from './limits';
+export { readChunks, writeChunks } from './file-transfer';
+export type { ReadChunksOptions } from './file-transfer';

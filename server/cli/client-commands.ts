@@ -1,0 +1,155 @@
+/**
+ * The client subcommands: ls, stat, put, get, rm, truncate, df. Each connects with the
+ * SDK to --server (default $DAXD_SERVER, else 127.0.0.1:7070), and reports a failure as
+ * one line `daxd CMD: STATUS/REASON: details` with exit status 1.
+ */
+import fs from 'node:fs';
+import { pipeline } from 'node:stream/promises';
+import { SingleBar, Presets } from 'cli-progress';
+import { DaxClient, readChunks, writeChunks, type FileInfo } from '../../client';
+import { CHUNK_BYTES } from '../../client/limits';
+import { DEFAULT_GRPC_ADDRESS, EXIT_OK, formatBytes, parseSize, stringOption, type Options, type Parsed } from './args';
+import type { Command } from './command';
+
+/** Transfers at least this large show a progress bar (on a terminal, unless --no-progress). */
+const PROGRESS_MIN_BYTES = 8 * 1024 * 1024;
+
+const SERVER_OPTION: Options = { server: { type: 'string', short: 's' } };
+const SERVER_HELP = `  -s, --server HOST:PORT   daxd to talk to (default $DAXD_SERVER, else ${DEFAULT_GRPC_ADDRESS})`;
+
+function connect(parsed: Parsed): DaxClient {
+  return DaxClient.connect(stringOption(parsed.values, 'server') ?? process.env.DAXD_SERVER ?? DEFAULT_GRPC_ADDRESS);
+}
+
+/** Run `body` with a client, closing it afterwards. */
+function clientCommand(body: (client: DaxClient, parsed: Parsed) => Promise<void>): (parsed: Parsed) => Promise<number> {
+  return async (parsed) => {
+    const client = connect(parsed);
+    try {
+      await body(client, parsed);
+      return EXIT_OK;
+    } finally {
+      client.close();
+    }
+  };
+}
+
+function progressBar(totalBytes: number, parsed: Parsed): { update(doneBytes: number): void; stop(): void } {
+  if (totalBytes < PROGRESS_MIN_BYTES || parsed.values['no-progress'] === true || !process.stderr.isTTY) {
+    return { update: () => undefined, stop: () => undefined };
+  }
+  const bar = new SingleBar({ stream: process.stderr, format: ' {bar} {percentage}% | {done} / {total}' }, Presets.shades_classic);
+  bar.start(totalBytes, 0, { done: formatBytes(0), total: formatBytes(totalBytes) });
+  return {
+    update: (doneBytes) => bar.update(doneBytes, { done: formatBytes(doneBytes) }),
+    stop: () => bar.stop(),
+  };
+}
+
+function describe(file: FileInfo): string {
+  return [
+    `name:       ${file.name}`,
+    `ino:        ${file.ino}`,
+    `generation: ${file.generation}`,
+    `size:       ${file.size} (${formatBytes(file.size)})`,
+    `blocks:     ${file.blocks} (${formatBytes(file.blocks * 4096)} allocated)`,
+    `mtime:      ${new Date(file.mtimeMs).toISOString()}`,
+    `ctime:      ${new Date(file.ctimeMs).toISOString()}`,
+  ].join('\n');
+}
+
+const ls = clientCommand(async (client, parsed) => {
+  const long = parsed.values.long === true;
+  for await (const file of client.listAll(parsed.positionals[0] ?? '')) {
+    const line = long
+      ? `${String(file.ino).padStart(8)} ${String(file.size).padStart(14)} ${new Date(file.mtimeMs).toISOString()} ${file.name}`
+      : file.name;
+    process.stdout.write(`${line}\n`);
+  }
+});
+
+const stat = clientCommand(async (client, parsed) => {
+  const file = await client.lookup(parsed.positionals[0]);
+  process.stdout.write(parsed.values.json === true ? `${JSON.stringify(file)}\n` : `${describe(file)}\n`);
+});
+
+const put = clientCommand(async (client, parsed) => {
+  const [localPath, name] = parsed.positionals;
+  const sizeBytes = fs.statSync(localPath).size;
+  const file = await client.create(name);
+  const bar = progressBar(sizeBytes, parsed);
+  try {
+    // Overwrite in place, then cut to the new length: no blocks are freed and reallocated.
+    await writeChunks(client, file.ino, fs.createReadStream(localPath, { highWaterMark: CHUNK_BYTES }), { onProgress: bar.update });
+  } finally {
+    bar.stop();
+  }
+  await client.truncate(file.ino, sizeBytes);
+  await client.fsync(file.ino);
+  process.stdout.write(`${name}: ${sizeBytes} bytes written (ino ${file.ino})\n`);
+});
+
+const get = clientCommand(async (client, parsed) => {
+  const [name, localPath] = parsed.positionals;
+  const file = await client.lookup(name);
+  const bar = progressBar(file.size, parsed);
+  let done = 0;
+  async function* counted(): AsyncGenerator<Buffer> {
+    for await (const chunk of readChunks(client, file.ino, { length: file.size })) {
+      done += chunk.length;
+      bar.update(done);
+      yield chunk;
+    }
+  }
+  try {
+    await pipeline(counted(), fs.createWriteStream(localPath));
+  } finally {
+    bar.stop();
+  }
+  process.stdout.write(`${localPath}: ${done} bytes read from ${name}\n`);
+});
+
+const rm = clientCommand(async (client, parsed) => {
+  for (const name of parsed.positionals) await client.unlink(name);
+});
+
+const truncate = clientCommand(async (client, parsed) => {
+  const [name, sizeText] = parsed.positionals;
+  const sizeBytes = parseSize(sizeText, 'SIZE');
+  const file = await client.lookup(name);
+  await client.truncate(file.ino, sizeBytes);
+});
+
+const df = clientCommand(async (client, parsed) => {
+  const v = await client.statVolume();
+  if (parsed.values.json === true) {
+    process.stdout.write(`${JSON.stringify(v)}\n`);
+    return;
+  }
+  const used = v.blocksUsed * v.blockSize;
+  const total = v.blocksTotal * v.blockSize;
+  const free = v.blocksFree * v.blockSize;
+  process.stdout.write(`${'size'.padStart(10)} ${'used'.padStart(10)} ${'free'.padStart(10)} use%  files\n`);
+  process.stdout.write(`${formatBytes(total).padStart(10)} ${formatBytes(used).padStart(10)} ${formatBytes(free).padStart(10)} `
+    + `${String(Math.round((100 * used) / Math.max(1, total))).padStart(3)}%  ${v.files}/${v.maxFiles}\n`);
+});
+
+function command(name: string, summary: string, usage: string, details: string, options: Options, positionals: Command['positionals'], run: Command['run']): Command {
+  return { name, summary, help: `usage: daxd ${usage}\n\n${details}\n${SERVER_HELP}`, options: { ...SERVER_OPTION, ...options }, positionals, run };
+}
+
+export const clientCommands: Command[] = [
+  command('ls', 'list files (optionally those starting with PREFIX)', 'ls [PREFIX] [-l]',
+    'Lists file names in byte order.\n  -l, --long   ino, size, mtime and name', { long: { type: 'boolean', short: 'l' } }, { min: 0, max: 1 }, ls),
+  command('stat', 'show a file\'s attributes', 'stat NAME [--json]',
+    'Shows ino, generation, size, blocks and times.\n  --json   one JSON line', { json: { type: 'boolean' } }, { min: 1, max: 1 }, stat),
+  command('put', 'copy a local file into daxd', 'put LOCAL NAME [--no-progress]',
+    'Creates NAME (or overwrites it), writes LOCAL into it and fsyncs.\n  --no-progress   no progress bar (shown for 8 MiB and more on a terminal)',
+    { 'no-progress': { type: 'boolean' } }, { min: 2, max: 2 }, put),
+  command('get', 'copy a daxd file to a local file', 'get NAME LOCAL [--no-progress]',
+    'Reads NAME into LOCAL (created or truncated).\n  --no-progress   no progress bar (shown for 8 MiB and more on a terminal)',
+    { 'no-progress': { type: 'boolean' } }, { min: 2, max: 2 }, get),
+  command('rm', 'remove files', 'rm NAME...', 'Unlinks each NAME (in order; stops at the first failure).', {}, { min: 1, max: Infinity }, rm),
+  command('truncate', 'set a file\'s size', 'truncate NAME SIZE', 'Sets the size of NAME to SIZE (e.g. 0, 4096, 10M).', {}, { min: 2, max: 2 }, truncate),
+  command('df', 'show volume usage', 'df [--json]', 'Shows size, used and free space and the file count.\n  --json   one JSON line', { json: { type: 'boolean' } }, { min: 0, max: 0 }, df),
+];

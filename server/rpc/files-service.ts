@@ -1,0 +1,121 @@
+/**
+ * The Files service: namespace and read(2)/write(2)-like calls on the engine, plus the
+ * pipelined ReadStream/WriteStream (files-streams.ts).
+ *
+ * Each handler validates its request completely (validate.ts) before the engine sees it,
+ * and answers with the engine's coded errors mapped by status.ts.
+ *
+ * layout_break (Truncate, Fallocate) is validated but has nothing to act on yet: no page
+ * can be pinned until the Dma service exists, so WAIT, FAIL and RECALL behave alike.
+ */
+import type { Logger } from 'pino';
+import { InvalidArgumentError } from '../errors';
+import { FALLOCATE_MODES, type FileInfo, type FileSystemApi, type VolumeInfo } from '../fs/types';
+import { BLOCK_SIZE } from '../limits';
+import type { FileInfo as WireFileInfo } from '../../client/generated/daxd/v1/FileInfo';
+import type { FilesHandlers } from '../../client/generated/daxd/v1/Files';
+import type { VolumeInfo as WireVolumeInfo } from '../../client/generated/daxd/v1/VolumeInfo';
+import { LIST_PAGE_SIZE_DEFAULT, LIST_PAGE_SIZE_MAX, MESSAGE_MAX_BYTES, RPC_IO_MAX_BYTES } from './limits';
+import { readStreamHandler, writeStreamHandler, type OpStreamRegistry } from './files-streams';
+import { unary } from './unary';
+import * as v from './validate';
+
+const LAYOUT_BREAKS = ['WAIT', 'FAIL', 'RECALL'] as const;
+
+export function fileInfoToWire(info: FileInfo): WireFileInfo {
+  return {
+    ino: info.ino, name: info.name, size: info.sizeBytes, blocks: info.blocks, generation: info.generation,
+    mtime_ms: info.mtimeMs, ctime_ms: info.ctimeMs,
+  };
+}
+
+function volumeInfoToWire(info: VolumeInfo): WireVolumeInfo {
+  return {
+    block_size: info.blockSize, blocks_total: info.blocksTotal, blocks_free: info.blocksFree, blocks_used: info.blocksUsed,
+    files: info.files, max_files: info.maxFiles, max_file_size: info.maxFileSizeBytes, uuid: info.uuid,
+    format_version: info.formatVersion, journal_blocks: info.journalBlocks, size: info.sizeBytes,
+    max_io_bytes: RPC_IO_MAX_BYTES, max_message_bytes: MESSAGE_MAX_BYTES,
+  };
+}
+
+export function filesHandlers(fs: FileSystemApi, log: Logger, streams: OpStreamRegistry): FilesHandlers {
+  return {
+    Create: unary(log, 'Files.Create', async (req) => fileInfoToWire(await fs.create(v.fileName(req.name), req.exclusive))),
+
+    Lookup: unary(log, 'Files.Lookup', (req) => fileInfoToWire(fs.lookup(v.fileName(req.name)))),
+
+    Stat: unary(log, 'Files.Stat', (req) => fileInfoToWire(fs.stat(v.ino(req.ino)))),
+
+    List: unary(log, 'Files.List', (req) => {
+      const prefix = v.namePrefix(req.prefix);
+      const pageSize = req.page_size === 0 ? LIST_PAGE_SIZE_DEFAULT : Math.min(req.page_size, LIST_PAGE_SIZE_MAX);
+      const page = fs.list(prefix, pageTokenOf(req.page_token), pageSize);
+      return { files: page.files.map(fileInfoToWire), next_page_token: page.nextPageToken };
+    }),
+
+    Unlink: unary(log, 'Files.Unlink', async (req) => {
+      await fs.unlink(v.fileName(req.name));
+      return {};
+    }),
+
+    Read: unary(log, 'Files.Read', async (req) => {
+      const { ino, offset, length } = v.readArgs(req.ino, req.offset, req.length);
+      return { data: await fs.read(ino, offset, length) };
+    }),
+
+    Write: unary(log, 'Files.Write', async (req) => {
+      const { ino, offset } = v.writeArgs(req.ino, req.offset, req.data);
+      const result = await fs.write(ino, offset, req.data, req.sync);
+      return { written: result.written, size: result.sizeBytes };
+    }),
+
+    Fsync: unary(log, 'Files.Fsync', async (req) => {
+      await fs.fsync(v.ino(req.ino), req.datasync);
+      return {};
+    }),
+
+    Truncate: unary(log, 'Files.Truncate', async (req) => {
+      const ino = v.ino(req.ino);
+      const size = v.u64(req.size, 'size');
+      v.fileEnd(size, 0);
+      v.enumValue(req.layout_break, LAYOUT_BREAKS, 'layout_break');
+      await fs.truncate(ino, size);
+      return {};
+    }),
+
+    Fallocate: unary(log, 'Files.Fallocate', async (req) => {
+      const ino = v.ino(req.ino);
+      if (req.mode === 'MODE_UNSPECIFIED') throw new InvalidArgumentError('mode is required');
+      const mode = v.enumValue(req.mode, FALLOCATE_MODES, 'mode');
+      const offset = v.u64(req.offset, 'offset');
+      const length = v.u64(req.length, 'length');
+      if (length === 0) throw new InvalidArgumentError('length must be > 0');
+      v.fileEnd(offset, length);
+      if (mode === 'COLLAPSE_RANGE' && (offset % BLOCK_SIZE !== 0 || length % BLOCK_SIZE !== 0)) {
+        throw new InvalidArgumentError(`COLLAPSE_RANGE needs offset and length aligned to ${BLOCK_SIZE} (offset ${offset}, length ${length})`);
+      }
+      v.enumValue(req.layout_break, LAYOUT_BREAKS, 'layout_break');
+      await fs.fallocate(ino, mode, offset, length);
+      return {};
+    }),
+
+    StatVolume: unary(log, 'Files.StatVolume', () => volumeInfoToWire(fs.statVolume())),
+
+    ReadStream: readStreamHandler(fs, log, streams),
+    WriteStream: writeStreamHandler(fs, log, streams),
+  };
+}
+
+/**
+ * A List continuation token must be one this server handed out: base64url of a name.
+ * Anything else is EINVAL here rather than a confusing page from the engine.
+ */
+function pageTokenOf(token: string): string {
+  if (token === '') return token;
+  const name = Buffer.from(token, 'base64url').toString('utf8');
+  if (!/^[A-Za-z0-9_-]+$/.test(token) || Buffer.from(name, 'utf8').toString('base64url') !== token) {
+    throw new InvalidArgumentError('page_token is not a token from a previous List');
+  }
+  v.fileName(name);
+  return token;
+}

@@ -1,0 +1,72 @@
+/**
+ * Files.ReadStream and Files.WriteStream: the pipelined data path (op-stream.ts) bound to
+ * the engine's read and write. Each op is validated exactly as its unary twin (readArgs,
+ * writeArgs) and fails alone, as an OpError in its result.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import type { FileSystemApi } from '../fs/types';
+import type { ReadOp__Output } from '../../client/generated/daxd/v1/ReadOp';
+import type { ReadResult } from '../../client/generated/daxd/v1/ReadResult';
+import type { ReadStreamRequest__Output } from '../../client/generated/daxd/v1/ReadStreamRequest';
+import type { ReadStreamResponse } from '../../client/generated/daxd/v1/ReadStreamResponse';
+import type { WriteOp__Output } from '../../client/generated/daxd/v1/WriteOp';
+import type { WriteResult } from '../../client/generated/daxd/v1/WriteResult';
+import type { WriteStreamRequest__Output } from '../../client/generated/daxd/v1/WriteStreamRequest';
+import type { WriteStreamResponse } from '../../client/generated/daxd/v1/WriteStreamResponse';
+import { readArgs, writeArgs } from './validate';
+import { RPC_IO_MAX_BYTES } from './limits';
+import { OpStream, type Drainable, type OpKind } from './op-stream';
+
+/** Live op streams, so shutdown can drain them (grpc-js waits for every open call). */
+export type OpStreamRegistry = Set<Drainable>;
+
+const EMPTY = Buffer.alloc(0);
+
+function readKind(fs: FileSystemApi): OpKind<ReadOp__Output, ReadResult> {
+  return {
+    name: 'Files.ReadStream',
+    // What the op will hold once answered (run() refuses more than RPC_IO_MAX_BYTES).
+    costBytes: (op) => Math.min(Number(op.length) || 0, RPC_IO_MAX_BYTES),
+    run: async (op) => {
+      const { ino, offset, length } = readArgs(op.ino, op.offset, op.length);
+      return { id: op.id, data: await fs.read(ino, offset, length) };
+    },
+    failed: (op, error) => ({ id: op.id, data: EMPTY, error }),
+    replyBytes: (result) => (result.data as Buffer).length,
+  };
+}
+
+function writeKind(fs: FileSystemApi): OpKind<WriteOp__Output, WriteResult> {
+  return {
+    name: 'Files.WriteStream',
+    costBytes: (op) => op.data.length,
+    run: async (op) => {
+      const { ino, offset } = writeArgs(op.ino, op.offset, op.data);
+      const result = await fs.write(ino, offset, op.data, op.sync);
+      return { id: op.id, written: result.written, size: result.sizeBytes };
+    },
+    failed: (op, error) => ({ id: op.id, written: 0, size: 0, error }),
+    replyBytes: () => 0,
+  };
+}
+
+function serve<Req, Res, Op extends { id: number }, Result>(
+  call: grpc.ServerDuplexStream<Req, Res>, kind: OpKind<Op, Result>,
+  batch: { opsOf(request: Req): Op[]; reply(results: Result[]): Res }, log: Logger, streams: OpStreamRegistry,
+): void {
+  const stream = new OpStream(call, kind, batch, log, (s) => streams.delete(s));
+  streams.add(stream);
+}
+
+export function readStreamHandler(fs: FileSystemApi, log: Logger, streams: OpStreamRegistry): grpc.handleBidiStreamingCall<ReadStreamRequest__Output, ReadStreamResponse> {
+  const kind = readKind(fs);
+  const batch = { opsOf: (req: ReadStreamRequest__Output) => req.ops, reply: (results: ReadResult[]) => ({ results }) };
+  return (call) => serve(call, kind, batch, log, streams);
+}
+
+export function writeStreamHandler(fs: FileSystemApi, log: Logger, streams: OpStreamRegistry): grpc.handleBidiStreamingCall<WriteStreamRequest__Output, WriteStreamResponse> {
+  const kind = writeKind(fs);
+  const batch = { opsOf: (req: WriteStreamRequest__Output) => req.ops, reply: (results: WriteResult[]) => ({ results }) };
+  return (call) => serve(call, kind, batch, log, streams);
+}

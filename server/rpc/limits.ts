@@ -1,0 +1,55 @@
+/**
+ * Limits of the network layer, named once (README "Limits" lists them). Hitting one is a
+ * coded error saying "(actual vs. max)": ELIMIT (RESOURCE_EXHAUSTED) for sizes and
+ * counts, EINVAL for malformed values.
+ */
+
+/**
+ * Most data one Read/Write call (or one stream op) carries; bigger transfers are chunked
+ * by the SDK. Below the engine's own IO_MAX_BYTES (server/limits.ts) by design: a message
+ * should stay small next to the flow-control window.
+ */
+export const RPC_IO_MAX_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Largest gRPC message either end sends or accepts, set explicitly on server and client:
+ * one full I/O plus room for framing (a stream batch of 1024 op headers is ~20 KiB).
+ * Anything bigger is refused by grpc-js itself with RESOURCE_EXHAUSTED (no daxd-reason:
+ * daxd never sees the message).
+ */
+export const MESSAGE_MAX_BYTES = RPC_IO_MAX_BYTES + 64 * 1024;
+
+/** Ops one ReadStream/WriteStream message may carry, and results one reply carries. */
+export const STREAM_OPS_PER_MESSAGE_MAX = 1024;
+
+/**
+ * Work one stream may have running at once. At either bound the server stops reading
+ * the stream (HTTP/2 flow control then pushes back on the client): never an error.
+ */
+export const STREAM_OPS_IN_FLIGHT_MAX = 1024;
+export const STREAM_BYTES_IN_FLIGHT_MAX = 64 * 1024 * 1024;
+
+/** A reply batch is sent once it holds this many data bytes (or at the end of the tick). */
+export const STREAM_REPLY_FLUSH_BYTES = 1024 * 1024;
+
+/**
+ * HTTP/2 flow-control window (per stream and per connection) both ends advertise, so a
+ * 1 MiB message does not crawl through the 64 KiB default window.
+ */
+export const FLOW_CONTROL_WINDOW_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Calls open at once on one connection (HTTP/2 MAX_CONCURRENT_STREAMS): a client past it
+ * waits for a stream to end (grpc-js queues the call), it is not refused.
+ */
+export const STREAMS_PER_CONNECTION_MAX = 1024;
+
+/** List page size: 0 means the default; larger requests are served this many (AIP-158). */
+export const LIST_PAGE_SIZE_DEFAULT = 100;
+export const LIST_PAGE_SIZE_MAX = 1000;
+
+/** Free-text client names (sessions), bytes of UTF-8. */
+export const CLIENT_NAME_MAX_BYTES = 255;
+
+/** Graceful shutdown: in-flight calls get this long to finish before they are cancelled. */
+export const SHUTDOWN_GRACE_MS = 10_000;

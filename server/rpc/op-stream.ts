@@ -1,0 +1,227 @@
+/**
+ * The server side of a pipelined op stream (Files.ReadStream, Files.WriteStream): batches
+ * of ops in, batches of results out, many ops in flight, backpressure both ways.
+ *
+ *   client batch --data--> pending (FIFO) --start--> in flight (engine) --done--> reply batch
+ *                  ^ paused while pending is non-empty,     ^ bounded by ops      | write(); false =
+ *                    i.e. while in-flight is at its bound     and bytes           | stop starting ops
+ *                                                                                  v until 'drain'
+ *
+ * Flow control: an op starts only while fewer than STREAM_OPS_IN_FLIGHT_MAX ops and
+ * STREAM_BYTES_IN_FLIGHT_MAX bytes are in flight and the reply side is not backed up.
+ * Ops that cannot start wait in `pending`, and while any wait the call is paused, so
+ * grpc-js stops reading the HTTP/2 stream and the client's window fills: a client going
+ * faster than the engine sees write() return false, never an error. `pending` is bounded by
+ * one message's ops (plus what Node's readable buffer holds: 16 messages).
+ *
+ * Replies: results of ops that finish in the same tick share one message (flushed at the
+ * end of the tick, or as soon as STREAM_REPLY_FLUSH_BYTES or the per-message op maximum
+ * accumulate), so a burst of small ops costs one gRPC message each way.
+ *
+ * Ending: after the client half-closes, the stream ends OK once every op is answered.
+ * drain() (server shutdown) answers ops not yet started with ESHUTDOWN, lets the started
+ * ones finish and be answered, then ends the stream with UNAVAILABLE / ESHUTDOWN. A
+ * cancelled call stops at once (results are dropped: nobody can read them).
+ */
+import type * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { DaxError, LimitError } from '../errors';
+import {
+  RPC_IO_MAX_BYTES, STREAM_BYTES_IN_FLIGHT_MAX, STREAM_OPS_IN_FLIGHT_MAX, STREAM_OPS_PER_MESSAGE_MAX, STREAM_REPLY_FLUSH_BYTES,
+} from './limits';
+import { toServiceError, toWireStatus } from './status';
+
+/** An op's failure as carried inside a result (proto OpError). */
+export interface OpErrorWire {
+  code: number;
+  reason: string;
+  message: string;
+}
+
+/** What one kind of op stream (read or write) plugs into the pipeline. */
+export interface OpKind<Op extends { id: number }, Result> {
+  readonly name: string;
+  /** Bytes the op holds while in flight (its data, or the data it will return). */
+  costBytes(op: Op): number;
+  /** Validate and run the op; throws DaxError for expected failures. */
+  run(op: Op): Promise<Result>;
+  /** The result for an op that failed. */
+  failed(op: Op, error: OpErrorWire): Result;
+  /** Data bytes a result adds to a reply message. */
+  replyBytes(result: Result): number;
+}
+
+/** Shutdown hook: the set of live op streams, drained before the volume unmounts. */
+export interface Drainable {
+  drain(): void;
+}
+
+export class OpStream<Req, Res, Op extends { id: number }, Result> implements Drainable {
+  private readonly pending: Op[] = [];
+  private pendingHead = 0;
+  private opsInFlight = 0;
+  private bytesInFlight = 0;
+  private replyResults: Result[] = [];
+  private replyBytes = 0;
+  private flushScheduled = false;
+  private replyBlocked = false;
+  private inputEnded = false;
+  private draining = false;
+  private finished = false;
+
+  constructor(
+    private readonly call: grpc.ServerDuplexStream<Req, Res>,
+    private readonly kind: OpKind<Op, Result>,
+    private readonly batch: { opsOf(request: Req): Op[]; reply(results: Result[]): Res },
+    private readonly log: Logger,
+    private readonly onFinish: (stream: OpStream<Req, Res, Op, Result>) => void,
+  ) {
+    call.on('data', (request: Req) => this.onBatch(request));
+    call.on('end', () => {
+      this.inputEnded = true;
+      this.pump();
+    });
+    call.on('drain', () => {
+      this.replyBlocked = false;
+      this.pump();
+    });
+    call.on('cancelled', () => this.finish());
+  }
+
+  /** Server shutdown: answer what has not started with ESHUTDOWN, finish the rest, end. */
+  drain(): void {
+    if (this.finished || this.draining) return;
+    this.draining = true;
+    this.pump();
+  }
+
+  private onBatch(request: Req): void {
+    if (this.finished) return;
+    const ops = this.batch.opsOf(request);
+    if (ops.length > STREAM_OPS_PER_MESSAGE_MAX) {
+      this.fail(new LimitError(`${this.kind.name} ops per message`, ops.length, STREAM_OPS_PER_MESSAGE_MAX));
+      return;
+    }
+    for (const op of ops) this.pending.push(op);
+    this.pump();
+  }
+
+  /** Start what the bounds allow, pause or resume the input, end when all is done. */
+  private pump(): void {
+    if (this.finished) return;
+    while (this.pendingHead < this.pending.length) {
+      const op = this.pending[this.pendingHead];
+      if (this.draining) {
+        this.pendingHead++;
+        this.addResult(this.kind.failed(op, shutdownError()));
+        continue;
+      }
+      if (!this.canStart(op)) break;
+      this.pendingHead++;
+      this.start(op);
+    }
+    if (this.pendingHead === this.pending.length) {
+      this.pending.length = 0;
+      this.pendingHead = 0;
+      if (this.call.isPaused()) this.call.resume();
+    } else if (!this.call.isPaused()) {
+      this.call.pause();
+    }
+    if ((this.inputEnded || this.draining) && this.opsInFlight === 0 && this.pending.length === 0) {
+      this.flush();
+      this.end();
+    }
+  }
+
+  private canStart(op: Op): boolean {
+    if (this.replyBlocked) return false;
+    if (this.opsInFlight === 0) return true; // one op always fits (validation caps it at RPC_IO_MAX_BYTES)
+    return this.opsInFlight < STREAM_OPS_IN_FLIGHT_MAX && this.bytesInFlight + this.kind.costBytes(op) <= STREAM_BYTES_IN_FLIGHT_MAX;
+  }
+
+  private start(op: Op): void {
+    const cost = this.kind.costBytes(op);
+    this.opsInFlight++;
+    this.bytesInFlight += cost;
+    let running: Promise<Result>;
+    try {
+      running = this.kind.run(op);
+    } catch (err) {
+      running = Promise.reject(err);
+    }
+    running.then(
+      (result) => this.done(cost, result),
+      (err: unknown) => this.done(cost, this.kind.failed(op, this.opError(err))),
+    );
+  }
+
+  private done(cost: number, result: Result): void {
+    this.opsInFlight--;
+    this.bytesInFlight -= cost;
+    if (this.finished) return;
+    this.addResult(result);
+    this.pump();
+  }
+
+  private addResult(result: Result): void {
+    const bytes = this.kind.replyBytes(result);
+    // A reply message stays within RPC_IO_MAX_BYTES of data (plus framing: MESSAGE_MAX_BYTES).
+    if (this.replyBytes + bytes > RPC_IO_MAX_BYTES) this.flush();
+    this.replyResults.push(result);
+    this.replyBytes += bytes;
+    if (this.replyBytes >= STREAM_REPLY_FLUSH_BYTES || this.replyResults.length >= STREAM_OPS_PER_MESSAGE_MAX) {
+      this.flush();
+    } else if (!this.flushScheduled) {
+      // End of tick: ops finishing in this tick (one incoming batch, typically) share a reply.
+      this.flushScheduled = true;
+      process.nextTick(() => {
+        this.flushScheduled = false;
+        this.flush();
+      });
+    }
+  }
+
+  private flush(): void {
+    if (this.finished || this.replyResults.length === 0) return;
+    const results = this.replyResults;
+    this.replyResults = [];
+    this.replyBytes = 0;
+    if (!this.call.write(this.batch.reply(results))) this.replyBlocked = true;
+  }
+
+  private opError(err: unknown): OpErrorWire {
+    const status = toWireStatus(err, this.log, this.kind.name);
+    return { code: status.code, reason: status.reason ?? '', message: status.details };
+  }
+
+  private end(): void {
+    if (this.finished) return;
+    if (this.draining) {
+      this.fail(new DaxError('ESHUTDOWN', 'the server is shutting down'));
+      return;
+    }
+    this.finish();
+    this.call.end();
+  }
+
+  private fail(err: unknown): void {
+    if (this.finished) return;
+    this.flush();
+    this.finish();
+    this.call.emit('error', toServiceError(err, this.log, this.kind.name));
+  }
+
+  private finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.pending.length = 0;
+    this.pendingHead = 0;
+    this.replyResults = [];
+    this.onFinish(this);
+  }
+}
+
+function shutdownError(): OpErrorWire {
+  const err = new DaxError('ESHUTDOWN', 'the server is shutting down; the op was not started');
+  return { code: err.status, reason: err.code, message: err.message };
+}

@@ -1,0 +1,93 @@
+/**
+ * The Session service: Open / KeepAlive / Close over the session table, and Events, the
+ * server stream that carries a session's events for as long as the session lives.
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { BusyError, DaxError, LimitError } from '../errors';
+import type { EventSink, SinkEndReason } from '../session/event-queue';
+import { SESSION_EVENTS_QUEUED_MAX } from '../session/limits';
+import type { Session } from '../session/session';
+import type { SessionEvent } from '../session/session-event';
+import { SessionExpiredError } from '../session/session-errors';
+import type { SessionTable } from '../session/session-table';
+import type { Event } from '../../client/generated/daxd/v1/Event';
+import type { SessionHandlers } from '../../client/generated/daxd/v1/Session';
+import type { SessionInfo } from '../../client/generated/daxd/v1/SessionInfo';
+import type { SessionRef__Output } from '../../client/generated/daxd/v1/SessionRef';
+import { toServiceError } from './status';
+import { unary } from './unary';
+import * as v from './validate';
+
+function sessionInfo(session: Session): SessionInfo {
+  return { session_id: session.id, lease_ms: session.leaseMs, expires_at_ms: session.expiresAtMs };
+}
+
+function eventToWire(event: SessionEvent): Event {
+  switch (event.kind) {
+    case 'invalidate':
+      return { invalidate: { ino: event.ino, first_pgoff: event.firstPgoff, last_pgoff: event.lastPgoff, reason: event.reason } };
+    case 'pinRecall':
+      return { pin_recall: { pin_id: event.pinId, revoke_at_ms: event.revokeAtMs } };
+    case 'pinRevoked':
+      return { pin_revoked: { pin_id: event.pinId } };
+  }
+}
+
+/** How an Events stream ends: OK after Close, else the status that says why. */
+function endError(sessionId: string, reason: SinkEndReason): DaxError | null {
+  switch (reason) {
+    case 'closed': return null;
+    case 'expired': return new SessionExpiredError(sessionId, 'missed its lease');
+    case 'overflow': return new LimitError(`queued events of session ${sessionId}`, SESSION_EVENTS_QUEUED_MAX + 1, SESSION_EVENTS_QUEUED_MAX);
+    case 'shutdown': return new DaxError('ESHUTDOWN', 'the server is shutting down');
+    case 'replaced': return new BusyError(`a newer Events stream of session ${sessionId} took over`);
+  }
+}
+
+function serveEvents(call: grpc.ServerWritableStream<SessionRef__Output, Event>, sessions: SessionTable, log: Logger): void {
+  let session: Session;
+  try {
+    session = sessions.get(v.sessionId(call.request.session_id));
+  } catch (err) {
+    call.emit('error', toServiceError(err, log, 'Session.Events'));
+    return;
+  }
+  let ended = false;
+  const sink: EventSink = {
+    write: (event) => call.write(eventToWire(event)),
+    end: (reason) => {
+      if (ended) return;
+      ended = true;
+      const err = endError(session.id, reason);
+      if (err === null) call.end();
+      else call.emit('error', toServiceError(err, log, 'Session.Events'));
+    },
+  };
+  // Headers now, so the client knows the stream is attached before any event arrives.
+  call.sendMetadata(new grpc.Metadata());
+  const detach = session.events.attach(sink);
+  call.on('drain', () => session.events.resume(sink));
+  call.on('cancelled', () => {
+    ended = true;
+    detach();
+  });
+}
+
+export function sessionHandlers(sessions: SessionTable, log: Logger): SessionHandlers {
+  return {
+    Open: unary(log, 'Session.Open', (req) => {
+      const lease = v.leaseMs(req.lease_ms);
+      return sessionInfo(sessions.open(v.clientName(req.client_name), lease));
+    }),
+
+    KeepAlive: unary(log, 'Session.KeepAlive', (req) => sessionInfo(sessions.keepAlive(v.sessionId(req.session_id)))),
+
+    Close: unary(log, 'Session.Close', async (req) => {
+      await sessions.close(v.sessionId(req.session_id));
+      return {};
+    }),
+
+    Events: (call) => serveEvents(call, sessions, log),
+  };
+}

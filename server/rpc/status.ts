@@ -1,0 +1,38 @@
+/**
+ * The one place where errors become wire statuses.
+ *
+ * A DaxError carries its gRPC status and a stable reason (server/errors.ts); the reason
+ * travels in the trailing metadata key `daxd-reason`. Anything else reaching the rpc
+ * layer is a bug (a broken assertion, a TypeError): INTERNAL with a generic message and
+ * an incident id, and the stack goes to the log under that id. Never UNKNOWN.
+ */
+import { randomBytes } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { DaxError, GrpcStatus } from '../errors';
+
+export const REASON_METADATA_KEY = 'daxd-reason';
+
+export interface WireStatus {
+  code: grpc.status;
+  details: string;
+  /** Only DaxErrors have a reason. */
+  reason: string | null;
+}
+
+export function toWireStatus(err: unknown, log: Logger, where: string): WireStatus {
+  if (err instanceof DaxError) {
+    return { code: err.status as number as grpc.status, details: err.message, reason: err.code };
+  }
+  const incident = randomBytes(6).toString('hex');
+  log.error({ err, incident, where }, 'bug: unexpected error in an rpc handler');
+  return { code: GrpcStatus.INTERNAL as number as grpc.status, details: `internal error (incident ${incident}; see the server log)`, reason: null };
+}
+
+/** For unary callbacks and stream 'error' emits: a grpc-js status object with the reason trailer. */
+export function toServiceError(err: unknown, log: Logger, where: string): grpc.ServerErrorResponse {
+  const status = toWireStatus(err, log, where);
+  const metadata = new grpc.Metadata();
+  if (status.reason !== null) metadata.set(REASON_METADATA_KEY, status.reason);
+  return Object.assign(new Error(status.details), { code: status.code, details: status.details, metadata });
+}

@@ -1,0 +1,116 @@
+/**
+ * Input validation: done once, here, for every field the network hands to the engine.
+ * Below server/rpc, arguments are asserted, not re-checked.
+ *
+ * uint64 fields arrive as decimal strings (client/proto.ts decodes `longs: String`). A
+ * value that is not a safe integer (>= 2^53) is refused with EINVAL: nothing in daxd is
+ * that large (files stop at 1 TiB), and rounding it would silently address the wrong byte.
+ */
+import { FileTooBigError, InvalidArgumentError, LimitError } from '../errors';
+import { validateName } from '../fs/namespace';
+import { FILE_MAX_BYTES } from '../limits';
+import { LEASE_DEFAULT_MS, LEASE_MAX_MS, LEASE_MIN_MS } from '../session/limits';
+import { LeaseTooLongError } from '../session/session-errors';
+import { CLIENT_NAME_MAX_BYTES, RPC_IO_MAX_BYTES } from './limits';
+
+/** Decimal digits of a uint64 below 10^16 (2^53 has 16 digits; longer is out of range anyway). */
+const U64_DIGITS = /^(?:0|[1-9][0-9]{0,15})$/;
+
+/** A uint64 field as a safe integer, or EINVAL. */
+export function u64(value: string | number, field: string): number {
+  // Decoded uint64s are canonical decimal strings; anything else (e.g. hand-built) is refused.
+  const n = typeof value === 'number' ? value : U64_DIGITS.test(value) ? Number(value) : NaN;
+  // Number() of a decimal string below 2^53 is exact; anything larger is >= 2^53 and fails.
+  if (!Number.isSafeInteger(n) || n < 0) {
+    throw new InvalidArgumentError(`${field} ${value} is out of range (${value} vs. max ${Number.MAX_SAFE_INTEGER})`);
+  }
+  return n;
+}
+
+/**
+ * An inode number. The engine numbers inodes from 0, so a missing `ino` (which reads as
+ * 0) cannot be told from inode 0: it reaches the engine, which answers ENOENT if inode 0
+ * is free.
+ */
+export function ino(value: string | number): number {
+  return u64(value, 'ino');
+}
+
+/**
+ * A file name (the engine's rule: 1..255 bytes of UTF-8, no NUL, well formed), plus:
+ * no U+FFFD. protobufjs decodes invalid UTF-8 by replacing each bad sequence with U+FFFD,
+ * so after decoding a name that was not UTF-8 is indistinguishable from one holding a real
+ * U+FFFD; both are refused, so a bad name never reaches the volume as a mangled one.
+ */
+export function fileName(value: string): string {
+  validateName(value);
+  if (value.includes('\uFFFD')) throw new InvalidArgumentError('name is not valid UTF-8 (or holds U+FFFD, which daxd refuses for that reason)');
+  return value;
+}
+
+/** A List prefix: empty (all names), or held to the same rules as a name. */
+export function namePrefix(value: string): string {
+  return value === '' ? value : fileName(value);
+}
+
+/** Bytes of data one call moves: at most RPC_IO_MAX_BYTES. */
+export function ioLength(lengthBytes: number, what: string): number {
+  if (lengthBytes > RPC_IO_MAX_BYTES) throw new LimitError(`${what} bytes per call`, lengthBytes, RPC_IO_MAX_BYTES);
+  return lengthBytes;
+}
+
+/** A range that makes the file at least offset + length long: EFBIG past the max file size. */
+export function fileEnd(offsetBytes: number, lengthBytes: number): number {
+  const end = offsetBytes + lengthBytes;
+  if (end > FILE_MAX_BYTES) throw new FileTooBigError(end, FILE_MAX_BYTES);
+  return end;
+}
+
+/**
+ * An enum field decoded with `enums: String`: a known value name, or EINVAL. Unknown
+ * numbers (a newer client's values) arrive as numbers and are refused here.
+ */
+export function enumValue<T extends string>(value: string | number, allowed: readonly T[], field: string): T {
+  if (typeof value === 'string' && (allowed as readonly string[]).includes(value)) return value as T;
+  throw new InvalidArgumentError(`${field} ${value} is not one of ${allowed.join(', ')}`);
+}
+
+/** A requested lease: 0 = default; otherwise within [LEASE_MIN_MS, LEASE_MAX_MS]. */
+export function leaseMs(value: string): number {
+  const n = u64(value, 'lease_ms');
+  if (n === 0) return LEASE_DEFAULT_MS;
+  if (n > LEASE_MAX_MS) throw new LeaseTooLongError(n, LEASE_MAX_MS);
+  if (n < LEASE_MIN_MS) throw new InvalidArgumentError(`lease_ms ${n} is too short (${n} vs. min ${LEASE_MIN_MS})`);
+  return n;
+}
+
+/** A session id: required; whether it exists is the session table's answer. */
+export function sessionId(value: string): string {
+  if (value === '') throw new InvalidArgumentError('session_id is required');
+  return value;
+}
+
+/** Free text naming a client: at most CLIENT_NAME_MAX_BYTES. */
+export function clientName(value: string): string {
+  const bytes = Buffer.byteLength(value, 'utf8');
+  if (bytes > CLIENT_NAME_MAX_BYTES) throw new InvalidArgumentError(`client_name is too long (${bytes} vs. max ${CLIENT_NAME_MAX_BYTES})`);
+  return value;
+}
+
+/** Read: offset past the largest possible file is EFBIG (as the engine has it); length <= RPC_IO_MAX_BYTES. */
+export function readArgs(inoField: string, offsetField: string, lengthField: string): { ino: number; offset: number; length: number } {
+  const file = ino(inoField);
+  const offset = u64(offsetField, 'offset');
+  const length = ioLength(u64(lengthField, 'length'), 'read');
+  fileEnd(offset, 0);
+  return { ino: file, offset, length };
+}
+
+/** Write: data <= RPC_IO_MAX_BYTES, and the file may not grow past FILE_MAX_BYTES (EFBIG). */
+export function writeArgs(inoField: string, offsetField: string, data: Buffer): { ino: number; offset: number } {
+  const file = ino(inoField);
+  const offset = u64(offsetField, 'offset');
+  ioLength(data.length, 'write');
+  fileEnd(offset, data.length);
+  return { ino: file, offset };
+}

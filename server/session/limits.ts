@@ -1,0 +1,27 @@
+/**
+ * Limits of the session layer (README "Limits" lists them; S7: sessions bound every
+ * resource, so every session resource is bounded here).
+ */
+
+/** Leases a client may ask for. lease_ms = 0 asks for the default. */
+export const LEASE_MIN_MS = 100;
+export const LEASE_MAX_MS = 120_000;
+export const LEASE_DEFAULT_MS = 30_000;
+
+/** Sessions open at once; the next Open gets ELIMIT (RESOURCE_EXHAUSTED). */
+export const SESSIONS_MAX = 1024;
+
+/**
+ * Events queued for a session whose Events stream is absent or not reading. Overflow
+ * ends the session: its PTEs could no longer be invalidated reliably (S7 over S3/S4).
+ */
+export const SESSION_EVENTS_QUEUED_MAX = 4096;
+
+/** Resources (PTEs, pins, ...) one session may hold at once. */
+export const SESSION_RESOURCES_MAX = 1 << 20;
+
+/**
+ * Ended sessions remembered so a late call on one gets SESSION_EXPIRED rather than
+ * SESSION_UNKNOWN. Oldest forgotten first.
+ */
+export const SESSION_TOMBSTONES_MAX = 4096;

@@ -1,0 +1,118 @@
+/**
+ * All open sessions of the server: Open / KeepAlive / Close / lookup, lease expiry, and
+ * the end of every session at shutdown.
+ *
+ * Arguments are validated by server/rpc (lease bounds included); this layer asserts.
+ */
+import assert from 'node:assert';
+import { randomBytes } from 'node:crypto';
+import { LimitError } from '../errors';
+import { LEASE_MAX_MS, LEASE_MIN_MS, SESSIONS_MAX, SESSION_TOMBSTONES_MAX } from './limits';
+import { Session } from './session';
+import { SessionExpiredError, SessionUnknownError } from './session-errors';
+import type { SessionEndReason } from './session-event';
+
+export interface SessionTableOptions {
+  maxSessions?: number;
+  /** Where failures of cleanup (bugs) and expiries are reported. */
+  log: {
+    info(obj: object, msg: string): void;
+    error(obj: object, msg: string): void;
+  };
+  now?: () => number;
+}
+
+export class SessionTable {
+  private readonly sessions = new Map<string, Session>();
+  /** Ended session ids -> how they ended; insertion order = age. */
+  private readonly tombstones = new Map<string, SessionEndReason>();
+  private readonly maxSessions: number;
+  private readonly now: () => number;
+  private closedForShutdown = false;
+
+  constructor(private readonly options: SessionTableOptions) {
+    this.maxSessions = options.maxSessions ?? SESSIONS_MAX;
+    this.now = options.now ?? Date.now;
+  }
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  /** Sessions, for the admin API and tests. */
+  list(): readonly Session[] {
+    return [...this.sessions.values()];
+  }
+
+  open(clientName: string, leaseMs: number): Session {
+    assert(Number.isSafeInteger(leaseMs) && leaseMs >= LEASE_MIN_MS && leaseMs <= LEASE_MAX_MS, `lease ${leaseMs} not validated`);
+    assert(!this.closedForShutdown, 'open after shutdown began (the gRPC server stops accepting first)');
+    if (this.sessions.size >= this.maxSessions) {
+      throw new LimitError('sessions', this.sessions.size + 1, this.maxSessions);
+    }
+    // 128 random bits: unguessable (S7), so ids are capabilities.
+    const id = randomBytes(16).toString('hex');
+    const session = new Session(
+      id, clientName, leaseMs, this.now(),
+      (s) => this.endInBackground(s, 'expired'),
+      (s) => this.endInBackground(s, 'overflow'),
+    );
+    this.sessions.set(id, session);
+    return session;
+  }
+
+  /** The open session with this id; SESSION_EXPIRED if it ended, SESSION_UNKNOWN if never seen. */
+  get(id: string): Session {
+    const session = this.sessions.get(id);
+    if (session !== undefined) return session;
+    const ended = this.tombstones.get(id);
+    if (ended !== undefined) throw new SessionExpiredError(id, ended === 'closed' ? 'was closed' : `ended (${ended})`);
+    throw new SessionUnknownError(id);
+  }
+
+  keepAlive(id: string): Session {
+    const session = this.get(id);
+    session.renew(this.now());
+    return session;
+  }
+
+  /** Close: the same end as expiry, awaited. */
+  async close(id: string): Promise<void> {
+    await this.end(this.get(id), 'closed');
+  }
+
+  /** Shutdown: end every session (releasing their resources) before the volume unmounts. */
+  async closeAll(): Promise<void> {
+    this.closedForShutdown = true;
+    const all = [...this.sessions.values()];
+    const results = await Promise.allSettled(all.map((s) => this.end(s, 'shutdown')));
+    for (const r of results) {
+      if (r.status === 'rejected') this.options.log.error({ err: r.reason }, 'session cleanup failed at shutdown');
+    }
+  }
+
+  private end(session: Session, reason: SessionEndReason): Promise<void> {
+    // Forget the session first: from here on a call naming it gets SESSION_EXPIRED, and
+    // nothing new can attach to it while its resources are being released.
+    if (this.sessions.get(session.id) === session) {
+      this.sessions.delete(session.id);
+      this.remember(session.id, reason);
+    }
+    return session.end(reason);
+  }
+
+  private endInBackground(session: Session, reason: SessionEndReason): void {
+    this.options.log.info({ sessionId: session.id, clientName: session.clientName, reason }, 'session ended');
+    this.end(session, reason).catch((err: unknown) => {
+      this.options.log.error({ err, sessionId: session.id }, 'session cleanup failed');
+    });
+  }
+
+  private remember(id: string, reason: SessionEndReason): void {
+    if (this.tombstones.size >= SESSION_TOMBSTONES_MAX) {
+      const oldest = this.tombstones.keys().next();
+      if (!oldest.done) this.tombstones.delete(oldest.value);
+    }
+    this.tombstones.set(id, reason);
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * The ceiling for bench:rpc: a bare grpc-js server speaking daxd's Files wire format with
+ * no engine, no validation and no pipeline behind it. Read returns `length` bytes of a
+ * static buffer, Write returns the length it got; ReadStream/WriteStream answer each
+ * incoming batch at once with one batch of results. It uses daxd's server options and
+ * flow-control windows, so the only difference from daxd is daxd itself.
+ *
+ * Run as a child process: prints {"echo": "127.0.0.1:PORT"} on stdout, exits on SIGTERM.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { loadDaxdProto } from '../../client/proto';
+import type { FilesHandlers } from '../../client/generated/daxd/v1/Files';
+import type { ReadStreamRequest__Output } from '../../client/generated/daxd/v1/ReadStreamRequest';
+import type { WriteStreamRequest__Output } from '../../client/generated/daxd/v1/WriteStreamRequest';
+import { raiseConnectionWindow, raiseStreamWindow, SERVER_OPTIONS } from '../../server/rpc/flow-control';
+import { RPC_IO_MAX_BYTES } from '../../server/rpc/limits';
+
+const PAYLOAD = Buffer.alloc(RPC_IO_MAX_BYTES, 0xab);
+
+function unimplemented(_call: unknown, callback: grpc.sendUnaryData<never>): void {
+  callback({ code: grpc.status.UNIMPLEMENTED, details: 'echo server' });
+}
+
+const handlers: FilesHandlers = {
+  Read: (call, callback) => callback(null, { data: PAYLOAD.subarray(0, Number(call.request.length)) }),
+  Write: (call, callback) => callback(null, { written: call.request.data.length, size: call.request.data.length }),
+  ReadStream: (call) => {
+    call.on('data', (req: ReadStreamRequest__Output) => call.write({ results: req.ops.map((op) => ({ id: op.id, data: PAYLOAD.subarray(0, Number(op.length)) })) }));
+    call.on('end', () => call.end());
+  },
+  WriteStream: (call) => {
+    call.on('data', (req: WriteStreamRequest__Output) => call.write({ results: req.ops.map((op) => ({ id: op.id, written: op.data.length, size: op.data.length })) }));
+    call.on('end', () => call.end());
+  },
+  Create: unimplemented, Lookup: unimplemented, Stat: unimplemented, List: unimplemented, Unlink: unimplemented,
+  Fsync: unimplemented, Truncate: unimplemented, Fallocate: unimplemented, StatVolume: unimplemented,
+};
+
+export async function startEchoServer(address = '127.0.0.1:0'): Promise<{ address: string; server: grpc.Server }> {
+  const server = new grpc.Server(SERVER_OPTIONS);
+  raiseStreamWindow(server);
+  server.addService(loadDaxdProto().daxd.v1.Files.service, handlers);
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+  });
+  raiseConnectionWindow(server);
+  return { address: `127.0.0.1:${port}`, server };
+}
+
+if (require.main === module) {
+  void startEchoServer().then(({ address, server }) => {
+    process.stdout.write(`${JSON.stringify({ echo: address })}\n`);
+    process.on('SIGTERM', () => server.tryShutdown(() => process.exit(0)));
+  });
+}

@@ -1,0 +1,147 @@
+/**
+ * The daxd command line as a user runs it: help for every command, usage errors, the
+ * offline tools (mkfs, fsck), `serve` on its default volume, and the client commands
+ * (put, get, ls, stat, truncate, df, rm) against a real server.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { runCli, startServer, tempDir, type StartedServer } from './start-server';
+
+const COMMANDS = ['serve', 'mkfs', 'fsck', 'ls', 'stat', 'put', 'get', 'rm', 'truncate', 'df'];
+
+describe('daxd command line', function () {
+  let tmp: ReturnType<typeof tempDir>;
+
+  before(function () {
+    tmp = tempDir();
+  });
+
+  after(function () {
+    tmp.remove();
+  });
+
+  it('daxd --help lists every command; each has its own --help', async function () {
+    const overview = await runCli(['--help']);
+    assert.equal(overview.code, 0);
+    for (const name of COMMANDS) assert.match(overview.stdout, new RegExp(`^  ${name} `, 'm'));
+    for (const name of COMMANDS) {
+      const help = await runCli([name, '--help']);
+      assert.equal(help.code, 0, name);
+      assert.match(help.stdout, new RegExp(`^usage: daxd ${name}`), name);
+    }
+  });
+
+  it('usage errors exit 2: unknown command, unknown option, missing argument', async function () {
+    assert.equal((await runCli(['frobnicate'])).code, 2);
+    const badOption = await runCli(['ls', '--bogus']);
+    assert.equal(badOption.code, 2);
+    assert.match(badOption.stderr, /bogus/);
+    assert.equal((await runCli(['put', 'only-one'])).code, 2);
+    assert.equal((await runCli(['mkfs', path.join(tmp.dir, 'x.vol'), '--size', 'lots'])).code, 2);
+  });
+
+  it('mkfs creates a sparse volume, refuses to overwrite without --force; fsck says clean (text and JSON)', async function () {
+    const volume = path.join(tmp.dir, 'made.vol');
+    const made = await runCli(['mkfs', volume, '--size', '32M']);
+    assert.equal(made.code, 0, made.stderr);
+    assert.equal(fs.statSync(volume).size, 32 * 1024 * 1024);
+    assert.ok(fs.statSync(volume).blocks * 512 < 32 * 1024 * 1024, 'sparse');
+    assert.equal((await runCli(['mkfs', volume, '--size', '32M'])).code, 2);
+    assert.equal((await runCli(['mkfs', volume, '--force'])).code, 0);
+    const text = await runCli(['fsck', volume]);
+    assert.equal(text.code, 0);
+    assert.match(text.stdout, /fsck: clean/);
+    const json = JSON.parse((await runCli(['fsck', volume, '--json'])).stdout) as { clean: boolean; findings: unknown[] };
+    assert.deepEqual([json.clean, json.findings], [true, []]);
+  });
+
+  it('fsck of a missing file fails with exit 1 and one line', async function () {
+    const result = await runCli(['fsck', path.join(tmp.dir, 'missing.vol')]);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /^daxd fsck: ENOENT/);
+  });
+
+  it('serve without --volume creates ./data/daxd.vol (1 GiB, sparse) under its working directory', async function () {
+    const cwd = path.join(tmp.dir, 'default-cwd');
+    fs.mkdirSync(cwd);
+    const server = await startServer({ cwd });
+    try {
+      const volume = path.join(cwd, 'data', 'daxd.vol');
+      assert.equal(server.volumePath, volume);
+      assert.equal(fs.statSync(volume).size, 1024 ** 3);
+      assert.ok(fs.statSync(volume).blocks * 512 < 64 * 1024 * 1024, 'sparse');
+      assert.match(server.address, /^127\.0\.0\.1:\d+$/);
+    } finally {
+      assert.deepEqual(await server.stop(), { code: 0, signal: null });
+    }
+  });
+
+  describe('client commands against a server', function () {
+    let server: StartedServer;
+    const cli = (...args: string[]) => runCli([...args, '--server', server.address]);
+
+    before(async function () {
+      server = await startServer({ volumePath: path.join(tmp.dir, 'cli.vol') });
+    });
+
+    after(async function () {
+      if (server) assert.deepEqual(await server.stop(), { code: 0, signal: null });
+    });
+
+    it('put, ls, stat, get round-trip a 3 MiB file', async function () {
+      const local = path.join(tmp.dir, 'in.bin');
+      const data = randomBytes(3 * 1024 * 1024 + 17);
+      fs.writeFileSync(local, data);
+      const put = await cli('put', local, 'docs/in.bin');
+      assert.equal(put.code, 0, put.stderr);
+      assert.equal((await cli('ls')).stdout, 'docs/in.bin\n');
+      assert.equal((await cli('ls', 'nothing-like-it')).stdout, '');
+      assert.match((await cli('ls', '-l', 'docs/')).stdout, new RegExp(`\\s${data.length}\\s.*docs/in\\.bin`));
+      const stat = JSON.parse((await cli('stat', 'docs/in.bin', '--json')).stdout) as { size: number };
+      assert.equal(stat.size, data.length);
+      const out = path.join(tmp.dir, 'out.bin');
+      const get = await cli('get', 'docs/in.bin', out);
+      assert.equal(get.code, 0, get.stderr);
+      assert.ok(fs.readFileSync(out).equals(data));
+    });
+
+    it('put over an existing file replaces its content and size', async function () {
+      const local = path.join(tmp.dir, 'small.txt');
+      fs.writeFileSync(local, 'short now');
+      assert.equal((await cli('put', local, 'docs/in.bin')).code, 0);
+      const out = path.join(tmp.dir, 'small-back.txt');
+      assert.equal((await cli('get', 'docs/in.bin', out)).code, 0);
+      assert.equal(fs.readFileSync(out, 'utf8'), 'short now');
+    });
+
+    it('truncate sets the size; df reports the volume', async function () {
+      assert.equal((await cli('truncate', 'docs/in.bin', '1M')).code, 0);
+      const stat = JSON.parse((await cli('stat', 'docs/in.bin', '--json')).stdout) as { size: number };
+      assert.equal(stat.size, 1024 * 1024);
+      const df = JSON.parse((await cli('df', '--json')).stdout) as { files: number; size: number };
+      assert.deepEqual([df.files, df.size], [1, 64 * 1024 * 1024]);
+      // 64 MiB volume: 4096 inode slots, slot 0 reserved (inode numbers start at 1).
+      assert.match((await cli('df')).stdout, / 1\/4095\n$/);
+    });
+
+    it('serve on an address in use fails with one line (exit 1) and leaves its volume unlocked', async function () {
+      const volume = path.join(tmp.dir, 'second.vol');
+      const busy = await runCli(['serve', '--volume', volume, '--size', '32M', '--grpc', server.address]);
+      assert.equal(busy.code, 1);
+      assert.match(busy.stderr, /^daxd serve: cannot listen on 127\.0\.0\.1:\d+: .*EADDRINUSE/m);
+      assert.equal((await runCli(['fsck', volume])).code, 0, 'fsck can take the lock: the failed serve released it');
+    });
+
+    it('rm removes; errors are one line with status and reason, exit 1', async function () {
+      assert.equal((await cli('rm', 'docs/in.bin')).code, 0);
+      const missing = await cli('stat', 'docs/in.bin');
+      assert.equal(missing.code, 1);
+      assert.match(missing.stderr, /^daxd stat: NOT_FOUND: ENOENT: no file named "docs\/in\.bin"\n$/);
+      const unreachable = await runCli(['ls', '--server', '127.0.0.1:1']);
+      assert.equal(unreachable.code, 1);
+      assert.match(unreachable.stderr, /UNAVAILABLE/);
+    });
+  });
+});
