@@ -6,7 +6,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { REASONS } from '../../server/errors';
-import * as limits from '../../server/limits';
+import * as engineLimits from '../../server/limits';
+import * as rpcLimits from '../../server/rpc/limits';
+import * as sessionLimits from '../../server/session/limits';
 
 function repoRoot(): string {
   let dir = __dirname;
@@ -15,7 +17,8 @@ function repoRoot(): string {
 }
 
 export function undocumented(readme: string): string[] {
-  const names = [...Object.keys(REASONS), ...Object.keys(limits).filter((k) => /^[A-Z][A-Z0-9_]+$/.test(k))];
+  const limitNames = [engineLimits, rpcLimits, sessionLimits].flatMap((m) => Object.keys(m)).filter((k) => /^[A-Z][A-Z0-9_]+$/.test(k));
+  const names = [...Object.keys(REASONS), ...limitNames];
   return names.filter((n) => !readme.includes(`| \`${n}\``));
 }
 
