@@ -9,6 +9,7 @@
  * instead is safe: the journal replays at the next mount.
  */
 import type { Logger } from 'pino';
+import { Dax } from './dax/dax';
 import type { FileSystem } from './fs/filesystem';
 import { RpcServer } from './rpc/rpc-server';
 import { openVolume } from './volume';
@@ -21,6 +22,8 @@ export interface DaxdOptions {
   grpcAddress: string;
   log: Logger;
   shutdownGraceMs?: number;
+  /** Tests only: enable failpoints (server/dax/failpoints.ts). */
+  failpoints?: boolean;
 }
 
 export class Daxd {
@@ -28,6 +31,7 @@ export class Daxd {
 
   private constructor(
     readonly fs: FileSystem,
+    readonly dax: Dax,
     readonly rpc: RpcServer,
     private readonly options: DaxdOptions,
   ) {}
@@ -39,9 +43,10 @@ export class Daxd {
   static async start(options: DaxdOptions): Promise<Daxd> {
     const { log } = options;
     const volume = await openVolume(options.volumePath, options.sizeBytes);
+    const dax = new Dax(volume.fs, { failpoints: options.failpoints ?? false });
     let rpc: RpcServer;
     try {
-      rpc = await RpcServer.start({ fs: volume.fs, log, address: options.grpcAddress });
+      rpc = await RpcServer.start({ fs: volume.fs, dax, log, address: options.grpcAddress });
     } catch (err) {
       await volume.fs.unmount();
       throw err;
@@ -51,7 +56,7 @@ export class Daxd {
       grpc: rpc.address, http: null, volume: options.volumePath, created: volume.created,
       wasClean, replayed: replay, orphansFreed, mountMs: Math.round(mountMs),
     }, 'daxd serving');
-    return new Daxd(volume.fs, rpc, options);
+    return new Daxd(volume.fs, dax, rpc, options);
   }
 
   /** Graceful stop; idempotent. */
@@ -64,6 +69,9 @@ export class Daxd {
     const { log } = this.options;
     log.info('daxd stopping: draining calls');
     await this.rpc.stop(this.options.shutdownGraceMs);
+    // Released failpoints cannot hold a shutdown; mapped dirty pages reach the medium.
+    this.dax.failpoints.releaseAll();
+    await this.dax.sync();
     await this.fs.unmount();
     log.info('daxd stopped: volume clean and unlocked');
   }

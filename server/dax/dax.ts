@@ -65,6 +65,11 @@ export class Dax {
     await this.fs.fsync(ino, datasync);
   }
 
+  /** Writes back every dirty mapped page of every file (shutdown, before unmount). */
+  async sync(): Promise<void> {
+    for (const ino of [...this.ctx.spaces.keys()]) await writeback(this.ctx, ino, 0, Number.MAX_SAFE_INTEGER);
+  }
+
   /** Drops the caller's PTEs in the range (munmap). */
   unmap(owner: MappingOwner, ino: number, first: number, last: number): void {
     this.fs.stat(ino);

@@ -38,7 +38,14 @@ function volumeInfoToWire(info: VolumeInfo): WireVolumeInfo {
   };
 }
 
-export function filesHandlers(fs: FileSystemApi, log: Logger, streams: OpStreamRegistry): FilesHandlers {
+/**
+ * `fsync` defaults to the file layer's; the server passes the dax layer's, which first
+ * writes back pages dirtied through mappings (S5).
+ */
+export function filesHandlers(
+  fs: FileSystemApi, log: Logger, streams: OpStreamRegistry,
+  fsync: (ino: number, datasync: boolean) => Promise<void> = (ino, datasync) => fs.fsync(ino, datasync),
+): FilesHandlers {
   return {
     Create: unary(log, 'Files.Create', async (req) => fileInfoToWire(await fs.create(v.fileName(req.name), req.exclusive))),
 
@@ -70,7 +77,7 @@ export function filesHandlers(fs: FileSystemApi, log: Logger, streams: OpStreamR
     }),
 
     Fsync: unary(log, 'Files.Fsync', async (req) => {
-      await fs.fsync(v.ino(req.ino), req.datasync);
+      await fsync(v.ino(req.ino), req.datasync);
       return {};
     }),
 

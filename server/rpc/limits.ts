@@ -53,3 +53,6 @@ export const CLIENT_NAME_MAX_BYTES = 255;
 
 /** Graceful shutdown: in-flight calls get this long to finish before they are cancelled. */
 export const SHUTDOWN_GRACE_MS = 10_000;
+
+/** Ops in one Mapping.FaultBatch or Mapping.AccessBatch call; more is ELIMIT. */
+export const MAPPING_BATCH_OPS_MAX = 1024;

@@ -12,10 +12,12 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import type { Dax } from '../dax/dax';
 import type { FileSystemApi } from '../fs/types';
 import { SessionTable } from '../session/session-table';
 import { loadDaxdProto } from '../../client/proto';
 import { filesHandlers } from './files-service';
+import { mappingHandlers } from './mapping-service';
 import type { OpStreamRegistry } from './files-streams';
 import { raiseConnectionWindow, raiseStreamWindow, SERVER_OPTIONS } from './flow-control';
 import { SHUTDOWN_GRACE_MS } from './limits';
@@ -32,6 +34,8 @@ export class ListenError extends Error {
 
 export interface RpcServerOptions {
   fs: FileSystemApi;
+  /** The dax layer over the same file system (Mapping service; Fsync writes back mapped pages). */
+  dax: Dax;
   log: Logger;
   /** host:port; port 0 picks a free port. */
   address: string;
@@ -58,8 +62,8 @@ export class RpcServer {
     const server = new grpc.Server(SERVER_OPTIONS);
     if (!raiseStreamWindow(server)) log.warn('grpc-js internals changed: HTTP/2 stream window left at its default');
     server.addService(proto.Session.service, sessionHandlers(sessions, log));
-    server.addService(proto.Files.service, filesHandlers(fs, log, streams));
-    server.addService(proto.Mapping.service, unimplementedHandlers('Mapping', proto.Mapping.service, log));
+    server.addService(proto.Files.service, filesHandlers(fs, log, streams, (ino, datasync) => options.dax.fsync(ino, datasync)));
+    server.addService(proto.Mapping.service, mappingHandlers(options.dax, sessions, log));
     server.addService(proto.Dma.service, unimplementedHandlers('Dma', proto.Dma.service, log));
     const port = await new Promise<number>((resolve, reject) => {
       server.bindAsync(options.address, grpc.ServerCredentials.createInsecure(), (err, boundPort) => {

@@ -1,0 +1,150 @@
+/**
+ * The Mapping service: page faults, loads and stores through PTE tokens, msync, unmap,
+ * inspect (server/dax does the work; S1, S2, S3, S5, S7). The caller's session is looked
+ * up once per call; it owns every PTE the call creates.
+ */
+import type { Logger } from 'pino';
+import { InvalidArgumentError, LimitError } from '../errors';
+import { BLOCK_SIZE } from '../limits';
+import type { Dax } from '../dax/dax';
+import type { FaultKind, FaultResult } from '../dax/fault';
+import type { Session } from '../session/session';
+import type { SessionTable } from '../session/session-table';
+import type { MappingHandlers } from '../../client/generated/daxd/v1/Mapping';
+import type { FaultOutcome } from '../../client/generated/daxd/v1/FaultOutcome';
+import type { AccessOutcome } from '../../client/generated/daxd/v1/AccessOutcome';
+import type { Pte as WirePte } from '../../client/generated/daxd/v1/Pte';
+import { MAPPING_BATCH_OPS_MAX } from './limits';
+import { toWireStatus } from './status';
+import { unary } from './unary';
+import * as v from './validate';
+
+const FAULT_KINDS = ['READ', 'WRITE', 'COW'] as const;
+
+function pgoff(value: string | number, field: string): number {
+  // Past FILE_MAX_BYTES no page can exist; faults there are SIGBUS, ranges are clamped.
+  return v.u64(value, field);
+}
+
+function pageRange(first: string | number, last: string | number): [number, number] {
+  const a = pgoff(first, 'first_pgoff');
+  const b = pgoff(last, 'last_pgoff');
+  if (b < a) throw new InvalidArgumentError(`last_pgoff ${b} is before first_pgoff ${a}`);
+  return [a, b];
+}
+
+/** offset/length inside one page: EINVAL otherwise. */
+function inPage(offsetField: string | number, lengthBytes: number): number {
+  const offset = v.u64(offsetField, 'offset');
+  if (offset >= BLOCK_SIZE || lengthBytes > BLOCK_SIZE - offset) {
+    throw new InvalidArgumentError(`access [${offset}, ${offset + lengthBytes}) is not inside one page (${BLOCK_SIZE} bytes)`);
+  }
+  return offset;
+}
+
+function token(value: string): string {
+  if (value.length === 0) throw new InvalidArgumentError('token is empty');
+  return value;
+}
+
+function ptetoWire(result: FaultResult, pg: number): { pte: WirePte | null; data: Buffer } {
+  const pte = result.pte ? { pgoff: pg, pfn: result.pte.pfn, writable: result.pte.writable, token: result.pte.token } : null;
+  return { pte, data: result.data ?? Buffer.alloc(0) };
+}
+
+function batchSize(n: number): void {
+  if (n > MAPPING_BATCH_OPS_MAX) throw new LimitError('mapping batch ops', n, MAPPING_BATCH_OPS_MAX);
+}
+
+export function mappingHandlers(dax: Dax, sessions: SessionTable, log: Logger): MappingHandlers {
+  const session = (id: string): Session => sessions.get(v.sessionId(id));
+  const opError = (err: unknown, where: string) => {
+    const s = toWireStatus(err, log, where);
+    return { code: s.code, reason: s.reason ?? '', message: s.details };
+  };
+
+  return {
+    Fault: unary(log, 'Mapping.Fault', async (req) => {
+      const owner = session(req.session_id);
+      const ino = v.ino(req.ino);
+      const pg = pgoff(req.pgoff, 'pgoff');
+      const kind: FaultKind = v.enumValue(req.kind, FAULT_KINDS, 'kind');
+      return ptetoWire(await dax.fault(owner, ino, pg, kind, req.sync), pg);
+    }),
+
+    Load: unary(log, 'Mapping.Load', (req) => {
+      const owner = session(req.session_id);
+      const length = v.u64(req.length, 'length');
+      const offset = inPage(req.offset, length);
+      return { data: dax.load(owner, token(req.token), offset, length) };
+    }),
+
+    Store: unary(log, 'Mapping.Store', (req) => {
+      const owner = session(req.session_id);
+      const offset = inPage(req.offset, req.data.length);
+      dax.store(owner, token(req.token), offset, req.data);
+      return {};
+    }),
+
+    Msync: unary(log, 'Mapping.Msync', async (req) => {
+      session(req.session_id);
+      const ino = v.ino(req.ino);
+      const [first, last] = pageRange(req.first_pgoff, req.last_pgoff);
+      await dax.msync(ino, first, last);
+      // Durable on return: the allocations behind the written pages commit too.
+      await dax.fs.commit();
+      return {};
+    }),
+
+    Unmap: unary(log, 'Mapping.Unmap', (req) => {
+      const owner = session(req.session_id);
+      const [first, last] = pageRange(req.first_pgoff, req.last_pgoff);
+      dax.unmap(owner, v.ino(req.ino), first, last);
+      return {};
+    }),
+
+    Inspect: unary(log, 'Mapping.Inspect', (req) => {
+      const [first, last] = pageRange(req.first_pgoff, req.last_pgoff);
+      const entries = dax.inspect(v.ino(req.ino), first, last).map((e) => ({
+        pgoff: e.pgoff, state: e.state, pfn: e.pfn, locked: e.locked, dirty: e.dirty,
+        pin_count: e.pinCount, mappers: e.mappers, towrite: e.towrite, waiters: e.waiters,
+      }));
+      return { entries };
+    }),
+
+    FaultBatch: unary(log, 'Mapping.FaultBatch', async (req) => {
+      const owner = session(req.session_id);
+      const ino = v.ino(req.ino);
+      batchSize(req.ops.length);
+      const results: FaultOutcome[] = [];
+      for (const op of req.ops) {
+        try {
+          const pg = pgoff(op.pgoff, 'pgoff');
+          const kind: FaultKind = v.enumValue(op.kind, FAULT_KINDS, 'kind');
+          results.push(ptetoWire(await dax.fault(owner, ino, pg, kind, op.sync), pg));
+        } catch (err) {
+          results.push({ error: opError(err, 'Mapping.FaultBatch') });
+        }
+      }
+      return { results };
+    }),
+
+    AccessBatch: unary(log, 'Mapping.AccessBatch', (req) => {
+      const owner = session(req.session_id);
+      batchSize(req.ops.length);
+      const results: AccessOutcome[] = req.ops.map((op) => {
+        try {
+          if (op.store) {
+            dax.store(owner, token(op.token), inPage(op.offset, op.data.length), op.data);
+            return {};
+          }
+          const length = v.u64(op.length, 'length');
+          return { data: dax.load(owner, token(op.token), inPage(op.offset, length), length) };
+        } catch (err) {
+          return { error: opError(err, 'Mapping.AccessBatch') };
+        }
+      });
+      return { results };
+    }),
+  };
+}
