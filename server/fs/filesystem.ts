@@ -271,8 +271,8 @@ export class FileSystem implements FileSystemApi {
     if (state === STATE_WRITTEN) return { pfn: entryPfn(e), allocated: false };
     let pfn: number;
     if (state === STATE_UNWRITTEN) {
+      // The leaf entry exists: converting it needs no map block, so no space check.
       pfn = entryPfn(e);
-      reserve(this.ctx, 0, 1);
       blockView(this.storage, pfn).fill(0);
       this.journal.addOrdered(pfn, 1);
     } else {
