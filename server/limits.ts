@@ -23,3 +23,15 @@ export const IO_MAX_BYTES = 64 * 1024 * 1024;
 
 /** Pages a long layout change (truncate, punch, collapse, unlink) handles per journal step. */
 export const LAYOUT_STEP_PAGES = 1 << 18;
+
+/** Pins one session may hold at once (S7); more is ELIMIT. */
+export const PINS_PER_SESSION_MAX = 64;
+
+/** Pages one pin may cover (4 MiB); more is ELIMIT. */
+export const PIN_PAGES_MAX = 1024;
+
+/** Longest pin lease; a pin not renewed (Dma.Renew) within it is revoked (S4: pins are transient). */
+export const PIN_LEASE_MAX_MS = 30_000;
+
+/** RECALL: time a pin holder has, after PinRecall, to unpin before the pin is revoked. */
+export const PIN_RECALL_GRACE_MS = 1_000;

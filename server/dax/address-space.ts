@@ -39,6 +39,10 @@ export class AddressSpace {
   /** Sessions that hold PTEs on this file. */
   readonly mappings = new Map<string, SessionMapping>();
   readonly stats: AddressSpaceStats = { lockWaits: 0, invalidations: 0 };
+  /** Entries whose block has DMA references: busy-page scans are O(pinned), not O(file). */
+  readonly pinned = new Set<Entry>();
+  /** Layout changes waiting for a pin count to drop (S4); woken by every unpin. */
+  readonly pinWaiters = new Set<() => void>();
 
   constructor(readonly ino: number) {}
 
@@ -62,9 +66,30 @@ export class AddressSpace {
     return out.sort((a, b) => a.pgoff - b.pgoff);
   }
 
+  /** Takes a DMA reference on a MAPPED entry's block. */
+  pinEntry(e: Entry): void {
+    e.pins++;
+    this.pinned.add(e);
+  }
+
+  /** Drops a DMA reference; the last one wakes every layout change waiting here (S4). */
+  unpinEntry(e: Entry): void {
+    if (e.pins <= 0) throw new Error(`bug: unpin of an unpinned entry at pgoff ${e.pgoff}`);
+    e.pins--;
+    if (e.pins > 0) return;
+    this.pinned.delete(e);
+    for (const wake of [...this.pinWaiters]) wake();
+  }
+
+  /** First pinned entry in [first, last], in O(pinned entries). */
+  busyEntry(first: number, last: number): Entry | undefined {
+    for (const e of this.pinned) if (e.pgoff >= first && e.pgoff <= last) return e;
+    return undefined;
+  }
+
   /** True when nothing refers to the address space any more (it can be dropped). */
   get idle(): boolean {
-    if (this.mappings.size > 0 || this.mmapLock.held || this.mmapLock.waiters > 0 || this.waitQueues.size > 0) return false;
+    if (this.mappings.size > 0 || this.pinned.size > 0 || this.pinWaiters.size > 0 || this.mmapLock.held || this.mmapLock.waiters > 0 || this.waitQueues.size > 0) return false;
     for (const e of this.entries.values()) if (e.locked || e.dirty || e.pins > 0 || e.ptes.length > 0) return false;
     return true;
   }

@@ -6,6 +6,7 @@ import type { FileSystem } from '../fs/filesystem';
 import { AddressSpace } from './address-space';
 import type { Failpoints } from './failpoints';
 import type { PteTable } from './pte';
+import { PinTable } from './pin';
 
 export interface DaxCounters {
   faults: Record<'hole' | 'allocate' | 'mapped' | 'cow' | 'sync', number>;
@@ -15,19 +16,29 @@ export interface DaxCounters {
   writebackFlushes: number;
   /** S4 violations caught by the server (must stay 0: a test asserts it). */
   entriesDeletedWhilePinned: number;
+  /** Layout changes that had to wait for pins, by outcome. */
+  layoutBreakWaits: Record<'done' | 'failed' | 'timedout' | 'cancelled', number>;
+  layoutBreakWaitMs: number[];
 }
 
 export class DaxContext {
   readonly spaces = new Map<number, AddressSpace>();
+  readonly pins = new PinTable();
+  /** RECALL grace period (PIN_RECALL_GRACE_MS unless a test shortens it). */
+  recallGraceMs: number;
   readonly counters: DaxCounters = {
     faults: { hole: 0, allocate: 0, mapped: 0, cow: 0, sync: 0 },
     invalidations: {},
     revokedPtes: 0,
     writebackFlushes: 0,
     entriesDeletedWhilePinned: 0,
+    layoutBreakWaits: { done: 0, failed: 0, timedout: 0, cancelled: 0 },
+    layoutBreakWaitMs: [],
   };
 
-  constructor(readonly fs: FileSystem, readonly ptes: PteTable, readonly failpoints: Failpoints) {}
+  constructor(readonly fs: FileSystem, readonly ptes: PteTable, readonly failpoints: Failpoints, recallGraceMs: number) {
+    this.recallGraceMs = recallGraceMs;
+  }
 
   /** The file's address space; holds a user reference on the inode while it exists. */
   space(ino: number): AddressSpace {

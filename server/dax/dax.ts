@@ -2,7 +2,7 @@
  * The dax layer's front: what server/rpc calls for the Mapping service, and the layout
  * hooks it installs in the file layer (S3, S4). See entry-lock.ts for the lock order.
  */
-import { BLOCK_SIZE } from '../limits';
+import { BLOCK_SIZE, PIN_RECALL_GRACE_MS } from '../limits';
 import type { FileSystem } from '../fs/filesystem';
 import type { LayoutHooks } from '../fs/types';
 import { load, store } from './access';
@@ -12,6 +12,7 @@ import { Failpoints } from './failpoints';
 import { breakLayout, invalidateAllocated } from './invalidate';
 import { MappingOwner, PteTable } from './pte';
 import { writeback } from './writeback';
+import { dmaRead, dmaWrite, lookupPin, pin, type Pin, type PinRequestArgs, renewLease, unpin } from './pin';
 
 export interface InspectEntry {
   pgoff: number;
@@ -28,11 +29,11 @@ export interface InspectEntry {
 export class Dax {
   readonly ctx: DaxContext;
 
-  constructor(readonly fs: FileSystem, opts: { failpoints?: boolean } = {}) {
-    this.ctx = new DaxContext(fs, new PteTable(), new Failpoints(opts.failpoints ?? false));
+  constructor(readonly fs: FileSystem, opts: { failpoints?: boolean; recallGraceMs?: number } = {}) {
+    this.ctx = new DaxContext(fs, new PteTable(), new Failpoints(opts.failpoints ?? false), opts.recallGraceMs ?? PIN_RECALL_GRACE_MS);
     const hooks: LayoutHooks = {
       allocated: (ino, first, last) => invalidateAllocated(this.ctx, ino, first, last),
-      breakLayout: (ino, first, last, reason) => breakLayout(this.ctx, ino, first, last, reason),
+      breakLayout: (ino, first, last, reason, opts) => breakLayout(this.ctx, ino, first, last, reason, opts),
     };
     fs.setHooks(hooks);
   }
@@ -63,6 +64,30 @@ export class Dax {
   async fsync(ino: number, datasync: boolean): Promise<void> {
     await writeback(this.ctx, ino, 0, Number.MAX_SAFE_INTEGER);
     await this.fs.fsync(ino, datasync);
+  }
+
+  // ---- DMA pins (S4) -------------------------------------------------------------
+
+  pin(owner: MappingOwner, args: PinRequestArgs): Promise<Pin> {
+    return pin(this.ctx, this.ctx.pins, owner, args);
+  }
+
+  unpin(owner: MappingOwner, pinId: string): void {
+    unpin(this.ctx, this.ctx.pins, lookupPin(this.ctx.pins, owner, pinId));
+  }
+
+  renewPin(owner: MappingOwner, pinId: string): Pin {
+    const p = lookupPin(this.ctx.pins, owner, pinId);
+    renewLease(this.ctx, this.ctx.pins, p);
+    return p;
+  }
+
+  dmaRead(owner: MappingOwner, pinId: string, page: number, offset: number, length: number): Promise<Buffer> {
+    return dmaRead(this.ctx, lookupPin(this.ctx.pins, owner, pinId), page, offset, length);
+  }
+
+  dmaWrite(owner: MappingOwner, pinId: string, page: number, offset: number, data: Uint8Array): Promise<void> {
+    return dmaWrite(this.ctx, lookupPin(this.ctx.pins, owner, pinId), page, offset, data);
   }
 
   /** Writes back every dirty mapped page of every file (shutdown, before unmount). */

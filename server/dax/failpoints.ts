@@ -23,7 +23,9 @@ export const FAILPOINT_NAMES = [
   'writeback:after-downgrade',// writeback holds the entry lock, PTEs downgraded, before the flush
   'writeback:before-clean',   // writeback flushed the block, before clearing DIRTY
   'layout:after-revoke',      // a layout change holds the inode + mmap locks, PTEs revoked, before the pin scan
-  'pin:after-fault',          // a pin faulted its pages in (mmap lock shared), before taking references
+  'pin:after-fault',          // a pin faulted its pages in and took its references (mmap lock shared), before replying
+  'dma:in-flight',            // a DMA read/write counts as in flight, before it copies
+  'layout:pin-wait',          // a layout change found a pinned block and released the mmap lock, before waiting
 ] as const;
 export type FailpointName = (typeof FAILPOINT_NAMES)[number];
 

@@ -2,7 +2,10 @@
  * Invalidation: S3 (write(2) filled holes) and S4's first half (a layout change revokes
  * PTEs and deletes entries before the file layer changes the block map).
  */
-import type { LayoutChange } from '../fs/types';
+import { BusyError, DaxError } from '../errors';
+import type { LayoutBreakOptions, LayoutChange } from '../fs/types';
+import type { AddressSpace } from './address-space';
+import { recallPin } from './pin';
 import type { DaxContext } from './dax-context';
 import { lockExistingEntry, removeEntry, unlockEntry } from './entry-lock';
 import { InvalidationNotices } from './pte';
@@ -38,28 +41,59 @@ export async function invalidateAllocated(ctx: DaxContext, ino: number, first: n
 }
 
 /**
- * S4, first half: inode lock held by the caller (the file layer). Takes the mmap lock
- * exclusive (no new faults or pins), revokes every shared PTE in [first, last], waits for
- * each entry's lock and deletes it (waking all its waiters). Returns the release of the
- * mmap lock, which the file layer calls after changing the block map.
- *
- * Pins (the wait-for-unpin loop) arrive with the Dma service; until then no entry is
- * pinned, and deleting a pinned entry is an assertion failure, counted.
+ * S4: the inode lock is held by the caller (the file layer). Takes the mmap lock
+ * exclusive (no new faults or pins), revokes every shared PTE in [first, last], then
+ * looks for a pinned block in the range (O(pinned entries)). While one exists: FAIL
+ * refuses (EBUSY); WAIT and RECALL (after recalling the pins) release the mmap lock,
+ * keep the inode lock, wait until a pin count drops (woken by unpin, session end or
+ * revocation; never polled; aborted by the call's deadline or cancellation), retake the
+ * mmap lock and scan again from scratch: new faults and pins may have come in while it
+ * was released. Only then are the entries deleted (waking all their waiters). Returns
+ * the release of the mmap lock, which the file layer calls after changing the block map.
+ * Any failure leaves the file unchanged and every lock released.
  */
-export async function breakLayout(ctx: DaxContext, ino: number, first: number, last: number, reason: LayoutChange): Promise<() => void> {
+export async function breakLayout(ctx: DaxContext, ino: number, first: number, last: number, reason: LayoutChange, opts: LayoutBreakOptions): Promise<() => void> {
   const as = ctx.space(ino);
-  const unlockMmap = await as.mmapLock.lockExclusive();
+  let unlockMmap: (() => void) | null = await as.mmapLock.lockExclusive();
+  const notices = new InvalidationNotices(reason);
+  let revoked = 0;
+  let waitedFromMs = 0;
   try {
-    const notices = new InvalidationNotices(reason);
-    let revoked = 0;
-    for (const e of as.entriesInRange(first, last)) revoked += ctx.ptes.revokeEntry(e, notices);
-    await ctx.failpoints.hit('layout:after-revoke', { ino, pgoff: first });
+    for (;;) {
+      for (const e of as.entriesInRange(first, last)) revoked += ctx.ptes.revokeEntry(e, notices);
+      notices.send();
+      await ctx.failpoints.hit('layout:after-revoke', { ino, pgoff: first });
+      const busy = as.busyEntry(first, last);
+      if (!busy) break;
+      if (opts.policy === 'FAIL') {
+        ctx.counters.layoutBreakWaits.failed++;
+        throw new BusyError(`page ${busy.pgoff} of inode ${ino} is pinned for DMA (layout_break FAIL): nothing changed`);
+      }
+      if (opts.policy === 'RECALL') recallPinsInRange(ctx, as, first, last);
+      waitedFromMs ||= performance.now();
+      // Registered before the lock is released: an unpin from here on wakes us.
+      const unpinned = waitForUnpin(as, opts.signal);
+      unlockMmap();
+      unlockMmap = null;
+      await ctx.failpoints.hit('layout:pin-wait', { ino, pgoff: busy.pgoff });
+      await unpinned;
+      unlockMmap = await as.mmapLock.lockExclusive();
+    }
+    if (waitedFromMs) {
+      ctx.counters.layoutBreakWaits.done++;
+      ctx.counters.layoutBreakWaitMs.push(performance.now() - waitedFromMs);
+    }
     for (const snap of as.entriesInRange(first, last)) {
       const e = await lockExistingEntry(as, snap.pgoff);
       if (!e) continue;
       // Writeback or S3 invalidation held it; neither installs PTEs, so none appeared.
       revoked += ctx.ptes.revokeEntry(e, notices);
-      if (e.pins > 0) ctx.counters.entriesDeletedWhilePinned++;
+      if (e.pins > 0) {
+        // Cannot happen (the mmap lock excludes new pins): count it loudly, keep the entry.
+        ctx.counters.entriesDeletedWhilePinned++;
+        unlockEntry(as, e);
+        continue;
+      }
       // The block may survive (collapse shifts it, truncate keeps the partial page):
       // its unflushed stores must still reach the medium at the next fsync (S5).
       if (e.dirty && e.state === 'MAPPED') ctx.fs.markDirty(ino, e.pfn);
@@ -68,12 +102,43 @@ export async function breakLayout(ctx: DaxContext, ino: number, first: number, l
     ctx.countInvalidations(reason, revoked);
     notices.send();
   } catch (err) {
-    unlockMmap();
+    if (err instanceof DaxError && err.code === 'ETIMEDOUT') ctx.counters.layoutBreakWaits.timedout++;
+    if (err instanceof DaxError && err.code === 'ECANCELED') ctx.counters.layoutBreakWaits.cancelled++;
+    if (unlockMmap) unlockMmap();
     ctx.maybeDrop(as);
     throw err;
   }
+  const release = unlockMmap;
   return () => {
-    unlockMmap();
+    release();
     ctx.maybeDrop(as);
   };
+}
+
+function recallPinsInRange(ctx: DaxContext, as: AddressSpace, first: number, last: number): void {
+  for (const p of ctx.pins.byId.values()) {
+    if (p.as !== as || p.state !== 'active') continue;
+    if (p.entries.some((e) => e !== null && e.pgoff >= first && e.pgoff <= last)) recallPin(ctx, ctx.pins, p, ctx.recallGraceMs);
+  }
+}
+
+/** Resolves at the next unpin on this file; rejects when the signal aborts (its reason). */
+function waitForUnpin(as: AddressSpace, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const wake = (): void => {
+      as.pinWaiters.delete(wake);
+      signal?.removeEventListener('abort', abort);
+      resolve();
+    };
+    const abort = (): void => {
+      as.pinWaiters.delete(wake);
+      reject(signal?.reason instanceof Error ? signal.reason : new DaxError('ECANCELED', 'the layout change was cancelled while waiting for pins'));
+    };
+    if (signal?.aborted) {
+      abort();
+      return;
+    }
+    as.pinWaiters.add(wake);
+    signal?.addEventListener('abort', abort, { once: true });
+  });
 }

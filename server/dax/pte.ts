@@ -21,10 +21,15 @@ export interface InvalidateNotice {
   readonly reason: InvalidateReason;
 }
 
+export type OwnerEvent =
+  | InvalidateNotice
+  | { readonly kind: 'pinRecall'; readonly pinId: string; readonly revokeAtMs: number }
+  | { readonly kind: 'pinRevoked'; readonly pinId: string };
+
 /** What the dax layer needs of a session (server/session's Session satisfies it). */
 export interface MappingOwner {
   readonly id: string;
-  notify(event: InvalidateNotice): void;
+  notify(event: OwnerEvent): void;
   attach(resource: { readonly kind: string; release(reason: string): void | Promise<void> }): number;
   detach(handle: number): boolean;
 }

@@ -10,6 +10,7 @@
  * commits between steps of a long change (file-layout.ts), and flushes for fsync/sync.
  */
 import assert from 'node:assert';
+import { DEFAULT_LAYOUT_BREAK } from './types';
 import { BLOCK_SIZE, FILE_MAX_BYTES, IO_MAX_BYTES } from '../limits';
 import { ExistsError, FileTooBigError, InvalidArgumentError, LimitError, NotFoundError } from '../errors';
 import type { BlockStorage } from '../media/storage';
@@ -27,7 +28,7 @@ import { InodeTable } from './inode-table';
 import { Namespace, validateName } from './namespace';
 import { RwLock } from './rw-lock';
 import type {
-  FallocateMode, FileInfo, FileSystemApi, LayoutHooks, ListPage, MountOptions, PageMapping, VolumeInfo, WriteResult,
+  FallocateMode, LayoutBreakOptions, FileInfo, FileSystemApi, LayoutHooks, ListPage, MountOptions, PageMapping, VolumeInfo, WriteResult,
 } from './types';
 
 const NO_HOOKS: LayoutHooks = {
@@ -308,7 +309,7 @@ export class FileSystem implements FileSystemApi {
 
   // ---- size and layout ---------------------------------------------------------
 
-  async truncate(ino: number, sizeBytes: number): Promise<void> {
+  async truncate(ino: number, sizeBytes: number, opts: LayoutBreakOptions = DEFAULT_LAYOUT_BREAK): Promise<void> {
     if (!Number.isSafeInteger(sizeBytes) || sizeBytes < 0) throw new InvalidArgumentError(`size ${sizeBytes} is not a non-negative integer`);
     if (sizeBytes > FILE_MAX_BYTES) throw new FileTooBigError(sizeBytes, FILE_MAX_BYTES);
     await this.withLayoutLock(ino, async (inode) => {
@@ -316,7 +317,7 @@ export class FileSystem implements FileSystemApi {
       const firstGone = Math.ceil(sizeBytes / BLOCK_SIZE);
       if (sizeBytes <= inode.sizeBytes) {
         // Truncate down (or to the same size) also drops blocks preallocated past EOF.
-        const release = await this.hooks.breakLayout(ino, Math.floor(sizeBytes / BLOCK_SIZE), Number.MAX_SAFE_INTEGER, 'TRUNCATE');
+        const release = await this.hooks.breakLayout(ino, Math.floor(sizeBytes / BLOCK_SIZE), Number.MAX_SAFE_INTEGER, 'TRUNCATE', opts);
         try {
           // Bytes past EOF in the last page are zero (so a later extension reads zeros).
           if (sizeBytes % BLOCK_SIZE !== 0) zeroInPage(this.ctx, inode, firstGone - 1, sizeBytes, firstGone * BLOCK_SIZE);
@@ -334,7 +335,7 @@ export class FileSystem implements FileSystemApi {
     });
   }
 
-  async fallocate(ino: number, mode: FallocateMode, offsetBytes: number, lengthBytes: number): Promise<void> {
+  async fallocate(ino: number, mode: FallocateMode, offsetBytes: number, lengthBytes: number, opts: LayoutBreakOptions = DEFAULT_LAYOUT_BREAK): Promise<void> {
     this.checkRange(offsetBytes, lengthBytes);
     if (lengthBytes === 0) throw new InvalidArgumentError('fallocate length must be > 0');
     const end = offsetBytes + lengthBytes;
@@ -357,7 +358,7 @@ export class FileSystem implements FileSystemApi {
           break;
         case 'PUNCH_HOLE':
         case 'ZERO_RANGE': {
-          const release = await this.hooks.breakLayout(ino, first, last, mode);
+          const release = await this.hooks.breakLayout(ino, first, last, mode, opts);
           try {
             const whole = zeroPartialPages(this.ctx, inode, offsetBytes, end);
             if (whole.first <= whole.last) {
@@ -381,7 +382,7 @@ export class FileSystem implements FileSystemApi {
           if (end >= inode.sizeBytes) {
             throw new InvalidArgumentError(`COLLAPSE_RANGE must end before EOF (end ${end} vs. size ${inode.sizeBytes})`);
           }
-          const release = await this.hooks.breakLayout(ino, first, Number.MAX_SAFE_INTEGER, 'COLLAPSE_RANGE');
+          const release = await this.hooks.breakLayout(ino, first, Number.MAX_SAFE_INTEGER, 'COLLAPSE_RANGE', opts);
           try {
             reserveShift(this.ctx, inode, last + 1);
             await removeBlocks(this.ctx, inode, first, last, persist);

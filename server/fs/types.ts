@@ -63,12 +63,23 @@ export interface LayoutHooks {
    * mapped or pinned; returns a release function the file layer calls after the change.
    * May reject (EBUSY, ETIMEDOUT, ECANCELED): then the file is left unchanged.
    */
-  breakLayout(ino: number, firstPgoff: number, lastPgoff: number, reason: LayoutChange): Promise<() => void>;
+  breakLayout(ino: number, firstPgoff: number, lastPgoff: number, reason: LayoutChange, opts: LayoutBreakOptions): Promise<() => void>;
   /** S3: called after write(2) allocated blocks for [firstPgoff, lastPgoff] (IOMAP_F_NEW). */
   allocated(ino: number, firstPgoff: number, lastPgoff: number): Promise<void>;
 }
 
 export type LayoutChange = 'TRUNCATE' | 'PUNCH_HOLE' | 'ZERO_RANGE' | 'COLLAPSE_RANGE';
+
+/** What a layout change does while a page in its range is pinned (S4; wire: LayoutBreak). */
+export type LayoutBreakPolicy = 'WAIT' | 'FAIL' | 'RECALL';
+
+export interface LayoutBreakOptions {
+  policy: LayoutBreakPolicy;
+  /** Aborts the wait for pins (deadline: reason ETIMEDOUT; cancelled call: ECANCELED). */
+  signal?: AbortSignal;
+}
+
+export const DEFAULT_LAYOUT_BREAK: LayoutBreakOptions = { policy: 'WAIT' };
 
 export interface MountOptions {
   /** Tests: fill freed blocks with this byte pattern so reads of stale data are caught. */
@@ -86,8 +97,8 @@ export interface FileSystemApi {
   read(ino: number, offsetBytes: number, lengthBytes: number): Promise<Buffer>;
   write(ino: number, offsetBytes: number, data: Uint8Array, sync: boolean): Promise<WriteResult>;
   fsync(ino: number, datasync: boolean): Promise<void>;
-  truncate(ino: number, sizeBytes: number): Promise<void>;
-  fallocate(ino: number, mode: FallocateMode, offsetBytes: number, lengthBytes: number): Promise<void>;
+  truncate(ino: number, sizeBytes: number, opts?: LayoutBreakOptions): Promise<void>;
+  fallocate(ino: number, mode: FallocateMode, offsetBytes: number, lengthBytes: number, opts?: LayoutBreakOptions): Promise<void>;
   statVolume(): VolumeInfo;
   /** Commit the journal and flush all dirty data. */
   sync(): Promise<void>;

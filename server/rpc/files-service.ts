@@ -5,12 +5,13 @@
  * Each handler validates its request completely (validate.ts) before the engine sees it,
  * and answers with the engine's coded errors mapped by status.ts.
  *
- * layout_break (Truncate, Fallocate) is validated but has nothing to act on yet: no page
- * can be pinned until the Dma service exists, so WAIT, FAIL and RECALL behave alike.
+ * layout_break (Truncate, Fallocate) goes to the dax layer's layout break (S4) with the
+ * call's deadline and cancellation.
  */
 import type { Logger } from 'pino';
-import { InvalidArgumentError } from '../errors';
-import { FALLOCATE_MODES, type FileInfo, type FileSystemApi, type VolumeInfo } from '../fs/types';
+import type * as grpc from '@grpc/grpc-js';
+import { DaxError, InvalidArgumentError } from '../errors';
+import { FALLOCATE_MODES, type FileInfo, type FileSystemApi, type LayoutBreakOptions, type VolumeInfo } from '../fs/types';
 import { BLOCK_SIZE } from '../limits';
 import type { FileInfo as WireFileInfo } from '../../client/generated/daxd/v1/FileInfo';
 import type { FilesHandlers } from '../../client/generated/daxd/v1/Files';
@@ -81,16 +82,15 @@ export function filesHandlers(
       return {};
     }),
 
-    Truncate: unary(log, 'Files.Truncate', async (req) => {
+    Truncate: unary(log, 'Files.Truncate', async (req, call) => {
       const ino = v.ino(req.ino);
       const size = v.u64(req.size, 'size');
       v.fileEnd(size, 0);
-      v.enumValue(req.layout_break, LAYOUT_BREAKS, 'layout_break');
-      await fs.truncate(ino, size);
+      await fs.truncate(ino, size, layoutBreakOf(req.layout_break, call));
       return {};
     }),
 
-    Fallocate: unary(log, 'Files.Fallocate', async (req) => {
+    Fallocate: unary(log, 'Files.Fallocate', async (req, call) => {
       const ino = v.ino(req.ino);
       if (req.mode === 'MODE_UNSPECIFIED') throw new InvalidArgumentError('mode is required');
       const mode = v.enumValue(req.mode, FALLOCATE_MODES, 'mode');
@@ -101,8 +101,7 @@ export function filesHandlers(
       if (mode === 'COLLAPSE_RANGE' && (offset % BLOCK_SIZE !== 0 || length % BLOCK_SIZE !== 0)) {
         throw new InvalidArgumentError(`COLLAPSE_RANGE needs offset and length aligned to ${BLOCK_SIZE} (offset ${offset}, length ${length})`);
       }
-      v.enumValue(req.layout_break, LAYOUT_BREAKS, 'layout_break');
-      await fs.fallocate(ino, mode, offset, length);
+      await fs.fallocate(ino, mode, offset, length, layoutBreakOf(req.layout_break, call));
       return {};
     }),
 
@@ -111,6 +110,26 @@ export function filesHandlers(
     ReadStream: readStreamHandler(fs, log, streams),
     WriteStream: writeStreamHandler(fs, log, streams),
   };
+}
+
+/**
+ * layout_break plus an AbortSignal that fires at the call's deadline (ETIMEDOUT) or when
+ * the client cancels (ECANCELED): a layout change waiting for pins then gives up with the
+ * file unchanged and every lock released (S4).
+ */
+function layoutBreakOf(value: string | number, call: grpc.ServerUnaryCall<unknown, unknown>): LayoutBreakOptions {
+  const policy = v.enumValue(value, LAYOUT_BREAKS, 'layout_break');
+  const controller = new AbortController();
+  const deadline = call.getDeadline();
+  const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
+  let timer: NodeJS.Timeout | undefined;
+  if (Number.isFinite(deadlineMs)) {
+    timer = setTimeout(() => controller.abort(new DaxError('ETIMEDOUT', 'the deadline passed while waiting for pinned pages to be unpinned; nothing was changed')), Math.max(0, deadlineMs - Date.now()));
+    timer.unref();
+  }
+  call.once('cancelled', () => controller.abort(new DaxError('ECANCELED', 'the call was cancelled while waiting for pinned pages; nothing was changed')));
+  call.once('finish', () => clearTimeout(timer));
+  return { policy, signal: controller.signal };
 }
 
 /**

@@ -18,11 +18,11 @@ import { SessionTable } from '../session/session-table';
 import { loadDaxdProto } from '../../client/proto';
 import { filesHandlers } from './files-service';
 import { mappingHandlers } from './mapping-service';
+import { dmaHandlers } from './dma-service';
 import type { OpStreamRegistry } from './files-streams';
 import { raiseConnectionWindow, raiseStreamWindow, SERVER_OPTIONS } from './flow-control';
 import { SHUTDOWN_GRACE_MS } from './limits';
 import { sessionHandlers } from './session-service';
-import { unimplementedHandlers } from './unimplemented-services';
 
 /** The gRPC address could not be bound (in use, not local, malformed). */
 export class ListenError extends Error {
@@ -64,7 +64,7 @@ export class RpcServer {
     server.addService(proto.Session.service, sessionHandlers(sessions, log));
     server.addService(proto.Files.service, filesHandlers(fs, log, streams, (ino, datasync) => options.dax.fsync(ino, datasync)));
     server.addService(proto.Mapping.service, mappingHandlers(options.dax, sessions, log));
-    server.addService(proto.Dma.service, unimplementedHandlers('Dma', proto.Dma.service, log));
+    server.addService(proto.Dma.service, dmaHandlers(options.dax, sessions, log));
     const port = await new Promise<number>((resolve, reject) => {
       server.bindAsync(options.address, grpc.ServerCredentials.createInsecure(), (err, boundPort) => {
         if (err) reject(new ListenError(options.address, err));

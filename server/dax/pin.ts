@@ -1,0 +1,296 @@
+/**
+ * DMA pins (S4, S7): get_user_pages over the network. A pin faults its pages in through
+ * the fault path (mmap lock shared, entry locks; writable pins allocate pre-zeroed
+ * blocks), then holds a reference on each block. DMA reads and writes go to the pinned
+ * blocks, not the file: they stay valid whatever the file's layout does, until unpin or
+ * revocation. Unlike the kernel, the server sits between device and memory, so it can
+ * also revoke: a revoked pin's DMA is refused (PIN_REVOKED), and its references are
+ * dropped only once no DMA on it is in flight.
+ *
+ * Pins belong to a session (released when it ends) and have a lease (revoked when it
+ * runs out without Renew).
+ */
+import assert from 'node:assert';
+import { randomBytes } from 'node:crypto';
+import { DaxError, InvalidArgumentError, LimitError, NotFoundError } from '../errors';
+import { BLOCK_SIZE, PIN_LEASE_MAX_MS, PIN_PAGES_MAX, PINS_PER_SESSION_MAX } from '../limits';
+import type { AddressSpace, Entry } from './address-space';
+import type { DaxContext } from './dax-context';
+import { lockEntry, unlockEntry } from './entry-lock';
+import { SigbusError } from './fault';
+import { InvalidationNotices, type MappingOwner } from './pte';
+
+export class PinRevokedError extends DaxError {
+  constructor(pinId: string) {
+    super('PIN_REVOKED', `pin ${pinId} was revoked (RECALL layout break, lease, or session end)`);
+  }
+}
+
+export class ReadOnlyPinError extends DaxError {
+  constructor(why: string) {
+    super('EFAULT', why);
+  }
+}
+
+export type PinState = 'active' | 'recalled' | 'revoked' | 'released';
+
+export interface Pin {
+  readonly id: string;
+  readonly owner: MappingOwner;
+  readonly as: AddressSpace;
+  readonly firstPgoff: number;
+  readonly writable: boolean;
+  /** Per page: the block (0 = zero page of a read-only pin on a hole) and its entry. */
+  readonly pfns: number[];
+  readonly entries: Array<Entry | null>;
+  state: PinState;
+  leaseMs: number;
+  leaseTimer: NodeJS.Timeout | null;
+  recallTimer: NodeJS.Timeout | null;
+  /** DMA calls running on the pin; a revocation drops references only at 0. */
+  inflight: number;
+  drained: Array<() => void>;
+  handle: number;
+}
+
+export interface PinStats {
+  active: number;
+  pinnedBlocks: number;
+  revocations: number;
+  recalls: number;
+}
+
+export class PinTable {
+  readonly byId = new Map<string, Pin>();
+  private readonly perOwner = new Map<string, number>();
+  readonly stats: PinStats = { active: 0, pinnedBlocks: 0, revocations: 0, recalls: 0 };
+
+  countOf(ownerId: string): number {
+    return this.perOwner.get(ownerId) ?? 0;
+  }
+
+  add(pin: Pin): void {
+    this.byId.set(pin.id, pin);
+    this.perOwner.set(pin.owner.id, this.countOf(pin.owner.id) + 1);
+    this.stats.active++;
+  }
+
+  remove(pin: Pin): void {
+    if (!this.byId.delete(pin.id)) return;
+    this.perOwner.set(pin.owner.id, this.countOf(pin.owner.id) - 1);
+    this.stats.active--;
+  }
+}
+
+export interface PinRequestArgs {
+  ino: number;
+  firstPgoff: number;
+  npages: number;
+  writable: boolean;
+  leaseMs: number;
+}
+
+export async function pin(ctx: DaxContext, pins: PinTable, owner: MappingOwner, args: PinRequestArgs): Promise<Pin> {
+  const { ino, firstPgoff, npages, writable } = args;
+  if (npages < 1) throw new InvalidArgumentError('npages must be >= 1');
+  if (npages > PIN_PAGES_MAX) throw new LimitError('pages per pin', npages, PIN_PAGES_MAX);
+  if (pins.countOf(owner.id) >= PINS_PER_SESSION_MAX) throw new LimitError('pins per session', pins.countOf(owner.id) + 1, PINS_PER_SESSION_MAX);
+  const leaseMs = Math.min(args.leaseMs === 0 ? PIN_LEASE_MAX_MS : args.leaseMs, PIN_LEASE_MAX_MS);
+  ctx.fs.stat(ino);
+  const as = ctx.space(ino);
+  const taken: Entry[] = [];
+  const pfns: number[] = [];
+  const entries: Array<Entry | null> = [];
+  try {
+    const unlockMmap = await as.mmapLock.lockShared();
+    try {
+      const sizeBytes = ctx.fs.sizeOf(ino);
+      const lastPgoff = firstPgoff + npages - 1;
+      if (lastPgoff >= Math.ceil(sizeBytes / BLOCK_SIZE)) throw new SigbusError(ino, lastPgoff, sizeBytes);
+      for (let pg = firstPgoff; pg <= lastPgoff; pg++) {
+        const e = await lockEntry(as, pg);
+        try {
+          if (writable) refuseReadOnlyMapping(owner, e);
+          const pfn = faultForPin(ctx, as, e, writable);
+          pfns.push(pfn);
+          entries.push(pfn === 0 ? null : e);
+          if (pfn !== 0) {
+            as.pinEntry(e);
+            taken.push(e);
+          }
+        } finally {
+          unlockEntry(as, e);
+        }
+      }
+      await ctx.failpoints.hit('pin:after-fault', { ino, pgoff: firstPgoff });
+    } finally {
+      unlockMmap();
+    }
+    const p: Pin = {
+      id: randomBytes(16).toString('hex'), owner, as, firstPgoff, writable, pfns, entries,
+      state: 'active', leaseMs, leaseTimer: null, recallTimer: null, inflight: 0, drained: [], handle: 0,
+    };
+    // S7: attach after the last await: a session that ended meanwhile refuses, and the
+    // references taken above are dropped in the catch below.
+    p.handle = owner.attach({ kind: 'pin', release: () => releasePin(ctx, pins, p) });
+    pins.add(p);
+    pins.stats.pinnedBlocks += taken.length;
+    renewLease(ctx, pins, p);
+    return p;
+  } catch (err) {
+    for (const e of taken) as.unpinEntry(e);
+    throw err;
+  } finally {
+    ctx.maybeDrop(as);
+  }
+}
+
+/** generic/462: a writable pin into pages the session maps read-only only is refused. */
+function refuseReadOnlyMapping(owner: MappingOwner, e: Entry): void {
+  const mine = e.ptes.filter((p) => p.mapping.owner.id === owner.id);
+  if (mine.length > 0 && !mine.some((p) => p.writable)) {
+    throw new ReadOnlyPinError(`writable pin of pgoff ${e.pgoff}, which this session maps read-only`);
+  }
+}
+
+/** The fault path for a pin (entry locked): a writable pin allocates (S2), a read-only one maps. */
+function faultForPin(ctx: DaxContext, as: AddressSpace, e: Entry, writable: boolean): number {
+  if (e.state === 'MAPPED') {
+    if (writable) e.dirty = true;
+    return e.pfn;
+  }
+  if (!writable) {
+    const m = ctx.fs.iomap(as.ino, e.pgoff);
+    if (m.state !== 'WRITTEN') return 0; // the zero page: nothing to hold
+    e.state = 'MAPPED';
+    e.pfn = m.pfn;
+    return e.pfn;
+  }
+  const { pfn, allocated } = ctx.fs.allocateForFault(as.ino, e.pgoff);
+  ctx.counters.faults[allocated ? 'allocate' : 'mapped']++;
+  if (e.state === 'ZERO') {
+    // S1: zero-page PTEs go before the entry points at a real block.
+    const notices = new InvalidationNotices('HOLE_FILLED');
+    ctx.countInvalidations('HOLE_FILLED', ctx.ptes.revokeEntry(e, notices));
+    notices.send();
+  }
+  e.state = 'MAPPED';
+  e.pfn = pfn;
+  // DMA writes land in the block without a store: fsync must flush it (S5).
+  e.dirty = true;
+  return pfn;
+}
+
+export function lookupPin(pins: PinTable, owner: MappingOwner, pinId: string): Pin {
+  const p = pins.byId.get(pinId);
+  if (!p) throw new NotFoundError(`no pin ${pinId} (unpinned, revoked long ago, or never issued)`);
+  if (p.owner.id !== owner.id) throw new DaxError('SESSION_UNKNOWN', 'the pin belongs to another session');
+  return p;
+}
+
+function checkAccess(p: Pin, page: number, offset: number, length: number): number {
+  if (p.state === 'revoked') throw new PinRevokedError(p.id);
+  if (!Number.isSafeInteger(page) || page < 0 || page >= p.pfns.length) {
+    throw new InvalidArgumentError(`page ${page} outside the pin (${p.pfns.length} pages)`);
+  }
+  if (offset < 0 || length < 0 || offset + length > BLOCK_SIZE) {
+    throw new InvalidArgumentError(`DMA [${offset}, ${offset + length}) is not inside one page (${BLOCK_SIZE} bytes)`);
+  }
+  return p.pfns[page];
+}
+
+/** DMA read from a pinned block. `during` (tests) runs while the DMA counts as in flight. */
+export async function dmaRead(ctx: DaxContext, p: Pin, page: number, offset: number, length: number): Promise<Buffer> {
+  const pfn = checkAccess(p, page, offset, length);
+  return inFlight(ctx, p, page, () => {
+    const out = Buffer.alloc(length);
+    if (pfn !== 0) out.set(ctx.fs.storage.view(pfn * BLOCK_SIZE + offset, length));
+    return out;
+  });
+}
+
+export async function dmaWrite(ctx: DaxContext, p: Pin, page: number, offset: number, data: Uint8Array): Promise<void> {
+  const pfn = checkAccess(p, page, offset, data.length);
+  if (!p.writable) throw new ReadOnlyPinError(`DMA write through read-only pin ${p.id}: the file is unchanged`);
+  assert(pfn !== 0, 'writable pin on the zero page');
+  await inFlight(ctx, p, page, () => {
+    ctx.fs.storage.view(pfn * BLOCK_SIZE + offset, data.length).set(data);
+  });
+}
+
+async function inFlight<T>(ctx: DaxContext, p: Pin, page: number, copy: () => T): Promise<T> {
+  p.inflight++;
+  try {
+    await ctx.failpoints.hit('dma:in-flight', { ino: p.as.ino, pgoff: p.firstPgoff + page });
+    if (p.state === 'revoked') throw new PinRevokedError(p.id);
+    return copy();
+  } finally {
+    p.inflight--;
+    if (p.inflight === 0) for (const done of p.drained.splice(0)) done();
+  }
+}
+
+/** Unpin (or session end): drop every reference, waking waiting layout changes. */
+export function releasePin(ctx: DaxContext, pins: PinTable, p: Pin): void {
+  if (p.state === 'released') return;
+  const wasRevoked = p.state === 'revoked';
+  p.state = 'released';
+  clearTimers(p);
+  pins.remove(p);
+  if (!wasRevoked) dropReferences(ctx, pins, p);
+}
+
+export function unpin(ctx: DaxContext, pins: PinTable, p: Pin): void {
+  p.owner.detach(p.handle);
+  releasePin(ctx, pins, p);
+}
+
+/**
+ * Revocation (RECALL grace over, or lease expired): DMA is refused from now on; the
+ * references go once the DMA in flight has finished, so the block is freed only after.
+ */
+export function revokePin(ctx: DaxContext, pins: PinTable, p: Pin): void {
+  if (p.state === 'revoked' || p.state === 'released') return;
+  p.state = 'revoked';
+  clearTimers(p);
+  pins.stats.revocations++;
+  p.owner.notify({ kind: 'pinRevoked', pinId: p.id });
+  const drop = () => dropReferences(ctx, pins, p);
+  if (p.inflight === 0) drop();
+  else p.drained.push(drop);
+}
+
+/** RECALL: tell the holder, revoke after the grace period unless it unpins first. */
+export function recallPin(ctx: DaxContext, pins: PinTable, p: Pin, graceMs: number): void {
+  if (p.state !== 'active') return;
+  p.state = 'recalled';
+  pins.stats.recalls++;
+  p.owner.notify({ kind: 'pinRecall', pinId: p.id, revokeAtMs: Date.now() + graceMs });
+  p.recallTimer = setTimeout(() => revokePin(ctx, pins, p), graceMs);
+  p.recallTimer.unref();
+}
+
+export function renewLease(ctx: DaxContext, pins: PinTable, p: Pin): void {
+  if (p.state === 'revoked' || p.state === 'released') throw new PinRevokedError(p.id);
+  if (p.leaseTimer) p.leaseTimer.refresh();
+  else {
+    p.leaseTimer = setTimeout(() => revokePin(ctx, pins, p), p.leaseMs);
+    p.leaseTimer.unref();
+  }
+}
+
+function dropReferences(ctx: DaxContext, pins: PinTable, p: Pin): void {
+  for (const e of p.entries) {
+    if (!e) continue;
+    p.as.unpinEntry(e);
+    pins.stats.pinnedBlocks--;
+  }
+  p.entries.fill(null);
+  ctx.maybeDrop(p.as);
+}
+
+function clearTimers(p: Pin): void {
+  if (p.leaseTimer) clearTimeout(p.leaseTimer);
+  if (p.recallTimer) clearTimeout(p.recallTimer);
+  p.leaseTimer = p.recallTimer = null;
+}

@@ -1,0 +1,67 @@
+/**
+ * The Dma service: pins (get_user_pages over the network), DMA by pin id, unpin, lease
+ * renewal (server/dax/pin.ts does the work; S4, S7).
+ */
+import type { Logger } from 'pino';
+import { InvalidArgumentError } from '../errors';
+import { BLOCK_SIZE } from '../limits';
+import type { Dax } from '../dax/dax';
+import type { Pin } from '../dax/pin';
+import type { Session } from '../session/session';
+import type { SessionTable } from '../session/session-table';
+import type { DmaHandlers } from '../../client/generated/daxd/v1/Dma';
+import type { PinResponse } from '../../client/generated/daxd/v1/PinResponse';
+import { unary } from './unary';
+import * as v from './validate';
+
+function pinId(value: string): string {
+  if (!/^[0-9a-f]{32}$/.test(value)) throw new InvalidArgumentError('pin_id is not a pin id (32 hex digits)');
+  return value;
+}
+
+function inPage(offsetField: string | number, lengthBytes: number): number {
+  const offset = v.u64(offsetField, 'offset');
+  if (offset >= BLOCK_SIZE || lengthBytes > BLOCK_SIZE - offset) {
+    throw new InvalidArgumentError(`DMA [${offset}, ${offset + lengthBytes}) is not inside one page (${BLOCK_SIZE} bytes)`);
+  }
+  return offset;
+}
+
+function pinToWire(p: Pin): PinResponse {
+  return { pin_id: p.id, pfns: p.pfns, lease_ms: p.leaseMs };
+}
+
+export function dmaHandlers(dax: Dax, sessions: SessionTable, log: Logger): DmaHandlers {
+  const session = (id: string): Session => sessions.get(v.sessionId(id));
+  return {
+    Pin: unary(log, 'Dma.Pin', async (req) => {
+      const owner = session(req.session_id);
+      const p = await dax.pin(owner, {
+        ino: v.ino(req.ino), firstPgoff: v.u64(req.first_pgoff, 'first_pgoff'), npages: req.npages,
+        writable: req.writable, leaseMs: owner.leaseMs,
+      });
+      return pinToWire(p);
+    }),
+
+    Unpin: unary(log, 'Dma.Unpin', (req) => {
+      dax.unpin(session(req.session_id), pinId(req.pin_id));
+      return {};
+    }),
+
+    Renew: unary(log, 'Dma.Renew', (req) => pinToWire(dax.renewPin(session(req.session_id), pinId(req.pin_id)))),
+
+    Read: unary(log, 'Dma.Read', async (req) => {
+      const owner = session(req.session_id);
+      const length = v.u64(req.length, 'length');
+      const offset = inPage(req.offset, length);
+      return { data: await dax.dmaRead(owner, pinId(req.pin_id), req.page, offset, length) };
+    }),
+
+    Write: unary(log, 'Dma.Write', async (req) => {
+      const owner = session(req.session_id);
+      const offset = inPage(req.offset, req.data.length);
+      await dax.dmaWrite(owner, pinId(req.pin_id), req.page, offset, req.data);
+      return {};
+    }),
+  };
+}
