@@ -215,6 +215,10 @@ export async function dmaWrite(ctx: DaxContext, p: Pin, page: number, offset: nu
   assert(pfn !== 0, 'writable pin on the zero page');
   await inFlight(ctx, p, page, () => {
     ctx.fs.storage.view(pfn * BLOCK_SIZE + offset, data.length).set(data);
+    // S6: "DMA followed by Fsync" is a durable point. The block joins the file's dirty
+    // set (flushed by fsync), not the entry's DIRTY flag, which writeback may clear while
+    // this pin keeps writing.
+    ctx.fs.markDirty(p.as.ino, pfn);
   });
 }
 
