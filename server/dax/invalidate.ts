@@ -2,6 +2,7 @@
  * Invalidation: S3 (write(2) filled holes) and S4's first half (a layout change revokes
  * PTEs and deletes entries before the file layer changes the block map).
  */
+import assert from 'node:assert';
 import { BusyError, DaxError } from '../errors';
 import type { LayoutBreakOptions, LayoutChange } from '../fs/types';
 import type { AddressSpace } from './address-space';
@@ -59,6 +60,10 @@ export async function breakLayout(ctx: DaxContext, ino: number, first: number, l
   let revoked = 0;
   let waitedFromMs = 0;
   try {
+    // The deadline may have passed, or the call been cancelled, while this change queued
+    // on the inode or mmap lock behind another one (which may have waited for pins): its
+    // caller has been told DEADLINE_EXCEEDED / CANCELLED, so nothing may change now.
+    if (opts.signal?.aborted) throw abortReason(opts.signal);
     for (;;) {
       for (const e of as.entriesInRange(first, last)) revoked += ctx.ptes.revokeEntry(e, notices);
       notices.send();
@@ -67,21 +72,31 @@ export async function breakLayout(ctx: DaxContext, ino: number, first: number, l
       if (!busy) break;
       if (opts.policy === 'FAIL') {
         ctx.counters.layoutBreakWaits.failed++;
+        ctx.observer.layoutBreakWaited(ino, reason, opts, 'failed', 0);
         throw new BusyError(`page ${busy.pgoff} of inode ${ino} is pinned for DMA (layout_break FAIL): nothing changed`);
       }
       if (opts.policy === 'RECALL') recallPinsInRange(ctx, as, first, last);
       waitedFromMs ||= performance.now();
-      // Registered before the lock is released: an unpin from here on wakes us.
-      const unpinned = waitForUnpin(as, opts.signal);
+      // Registered before the lock is released: an unpin from here on wakes us. The waiter
+      // stays registered until the lock is ours again, so the address space never looks
+      // idle meanwhile: were it dropped at the unpin, a new pin would land in a new address
+      // space that our rescan of this one cannot see, and we would free its block.
+      const waiter = waitForUnpin(as, opts.signal);
       unlockMmap();
       unlockMmap = null;
-      await ctx.failpoints.hit('layout:pin-wait', { ino, pgoff: busy.pgoff });
-      await unpinned;
-      unlockMmap = await as.mmapLock.lockExclusive();
+      try {
+        await ctx.failpoints.hit('layout:pin-wait', { ino, pgoff: busy.pgoff });
+        await waiter.unpinned;
+        unlockMmap = await as.mmapLock.lockExclusive();
+      } finally {
+        waiter.dispose();
+      }
+      assert(ctx.spaces.get(ino) === as, `address space of inode ${ino} dropped while a layout change waited on it`);
     }
     if (waitedFromMs) {
       ctx.counters.layoutBreakWaits.done++;
       ctx.counters.layoutBreakWaitMs.push(performance.now() - waitedFromMs);
+      ctx.observer.layoutBreakWaited(ino, reason, opts, 'done', performance.now() - waitedFromMs);
     }
     for (const snap of as.entriesInRange(first, last)) {
       const e = await lockExistingEntry(as, snap.pgoff);
@@ -104,6 +119,9 @@ export async function breakLayout(ctx: DaxContext, ino: number, first: number, l
   } catch (err) {
     if (err instanceof DaxError && err.code === 'ETIMEDOUT') ctx.counters.layoutBreakWaits.timedout++;
     if (err instanceof DaxError && err.code === 'ECANCELED') ctx.counters.layoutBreakWaits.cancelled++;
+    if (err instanceof DaxError && (err.code === 'ETIMEDOUT' || err.code === 'ECANCELED')) {
+      ctx.observer.layoutBreakWaited(ino, reason, opts, err.code === 'ETIMEDOUT' ? 'timedout' : 'cancelled', waitedFromMs ? performance.now() - waitedFromMs : 0);
+    }
     if (unlockMmap) unlockMmap();
     ctx.maybeDrop(as);
     throw err;
@@ -122,23 +140,33 @@ function recallPinsInRange(ctx: DaxContext, as: AddressSpace, first: number, las
   }
 }
 
-/** Resolves at the next unpin on this file; rejects when the signal aborts (its reason). */
-function waitForUnpin(as: AddressSpace, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const wake = (): void => {
+/**
+ * `unpinned` resolves at the next unpin on this file and rejects when the signal aborts
+ * (with its reason). The waiter stays in as.pinWaiters (keeping the address space busy)
+ * until dispose(), which the caller runs once it holds the mmap lock again or gives up.
+ */
+function waitForUnpin(as: AddressSpace, signal: AbortSignal | undefined): { unpinned: Promise<void>; dispose(): void } {
+  let wake!: () => void;
+  let abort!: () => void;
+  const unpinned = new Promise<void>((resolve, reject) => {
+    wake = resolve;
+    abort = () => reject(abortReason(signal));
+  });
+  // Observed here too: an abort during the 'layout:pin-wait' failpoint, before the caller
+  // awaits, must not become an unhandled rejection.
+  unpinned.catch(() => undefined);
+  as.pinWaiters.add(wake);
+  if (signal?.aborted) abort();
+  else signal?.addEventListener('abort', abort, { once: true });
+  return {
+    unpinned,
+    dispose: () => {
       as.pinWaiters.delete(wake);
       signal?.removeEventListener('abort', abort);
-      resolve();
-    };
-    const abort = (): void => {
-      as.pinWaiters.delete(wake);
-      reject(signal?.reason instanceof Error ? signal.reason : new DaxError('ECANCELED', 'the layout change was cancelled while waiting for pins'));
-    };
-    if (signal?.aborted) {
-      abort();
-      return;
-    }
-    as.pinWaiters.add(wake);
-    signal?.addEventListener('abort', abort, { once: true });
-  });
+    },
+  };
+}
+
+function abortReason(signal: AbortSignal | undefined): Error {
+  return signal?.reason instanceof Error ? signal.reason : new DaxError('ECANCELED', 'the layout change was cancelled while waiting for pins');
 }

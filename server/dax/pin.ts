@@ -44,6 +44,8 @@ export interface Pin {
   readonly pfns: number[];
   readonly entries: Array<Entry | null>;
   state: PinState;
+  /** Date.now() when it was taken (admin API). */
+  readonly createdAtMs: number;
   leaseMs: number;
   leaseTimer: NodeJS.Timeout | null;
   recallTimer: NodeJS.Timeout | null;
@@ -97,6 +99,8 @@ export async function pin(ctx: DaxContext, pins: PinTable, owner: MappingOwner, 
   if (pins.countOf(owner.id) >= PINS_PER_SESSION_MAX) throw new LimitError('pins per session', pins.countOf(owner.id) + 1, PINS_PER_SESSION_MAX);
   const leaseMs = Math.min(args.leaseMs === 0 ? PIN_LEASE_MAX_MS : args.leaseMs, PIN_LEASE_MAX_MS);
   ctx.fs.stat(ino);
+  // A writable pin may allocate: keep the transaction bounded, before taking any lock.
+  if (writable) await ctx.fs.makeRoom();
   const as = ctx.space(ino);
   const taken: Entry[] = [];
   const pfns: number[] = [];
@@ -126,9 +130,12 @@ export async function pin(ctx: DaxContext, pins: PinTable, owner: MappingOwner, 
     } finally {
       unlockMmap();
     }
+    // Concurrent Pin calls of one session all passed the check above before any of them
+    // registered: count again now that nothing awaits between here and pins.add.
+    if (pins.countOf(owner.id) >= PINS_PER_SESSION_MAX) throw new LimitError('pins per session', pins.countOf(owner.id) + 1, PINS_PER_SESSION_MAX);
     const p: Pin = {
       id: randomBytes(16).toString('hex'), owner, as, firstPgoff, writable, pfns, entries,
-      state: 'active', leaseMs, leaseTimer: null, recallTimer: null, inflight: 0, drained: [], handle: 0,
+      state: 'active', createdAtMs: Date.now(), leaseMs, leaseTimer: null, recallTimer: null, inflight: 0, drained: [], handle: 0,
     };
     // S7: attach after the last await: a session that ended meanwhile refuses, and the
     // references taken above are dropped in the catch below.
@@ -162,23 +169,29 @@ function faultForPin(ctx: DaxContext, as: AddressSpace, e: Entry, writable: bool
   if (!writable) {
     const m = ctx.fs.iomap(as.ino, e.pgoff);
     if (m.state !== 'WRITTEN') return 0; // the zero page: nothing to hold
+    // A ZERO entry over a WRITTEN block: write(2) allocated it and its S3 invalidation
+    // waits behind our entry lock. It drops only ZERO entries, so the zero-page PTEs must
+    // go here, or their mappers would read zeros over the written data.
+    if (e.state === 'ZERO') revokeZeroPage(ctx, e);
     e.state = 'MAPPED';
     e.pfn = m.pfn;
     return e.pfn;
   }
   const { pfn, allocated } = ctx.fs.allocateForFault(as.ino, e.pgoff);
   ctx.counters.faults[allocated ? 'allocate' : 'mapped']++;
-  if (e.state === 'ZERO') {
-    // S1: zero-page PTEs go before the entry points at a real block.
-    const notices = new InvalidationNotices('HOLE_FILLED');
-    ctx.countInvalidations('HOLE_FILLED', ctx.ptes.revokeEntry(e, notices));
-    notices.send();
-  }
+  if (e.state === 'ZERO') revokeZeroPage(ctx, e);
   e.state = 'MAPPED';
   e.pfn = pfn;
   // DMA writes land in the block without a store: fsync must flush it (S5).
   e.dirty = true;
   return pfn;
+}
+
+/** S1: zero-page PTEs go before the entry points at a real block. */
+function revokeZeroPage(ctx: DaxContext, e: Entry): void {
+  const notices = new InvalidationNotices('HOLE_FILLED');
+  ctx.countInvalidations('HOLE_FILLED', ctx.ptes.revokeEntry(e, notices));
+  notices.send();
 }
 
 export function lookupPin(pins: PinTable, owner: MappingOwner, pinId: string): Pin {
@@ -241,7 +254,12 @@ export function releasePin(ctx: DaxContext, pins: PinTable, p: Pin): void {
   p.state = 'released';
   clearTimers(p);
   pins.remove(p);
-  if (!wasRevoked) dropReferences(ctx, pins, p);
+  // A revoked pin has dropped its references, or will when its DMA drains.
+  if (wasRevoked) return;
+  // S4: a DMA in flight (accepted before this unpin or session end) still copies into the
+  // blocks: they stay referenced until it ends, so no layout change frees them under it.
+  if (p.inflight === 0) dropReferences(ctx, pins, p);
+  else p.drained.push(() => dropReferences(ctx, pins, p));
 }
 
 export function unpin(ctx: DaxContext, pins: PinTable, p: Pin): void {
@@ -288,9 +306,23 @@ function dropReferences(ctx: DaxContext, pins: PinTable, p: Pin): void {
     if (!e) continue;
     p.as.unpinEntry(e);
     pins.stats.pinnedBlocks--;
+    handDirtyToFile(ctx, p.as, e);
   }
   p.entries.fill(null);
   ctx.maybeDrop(p.as);
+}
+
+/**
+ * A writable pin marked its entry DIRTY (DMA writes bypass stores, S5). Once nothing maps
+ * or pins the entry, that dirtiness moves to the file layer's dirty blocks (fsync still
+ * flushes the block), so the address space can go idle: else an unlinked file would keep
+ * its blocks until some writeback, not just until the last unpin.
+ */
+function handDirtyToFile(ctx: DaxContext, as: AddressSpace, e: Entry): void {
+  if (e.pins > 0 || !e.dirty || e.locked || e.towrite || e.ptes.length > 0 || e.state !== 'MAPPED') return;
+  if (as.entries.get(e.pgoff) !== e) return;
+  ctx.fs.markDirty(as.ino, e.pfn);
+  e.dirty = false;
 }
 
 function clearTimers(p: Pin): void {

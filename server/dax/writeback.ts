@@ -27,7 +27,13 @@ export async function writeback(ctx: DaxContext, ino: number, first: number, las
         e.towrite = false;
         ctx.countInvalidations('WRITEBACK', ctx.ptes.downgradeEntry(e, notices));
         await ctx.failpoints.hit('writeback:after-downgrade', { ino, pgoff: e.pgoff });
-        await ctx.fs.storage.flush(e.pfn * BLOCK_SIZE, BLOCK_SIZE);
+        try {
+          await ctx.fs.storage.flush(e.pfn * BLOCK_SIZE, BLOCK_SIZE);
+        } catch (err) {
+          // Still dirty and still to write: a concurrent writeback must not skip it.
+          e.towrite = true;
+          throw err;
+        }
         await ctx.failpoints.hit('writeback:before-clean', { ino, pgoff: e.pgoff });
         e.dirty = false;
         flushed++;

@@ -42,6 +42,9 @@ function span(level: number): number {
 }
 
 export class BlockMap {
+  /** Told of every leaf that becomes or stops being UNWRITTEN (unwritten-count.ts). */
+  onUnwritten: (ino: number, delta: number) => void = () => undefined;
+
   constructor(private readonly journal: Journal, private readonly alloc: Allocator) {}
 
   private entries(pfn: number, writable: boolean): Uint32Array {
@@ -102,7 +105,11 @@ export class BlockMap {
     for (let level = inode.mapDepth - 1; ; level--) {
       const idx = Math.floor(pgoff / span(level)) % FANOUT;
       if (level === 0) {
-        this.entries(node, true)[idx] = entry;
+        const leaf = this.entries(node, true);
+        const was = entryState(leaf[idx]) === STATE_UNWRITTEN ? 1 : 0;
+        const now = entryState(entry) === STATE_UNWRITTEN ? 1 : 0;
+        if (was !== now) this.onUnwritten(inode.ino, now - was);
+        leaf[idx] = entry;
         return;
       }
       const child = this.entries(node, false)[idx];
@@ -147,7 +154,12 @@ export class BlockMap {
     const cap = span(inode.mapDepth) - 1;
     if (first > cap) return 0;
     let cleared = 0;
-    const rootEmpty = this.clearNode(inode.mapRoot, inode.mapDepth - 1, 0, first, Math.min(last, cap), drop, (n) => (cleared += n));
+    const dropCounted = (pgoff: number, entry: number): boolean => {
+      const dropped = drop(pgoff, entry);
+      if (dropped && entryState(entry) === STATE_UNWRITTEN) this.onUnwritten(inode.ino, -1);
+      return dropped;
+    };
+    const rootEmpty = this.clearNode(inode.mapRoot, inode.mapDepth - 1, 0, first, Math.min(last, cap), dropCounted, (n) => (cleared += n));
     if (rootEmpty) {
       this.alloc.free(inode.mapRoot, 1);
       inode.mapRoot = 0;

@@ -27,6 +27,7 @@ import { Inode, INODE_LINKED, INODE_ORPHAN } from './inode';
 import { InodeTable } from './inode-table';
 import { Namespace, validateName } from './namespace';
 import { RwLock } from './rw-lock';
+import { UnwrittenCount } from './unwritten-count';
 import type {
   FallocateMode, LayoutBreakOptions, FileInfo, FileSystemApi, LayoutHooks, ListPage, MountOptions, PageMapping, VolumeInfo, WriteResult,
 } from './types';
@@ -50,6 +51,7 @@ export class FileSystem implements FileSystemApi {
   private readonly locks = new Map<number, RwLock>();
   private hooks: LayoutHooks;
   private mounted = true;
+  private readonly unwritten = new UnwrittenCount();
 
   private constructor(
     readonly storage: BlockStorage,
@@ -65,6 +67,7 @@ export class FileSystem implements FileSystemApi {
   ) {
     this.ctx = { storage, journal, alloc, map };
     this.hooks = opts.hooks ?? NO_HOOKS;
+    map.onUnwritten = (ino, delta) => this.unwritten.delta(ino, delta);
   }
 
   /** Replays the journal, marks the volume in use, loads inodes, frees orphans. */
@@ -148,6 +151,7 @@ export class FileSystem implements FileSystemApi {
     validateName(name);
     const ino = this.ns.get(name);
     if (ino === undefined) throw new NotFoundError(`no file named ${JSON.stringify(name)}`);
+    await this.journal.makeRoom();
     const unlock = await this.lockOf(ino).lockExclusive();
     try {
       const inode = this.inode(ino);
@@ -167,6 +171,9 @@ export class FileSystem implements FileSystemApi {
   /** A user (mapping, pin) keeps an unlinked inode alive until release(). */
   acquire(ino: number): Inode {
     const inode = this.inode(ino);
+    // An unlinked inode nobody uses is being (or about to be) destroyed: a new mapping or
+    // pin must not resurrect it, or it would map blocks that destroy() is freeing (S4).
+    if (inode.state === INODE_ORPHAN && inode.users === 0) throw new NotFoundError(`inode ${ino} was unlinked`);
     inode.users++;
     return inode;
   }
@@ -185,6 +192,7 @@ export class FileSystem implements FileSystemApi {
       if (this.inodes.byIno.get(inode.ino) !== inode || inode.users > 0 || inode.state !== INODE_ORPHAN) return;
       await removeBlocks(this.ctx, inode, 0, Number.MAX_SAFE_INTEGER, () => this.inodes.persist(inode));
       this.inodes.free(inode);
+      await this.journal.makeRoom();
     } finally {
       unlock();
       const lock = this.locks.get(inode.ino);
@@ -240,16 +248,25 @@ export class FileSystem implements FileSystemApi {
     return { written: data.length, sizeBytes };
   }
 
+  /**
+   * Flushes the blocks overwritten since the last fsync, then commits. Flushes of one
+   * inode run one after another: a second fsync waits for the first one's flush (and
+   * fails with it), so it never returns while earlier data is still on its way (S5, S6).
+   */
   async fsync(ino: number, _datasync: boolean): Promise<void> {
     const inode = this.inode(ino);
     const pfns = [...inode.dirtyPfns];
     inode.dirtyPfns.clear();
+    const prev = inode.flushTail ?? Promise.resolve();
+    const mine = prev.catch(() => undefined).then(() => this.flushPfns(pfns));
+    inode.flushTail = mine.catch(() => undefined);
     try {
-      await this.flushPfns(pfns);
+      await mine;
     } catch (err) {
       for (const pfn of pfns) inode.dirtyPfns.add(pfn);
       throw err;
     }
+    await prev;
     await this.journal.commit();
   }
 
@@ -291,6 +308,15 @@ export class FileSystem implements FileSystemApi {
   /** A mapped page's block was written through a mapping: fsync must flush it. */
   markDirty(ino: number, pfn: number): void {
     this.inodes.byIno.get(ino)?.dirtyPfns.add(pfn);
+  }
+
+  /**
+   * Keeps the running transaction bounded: commits it when it is past its soft limit.
+   * Callers that may allocate without the inode lock (write faults, pins) call it first,
+   * holding no lock.
+   */
+  makeRoom(): Promise<void> {
+    return this.journal.makeRoom();
   }
 
   /** Commits the running journal transaction (MAP_SYNC faults). */
@@ -424,9 +450,19 @@ export class FileSystem implements FileSystemApi {
     };
   }
 
+  /**
+   * Data blocks preallocated and not written yet (UNWRITTEN), or null while the first
+   * count after mount runs in the background (unwritten-count.ts). O(1) after that.
+   */
+  unwrittenBlocks(): number | null {
+    this.assertMounted();
+    return this.unwritten.read(this.inodes.byIno, this.map);
+  }
+
   /** Final sync, clean flag, unmap. The FileSystem is unusable afterwards. */
   async unmount(): Promise<void> {
     if (!this.mounted) return;
+    this.unwritten.stop();
     await this.sync();
     this.mounted = false;
     this.sb.clean = true;

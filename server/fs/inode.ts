@@ -44,7 +44,9 @@ export interface Inode {
   /** In memory only: mappings, pins and calls using the inode (unlink defers the free). */
   users: number;
   /** In memory only: WRITTEN blocks overwritten since the last fsync (flushed by fsync). */
-  dirtyPfns: PfnSet;
+/** In memory only: the last fsync flush of this inode (fsyncs chain on it). */
+  flushTail?: Promise<void>;
+    dirtyPfns: PfnSet;
 }
 
 export function encodeInode(inode: Inode, slot: Uint8Array): void {

@@ -77,6 +77,8 @@ export interface LayoutBreakOptions {
   policy: LayoutBreakPolicy;
   /** Aborts the wait for pins (deadline: reason ETIMEDOUT; cancelled call: ECANCELED). */
   signal?: AbortSignal;
+  /** The RPC's request id, for the slow-operation log line of a wait (server/slow-ops.ts). */
+  requestId?: string;
 }
 
 export const DEFAULT_LAYOUT_BREAK: LayoutBreakOptions = { policy: 'WAIT' };
