@@ -57,6 +57,11 @@ export class Failpoints {
 
   constructor(readonly enabled: boolean) {}
 
+  /** True while some point is armed: fault.ts's synchronous fast path steps aside then. */
+  get anyArmed(): boolean {
+    return this.enabled && this.armed.size > 0;
+  }
+
   /** Called by the server at each point. Cost when disabled: one property read. */
   hit(name: FailpointName, ctx: FailpointContext): Promise<void> | undefined {
     if (!this.enabled) return undefined;

@@ -1,0 +1,285 @@
+/**
+ * How a MappedFile's page accesses reach the server: in rounds. A round takes the page
+ * ops queued so far (every op submitted in the same event-loop turn, up to
+ * MAPPING_ROUND_OPS_MAX), faults in the pages that lack a usable PTE with FaultBatch,
+ * then runs every load and store with AccessBatch: two round trips per 1024 pages, not
+ * two per page. At most MAPPING_ROUNDS_IN_FLIGHT_MAX rounds run at once; the rest wait in
+ * the queue (bounded by the callers' outstanding reads and writes).
+ *
+ * A page op is one access inside one page: a load (copied into the caller's buffer) or a
+ * store. On a private mapping a store never reaches the server: the first one on a page
+ * takes a COW fault (the private copy) and every access to that page is then served from
+ * the copy.
+ *
+ * Retries (the fence is the server's: S7). An access answered PTE_STALE changed nothing;
+ * its PTE is dropped and the op goes back to the queue to fault again. So does an op whose
+ * PTE an Invalidate event dropped between its fault and its access. After
+ * MAPPING_STALE_RETRIES_MAX such retries the op fails with PTE_STALE: only a page
+ * invalidated that often while the op is in flight gets there. Faults are not retried: a
+ * failed fault (SIGBUS past EOF, ENOSPC, ...) fails the ops of its page.
+ *
+ * Two rounds needing the same page share its fault when the one in flight gives what the
+ * other needs (a WRITE or COW fault serves a READ need); otherwise each faults (the older
+ * PTE is simply forgotten by the page table, the server keeps it until unmap).
+ */
+import * as grpc from '@grpc/grpc-js';
+import { DaxClientError } from './errors';
+import { MAPPING_ROUNDS_IN_FLIGHT_MAX, MAPPING_ROUND_OPS_MAX, MAPPING_STALE_RETRIES_MAX } from './limits';
+import type { AccessOp, FaultKind, MappingRpc } from './mapping-rpc';
+import type { PageTable } from './page-table';
+
+/**
+ * One read() or write() of a mapping: done settles once every one of its page ops has,
+ * rejecting with the error of the lowest failed page (as a memcpy faults at the first).
+ * One promise per call, not per page: a 16 MiB read is 4096 page ops.
+ */
+export class PageCall {
+  readonly done: Promise<void>;
+  private pending = 0;
+  private failed: { index: number; err: Error } | null = null;
+  private resolve!: () => void;
+  private reject!: (err: Error) => void;
+
+  constructor() {
+    this.done = new Promise<void>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+  }
+
+  /** Registers one more page op; returns its index in the call. */
+  add(): number {
+    return this.pending++;
+  }
+
+  opSettled(index: number, err: Error | null): void {
+    if (err && (this.failed === null || index < this.failed.index)) this.failed = { index, err };
+    if (--this.pending > 0) return;
+    if (this.failed) this.reject(this.failed.err);
+    else this.resolve();
+  }
+}
+
+/** One access inside one page; settle() reports it to its call, once. */
+export class PageOp {
+  attempts = 0;
+  settled = false;
+  private readonly index: number;
+
+  constructor(
+    private readonly call: PageCall,
+    readonly pgoff: number,
+    /** Byte offset inside the page. */
+    readonly offset: number,
+    readonly length: number,
+    /** A store's bytes; null for a load. */
+    readonly data: Uint8Array | null,
+    /** A load copies its bytes to target[targetOffset...]. */
+    readonly target: Buffer | null,
+    readonly targetOffset: number,
+  ) {
+    this.index = call.add();
+  }
+
+  settle(err: Error | null): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.call.opSettled(this.index, err);
+  }
+}
+
+export interface RoundHost {
+  readonly ino: number;
+  readonly isPrivate: boolean;
+  /** MAP_SYNC: WRITE faults commit their allocation before they return. */
+  readonly sync: boolean;
+  readonly table: PageTable;
+  readonly rpc: MappingRpc;
+  /** Null while the mapping is usable; the error its ops fail with once it is unmapped. */
+  closedError(): Error | null;
+}
+
+/** Does a fault of kind `have` (in flight) give what a fault of kind `want` would? */
+function covers(have: FaultKind, want: FaultKind): boolean {
+  return have === want || want === 'READ';
+}
+
+export class MappingRounds {
+  private queue: PageOp[] = [];
+  private inFlight = 0;
+  private scheduled = false;
+  private readonly faulting = new Map<number, { kind: FaultKind; done: Promise<void> }>();
+  /** Ops sent back to the queue after PTE_STALE or a dropped PTE. */
+  staleRetries = 0;
+
+  constructor(private readonly host: RoundHost) {}
+
+  submit(ops: readonly PageOp[]): void {
+    for (const op of ops) this.queue.push(op);
+    this.schedule();
+  }
+
+  /** Fails every queued op (unmap); rounds in flight finish and fail theirs on retry. */
+  failQueued(err: Error): void {
+    for (const op of this.queue.splice(0)) op.settle(err);
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.queue.length === 0 || this.inFlight >= MAPPING_ROUNDS_IN_FLIGHT_MAX) return;
+    this.scheduled = true;
+    // Next turn: every op submitted in this one joins the round.
+    setImmediate(() => {
+      this.scheduled = false;
+      this.startRounds();
+    });
+  }
+
+  private startRounds(): void {
+    while (this.inFlight < MAPPING_ROUNDS_IN_FLIGHT_MAX && this.queue.length > 0) {
+      const ops = this.queue.length <= MAPPING_ROUND_OPS_MAX ? this.queue : this.queue.slice(0, MAPPING_ROUND_OPS_MAX);
+      this.queue = ops === this.queue ? [] : this.queue.slice(MAPPING_ROUND_OPS_MAX);
+      this.inFlight++;
+      void this.round(ops).finally(() => {
+        this.inFlight--;
+        this.schedule();
+      });
+    }
+  }
+
+  private async round(ops: PageOp[]): Promise<void> {
+    try {
+      const faultErrors = await this.faultMissing(ops);
+      const accesses: Array<{ op: PageOp; access: AccessOp }> = [];
+      for (const op of ops) {
+        if (op.settled) continue;
+        const failed = faultErrors.get(op.pgoff);
+        if (failed) op.settle(failed);
+        else if (this.servedPrivately(op)) op.settle(null);
+        else {
+          const access = this.accessFor(op);
+          if (access) accesses.push({ op, access });
+          else this.retry(op, null); // an Invalidate dropped the PTE after the fault
+        }
+      }
+      if (accesses.length > 0) await this.access(accesses);
+    } catch (err) {
+      // The call itself failed (session gone, server unreachable): every op of the round.
+      for (const op of ops) op.settle(err as Error);
+    }
+  }
+
+  /** The fault a page op still needs, or null. */
+  private faultNeeded(op: PageOp): FaultKind | null {
+    const { table } = this.host;
+    if (this.host.isPrivate && table.privatePage(op.pgoff)) return null;
+    if (op.data !== null) {
+      if (this.host.isPrivate) return 'COW';
+      return table.pte(op.pgoff)?.writable ? null : 'WRITE';
+    }
+    return table.pte(op.pgoff) ? null : 'READ';
+  }
+
+  /** Faults the pages the ops lack (one FaultBatch per 1024 pages); per-page errors returned. */
+  private async faultMissing(ops: readonly PageOp[]): Promise<Map<number, Error>> {
+    const need = new Map<number, FaultKind>();
+    const waits: Promise<void>[] = [];
+    for (const op of ops) {
+      const kind = this.faultNeeded(op);
+      if (kind === null) continue;
+      const inFlight = this.faulting.get(op.pgoff);
+      if (inFlight && covers(inFlight.kind, kind)) {
+        waits.push(inFlight.done);
+        continue;
+      }
+      // A page some op stores to (or COWs) needs that fault; it serves the loads too.
+      const had = need.get(op.pgoff);
+      if (had === undefined || had === 'READ') need.set(op.pgoff, kind);
+    }
+    const errors = new Map<number, Error>();
+    if (need.size > 0) await this.fault([...need].sort((a, b) => a[0] - b[0]), errors);
+    await Promise.all(waits);
+    return errors;
+  }
+
+  private async fault(faults: Array<[number, FaultKind]>, errors: Map<number, Error>): Promise<void> {
+    const { table, rpc, ino } = this.host;
+    let finish!: () => void;
+    const done = new Promise<void>((resolve) => (finish = resolve));
+    for (const [pg, kind] of faults) this.faulting.set(pg, { kind, done });
+    try {
+      const sync = this.host.sync;
+      const outcomes = await rpc.faultBatch(ino, faults.map(([pgoff, kind]) => ({ pgoff, kind, sync: sync && kind === 'WRITE' })));
+      outcomes.forEach((outcome, i) => {
+        const pg = faults[i][0];
+        if (!outcome.ok) errors.set(pg, outcome.error);
+        else if (outcome.pte) table.install(outcome.pte);
+        else if (outcome.data) {
+          try {
+            table.installPrivate(pg, outcome.data);
+          } catch (err) {
+            errors.set(pg, err as Error);
+          }
+        }
+      });
+    } finally {
+      for (const [pg] of faults) if (this.faulting.get(pg)?.done === done) this.faulting.delete(pg);
+      finish();
+    }
+  }
+
+  /** A private mapping's page with a private copy: the access is local. */
+  private servedPrivately(op: PageOp): boolean {
+    if (!this.host.isPrivate) return false;
+    const copy = this.host.table.privatePage(op.pgoff);
+    if (!copy) return false;
+    if (op.data !== null) copy.set(op.data, op.offset);
+    else copy.copy(op.target as Buffer, op.targetOffset, op.offset, op.offset + op.length);
+    return true;
+  }
+
+  private accessFor(op: PageOp): AccessOp | null {
+    const pte = this.host.table.pte(op.pgoff);
+    if (!pte) return null;
+    if (op.data === null) return { store: false, token: pte.token, offset: op.offset, length: op.length };
+    // A private mapping stores only into its copies; a shared one only through writable PTEs.
+    if (this.host.isPrivate || !pte.writable) return null;
+    return { store: true, token: pte.token, offset: op.offset, data: op.data };
+  }
+
+  private async access(accesses: Array<{ op: PageOp; access: AccessOp }>): Promise<void> {
+    const outcomes = await this.host.rpc.accessBatch(accesses.map((a) => a.access));
+    outcomes.forEach((outcome, i) => {
+      const { op, access } = accesses[i];
+      if (outcome.ok) {
+        if (op.data === null) {
+          if (outcome.data.length !== op.length) throw new Error(`load of ${op.length} bytes returned ${outcome.data.length}`);
+          outcome.data.copy(op.target as Buffer, op.targetOffset);
+        }
+        op.settle(null);
+      } else if (outcome.error.reason === 'PTE_STALE') {
+        // Nothing happened; the PTE is gone (invalidated, downgraded by writeback): fault again.
+        this.host.table.dropToken(op.pgoff, access.token);
+        this.retry(op, outcome.error);
+      } else {
+        op.settle(outcome.error);
+      }
+    });
+  }
+
+  private retry(op: PageOp, stale: DaxClientError | null): void {
+    const closed = this.host.closedError();
+    if (closed) {
+      op.settle(closed);
+      return;
+    }
+    op.attempts++;
+    if (op.attempts > MAPPING_STALE_RETRIES_MAX) {
+      op.settle(stale ?? new DaxClientError(grpc.status.ABORTED, 'PTE_STALE',
+        `page ${op.pgoff} of inode ${this.host.ino} was invalidated ${op.attempts} times while being accessed`));
+      return;
+    }
+    this.staleRetries++;
+    this.queue.push(op);
+    this.schedule();
+  }
+}

@@ -1,0 +1,154 @@
+/**
+ * The Mapping service as one session sees it: FaultBatch / AccessBatch split into calls of
+ * at most MAPPING_BATCH_OPS_MAX ops (and BATCH_BYTES_MAX bytes of data), sent
+ * concurrently, each outcome decoded to a PTE, bytes, or a DaxClientError; Msync and
+ * Unmap of a page range. Per-op failures come back as values, never as a rejected call:
+ * the caller decides per page (PTE_STALE: re-fault; SIGBUS: fail that access).
+ *
+ * Retries on UNAVAILABLE: faults, loads, msync and unmap may run twice (another PTE, the
+ * same bytes, an idempotent flush); a batch holding stores is sent once.
+ */
+import type { MappingClient } from './generated/daxd/v1/Mapping';
+import type { AccessBatchRequest } from './generated/daxd/v1/AccessBatchRequest';
+import type { AccessBatchResponse__Output } from './generated/daxd/v1/AccessBatchResponse';
+import type { FaultBatchRequest } from './generated/daxd/v1/FaultBatchRequest';
+import type { FaultBatchResponse__Output } from './generated/daxd/v1/FaultBatchResponse';
+import type { OpError__Output } from './generated/daxd/v1/OpError';
+import { DaxClientError, SigbusError } from './errors';
+import { BATCH_BYTES_MAX, MAPPING_BATCH_OPS_MAX, RETRY_BACKOFF_MS } from './limits';
+import { callUnary, type UnaryMethod } from './unary-call';
+
+export type FaultKind = 'READ' | 'WRITE' | 'COW';
+
+export interface FaultOp {
+  pgoff: number;
+  kind: FaultKind;
+  /** MAP_SYNC: the allocation is durable before the reply. */
+  sync?: boolean;
+}
+
+/** A page table entry as the server handed it out. */
+export interface ClientPte {
+  pgoff: number;
+  pfn: number;
+  writable: boolean;
+  token: string;
+}
+
+/** One fault's outcome: a PTE (READ / WRITE), the private copy (COW), or why it failed. */
+export type FaultOutcome =
+  | { ok: true; pte: ClientPte | null; data: Buffer | null }
+  | { ok: false; error: DaxClientError };
+
+export type AccessOp =
+  | { store: false; token: string; offset: number; length: number }
+  | { store: true; token: string; offset: number; data: Uint8Array };
+
+export type AccessOutcome = { ok: true; data: Buffer } | { ok: false; error: DaxClientError };
+
+export interface MappingCallCounts {
+  faultBatchCalls: number;
+  accessBatchCalls: number;
+  faultOps: number;
+  accessOps: number;
+}
+
+export interface MappingRpcOptions {
+  deadlineMs: number;
+  retries: number;
+}
+
+/** An op's failure as the SDK's error: SIGBUS gets its own class (a fault at or past EOF). */
+export function opFailure(err: OpError__Output): DaxClientError {
+  return err.reason === 'SIGBUS' ? new SigbusError(err.message) : DaxClientError.fromOpError(err);
+}
+
+/** Splits items into runs of at most maxOps items and (by weigh) maxBytes bytes. */
+export function splitBatches<T>(items: readonly T[], maxOps: number, maxBytes: number, weigh: (item: T) => number): T[][] {
+  const out: T[][] = [];
+  let current: T[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    const w = weigh(item);
+    if (current.length > 0 && (current.length === maxOps || bytes + w > maxBytes)) {
+      out.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(item);
+    bytes += w;
+  }
+  if (current.length > 0) out.push(current);
+  return out;
+}
+
+export class MappingRpc {
+  /** Calls and ops sent so far (tests and benchmarks check the batching with these). */
+  readonly counts: MappingCallCounts = { faultBatchCalls: 0, accessBatchCalls: 0, faultOps: 0, accessOps: 0 };
+
+  constructor(
+    private readonly client: MappingClient,
+    readonly sessionId: string,
+    private readonly options: MappingRpcOptions,
+  ) {}
+
+  /** Faults of one file, in order per call; outcomes in the order of `ops`. */
+  async faultBatch(ino: number, ops: readonly FaultOp[]): Promise<FaultOutcome[]> {
+    const batches = splitBatches(ops, MAPPING_BATCH_OPS_MAX, Infinity, () => 0);
+    const replies = await Promise.all(batches.map(async (batch) => {
+      this.counts.faultBatchCalls++;
+      this.counts.faultOps += batch.length;
+      const request: FaultBatchRequest = {
+        session_id: this.sessionId, ino, ops: batch.map((op) => ({ pgoff: op.pgoff, kind: op.kind, sync: op.sync ?? false })),
+      };
+      const response = await this.call<FaultBatchRequest, FaultBatchResponse__Output>(this.client.FaultBatch, request, true);
+      if (response.results.length !== batch.length) {
+        throw new Error(`FaultBatch answered ${response.results.length} outcomes for ${batch.length} ops`);
+      }
+      return response.results.map((r, i): FaultOutcome => {
+        if (r.error) return { ok: false, error: opFailure(r.error) };
+        const pte = r.pte ? { pgoff: batch[i].pgoff, pfn: Number(r.pte.pfn), writable: r.pte.writable, token: r.pte.token } : null;
+        return { ok: true, pte, data: batch[i].kind === 'COW' ? r.data : null };
+      });
+    }));
+    return replies.flat();
+  }
+
+  /** Loads and stores, in order per call; outcomes in the order of `ops`. */
+  async accessBatch(ops: readonly AccessOp[]): Promise<AccessOutcome[]> {
+    const batches = splitBatches(ops, MAPPING_BATCH_OPS_MAX, BATCH_BYTES_MAX, (op) => (op.store ? op.data.length : op.length));
+    const replies = await Promise.all(batches.map(async (batch) => {
+      this.counts.accessBatchCalls++;
+      this.counts.accessOps += batch.length;
+      const request: AccessBatchRequest = {
+        session_id: this.sessionId,
+        ops: batch.map((op) => (op.store
+          ? { token: op.token, offset: op.offset, data: op.data, store: true }
+          : { token: op.token, offset: op.offset, length: op.length, store: false })),
+      };
+      const idempotent = batch.every((op) => !op.store);
+      const response = await this.call<AccessBatchRequest, AccessBatchResponse__Output>(this.client.AccessBatch, request, idempotent);
+      if (response.results.length !== batch.length) {
+        throw new Error(`AccessBatch answered ${response.results.length} outcomes for ${batch.length} ops`);
+      }
+      return response.results.map((r): AccessOutcome => (r.error ? { ok: false, error: opFailure(r.error) } : { ok: true, data: r.data }));
+    }));
+    return replies.flat();
+  }
+
+  /** Write back [firstPgoff, lastPgoff] of the file and commit: durable on return. */
+  async msync(ino: number, firstPgoff: number, lastPgoff: number): Promise<void> {
+    await this.call(this.client.Msync, { session_id: this.sessionId, ino, first_pgoff: firstPgoff, last_pgoff: lastPgoff }, true);
+  }
+
+  /** Drop this session's PTEs on [firstPgoff, lastPgoff] of the file. */
+  async unmap(ino: number, firstPgoff: number, lastPgoff: number): Promise<void> {
+    await this.call(this.client.Unmap, { session_id: this.sessionId, ino, first_pgoff: firstPgoff, last_pgoff: lastPgoff }, true);
+  }
+
+  private call<Req, Res>(method: UnaryMethod<Req, Res>, request: Req, idempotent: boolean): Promise<Res> {
+    return callUnary(method.bind(this.client) as UnaryMethod<Req, Res>, request, {
+      deadlineMs: this.options.deadlineMs, idempotent, retries: this.options.retries, backoffMs: RETRY_BACKOFF_MS,
+    });
+  }
+}
