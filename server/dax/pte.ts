@@ -106,9 +106,9 @@ export class PteTable {
     assert(entry.locked, 'PTE install needs the entry lock');
     assert(entry.state !== 'EMPTY', 'PTE install on an EMPTY entry');
     assert(!writable || entry.state === 'MAPPED', 'writable PTE on the zero page');
-    // A session faulting a page it already maps with enough permission gets its PTE back
-    // with the same permission (as a CPU re-fault finds the PTE present): a session holds at most a read-only and a
-    // writable PTE per page, so PTEs are bounded by pages mapped, not by faults.
+    // A session faulting a page it already maps with the same permission gets that PTE
+    // back (as a CPU re-fault finds the PTE present): a session holds at most a read-only
+    // and a writable PTE per page, so PTEs are bounded by pages mapped, not by faults.
     for (const existing of entry.ptes) {
       if (existing.mapping === mapping && existing.valid && existing.pfn === entry.pfn && existing.writable === writable) return existing;
     }
