@@ -16,6 +16,14 @@ export default tseslint.config(
     },
   },
   {
+    // The dashboard runs in the browser (served by server/http/dashboard-plugin.ts).
+    files: ['server/http/dashboard/*.js'],
+    languageOptions: {
+      sourceType: 'script',
+      globals: { window: 'readonly', document: 'readonly', location: 'readonly', fetch: 'readonly', performance: 'readonly', setTimeout: 'readonly', URLSearchParams: 'readonly' },
+    },
+  },
+  {
     files: ['**/*.js', '**/*.mjs', '**/*.cjs'],
     languageOptions: { globals: { require: 'readonly', module: 'writable', process: 'readonly', console: 'readonly', __dirname: 'readonly' } },
     rules: { '@typescript-eslint/no-require-imports': 'off' },

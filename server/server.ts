@@ -8,11 +8,26 @@
  * a journal commit), clean flag, unmap, lock released. Killing the process at any point
  * instead is safe: the journal replays at the next mount.
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import type { Logger } from 'pino';
 import { Dax } from './dax/dax';
 import type { FileSystem } from './fs/filesystem';
+import type { HttpDeps } from './http/deps';
+import { startHttpServer, type HttpServer } from './http/http-server';
+import { Metrics } from './metrics';
 import { RpcServer } from './rpc/rpc-server';
+import { daxObserver, observeJournal } from './slow-ops';
 import { openVolume } from './volume';
+
+/** package.json's version (reported by /api/v1/volume): the nearest one above this module. */
+function packageVersion(): string {
+  for (let dir = __dirname; path.dirname(dir) !== dir; dir = path.dirname(dir)) {
+    const file = path.join(dir, 'package.json');
+    if (fs.existsSync(file)) return (JSON.parse(fs.readFileSync(file, 'utf8')) as { version: string }).version;
+  }
+  return 'unknown';
+}
 
 export interface DaxdOptions {
   volumePath: string;
@@ -20,43 +35,83 @@ export interface DaxdOptions {
   sizeBytes: number;
   /** host:port; port 0 picks a free port. */
   grpcAddress: string;
+  /** host:port of metrics, admin API and dashboard (port 0 picks one); none when absent. */
+  httpAddress?: string;
   log: Logger;
   shutdownGraceMs?: number;
   /** Tests only: enable failpoints (server/dax/failpoints.ts). */
   failpoints?: boolean;
+  /** Tests only: the RECALL grace period (default PIN_RECALL_GRACE_MS). */
+  recallGraceMs?: number;
 }
 
 export class Daxd {
   private stopping: Promise<void> | null = null;
+  private mounted = true;
 
   private constructor(
     readonly fs: FileSystem,
     readonly dax: Dax,
     readonly rpc: RpcServer,
+    readonly metrics: Metrics,
     private readonly options: DaxdOptions,
   ) {}
+
+  /** The HTTP side (server/http), when started with an httpAddress. */
+  http: HttpServer | null = null;
 
   get grpcAddress(): string {
     return this.rpc.address;
   }
 
+  /** host:port of the HTTP side, or null without one. */
+  get httpAddress(): string | null {
+    return this.http?.address ?? null;
+  }
+
   static async start(options: DaxdOptions): Promise<Daxd> {
     const { log } = options;
     const volume = await openVolume(options.volumePath, options.sizeBytes);
-    const dax = new Dax(volume.fs, { failpoints: options.failpoints ?? false });
+    const metrics = new Metrics();
+    const dax = new Dax(volume.fs, {
+      failpoints: options.failpoints ?? false, recallGraceMs: options.recallGraceMs, observer: daxObserver(metrics, log),
+    });
+    observeJournal(volume.fs.journal, metrics);
     let rpc: RpcServer;
     try {
-      rpc = await RpcServer.start({ fs: volume.fs, dax, log, address: options.grpcAddress });
+      rpc = await RpcServer.start({ fs: volume.fs, dax, log, address: options.grpcAddress, metrics });
     } catch (err) {
       await volume.fs.unmount();
       throw err;
     }
+    metrics.attach({ fs: volume.fs, dax, sessions: rpc.sessions });
+    const daxd = new Daxd(volume.fs, dax, rpc, metrics, options);
+    if (options.httpAddress !== undefined) {
+      try {
+        daxd.http = await startHttpServer(daxd.httpDeps(volume.report), log, options.httpAddress);
+      } catch (err) {
+        await daxd.stop();
+        throw err;
+      }
+    }
     const { replay, wasClean, orphansFreed, mountMs } = volume.report;
     log.info({
-      grpc: rpc.address, http: null, volume: options.volumePath, created: volume.created,
+      grpc: rpc.address, http: daxd.httpAddress, volume: options.volumePath, created: volume.created,
       wasClean, replayed: replay, orphansFreed, mountMs: Math.round(mountMs),
     }, 'daxd serving');
-    return new Daxd(volume.fs, dax, rpc, options);
+    return daxd;
+  }
+
+  private httpDeps(mount: HttpDeps['facts']['mount']): HttpDeps {
+    const facts = {
+      version: packageVersion(), volumePath: this.options.volumePath, grpcAddress: this.rpc.address, httpAddress: '',
+      startedAtMs: Date.now(), mount,
+    };
+    return {
+      fs: this.fs, dax: this.dax, sessions: this.rpc.sessions, metrics: this.metrics, facts,
+      // Mount replays the journal before it returns, so a mounted volume is a replayed one.
+      readiness: () => ({ volumeMounted: this.mounted, journalReplayed: this.mounted, acceptingCalls: this.rpc.accepting }),
+    };
   }
 
   /** Graceful stop; idempotent. */
@@ -69,9 +124,12 @@ export class Daxd {
     const { log } = this.options;
     log.info('daxd stopping: draining calls');
     await this.rpc.stop(this.options.shutdownGraceMs);
+    // /readyz said 503 while calls drained; the HTTP side reads the volume, so it goes first.
+    await this.http?.close();
     // Released failpoints cannot hold a shutdown; mapped dirty pages reach the medium.
     this.dax.failpoints.releaseAll();
     await this.dax.sync();
+    this.mounted = false;
     await this.fs.unmount();
     log.info('daxd stopped: volume clean and unlocked');
   }

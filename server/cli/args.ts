@@ -7,6 +7,8 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 
 /** Where `daxd serve` listens and the client commands connect, unless told otherwise. */
 export const DEFAULT_GRPC_ADDRESS = '127.0.0.1:7070';
+/** Where `daxd serve` serves /metrics, the admin API and the dashboard unless told otherwise. */
+export const DEFAULT_HTTP_ADDRESS = '127.0.0.1:7071';
 /** The embedded default volume of `daxd serve` without --volume: 1 GiB, sparse. */
 export const DEFAULT_VOLUME_PATH = './data/daxd.vol';
 export const DEFAULT_VOLUME_BYTES = 1024 * 1024 * 1024;

@@ -8,9 +8,11 @@ import pino from 'pino';
 import { SHUTDOWN_GRACE_MS } from '../rpc/limits';
 import { Daxd } from '../server';
 import {
-  DEFAULT_GRPC_ADDRESS, DEFAULT_VOLUME_BYTES, DEFAULT_VOLUME_PATH, EXIT_OK, parseCount, parseSize, stringOption, type Parsed,
+  DEFAULT_GRPC_ADDRESS, DEFAULT_HTTP_ADDRESS, DEFAULT_VOLUME_BYTES, DEFAULT_VOLUME_PATH, EXIT_OK, parseCount, parseSize, stringOption, UsageError, type Parsed,
 } from './args';
 import type { Command } from './command';
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /** Exit status after a second signal: 128 + SIGINT, as shells report it. */
 const EXIT_FORCED = 130;
@@ -18,10 +20,11 @@ const EXIT_FORCED = 130;
 async function serve(parsed: Parsed): Promise<number> {
   const volumeOption = stringOption(parsed.values, 'volume');
   const sizeOption = stringOption(parsed.values, 'size');
-  const httpAddress = stringOption(parsed.values, 'http');
+  const httpAddress = stringOption(parsed.values, 'http') ?? DEFAULT_HTTP_ADDRESS;
   const graceOption = stringOption(parsed.values, 'shutdown-grace-ms');
-  const log = pino({ name: 'daxd', level: stringOption(parsed.values, 'log-level') ?? 'info' });
-  if (httpAddress !== undefined) log.warn({ http: httpAddress }, 'the HTTP side (metrics, dashboard) is not built yet: --http ignored');
+  const level = stringOption(parsed.values, 'log-level') ?? 'info';
+  if (!LOG_LEVELS.includes(level)) throw new UsageError(`--log-level: ${JSON.stringify(level)} is not one of ${LOG_LEVELS.join(', ')}`);
+  const log = pino({ name: 'daxd', level });
   // Handlers first: a signal that arrives while the volume mounts (or right after the
   // "daxd serving" line) must stop the server gracefully, not kill it.
   let signals = 0;
@@ -43,6 +46,7 @@ async function serve(parsed: Parsed): Promise<number> {
       volumePath: path.resolve(volumeOption ?? DEFAULT_VOLUME_PATH),
       sizeBytes: sizeOption === undefined ? DEFAULT_VOLUME_BYTES : parseSize(sizeOption, '--size'),
       grpcAddress: stringOption(parsed.values, 'grpc') ?? DEFAULT_GRPC_ADDRESS,
+      httpAddress,
       log,
       shutdownGraceMs: graceOption === undefined ? undefined : parseCount(graceOption, '--shutdown-grace-ms'),
     });
@@ -66,8 +70,8 @@ Prints one JSON log line naming the bound addresses ("msg":"daxd serving").
   --volume PATH      volume file (default ${DEFAULT_VOLUME_PATH}, created when missing)
   --size N           size of a volume created here (default 1GiB; e.g. 64M, 1G)
   --grpc HOST:PORT   gRPC listen address (default ${DEFAULT_GRPC_ADDRESS}; port 0 picks one)
-  --http HOST:PORT   metrics/dashboard address (not built yet: ignored with a warning)
-  --log-level LEVEL  pino level (default info)
+  --http HOST:PORT   /metrics, /healthz, /readyz, /api/v1/*, dashboard at / (default ${DEFAULT_HTTP_ADDRESS}; port 0 picks one)
+  --log-level LEVEL  ${LOG_LEVELS.join(' | ')} (default info; debug logs every call with its request id)
   --shutdown-grace-ms N  how long a graceful stop waits for in-flight calls (default ${SHUTDOWN_GRACE_MS})`,
   options: {
     volume: { type: 'string' },

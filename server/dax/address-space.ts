@@ -9,6 +9,7 @@
  * snapshot). Memory is O(entries in use): the table is a Map keyed by pgoff.
  */
 import { RwLock } from '../fs/rw-lock';
+import { NO_OBSERVER, type DaxObserver } from './observer';
 import type { Pte, SessionMapping } from './pte';
 
 export type EntryState = 'EMPTY' | 'ZERO' | 'MAPPED';
@@ -26,6 +27,13 @@ export interface Entry {
   pins: number;
 }
 
+/** A request queued for an entry lock: called with the entry (hand-off) or null (removed: look again). */
+export interface LockWaiter {
+  (granted: Entry | null): void;
+  /** performance.now() when it started waiting (the admin API shows the longest waits). */
+  readonly sinceMs: number;
+}
+
 export interface AddressSpaceStats {
   lockWaits: number;
   invalidations: number;
@@ -34,7 +42,13 @@ export interface AddressSpaceStats {
 export class AddressSpace {
   readonly entries = new Map<number, Entry>();
   /** FIFO waiters per pgoff; a grant of null means "the entry was removed: look again". */
-  readonly waitQueues = new Map<number, Array<(granted: Entry | null) => void>>();
+  readonly waitQueues = new Map<number, LockWaiter[]>();
+  /**
+   * Locked entries -> performance.now() when the current holder got the lock, in that
+   * order (oldest first): the admin API lists held locks in O(locked), not O(entries).
+   * Kept by entry-lock.ts next to every change of `locked`.
+   */
+  readonly held = new Map<Entry, number>();
   readonly mmapLock = new RwLock();
   /** Sessions that hold PTEs on this file. */
   readonly mappings = new Map<string, SessionMapping>();
@@ -44,11 +58,12 @@ export class AddressSpace {
   /** Layout changes waiting for a pin count to drop (S4); woken by every unpin. */
   readonly pinWaiters = new Set<() => void>();
 
-  constructor(readonly ino: number) {}
+  constructor(readonly ino: number, readonly observer: DaxObserver = NO_OBSERVER) {}
 
   insertPlaceholder(pgoff: number): Entry {
     const e: Entry = { pgoff, state: 'EMPTY', pfn: 0, locked: true, dirty: false, towrite: false, ptes: [], pins: 0 };
     this.entries.set(pgoff, e);
+    this.held.set(e, performance.now());
     return e;
   }
 

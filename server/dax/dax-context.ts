@@ -5,6 +5,7 @@
 import type { FileSystem } from '../fs/filesystem';
 import { AddressSpace } from './address-space';
 import type { Failpoints } from './failpoints';
+import type { DaxObserver } from './observer';
 import type { PteTable } from './pte';
 import { PinTable } from './pin';
 
@@ -36,7 +37,11 @@ export class DaxContext {
     layoutBreakWaitMs: [],
   };
 
-  constructor(readonly fs: FileSystem, readonly ptes: PteTable, readonly failpoints: Failpoints, recallGraceMs: number) {
+  constructor(
+    readonly fs: FileSystem, readonly ptes: PteTable, readonly failpoints: Failpoints, recallGraceMs: number,
+    /** Metrics and slow-operation logs (server/slow-ops.ts); NO_OBSERVER in tests and tools. */
+    readonly observer: DaxObserver,
+  ) {
     this.recallGraceMs = recallGraceMs;
   }
 
@@ -45,7 +50,7 @@ export class DaxContext {
     let as = this.spaces.get(ino);
     if (!as) {
       this.fs.acquire(ino);
-      as = new AddressSpace(ino);
+      as = new AddressSpace(ino, this.observer);
       this.spaces.set(ino, as);
     }
     return as;

@@ -10,6 +10,7 @@ import { DaxContext } from './dax-context';
 import { dropMapping, fault, FaultKind, FaultResult } from './fault';
 import { Failpoints } from './failpoints';
 import { breakLayout, invalidateAllocated } from './invalidate';
+import { NO_OBSERVER, type DaxObserver } from './observer';
 import { MappingOwner, PteTable } from './pte';
 import { writeback } from './writeback';
 import { dmaRead, dmaWrite, lookupPin, pin, type Pin, type PinRequestArgs, renewLease, unpin } from './pin';
@@ -29,8 +30,10 @@ export interface InspectEntry {
 export class Dax {
   readonly ctx: DaxContext;
 
-  constructor(readonly fs: FileSystem, opts: { failpoints?: boolean; recallGraceMs?: number } = {}) {
-    this.ctx = new DaxContext(fs, new PteTable(), new Failpoints(opts.failpoints ?? false), opts.recallGraceMs ?? PIN_RECALL_GRACE_MS);
+  constructor(readonly fs: FileSystem, opts: { failpoints?: boolean; recallGraceMs?: number; observer?: DaxObserver } = {}) {
+    this.ctx = new DaxContext(
+      fs, new PteTable(), new Failpoints(opts.failpoints ?? false), opts.recallGraceMs ?? PIN_RECALL_GRACE_MS, opts.observer ?? NO_OBSERVER,
+    );
     const hooks: LayoutHooks = {
       allocated: (ino, first, last) => invalidateAllocated(this.ctx, ino, first, last),
       breakLayout: (ino, first, last, reason, opts) => breakLayout(this.ctx, ino, first, last, reason, opts),

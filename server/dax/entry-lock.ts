@@ -27,9 +27,12 @@
  * - removeEntry wakes ALL waiters (the kernel's WAKE_ALL fix, 237388320dee); each looks
  *   the index up again: it may insert a new placeholder or find nothing.
  * - Waiters wait on exactly the key the holder wakes: (address space, pgoff).
+ * - Every change of `locked` also updates `as.held` (the admin API's held locks, oldest
+ *   first), and each wait is reported to the observer when it ends (metrics, the warn
+ *   line of a long wait): bookkeeping only, no await, so the protocol is unchanged.
  */
 import assert from 'node:assert';
-import type { AddressSpace, Entry } from './address-space';
+import type { AddressSpace, Entry, LockWaiter } from './address-space';
 
 /** Locks the entry at pgoff, inserting a locked EMPTY placeholder if there is none. */
 export async function lockEntry(as: AddressSpace, pgoff: number): Promise<Entry> {
@@ -37,7 +40,7 @@ export async function lockEntry(as: AddressSpace, pgoff: number): Promise<Entry>
     const e = as.entries.get(pgoff);
     if (!e) return as.insertPlaceholder(pgoff);
     if (!e.locked) {
-      e.locked = true;
+      take(as, e);
       return e;
     }
     const granted = await wait(as, pgoff);
@@ -56,7 +59,7 @@ export async function lockExistingEntry(as: AddressSpace, pgoff: number): Promis
     const e = as.entries.get(pgoff);
     if (!e) return null;
     if (!e.locked) {
-      e.locked = true;
+      take(as, e);
       return e;
     }
     const granted = await wait(as, pgoff);
@@ -68,7 +71,7 @@ export async function lockExistingEntry(as: AddressSpace, pgoff: number): Promis
 export function tryLockEntry(as: AddressSpace, pgoff: number): Entry | null {
   const e = as.entries.get(pgoff);
   if (!e || e.locked || as.waitQueues.has(pgoff)) return null;
-  e.locked = true;
+  take(as, e);
   return e;
 }
 
@@ -85,9 +88,12 @@ export function unlockEntry(as: AddressSpace, e: Entry): void {
   const next = queue?.shift();
   if (queue && queue.length === 0) as.waitQueues.delete(e.pgoff);
   if (next) {
+    as.held.delete(e);
+    as.held.set(e, performance.now()); // a new holder: its hold time starts now
     next(e); // stays locked: ownership passes to the waiter
   } else {
     e.locked = false;
+    as.held.delete(e);
   }
 }
 
@@ -98,6 +104,7 @@ export function removeEntry(as: AddressSpace, e: Entry): void {
   assert(e.pins === 0, `remove of entry at pgoff ${e.pgoff} whose block is pinned (S4)`);
   as.entries.delete(e.pgoff);
   e.locked = false;
+  as.held.delete(e);
   const queue = as.waitQueues.get(e.pgoff);
   if (queue) {
     as.waitQueues.delete(e.pgoff);
@@ -105,9 +112,22 @@ export function removeEntry(as: AddressSpace, e: Entry): void {
   }
 }
 
+function take(as: AddressSpace, e: Entry): void {
+  e.locked = true;
+  as.held.set(e, performance.now());
+}
+
 function wait(as: AddressSpace, pgoff: number): Promise<Entry | null> {
   let queue = as.waitQueues.get(pgoff);
   if (!queue) as.waitQueues.set(pgoff, (queue = []));
   as.stats.lockWaits++;
-  return new Promise<Entry | null>((grant) => queue.push(grant));
+  as.observer.entryLockWaitStarted();
+  const sinceMs = performance.now();
+  return new Promise<Entry | null>((resolve) => {
+    const waiter: LockWaiter = Object.assign((granted: Entry | null) => {
+      as.observer.entryLockWaited(as.ino, pgoff, performance.now() - sinceMs);
+      resolve(granted);
+    }, { sinceMs });
+    queue.push(waiter);
+  });
 }

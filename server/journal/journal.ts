@@ -38,6 +38,8 @@ export class Journal {
   readonly stats: JournalStats = { commits: 0, lastCommitMs: 0, blocksLogged: 0 };
   /** Called after each commit (the allocator releases the transaction's freed blocks). */
   onCommitted: (tx: Transaction) => void = () => undefined;
+  /** Called with each commit's latency (server/metrics.ts: journal commit histogram). */
+  onCommitTimed: (commitMs: number) => void = () => undefined;
 
   constructor(private readonly storage: BlockStorage, private readonly layout: Layout, nextSeq: number) {
     // The journal zone is written and read through one view: it must sit in one chunk.
@@ -155,6 +157,7 @@ export class Journal {
     this.stats.commits += 1;
     this.stats.blocksLogged += homes.length;
     this.stats.lastCommitMs = performance.now() - t0;
+    this.onCommitTimed(this.stats.lastCommitMs);
   }
 
   private async flushRuns(runs: BlockRun[]): Promise<void> {

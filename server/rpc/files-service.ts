@@ -18,6 +18,8 @@ import type { FilesHandlers } from '../../client/generated/daxd/v1/Files';
 import type { VolumeInfo as WireVolumeInfo } from '../../client/generated/daxd/v1/VolumeInfo';
 import { LIST_PAGE_SIZE_DEFAULT, LIST_PAGE_SIZE_MAX, MESSAGE_MAX_BYTES, RPC_IO_MAX_BYTES } from './limits';
 import { readStreamHandler, writeStreamHandler, type OpStreamRegistry } from './files-streams';
+import type { Metrics } from '../metrics';
+import { requestIdOf } from './instrument';
 import { unary } from './unary';
 import * as v from './validate';
 
@@ -46,6 +48,7 @@ function volumeInfoToWire(info: VolumeInfo): WireVolumeInfo {
 export function filesHandlers(
   fs: FileSystemApi, log: Logger, streams: OpStreamRegistry,
   fsync: (ino: number, datasync: boolean) => Promise<void> = (ino, datasync) => fs.fsync(ino, datasync),
+  metrics?: Metrics,
 ): FilesHandlers {
   return {
     Create: unary(log, 'Files.Create', async (req) => fileInfoToWire(await fs.create(v.fileName(req.name), req.exclusive))),
@@ -107,8 +110,8 @@ export function filesHandlers(
 
     StatVolume: unary(log, 'Files.StatVolume', () => volumeInfoToWire(fs.statVolume())),
 
-    ReadStream: readStreamHandler(fs, log, streams),
-    WriteStream: writeStreamHandler(fs, log, streams),
+    ReadStream: readStreamHandler(fs, log, streams, metrics),
+    WriteStream: writeStreamHandler(fs, log, streams, metrics),
   };
 }
 
@@ -123,20 +126,22 @@ function layoutBreakOf(value: string | number, call: grpc.ServerUnaryCall<unknow
   const deadline = call.getDeadline();
   const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
   let timer: NodeJS.Timeout | undefined;
+  const timedOut = () => new DaxError('ETIMEDOUT', 'the deadline passed while waiting for pinned pages to be unpinned; nothing was changed');
   if (Number.isFinite(deadlineMs)) {
-    timer = setTimeout(() => controller.abort(new DaxError('ETIMEDOUT', 'the deadline passed while waiting for pinned pages to be unpinned; nothing was changed')), Math.max(0, deadlineMs - Date.now()));
+    timer = setTimeout(() => controller.abort(timedOut()), Math.max(0, deadlineMs - Date.now()));
     timer.unref();
   }
-  call.once('cancelled', () => controller.abort(new DaxError('ECANCELED', 'the call was cancelled while waiting for pinned pages; nothing was changed')));
+  // grpc-js also cancels the call at its deadline, racing the timer above: that is a timeout.
+  call.once('cancelled', () => controller.abort(Date.now() >= deadlineMs ? timedOut() : new DaxError('ECANCELED', 'the call was cancelled while waiting for pinned pages; nothing was changed')));
   call.once('finish', () => clearTimeout(timer));
-  return { policy, signal: controller.signal };
+  return { policy, signal: controller.signal, requestId: requestIdOf(call) };
 }
 
 /**
  * A List continuation token must be one this server handed out: base64url of a name.
  * Anything else is EINVAL here rather than a confusing page from the engine.
  */
-function pageTokenOf(token: string): string {
+export function pageTokenOf(token: string): string {
   if (token === '') return token;
   const name = Buffer.from(token, 'base64url').toString('utf8');
   if (!/^[A-Za-z0-9_-]+$/.test(token) || Buffer.from(name, 'utf8').toString('base64url') !== token) {

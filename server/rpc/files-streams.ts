@@ -6,6 +6,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { FileSystemApi } from '../fs/types';
+import { statusName, type Metrics } from '../metrics';
 import type { ReadOp__Output } from '../../client/generated/daxd/v1/ReadOp';
 import type { ReadResult } from '../../client/generated/daxd/v1/ReadResult';
 import type { ReadStreamRequest__Output } from '../../client/generated/daxd/v1/ReadStreamRequest';
@@ -23,30 +24,39 @@ export type OpStreamRegistry = Set<Drainable>;
 
 const EMPTY = Buffer.alloc(0);
 
-function readKind(fs: FileSystemApi): OpKind<ReadOp__Output, ReadResult> {
+function readKind(fs: FileSystemApi, metrics: Metrics | undefined): OpKind<ReadOp__Output, ReadResult> {
   return {
     name: 'Files.ReadStream',
     // What the op will hold once answered (run() refuses more than RPC_IO_MAX_BYTES).
     costBytes: (op) => Math.min(Number(op.length) || 0, RPC_IO_MAX_BYTES),
     run: async (op) => {
       const { ino, offset, length } = readArgs(op.ino, op.offset, op.length);
-      return { id: op.id, data: await fs.read(ino, offset, length) };
+      const data = await fs.read(ino, offset, length);
+      metrics?.io('file', 'read', data.length);
+      return { id: op.id, data };
     },
-    failed: (op, error) => ({ id: op.id, data: EMPTY, error }),
+    failed: (op, error) => {
+      metrics?.streamOpFailed('Files.ReadStream', statusName(error.code));
+      return { id: op.id, data: EMPTY, error };
+    },
     replyBytes: (result) => (result.data as Buffer).length,
   };
 }
 
-function writeKind(fs: FileSystemApi): OpKind<WriteOp__Output, WriteResult> {
+function writeKind(fs: FileSystemApi, metrics: Metrics | undefined): OpKind<WriteOp__Output, WriteResult> {
   return {
     name: 'Files.WriteStream',
     costBytes: (op) => op.data.length,
     run: async (op) => {
       const { ino, offset } = writeArgs(op.ino, op.offset, op.data);
       const result = await fs.write(ino, offset, op.data, op.sync);
+      metrics?.io('file', 'write', result.written);
       return { id: op.id, written: result.written, size: result.sizeBytes };
     },
-    failed: (op, error) => ({ id: op.id, written: 0, size: 0, error }),
+    failed: (op, error) => {
+      metrics?.streamOpFailed('Files.WriteStream', statusName(error.code));
+      return { id: op.id, written: 0, size: 0, error };
+    },
     replyBytes: () => 0,
   };
 }
@@ -59,14 +69,14 @@ function serve<Req, Res, Op extends { id: number }, Result>(
   streams.add(stream);
 }
 
-export function readStreamHandler(fs: FileSystemApi, log: Logger, streams: OpStreamRegistry): grpc.handleBidiStreamingCall<ReadStreamRequest__Output, ReadStreamResponse> {
-  const kind = readKind(fs);
+export function readStreamHandler(fs: FileSystemApi, log: Logger, streams: OpStreamRegistry, metrics?: Metrics): grpc.handleBidiStreamingCall<ReadStreamRequest__Output, ReadStreamResponse> {
+  const kind = readKind(fs, metrics);
   const batch = { opsOf: (req: ReadStreamRequest__Output) => req.ops, reply: (results: ReadResult[]) => ({ results }) };
   return (call) => serve(call, kind, batch, log, streams);
 }
 
-export function writeStreamHandler(fs: FileSystemApi, log: Logger, streams: OpStreamRegistry): grpc.handleBidiStreamingCall<WriteStreamRequest__Output, WriteStreamResponse> {
-  const kind = writeKind(fs);
+export function writeStreamHandler(fs: FileSystemApi, log: Logger, streams: OpStreamRegistry, metrics?: Metrics): grpc.handleBidiStreamingCall<WriteStreamRequest__Output, WriteStreamResponse> {
+  const kind = writeKind(fs, metrics);
   const batch = { opsOf: (req: WriteStreamRequest__Output) => req.ops, reply: (results: WriteResult[]) => ({ results }) };
   return (call) => serve(call, kind, batch, log, streams);
 }

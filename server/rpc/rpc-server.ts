@@ -14,12 +14,14 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Dax } from '../dax/dax';
 import type { FileSystemApi } from '../fs/types';
+import { Metrics } from '../metrics';
 import { SessionTable } from '../session/session-table';
 import { loadDaxdProto } from '../../client/proto';
 import { filesHandlers } from './files-service';
 import { mappingHandlers } from './mapping-service';
 import { dmaHandlers } from './dma-service';
 import type { OpStreamRegistry } from './files-streams';
+import { instrument } from './instrument';
 import { raiseConnectionWindow, raiseStreamWindow, SERVER_OPTIONS } from './flow-control';
 import { SHUTDOWN_GRACE_MS } from './limits';
 import { sessionHandlers } from './session-service';
@@ -40,6 +42,8 @@ export interface RpcServerOptions {
   /** host:port; port 0 picks a free port. */
   address: string;
   maxSessions?: number;
+  /** Where calls are timed and counted (instrument.ts); a private registry when absent. */
+  metrics?: Metrics;
 }
 
 export class RpcServer {
@@ -61,10 +65,12 @@ export class RpcServer {
     const streams: OpStreamRegistry = new Set();
     const server = new grpc.Server(SERVER_OPTIONS);
     if (!raiseStreamWindow(server)) log.warn('grpc-js internals changed: HTTP/2 stream window left at its default');
-    server.addService(proto.Session.service, sessionHandlers(sessions, log));
-    server.addService(proto.Files.service, filesHandlers(fs, log, streams, (ino, datasync) => options.dax.fsync(ino, datasync)));
-    server.addService(proto.Mapping.service, mappingHandlers(options.dax, sessions, log));
-    server.addService(proto.Dma.service, dmaHandlers(options.dax, sessions, log));
+    const metrics = options.metrics ?? new Metrics();
+    const add = <H extends grpc.UntypedServiceImplementation>(service: grpc.ServiceDefinition, handlers: H) => server.addService(service, instrument(service, handlers, metrics, log));
+    add(proto.Session.service, sessionHandlers(sessions, log));
+    add(proto.Files.service, filesHandlers(fs, log, streams, (ino, datasync) => options.dax.fsync(ino, datasync), metrics));
+    add(proto.Mapping.service, mappingHandlers(options.dax, sessions, log));
+    add(proto.Dma.service, dmaHandlers(options.dax, sessions, log));
     const port = await new Promise<number>((resolve, reject) => {
       server.bindAsync(options.address, grpc.ServerCredentials.createInsecure(), (err, boundPort) => {
         if (err) reject(new ListenError(options.address, err));
@@ -73,6 +79,11 @@ export class RpcServer {
     });
     if (!raiseConnectionWindow(server)) log.warn('grpc-js internals changed: HTTP/2 connection window left at its default');
     return new RpcServer(server, sessions, streams, withPort(options.address, port), log);
+  }
+
+  /** False once stop() began: new calls are refused (readiness). */
+  get accepting(): boolean {
+    return this.stopping === null;
   }
 
   /** Graceful stop (see the top of this file). Idempotent. */

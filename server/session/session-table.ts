@@ -29,6 +29,8 @@ export class SessionTable {
   private readonly maxSessions: number;
   private readonly now: () => number;
   private closedForShutdown = false;
+  /** Since start, for metrics: sessions opened, and ended by reason. */
+  readonly stats = { opened: 0, ended: { closed: 0, expired: 0, overflow: 0, shutdown: 0 } as Record<SessionEndReason, number> };
 
   constructor(private readonly options: SessionTableOptions) {
     this.maxSessions = options.maxSessions ?? SESSIONS_MAX;
@@ -58,6 +60,7 @@ export class SessionTable {
       (s) => this.endInBackground(s, 'overflow'),
     );
     this.sessions.set(id, session);
+    this.stats.opened++;
     return session;
   }
 
@@ -97,6 +100,7 @@ export class SessionTable {
     if (this.sessions.get(session.id) === session) {
       this.sessions.delete(session.id);
       this.remember(session.id, reason);
+      this.stats.ended[reason]++;
     }
     return session.end(reason);
   }

@@ -1,0 +1,385 @@
+// The daxd dashboard: polls /metrics (Prometheus text) and /api/v1/* once per interval
+// (?interval=MS, default 1000), derives rates from counter deltas and percentiles from
+// histogram bucket deltas, and draws everything with inline SVG. No dependencies.
+//
+// For tests and the curious, window.daxdDashboard holds the last snapshot it rendered:
+// { ticks, volume, sessions, pins, locks, rates }.
+'use strict';
+
+(function () {
+  const params = new URLSearchParams(location.search);
+  const POLL_MS = Math.max(200, Number(params.get('interval')) || 1000);
+  const HISTORY_POINTS = 120;
+  const LOCK_WINDOW_MS = 10000;
+  const TABLE_ROWS = 10;
+  const COLORS = ['#2563eb', '#ea580c', '#16a34a', '#9333ea', '#dc2626', '#0891b2'];
+
+  const state = {
+    ticks: 0, prev: null, lockSnapshots: [], volume: null, sessions: null, pins: null, locks: null, rates: null,
+    series: {
+      iops: { read: [], write: [] },
+      bandwidth: { read: [], write: [] },
+      faults: { hole: [], allocate: [], mapped: [], cow: [], sync: [] },
+      lockwait: { p50: [], p95: [], p99: [] },
+      pins: { 'pins active': [], 'layout breaks waiting': [], 'layout-break waits /s': [] },
+    },
+  };
+  window.daxdDashboard = state;
+
+  // ---- Prometheus text format ----------------------------------------------------------
+
+  function parseMetrics(text) {
+    const samples = new Map();
+    for (const line of text.split('\n')) {
+      if (line === '' || line[0] === '#') continue;
+      const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
+      if (!m) continue;
+      const labels = {};
+      if (m[2]) for (const l of m[2].matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]] = l[2];
+      if (!samples.has(m[1])) samples.set(m[1], []);
+      samples.get(m[1]).push({ labels, value: Number(m[3]) });
+    }
+    return samples;
+  }
+
+  function sum(samples, name, filter) {
+    let total = 0;
+    for (const s of samples.get(name) || []) {
+      if (!filter || Object.entries(filter).every(([k, v]) => s.labels[k] === v)) total += s.value;
+    }
+    return total;
+  }
+
+  /** Cumulative bucket counts of a histogram without labels: [[le, count], ...] ascending. */
+  function buckets(samples, name) {
+    return (samples.get(name + '_bucket') || [])
+      .map((s) => [s.labels.le === '+Inf' ? Infinity : Number(s.labels.le), s.value])
+      .sort((a, b) => a[0] - b[0]);
+  }
+
+  /** histogram_quantile over the difference of two bucket snapshots; null without observations. */
+  function quantile(q, now, before) {
+    const delta = now.map(([le, c], i) => [le, c - (before && before[i] ? before[i][1] : 0)]);
+    const total = delta.length ? delta[delta.length - 1][1] : 0;
+    if (total <= 0) return null;
+    const rank = q * total;
+    let lower = 0;
+    let lowerCount = 0;
+    for (const [le, c] of delta) {
+      if (c >= rank) {
+        if (le === Infinity) return lower;
+        return lower + (le - lower) * ((rank - lowerCount) / Math.max(c - lowerCount, 1e-9));
+      }
+      lower = le;
+      lowerCount = c;
+    }
+    return lower;
+  }
+
+  // ---- formatting -------------------------------------------------------------------------
+
+  function fmtNumber(v) {
+    if (v === null || v === undefined || Number.isNaN(v)) return '–';
+    const a = Math.abs(v);
+    if (a >= 1e9) return (v / 1e9).toFixed(1) + 'G';
+    if (a >= 1e6) return (v / 1e6).toFixed(1) + 'M';
+    if (a >= 1e4) return (v / 1e3).toFixed(1) + 'k';
+    if (a >= 100 || Number.isInteger(v)) return Math.round(v).toString();
+    return v.toFixed(a >= 10 ? 1 : 2);
+  }
+
+  function fmtBytes(v) {
+    if (v === null || v === undefined) return '–';
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let i = 0;
+    while (Math.abs(v) >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+    return (i === 0 ? Math.round(v) : v.toFixed(v < 10 ? 2 : v < 100 ? 1 : 0)) + ' ' + units[i];
+  }
+
+  function fmtMs(ms) {
+    if (ms === null || ms === undefined) return '–';
+    if (ms < 1) return Math.round(ms * 1000) + ' µs';
+    if (ms < 1000) return (ms < 10 ? ms.toFixed(2) : ms < 100 ? ms.toFixed(1) : Math.round(ms)) + ' ms';
+    if (ms < 60000) return (ms / 1000).toFixed(1) + ' s';
+    const s = Math.round(ms / 1000);
+    if (s < 3600) return Math.floor(s / 60) + 'm ' + (s % 60) + 's';
+    return Math.floor(s / 3600) + 'h ' + Math.floor((s % 3600) / 60) + 'm';
+  }
+
+  function fmtUnit(unit, v) {
+    if (unit === 'bytes') return fmtBytes(v) + '/s';
+    if (unit === 'ms') return fmtMs(v);
+    if (unit === 'ops') return fmtNumber(v) + '/s';
+    return fmtNumber(v);
+  }
+
+  function el(tag, attrs, children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      // Through the CSSOM: the page's CSP forbids inline style attributes.
+      if (k === 'style') node.style.cssText = v;
+      else node.setAttribute(k, v);
+    }
+    for (const c of children || []) node.append(c);
+    return node;
+  }
+
+  function svgEl(tag, attrs) {
+    const node = document.createElementNS('http://www.w3.org/2000/svg', tag);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
+    return node;
+  }
+
+  // ---- charts -----------------------------------------------------------------------------
+
+  /** A round axis maximum >= v: 1, 2, 2.5, 5 x 10^k (bytes: x 1024^j first, so MiB stay round). */
+  function niceMax(v, unit) {
+    if (!(v > 0)) return 1;
+    const base = unit === 'bytes' ? Math.pow(1024, Math.max(0, Math.floor(Math.log(v) / Math.log(1024)))) : 1;
+    const scaled = v / base;
+    const p = Math.pow(10, Math.floor(Math.log10(scaled)));
+    for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= scaled) return m * p * base;
+    return 10 * p * base;
+  }
+
+  function push(series, values) {
+    for (const [name, v] of Object.entries(values)) {
+      const arr = series[name];
+      arr.push(v);
+      if (arr.length > HISTORY_POINTS) arr.shift();
+    }
+  }
+
+  function drawChart(id, series) {
+    const fig = document.getElementById(id);
+    const unit = fig.dataset.unit;
+    const svg = fig.querySelector('svg');
+    const width = Math.max(svg.clientWidth, 300);
+    const height = Math.max(svg.clientHeight, 120);
+    svg.setAttribute('viewBox', '0 0 ' + width + ' ' + height);
+    svg.replaceChildren();
+    const left = 58;
+    const right = 8;
+    const top = 8;
+    const bottom = 18;
+    const names = Object.keys(series);
+    const all = names.flatMap((n) => series[n]).filter((v) => v !== null);
+    const max = niceMax(Math.max(0, ...all), unit);
+    const points = Math.max(...names.map((n) => series[n].length));
+    // Until the history is full, the points span the whole width: the axis says how long.
+    const span = Math.max(points - 1, 1);
+    const x = (i) => left + ((width - left - right) * i) / span;
+    const y = (v) => top + (height - top - bottom) * (1 - v / max);
+    for (let g = 0; g <= 4; g++) {
+      const v = (max * g) / 4;
+      svg.append(svgEl('line', { class: 'gridline', x1: left, x2: width - right, y1: y(v), y2: y(v) }));
+      const label = svgEl('text', { class: 'axis', x: left - 6, y: y(v) + 3, 'text-anchor': 'end' });
+      label.textContent = v === 0 ? '0' : fmtUnit(unit, v).replace('/s', '');
+      svg.append(label);
+    }
+    const seconds = Math.round((span * POLL_MS) / 1000);
+    for (const [t, anchor, xPos] of [['-' + seconds + ' s', 'start', left], ['now', 'end', width - right]]) {
+      const label = svgEl('text', { class: 'axis', x: xPos, y: height - 4, 'text-anchor': anchor });
+      label.textContent = t;
+      svg.append(label);
+    }
+    const legend = fig.querySelector('.legend');
+    legend.replaceChildren();
+    names.forEach((name, k) => {
+      const color = COLORS[k % COLORS.length];
+      const values = series[name];
+      let d = '';
+      values.forEach((v, i) => {
+        if (v === null) return;
+        d += (d === '' || values[i - 1] === null ? 'M' : 'L') + x(i).toFixed(1) + ' ' + y(v).toFixed(1) + ' ';
+      });
+      // Every other series dashed: equal rates (reads = writes) stay visible as two lines.
+      if (d !== '') svg.append(svgEl('path', { class: 'series-line', d, stroke: color, 'stroke-dasharray': k % 2 === 1 ? '6 4' : 'none' }));
+      const latest = values.length ? values[values.length - 1] : null;
+      const value = el('b', {}, [fmtUnit(unit, latest)]);
+      legend.append(el('span', { class: 'series', 'data-series': name, 'data-value': latest === null ? '' : String(latest) }, [
+        el('span', { class: 'swatch', style: 'background:' + color }), name + ' ', value,
+      ]));
+    });
+    fig.dataset.points = String(points);
+  }
+
+  // ---- tiles, volume, tables --------------------------------------------------------------
+
+  function tile(id, value, raw, sub) {
+    const t = document.getElementById(id);
+    const v = t.querySelector('.value');
+    v.textContent = value;
+    v.dataset.value = raw === null || raw === undefined ? '' : String(raw);
+    t.querySelector('.sub').textContent = sub || '';
+  }
+
+  function renderVolume(v) {
+    const b = v.blocks;
+    const unwritten = b.unwritten === null ? 0 : b.unwritten;
+    const written = b.used - unwritten;
+    const pct = (n) => (b.total > 0 ? (100 * n) / b.total : 0);
+    const bar = document.getElementById('volume-bar');
+    bar.querySelector('.seg-written').style.width = pct(written) + '%';
+    bar.querySelector('.seg-unwritten').style.width = pct(unwritten) + '%';
+    const legend = document.getElementById('volume-legend');
+    legend.replaceChildren(
+      ...[['written', 'var(--written)', written], ['unwritten', 'var(--unwritten)', unwritten], ['free', 'var(--free)', b.free]].map(([name, color, n]) =>
+        el('span', { class: 'series', 'data-series': name, 'data-value': String(n) }, [
+          el('span', { class: 'swatch', style: 'background:' + color }), name + ' ', el('b', {}, [fmtBytes(n * v.blockSize) + ' (' + pct(n).toFixed(1) + '%)']),
+        ])),
+    );
+    const facts = [
+      ['size', fmtBytes(v.sizeBytes) + ' · ' + b.total.toLocaleString('en-US') + ' blocks of ' + fmtBytes(v.blockSize)],
+      ['files', v.files.toLocaleString('en-US') + ' of ' + v.maxFiles.toLocaleString('en-US')],
+      ['unwritten', b.unwritten === null ? 'counting…' : b.unwritten.toLocaleString('en-US') + ' blocks'],
+      ['journal', v.journal.commits.toLocaleString('en-US') + ' commits · last ' + fmtMs(v.journal.lastCommitMs)],
+      ['mount', (v.mount.wasClean ? 'clean' : 'after a crash') + ' · journal ' + v.mount.journal],
+    ];
+    document.getElementById('volume-facts').replaceChildren(...facts.flatMap(([k, val]) => [el('dt', {}, [k]), el('dd', { 'data-fact': k }, [val])]));
+    tile('tile-volume', pct(b.used).toFixed(1) + '%', b.used, fmtBytes(b.used * v.blockSize) + ' of ' + fmtBytes(b.total * v.blockSize));
+    const up = fmtMs(v.server.uptimeMs);
+    document.getElementById('meta').textContent =
+      v.volumePath + ' · ' + v.uuid.slice(0, 8) + ' · gRPC ' + v.server.grpcAddress + ' · v' + v.server.version + ' · up ' + up;
+  }
+
+  function fillTable(id, rows, total, cells, emptyText) {
+    const body = document.querySelector('#' + id + ' tbody');
+    const columns = document.querySelectorAll('#' + id + ' thead th').length;
+    const out = rows.slice(0, TABLE_ROWS).map((r) => {
+      const tr = el('tr', { 'data-key': cells.key(r) });
+      for (const [text, cls] of cells.row(r)) tr.append(el('td', cls ? { class: cls } : {}, [text]));
+      return tr;
+    });
+    if (rows.length === 0) out.push(el('tr', { class: 'none' }, [el('td', { colspan: String(columns) }, [emptyText])]));
+    if (total > out.length && rows.length > 0) {
+      out.push(el('tr', { class: 'more' }, [el('td', { colspan: String(columns) }, ['… ' + (total - Math.min(rows.length, TABLE_ROWS)) + ' more'])]));
+    }
+    body.replaceChildren(...out);
+  }
+
+  function renderSessions(s) {
+    const now = Date.now();
+    document.getElementById('sessions-count').textContent = s.total + ' open';
+    fillTable('table-sessions', s.sessions, s.total, {
+      key: (r) => r.id,
+      row: (r) => [[r.id, 'id'], [r.clientName], [fmtMs(r.leaseMs), 'num'], [fmtMs(Math.max(0, r.expiresAtMs - now)), 'num'],
+        [String(r.mappings), 'num'], [String(r.pins), 'num']],
+    }, 'no sessions');
+  }
+
+  function renderPins(p) {
+    document.getElementById('pins-count').textContent = p.total + ' pins · ' + p.pinnedBlocks + ' blocks · ' + p.recalls + ' recalls · ' + p.revocations + ' revoked';
+    fillTable('table-pins', p.pins, p.total, {
+      key: (r) => r.id,
+      row: (r) => [[r.id, 'id'], [r.sessionId, 'id'], [r.clientName], [String(r.ino), 'num'],
+        [r.npages === 1 ? String(r.firstPgoff) : r.firstPgoff + '–' + (r.firstPgoff + r.npages - 1), 'num'],
+        [r.writable ? 'rw' : 'ro'], [r.state, 'state-' + r.state], [fmtMs(r.ageMs), 'num']],
+    }, 'no pins');
+    tile('tile-pins', String(p.total), p.total, p.pinnedBlocks + ' blocks pinned · ' + p.revocations + ' revoked');
+  }
+
+  function renderLocks(l) {
+    document.getElementById('locks-count').textContent = l.held + ' held · ' + l.waiters + ' waiting';
+    fillTable('table-locks', l.locks, l.held, {
+      key: (r) => r.ino + ':' + r.pgoff,
+      row: (r) => [[String(r.ino), 'num'], [String(r.pgoff), 'num'], [r.state], [fmtMs(r.heldMs), r.heldMs >= 100 ? 'num hot' : 'num'],
+        [String(r.waiters), r.waiters > 0 ? 'num hot' : 'num'], [r.waiters ? fmtMs(r.longestWaitMs) : '–', 'num']],
+    }, 'no entry lock held');
+  }
+
+  // ---- one poll --------------------------------------------------------------------------
+
+  async function json(path) {
+    const r = await fetch(path, { cache: 'no-store' });
+    if (!r.ok) throw new Error(path + ': HTTP ' + r.status);
+    return r.json();
+  }
+
+  function rates(samples, nowMs) {
+    const c = {
+      readOps: sum(samples, 'daxd_io_ops_total', { direction: 'read' }),
+      writeOps: sum(samples, 'daxd_io_ops_total', { direction: 'write' }),
+      readBytes: sum(samples, 'daxd_io_bytes_total', { direction: 'read' }),
+      writeBytes: sum(samples, 'daxd_io_bytes_total', { direction: 'write' }),
+      layoutBreakWaits: sum(samples, 'daxd_layout_break_waits_total'),
+      lockWaits: sum(samples, 'daxd_entry_lock_waits_total'),
+      faults: {},
+    };
+    for (const kind of Object.keys(state.series.faults)) c.faults[kind] = sum(samples, 'daxd_page_faults_total', { kind });
+    const prev = state.prev;
+    state.prev = { t: nowMs, c };
+    if (!prev) return null;
+    const dt = (nowMs - prev.t) / 1000;
+    const r = (a, b) => Math.max(0, (a - b) / dt);
+    const out = {
+      readOps: r(c.readOps, prev.c.readOps), writeOps: r(c.writeOps, prev.c.writeOps),
+      readBytes: r(c.readBytes, prev.c.readBytes), writeBytes: r(c.writeBytes, prev.c.writeBytes),
+      layoutBreakWaits: r(c.layoutBreakWaits, prev.c.layoutBreakWaits), lockWaits: r(c.lockWaits, prev.c.lockWaits), faults: {},
+    };
+    for (const kind of Object.keys(c.faults)) out.faults[kind] = r(c.faults[kind], prev.c.faults[kind]);
+    return out;
+  }
+
+  function lockPercentiles(samples, nowMs) {
+    const now = buckets(samples, 'daxd_entry_lock_wait_seconds');
+    state.lockSnapshots.push({ t: nowMs, b: now });
+    while (state.lockSnapshots.length > 1 && nowMs - state.lockSnapshots[1].t >= LOCK_WINDOW_MS) state.lockSnapshots.shift();
+    const before = state.lockSnapshots.length > 1 ? state.lockSnapshots[0].b : null;
+    const ms = (q) => { const s = quantile(q, now, before); return s === null ? null : s * 1000; };
+    return { p50: ms(0.5), p95: ms(0.95), p99: ms(0.99) };
+  }
+
+  async function tick() {
+    const started = performance.now();
+    const [text, volume, sessions, pins, locks] = await Promise.all([
+      fetch('/metrics', { cache: 'no-store' }).then((r) => { if (!r.ok) throw new Error('/metrics: HTTP ' + r.status); return r.text(); }),
+      json('/api/v1/volume'), json('/api/v1/sessions'), json('/api/v1/pins'), json('/api/v1/locks'),
+    ]);
+    const samples = parseMetrics(text);
+    const r = rates(samples, started);
+    const lock = lockPercentiles(samples, started);
+    Object.assign(state, { volume, sessions, pins, locks, rates: r });
+    if (r) {
+      push(state.series.iops, { read: r.readOps, write: r.writeOps });
+      push(state.series.bandwidth, { read: r.readBytes, write: r.writeBytes });
+      push(state.series.faults, r.faults);
+      push(state.series.lockwait, lock);
+      push(state.series.pins, {
+        'pins active': pins.total, 'layout breaks waiting': sum(samples, 'daxd_layout_breaks_waiting'), 'layout-break waits /s': r.layoutBreakWaits,
+      });
+      const faultsTotal = Object.values(r.faults).reduce((a, b) => a + b, 0) - r.faults.sync;
+      tile('tile-iops', fmtNumber(r.readOps + r.writeOps), r.readOps + r.writeOps, fmtNumber(r.readOps) + ' read · ' + fmtNumber(r.writeOps) + ' write');
+      tile('tile-bandwidth', fmtBytes(r.readBytes + r.writeBytes) + '/s', r.readBytes + r.writeBytes, fmtBytes(r.readBytes) + ' read · ' + fmtBytes(r.writeBytes) + ' write');
+      tile('tile-faults', fmtNumber(faultsTotal), faultsTotal, fmtNumber(r.faults.allocate) + ' allocate · ' + fmtNumber(r.faults.hole) + ' hole');
+      tile('tile-lockwait', fmtMs(lock.p99), lock.p99, fmtNumber(r.lockWaits) + ' waits/s · ' + sum(samples, 'daxd_entry_lock_waiters') + ' waiting now');
+      for (const id of Object.keys(state.series)) drawChart('chart-' + id, state.series[id]);
+    }
+    renderVolume(volume);
+    renderSessions(sessions);
+    renderPins(pins);
+    renderLocks(locks);
+    tile('tile-sessions', String(sessions.total), sessions.total, sum(samples, 'daxd_sessions_ended_total', { reason: 'expired' }) + ' expired since start');
+    state.ticks++;
+    document.body.dataset.ticks = String(state.ticks);
+  }
+
+  async function loop() {
+    const status = document.getElementById('status');
+    try {
+      await tick();
+      status.textContent = 'live';
+      status.className = 'pill pill-ok';
+      status.dataset.state = 'live';
+      document.getElementById('updated').textContent = 'updated ' + new Date().toLocaleTimeString() + ' · every ' + POLL_MS / 1000 + ' s';
+    } catch (err) {
+      status.textContent = 'unreachable';
+      status.className = 'pill pill-bad';
+      status.dataset.state = 'error';
+      document.getElementById('updated').textContent = String(err && err.message ? err.message : err);
+    }
+    setTimeout(loop, POLL_MS);
+  }
+
+  loop();
+})();

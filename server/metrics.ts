@@ -1,0 +1,248 @@
+/**
+ * The one prom-client registry of a daxd. Every layer records through it: the rpc layer
+ * directly (durations, I/O), the dax layer and the journal through observers the server
+ * plugs in (server/slow-ops.ts), and the rest is read at scrape time from counters the
+ * layers keep anyway (collect callbacks), so the core carries no metric code.
+ *
+ * Names end in base units (`_seconds`, `_bytes_total`); every label has a fixed, small
+ * set of values (an RPC method, a status code, a fault kind...), never an inode, an
+ * offset or a page index. One registry per server (tests run several in one process).
+ * README.md ("Metrics") lists them all.
+ */
+import * as grpc from '@grpc/grpc-js';
+import * as prom from 'prom-client';
+import type { AddressSpace } from './dax/address-space';
+import type { Dax } from './dax/dax';
+import type { LayoutBreakOutcome } from './dax/observer';
+import type { FileSystem } from './fs/filesystem';
+import type { LayoutBreakPolicy } from './fs/types';
+import type { SessionTable } from './session/session-table';
+
+/** Unary RPCs take ~60 µs of server CPU: the buckets start at 50 µs, the defaults at 5 ms. */
+export const RPC_DURATION_BUCKETS_SECONDS = [
+  50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1, 2.5, 5, 10,
+];
+/** An entry lock is held across awaits only (a MAP_SYNC commit, a flush): waits start near 10 µs. */
+export const ENTRY_LOCK_WAIT_BUCKETS_SECONDS = [
+  10e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1, 2.5, 5, 10,
+];
+/** Layout changes wait for unpins: bounded by the call's deadline or the RECALL grace. */
+export const LAYOUT_BREAK_WAIT_BUCKETS_SECONDS = [0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+export const JOURNAL_COMMIT_BUCKETS_SECONDS = [50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1, 5];
+
+export const IO_PATHS = ['file', 'mapping', 'dma'] as const;
+/** file: Files.Read/Write and the op streams; mapping: Load/Store; dma: Dma.Read/Write. */
+export type IoPath = (typeof IO_PATHS)[number];
+export type IoDirection = 'read' | 'write';
+
+/** The live server state the collect callbacks read at scrape time. */
+export interface MetricSources {
+  fs: FileSystem;
+  dax: Dax;
+  sessions: SessionTable;
+}
+
+type Labels = Record<string, string>;
+type Samples = Array<[Labels, number]>;
+
+/** gRPC status code -> its name ("OK", "NOT_FOUND"): the `code` label. */
+export function statusName(code: number): string {
+  return grpc.status[code] ?? 'UNKNOWN';
+}
+
+export class Metrics {
+  readonly registry = new prom.Registry();
+  private sources: MetricSources | null = null;
+
+  private readonly rpcDuration: prom.Histogram<'method' | 'code'>;
+  private readonly rpcChildren = new Map<string, prom.Histogram.Internal<'method' | 'code'>>();
+  private readonly streamOpErrors: prom.Counter<'method' | 'code'>;
+  private readonly ioOps: Record<IoPath, Record<IoDirection, prom.Counter.Internal>>;
+  private readonly ioBytes: Record<IoPath, Record<IoDirection, prom.Counter.Internal>>;
+  private readonly lockWaits: prom.Counter;
+  private readonly lockWaitSeconds: prom.Histogram;
+  private readonly layoutBreakWaits: prom.Counter<'policy' | 'outcome'>;
+  private readonly layoutBreakWaitSeconds: prom.Histogram<'policy' | 'outcome'>;
+  private readonly journalCommitSeconds: prom.Histogram;
+
+  constructor() {
+    const registers = [this.registry];
+    prom.collectDefaultMetrics({ register: this.registry });
+
+    // ---- rpc ------------------------------------------------------------------------
+    this.rpcDuration = new prom.Histogram({
+      name: 'daxd_rpc_duration_seconds', help: 'Unary RPCs by method and gRPC status code, from call to reply.',
+      labelNames: ['method', 'code'], buckets: RPC_DURATION_BUCKETS_SECONDS, registers,
+    });
+    this.streamOpErrors = new prom.Counter({
+      name: 'daxd_stream_op_errors_total', help: 'Ops of Files.ReadStream/WriteStream that failed, by status code.',
+      labelNames: ['method', 'code'], registers,
+    });
+    const ioOps = new prom.Counter({
+      name: 'daxd_io_ops_total', help: 'Data operations served: file read/write (unary and stream ops), mapping load/store, DMA read/write.',
+      labelNames: ['path', 'direction'], registers,
+    });
+    const ioBytes = new prom.Counter({
+      name: 'daxd_io_bytes_total', help: 'Data bytes read and written, by path.', labelNames: ['path', 'direction'], registers,
+    });
+    const bind = (c: prom.Counter<'path' | 'direction'>) => Object.fromEntries(IO_PATHS.map((path) => [path, {
+      read: c.labels(path, 'read'), write: c.labels(path, 'write'),
+    }])) as Record<IoPath, Record<IoDirection, prom.Counter.Internal>>;
+    this.ioOps = bind(ioOps);
+    this.ioBytes = bind(ioBytes);
+
+    // ---- entry locks, layout breaks, journal (observers) ----------------------------
+    this.lockWaits = new prom.Counter({
+      name: 'daxd_entry_lock_waits_total', help: 'Requests that queued behind a locked mapping entry (S1).', registers,
+    });
+    this.lockWaitSeconds = new prom.Histogram({
+      name: 'daxd_entry_lock_wait_seconds', help: 'Time a request waited for a mapping entry lock.',
+      buckets: ENTRY_LOCK_WAIT_BUCKETS_SECONDS, registers,
+    });
+    this.layoutBreakWaits = new prom.Counter({
+      name: 'daxd_layout_break_waits_total', help: 'Layout changes (truncate, punch, zero, collapse) that met a pinned page (S4), by layout_break policy and outcome.',
+      labelNames: ['policy', 'outcome'], registers,
+    });
+    this.layoutBreakWaitSeconds = new prom.Histogram({
+      name: 'daxd_layout_break_wait_seconds', help: 'Time a layout change waited for pins to drop.',
+      labelNames: ['policy', 'outcome'], buckets: LAYOUT_BREAK_WAIT_BUCKETS_SECONDS, registers,
+    });
+    this.journalCommitSeconds = new prom.Histogram({
+      name: 'daxd_journal_commit_duration_seconds', help: 'Journal commit latency: ordered data flush, log write and flush, checkpoint.',
+      buckets: JOURNAL_COMMIT_BUCKETS_SECONDS, registers,
+    });
+
+    this.defineSampled();
+  }
+
+  /** The server is up: collect callbacks read its state from now on. */
+  attach(sources: MetricSources): void {
+    this.sources = sources;
+  }
+
+  // ---- recording (hot paths: no label hashing after the first call) -------------------
+
+  rpcFinished(method: string, code: string, seconds: number): void {
+    const key = `${method} ${code}`;
+    let child = this.rpcChildren.get(key);
+    if (!child) this.rpcChildren.set(key, (child = this.rpcDuration.labels(method, code)));
+    child.observe(seconds);
+  }
+
+  io(path: IoPath, direction: IoDirection, bytes: number): void {
+    this.ioOps[path][direction].inc();
+    if (bytes > 0) this.ioBytes[path][direction].inc(bytes);
+  }
+
+  streamOpFailed(method: string, code: string): void {
+    this.streamOpErrors.labels(method, code).inc();
+  }
+
+  entryLockWaitStarted(): void {
+    this.lockWaits.inc();
+  }
+
+  entryLockWaited(seconds: number): void {
+    this.lockWaitSeconds.observe(seconds);
+  }
+
+  layoutBreakWaited(policy: LayoutBreakPolicy, outcome: LayoutBreakOutcome, seconds: number): void {
+    this.layoutBreakWaits.labels(policy, outcome).inc();
+    this.layoutBreakWaitSeconds.labels(policy, outcome).observe(seconds);
+  }
+
+  journalCommitted(seconds: number): void {
+    this.journalCommitSeconds.observe(seconds);
+  }
+
+  // ---- read at scrape time --------------------------------------------------------------
+
+  private defineSampled(): void {
+    const counter = (name: string, help: string, labelNames: string[], read: (src: MetricSources) => Samples | number) =>
+      this.sampled('counter', name, help, labelNames, read);
+    const gauge = (name: string, help: string, labelNames: string[], read: (src: MetricSources) => Samples | number) =>
+      this.sampled('gauge', name, help, labelNames, read);
+    const ctx = (src: MetricSources) => src.dax.ctx;
+
+    // dax layer: faults, invalidations, writeback, pins (dax-context.ts counters, pin.ts stats)
+    counter('daxd_page_faults_total', 'Page faults by outcome: hole (zero page), allocate (new zeroed block), mapped (existing block), cow (private copy), sync (MAP_SYNC commit, also counted as allocate or mapped).',
+      ['kind'], (src) => entries(ctx(src).counters.faults, 'kind'));
+    counter('daxd_pte_invalidations_total', 'PTEs revoked by invalidation, by reason (HOLE_FILLED, TRUNCATE, PUNCH_HOLE, WRITEBACK, ...).',
+      ['reason'], (src) => entries(ctx(src).counters.invalidations, 'reason'));
+    counter('daxd_ptes_revoked_total', 'Every PTE revoked: invalidations, unmaps and session ends.', [], (src) => ctx(src).counters.revokedPtes);
+    counter('daxd_writeback_flushes_total', 'Dirty mapped pages written back (msync, fsync, shutdown).', [], (src) => ctx(src).counters.writebackFlushes);
+    counter('daxd_entries_deleted_while_pinned_total', 'S4 violations caught by the server: must stay 0.', [], (src) => ctx(src).counters.entriesDeletedWhilePinned);
+    gauge('daxd_ptes', 'PTE tokens outstanding.', [], (src) => ctx(src).ptes.size);
+    gauge('daxd_address_spaces', 'Files with a live address space (mapped, pinned or locked).', [], (src) => ctx(src).spaces.size);
+    gauge('daxd_mapping_entries', 'Mapping entries in all address spaces.', [], (src) => sumSpaces(src, (as) => as.entries.size));
+    gauge('daxd_entry_locks_held', 'Mapping entry locks held now.', [], (src) => sumSpaces(src, (as) => as.held.size));
+    gauge('daxd_entry_lock_waiters', 'Requests waiting for a mapping entry lock now.', [],
+      (src) => sumSpaces(src, (as) => { let n = 0; for (const q of as.waitQueues.values()) n += q.length; return n; }));
+    gauge('daxd_layout_breaks_waiting', 'Layout changes waiting for pins to drop now.', [], (src) => sumSpaces(src, (as) => as.pinWaiters.size));
+    gauge('daxd_pins_active', 'DMA pins held (active or recalled).', [], (src) => ctx(src).pins.stats.active);
+    gauge('daxd_pinned_blocks', 'Blocks referenced by DMA pins.', [], (src) => ctx(src).pins.stats.pinnedBlocks);
+    counter('daxd_pin_revocations_total', 'Pins revoked (RECALL grace over, lease expired).', [], (src) => ctx(src).pins.stats.revocations);
+    counter('daxd_pin_recalls_total', 'PinRecall events sent (layout_break RECALL).', [], (src) => ctx(src).pins.stats.recalls);
+
+    // journal
+    counter('daxd_journal_commits_total', 'Journal transactions committed.', [], (src) => src.fs.journal.stats.commits);
+    counter('daxd_journal_blocks_logged_total', 'Metadata block images written to the journal.', [], (src) => src.fs.journal.stats.blocksLogged);
+
+    // volume
+    gauge('daxd_volume_blocks', 'Data-zone blocks by state: free, used (file data and block maps), unwritten (preallocated, a part of used; absent while the first count runs).',
+      ['state'], (src) => {
+        const v = src.fs.statVolume();
+        const out: Samples = [[{ state: 'free' }, v.blocksFree], [{ state: 'used' }, v.blocksUsed]];
+        const unwritten = src.fs.unwrittenBlocks();
+        if (unwritten !== null) out.push([{ state: 'unwritten' }, unwritten]);
+        return out;
+      });
+    gauge('daxd_volume_size_bytes', 'Size of the volume.', [], (src) => src.fs.statVolume().sizeBytes);
+    gauge('daxd_volume_files', 'Files in the namespace.', [], (src) => src.fs.statVolume().files);
+    gauge('daxd_volume_max_files', 'Size of the inode table.', [], (src) => src.fs.statVolume().maxFiles);
+
+    // sessions
+    gauge('daxd_sessions_active', 'Open sessions.', [], (src) => src.sessions.size);
+    counter('daxd_sessions_opened_total', 'Sessions opened.', [], (src) => src.sessions.stats.opened);
+    counter('daxd_sessions_ended_total', 'Sessions ended, by reason: closed, expired (missed lease), overflow (event queue), shutdown.',
+      ['reason'], (src) => entries(src.sessions.stats.ended, 'reason'));
+  }
+
+  private sampled(kind: 'counter' | 'gauge', name: string, help: string, labelNames: string[], read: (src: MetricSources) => Samples | number): void {
+    const sources = () => this.sources;
+    const fill = (set: (labels: Labels, value: number) => void): void => {
+      const src = sources();
+      if (src === null) return;
+      const value = read(src);
+      if (typeof value === 'number') set({}, value);
+      else for (const [labels, v] of value) set(labels, v);
+    };
+    if (kind === 'counter') {
+      new prom.Counter({
+        name, help, labelNames, registers: [this.registry],
+        collect() {
+          this.reset();
+          fill((labels, v) => this.inc(labels, v));
+        },
+      });
+    } else {
+      new prom.Gauge({
+        name, help, labelNames, registers: [this.registry],
+        collect() {
+          this.reset();
+          fill((labels, v) => this.set(labels, v));
+        },
+      });
+    }
+  }
+}
+
+function entries(record: Record<string, number>, label: string): Samples {
+  return Object.entries(record).map(([k, v]) => [{ [label]: k }, v]);
+}
+
+function sumSpaces(src: MetricSources, f: (as: AddressSpace) => number): number {
+  let n = 0;
+  for (const as of src.dax.ctx.spaces.values()) n += f(as);
+  return n;
+}

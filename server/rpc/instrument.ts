@@ -1,0 +1,86 @@
+/**
+ * Every call of the four services passes here first (rpc-server.ts wraps the handlers of
+ * each service): it gets a request id (the client's `daxd-request-id` metadata when it
+ * sends a sane one, else a new one), unary calls are timed into daxd_rpc_duration_seconds
+ * by method and status code and their data bytes counted (io-accounting.ts), and each
+ * call is logged with its id: at debug, or at warn when it took SLOW_RPC_MS or more. A
+ * failed call returns its request id in the trailer `daxd-request-id`, so a client error
+ * report leads to the server's log lines.
+ */
+import { randomBytes } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { statusName, type Metrics } from '../metrics';
+import { IO_ACCOUNTING } from './io-accounting';
+
+export const REQUEST_ID_METADATA_KEY = 'daxd-request-id';
+
+/** A unary call this slow (or slower) is logged at warn. */
+export const SLOW_RPC_MS = 1000;
+
+const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+const ID_PREFIX = randomBytes(4).toString('hex');
+let lastId = 0;
+const requestIds = new WeakMap<object, string>();
+
+/** The request id instrument() gave this call (undefined for a call that bypassed it). */
+export function requestIdOf(call: object): string | undefined {
+  return requestIds.get(call);
+}
+
+function assignRequestId(call: { metadata: grpc.Metadata }): string {
+  const given = call.metadata.get(REQUEST_ID_METADATA_KEY)[0];
+  const id = typeof given === 'string' && CLIENT_REQUEST_ID.test(given) ? given : `${ID_PREFIX}-${(++lastId).toString(36)}`;
+  requestIds.set(call, id);
+  return id;
+}
+
+type AnyHandler = (call: never, callback?: never) => void;
+
+/** The same handlers, instrumented; `service` is the generated service definition. */
+export function instrument<H extends object>(service: grpc.ServiceDefinition, handlers: H, metrics: Metrics, log: Logger): H {
+  const out: Record<string, unknown> = {};
+  for (const [name, handler] of Object.entries(handlers) as Array<[string, AnyHandler]>) {
+    const def = service[name];
+    if (!def) throw new Error(`bug: handler ${name} is not a method of the service`);
+    // "/daxd.v1.Files/Read" -> "Files.Read": a bounded label (one value per RPC).
+    const method = def.path.slice(def.path.lastIndexOf('.') + 1).replace('/', '.');
+    out[name] = def.requestStream || def.responseStream
+      ? streamCall(method, handler as unknown as (call: grpc.ServerReadableStream<unknown, unknown>) => void, log)
+      : unaryCall(method, handler as unknown as grpc.handleUnaryCall<unknown, unknown>, metrics, log);
+  }
+  return out as H;
+}
+
+function unaryCall(method: string, handler: grpc.handleUnaryCall<unknown, unknown>, metrics: Metrics, log: Logger): grpc.handleUnaryCall<unknown, unknown> {
+  const account = IO_ACCOUNTING[method];
+  return (call, callback) => {
+    const startMs = performance.now();
+    const reqId = assignRequestId(call);
+    handler(call, (err, value, trailer, flags) => {
+      const durationMs = performance.now() - startMs;
+      const code = statusName(err ? (err.code ?? grpc.status.UNKNOWN) : grpc.status.OK);
+      metrics.rpcFinished(method, code, durationMs / 1000);
+      if (err) {
+        if (!(err.metadata instanceof grpc.Metadata)) err.metadata = new grpc.Metadata();
+        err.metadata.set(REQUEST_ID_METADATA_KEY, reqId);
+      } else if (account) {
+        account(call.request, value, metrics);
+      }
+      if (durationMs >= SLOW_RPC_MS) {
+        log.warn({ reqId, method, code, durationMs: Math.round(durationMs) }, 'slow rpc');
+      } else if (log.isLevelEnabled('debug')) {
+        log.debug({ reqId, method, code, durationMs: Math.round(durationMs * 1000) / 1000 }, 'rpc');
+      }
+      callback(err, value, trailer, flags);
+    });
+  };
+}
+
+function streamCall(method: string, handler: (call: grpc.ServerReadableStream<unknown, unknown>) => void, log: Logger) {
+  return (call: grpc.ServerReadableStream<unknown, unknown>): void => {
+    const reqId = assignRequestId(call);
+    if (log.isLevelEnabled('debug')) log.debug({ reqId, method }, 'rpc stream opened');
+    handler(call);
+  };
+}
