@@ -34,6 +34,8 @@ import {
 import { OpPipeline } from './op-pipeline';
 import { loadDaxdProto } from './proto';
 import { RawClients } from './raw-clients';
+import type { MappedFile, MmapOptions } from './mapped-file';
+import { DmaPin, type PinOptions } from './dma-pin';
 import { DaxSession, type OpenSessionOptions } from './session';
 import { callUnary, type UnaryMethod } from './unary-call';
 
@@ -111,6 +113,8 @@ export class DaxClient {
   private readonly deadlineMs: number;
   private readonly retries: number;
   private readonly sessions = new Set<DaxSession>();
+  /** The session of mmap() calls that name none, opened on first use. */
+  private defaultSession: Promise<DaxSession> | null = null;
   private readonly reads: OpPipeline<ReadOp, ReadStreamRequest, ReadStreamResponse__Output, ReadResult__Output>;
   private readonly writes: OpPipeline<WriteOp, WriteStreamRequest, WriteStreamResponse__Output, WriteResult__Output>;
 
@@ -243,10 +247,43 @@ export class DaxClient {
 
   /** Open a session (keep-alive runs by itself until it is closed). */
   async openSession(options: OpenSessionOptions = {}): Promise<DaxSession> {
-    const session = await DaxSession.open(this.raw.session, options, { deadlineMs: this.deadlineMs, retries: this.retries });
+    const session = await DaxSession.open(this.raw, options, { deadlineMs: this.deadlineMs, retries: this.retries });
     this.sessions.add(session);
     for (const end of ['closed', 'expired', 'ended'] as const) session.once(end, () => this.sessions.delete(session));
     return session;
+  }
+
+  /**
+   * Map file `ino` (see MappedFile): into `options.session`, or into this client's default
+   * session (opened on first use, kept alive until close(); it then expires with its lease).
+   */
+  async mmap(ino: number, options: MmapOptions & { session?: DaxSession }): Promise<MappedFile> {
+    assertSafe(ino, 'ino');
+    const session = options.session ?? (await this.sessionForMmap());
+    return session.mmap(ino, options);
+  }
+
+  /**
+   * Pin pages [firstPgoff, firstPgoff + npages) of file `ino` for DMA (see DmaPin): in
+   * `options.session`, or in the session mmap() uses by default (so a pin and a mapping
+   * of the same pages share a session, as in one process).
+   */
+  async pin(ino: number, firstPgoff: number, npages: number, options: PinOptions & { session?: DaxSession } = {}): Promise<DmaPin> {
+    const session = options.session ?? (await this.sessionForMmap());
+    return DmaPin.pin(this.raw.dma, session, ino, firstPgoff, npages, options, { deadlineMs: this.deadlineMs, retries: this.retries });
+  }
+
+  private sessionForMmap(): Promise<DaxSession> {
+    if (this.defaultSession === null) {
+      const opening = this.openSession({ clientName: 'mmap' });
+      this.defaultSession = opening;
+      // A session that failed to open, or ended, is replaced on the next mmap.
+      opening.then(
+        (s) => { for (const end of ['closed', 'expired', 'ended'] as const) s.once(end, () => { if (this.defaultSession === opening) this.defaultSession = null; }); },
+        () => { if (this.defaultSession === opening) this.defaultSession = null; },
+      );
+    }
+    return this.defaultSession;
   }
 
   // ---- internals ---------------------------------------------------------------

@@ -42,6 +42,17 @@ export class DaxClientError extends Error {
   }
 }
 
+/**
+ * A fault at or beyond end of file (OUT_OF_RANGE / SIGBUS): what a process mapping the
+ * file would get as SIGBUS. MappedFile read/write past the end throw it.
+ */
+export class SigbusError extends DaxClientError {
+  constructor(details: string) {
+    super(grpc.status.OUT_OF_RANGE, 'SIGBUS', details);
+    this.name = 'SigbusError';
+  }
+}
+
 /** Is this the error of a call that can be retried as is (the server was unreachable)? */
 export function isUnavailable(err: unknown): boolean {
   return err instanceof DaxClientError && err.code === grpc.status.UNAVAILABLE;

@@ -2,8 +2,13 @@
 export { DaxClient, CLIENT_CHANNEL_OPTIONS } from './dax-client';
 export type { DaxClientOptions, FileInfo, VolumeInfo, WriteOutcome, FallocateMode, LayoutBreak } from './dax-client';
 export { DaxSession } from './session';
-export type { OpenSessionOptions, InvalidateEvent } from './session';
-export { DaxClientError, REASON_METADATA_KEY } from './errors';
+export type { OpenSessionOptions, InvalidateEvent, SessionStubs } from './session';
+export { MappedFile } from './mapped-file';
+export type { MmapOptions, MappedFileStats } from './mapped-file';
+export type { ClientPte, FaultKind } from './mapping-rpc';
+export { DmaPin, PinRevokedError } from './dma-pin';
+export type { DmaPinState, PinOptions, RecallHandler } from './dma-pin';
+export { DaxClientError, SigbusError, REASON_METADATA_KEY } from './errors';
 export { loadDaxdProto, PROTO_PATH, PROTO_LOADER_OPTIONS } from './proto';
 export * as limits from './limits';
 export { readChunks, writeChunks } from './file-transfer';

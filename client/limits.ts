@@ -35,3 +35,33 @@ export const STREAM_IDLE_CLOSE_MS = 2_000;
 
 /** Chunks read ahead (or written behind) by the streaming helpers readChunks/writeChunks. */
 export const STREAM_WINDOW_CHUNKS = 8;
+
+// ---- mappings (MappedFile) ----------------------------------------------------
+
+/** Ops in one FaultBatch / AccessBatch call: the server's MAPPING_BATCH_OPS_MAX. */
+export const MAPPING_BATCH_OPS_MAX = 1024;
+
+/** Rounds (fault batch, then access batch) one MappedFile keeps in flight; more ops wait queued. */
+export const MAPPING_ROUNDS_IN_FLIGHT_MAX = 4;
+
+/** Page ops one round takes from the queue (4 MiB of page-sized accesses). */
+export const MAPPING_ROUND_OPS_MAX = 4 * MAPPING_BATCH_OPS_MAX;
+
+/**
+ * Times one access re-faults after PTE_STALE (or after its PTE was dropped by an
+ * Invalidate) before it fails with that PTE_STALE: only a page invalidated this often
+ * while the access is in flight gets there.
+ */
+export const MAPPING_STALE_RETRIES_MAX = 16;
+
+/**
+ * PTEs one MappedFile caches (4 GiB of pages); past it the oldest are forgotten (the
+ * server keeps them until unmap or the session's end: forgetting one costs a re-fault).
+ */
+export const MAPPING_PTES_CACHED_MAX = 1024 * 1024;
+
+/** Private (COW) pages one MappedFile keeps (1 GiB): a write that needs more is ELIMIT. */
+export const MAPPING_PRIVATE_PAGES_MAX = 256 * 1024;
+
+/** Page size of a mapping (the volume's block size). */
+export const PAGE_BYTES = 4096;

@@ -10,14 +10,21 @@
  * Each successful keep-alive emits 'renewed' (the server's new expiry time, ms).
  * A keep-alive that finds the session expired also emits 'expired'; one that fails otherwise
  * (UNAVAILABLE aside: it is retried) emits 'keepAliveFailed' (DaxClientError).
+ *
+ * mmap(ino, {shared | private, writable}) maps a file into the session (mapped-file.ts).
+ * The session routes each Invalidate event to the mappings of its file, before emitting
+ * it, and tells every mapping when the session ends (its PTEs are gone server-side).
  */
 import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import { DaxClientError, isUnavailable } from './errors';
 import type { Event__Output } from './generated/daxd/v1/Event';
+import type { MappingClient } from './generated/daxd/v1/Mapping';
 import type { SessionClient } from './generated/daxd/v1/Session';
 import type { SessionInfo__Output } from './generated/daxd/v1/SessionInfo';
 import { RETRY_BACKOFF_MS } from './limits';
+import { MappedFile, type MmapOptions } from './mapped-file';
+import { MappingRpc } from './mapping-rpc';
 import { callUnary } from './unary-call';
 
 export interface OpenSessionOptions {
@@ -40,33 +47,67 @@ interface CallDefaults {
   retries: number;
 }
 
+/** The stubs a session calls (RawClients satisfies it). */
+export interface SessionStubs {
+  readonly session: SessionClient;
+  readonly mapping: MappingClient;
+}
+
 export class DaxSession extends EventEmitter {
   private keepAliveTimer: NodeJS.Timeout | null = null;
   private events: grpc.ClientReadableStream<Event__Output> | null = null;
   private ended = false;
+  /** Live mappings by inode, for routing Invalidate events. */
+  private readonly mapped = new Map<number, Set<MappedFile>>();
   /** Resolves when the Events stream is attached (the server sent its headers). */
   readonly attached: Promise<void>;
 
+  private readonly client: SessionClient;
+
   private constructor(
-    private readonly client: SessionClient,
+    private readonly stubs: SessionStubs,
     readonly id: string,
     readonly leaseMs: number,
     private readonly defaults: CallDefaults,
   ) {
     super();
+    this.client = stubs.session;
     this.attached = new Promise((resolve) => this.once('attached', resolve));
   }
 
-  static async open(client: SessionClient, options: OpenSessionOptions, defaults: CallDefaults): Promise<DaxSession> {
+  static async open(stubs: SessionStubs, options: OpenSessionOptions, defaults: CallDefaults): Promise<DaxSession> {
+    const client = stubs.session;
     const info: SessionInfo__Output = await callUnary(
       (req, md, opts, cb) => client.Open(req, md, opts, cb),
       { client_name: options.clientName ?? '', lease_ms: options.leaseMs ?? 0 },
       { deadlineMs: defaults.deadlineMs, idempotent: false, retries: 0, backoffMs: RETRY_BACKOFF_MS },
     );
-    const session = new DaxSession(client, info.session_id, Number(info.lease_ms), defaults);
+    const session = new DaxSession(stubs, info.session_id, Number(info.lease_ms), defaults);
     session.attachEvents();
     if (options.keepAlive ?? true) session.startKeepAlive();
     return session;
+  }
+
+  /**
+   * Map file `ino` into this session: exactly one of `shared` / `private`; `writable`
+   * for PROT_WRITE. No call is made: pages fault in on first access.
+   */
+  mmap(ino: number, options: MmapOptions): MappedFile {
+    const rpc = new MappingRpc(this.stubs.mapping, this.id, this.defaults);
+    const m = new MappedFile(rpc, ino, options, (gone) => this.forget(gone));
+    let set = this.mapped.get(ino);
+    if (!set) this.mapped.set(ino, (set = new Set()));
+    set.add(m);
+    return m;
+  }
+
+  /** A mapping was unmapped: true when it was the session's last mapping of its file. */
+  private forget(m: MappedFile): boolean {
+    const set = this.mapped.get(m.ino);
+    set?.delete(m);
+    if (set && set.size > 0) return false;
+    this.mapped.delete(m.ino);
+    return true;
   }
 
   /** Renew the lease now. */
@@ -131,6 +172,7 @@ export class DaxSession extends EventEmitter {
   private deliver(event: Event__Output): void {
     if (event.invalidate) {
       const e = event.invalidate;
+      for (const m of this.mapped.get(Number(e.ino)) ?? []) m.invalidate(Number(e.first_pgoff), Number(e.last_pgoff));
       this.emit('invalidate', { ino: Number(e.ino), firstPgoff: Number(e.first_pgoff), lastPgoff: Number(e.last_pgoff), reason: e.reason } satisfies InvalidateEvent);
     } else if (event.pin_recall) {
       this.emit('pinRecall', { pinId: event.pin_recall.pin_id, revokeAtMs: Number(event.pin_recall.revoke_at_ms) });
@@ -144,6 +186,8 @@ export class DaxSession extends EventEmitter {
     this.ended = true;
     this.stopKeepAlive();
     this.events = null;
+    // S7: the server dropped every PTE of the session; private pages stay.
+    for (const set of this.mapped.values()) for (const m of set) m.sessionEnded();
     if (how === 'closed') this.emit('closed');
     else this.emit(how, err);
   }

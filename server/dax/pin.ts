@@ -44,6 +44,8 @@ export interface Pin {
   readonly pfns: number[];
   readonly entries: Array<Entry | null>;
   state: PinState;
+  /** Date.now() at revocation, 0 if never revoked (a DMA in flight then is refused even after the unpin). */
+  revokedAtMs: number;
   /** Date.now() when it was taken (admin API). */
   readonly createdAtMs: number;
   leaseMs: number;
@@ -135,7 +137,7 @@ export async function pin(ctx: DaxContext, pins: PinTable, owner: MappingOwner, 
     if (pins.countOf(owner.id) >= PINS_PER_SESSION_MAX) throw new LimitError('pins per session', pins.countOf(owner.id) + 1, PINS_PER_SESSION_MAX);
     const p: Pin = {
       id: randomBytes(16).toString('hex'), owner, as, firstPgoff, writable, pfns, entries,
-      state: 'active', createdAtMs: Date.now(), leaseMs, leaseTimer: null, recallTimer: null, inflight: 0, drained: [], handle: 0,
+      state: 'active', revokedAtMs: 0, createdAtMs: Date.now(), leaseMs, leaseTimer: null, recallTimer: null, inflight: 0, drained: [], handle: 0,
     };
     // S7: attach after the last await: a session that ended meanwhile refuses, and the
     // references taken above are dropped in the catch below.
@@ -239,7 +241,9 @@ async function inFlight<T>(ctx: DaxContext, p: Pin, page: number, copy: () => T)
   p.inflight++;
   try {
     await ctx.failpoints.hit('dma:in-flight', { ino: p.as.ino, pgoff: p.firstPgoff + page });
-    if (p.state === 'revoked') throw new PinRevokedError(p.id);
+    // Revoked while in flight (and maybe unpinned since): refused. Unpinned without
+    // revocation: it completes, its blocks stay referenced until it ends (releasePin).
+    if (p.revokedAtMs !== 0) throw new PinRevokedError(p.id);
     return copy();
   } finally {
     p.inflight--;
@@ -274,6 +278,7 @@ export function unpin(ctx: DaxContext, pins: PinTable, p: Pin): void {
 export function revokePin(ctx: DaxContext, pins: PinTable, p: Pin): void {
   if (p.state === 'revoked' || p.state === 'released') return;
   p.state = 'revoked';
+  p.revokedAtMs = Date.now();
   clearTimers(p);
   pins.stats.revocations++;
   p.owner.notify({ kind: 'pinRevoked', pinId: p.id });
