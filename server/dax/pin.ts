@@ -318,14 +318,18 @@ function dropReferences(ctx: DaxContext, pins: PinTable, p: Pin): void {
 }
 
 /**
- * A writable pin marked its entry DIRTY (DMA writes bypass stores, S5). Once nothing maps
- * or pins the entry, that dirtiness moves to the file layer's dirty blocks (fsync still
- * flushes the block), so the address space can go idle: else an unlinked file would keep
- * its blocks until some writeback, not just until the last unpin.
+ * A writable pin marked its entry DIRTY (DMA writes bypass stores, S5): a DIRTY entry
+ * keeps the address space, hence the inode, alive until writeback. For an unlinked file
+ * that means its blocks outlive the last unpin until some fsync or shutdown. So once
+ * nothing maps or pins the entry of an unlinked file, its dirtiness moves to the file
+ * layer's dirty blocks (an fsync by inode still flushes it) and the address space can go.
+ * A linked file keeps the DIRTY entry: Msync of the range must still flush the DMA's data.
  */
 function handDirtyToFile(ctx: DaxContext, as: AddressSpace, e: Entry): void {
   if (e.pins > 0 || !e.dirty || e.locked || e.towrite || e.ptes.length > 0 || e.state !== 'MAPPED') return;
   if (as.entries.get(e.pgoff) !== e) return;
+  // Names are 1..255 bytes: an empty one is an unlinked (orphan) inode.
+  if (ctx.fs.stat(as.ino).name !== '') return;
   ctx.fs.markDirty(as.ino, e.pfn);
   e.dirty = false;
 }
