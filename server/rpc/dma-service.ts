@@ -4,7 +4,6 @@
  */
 import type { Logger } from 'pino';
 import { InvalidArgumentError } from '../errors';
-import { BLOCK_SIZE } from '../limits';
 import type { Dax } from '../dax/dax';
 import type { Pin } from '../dax/pin';
 import type { Session } from '../session/session';
@@ -17,14 +16,6 @@ import * as v from './validate';
 function pinId(value: string): string {
   if (!/^[0-9a-f]{32}$/.test(value)) throw new InvalidArgumentError('pin_id is not a pin id (32 hex digits)');
   return value;
-}
-
-function inPage(offsetField: string | number, lengthBytes: number): number {
-  const offset = v.u64(offsetField, 'offset');
-  if (offset >= BLOCK_SIZE || lengthBytes > BLOCK_SIZE - offset) {
-    throw new InvalidArgumentError(`DMA [${offset}, ${offset + lengthBytes}) is not inside one page (${BLOCK_SIZE} bytes)`);
-  }
-  return offset;
 }
 
 function pinToWire(p: Pin): PinResponse {
@@ -53,13 +44,13 @@ export function dmaHandlers(dax: Dax, sessions: SessionTable, log: Logger): DmaH
     Read: unary(log, 'Dma.Read', async (req) => {
       const owner = session(req.session_id);
       const length = v.u64(req.length, 'length');
-      const offset = inPage(req.offset, length);
+      const offset = v.inPage(req.offset, length, 'DMA');
       return { data: await dax.dmaRead(owner, pinId(req.pin_id), req.page, offset, length) };
     }),
 
     Write: unary(log, 'Dma.Write', async (req) => {
       const owner = session(req.session_id);
-      const offset = inPage(req.offset, req.data.length);
+      const offset = v.inPage(req.offset, req.data.length, 'DMA');
       await dax.dmaWrite(owner, pinId(req.pin_id), req.page, offset, req.data);
       return {};
     }),

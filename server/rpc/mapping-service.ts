@@ -5,7 +5,6 @@
  */
 import type { Logger } from 'pino';
 import { InvalidArgumentError, LimitError } from '../errors';
-import { BLOCK_SIZE } from '../limits';
 import type { Dax } from '../dax/dax';
 import type { FaultKind, FaultResult } from '../dax/fault';
 import type { Session } from '../session/session';
@@ -34,14 +33,6 @@ function pageRange(first: string | number, last: string | number): [number, numb
 }
 
 /** offset/length inside one page: EINVAL otherwise. */
-function inPage(offsetField: string | number, lengthBytes: number): number {
-  const offset = v.u64(offsetField, 'offset');
-  if (offset >= BLOCK_SIZE || lengthBytes > BLOCK_SIZE - offset) {
-    throw new InvalidArgumentError(`access [${offset}, ${offset + lengthBytes}) is not inside one page (${BLOCK_SIZE} bytes)`);
-  }
-  return offset;
-}
-
 function token(value: string): string {
   if (value.length === 0) throw new InvalidArgumentError('token is empty');
   return value;
@@ -75,13 +66,13 @@ export function mappingHandlers(dax: Dax, sessions: SessionTable, log: Logger): 
     Load: unary(log, 'Mapping.Load', (req) => {
       const owner = session(req.session_id);
       const length = v.u64(req.length, 'length');
-      const offset = inPage(req.offset, length);
+      const offset = v.inPage(req.offset, length, 'access');
       return { data: dax.load(owner, token(req.token), offset, length) };
     }),
 
     Store: unary(log, 'Mapping.Store', (req) => {
       const owner = session(req.session_id);
-      const offset = inPage(req.offset, req.data.length);
+      const offset = v.inPage(req.offset, req.data.length, 'access');
       dax.store(owner, token(req.token), offset, req.data);
       return {};
     }),
@@ -135,11 +126,11 @@ export function mappingHandlers(dax: Dax, sessions: SessionTable, log: Logger): 
       const results: AccessOutcome[] = req.ops.map((op) => {
         try {
           if (op.store) {
-            dax.store(owner, token(op.token), inPage(op.offset, op.data.length), op.data);
+            dax.store(owner, token(op.token), v.inPage(op.offset, op.data.length, 'access'), op.data);
             return {};
           }
           const length = v.u64(op.length, 'length');
-          return { data: dax.load(owner, token(op.token), inPage(op.offset, length), length) };
+          return { data: dax.load(owner, token(op.token), v.inPage(op.offset, length, 'access'), length) };
         } catch (err) {
           return { error: opError(err, 'Mapping.AccessBatch') };
         }

@@ -8,7 +8,7 @@
  */
 import { FileTooBigError, InvalidArgumentError, LimitError } from '../errors';
 import { validateName } from '../fs/namespace';
-import { FILE_MAX_BYTES } from '../limits';
+import { BLOCK_SIZE, FILE_MAX_BYTES } from '../limits';
 import { LEASE_DEFAULT_MS, LEASE_MAX_MS, LEASE_MIN_MS } from '../session/limits';
 import { LeaseTooLongError } from '../session/session-errors';
 import { CLIENT_NAME_MAX_BYTES, RPC_IO_MAX_BYTES } from './limits';
@@ -113,4 +113,13 @@ export function writeArgs(inoField: string, offsetField: string, data: Buffer): 
   ioLength(data.length, 'write');
   fileEnd(offset, data.length);
   return { ino: file, offset };
+}
+
+/** An offset field and a byte count inside one page (Load/Store, DMA): EINVAL otherwise. */
+export function inPage(offsetField: string | number, lengthBytes: number, what: string): number {
+  const offset = u64(offsetField, 'offset');
+  if (offset >= BLOCK_SIZE || lengthBytes > BLOCK_SIZE - offset) {
+    throw new InvalidArgumentError(`${what} [${offset}, ${offset + lengthBytes}) is not inside one page (${BLOCK_SIZE} bytes)`);
+  }
+  return offset;
 }

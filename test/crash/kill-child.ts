@@ -20,6 +20,7 @@
  *
  * Run: node dist/test/crash/kill-child.js '{"volume":"/tmp/x/vol","seed":1}'
  */
+import { seededRng } from './seeded-rng';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { DaxError } from '../../server/errors';
@@ -76,17 +77,7 @@ export function sha1(data: Uint8Array): string {
   return crypto.createHash('sha1').update(data).digest('hex');
 }
 
-/** mulberry32: the workload replays from its seed. */
-export function seededRng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRng };
 
 // ---- the child -----------------------------------------------------------------------
 
