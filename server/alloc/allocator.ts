@@ -38,6 +38,7 @@ const WORDS_PER_GROUP = BITS_PER_BLOCK / 32;
 export class Allocator {
   private readonly freeInGroup: Int32Array;
   private freeTotal = 0;
+  private pendingTotal = 0;
   private cursor = 0;
   /** Bits freed by transactions not yet checkpointed, per group. */
   private readonly pending = new Map<number, Set<BlockRun>>();
@@ -52,6 +53,11 @@ export class Allocator {
 
   get freeBlocks(): number {
     return this.freeTotal;
+  }
+
+  /** Blocks freed by transactions not yet committed: allocatable after the next commit. */
+  get pendingFreeBlocks(): number {
+    return this.pendingTotal;
   }
 
   get dataBlocks(): number {
@@ -178,6 +184,7 @@ export class Allocator {
       // One run object per group, shared with the transaction: onCommitted deletes it by identity.
       const run = { pfn: pfn + done, count: n };
       set.add(run);
+      this.pendingTotal += n;
       this.journal.addFreed(run);
       done += n;
     }
@@ -192,6 +199,7 @@ export class Allocator {
       const set = this.pending.get(g);
       if (!(set && set.delete(run))) assert.fail(`freed run ${run.pfn}+${run.count} was not pending`);
       if (set.size === 0) this.pending.delete(g);
+      this.pendingTotal -= run.count;
       this.freeInGroup[g] += run.count;
       this.freeTotal += run.count;
       // Tests: stale data a file must never show again (S2 checks look for this byte).

@@ -222,6 +222,7 @@ export class FileSystem implements FileSystemApi {
     try {
       const inode = this.inode(ino);
       if (data.length > 0) {
+        await this.commitIfShort(Math.ceil(data.length / BLOCK_SIZE));
         // S6: a write adds a few images (inode, bitmap, map blocks) and nothing else commits
         // between writes: keep the running transaction bounded. Checked in the same
         // synchronous stretch as writeData, so concurrent writes cannot all pass at once.
@@ -370,6 +371,7 @@ export class FileSystem implements FileSystemApi {
       throw new InvalidArgumentError(`COLLAPSE_RANGE needs offset and length aligned to ${BLOCK_SIZE} (offset ${offsetBytes}, length ${lengthBytes})`);
     }
     await this.withLayoutLock(ino, async (inode) => {
+      await this.commitIfShort(Math.ceil(lengthBytes / BLOCK_SIZE));
       const persist = () => this.inodes.persist(inode);
       const first = Math.floor(offsetBytes / BLOCK_SIZE);
       const last = Math.floor((end - 1) / BLOCK_SIZE);
@@ -426,6 +428,15 @@ export class FileSystem implements FileSystemApi {
     });
   }
 
+  /**
+   * Blocks freed by uncommitted transactions (an unlink, a truncate) become allocatable at
+   * the next commit: when a change may need more than is free, commit first rather than
+   * answer ENOSPC with space about to come back. `dataBlocks` plus a margin for map blocks.
+   */
+  private async commitIfShort(dataBlocks: number): Promise<void> {
+    if (dataBlocks + 16 > this.alloc.freeBlocks && this.alloc.pendingFreeBlocks > 0) await this.journal.commit();
+  }
+
   private async withLayoutLock(ino: number, fn: (inode: Inode) => Promise<void>): Promise<void> {
     this.inode(ino);
     const unlock = await this.lockOf(ino).lockExclusive();
@@ -443,7 +454,7 @@ export class FileSystem implements FileSystemApi {
   statVolume(): VolumeInfo {
     const free = this.alloc.freeBlocks;
     return {
-      blockSize: BLOCK_SIZE, blocksTotal: this.layout.data.count, blocksFree: free, blocksUsed: this.layout.data.count - free,
+      blockSize: BLOCK_SIZE, blocksTotal: this.layout.data.count, blocksFree: free, blocksPendingFree: this.alloc.pendingFreeBlocks, blocksUsed: this.layout.data.count - free,
       files: this.ns.size, maxFiles: this.layout.maxFiles - 1, maxFileSizeBytes: FILE_MAX_BYTES,
       uuid: Buffer.from(this.sb.uuid).toString('hex'), formatVersion: this.sb.version,
       journalBlocks: this.layout.journal.count, sizeBytes: this.layout.volumeBlocks * BLOCK_SIZE,

@@ -23,6 +23,8 @@ export interface VolumeInfo {
   blocksTotal: number;
   /** Data-zone blocks not allocated (includes blocks whose free is committed). */
   blocksFree: number;
+  /** Blocks freed by transactions not committed yet: free after the next commit. */
+  blocksPendingFree: number;
   /** Data-zone blocks holding file data or block maps. */
   blocksUsed: number;
   files: number;

@@ -521,6 +521,28 @@ describe('file system', () => {
     });
   });
 
+  describe('space freed by uncommitted transactions', () => {
+    it('regression: a write right after an unlink on a full volume got ENOSPC while the unlinked blocks waited for a commit', async () => {
+      const v = await freshVolume();
+      const big = await v.fs.create('big', true);
+      // Created first: Create commits, which would release the pending frees by itself.
+      const other = await v.fs.create('other', true);
+      const freeBefore = v.fs.statVolume().blocksFree;
+      const fillBlocks = freeBefore - 64;
+      await v.fs.fallocate(big.ino, 'ALLOCATE', 0, fillBlocks * PAGE);
+      await v.fs.sync();
+      await v.fs.unlink('big');
+      const mid = v.fs.statVolume();
+      assert.ok(mid.blocksPendingFree >= fillBlocks, `the unlinked blocks are pending (${mid.blocksPendingFree})`);
+      assert.ok(mid.blocksFree < 1024, 'little is free before the commit');
+      // No fsync or create in between: the write itself must make the pending frees usable.
+      const data = Buffer.alloc(4 * MiB, 7);
+      await v.fs.write(other.ino, 0, data, false);
+      assert.deepEqual(await v.fs.read(other.ino, 0, data.length), data);
+      assert.equal(v.fs.statVolume().blocksPendingFree, 0);
+    });
+  });
+
   describe('journal bounds', () => {
     it('regression: writes to many files with no fsync between them overflowed the journal (commit asserted)', async () => {
       let v = await freshVolume();

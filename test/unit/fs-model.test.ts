@@ -619,7 +619,9 @@ class Run {
   }
 
   private async execute(plans: Plan[]): Promise<void> {
-    const free = this.fs.statVolume().blocksFree;
+    // A write short of space commits pending frees first, so they count as free here.
+    const volume = this.fs.statVolume();
+    const free = volume.blocksFree + volume.blocksPendingFree;
     const bound = plans.reduce((s, p) => s + p.boundBlocks, 0);
     const outcomes = await Promise.allSettled(plans.map((p) => p.call()));
     for (let i = 0; i < plans.length; i++) {
