@@ -62,6 +62,8 @@ export interface VolumeInfo {
   blockSize: number;
   blocksTotal: number;
   blocksFree: number;
+  /** Freed by transactions not committed yet: free after the next commit. */
+  blocksPendingFree: number;
   blocksUsed: number;
   files: number;
   maxFiles: number;
@@ -103,7 +105,7 @@ function volumeInfo(w: VolumeInfo__Output): VolumeInfo {
     blocksUsed: Number(w.blocks_used), files: Number(w.files), maxFiles: Number(w.max_files),
     maxFileSize: Number(w.max_file_size), uuid: w.uuid, formatVersion: w.format_version,
     journalBlocks: Number(w.journal_blocks), size: Number(w.size), maxIoBytes: Number(w.max_io_bytes),
-    maxMessageBytes: Number(w.max_message_bytes),
+    maxMessageBytes: Number(w.max_message_bytes), blocksPendingFree: Number(w.blocks_pending_free),
   };
 }
 

@@ -35,6 +35,7 @@ export function fileInfoToWire(info: FileInfo): WireFileInfo {
 function volumeInfoToWire(info: VolumeInfo): WireVolumeInfo {
   return {
     block_size: info.blockSize, blocks_total: info.blocksTotal, blocks_free: info.blocksFree, blocks_used: info.blocksUsed,
+    blocks_pending_free: info.blocksPendingFree,
     files: info.files, max_files: info.maxFiles, max_file_size: info.maxFileSizeBytes, uuid: info.uuid,
     format_version: info.formatVersion, journal_blocks: info.journalBlocks, size: info.sizeBytes,
     max_io_bytes: RPC_IO_MAX_BYTES, max_message_bytes: MESSAGE_MAX_BYTES,
