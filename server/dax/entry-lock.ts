@@ -67,11 +67,16 @@ export async function lockExistingEntry(as: AddressSpace, pgoff: number): Promis
   }
 }
 
-/** Lock without waiting; null if absent or locked. The fault fast path. */
+/**
+ * Lock without waiting; null if absent or locked. The fault fast path, whose caller
+ * unlocks in the same synchronous stretch: no other request (nor the admin API) can see
+ * the lock held, so it is not recorded in `as.held` (that Map insert was most of the
+ * cost of an uncontended lock). unlockEntry's delete of an absent key is a no-op.
+ */
 export function tryLockEntry(as: AddressSpace, pgoff: number): Entry | null {
   const e = as.entries.get(pgoff);
   if (!e || e.locked || as.waitQueues.has(pgoff)) return null;
-  take(as, e);
+  e.locked = true;
   return e;
 }
 
