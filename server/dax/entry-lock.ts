@@ -18,9 +18,9 @@
  * same file cannot deadlock. write(2) takes entry locks (S3 invalidation) under the inode
  * lock without the mmap lock; that is safe because faults never wait for the inode lock.
  *
- * Protocol (linux-fs-dax.md 2.3, with hand-off instead of wake-and-retry):
+ * Protocol (fs/dax.c entry locking, with hand-off instead of wake-and-retry; docs/SEMANTICS.md S1):
  * - lockEntry inserts a locked EMPTY placeholder on an absent index, so two faults on one
- *   hole never both decide "not mapped" (seed 4).
+ *   hole never both decide "not mapped" (upstream "dax: New fault locking").
  * - unlockEntry hands the lock to the first waiter (FIFO). A waiter that did not want the
  *   lock after all (it only waited for the entry to be unlocked) unlocks it at once,
  *   which passes the wake-up on: nobody sleeps forever behind a waiter that left.

@@ -1,6 +1,6 @@
 /**
  * Page faults (S1, S2): mmap lock shared -> entry lock (a locked placeholder on an empty
- * index, BEFORE the block lookup: seed 4 and the 2017 fix) -> block lookup or
+ * index, BEFORE the block lookup: "dax: New fault locking" and the 2017 fix) -> block lookup or
  * allocation -> install the entry and a PTE -> unlock the entry -> drop the mmap lock.
  *
  * Awaits inside: the mmap lock, the entry lock, failpoints, and the journal commit of a
@@ -137,7 +137,7 @@ async function readFault(ctx: DaxContext, as: AddressSpace, e: Entry, mappingNow
     const written = m.state === 'WRITTEN';
     ctx.counters.faults[written ? 'mapped' : 'hole']++;
     // The decision is made; a write(2) that allocates now waits in its S3 invalidation for
-    // this entry lock and drops what is installed here (SCENARIOS: fault vs write).
+    // this entry lock and drops what is installed here (test/dax/fault-vs-write.test.ts).
     await ctx.failpoints.hit('fault:before-install', { ino: as.ino, pgoff: e.pgoff });
     e.state = written ? 'MAPPED' : 'ZERO';
     e.pfn = written ? m.pfn : 0;
@@ -175,7 +175,7 @@ async function writeFault(ctx: DaxContext, as: AddressSpace, e: Entry, mappingNo
 }
 
 /**
- * COW (seed 5): the entry stays locked from the block lookup until the private copy is
+ * COW (S1; upstream "dax: Use radix tree entry lock to protect cow faults"): the entry stays locked from the block lookup until the private copy is
  * complete, so truncate cannot free the block mid-copy. Never allocates, keeps no PTE.
  */
 async function cowCopy(ctx: DaxContext, as: AddressSpace, e: Entry): Promise<Buffer> {

@@ -2,7 +2,7 @@
  * The file layer: a flat namespace of files with block maps on one volume.
  *
  * Locking: the inode lock (RwLock per inode) is taken here, exclusive for write,
- * truncate, fallocate and unlink (lock order 1 of ARCHITECTURE.md). Read is synchronous
+ * truncate, fallocate and unlink (lock order 1 of docs/ARCHITECTURE.md). Read is synchronous
  * and takes no lock. Layout hooks (S3, S4) are called with the inode lock held; the
  * layer above takes its mmap and entry locks inside them.
  *

@@ -1,6 +1,6 @@
 /**
  * gRPC channel options of the server: explicit message limits and HTTP/2 flow-control
- * windows large enough for 1 MiB messages (PERFORMANCE.md: a 64 KiB window makes bulk
+ * windows large enough for 1 MiB messages (measured: a 64 KiB window makes bulk
  * transfers crawl).
  *
  * grpc-js has a client option for the window ('grpc-node.flow_control_window') but none

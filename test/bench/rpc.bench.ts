@@ -24,7 +24,7 @@ import { DaxClient } from '../../client';
 import { REPO_ROOT, startServer, tempDir } from '../integration/start-server';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 1.5);
-/** Runs per (case, transport, server); the table shows medians (PERFORMANCE.md: at least 3). */
+/** Runs per (case, transport, server); the table shows medians (at least 3: single runs drift by about 15%). */
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const WARMUP_SECONDS = 0.3;
 const FILE_BYTES = 64 * 1024 * 1024;

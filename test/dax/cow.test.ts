@@ -1,5 +1,5 @@
 /**
- * COW faults (seed 5, S1): a private copy of the page, made with the entry locked from the
+ * COW faults (S1; upstream "dax: Use radix tree entry lock to protect cow faults"): a private copy of the page, made with the entry locked from the
  * block lookup until the copy is complete, so truncate cannot free the block mid-copy. A
  * COW fault keeps no PTE into the file and never allocates (fstests generic/452: COW
  * writes must not touch the journal or allocate).
@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { drain, freshDax, PAGE, reached, sparseFile, TestOwner, track, until, writtenFile } from './helpers';
 
-describe('dax COW faults (seed 5)', function () {
+describe('dax COW faults (S1)', function () {
   this.timeout(30_000);
 
   it('on a written page: returns a copy, keeps no PTE, and the copy is private', async function () {

@@ -2,7 +2,7 @@
  * S1: entry locks. FIFO hand-off, wake-all on removal (the kernel's missed wake-up,
  * 237388320dee: with wake-one, the waiter that removes the entry leaves the others asleep
  * forever), and the locked placeholder that keeps two faults on one hole from both
- * allocating (seed 4).
+ * allocating (upstream "dax: New fault locking").
  */
 import assert from 'node:assert/strict';
 import { AddressSpace, type Entry } from '../../server/dax/address-space';

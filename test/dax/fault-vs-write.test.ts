@@ -1,5 +1,5 @@
 /**
- * Read fault vs allocating write (SCENARIOS.md; the race behind seed 4 and Jan Kara's
+ * Read fault vs allocating write (the race behind upstream "dax: New fault locking" and Jan Kara's
  * 2017 "dax: Fix data corruption when fault races with write"), S1 + S3.
  *
  * A READ fault on a hole takes the entry lock (inserting a locked placeholder) BEFORE it

@@ -1,5 +1,5 @@
 /**
- * S5: dirty tracking and writeback without lost flushes (seed 4's race-free tag clearing).
+ * S5: dirty tracking and writeback without lost flushes (the race-free dirty-tag clearing of upstream "dax: New fault locking").
  *
  * fsync/msync lock each dirty entry, write-protect it (writable PTEs become stale), flush
  * the block, clear DIRTY, unlock. A store racing writeback gets PTE_STALE, its client takes

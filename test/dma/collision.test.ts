@@ -1,5 +1,5 @@
 /**
- * fstests generic/503 (src/t_mmap_collision.c), ported (SCENARIOS "Collision", S4).
+ * fstests generic/503 (src/t_mmap_collision.c), ported (S4).
  *
  * A 16 KiB fallocated file. Worker A loops { pin all 4 pages writable -> DMA-write all of
  * them -> unpin }. Worker B, PHASE_MS per phase, loops: (1) punch hole 0..16K (punch keeps
@@ -15,7 +15,7 @@
  * happened: some layout calls had to wait for an unpin.
  *
  * Run twice: over gRPC (SDK clients, real daxd on 127.0.0.1:0) and in-process (Dax on
- * MemoryStorage, more iterations per second). Phase length: 1 s each as in SCENARIOS
+ * MemoryStorage, more iterations per second). Phase length: 1 s each
  * over gRPC; 500 ms in-process.
  */
 import assert from 'node:assert/strict';

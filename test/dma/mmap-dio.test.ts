@@ -1,6 +1,6 @@
 /**
- * fstests generic/413 (src/t_mmap_dio.c), ported (SCENARIOS "DMA between a mapping and
- * another file", S2, S4). The source is a fallocated file (unwritten extents) "mapped
+ * fstests generic/413 (src/t_mmap_dio.c), ported (DMA between a mapping and
+ * another file, S2, S4). The source is a fallocated file (unwritten extents) "mapped
  * shared": its pages are reached through pins, as O_DIRECT reaches a mapping through
  * get_user_pages. For each length:
  *   1. write the destination from the mapped source: read-only pins fault the unwritten

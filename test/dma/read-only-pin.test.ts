@@ -1,5 +1,5 @@
 /**
- * fstests generic/462 (src/t_mmap_write_ro.c), ported (SCENARIOS, S4): a 4 KiB file of
+ * fstests generic/462 (src/t_mmap_write_ro.c), ported (S4): a 4 KiB file of
  * 0xFF, read-faulted through a read-only mapping, pinned read-only (GUP without
  * FOLL_WRITE). A DMA write through that pin is refused (PERMISSION_DENIED / EFAULT) and the
  * file is unchanged. A writable pin of a page the session maps only read-only is refused

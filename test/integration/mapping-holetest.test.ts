@@ -1,6 +1,6 @@
 /**
- * holetest over gRPC (fstests src/holetest.c: generic/340, 344, 345, 346; SCENARIOS.md
- * "Faults on holes"), S1 + S2 + S3, against a real daxd child process.
+ * holetest over gRPC (fstests src/holetest.c: generic/340, 344, 345, 346;
+ * faults on holes), S1 + S2 + S3, against a real daxd child process.
  *
  * Two clients (each its own connection and session) store 8-byte markers, client 0 at
  * offset 1024 and client 1 at 3072 of every page of one file mapped shared and writable,

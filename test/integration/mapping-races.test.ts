@@ -1,6 +1,6 @@
 /**
  * Races and revocations over gRPC against an in-process daxd with failpoints:
- * - read fault vs allocating write (SCENARIOS.md; seed 4 and the 2017 fix), S1 + S3: a
+ * - read fault vs allocating write (upstream "dax: New fault locking" and the 2017 fix), S1 + S3: a
  *   READ fault paused after taking the entry lock, a Files.Write allocating the page runs
  *   (and waits for that entry lock in its S3 invalidation), release: the mapping shows the
  *   written data, through the raw token path and through MappedFile;

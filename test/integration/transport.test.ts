@@ -1,5 +1,5 @@
 /**
- * The transport settings daxd relies on for bulk data (PERFORMANCE.md): the server
+ * The transport settings daxd relies on for bulk data (README "Limits": FLOW_CONTROL_WINDOW_BYTES): the server
  * advertises a 16 MiB HTTP/2 stream window and grants a 16 MiB connection window, set
  * through grpc-js internals (server/rpc/flow-control.ts) that a grpc-js upgrade could move.
  */
