@@ -35,3 +35,6 @@ export const PIN_LEASE_MAX_MS = 30_000;
 
 /** RECALL: time a pin holder has, after PinRecall, to unpin before the pin is revoked. */
 export const PIN_RECALL_GRACE_MS = 1_000;
+
+/** Characters of user input an error message quotes (server/excerpt.ts); the rest becomes "…". */
+export const ECHO_CHARS_MAX = 64;

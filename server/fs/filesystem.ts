@@ -26,6 +26,7 @@ import { allocateUnwritten, convertToUnwritten, removeBlocks, reserveShift, shif
 import { Inode, INODE_LINKED, INODE_ORPHAN } from './inode';
 import { InodeTable } from './inode-table';
 import { Namespace, validateName } from './namespace';
+import { quoted } from '../excerpt';
 import { RwLock } from './rw-lock';
 import { UnwrittenCount } from './unwritten-count';
 import type {
@@ -113,7 +114,7 @@ export class FileSystem implements FileSystemApi {
     validateName(name);
     const existing = this.ns.get(name);
     if (existing !== undefined) {
-      if (exclusive) throw new ExistsError(`file ${JSON.stringify(name)} exists (inode ${existing})`);
+      if (exclusive) throw new ExistsError(`file ${quoted(name)} exists (inode ${existing})`);
       const found = this.info(this.inode(existing));
       // Durable on return (proto): the create that made it may still be committing.
       await this.journal.commit();
@@ -130,7 +131,7 @@ export class FileSystem implements FileSystemApi {
   lookup(name: string): FileInfo {
     validateName(name);
     const ino = this.ns.get(name);
-    if (ino === undefined) throw new NotFoundError(`no file named ${JSON.stringify(name)}`);
+    if (ino === undefined) throw new NotFoundError(`no file named ${quoted(name)}`);
     return this.info(this.inode(ino));
   }
 
@@ -150,12 +151,12 @@ export class FileSystem implements FileSystemApi {
   async unlink(name: string): Promise<void> {
     validateName(name);
     const ino = this.ns.get(name);
-    if (ino === undefined) throw new NotFoundError(`no file named ${JSON.stringify(name)}`);
+    if (ino === undefined) throw new NotFoundError(`no file named ${quoted(name)}`);
     await this.journal.makeRoom();
     const unlock = await this.lockOf(ino).lockExclusive();
     try {
       const inode = this.inode(ino);
-      if (inode.name !== name || this.ns.get(name) !== ino) throw new NotFoundError(`no file named ${JSON.stringify(name)}`);
+      if (inode.name !== name || this.ns.get(name) !== ino) throw new NotFoundError(`no file named ${quoted(name)}`);
       this.ns.remove(name);
       inode.name = '';
       inode.state = INODE_ORPHAN;

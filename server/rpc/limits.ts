@@ -56,3 +56,33 @@ export const SHUTDOWN_GRACE_MS = 10_000;
 
 /** Ops in one Mapping.FaultBatch or Mapping.AccessBatch call; more is ELIMIT. */
 export const MAPPING_BATCH_OPS_MAX = 1024;
+
+/**
+ * Session ids, PTE tokens, pin ids and request ids: longer is EINVAL before any lookup
+ * (the ids daxd issues are 22 to 32 characters; a client's request id up to 64).
+ */
+export const ID_BYTES_MAX = 64;
+
+/**
+ * A List page_token: base64url of a file name, so at most 340 characters (255 bytes).
+ * Longer, or anything that does not decode to a valid name, is EINVAL.
+ */
+export const PAGE_TOKEN_BYTES_MAX = 340;
+
+/**
+ * Status messages (grpc-message) are cut to this many bytes of UTF-8, so a status and its
+ * trailers always fit the peer's HTTP/2 header limit (64 KiB by default): a trailer over
+ * it never reaches the client, whose call then hangs.
+ */
+export const STATUS_DETAILS_MAX_BYTES = 1024;
+
+/** Each custom trailer or header value daxd sends is at most this long (else dropped and logged). */
+export const METADATA_VALUE_MAX_BYTES = 256;
+
+/**
+ * Shutdown, after SHUTDOWN_GRACE_MS: the cancelled calls' connections get this long to
+ * close, then their sockets are destroyed; a server whose event loop still does not
+ * drain after unmounting exits this long after the unmount. So SIGTERM ends daxd within
+ * SHUTDOWN_GRACE_MS + SHUTDOWN_FORCE_MS plus the unmount.
+ */
+export const SHUTDOWN_FORCE_MS = 1_000;

@@ -32,10 +32,10 @@ function pageRange(first: string | number, last: string | number): [number, numb
   return [a, b];
 }
 
-/** offset/length inside one page: EINVAL otherwise. */
+/** A PTE token: non-empty, at most ID_BYTES_MAX (EINVAL); unknown ones are PTE_STALE. */
 function token(value: string): string {
   if (value.length === 0) throw new InvalidArgumentError('token is empty');
-  return value;
+  return v.idLength(value, 'token');
 }
 
 function ptetoWire(result: FaultResult, pg: number): { pte: WirePte | null; data: Buffer } {
