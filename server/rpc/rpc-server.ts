@@ -20,11 +20,12 @@ import { loadDaxdProto } from '../../client/proto';
 import { filesHandlers } from './files-service';
 import { mappingHandlers } from './mapping-service';
 import { dmaHandlers } from './dma-service';
-import type { OpStreamRegistry } from './files-streams';
+import { OpStreamRegistry } from './files-streams';
 import { instrument } from './instrument';
 import { raiseConnectionWindow, raiseStreamWindow, SERVER_OPTIONS } from './flow-control';
 import { SHUTDOWN_GRACE_MS } from './limits';
 import { sessionHandlers } from './session-service';
+import type { StreamMemory } from './stream-memory';
 
 /** The gRPC address could not be bound (in use, not local, malformed). */
 export class ListenError extends Error {
@@ -62,7 +63,7 @@ export class RpcServer {
     const { fs, log } = options;
     const proto = loadDaxdProto().daxd.v1;
     const sessions = new SessionTable({ log, maxSessions: options.maxSessions });
-    const streams: OpStreamRegistry = new Set();
+    const streams = new OpStreamRegistry();
     const server = new grpc.Server(SERVER_OPTIONS);
     if (!raiseStreamWindow(server)) log.warn('grpc-js internals changed: HTTP/2 stream window left at its default');
     const metrics = options.metrics ?? new Metrics();
@@ -79,6 +80,11 @@ export class RpcServer {
     });
     if (!raiseConnectionWindow(server)) log.warn('grpc-js internals changed: HTTP/2 connection window left at its default');
     return new RpcServer(server, sessions, streams, withPort(options.address, port), log);
+  }
+
+  /** The memory the op streams hold (bounded: STREAM/CONNECTION/SERVER_BYTES_BUFFERED_MAX). */
+  get streamMemory(): StreamMemory {
+    return this.streams.memory;
   }
 
   /** False once stop() began: new calls are refused (readiness). */
