@@ -211,7 +211,7 @@ export class Metrics {
     // sessions
     gauge('daxd_sessions_active', 'Open sessions.', [], (src) => src.sessions.size);
     counter('daxd_sessions_opened_total', 'Sessions opened.', [], (src) => src.sessions.stats.opened);
-    counter('daxd_sessions_ended_total', 'Sessions ended, by reason: closed, expired (missed lease), overflow (event queue), shutdown.',
+    counter('daxd_sessions_ended_total', 'Sessions ended, by reason: closed, expired (missed lease), shutdown.',
       ['reason'], (src) => entries(src.sessions.stats.ended, 'reason'));
   }
 
