@@ -57,10 +57,13 @@ export class Dax {
     store(this.ctx, owner, token, offset, data);
   }
 
-  /** msync: write back the dirty mapped pages of the range (S5). */
-  async msync(ino: number, first: number, last: number): Promise<void> {
+  /**
+   * msync: write back the dirty mapped pages of the range (S5). `actor`, the session that
+   * asked, is not sent Invalidate(WRITEBACK) for its own PTEs: its own action.
+   */
+  async msync(ino: number, first: number, last: number, actor?: MappingOwner): Promise<void> {
     this.fs.stat(ino);
-    await writeback(this.ctx, ino, first, last);
+    await writeback(this.ctx, ino, first, last, actor);
   }
 
   /** fsync = write back every dirty mapped page, then the file layer's fsync (S5, S6). */

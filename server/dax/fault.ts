@@ -98,7 +98,7 @@ async function slowFault(ctx: DaxContext, owner: MappingOwner, ino: number, pgof
         // file) while the fault waited gets no PTE into a mapping nobody will release.
         const mappingNow = (): SessionMapping => mappingOf(ctx, owner, as);
         if (kind === 'READ') return { pte: await readFault(ctx, as, e, mappingNow) };
-        return { pte: await writeFault(ctx, as, e, mappingNow, sync) };
+        return { pte: await writeFault(ctx, as, e, mappingNow, sync, owner) };
       } finally {
         unlockEntry(as, e);
       }
@@ -147,7 +147,7 @@ async function readFault(ctx: DaxContext, as: AddressSpace, e: Entry, mappingNow
   return ctx.ptes.install(mappingNow(), e, false);
 }
 
-async function writeFault(ctx: DaxContext, as: AddressSpace, e: Entry, mappingNow: () => SessionMapping, sync: boolean): Promise<Pte> {
+async function writeFault(ctx: DaxContext, as: AddressSpace, e: Entry, mappingNow: () => SessionMapping, sync: boolean, owner: MappingOwner): Promise<Pte> {
   if (e.state !== 'MAPPED') {
     // S2: the block comes zeroed (or converted and zeroed) from the file layer.
     const { pfn, allocated } = ctx.fs.allocateForFault(as.ino, e.pgoff);
@@ -156,7 +156,7 @@ async function writeFault(ctx: DaxContext, as: AddressSpace, e: Entry, mappingNo
       // S1: a ZERO entry is replaced only after every zero-page PTE on it is revoked.
       const notices = new InvalidationNotices('HOLE_FILLED');
       ctx.countInvalidations('HOLE_FILLED', ctx.ptes.revokeEntry(e, notices));
-      notices.send();
+      notices.send(owner); // the faulting session's own zero-page PTE: its own action
     }
     await ctx.failpoints.hit('fault:before-install', { ino: as.ino, pgoff: e.pgoff });
     e.state = 'MAPPED';

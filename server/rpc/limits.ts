@@ -23,11 +23,24 @@ export const MESSAGE_MAX_BYTES = RPC_IO_MAX_BYTES + 64 * 1024;
 export const STREAM_OPS_PER_MESSAGE_MAX = 1024;
 
 /**
- * Work one stream may have running at once. At either bound the server stops reading
- * the stream (HTTP/2 flow control then pushes back on the client): never an error.
+ * Work one stream may have running at once. At the bound the server stops reading the
+ * stream (HTTP/2 flow control then pushes back on the client): never an error.
  */
 export const STREAM_OPS_IN_FLIGHT_MAX = 1024;
-export const STREAM_BYTES_IN_FLIGHT_MAX = 64 * 1024 * 1024;
+
+/**
+ * Data bytes the op streams may hold in server memory: an op's bytes count from its start
+ * until its reply has been handed to HTTP/2 (a read's data, a write's input until the
+ * engine is done with it). Per stream, per connection and for the whole server
+ * (stream-memory.ts). A stream at any bound starts no op and reads no request until
+ * bytes are sent: a client that stops reading stalls its own stream (and, at the shared
+ * bounds, waits with others), never grows the heap. Each is >= RPC_IO_MAX_BYTES, so one
+ * op always fits an empty stream; the per-stream bound is above FLOW_CONTROL_WINDOW_BYTES
+ * so a reader that keeps up always has a full window of replies ready.
+ */
+export const STREAM_BYTES_BUFFERED_MAX = 32 * 1024 * 1024;
+export const CONNECTION_BYTES_BUFFERED_MAX = 64 * 1024 * 1024;
+export const SERVER_BYTES_BUFFERED_MAX = 256 * 1024 * 1024;
 
 /** A reply batch is sent once it holds this many data bytes (or at the end of the tick). */
 export const STREAM_REPLY_FLUSH_BYTES = 1024 * 1024;

@@ -78,10 +78,10 @@ export function mappingHandlers(dax: Dax, sessions: SessionTable, log: Logger): 
     }),
 
     Msync: unary(log, 'Mapping.Msync', async (req) => {
-      session(req.session_id);
+      const caller = session(req.session_id);
       const ino = v.ino(req.ino);
       const [first, last] = pageRange(req.first_pgoff, req.last_pgoff);
-      await dax.msync(ino, first, last);
+      await dax.msync(ino, first, last, caller);
       // Durable on return: the allocations behind the written pages commit too.
       await dax.fs.commit();
       return {};

@@ -29,12 +29,13 @@ import { loadDaxdProto } from '../../client/proto';
 import { filesHandlers } from './files-service';
 import { mappingHandlers } from './mapping-service';
 import { dmaHandlers } from './dma-service';
-import type { OpStreamRegistry } from './files-streams';
+import { OpStreamRegistry } from './files-streams';
 import { instrument } from './instrument';
 import { raiseConnectionWindow, raiseStreamWindow, SERVER_OPTIONS } from './flow-control';
 import { SHUTDOWN_FORCE_MS, SHUTDOWN_GRACE_MS } from './limits';
 import { sessionHandlers } from './session-service';
 import { strictService } from './strict-decode';
+import type { StreamMemory } from './stream-memory';
 import { wireGuard } from './wire-guard';
 
 /** The gRPC address could not be bound (in use, not local, malformed). */
@@ -75,7 +76,7 @@ export class RpcServer {
     const { fs, log } = options;
     const proto = loadDaxdProto().daxd.v1;
     const sessions = new SessionTable({ log, maxSessions: options.maxSessions });
-    const streams: OpStreamRegistry = new Set();
+    const streams = new OpStreamRegistry();
     const metrics = options.metrics ?? new Metrics();
     const server = new grpc.Server({ ...SERVER_OPTIONS, interceptors: [wireGuard(log, metrics)] });
     if (!raiseStreamWindow(server)) log.warn('grpc-js internals changed: HTTP/2 stream window left at its default');
@@ -94,6 +95,11 @@ export class RpcServer {
     const sockets = trackSockets(server);
     if (sockets === null) log.warn('grpc-js internals changed: a stuck connection can delay shutdown past SHUTDOWN_FORCE_MS');
     return new RpcServer(server, sessions, streams, withPort(options.address, port), log, sockets);
+  }
+
+  /** The memory the op streams hold (bounded: STREAM/CONNECTION/SERVER_BYTES_BUFFERED_MAX). */
+  get streamMemory(): StreamMemory {
+    return this.streams.memory;
   }
 
   /** False once stop() began: new calls are refused (readiness). */
