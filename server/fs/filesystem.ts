@@ -346,16 +346,31 @@ export class FileSystem implements FileSystemApi {
         // Truncate down (or to the same size) also drops blocks preallocated past EOF.
         const release = await this.hooks.breakLayout(ino, Math.floor(sizeBytes / BLOCK_SIZE), Number.MAX_SAFE_INTEGER, 'TRUNCATE', opts);
         try {
-          // Bytes past EOF in the last page are zero (so a later extension reads zeros).
-          if (sizeBytes % BLOCK_SIZE !== 0) zeroInPage(this.ctx, inode, firstGone - 1, sizeBytes, firstGone * BLOCK_SIZE);
           // Free first, shrink last: a crash between the steps of a long truncate leaves
           // holes inside the old size (reading zeros), never old blocks past a new EOF
           // that a later extension would expose.
           await removeBlocks(this.ctx, inode, firstGone, Number.MAX_SAFE_INTEGER, persist);
+          inode.sizeBytes = sizeBytes;
+          this.touch(inode);
+          // Bytes past EOF in the last page are zero (a later extension or a mapping of
+          // the page reads zeros). S6: they are acknowledged bytes under the old size, so
+          // they are zeroed only once the new size is durable; zeroed before, a crash
+          // ahead of the commit would bring the old size back over zeros. Until then the
+          // layout break keeps the page unmapped and reads stop at the new size.
+          const tail = firstGone - 1;
+          if (sizeBytes % BLOCK_SIZE !== 0 && entryState(this.map.get(inode, tail)) === STATE_WRITTEN) {
+            await this.journal.commit();
+            zeroInPage(this.ctx, inode, tail, sizeBytes, firstGone * BLOCK_SIZE);
+            // Durable now: after a crash, a mapping of the EOF page shows no old tail.
+            await this.storage.flush(entryPfn(this.map.get(inode, tail)) * BLOCK_SIZE, BLOCK_SIZE);
+          }
         } finally {
           release();
         }
+        return;
       }
+      // Growing: the bytes zeroed lie past the old EOF (never acknowledged), and their
+      // zeroes are ordered data of the transaction that grows the size.
       zeroPastEof(this.ctx, inode, sizeBytes);
       inode.sizeBytes = sizeBytes;
       this.touch(inode);
