@@ -57,10 +57,15 @@ export class Dax {
     store(this.ctx, owner, token, offset, data);
   }
 
-  /** msync: write back the dirty mapped pages of the range (S5). */
+  /**
+   * msync: write back the dirty mapped pages of the range (S5), then commit: durable on
+   * return (S6). A write fault's allocation or UNWRITTEN conversion sits in the running
+   * transaction; without the commit, flushed stores would come back as a hole or zeros.
+   */
   async msync(ino: number, first: number, last: number): Promise<void> {
     this.fs.stat(ino);
     await writeback(this.ctx, ino, first, last);
+    await this.fs.commit();
   }
 
   /** fsync = write back every dirty mapped page, then the file layer's fsync (S5, S6). */
