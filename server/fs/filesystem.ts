@@ -11,7 +11,7 @@
  */
 import assert from 'node:assert';
 import { DEFAULT_LAYOUT_BREAK } from './types';
-import { BLOCK_SIZE, FILE_MAX_BYTES, IO_MAX_BYTES } from '../limits';
+import { BLOCK_SIZE, FILE_MAX_BYTES, FREE_COMMIT_DELAY_MS, IO_MAX_BYTES } from '../limits';
 import { ExistsError, FileTooBigError, InvalidArgumentError, LimitError, NotFoundError } from '../errors';
 import type { BlockStorage } from '../media/storage';
 import type { Layout } from '../media/layout';
@@ -52,6 +52,9 @@ export class FileSystem implements FileSystemApi {
   private hooks: LayoutHooks;
   private mounted = true;
   private readonly unwritten = new UnwrittenCount();
+  private readonly scheduleFreeCommit: (commit: () => void, delayMs: number) => () => void;
+  /** Cancels the armed pending-free commit (armFreeCommit), if one is armed. */
+  private cancelFreeCommit: (() => void) | undefined;
 
   private constructor(
     readonly storage: BlockStorage,
@@ -68,6 +71,28 @@ export class FileSystem implements FileSystemApi {
     this.ctx = { storage, journal, alloc, map };
     this.hooks = opts.hooks ?? NO_HOOKS;
     map.onUnwritten = (ino, delta) => this.unwritten.delta(ino, delta);
+    this.scheduleFreeCommit = opts.scheduleFreeCommit ?? ((commit, delayMs) => {
+      const t = setTimeout(commit, delayMs);
+      t.unref();
+      return () => clearTimeout(t);
+    });
+    journal.onFreed = () => this.armFreeCommit();
+  }
+
+  /**
+   * Freed blocks are reusable, and StatVolume counts them free, only once their transaction
+   * commits. A change that frees blocks and nothing after it may leave the transaction
+   * running: commit it within FREE_COMMIT_DELAY_MS of the first pending free. One timer at
+   * a time; a commit that happened meanwhile leaves it nothing to do.
+   */
+  private armFreeCommit(): void {
+    if (this.cancelFreeCommit || !this.mounted) return;
+    this.cancelFreeCommit = this.scheduleFreeCommit(() => {
+      this.cancelFreeCommit = undefined;
+      if (!this.mounted || this.alloc.pendingFreeBlocks === 0) return;
+      // A failed commit aborts the journal; the next call reports EIO. Nobody awaits this one.
+      this.journal.commit().catch(() => undefined);
+    }, FREE_COMMIT_DELAY_MS);
   }
 
   /** Replays the journal, marks the volume in use, loads inodes, frees orphans. */
@@ -312,12 +337,14 @@ export class FileSystem implements FileSystemApi {
   }
 
   /**
-   * Keeps the running transaction bounded: commits it when it is past its soft limit.
-   * Callers that may allocate without the inode lock (write faults, pins) call it first,
-   * holding no lock.
+   * Keeps the running transaction bounded: commits it when it is past its soft limit, or
+   * when `dataBlocks` might not fit the free space while frees await a commit (as writes
+   * and fallocate do: commitIfShort). Callers that may allocate without the inode lock
+   * (write faults, pins) call it first, holding no lock.
    */
-  makeRoom(): Promise<void> {
-    return this.journal.makeRoom();
+  async makeRoom(dataBlocks = 1): Promise<void> {
+    await this.commitIfShort(dataBlocks);
+    await this.journal.makeRoom();
   }
 
   /** Commits the running journal transaction (MAP_SYNC faults). */
@@ -488,6 +515,8 @@ export class FileSystem implements FileSystemApi {
   /** Final sync, clean flag, unmap. The FileSystem is unusable afterwards. */
   async unmount(): Promise<void> {
     if (!this.mounted) return;
+    this.cancelFreeCommit?.();
+    this.cancelFreeCommit = undefined;
     this.unwritten.stop();
     await this.sync();
     this.mounted = false;
