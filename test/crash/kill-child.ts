@@ -244,12 +244,33 @@ class Workload {
   }
 }
 
+/** Truncate scenario: the child waits this long for its SIGKILL, then exits by itself. */
+const SCENARIO_WAIT_MS = 30_000;
+
+/**
+ * The issue's repro, one step at a time: a 4 KiB sync write to k0 (acknowledged), then
+ * Truncate(100); then nothing (no commit from this process) until the parent's SIGKILL,
+ * which it sends as soon as it sees the truncate start.
+ */
+async function truncateScenario(fsys: FileSystem): Promise<void> {
+  const { ino } = await fsys.create(FILE_NAMES[0], false);
+  const write: CrashOp = { op: 'write', f: 0, off: 0, len: BLOCK_SIZE, seed: 42, sync: true };
+  emit({ i: 0, ...write });
+  await fsys.write(ino, 0, crashData(0, 42, BLOCK_SIZE), true);
+  emit({ done: 0 });
+  emit({ i: 1, op: 'truncate', f: 0, size: 100 });
+  await fsys.truncate(ino, 100);
+  emit({ done: 1 });
+  await new Promise((resolve) => setTimeout(resolve, SCENARIO_WAIT_MS));
+}
+
 async function main(): Promise<void> {
-  const args = JSON.parse(process.argv[2]) as { volume: string; seed: number };
+  const args = JSON.parse(process.argv[2]) as { volume: string; seed: number; scenario?: 'truncate' };
   const storage = MmapStorage.open(args.volume);
   emit({ mounting: true });
   const fsys = await FileSystem.mount(storage, { canaryByte: CANARY });
   emit({ ready: true, replay: fsys.mountReport.replay.state });
+  if (args.scenario === 'truncate') return truncateScenario(fsys);
   const workload = new Workload(fsys, seededRng(args.seed));
   for (let i = 0; i < OPS_MAX; i++) {
     const op = workload.next();
