@@ -113,7 +113,10 @@ export class CorruptError extends DaxError {
   constructor(message: string) { super('ECORRUPT', message); }
 }
 export class VersionError extends DaxError {
-  constructor(found: number, supported: number) { super('EVERSION', `volume format version ${found} is not supported (this daxd reads version ${supported})`); }
+  /** `what`: the versioned on-media structure ('volume' = the superblock, 'journal'). */
+  constructor(found: number, supported: number, what = 'volume') {
+    super('EVERSION', `${what} format version ${found} is not supported (this daxd supports version ${supported}); nothing was changed: use a daxd that supports it`);
+  }
 }
 export class NotSupportedError extends DaxError {
   constructor(what: string) { super('ENOTSUP', `${what} is not implemented yet`); }

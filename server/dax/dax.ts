@@ -58,12 +58,16 @@ export class Dax {
   }
 
   /**
-   * msync: write back the dirty mapped pages of the range (S5). `actor`, the session that
-   * asked, is not sent Invalidate(WRITEBACK) for its own PTEs: its own action.
+   * msync: write back the dirty mapped pages of the range (S5), then commit: durable on
+   * return (S6). A write fault's allocation or UNWRITTEN conversion sits in the running
+   * transaction; without the commit, flushed stores would come back as a hole or zeros.
+   * `actor`, the session that asked, is not sent Invalidate(WRITEBACK) for its own PTEs:
+   * its own action.
    */
   async msync(ino: number, first: number, last: number, actor?: MappingOwner): Promise<void> {
     this.fs.stat(ino);
     await writeback(this.ctx, ino, first, last, actor);
+    await this.fs.commit();
   }
 
   /** fsync = write back every dirty mapped page, then the file layer's fsync (S5, S6). */

@@ -80,7 +80,9 @@ function fastFault(ctx: DaxContext, owner: MappingOwner, ino: number, pgoff: num
 async function slowFault(ctx: DaxContext, owner: MappingOwner, ino: number, pgoff: number, kind: FaultKind, sync: boolean): Promise<FaultResult> {
   // A write fault may allocate (map block, bitmap, inode): keep the transaction bounded,
   // before taking any lock.
-  if (kind === 'WRITE') await ctx.fs.makeRoom();
+  // A write fault may allocate one block: commits pending frees first when short (no
+  // ENOSPC while freed blocks await a commit), and keeps the transaction bounded.
+  if (kind === 'WRITE') await ctx.fs.makeRoom(1);
   ctx.fs.stat(ino);
   const as = ctx.space(ino);
   try {

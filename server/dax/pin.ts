@@ -101,8 +101,9 @@ export async function pin(ctx: DaxContext, pins: PinTable, owner: MappingOwner, 
   if (pins.countOf(owner.id) >= PINS_PER_SESSION_MAX) throw new LimitError('pins per session', pins.countOf(owner.id) + 1, PINS_PER_SESSION_MAX);
   const leaseMs = Math.min(args.leaseMs === 0 ? PIN_LEASE_MAX_MS : args.leaseMs, PIN_LEASE_MAX_MS);
   ctx.fs.stat(ino);
-  // A writable pin may allocate: keep the transaction bounded, before taking any lock.
-  if (writable) await ctx.fs.makeRoom();
+  // A writable pin may allocate: keep the transaction bounded, and commit pending frees
+  // when its pages might not fit, before taking any lock.
+  if (writable) await ctx.fs.makeRoom(npages);
   const as = ctx.space(ino);
   const taken: Entry[] = [];
   const pfns: number[] = [];

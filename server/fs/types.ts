@@ -89,6 +89,11 @@ export interface MountOptions {
   /** Tests: fill freed blocks with this byte pattern so reads of stale data are caught. */
   canaryByte?: number;
   hooks?: LayoutHooks;
+  /**
+   * Tests: replaces the timer that commits pending frees FREE_COMMIT_DELAY_MS after the
+   * first one (default: setTimeout, unref'd). Returns a cancel function.
+   */
+  scheduleFreeCommit?: (commit: () => void, delayMs: number) => () => void;
 }
 
 /** What server/rpc may call. Every method throws DaxError for expected failures. */
