@@ -27,6 +27,18 @@ export interface InspectEntry {
   waiters: number;
 }
 
+/** Sizes of the dax layer's tables (read-only; tests check that nothing is left behind). */
+export interface DaxStats {
+  /** Files with a live address space (mapped, pinned, locked or dirty). */
+  addressSpaces: number;
+  /** PTE tokens outstanding. */
+  ptes: number;
+  /** DMA pins held (active or recalled). */
+  pins: number;
+  /** Sessions the pin table keeps a per-session pin count for. */
+  pinOwners: number;
+}
+
 export class Dax {
   readonly ctx: DaxContext;
 
@@ -37,6 +49,10 @@ export class Dax {
     const hooks: LayoutHooks = {
       allocated: (ino, first, last) => invalidateAllocated(this.ctx, ino, first, last),
       breakLayout: (ino, first, last, reason, opts) => breakLayout(this.ctx, ino, first, last, reason, opts),
+      unlinked: (ino) => {
+        const as = this.ctx.spaces.get(ino);
+        if (as) this.ctx.maybeDrop(as);
+      },
     };
     fs.setHooks(hooks);
   }
@@ -124,6 +140,11 @@ export class Dax {
       pgoff: e.pgoff, state: e.state, pfn: e.pfn, locked: e.locked, dirty: e.dirty, towrite: e.towrite,
       pinCount: e.pins, mappers: e.ptes.length, waiters: as.waitQueues.get(e.pgoff)?.length ?? 0,
     }));
+  }
+
+  stats(): DaxStats {
+    const { ctx } = this;
+    return { addressSpaces: ctx.spaces.size, ptes: ctx.ptes.size, pins: ctx.pins.byId.size, pinOwners: ctx.pins.owners };
   }
 
   /** Pages of a byte range, for callers that speak bytes. */
