@@ -8,14 +8,17 @@
  *
  * Over gRPC against a real daxd in this process: StatVolume's free blocks and file count
  * return to their values before the test, Stat of every unlinked inode answers NOT_FOUND
- * (the inode is free), and the dax layer keeps no address space (Dax.stats()).
+ * (the inode is free), and the dax layer keeps no address space (Dax.stats()). Then a
+ * crash check against a daxd child: SIGKILL after such frees (and with one unlinked file
+ * still mapped), restart: the volume is back to its free blocks and fsck-clean.
  */
 import assert from 'node:assert/strict';
+import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { DaxClient, DaxSession } from '../../client';
 import { openRawSession, pattern, PAGE, startInProcess, until, type InProcessServer } from './mapping-fixture';
-import { call, rawClients } from './raw-rpc';
-import { clientFor } from './start-server';
+import { call, failure, rawClients } from './raw-rpc';
+import { clientFor, fsckFindings, startServer, tempDir, type StartedServer } from './start-server';
 import type { RawClients } from '../../client/raw-clients';
 
 const FILES = 10;
@@ -145,5 +148,74 @@ describe('unlinked dirty files are freed when the last mapper or pin goes away',
     await client.unlink(mapped.name);
     await client.unlink(pinned.name);
     await assertFreed([mapped.ino, pinned.ino], before);
+  });
+});
+
+describe('unlinked dirty files: SIGKILL after the frees, restart', function () {
+  this.timeout(60_000);
+  let tmp: ReturnType<typeof tempDir>;
+  const running = new Set<StartedServer>();
+
+  beforeEach(function () {
+    tmp = tempDir('daxd-unlink-dirty-');
+  });
+
+  afterEach(async function () {
+    for (const s of running) await s.kill('SIGKILL');
+    tmp.remove();
+  });
+
+  async function start(): Promise<StartedServer> {
+    const s = await startServer({ volumePath: path.join(tmp.dir, 'v.vol') });
+    running.add(s);
+    void s.exited.then(() => running.delete(s));
+    return s;
+  }
+
+  it('freed files stay freed, a still-mapped orphan is freed at mount, fsck is clean', async function () {
+    const first = await start();
+    let client = clientFor(first);
+    const anchor = (await client.create('anchor', { exclusive: true })).ino;
+    await client.fsync(anchor);
+    const before = await client.statVolume();
+    const session = await client.openSession({ clientName: 'crash' });
+    await session.attached;
+    const freed: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      const { ino } = await client.create(`c-${i}`, { exclusive: true });
+      await client.truncate(ino, PAGES * PAGE);
+      if (i % 2 === 0) await session.mmap(ino, { shared: true, writable: true }).write(0, pattern(i, PAGES * PAGE));
+      else await (await client.pin(ino, 0, PAGES, { writable: true, session })).dmaWrite(0, 0, pattern(i));
+      await client.unlink(`c-${i}`);
+      freed.push(ino);
+    }
+    await session.close();
+    for (const ino of freed) {
+      await until(() => client.stat(ino).then(() => false, (err: { code?: number }) => err.code === grpc.status.NOT_FOUND), `inode ${ino} freed`);
+    }
+    // One more, unlinked while mapped and never unmapped: an orphan at the crash.
+    const keeper = await client.openSession({ clientName: 'keeper' });
+    await keeper.attached;
+    const orphan = (await client.create('orphan', { exclusive: true })).ino;
+    await client.truncate(orphan, PAGES * PAGE);
+    await keeper.mmap(orphan, { shared: true, writable: true }).write(0, pattern(99, 2 * PAGE));
+    await client.unlink('orphan');
+    await client.fsync(anchor); // commits the frees and the unlink
+    const live = await client.statVolume();
+    assert.equal(live.files, before.files);
+    // Only the mapped orphan holds blocks: its 2 data blocks and its block-map block(s).
+    assert.ok(live.blocksFree < before.blocksFree && live.blocksFree >= before.blocksFree - 4, `free blocks ${live.blocksFree} vs. ${before.blocksFree}`);
+    client.close();
+    assert.deepEqual(await first.kill('SIGKILL'), { code: null, signal: 'SIGKILL' });
+
+    const second = await start();
+    client = clientFor(second);
+    const after = await client.statVolume();
+    assert.equal(after.files, before.files);
+    assert.equal(after.blocksFree, before.blocksFree, `free blocks after restart (${after.blocksPendingFree} pending)`);
+    for (const ino of [...freed, orphan]) assert.equal((await failure(client.stat(ino))).code, grpc.status.NOT_FOUND);
+    client.close();
+    assert.deepEqual(await second.stop(), { code: 0, signal: null });
+    assert.deepEqual(await fsckFindings(second.volumePath), []);
   });
 });
