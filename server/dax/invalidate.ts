@@ -117,10 +117,12 @@ export async function breakLayout(ctx: DaxContext, ino: number, first: number, l
     ctx.countInvalidations(reason, revoked);
     notices.send();
   } catch (err) {
-    if (err instanceof DaxError && err.code === 'ETIMEDOUT') ctx.counters.layoutBreakWaits.timedout++;
-    if (err instanceof DaxError && err.code === 'ECANCELED') ctx.counters.layoutBreakWaits.cancelled++;
-    if (err instanceof DaxError && (err.code === 'ETIMEDOUT' || err.code === 'ECANCELED')) {
-      ctx.observer.layoutBreakWaited(ino, reason, opts, err.code === 'ETIMEDOUT' ? 'timedout' : 'cancelled', waitedFromMs ? performance.now() - waitedFromMs : 0);
+    // Only a change that waited for pins records how its wait ended: one whose deadline
+    // passed (or that was cancelled) before it met a pinned page waited for nothing.
+    if (waitedFromMs !== 0 && err instanceof DaxError && (err.code === 'ETIMEDOUT' || err.code === 'ECANCELED')) {
+      const outcome = err.code === 'ETIMEDOUT' ? 'timedout' : 'cancelled';
+      ctx.counters.layoutBreakWaits[outcome]++;
+      ctx.observer.layoutBreakWaited(ino, reason, opts, outcome, performance.now() - waitedFromMs);
     }
     if (unlockMmap) unlockMmap();
     ctx.maybeDrop(as);
