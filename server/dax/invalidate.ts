@@ -95,7 +95,6 @@ export async function breakLayout(ctx: DaxContext, ino: number, first: number, l
     }
     if (waitedFromMs) {
       ctx.counters.layoutBreakWaits.done++;
-      ctx.counters.layoutBreakWaitMs.push(performance.now() - waitedFromMs);
       ctx.observer.layoutBreakWaited(ino, reason, opts, 'done', performance.now() - waitedFromMs);
     }
     for (const snap of as.entriesInRange(first, last)) {
@@ -103,11 +102,12 @@ export async function breakLayout(ctx: DaxContext, ino: number, first: number, l
       if (!e) continue;
       // Writeback or S3 invalidation held it; neither installs PTEs, so none appeared.
       revoked += ctx.ptes.revokeEntry(e, notices);
+      // S4: the scan above found no pin in the range with the mmap lock held exclusive,
+      // which excludes new pins: a pinned entry here is a bug. Fail the change (INTERNAL)
+      // with the entry unlocked and kept, rather than free a block under DMA.
       if (e.pins > 0) {
-        // Cannot happen (the mmap lock excludes new pins): count it loudly, keep the entry.
-        ctx.counters.entriesDeletedWhilePinned++;
         unlockEntry(as, e);
-        continue;
+        assert.fail(`S4: entry at pgoff ${e.pgoff} of inode ${ino} got pinned under the exclusive mmap lock`);
       }
       // The block may survive (collapse shifts it, truncate keeps the partial page):
       // its unflushed stores must still reach the medium at the next fsync (S5).

@@ -66,6 +66,7 @@ export interface PinStats {
 
 export class PinTable {
   readonly byId = new Map<string, Pin>();
+  /** Pins per session, for PINS_PER_SESSION_MAX; only sessions that hold pins have a key. */
   private readonly perOwner = new Map<string, number>();
   readonly stats: PinStats = { active: 0, pinnedBlocks: 0, revocations: 0, recalls: 0 };
 
@@ -86,7 +87,11 @@ export class PinTable {
 
   remove(pin: Pin): void {
     if (!this.byId.delete(pin.id)) return;
-    this.perOwner.set(pin.owner.id, this.countOf(pin.owner.id) - 1);
+    // O(sessions holding pins): a session's count goes with its last pin.
+    const left = this.countOf(pin.owner.id) - 1;
+    assert(left >= 0, `pin count of session ${pin.owner.id} below 0`);
+    if (left === 0) this.perOwner.delete(pin.owner.id);
+    else this.perOwner.set(pin.owner.id, left);
     this.stats.active--;
   }
 }
