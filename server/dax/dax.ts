@@ -5,13 +5,13 @@
 import { BLOCK_SIZE, PIN_RECALL_GRACE_MS } from '../limits';
 import type { FileSystem } from '../fs/filesystem';
 import type { LayoutHooks } from '../fs/types';
-import { load, store } from './access';
+import { load, store, storeFaultIfStale, type StoreTarget } from './access';
 import { DaxContext } from './dax-context';
 import { dropMapping, fault, FaultKind, FaultResult } from './fault';
 import { Failpoints } from './failpoints';
 import { breakLayout, invalidateAllocated } from './invalidate';
 import { NO_OBSERVER, type DaxObserver } from './observer';
-import { MappingOwner, PteTable } from './pte';
+import { MappingOwner, type Pte, PteTable } from './pte';
 import { writeback } from './writeback';
 import { dmaRead, dmaWrite, lookupPin, pin, type Pin, type PinRequestArgs, renewLease, unpin } from './pin';
 
@@ -71,6 +71,11 @@ export class Dax {
 
   store(owner: MappingOwner, token: string, offset: number, data: Uint8Array): void {
     store(this.ctx, owner, token, offset, data);
+  }
+
+  /** Store with fault_if_stale: the new PTE when a WRITE fault was taken (access.ts). */
+  storeFaultIfStale(owner: MappingOwner, token: string, offset: number, data: Uint8Array, target: StoreTarget): Promise<Pte | null> {
+    return storeFaultIfStale(this.ctx, owner, token, offset, data, target);
   }
 
   /** msync: write back the dirty mapped pages of the range (S5). */
