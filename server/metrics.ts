@@ -174,7 +174,6 @@ export class Metrics {
       ['reason'], (src) => entries(ctx(src).counters.invalidations, 'reason'));
     counter('daxd_ptes_revoked_total', 'Every PTE revoked: invalidations, unmaps and session ends.', [], (src) => ctx(src).counters.revokedPtes);
     counter('daxd_writeback_flushes_total', 'Dirty mapped pages written back (msync, fsync, shutdown).', [], (src) => ctx(src).counters.writebackFlushes);
-    counter('daxd_entries_deleted_while_pinned_total', 'S4 violations caught by the server: must stay 0.', [], (src) => ctx(src).counters.entriesDeletedWhilePinned);
     gauge('daxd_ptes', 'PTE tokens outstanding.', [], (src) => ctx(src).ptes.size);
     gauge('daxd_address_spaces', 'Files with a live address space (mapped, pinned or locked).', [], (src) => ctx(src).spaces.size);
     gauge('daxd_mapping_entries', 'Mapping entries in all address spaces.', [], (src) => sumSpaces(src, (as) => as.entries.size));

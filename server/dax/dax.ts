@@ -5,13 +5,13 @@
 import { BLOCK_SIZE, PIN_RECALL_GRACE_MS } from '../limits';
 import type { FileSystem } from '../fs/filesystem';
 import type { LayoutHooks } from '../fs/types';
-import { load, store } from './access';
+import { load, store, storeFaultIfStale, type StoreTarget } from './access';
 import { DaxContext } from './dax-context';
 import { dropMapping, fault, FaultKind, FaultResult } from './fault';
 import { Failpoints } from './failpoints';
 import { breakLayout, invalidateAllocated } from './invalidate';
 import { NO_OBSERVER, type DaxObserver } from './observer';
-import { MappingOwner, PteTable } from './pte';
+import { MappingOwner, type Pte, PteTable } from './pte';
 import { writeback } from './writeback';
 import { dmaRead, dmaWrite, lookupPin, pin, type Pin, type PinRequestArgs, renewLease, unpin } from './pin';
 
@@ -27,6 +27,18 @@ export interface InspectEntry {
   waiters: number;
 }
 
+/** Sizes of the dax layer's tables (read-only; tests check that nothing is left behind). */
+export interface DaxStats {
+  /** Files with a live address space (mapped, pinned, locked or dirty). */
+  addressSpaces: number;
+  /** PTE tokens outstanding. */
+  ptes: number;
+  /** DMA pins held (active or recalled). */
+  pins: number;
+  /** Sessions the pin table keeps a per-session pin count for. */
+  pinOwners: number;
+}
+
 export class Dax {
   readonly ctx: DaxContext;
 
@@ -37,6 +49,10 @@ export class Dax {
     const hooks: LayoutHooks = {
       allocated: (ino, first, last) => invalidateAllocated(this.ctx, ino, first, last),
       breakLayout: (ino, first, last, reason, opts) => breakLayout(this.ctx, ino, first, last, reason, opts),
+      unlinked: (ino) => {
+        const as = this.ctx.spaces.get(ino);
+        if (as) this.ctx.maybeDrop(as);
+      },
     };
     fs.setHooks(hooks);
   }
@@ -55,6 +71,11 @@ export class Dax {
 
   store(owner: MappingOwner, token: string, offset: number, data: Uint8Array): void {
     store(this.ctx, owner, token, offset, data);
+  }
+
+  /** Store with fault_if_stale: the new PTE when a WRITE fault was taken (access.ts). */
+  storeFaultIfStale(owner: MappingOwner, token: string, offset: number, data: Uint8Array, target: StoreTarget): Promise<Pte | null> {
+    return storeFaultIfStale(this.ctx, owner, token, offset, data, target);
   }
 
   /**
@@ -131,6 +152,11 @@ export class Dax {
       pgoff: e.pgoff, state: e.state, pfn: e.pfn, locked: e.locked, dirty: e.dirty, towrite: e.towrite,
       pinCount: e.pins, mappers: e.ptes.length, waiters: as.waitQueues.get(e.pgoff)?.length ?? 0,
     }));
+  }
+
+  stats(): DaxStats {
+    const { ctx } = this;
+    return { addressSpaces: ctx.spaces.size, ptes: ctx.ptes.size, pins: ctx.pins.byId.size, pinOwners: ctx.pins.owners };
   }
 
   /** Pages of a byte range, for callers that speak bytes. */

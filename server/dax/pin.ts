@@ -66,11 +66,17 @@ export interface PinStats {
 
 export class PinTable {
   readonly byId = new Map<string, Pin>();
+  /** Pins per session, for PINS_PER_SESSION_MAX; only sessions that hold pins have a key. */
   private readonly perOwner = new Map<string, number>();
   readonly stats: PinStats = { active: 0, pinnedBlocks: 0, revocations: 0, recalls: 0 };
 
   countOf(ownerId: string): number {
     return this.perOwner.get(ownerId) ?? 0;
+  }
+
+  /** Sessions with a per-owner count (tests: the map forgets an owner with no pins). */
+  get owners(): number {
+    return this.perOwner.size;
   }
 
   add(pin: Pin): void {
@@ -81,7 +87,11 @@ export class PinTable {
 
   remove(pin: Pin): void {
     if (!this.byId.delete(pin.id)) return;
-    this.perOwner.set(pin.owner.id, this.countOf(pin.owner.id) - 1);
+    // O(sessions holding pins): a session's count goes with its last pin.
+    const left = this.countOf(pin.owner.id) - 1;
+    assert(left >= 0, `pin count of session ${pin.owner.id} below 0`);
+    if (left === 0) this.perOwner.delete(pin.owner.id);
+    else this.perOwner.set(pin.owner.id, left);
     this.stats.active--;
   }
 }
@@ -312,27 +322,12 @@ function dropReferences(ctx: DaxContext, pins: PinTable, p: Pin): void {
     if (!e) continue;
     p.as.unpinEntry(e);
     pins.stats.pinnedBlocks--;
-    handDirtyToFile(ctx, p.as, e);
   }
   p.entries.fill(null);
+  // A writable pin left its entries DIRTY (DMA writes bypass stores, S5): a linked file
+  // keeps them until writeback; an unlinked one with no pin or mapping left forgets them
+  // and is freed (DaxContext.maybeDrop).
   ctx.maybeDrop(p.as);
-}
-
-/**
- * A writable pin marked its entry DIRTY (DMA writes bypass stores, S5): a DIRTY entry
- * keeps the address space, hence the inode, alive until writeback. For an unlinked file
- * that means its blocks outlive the last unpin until some fsync or shutdown. So once
- * nothing maps or pins the entry of an unlinked file, its dirtiness moves to the file
- * layer's dirty blocks (an fsync by inode still flushes it) and the address space can go.
- * A linked file keeps the DIRTY entry: Msync of the range must still flush the DMA's data.
- */
-function handDirtyToFile(ctx: DaxContext, as: AddressSpace, e: Entry): void {
-  if (e.pins > 0 || !e.dirty || e.locked || e.towrite || e.ptes.length > 0 || e.state !== 'MAPPED') return;
-  if (as.entries.get(e.pgoff) !== e) return;
-  // Names are 1..255 bytes: an empty one is an unlinked (orphan) inode.
-  if (ctx.fs.stat(as.ino).name !== '') return;
-  ctx.fs.markDirty(as.ino, e.pfn);
-  e.dirty = false;
 }
 
 function clearTimers(p: Pin): void {

@@ -190,6 +190,7 @@ export class FileSystem implements FileSystemApi {
     } finally {
       unlock();
     }
+    this.hooks.unlinked?.(ino);
     const inode = this.inodes.byIno.get(ino);
     if (inode && inode.users === 0) await this.destroy(inode);
   }

@@ -68,6 +68,12 @@ export interface LayoutHooks {
   breakLayout(ino: number, firstPgoff: number, lastPgoff: number, reason: LayoutChange, opts: LayoutBreakOptions): Promise<() => void>;
   /** S3: called after write(2) allocated blocks for [firstPgoff, lastPgoff] (IOMAP_F_NEW). */
   allocated(ino: number, firstPgoff: number, lastPgoff: number): Promise<void>;
+  /**
+   * Called once unlink removed the name (inode lock released), before the file layer
+   * frees an inode nobody uses: an address space left with only dirty entries lets go of
+   * the inode here, as nobody can map or pin the file again.
+   */
+  unlinked?(ino: number): void;
 }
 
 export type LayoutChange = 'TRUNCATE' | 'PUNCH_HOLE' | 'ZERO_RANGE' | 'COLLAPSE_RANGE';
