@@ -40,6 +40,11 @@ function token(value: string): string {
   return v.idLength(value, 'token');
 }
 
+/** The token of a fault_if_stale store: may be empty (nothing faulted yet), else as token(). */
+function tokenOrEmpty(value: string): string {
+  return value.length === 0 ? value : token(value);
+}
+
 function ptetoWire(result: FaultResult, pg: number): { pte: WirePte | null; data: Buffer } {
   const pte = result.pte ? { pgoff: pg, pfn: result.pte.pfn, writable: result.pte.writable, token: result.pte.token } : null;
   return { pte, data: result.data ?? Buffer.alloc(0) };
@@ -85,7 +90,7 @@ export function mappingHandlers(dax: Dax, sessions: SessionTable, log: Logger): 
       const owner = session(req.session_id);
       const offset = v.inPage(req.offset, req.data.length, 'access');
       if (req.fault_if_stale) {
-        const pte = await dax.storeFaultIfStale(owner, req.token, offset, req.data, storeTarget(req));
+        const pte = await dax.storeFaultIfStale(owner, tokenOrEmpty(req.token), offset, req.data, storeTarget(req));
         return { pte: pte ? pteToWire(pte) : null };
       }
       dax.store(owner, token(req.token), offset, req.data);
@@ -144,7 +149,7 @@ export function mappingHandlers(dax: Dax, sessions: SessionTable, log: Logger): 
         try {
           if (op.fault_if_stale) {
             if (!op.store) throw new InvalidArgumentError('fault_if_stale applies to stores only');
-            const pte = await dax.storeFaultIfStale(owner, op.token, v.inPage(op.offset, op.data.length, 'access'), op.data, storeTarget(op));
+            const pte = await dax.storeFaultIfStale(owner, tokenOrEmpty(op.token), v.inPage(op.offset, op.data.length, 'access'), op.data, storeTarget(op));
             results.push(pte ? { pte: pteToWire(pte) } : {});
           } else if (op.store) {
             dax.store(owner, token(op.token), v.inPage(op.offset, op.data.length, 'access'), op.data);

@@ -55,6 +55,7 @@ describe('huge ids and tokens: EINVAL at once, short messages, bounded shutdown 
     { name: 'Mapping.Fault with a 110 KB session id', run: () => call((cb) => raw.mapping.Fault({ session_id: HUGE, ino, pgoff: 0, kind: 'READ' }, deadline(), cb)) },
     { name: 'Mapping.Load with a 110 KB PTE token', run: () => call((cb) => raw.mapping.Load({ session_id: session, token: HUGE, offset: 0, length: 1 }, deadline(), cb)) },
     { name: 'Mapping.Store with a 110 KB PTE token', run: () => call((cb) => raw.mapping.Store({ session_id: session, token: HUGE, offset: 0, data: Buffer.from('x') }, deadline(), cb)) },
+    { name: 'Mapping.Store with fault_if_stale and a 110 KB PTE token', run: () => call((cb) => raw.mapping.Store({ session_id: session, token: HUGE, offset: 0, data: Buffer.from('x'), fault_if_stale: true, ino, pgoff: 0 }, deadline(), cb)) },
     { name: 'Dma.Unpin with a 110 KB pin id', run: () => call((cb) => raw.dma.Unpin({ session_id: session, pin_id: HUGE }, deadline(), cb)) },
     { name: 'Dma.Renew with a 110 KB session id', run: () => call((cb) => raw.dma.Renew({ session_id: HUGE, pin_id: '0'.repeat(32) }, deadline(), cb)) },
     { name: 'Files.List with a 1 MiB page_token (defect 6)', run: () => call((cb) => raw.files.List({ page_token: 'A'.repeat(MIB) }, deadline(), cb)) },
@@ -71,6 +72,17 @@ describe('huge ids and tokens: EINVAL at once, short messages, bounded shutdown 
       assert.ok(!err.details.includes('x'.repeat(100)), 'the id is not echoed');
     });
   }
+
+  it('an AccessBatch fault_if_stale store with a 110 KB PTE token: its op answers EINVAL, nothing stored', async function () {
+    const before = await call<{ data: Buffer }>((cb) => raw.files.Read({ ino, offset: 0, length: 1 }, deadline(), cb));
+    const r = await call<{ results: Array<{ error: { code: number; reason: string; message: string } | null }> }>((cb) =>
+      raw.mapping.AccessBatch({ session_id: session, ops: [{ token: HUGE, offset: 0, store: true, data: Buffer.from([0x7e]), fault_if_stale: true, ino, pgoff: 0 }] }, deadline(), cb));
+    assert.equal(r.results[0].error?.reason, 'EINVAL');
+    assert.equal(r.results[0].error?.code, S.INVALID_ARGUMENT);
+    assert.ok(!r.results[0].error?.message.includes('x'.repeat(100)), 'the token is not echoed');
+    const after = await call<{ data: Buffer }>((cb) => raw.files.Read({ ino, offset: 0, length: 1 }, deadline(), cb));
+    assert.deepEqual(after.data, before.data);
+  });
 
   it('a 64-byte session id is still looked up (SESSION_UNKNOWN), a 65-byte one is refused (EINVAL)', async function () {
     const known = await failure(call((cb) => raw.session.KeepAlive({ session_id: 'a'.repeat(64) }, deadline(), cb)));
