@@ -22,10 +22,8 @@ import { lockEntry, tryLockEntry, unlockEntry } from '../../server/dax/entry-loc
 import type { InvalidateNotice, MappingOwner } from '../../server/dax/pte';
 import { FileSystem } from '../../server/fs/filesystem';
 import { mkfs } from '../../server/fs/mkfs';
-import { BLOCK_SIZE } from '../../server/limits';
 import { MmapStorage } from '../../server/media/mmap-storage';
-
-const PAGE = BLOCK_SIZE;
+import { PAGE } from '../support/units';
 
 export interface InProcessConfig {
   reps: number;

@@ -20,7 +20,6 @@
  *
  * Run: node dist/test/crash/kill-child.js '{"volume":"/tmp/x/vol","seed":1}'
  */
-import { seededRng } from './seeded-rng';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { DaxError } from '../../server/errors';
@@ -28,6 +27,7 @@ import { FileSystem } from '../../server/fs/filesystem';
 import type { FallocateMode } from '../../server/fs/types';
 import { BLOCK_SIZE } from '../../server/limits';
 import { MmapStorage } from '../../server/media/mmap-storage';
+import { seededRng } from '../support/rng';
 
 export const CANARY = 0xcc;
 export const FILE_NAMES = ['k0', 'k1', 'k2', 'k3'] as const;
@@ -76,8 +76,6 @@ export function crashData(f: number, seed: number, lengthBytes: number): Buffer 
 export function sha1(data: Uint8Array): string {
   return crypto.createHash('sha1').update(data).digest('hex');
 }
-
-export { seededRng };
 
 // ---- the child -----------------------------------------------------------------------
 

@@ -11,8 +11,8 @@ import * as grpc from '@grpc/grpc-js';
 import type { DaxClient, DaxClientError, DaxSession } from '../../client';
 import type { RawClients } from '../../client/raw-clients';
 import type { SessionInfo__Output } from '../../client/generated/daxd/v1/SessionInfo';
-import { call, failure, rawClients, streamOutcome } from './raw-rpc';
-import { clientFor, startServer, tempDir, type StartedServer } from './start-server';
+import { call, failure, rawClients, streamOutcome } from '../support/raw-rpc';
+import { clientFor, startServer, tempDir, type StartedServer } from '../support/start-server';
 
 describe('sessions: leases, keep-alive, close, expiry, events', function () {
   let tmp: ReturnType<typeof tempDir>;

@@ -12,8 +12,7 @@ import { PageTable } from '../../client/page-table';
 import type { MappingClient } from '../../client/generated/daxd/v1/Mapping';
 import { MAPPING_STALE_RETRIES_MAX } from '../../client/limits';
 import { DaxClientError } from '../../client/errors';
-
-const PAGE = 4096;
+import { PAGE } from '../support/units';
 
 interface StubOptions {
   /** Every access answers PTE_STALE. */
