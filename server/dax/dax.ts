@@ -11,9 +11,11 @@ import { dropMapping, fault, FaultKind, FaultResult } from './fault';
 import { Failpoints } from './failpoints';
 import { breakLayout, invalidateAllocated } from './invalidate';
 import { NO_OBSERVER, type DaxObserver } from './observer';
-import { MappingOwner, PteTable } from './pte';
+import type { MappingOwner } from './owner';
+import { PteTable } from './pte';
 import { writeback } from './writeback';
-import { dmaRead, dmaWrite, lookupPin, pin, type Pin, type PinRequestArgs, renewLease, unpin } from './pin';
+import { dmaRead, dmaWrite, lookupPin, pin, type PinRequestArgs, renewLease, unpin } from './pin';
+import type { Pin } from './pin-table';
 
 export interface InspectEntry {
   pgoff: number;

@@ -19,7 +19,7 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import { Dax } from '../../server/dax/dax';
 import { lockEntry, tryLockEntry, unlockEntry } from '../../server/dax/entry-lock';
-import type { InvalidateNotice, MappingOwner } from '../../server/dax/pte';
+import type { InvalidateNotice, MappingOwner } from '../../server/dax/owner';
 import { FileSystem } from '../../server/fs/filesystem';
 import { mkfs } from '../../server/fs/mkfs';
 import { MmapStorage } from '../../server/media/mmap-storage';

@@ -24,7 +24,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { DaxClient, type DmaPin } from '../../client';
-import type { Pin } from '../../server/dax/pin';
+import type { Pin } from '../../server/dax/pin-table';
 import { Daxd } from '../../server/server';
 import { TestOwner } from '../support/test-owner';
 import { startServer, tempDir } from '../support/start-server';

@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import type { Dax } from '../../server/dax/dax';
 import type { FaultKind } from '../../server/dax/fault';
-import type { InvalidateNotice, MappingOwner } from '../../server/dax/pte';
+import type { InvalidateNotice, MappingOwner } from '../../server/dax/owner';
 import { DaxError } from '../../server/errors';
 import { isCode } from './dax-volume';
 import { PAGE } from './units';
