@@ -154,6 +154,14 @@ export class MappedFile {
     this.table.invalidate(firstPgoff, lastPgoff);
   }
 
+  /**
+   * The session lost events (EventsLost): any PTE may be stale. Drop them all; pages fault
+   * in again on next access (the server's token check made every access safe meanwhile).
+   */
+  eventsLost(): void {
+    this.table.invalidate(0, LAST_PGOFF);
+  }
+
   /** The session ended: every PTE is gone server-side (S7). Private pages stay readable. */
   sessionEnded(): void {
     this.table.clear(false);

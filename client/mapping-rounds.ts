@@ -11,6 +11,10 @@
  * takes a COW fault (the private copy) and every access to that page is then served from
  * the copy.
  *
+ * Stores carry fault_if_stale with their page: a writable PTE that writeback revoked
+ * between the round's fault and its store is faulted again by the server, under the
+ * entry lock, in the same call (no retry: an fsync loop cannot starve a store).
+ *
  * Retries (the fence is the server's: S7). An access answered PTE_STALE changed nothing;
  * its PTE is dropped and the op goes back to the queue to fault again. So does an op whose
  * PTE an Invalidate event dropped between its fault and its access. After
@@ -243,7 +247,10 @@ export class MappingRounds {
     if (op.data === null) return { store: false, token: pte.token, offset: op.offset, length: op.length };
     // A private mapping stores only into its copies; a shared one only through writable PTEs.
     if (this.host.isPrivate || !pte.writable) return null;
-    return { store: true, token: pte.token, offset: op.offset, data: op.data };
+    // fault_if_stale: should writeback have revoked the PTE since its fault (an fsync loop
+    // does, every time), the server faults and stores in one step instead of PTE_STALE.
+    const { ino, sync } = this.host;
+    return { store: true, token: pte.token, offset: op.offset, data: op.data, faultIfStale: { ino, pgoff: op.pgoff, sync } };
   }
 
   private async access(accesses: Array<{ op: PageOp; access: AccessOp }>): Promise<void> {
@@ -251,6 +258,7 @@ export class MappingRounds {
     outcomes.forEach((outcome, i) => {
       const { op, access } = accesses[i];
       if (outcome.ok) {
+        if (outcome.pte) this.host.table.install(outcome.pte); // the store's own fault: keep its PTE
         if (op.data === null) {
           if (outcome.data.length !== op.length) throw new Error(`load of ${op.length} bytes returned ${outcome.data.length}`);
           outcome.data.copy(op.target as Buffer, op.targetOffset);

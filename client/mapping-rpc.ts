@@ -40,11 +40,24 @@ export type FaultOutcome =
   | { ok: true; pte: ClientPte | null; data: Buffer | null }
   | { ok: false; error: DaxClientError };
 
+/**
+ * A store may name its page (fault_if_stale): if its token is stale, empty or read-only,
+ * the server takes the WRITE fault and stores in one step, and the outcome's pte is the
+ * new PTE. Writeback between a fault and its store then costs no round trip.
+ */
+export interface StoreTarget {
+  ino: number;
+  pgoff: number;
+  /** MAP_SYNC for the fault, if one is taken. */
+  sync: boolean;
+}
+
 export type AccessOp =
   | { store: false; token: string; offset: number; length: number }
-  | { store: true; token: string; offset: number; data: Uint8Array };
+  | { store: true; token: string; offset: number; data: Uint8Array; faultIfStale?: StoreTarget };
 
-export type AccessOutcome = { ok: true; data: Buffer } | { ok: false; error: DaxClientError };
+/** pte: the PTE a fault_if_stale store faulted in (null when its token was used as is). */
+export type AccessOutcome = { ok: true; data: Buffer; pte: ClientPte | null } | { ok: false; error: DaxClientError };
 
 export interface MappingCallCounts {
   faultBatchCalls: number;
@@ -123,7 +136,10 @@ export class MappingRpc {
       const request: AccessBatchRequest = {
         session_id: this.sessionId,
         ops: batch.map((op) => (op.store
-          ? { token: op.token, offset: op.offset, data: op.data, store: true }
+          ? {
+            token: op.token, offset: op.offset, data: op.data, store: true,
+            ...(op.faultIfStale ? { fault_if_stale: true, ino: op.faultIfStale.ino, pgoff: op.faultIfStale.pgoff, sync: op.faultIfStale.sync } : {}),
+          }
           : { token: op.token, offset: op.offset, length: op.length, store: false })),
       };
       const idempotent = batch.every((op) => !op.store);
@@ -131,7 +147,14 @@ export class MappingRpc {
       if (response.results.length !== batch.length) {
         throw new Error(`AccessBatch answered ${response.results.length} outcomes for ${batch.length} ops`);
       }
-      return response.results.map((r): AccessOutcome => (r.error ? { ok: false, error: opFailure(r.error) } : { ok: true, data: r.data }));
+      return response.results.map((r, i): AccessOutcome => {
+        if (r.error) return { ok: false, error: opFailure(r.error) };
+        const op = batch[i];
+        const pte = r.pte && op.store && op.faultIfStale
+          ? { pgoff: op.faultIfStale.pgoff, pfn: Number(r.pte.pfn), writable: r.pte.writable, token: r.pte.token }
+          : null;
+        return { ok: true, data: r.data, pte };
+      });
     }));
     return replies.flat();
   }

@@ -4,9 +4,13 @@
  * Lifecycle: open -> keep-alive every lease/3 (automatic) -> close(). The Events stream
  * is attached at open and delivers, as EventEmitter events:
  *   'invalidate' ({ino, firstPgoff, lastPgoff, reason}), 'pinRecall' ({pinId, revokeAtMs}),
- *   'pinRevoked' ({pinId}), then exactly one of
+ *   'pinRevoked' ({pinId}), 'eventsLost' ({count}: the server dropped that many events, the
+ *   stream's reader having fallen behind or no stream having been attached; every
+ *   mapping has already dropped its PTEs, which fault in again: a pin holder should check
+ *   its pins), then exactly one of
  *   'closed' (after close()), 'expired' (the lease ran out: every PTE and pin is gone),
- *   'ended' (DaxClientError: server shutdown, stream replaced, events overflow).
+ *   'ended' (DaxClientError: server shutdown, stream replaced).
+ * Events never end a session; they are a hint: the token check on the server is the fence.
  * Each successful keep-alive emits 'renewed' (the server's new expiry time, ms).
  * A keep-alive that finds the session expired also emits 'expired'; one that fails otherwise
  * (UNAVAILABLE aside: it is retried) emits 'keepAliveFailed' (DaxClientError).
@@ -178,6 +182,10 @@ export class DaxSession extends EventEmitter {
       this.emit('pinRecall', { pinId: event.pin_recall.pin_id, revokeAtMs: Number(event.pin_recall.revoke_at_ms) });
     } else if (event.pin_revoked) {
       this.emit('pinRevoked', { pinId: event.pin_revoked.pin_id });
+    } else if (event.events_lost) {
+      // IN_Q_OVERFLOW: which PTEs went is unknown, so all are suspect (cheap: re-fault on use).
+      for (const set of this.mapped.values()) for (const m of set) m.eventsLost();
+      this.emit('eventsLost', { count: Number(event.events_lost.count) });
     }
   }
 

@@ -41,6 +41,7 @@ export const REASONS = {
   ENOENT: { status: GrpcStatus.NOT_FOUND, doc: 'No file with that name or inode.' },
   EEXIST: { status: GrpcStatus.ALREADY_EXISTS, doc: 'Exclusive create of a name that exists.' },
   EINVAL: { status: GrpcStatus.INVALID_ARGUMENT, doc: 'An argument is malformed, out of its range, or misaligned where alignment is required.' },
+  EBADMSG: { status: GrpcStatus.INVALID_ARGUMENT, doc: 'The request message is not well-formed protobuf for its type (wrong wire type, truncated field, overrun length); nothing was done.' },
   ENAMETOOLONG: { status: GrpcStatus.INVALID_ARGUMENT, doc: 'A file name longer than 255 bytes of UTF-8.' },
   EFBIG: { status: GrpcStatus.INVALID_ARGUMENT, doc: 'The operation would make a file larger than the maximum file size.' },
   ENOSPC: { status: GrpcStatus.RESOURCE_EXHAUSTED, doc: 'The volume has no free blocks left for the operation.' },
@@ -85,6 +86,10 @@ export class ExistsError extends DaxError {
 export class InvalidArgumentError extends DaxError {
   constructor(message: string) { super('EINVAL', message); }
 }
+/** A request whose bytes are not a well-formed message of its type (server/rpc/strict-decode.ts). */
+export class BadMessageError extends DaxError {
+  constructor(problem: string) { super('EBADMSG', `malformed request message: ${problem}`); }
+}
 export class NameTooLongError extends DaxError {
   constructor(actualBytes: number, maxBytes: number) { super('ENAMETOOLONG', `name is ${actualBytes} bytes (${actualBytes} vs. max ${maxBytes})`); }
 }
@@ -108,7 +113,10 @@ export class CorruptError extends DaxError {
   constructor(message: string) { super('ECORRUPT', message); }
 }
 export class VersionError extends DaxError {
-  constructor(found: number, supported: number) { super('EVERSION', `volume format version ${found} is not supported (this daxd reads version ${supported})`); }
+  /** `what`: the versioned on-media structure ('volume' = the superblock, 'journal'). */
+  constructor(found: number, supported: number, what = 'volume') {
+    super('EVERSION', `${what} format version ${found} is not supported (this daxd supports version ${supported}); nothing was changed: use a daxd that supports it`);
+  }
 }
 export class NotSupportedError extends DaxError {
   constructor(what: string) { super('ENOTSUP', `${what} is not implemented yet`); }

@@ -24,6 +24,13 @@ export const IO_MAX_BYTES = 64 * 1024 * 1024;
 /** Pages a long layout change (truncate, punch, collapse, unlink) handles per journal step. */
 export const LAYOUT_STEP_PAGES = 1 << 18;
 
+/**
+ * Blocks freed by a change (unlink, truncate, punch, collapse) are reusable, and counted
+ * free by StatVolume, once their transaction commits; a commit runs at most this long
+ * after the first pending free, even if nothing else commits.
+ */
+export const FREE_COMMIT_DELAY_MS = 1_000;
+
 /** Pins one session may hold at once (S7); more is ELIMIT. */
 export const PINS_PER_SESSION_MAX = 64;
 
@@ -35,3 +42,6 @@ export const PIN_LEASE_MAX_MS = 30_000;
 
 /** RECALL: time a pin holder has, after PinRecall, to unpin before the pin is revoked. */
 export const PIN_RECALL_GRACE_MS = 1_000;
+
+/** Characters of user input an error message quotes (server/excerpt.ts); the rest becomes "…". */
+export const ECHO_CHARS_MAX = 64;

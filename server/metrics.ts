@@ -17,6 +17,7 @@ import type { LayoutBreakOutcome } from './dax/observer';
 import type { FileSystem } from './fs/filesystem';
 import type { LayoutBreakPolicy } from './fs/types';
 import type { SessionTable } from './session/session-table';
+import type { StreamMemory } from './rpc/stream-memory';
 
 /** Unary RPCs take ~60 µs of server CPU: the buckets start at 50 µs, the defaults at 5 ms. */
 export const RPC_DURATION_BUCKETS_SECONDS = [
@@ -40,6 +41,8 @@ export interface MetricSources {
   fs: FileSystem;
   dax: Dax;
   sessions: SessionTable;
+  /** The op streams' memory account (absent in tests that run no gRPC server). */
+  streamMemory?: StreamMemory;
 }
 
 type Labels = Record<string, string>;
@@ -171,7 +174,6 @@ export class Metrics {
       ['reason'], (src) => entries(ctx(src).counters.invalidations, 'reason'));
     counter('daxd_ptes_revoked_total', 'Every PTE revoked: invalidations, unmaps and session ends.', [], (src) => ctx(src).counters.revokedPtes);
     counter('daxd_writeback_flushes_total', 'Dirty mapped pages written back (msync, fsync, shutdown).', [], (src) => ctx(src).counters.writebackFlushes);
-    counter('daxd_entries_deleted_while_pinned_total', 'S4 violations caught by the server: must stay 0.', [], (src) => ctx(src).counters.entriesDeletedWhilePinned);
     gauge('daxd_ptes', 'PTE tokens outstanding.', [], (src) => ctx(src).ptes.size);
     gauge('daxd_address_spaces', 'Files with a live address space (mapped, pinned or locked).', [], (src) => ctx(src).spaces.size);
     gauge('daxd_mapping_entries', 'Mapping entries in all address spaces.', [], (src) => sumSpaces(src, (as) => as.entries.size));
@@ -201,10 +203,14 @@ export class Metrics {
     gauge('daxd_volume_files', 'Files in the namespace.', [], (src) => src.fs.statVolume().files);
     gauge('daxd_volume_max_files', 'Size of the inode table.', [], (src) => src.fs.statVolume().maxFiles);
 
+    // op streams (bounded by STREAM/CONNECTION/SERVER_BYTES_BUFFERED_MAX)
+    gauge('daxd_stream_bytes_buffered', 'Data bytes the op streams hold now: ops running and replies not yet handed to HTTP/2.', [],
+      (src) => src.streamMemory?.bytes ?? 0);
+
     // sessions
     gauge('daxd_sessions_active', 'Open sessions.', [], (src) => src.sessions.size);
     counter('daxd_sessions_opened_total', 'Sessions opened.', [], (src) => src.sessions.stats.opened);
-    counter('daxd_sessions_ended_total', 'Sessions ended, by reason: closed, expired (missed lease), overflow (event queue), shutdown.',
+    counter('daxd_sessions_ended_total', 'Sessions ended, by reason: closed, expired (missed lease), shutdown.',
       ['reason'], (src) => entries(src.sessions.stats.ended, 'reason'));
   }
 

@@ -84,7 +84,7 @@ export class Daxd {
       await volume.fs.unmount();
       throw err;
     }
-    metrics.attach({ fs: volume.fs, dax, sessions: rpc.sessions });
+    metrics.attach({ fs: volume.fs, dax, sessions: rpc.sessions, streamMemory: rpc.streamMemory });
     const daxd = new Daxd(volume.fs, dax, rpc, metrics, options);
     if (options.httpAddress !== undefined) {
       try {

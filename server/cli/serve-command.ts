@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import pino from 'pino';
-import { SHUTDOWN_GRACE_MS } from '../rpc/limits';
+import { SHUTDOWN_FORCE_MS, SHUTDOWN_GRACE_MS } from '../rpc/limits';
 import { Daxd } from '../server';
 import {
   DEFAULT_GRPC_ADDRESS, DEFAULT_HTTP_ADDRESS, DEFAULT_VOLUME_BYTES, DEFAULT_VOLUME_PATH, EXIT_OK, parseCount, parseSize, stringOption, UsageError, type Parsed,
@@ -52,6 +52,13 @@ async function serve(parsed: Parsed): Promise<number> {
     });
     await stopRequested;
     await daxd.stop();
+    // The volume is clean and unlocked. Something still referenced (a socket a peer
+    // keeps half-open, a timer of a library) must not keep the process alive: exit anyway
+    // SHUTDOWN_FORCE_MS later. unref: an event loop that drains exits first, normally.
+    setTimeout(() => {
+      log.warn({ forceMs: SHUTDOWN_FORCE_MS }, 'event loop still busy after the stop: exiting');
+      process.exit(EXIT_OK);
+    }, SHUTDOWN_FORCE_MS).unref();
     return EXIT_OK;
   } finally {
     process.off('SIGTERM', onSignal);

@@ -9,6 +9,7 @@ import { DaxError, InvalidArgumentError } from '../errors';
 import { BLOCK_SIZE } from '../limits';
 import type { DaxContext } from './dax-context';
 import type { Pte } from './address-space';
+import { fault } from './fault';
 import type { MappingOwner } from './owner';
 
 export class PteStaleError extends DaxError {
@@ -45,7 +46,49 @@ export function load(ctx: DaxContext, owner: MappingOwner, token: string, offset
 export function store(ctx: DaxContext, owner: MappingOwner, token: string, offset: number, data: Uint8Array): void {
   const pte = checkedPte(ctx, owner, token, offset, data.length);
   if (!pte.writable) throw new PteStaleError('store through a read-only PTE');
+  storeThrough(ctx, pte, offset, data);
+}
+
+function storeThrough(ctx: DaxContext, pte: Pte, offset: number, data: Uint8Array): void {
   // S5: a writable PTE exists only on a DIRTY entry (writeback revokes them before cleaning).
-  assert(pte.entry.dirty && pte.entry.state === 'MAPPED' && pte.pfn !== 0, 'writable PTE on a clean or unmapped entry');
+  assert(pte.valid && pte.writable && pte.entry.dirty && pte.entry.state === 'MAPPED' && pte.pfn !== 0, 'writable PTE on a clean or unmapped entry');
   ctx.fs.storage.view(pte.pfn * BLOCK_SIZE + offset, data.length).set(data);
+}
+
+/** The page a fault_if_stale store is meant for (the token may be stale: it cannot say). */
+export interface StoreTarget {
+  ino: number;
+  pgoff: number;
+  /** MAP_SYNC for the fault, if one is taken. */
+  sync: boolean;
+}
+
+/**
+ * Store with fault_if_stale (issue: fault-then-store livelock under an fsync loop). A
+ * valid writable token of this session for the target page: a plain store, null
+ * returned. A stale, unknown, empty or read-only one: a WRITE fault on the target page
+ * whose store runs under the fault's entry lock, before any writeback can downgrade the
+ * new PTE (S1, S5); that PTE is returned. A valid token of another page or session is
+ * refused as a plain store would be (EINVAL / SESSION_UNKNOWN): nothing is faulted.
+ */
+export async function storeFaultIfStale(
+  ctx: DaxContext, owner: MappingOwner, token: string, offset: number, data: Uint8Array, target: StoreTarget,
+): Promise<Pte | null> {
+  if (!Number.isSafeInteger(offset) || offset < 0 || offset + data.length > BLOCK_SIZE) {
+    throw new InvalidArgumentError(`access [${offset}, ${offset + data.length}) is not inside the page [0, ${BLOCK_SIZE})`);
+  }
+  const known = token === '' ? undefined : ctx.ptes.lookup(token);
+  if (known?.valid) {
+    if (known.mapping.owner.id !== owner.id) throw new ForeignTokenError();
+    if (known.mapping.as.ino !== target.ino || known.entry.pgoff !== target.pgoff) {
+      throw new InvalidArgumentError(`the token maps page ${known.entry.pgoff} of inode ${known.mapping.as.ino}, not page ${target.pgoff} of inode ${target.ino}`);
+    }
+    if (known.writable) {
+      storeThrough(ctx, known, offset, data);
+      return null;
+    }
+  }
+  const { pte } = await fault(ctx, owner, target.ino, target.pgoff, 'WRITE', target.sync, (fresh) => storeThrough(ctx, fresh, offset, data));
+  assert(pte, 'a WRITE fault returned no PTE');
+  return pte;
 }

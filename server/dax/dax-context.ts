@@ -2,6 +2,7 @@
  * What every dax module shares: the file layer, the PTE table, failpoints, and the
  * address spaces of files that are mapped (created on first use, dropped when idle).
  */
+import { DaxError } from '../errors';
 import type { FileSystem } from '../fs/filesystem';
 import { AddressSpace } from './address-space';
 import type { Failpoints } from './failpoints';
@@ -15,11 +16,8 @@ export interface DaxCounters {
   /** Every PTE revoked: invalidations of all reasons, unmaps and session ends. */
   revokedPtes: number;
   writebackFlushes: number;
-  /** S4 violations caught by the server (must stay 0: a test asserts it). */
-  entriesDeletedWhilePinned: number;
-  /** Layout changes that had to wait for pins, by outcome. */
+  /** Layout changes that had to wait for pins, by outcome (durations: the observer's histogram). */
   layoutBreakWaits: Record<'done' | 'failed' | 'timedout' | 'cancelled', number>;
-  layoutBreakWaitMs: number[];
 }
 
 export class DaxContext {
@@ -32,9 +30,7 @@ export class DaxContext {
     invalidations: {},
     revokedPtes: 0,
     writebackFlushes: 0,
-    entriesDeletedWhilePinned: 0,
     layoutBreakWaits: { done: 0, failed: 0, timedout: 0, cancelled: 0 },
-    layoutBreakWaitMs: [],
   };
 
   constructor(
@@ -56,9 +52,15 @@ export class DaxContext {
     return as;
   }
 
-  /** Drops an address space nobody uses; an unlinked file is freed then. */
+  /**
+   * Drops an address space nobody uses; an unlinked file is freed then. Called after
+   * every change that may leave it unused: a fault, an unmap or session end, an unpin,
+   * a writeback, a layout change, an unlink (the file layer's `unlinked` hook).
+   */
   maybeDrop(as: AddressSpace): void {
-    if (!as.idle || this.spaces.get(as.ino) !== as) return;
+    if (this.spaces.get(as.ino) !== as) return;
+    if (as.mappings.size === 0 && as.pinned.size === 0 && this.unlinked(as.ino)) forgetDirt(as);
+    if (!as.idle) return;
     this.spaces.delete(as.ino);
     this.fs.release(as.ino).catch((err: unknown) => {
       // Freeing an orphan failed (EIO): the journal is aborted and the next mount frees it.
@@ -66,9 +68,37 @@ export class DaxContext {
     });
   }
 
+  /** Names are 1..255 bytes: an empty one is an unlinked (orphan) inode. */
+  private unlinked(ino: number): boolean {
+    try {
+      return this.fs.stat(ino).name === '';
+    } catch (err) {
+      // Unmounted (shutdown ended sessions late): nothing is freed any more.
+      if (err instanceof DaxError) return false;
+      throw err;
+    }
+  }
+
   countInvalidations(reason: string, n: number): void {
     if (n === 0) return;
     this.counters.revokedPtes += n;
     this.counters.invalidations[reason] = (this.counters.invalidations[reason] ?? 0) + n;
+  }
+}
+
+/**
+ * The last mapper and pin of an unlinked file are gone: nobody can reach its pages again
+ * (no name to open, no PTE, no pin), and its blocks are about to be freed, so its dirty
+ * entries need no writeback (S5 is about data someone can read). They are forgotten, so
+ * the address space becomes idle, is dropped, and its inode reference goes: the file
+ * layer then frees the blocks and the inode through the journal. Entries locked by a
+ * writeback or an invalidation in progress keep their flags; that path calls maybeDrop
+ * again when it unlocks. TOWRITE goes too: a writeback that snapshotted the entry skips it.
+ */
+function forgetDirt(as: AddressSpace): void {
+  for (const e of as.entries.values()) {
+    if (e.locked || e.pins > 0 || e.ptes.length > 0) continue;
+    e.dirty = false;
+    e.towrite = false;
   }
 }

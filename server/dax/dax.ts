@@ -5,12 +5,13 @@
 import { BLOCK_SIZE, PIN_RECALL_GRACE_MS } from '../limits';
 import type { FileSystem } from '../fs/filesystem';
 import type { LayoutHooks } from '../fs/types';
-import { load, store } from './access';
+import { load, store, storeFaultIfStale, type StoreTarget } from './access';
 import { DaxContext } from './dax-context';
 import { dropMapping, fault, FaultKind, FaultResult } from './fault';
 import { Failpoints } from './failpoints';
 import { breakLayout, invalidateAllocated } from './invalidate';
 import { NO_OBSERVER, type DaxObserver } from './observer';
+import type { Pte } from './address-space';
 import type { MappingOwner } from './owner';
 import { PteTable } from './pte';
 import { writeback } from './writeback';
@@ -29,6 +30,18 @@ export interface InspectEntry {
   waiters: number;
 }
 
+/** Sizes of the dax layer's tables (read-only; tests check that nothing is left behind). */
+export interface DaxStats {
+  /** Files with a live address space (mapped, pinned, locked or dirty). */
+  addressSpaces: number;
+  /** PTE tokens outstanding. */
+  ptes: number;
+  /** DMA pins held (active or recalled). */
+  pins: number;
+  /** Sessions the pin table keeps a per-session pin count for. */
+  pinOwners: number;
+}
+
 export class Dax {
   readonly ctx: DaxContext;
 
@@ -39,6 +52,10 @@ export class Dax {
     const hooks: LayoutHooks = {
       allocated: (ino, first, last) => invalidateAllocated(this.ctx, ino, first, last),
       breakLayout: (ino, first, last, reason, opts) => breakLayout(this.ctx, ino, first, last, reason, opts),
+      unlinked: (ino) => {
+        const as = this.ctx.spaces.get(ino);
+        if (as) this.ctx.maybeDrop(as);
+      },
     };
     fs.setHooks(hooks);
   }
@@ -59,10 +76,22 @@ export class Dax {
     store(this.ctx, owner, token, offset, data);
   }
 
-  /** msync: write back the dirty mapped pages of the range (S5). */
-  async msync(ino: number, first: number, last: number): Promise<void> {
+  /** Store with fault_if_stale: the new PTE when a WRITE fault was taken (access.ts). */
+  storeFaultIfStale(owner: MappingOwner, token: string, offset: number, data: Uint8Array, target: StoreTarget): Promise<Pte | null> {
+    return storeFaultIfStale(this.ctx, owner, token, offset, data, target);
+  }
+
+  /**
+   * msync: write back the dirty mapped pages of the range (S5), then commit: durable on
+   * return (S6). A write fault's allocation or UNWRITTEN conversion sits in the running
+   * transaction; without the commit, flushed stores would come back as a hole or zeros.
+   * `actor`, the session that asked, is not sent Invalidate(WRITEBACK) for its own PTEs:
+   * its own action.
+   */
+  async msync(ino: number, first: number, last: number, actor?: MappingOwner): Promise<void> {
     this.fs.stat(ino);
-    await writeback(this.ctx, ino, first, last);
+    await writeback(this.ctx, ino, first, last, actor);
+    await this.fs.commit();
   }
 
   /** fsync = write back every dirty mapped page, then the file layer's fsync (S5, S6). */
@@ -126,6 +155,11 @@ export class Dax {
       pgoff: e.pgoff, state: e.state, pfn: e.pfn, locked: e.locked, dirty: e.dirty, towrite: e.towrite,
       pinCount: e.pins, mappers: e.ptes.length, waiters: as.waitQueues.get(e.pgoff)?.length ?? 0,
     }));
+  }
+
+  stats(): DaxStats {
+    const { ctx } = this;
+    return { addressSpaces: ctx.spaces.size, ptes: ctx.ptes.size, pins: ctx.pins.byId.size, pinOwners: ctx.pins.owners };
   }
 
   /** Pages of a byte range, for callers that speak bytes. */

@@ -26,14 +26,21 @@ export interface FaultResult {
   data?: Buffer;
 }
 
-export function fault(ctx: DaxContext, owner: MappingOwner, ino: number, pgoff: number, kind: FaultKind, sync: boolean): Promise<FaultResult> {
+/**
+ * `underLock` (WRITE faults only): runs with the new writable PTE while the fault still
+ * holds the entry lock, so no writeback can downgrade the PTE before it (a Store with
+ * fault_if_stale stores there). It must not throw.
+ */
+export function fault(
+  ctx: DaxContext, owner: MappingOwner, ino: number, pgoff: number, kind: FaultKind, sync: boolean, underLock?: (pte: Pte) => void,
+): Promise<FaultResult> {
   try {
-    const fast = fastFault(ctx, owner, ino, pgoff, kind, sync);
+    const fast = fastFault(ctx, owner, ino, pgoff, kind, sync, underLock);
     if (fast !== null) return Promise.resolve(fast);
   } catch (err) {
     return Promise.reject(err);
   }
-  return slowFault(ctx, owner, ino, pgoff, kind, sync);
+  return slowFault(ctx, owner, ino, pgoff, kind, sync, underLock);
 }
 
 /**
@@ -48,7 +55,7 @@ export function fault(ctx: DaxContext, owner: MappingOwner, ino: number, pgoff: 
  * Anything else (EMPTY index, past EOF, COW, sync, contention) returns null before any
  * state change, and the slow path runs the fault from the start.
  */
-function fastFault(ctx: DaxContext, owner: MappingOwner, ino: number, pgoff: number, kind: FaultKind, sync: boolean): FaultResult | null {
+function fastFault(ctx: DaxContext, owner: MappingOwner, ino: number, pgoff: number, kind: FaultKind, sync: boolean, underLock?: (pte: Pte) => void): FaultResult | null {
   if (kind === 'COW' || sync || ctx.failpoints.anyArmed) return null;
   const sizeBytes = ctx.fs.sizeOf(ino); // ENOENT as slowFault's stat
   const as = ctx.spaces.get(ino);
@@ -65,17 +72,23 @@ function fastFault(ctx: DaxContext, owner: MappingOwner, ino: number, pgoff: num
     }
     ctx.counters.faults.mapped++;
     e.dirty = true;
-    return { pte: ctx.ptes.install(mapping, e, true) };
+    const pte = ctx.ptes.install(mapping, e, true);
+    underLock?.(pte);
+    return { pte };
   } finally {
     unlockEntry(as, e);
     ctx.maybeDrop(as);
   }
 }
 
-async function slowFault(ctx: DaxContext, owner: MappingOwner, ino: number, pgoff: number, kind: FaultKind, sync: boolean): Promise<FaultResult> {
+async function slowFault(
+  ctx: DaxContext, owner: MappingOwner, ino: number, pgoff: number, kind: FaultKind, sync: boolean, underLock?: (pte: Pte) => void,
+): Promise<FaultResult> {
   // A write fault may allocate (map block, bitmap, inode): keep the transaction bounded,
   // before taking any lock.
-  if (kind === 'WRITE') await ctx.fs.makeRoom();
+  // A write fault may allocate one block: commits pending frees first when short (no
+  // ENOSPC while freed blocks await a commit), and keeps the transaction bounded.
+  if (kind === 'WRITE') await ctx.fs.makeRoom(1);
   ctx.fs.stat(ino);
   const as = ctx.space(ino);
   try {
@@ -93,7 +106,9 @@ async function slowFault(ctx: DaxContext, owner: MappingOwner, ino: number, pgof
         // file) while the fault waited gets no PTE into a mapping nobody will release.
         const mappingNow = (): SessionMapping => mappingOf(ctx, owner, as);
         if (kind === 'READ') return { pte: await readFault(ctx, as, e, mappingNow) };
-        return { pte: await writeFault(ctx, as, e, mappingNow, sync) };
+        const pte = await writeFault(ctx, as, e, mappingNow, sync, owner);
+        underLock?.(pte); // still under the entry lock (S1)
+        return { pte };
       } finally {
         unlockEntry(as, e);
       }
@@ -142,7 +157,7 @@ async function readFault(ctx: DaxContext, as: AddressSpace, e: Entry, mappingNow
   return ctx.ptes.install(mappingNow(), e, false);
 }
 
-async function writeFault(ctx: DaxContext, as: AddressSpace, e: Entry, mappingNow: () => SessionMapping, sync: boolean): Promise<Pte> {
+async function writeFault(ctx: DaxContext, as: AddressSpace, e: Entry, mappingNow: () => SessionMapping, sync: boolean, owner: MappingOwner): Promise<Pte> {
   if (e.state !== 'MAPPED') {
     // S2: the block comes zeroed (or converted and zeroed) from the file layer.
     const { pfn, allocated } = ctx.fs.allocateForFault(as.ino, e.pgoff);
@@ -151,7 +166,7 @@ async function writeFault(ctx: DaxContext, as: AddressSpace, e: Entry, mappingNo
       // S1: a ZERO entry is replaced only after every zero-page PTE on it is revoked.
       const notices = new InvalidationNotices('HOLE_FILLED');
       ctx.countInvalidations('HOLE_FILLED', ctx.ptes.revokeEntry(e, notices));
-      notices.send();
+      notices.send(owner); // the faulting session's own zero-page PTE: its own action
     }
     await ctx.failpoints.hit('fault:before-install', { ino: as.ino, pgoff: e.pgoff });
     e.state = 'MAPPED';

@@ -95,7 +95,6 @@ export async function breakLayout(ctx: DaxContext, ino: number, first: number, l
     }
     if (waitedFromMs) {
       ctx.counters.layoutBreakWaits.done++;
-      ctx.counters.layoutBreakWaitMs.push(performance.now() - waitedFromMs);
       ctx.observer.layoutBreakWaited(ino, reason, opts, 'done', performance.now() - waitedFromMs);
     }
     for (const snap of as.entriesInRange(first, last)) {
@@ -103,11 +102,12 @@ export async function breakLayout(ctx: DaxContext, ino: number, first: number, l
       if (!e) continue;
       // Writeback or S3 invalidation held it; neither installs PTEs, so none appeared.
       revoked += ctx.ptes.revokeEntry(e, notices);
+      // S4: the scan above found no pin in the range with the mmap lock held exclusive,
+      // which excludes new pins: a pinned entry here is a bug. Fail the change (INTERNAL)
+      // with the entry unlocked and kept, rather than free a block under DMA.
       if (e.pins > 0) {
-        // Cannot happen (the mmap lock excludes new pins): count it loudly, keep the entry.
-        ctx.counters.entriesDeletedWhilePinned++;
         unlockEntry(as, e);
-        continue;
+        assert.fail(`S4: entry at pgoff ${e.pgoff} of inode ${ino} got pinned under the exclusive mmap lock`);
       }
       // The block may survive (collapse shifts it, truncate keeps the partial page):
       // its unflushed stores must still reach the medium at the next fsync (S5).
@@ -117,10 +117,12 @@ export async function breakLayout(ctx: DaxContext, ino: number, first: number, l
     ctx.countInvalidations(reason, revoked);
     notices.send();
   } catch (err) {
-    if (err instanceof DaxError && err.code === 'ETIMEDOUT') ctx.counters.layoutBreakWaits.timedout++;
-    if (err instanceof DaxError && err.code === 'ECANCELED') ctx.counters.layoutBreakWaits.cancelled++;
-    if (err instanceof DaxError && (err.code === 'ETIMEDOUT' || err.code === 'ECANCELED')) {
-      ctx.observer.layoutBreakWaited(ino, reason, opts, err.code === 'ETIMEDOUT' ? 'timedout' : 'cancelled', waitedFromMs ? performance.now() - waitedFromMs : 0);
+    // Only a change that waited for pins records how its wait ended: one whose deadline
+    // passed (or that was cancelled) before it met a pinned page waited for nothing.
+    if (waitedFromMs !== 0 && err instanceof DaxError && (err.code === 'ETIMEDOUT' || err.code === 'ECANCELED')) {
+      const outcome = err.code === 'ETIMEDOUT' ? 'timedout' : 'cancelled';
+      ctx.counters.layoutBreakWaits[outcome]++;
+      ctx.observer.layoutBreakWaited(ino, reason, opts, outcome, performance.now() - waitedFromMs);
     }
     if (unlockMmap) unlockMmap();
     ctx.maybeDrop(as);

@@ -3,6 +3,7 @@
  * PINS_PER_SESSION_MAX). Kept out of pin.ts, which takes, uses and releases pins, so that
  * DaxContext can own the table without importing the pin logic (which imports DaxContext).
  */
+import assert from 'node:assert';
 import type { AddressSpace, Entry } from './address-space';
 import type { MappingOwner } from './owner';
 
@@ -40,11 +41,17 @@ export interface PinStats {
 
 export class PinTable {
   readonly byId = new Map<string, Pin>();
+  /** Pins per session, for PINS_PER_SESSION_MAX; only sessions that hold pins have a key. */
   private readonly perOwner = new Map<string, number>();
   readonly stats: PinStats = { active: 0, pinnedBlocks: 0, revocations: 0, recalls: 0 };
 
   countOf(ownerId: string): number {
     return this.perOwner.get(ownerId) ?? 0;
+  }
+
+  /** Sessions with a per-owner count (tests: the map forgets an owner with no pins). */
+  get owners(): number {
+    return this.perOwner.size;
   }
 
   add(pin: Pin): void {
@@ -55,7 +62,11 @@ export class PinTable {
 
   remove(pin: Pin): void {
     if (!this.byId.delete(pin.id)) return;
-    this.perOwner.set(pin.owner.id, this.countOf(pin.owner.id) - 1);
+    // O(sessions holding pins): a session's count goes with its last pin.
+    const left = this.countOf(pin.owner.id) - 1;
+    assert(left >= 0, `pin count of session ${pin.owner.id} below 0`);
+    if (left === 0) this.perOwner.delete(pin.owner.id);
+    else this.perOwner.set(pin.owner.id, left);
     this.stats.active--;
   }
 }

@@ -48,8 +48,9 @@ export async function pin(ctx: DaxContext, pins: PinTable, owner: MappingOwner, 
   if (pins.countOf(owner.id) >= PINS_PER_SESSION_MAX) throw new LimitError('pins per session', pins.countOf(owner.id) + 1, PINS_PER_SESSION_MAX);
   const leaseMs = Math.min(args.leaseMs === 0 ? PIN_LEASE_MAX_MS : args.leaseMs, PIN_LEASE_MAX_MS);
   ctx.fs.stat(ino);
-  // A writable pin may allocate: keep the transaction bounded, before taking any lock.
-  if (writable) await ctx.fs.makeRoom();
+  // A writable pin may allocate: keep the transaction bounded, and commit pending frees
+  // when its pages might not fit, before taking any lock.
+  if (writable) await ctx.fs.makeRoom(npages);
   const as = ctx.space(ino);
   const taken: Entry[] = [];
   const pfns: number[] = [];
@@ -258,27 +259,12 @@ function dropReferences(ctx: DaxContext, pins: PinTable, p: Pin): void {
     if (!e) continue;
     p.as.unpinEntry(e);
     pins.stats.pinnedBlocks--;
-    handDirtyToFile(ctx, p.as, e);
   }
   p.entries.fill(null);
+  // A writable pin left its entries DIRTY (DMA writes bypass stores, S5): a linked file
+  // keeps them until writeback; an unlinked one with no pin or mapping left forgets them
+  // and is freed (DaxContext.maybeDrop).
   ctx.maybeDrop(p.as);
-}
-
-/**
- * A writable pin marked its entry DIRTY (DMA writes bypass stores, S5): a DIRTY entry
- * keeps the address space, hence the inode, alive until writeback. For an unlinked file
- * that means its blocks outlive the last unpin until some fsync or shutdown. So once
- * nothing maps or pins the entry of an unlinked file, its dirtiness moves to the file
- * layer's dirty blocks (an fsync by inode still flushes it) and the address space can go.
- * A linked file keeps the DIRTY entry: Msync of the range must still flush the DMA's data.
- */
-function handDirtyToFile(ctx: DaxContext, as: AddressSpace, e: Entry): void {
-  if (e.pins > 0 || !e.dirty || e.locked || e.towrite || e.ptes.length > 0 || e.state !== 'MAPPED') return;
-  if (as.entries.get(e.pgoff) !== e) return;
-  // Names are 1..255 bytes: an empty one is an unlinked (orphan) inode.
-  if (ctx.fs.stat(as.ino).name !== '') return;
-  ctx.fs.markDirty(as.ino, e.pfn);
-  e.dirty = false;
 }
 
 function clearTimers(p: Pin): void {

@@ -8,7 +8,7 @@
 import assert from 'node:assert';
 import { randomFillSync } from 'node:crypto';
 import type { Entry, Pte, SessionMapping } from './address-space';
-import type { InvalidateReason } from './owner';
+import type { InvalidateReason, MappingOwner } from './owner';
 
 const TOKEN_BYTES = 16;
 const POOL_TOKENS = 4096;
@@ -32,8 +32,14 @@ export class InvalidationNotices {
     return this.byMapping.size;
   }
 
-  send(): void {
+  /**
+   * One Invalidate per (session, file). `actor`, the session whose own request revoked
+   * the PTEs (its write fault, its msync), is not told: it knows, and a client that
+   * relies on the token fence must not have its event stream filled by its own work.
+   */
+  send(actor?: MappingOwner): void {
     for (const [m, r] of this.byMapping) {
+      if (actor !== undefined && m.owner.id === actor.id) continue;
       m.owner.notify({ kind: 'invalidate', ino: m.as.ino, firstPgoff: r.first, lastPgoff: r.last, reason: this.reason });
     }
     this.byMapping.clear();

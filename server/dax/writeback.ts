@@ -9,8 +9,9 @@ import { BLOCK_SIZE } from '../limits';
 import type { DaxContext } from './dax-context';
 import { lockExistingEntry, unlockEntry } from './entry-lock';
 import { InvalidationNotices } from './pte';
+import type { MappingOwner } from './owner';
 
-export async function writeback(ctx: DaxContext, ino: number, first: number, last: number): Promise<number> {
+export async function writeback(ctx: DaxContext, ino: number, first: number, last: number, actor?: MappingOwner): Promise<number> {
   const as = ctx.spaces.get(ino);
   if (!as) return 0;
   const tagged = as.entriesInRange(first, last).filter((e) => e.dirty);
@@ -43,7 +44,7 @@ export async function writeback(ctx: DaxContext, ino: number, first: number, las
       }
     }
   } finally {
-    notices.send();
+    notices.send(actor);
     ctx.maybeDrop(as);
   }
   return flushed;

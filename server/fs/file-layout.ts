@@ -9,6 +9,7 @@
  * past EOF are a legal state: preallocation).
  */
 import { BLOCK_SIZE, LAYOUT_STEP_PAGES } from '../limits';
+import { NoSpaceError } from '../errors';
 import { coalesceRuns, type BlockRun } from '../journal/transaction';
 import { entryPfn, entryState, FANOUT, makeEntry, STATE_UNWRITTEN, STATE_WRITTEN } from './block-map';
 import { blockView, DataContext, reserve } from './file-data';
@@ -61,7 +62,12 @@ export async function allocateUnwritten(ctx: DataContext, inode: Inode, first: n
   return added;
 }
 
-/** Zeroes bytes [fromBytes, toBytes) inside one page if it is WRITTEN (holes and unwritten read as zeros already). */
+/**
+ * Zeroes bytes [fromBytes, toBytes) inside one page if it is WRITTEN (holes and unwritten
+ * read as zeros already), in place. Only for bytes no reader may see until this returns
+ * and whose loss in a crash is harmless: past EOF (zeroPastEof, the tail of a truncate
+ * whose size change has committed). Never for bytes inside the file (S6).
+ */
 export function zeroInPage(ctx: DataContext, inode: Inode, pg: number, fromBytes: number, toBytes: number): void {
   if (fromBytes >= toBytes) return;
   const e = ctx.map.get(inode, pg);
@@ -88,20 +94,54 @@ export function zeroPastEof(ctx: DataContext, inode: Inode, newSizeBytes: number
 }
 
 /**
- * Zeroes the partial pages at both ends of [offsetBytes, endBytes) and returns the whole
- * pages inside it (first > last when there are none).
+ * Zeroes bytes [fromBytes, toBytes) of one partial page of PUNCH_HOLE or ZERO_RANGE without
+ * writing its block in place. S6: the change is whole or absent across a crash, and the
+ * page holds acknowledged bytes inside the file, so zeroing them before the transaction
+ * commits would show a half-done change under the old map. If the page is WRITTEN, a new
+ * block gets its content with the range zeroed (ordered data: durable before the commit)
+ * and replaces the old block in the running transaction, which frees the old one (reusable
+ * after the commit). The caller broke the layout of the page: no PTE or pin refers to the
+ * old block, and its unflushed stores are in inode.dirtyPfns (copied along here).
+ */
+function replaceZeroedInPage(ctx: DataContext, inode: Inode, pg: number, fromBytes: number, toBytes: number): void {
+  if (fromBytes >= toBytes) return;
+  const e = ctx.map.get(inode, pg);
+  if (entryState(e) !== STATE_WRITTEN) return;
+  const oldPfn = entryPfn(e);
+  const [run] = ctx.alloc.allocate(1, oldPfn + 1, {
+    kind: 'fill',
+    fill: (r) => {
+      const to = blockView(ctx.storage, r.pfn);
+      to.set(blockView(ctx.storage, oldPfn));
+      to.fill(0, fromBytes - pg * BLOCK_SIZE, toBytes - pg * BLOCK_SIZE);
+    },
+  });
+  ctx.map.set(inode, pg, makeEntry(STATE_WRITTEN, run.pfn));
+  inode.dirtyPfns.delete(oldPfn);
+  ctx.alloc.free(oldPfn, 1);
+}
+
+/**
+ * Zeroes the partial pages at both ends of [offsetBytes, endBytes) by replacing their
+ * blocks in the running transaction (replaceZeroedInPage), and returns the whole pages
+ * inside it (first > last when there are none). All or nothing: ENOSPC before any change
+ * when the replacement blocks are not free.
  */
 export function zeroPartialPages(ctx: DataContext, inode: Inode, offsetBytes: number, endBytes: number): { first: number; last: number } {
   const headPg = Math.floor(offsetBytes / BLOCK_SIZE);
   const tailPg = Math.floor((endBytes - 1) / BLOCK_SIZE);
   const headPartial = offsetBytes % BLOCK_SIZE !== 0;
   const tailPartial = endBytes % BLOCK_SIZE !== 0;
+  const partial = headPg === tailPg ? (headPartial || tailPartial ? [headPg] : []) : [...(headPartial ? [headPg] : []), ...(tailPartial ? [tailPg] : [])];
+  const written = partial.filter((pg) => entryState(ctx.map.get(inode, pg)) === STATE_WRITTEN).length;
+  // Replacing a leaf entry needs no map block: only the new data blocks.
+  if (written > ctx.alloc.freeBlocks) throw new NoSpaceError(written, ctx.alloc.freeBlocks);
   if (headPg === tailPg && (headPartial || tailPartial)) {
-    zeroInPage(ctx, inode, headPg, offsetBytes, endBytes);
+    replaceZeroedInPage(ctx, inode, headPg, offsetBytes, endBytes);
     return { first: 1, last: 0 };
   }
-  if (headPartial) zeroInPage(ctx, inode, headPg, offsetBytes, (headPg + 1) * BLOCK_SIZE);
-  if (tailPartial) zeroInPage(ctx, inode, tailPg, tailPg * BLOCK_SIZE, endBytes);
+  if (headPartial) replaceZeroedInPage(ctx, inode, headPg, offsetBytes, (headPg + 1) * BLOCK_SIZE);
+  if (tailPartial) replaceZeroedInPage(ctx, inode, tailPg, tailPg * BLOCK_SIZE, endBytes);
   return { first: headPartial ? headPg + 1 : headPg, last: tailPartial ? tailPg - 1 : tailPg };
 }
 

@@ -11,7 +11,7 @@
  */
 import assert from 'node:assert';
 import { DEFAULT_LAYOUT_BREAK } from './types';
-import { BLOCK_SIZE, FILE_MAX_BYTES, IO_MAX_BYTES } from '../limits';
+import { BLOCK_SIZE, FILE_MAX_BYTES, FREE_COMMIT_DELAY_MS, IO_MAX_BYTES } from '../limits';
 import { ExistsError, FileTooBigError, InvalidArgumentError, LimitError, NotFoundError } from '../errors';
 import type { BlockStorage } from '../media/storage';
 import type { Layout } from '../media/layout';
@@ -26,6 +26,7 @@ import { allocateUnwritten, convertToUnwritten, removeBlocks, reserveShift, shif
 import { Inode, INODE_LINKED, INODE_ORPHAN } from './inode';
 import { InodeTable } from './inode-table';
 import { Namespace, validateName } from './namespace';
+import { quoted } from '../excerpt';
 import { RwLock } from './rw-lock';
 import { UnwrittenCount } from './unwritten-count';
 import type {
@@ -52,6 +53,9 @@ export class FileSystem implements FileSystemApi {
   private hooks: LayoutHooks;
   private mounted = true;
   private readonly unwritten = new UnwrittenCount();
+  private readonly scheduleFreeCommit: (commit: () => void, delayMs: number) => () => void;
+  /** Cancels the armed pending-free commit (armFreeCommit), if one is armed. */
+  private cancelFreeCommit: (() => void) | undefined;
 
   private constructor(
     readonly storage: BlockStorage,
@@ -68,6 +72,28 @@ export class FileSystem implements FileSystemApi {
     this.ctx = { storage, journal, alloc, map };
     this.hooks = opts.hooks ?? NO_HOOKS;
     map.onUnwritten = (ino, delta) => this.unwritten.delta(ino, delta);
+    this.scheduleFreeCommit = opts.scheduleFreeCommit ?? ((commit, delayMs) => {
+      const t = setTimeout(commit, delayMs);
+      t.unref();
+      return () => clearTimeout(t);
+    });
+    journal.onFreed = () => this.armFreeCommit();
+  }
+
+  /**
+   * Freed blocks are reusable, and StatVolume counts them free, only once their transaction
+   * commits. A change that frees blocks and nothing after it may leave the transaction
+   * running: commit it within FREE_COMMIT_DELAY_MS of the first pending free. One timer at
+   * a time; a commit that happened meanwhile leaves it nothing to do.
+   */
+  private armFreeCommit(): void {
+    if (this.cancelFreeCommit || !this.mounted) return;
+    this.cancelFreeCommit = this.scheduleFreeCommit(() => {
+      this.cancelFreeCommit = undefined;
+      if (!this.mounted || this.alloc.pendingFreeBlocks === 0) return;
+      // A failed commit aborts the journal; the next call reports EIO. Nobody awaits this one.
+      this.journal.commit().catch(() => undefined);
+    }, FREE_COMMIT_DELAY_MS);
   }
 
   /** Replays the journal, marks the volume in use, loads inodes, frees orphans. */
@@ -113,7 +139,7 @@ export class FileSystem implements FileSystemApi {
     validateName(name);
     const existing = this.ns.get(name);
     if (existing !== undefined) {
-      if (exclusive) throw new ExistsError(`file ${JSON.stringify(name)} exists (inode ${existing})`);
+      if (exclusive) throw new ExistsError(`file ${quoted(name)} exists (inode ${existing})`);
       const found = this.info(this.inode(existing));
       // Durable on return (proto): the create that made it may still be committing.
       await this.journal.commit();
@@ -130,7 +156,7 @@ export class FileSystem implements FileSystemApi {
   lookup(name: string): FileInfo {
     validateName(name);
     const ino = this.ns.get(name);
-    if (ino === undefined) throw new NotFoundError(`no file named ${JSON.stringify(name)}`);
+    if (ino === undefined) throw new NotFoundError(`no file named ${quoted(name)}`);
     return this.info(this.inode(ino));
   }
 
@@ -150,12 +176,12 @@ export class FileSystem implements FileSystemApi {
   async unlink(name: string): Promise<void> {
     validateName(name);
     const ino = this.ns.get(name);
-    if (ino === undefined) throw new NotFoundError(`no file named ${JSON.stringify(name)}`);
+    if (ino === undefined) throw new NotFoundError(`no file named ${quoted(name)}`);
     await this.journal.makeRoom();
     const unlock = await this.lockOf(ino).lockExclusive();
     try {
       const inode = this.inode(ino);
-      if (inode.name !== name || this.ns.get(name) !== ino) throw new NotFoundError(`no file named ${JSON.stringify(name)}`);
+      if (inode.name !== name || this.ns.get(name) !== ino) throw new NotFoundError(`no file named ${quoted(name)}`);
       this.ns.remove(name);
       inode.name = '';
       inode.state = INODE_ORPHAN;
@@ -164,6 +190,7 @@ export class FileSystem implements FileSystemApi {
     } finally {
       unlock();
     }
+    this.hooks.unlinked?.(ino);
     const inode = this.inodes.byIno.get(ino);
     if (inode && inode.users === 0) await this.destroy(inode);
   }
@@ -312,12 +339,14 @@ export class FileSystem implements FileSystemApi {
   }
 
   /**
-   * Keeps the running transaction bounded: commits it when it is past its soft limit.
-   * Callers that may allocate without the inode lock (write faults, pins) call it first,
-   * holding no lock.
+   * Keeps the running transaction bounded: commits it when it is past its soft limit, or
+   * when `dataBlocks` might not fit the free space while frees await a commit (as writes
+   * and fallocate do: commitIfShort). Callers that may allocate without the inode lock
+   * (write faults, pins) call it first, holding no lock.
    */
-  makeRoom(): Promise<void> {
-    return this.journal.makeRoom();
+  async makeRoom(dataBlocks = 1): Promise<void> {
+    await this.commitIfShort(dataBlocks);
+    await this.journal.makeRoom();
   }
 
   /** Commits the running journal transaction (MAP_SYNC faults). */
@@ -346,16 +375,31 @@ export class FileSystem implements FileSystemApi {
         // Truncate down (or to the same size) also drops blocks preallocated past EOF.
         const release = await this.hooks.breakLayout(ino, Math.floor(sizeBytes / BLOCK_SIZE), Number.MAX_SAFE_INTEGER, 'TRUNCATE', opts);
         try {
-          // Bytes past EOF in the last page are zero (so a later extension reads zeros).
-          if (sizeBytes % BLOCK_SIZE !== 0) zeroInPage(this.ctx, inode, firstGone - 1, sizeBytes, firstGone * BLOCK_SIZE);
           // Free first, shrink last: a crash between the steps of a long truncate leaves
           // holes inside the old size (reading zeros), never old blocks past a new EOF
           // that a later extension would expose.
           await removeBlocks(this.ctx, inode, firstGone, Number.MAX_SAFE_INTEGER, persist);
+          inode.sizeBytes = sizeBytes;
+          this.touch(inode);
+          // Bytes past EOF in the last page are zero (a later extension or a mapping of
+          // the page reads zeros). S6: they are acknowledged bytes under the old size, so
+          // they are zeroed only once the new size is durable; zeroed before, a crash
+          // ahead of the commit would bring the old size back over zeros. Until then the
+          // layout break keeps the page unmapped and reads stop at the new size.
+          const tail = firstGone - 1;
+          if (sizeBytes % BLOCK_SIZE !== 0 && entryState(this.map.get(inode, tail)) === STATE_WRITTEN) {
+            await this.journal.commit();
+            zeroInPage(this.ctx, inode, tail, sizeBytes, firstGone * BLOCK_SIZE);
+            // Durable now: after a crash, a mapping of the EOF page shows no old tail.
+            await this.storage.flush(entryPfn(this.map.get(inode, tail)) * BLOCK_SIZE, BLOCK_SIZE);
+          }
         } finally {
           release();
         }
+        return;
       }
+      // Growing: the bytes zeroed lie past the old EOF (never acknowledged), and their
+      // zeroes are ordered data of the transaction that grows the size.
       zeroPastEof(this.ctx, inode, sizeBytes);
       inode.sizeBytes = sizeBytes;
       this.touch(inode);
@@ -473,6 +517,8 @@ export class FileSystem implements FileSystemApi {
   /** Final sync, clean flag, unmap. The FileSystem is unusable afterwards. */
   async unmount(): Promise<void> {
     if (!this.mounted) return;
+    this.cancelFreeCommit?.();
+    this.cancelFreeCommit = undefined;
     this.unwritten.stop();
     await this.sync();
     this.mounted = false;

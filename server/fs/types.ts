@@ -68,6 +68,12 @@ export interface LayoutHooks {
   breakLayout(ino: number, firstPgoff: number, lastPgoff: number, reason: LayoutChange, opts: LayoutBreakOptions): Promise<() => void>;
   /** S3: called after write(2) allocated blocks for [firstPgoff, lastPgoff] (IOMAP_F_NEW). */
   allocated(ino: number, firstPgoff: number, lastPgoff: number): Promise<void>;
+  /**
+   * Called once unlink removed the name (inode lock released), before the file layer
+   * frees an inode nobody uses: an address space left with only dirty entries lets go of
+   * the inode here, as nobody can map or pin the file again.
+   */
+  unlinked?(ino: number): void;
 }
 
 export type LayoutChange = 'TRUNCATE' | 'PUNCH_HOLE' | 'ZERO_RANGE' | 'COLLAPSE_RANGE';
@@ -89,6 +95,11 @@ export interface MountOptions {
   /** Tests: fill freed blocks with this byte pattern so reads of stale data are caught. */
   canaryByte?: number;
   hooks?: LayoutHooks;
+  /**
+   * Tests: replaces the timer that commits pending frees FREE_COMMIT_DELAY_MS after the
+   * first one (default: setTimeout, unref'd). Returns a cancel function.
+   */
+  scheduleFreeCommit?: (commit: () => void, delayMs: number) => () => void;
 }
 
 /** What server/rpc may call. Every method throws DaxError for expected failures. */

@@ -23,6 +23,11 @@ export function checkJournal(storage: BlockStorage, layout: Layout, reader: Over
     tx = readJournal(storage, layout);
   } catch (err) {
     if (!(err instanceof DaxError)) throw err;
+    if (err.code === 'EVERSION') {
+      info.journal = `unknown version: ${reasonOf(err)}`;
+      log.add('JOURNAL_VERSION', `${reasonOf(err)}: mount refuses the volume (EVERSION)`);
+      return [];
+    }
     info.journal = `corrupt: ${reasonOf(err)}`;
     log.add('JOURNAL_CORRUPT', `${reasonOf(err)}: mount refuses the volume (ECORRUPT)`);
     return [];

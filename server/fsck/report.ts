@@ -18,6 +18,7 @@ export const FINDING_CODES = {
   VOLUME_TRUNCATED: 'The volume file is shorter than the superblock says; nothing else was checked.',
   ZERO_PAGE_NOT_ZERO: 'Block 0 (the shared zero page) holds a non-zero byte.',
   JOURNAL_CORRUPT: 'The journal holds a checksum-valid transaction that mount refuses (a home outside the metadata zones) or that repeats a home.',
+  JOURNAL_VERSION: 'The journal holds a transaction of a format version this daxd does not read (mount refuses with EVERSION rather than drop it).',
   JOURNAL_HOME_NOT_METADATA: 'A valid journal transaction names a data-zone block that is not a block-map block: replaying it would overwrite data.',
   INODE_CHECKSUM: 'A used inode slot fails its checksum (mount refuses the volume).',
   INODE_STATE: 'An inode slot state is impossible (unknown value, or FREE while the inode bitmap marks it used).',

@@ -20,9 +20,10 @@ import crypto from 'node:crypto';
 import { BLOCK_SIZE } from '../limits';
 import { dataView, getU64, setU64 } from '../media/u64';
 
+import { checkFormatVersion, JOURNAL_VERSION } from '../media/layout';
+
+export { JOURNAL_VERSION };
 export const JOURNAL_MAGIC = 0x544a5844; // "DXJT"
-/** 2: the commit checksum is SHA-256 based (version 1 used CRC-32, blind to torn inode slots). */
-export const JOURNAL_VERSION = 2;
 export const ENTRIES_PER_DESCRIPTOR = BLOCK_SIZE / 4;
 const CRC_OFF = 28;
 
@@ -86,14 +87,19 @@ export type DecodedJournal =
   | { state: 'discarded'; reason: string; seq: number }
   | { state: 'valid'; seq: number; homes: number[]; images: Uint8Array[] };
 
-/** Reads the transaction at the start of the journal zone; never throws on bad content. */
+/**
+ * Reads the transaction at the start of the journal zone; never throws on torn or corrupt
+ * content (discarded), only on a version it does not support (EVERSION).
+ */
 export function decodeTransaction(zone: Uint8Array): DecodedJournal {
   const dv = dataView(zone.subarray(0, BLOCK_SIZE));
   const magic = dv.getUint32(0, true);
   if (magic === 0 && zone.subarray(0, BLOCK_SIZE).every((b) => b === 0)) return { state: 'empty' };
   const seq = getU64(dv, 8);
   if (magic !== JOURNAL_MAGIC) return { state: 'discarded', reason: `bad magic 0x${magic.toString(16)}`, seq };
-  if (dv.getUint32(4, true) !== JOURNAL_VERSION) return { state: 'discarded', reason: `unknown journal version ${dv.getUint32(4, true)}`, seq };
+  // Version policy (media/layout.ts): a header with our magic and another version may hold
+  // a committed transaction of another format; discarding it as torn would drop it.
+  checkFormatVersion('journal', dv.getUint32(4, true), JOURNAL_VERSION);
   const count = dv.getUint32(16, true);
   const desc = dv.getUint32(20, true);
   const journalBlocks = zone.byteLength / BLOCK_SIZE;

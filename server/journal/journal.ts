@@ -38,6 +38,8 @@ export class Journal {
   readonly stats: JournalStats = { commits: 0, lastCommitMs: 0, blocksLogged: 0 };
   /** Called after each commit (the allocator releases the transaction's freed blocks). */
   onCommitted: (tx: Transaction) => void = () => undefined;
+  /** Called when a block is freed in the running transaction (schedules a commit: FREE_COMMIT_DELAY_MS). */
+  onFreed: () => void = () => undefined;
   /** Called with each commit's latency (server/metrics.ts: journal commit histogram). */
   onCommitTimed: (commitMs: number) => void = () => undefined;
 
@@ -90,6 +92,7 @@ export class Journal {
 
   addFreed(run: BlockRun): void {
     this.running.freed.push(run);
+    this.onFreed();
   }
 
   /** Blocks freed by the running (uncommitted) transaction: the allocator must skip them. */

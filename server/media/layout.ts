@@ -16,9 +16,26 @@
  */
 import assert from 'node:assert';
 import { BLOCK_SIZE, VOLUME_MAX_BYTES, VOLUME_MIN_BYTES } from '../limits';
-import { InvalidArgumentError } from '../errors';
+import { InvalidArgumentError, VersionError } from '../errors';
 
+/**
+ * On-media format versions, one policy for every versioned structure: the superblock
+ * carries FORMAT_VERSION (layout, inodes, maps, bitmaps) and each journal transaction
+ * header carries JOURNAL_VERSION (its encoding and commit checksum). Any incompatible
+ * change bumps the number. A reader accepts exactly the version it supports; any other
+ * value refuses the mount with EVERSION, naming the found and supported versions
+ * (checkFormatVersion). An unknown version is never guessed at and never taken for a torn
+ * write: a journal transaction of another version may be committed, and discarding it
+ * would drop acknowledged changes. There is no in-place upgrade.
+ */
 export const FORMAT_VERSION = 1;
+/** 2: the commit checksum is SHA-256 based (version 1 used CRC-32, blind to torn inode slots). */
+export const JOURNAL_VERSION = 2;
+
+/** The version policy above: throws EVERSION unless `found` is the supported version. */
+export function checkFormatVersion(what: 'volume' | 'journal', found: number, supported: number): void {
+  if (found !== supported) throw new VersionError(found, supported, what);
+}
 export const INODE_SIZE_BYTES = 512;
 export const INODES_PER_BLOCK = BLOCK_SIZE / INODE_SIZE_BYTES;
 export const BITS_PER_BLOCK = BLOCK_SIZE * 8;

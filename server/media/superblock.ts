@@ -20,7 +20,7 @@
 import { BLOCK_SIZE, VOLUME_MAX_BYTES, VOLUME_MIN_BYTES } from '../limits';
 import { CorruptError, VersionError } from '../errors';
 import { crc32 } from './checksum';
-import { computeLayout, FORMAT_VERSION, Layout, SUPERBLOCK_PFNS } from './layout';
+import { checkFormatVersion, computeLayout, FORMAT_VERSION, Layout, SUPERBLOCK_PFNS } from './layout';
 import { dataView, getU64, setU64 } from './u64';
 import type { BlockStorage } from './storage';
 
@@ -68,7 +68,7 @@ export function decodeSuperblock(buf: Uint8Array, where: string): Superblock {
   const actual = crc32(buf.subarray(0, CRC_OFF));
   if (stored !== actual) throw new CorruptError(`${where}: checksum mismatch (stored 0x${stored.toString(16)}, computed 0x${actual.toString(16)})`);
   const version = dv.getUint32(4, true);
-  if (version !== FORMAT_VERSION) throw new VersionError(version, FORMAT_VERSION);
+  checkFormatVersion('volume', version, FORMAT_VERSION);
   if (dv.getUint32(8, true) !== BLOCK_SIZE) throw new CorruptError(`${where}: block size ${dv.getUint32(8, true)} is not ${BLOCK_SIZE}`);
   const volumeBlocks = getU64(dv, 16);
   // A checksum-valid but impossible size is corruption, not a caller's bad argument.

@@ -14,6 +14,7 @@ import { unary } from './unary';
 import * as v from './validate';
 
 function pinId(value: string): string {
+  v.idLength(value, 'pin_id');
   if (!/^[0-9a-f]{32}$/.test(value)) throw new InvalidArgumentError('pin_id is not a pin id (32 hex digits)');
   return value;
 }

@@ -16,7 +16,7 @@ import { BLOCK_SIZE } from '../limits';
 import type { FileInfo as WireFileInfo } from '../../client/generated/daxd/v1/FileInfo';
 import type { FilesHandlers } from '../../client/generated/daxd/v1/Files';
 import type { VolumeInfo as WireVolumeInfo } from '../../client/generated/daxd/v1/VolumeInfo';
-import { LIST_PAGE_SIZE_DEFAULT, LIST_PAGE_SIZE_MAX, MESSAGE_MAX_BYTES, RPC_IO_MAX_BYTES } from './limits';
+import { LIST_PAGE_SIZE_DEFAULT, LIST_PAGE_SIZE_MAX, MESSAGE_MAX_BYTES, PAGE_TOKEN_BYTES_MAX, RPC_IO_MAX_BYTES } from './limits';
 import { readStreamHandler, writeStreamHandler, type OpStreamRegistry } from './files-streams';
 import type { Metrics } from '../metrics';
 import { requestIdOf } from './instrument';
@@ -139,15 +139,22 @@ function layoutBreakOf(value: string | number, call: grpc.ServerUnaryCall<unknow
 }
 
 /**
- * A List continuation token must be one this server handed out: base64url of a name.
- * Anything else is EINVAL here rather than a confusing page from the engine.
+ * A List continuation token must be one this server handed out: base64url of a name, so
+ * at most PAGE_TOKEN_BYTES_MAX characters (checked first: a 1 MiB token is not decoded).
+ * Anything else is EINVAL, whatever is wrong with it (issue 10, defect 6: a 1 MiB token
+ * answered ENAMETOOLONG), rather than a confusing page from the engine.
  */
 export function pageTokenOf(token: string): string {
   if (token === '') return token;
+  const foreign = () => new InvalidArgumentError(`page_token is not a token from a previous List (at most ${PAGE_TOKEN_BYTES_MAX} characters of base64url)`);
+  if (token.length > PAGE_TOKEN_BYTES_MAX || !/^[A-Za-z0-9_-]+$/.test(token)) throw foreign();
   const name = Buffer.from(token, 'base64url').toString('utf8');
-  if (!/^[A-Za-z0-9_-]+$/.test(token) || Buffer.from(name, 'utf8').toString('base64url') !== token) {
-    throw new InvalidArgumentError('page_token is not a token from a previous List');
+  if (Buffer.from(name, 'utf8').toString('base64url') !== token) throw foreign();
+  try {
+    v.fileName(name);
+  } catch (err) {
+    if (err instanceof DaxError) throw foreign();
+    throw err;
   }
-  v.fileName(name);
   return token;
 }

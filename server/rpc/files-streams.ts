@@ -18,9 +18,19 @@ import type { WriteStreamResponse } from '../../client/generated/daxd/v1/WriteSt
 import { readArgs, writeArgs } from './validate';
 import { RPC_IO_MAX_BYTES } from './limits';
 import { OpStream, type Drainable, type OpKind } from './op-stream';
+import { StreamMemory } from './stream-memory';
 
-/** Live op streams, so shutdown can drain them (grpc-js waits for every open call). */
-export type OpStreamRegistry = Set<Drainable>;
+/**
+ * Live op streams, so shutdown can drain them (grpc-js waits for every open call), and
+ * the memory account they all share (stream-memory.ts).
+ */
+export class OpStreamRegistry extends Set<Drainable> {
+  readonly memory: StreamMemory;
+  constructor(memory = new StreamMemory()) {
+    super();
+    this.memory = memory;
+  }
+}
 
 const EMPTY = Buffer.alloc(0);
 
@@ -28,7 +38,7 @@ function readKind(fs: FileSystemApi, metrics: Metrics | undefined): OpKind<ReadO
   return {
     name: 'Files.ReadStream',
     // What the op will hold once answered (run() refuses more than RPC_IO_MAX_BYTES).
-    costBytes: (op) => Math.min(Number(op.length) || 0, RPC_IO_MAX_BYTES),
+    costBytes: (op) => Math.max(0, Math.min(Number(op.length) || 0, RPC_IO_MAX_BYTES)),
     run: async (op) => {
       const { ino, offset, length } = readArgs(op.ino, op.offset, op.length);
       const data = await fs.read(ino, offset, length);
@@ -65,7 +75,8 @@ function serve<Req, Res, Op extends { id: number }, Result>(
   call: grpc.ServerDuplexStream<Req, Res>, kind: OpKind<Op, Result>,
   batch: { opsOf(request: Req): Op[]; reply(results: Result[]): Res }, log: Logger, streams: OpStreamRegistry,
 ): void {
-  const stream = new OpStream(call, kind, batch, log, (s) => streams.delete(s));
+  // One connection = one peer address (host:port of the client's socket).
+  const stream = new OpStream(call, kind, batch, log, (s) => streams.delete(s), streams.memory.open(call.getPeer()));
   streams.add(stream);
 }
 

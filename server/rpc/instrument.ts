@@ -11,28 +11,56 @@ import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { statusName, type Metrics } from '../metrics';
+import { DaxError } from '../errors';
 import { IO_ACCOUNTING } from './io-accounting';
+import { toServiceError } from './status';
+import { idLength } from './validate';
 
 export const REQUEST_ID_METADATA_KEY = 'daxd-request-id';
 
 /** A unary call this slow (or slower) is logged at warn. */
 export const SLOW_RPC_MS = 1000;
 
-const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]+$/;
 const ID_PREFIX = randomBytes(4).toString('hex');
 let lastId = 0;
 const requestIds = new WeakMap<object, string>();
+
+/** A fresh server-side request id. */
+export function newRequestId(): string {
+  return `${ID_PREFIX}-${(++lastId).toString(36)}`;
+}
+
+/** "/daxd.v1.Files/Read" -> "Files.Read": a bounded metric label (one value per RPC). */
+export function methodLabel(path: string): string {
+  return path.slice(path.lastIndexOf('.') + 1).replace('/', '.');
+}
 
 /** The request id instrument() gave this call (undefined for a call that bypassed it). */
 export function requestIdOf(call: object): string | undefined {
   return requestIds.get(call);
 }
 
-function assignRequestId(call: { metadata: grpc.Metadata }): string {
+/**
+ * The call's request id: the client's when it sends a sane one, else a new one. A client
+ * id longer than ID_BYTES_MAX is refused (EINVAL) rather than replaced: ids are bounded
+ * everywhere (issue 10, defect 4). Returns the id and that refusal, if any.
+ */
+function assignRequestId(call: { metadata: grpc.Metadata }): { id: string; refusal: DaxError | null } {
   const given = call.metadata.get(REQUEST_ID_METADATA_KEY)[0];
-  const id = typeof given === 'string' && CLIENT_REQUEST_ID.test(given) ? given : `${ID_PREFIX}-${(++lastId).toString(36)}`;
+  let refusal: DaxError | null = null;
+  let id: string | null = null;
+  if (typeof given === 'string') {
+    try {
+      if (CLIENT_REQUEST_ID.test(idLength(given, REQUEST_ID_METADATA_KEY))) id = given;
+    } catch (err) {
+      if (!(err instanceof DaxError)) throw err;
+      refusal = err;
+    }
+  }
+  id ??= newRequestId();
   requestIds.set(call, id);
-  return id;
+  return { id, refusal };
 }
 
 type AnyHandler = (call: never, callback?: never) => void;
@@ -43,8 +71,7 @@ export function instrument<H extends object>(service: grpc.ServiceDefinition, ha
   for (const [name, handler] of Object.entries(handlers) as Array<[string, AnyHandler]>) {
     const def = service[name];
     if (!def) throw new Error(`bug: handler ${name} is not a method of the service`);
-    // "/daxd.v1.Files/Read" -> "Files.Read": a bounded label (one value per RPC).
-    const method = def.path.slice(def.path.lastIndexOf('.') + 1).replace('/', '.');
+    const method = methodLabel(def.path);
     out[name] = def.requestStream || def.responseStream
       ? streamCall(method, handler as unknown as (call: grpc.ServerReadableStream<unknown, unknown>) => void, log)
       : unaryCall(method, handler as unknown as grpc.handleUnaryCall<unknown, unknown>, metrics, log);
@@ -56,8 +83,9 @@ function unaryCall(method: string, handler: grpc.handleUnaryCall<unknown, unknow
   const account = IO_ACCOUNTING[method];
   return (call, callback) => {
     const startMs = performance.now();
-    const reqId = assignRequestId(call);
-    handler(call, (err, value, trailer, flags) => {
+    const { id: reqId, refusal } = assignRequestId(call);
+    const run: grpc.handleUnaryCall<unknown, unknown> = refusal === null ? handler : (_call, callback) => callback(toServiceError(refusal, log, method));
+    run(call, (err, value, trailer, flags) => {
       const durationMs = performance.now() - startMs;
       const code = statusName(err ? (err.code ?? grpc.status.UNKNOWN) : grpc.status.OK);
       metrics.rpcFinished(method, code, durationMs / 1000);
@@ -79,8 +107,14 @@ function unaryCall(method: string, handler: grpc.handleUnaryCall<unknown, unknow
 
 function streamCall(method: string, handler: (call: grpc.ServerReadableStream<unknown, unknown>) => void, log: Logger) {
   return (call: grpc.ServerReadableStream<unknown, unknown>): void => {
-    const reqId = assignRequestId(call);
+    const { id: reqId, refusal } = assignRequestId(call);
     if (log.isLevelEnabled('debug')) log.debug({ reqId, method }, 'rpc stream opened');
+    if (refusal !== null) {
+      const err = toServiceError(refusal, log, method);
+      err.metadata?.set(REQUEST_ID_METADATA_KEY, reqId);
+      call.emit('error', err);
+      return;
+    }
     handler(call);
   };
 }

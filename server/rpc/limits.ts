@@ -23,11 +23,24 @@ export const MESSAGE_MAX_BYTES = RPC_IO_MAX_BYTES + 64 * 1024;
 export const STREAM_OPS_PER_MESSAGE_MAX = 1024;
 
 /**
- * Work one stream may have running at once. At either bound the server stops reading
- * the stream (HTTP/2 flow control then pushes back on the client): never an error.
+ * Work one stream may have running at once. At the bound the server stops reading the
+ * stream (HTTP/2 flow control then pushes back on the client): never an error.
  */
 export const STREAM_OPS_IN_FLIGHT_MAX = 1024;
-export const STREAM_BYTES_IN_FLIGHT_MAX = 64 * 1024 * 1024;
+
+/**
+ * Data bytes the op streams may hold in server memory: an op's bytes count from its start
+ * until its reply has been handed to HTTP/2 (a read's data, a write's input until the
+ * engine is done with it). Per stream, per connection and for the whole server
+ * (stream-memory.ts). A stream at any bound starts no op and reads no request until
+ * bytes are sent: a client that stops reading stalls its own stream (and, at the shared
+ * bounds, waits with others), never grows the heap. Each is >= RPC_IO_MAX_BYTES, so one
+ * op always fits an empty stream; the per-stream bound is above FLOW_CONTROL_WINDOW_BYTES
+ * so a reader that keeps up always has a full window of replies ready.
+ */
+export const STREAM_BYTES_BUFFERED_MAX = 32 * 1024 * 1024;
+export const CONNECTION_BYTES_BUFFERED_MAX = 64 * 1024 * 1024;
+export const SERVER_BYTES_BUFFERED_MAX = 256 * 1024 * 1024;
 
 /** A reply batch is sent once it holds this many data bytes (or at the end of the tick). */
 export const STREAM_REPLY_FLUSH_BYTES = 1024 * 1024;
@@ -56,3 +69,33 @@ export const SHUTDOWN_GRACE_MS = 10_000;
 
 /** Ops in one Mapping.FaultBatch or Mapping.AccessBatch call; more is ELIMIT. */
 export const MAPPING_BATCH_OPS_MAX = 1024;
+
+/**
+ * Session ids, PTE tokens, pin ids and request ids: longer is EINVAL before any lookup
+ * (the ids daxd issues are 22 to 32 characters; a client's request id up to 64).
+ */
+export const ID_BYTES_MAX = 64;
+
+/**
+ * A List page_token: base64url of a file name, so at most 340 characters (255 bytes).
+ * Longer, or anything that does not decode to a valid name, is EINVAL.
+ */
+export const PAGE_TOKEN_BYTES_MAX = 340;
+
+/**
+ * Status messages (grpc-message) are cut to this many bytes of UTF-8, so a status and its
+ * trailers always fit the peer's HTTP/2 header limit (64 KiB by default): a trailer over
+ * it never reaches the client, whose call then hangs.
+ */
+export const STATUS_DETAILS_MAX_BYTES = 1024;
+
+/** Each custom trailer or header value daxd sends is at most this long (else dropped and logged). */
+export const METADATA_VALUE_MAX_BYTES = 256;
+
+/**
+ * Shutdown, after SHUTDOWN_GRACE_MS: the cancelled calls' connections get this long to
+ * close, then their sockets are destroyed; a server whose event loop still does not
+ * drain after unmounting exits this long after the unmount. So SIGTERM ends daxd within
+ * SHUTDOWN_GRACE_MS + SHUTDOWN_FORCE_MS plus the unmount.
+ */
+export const SHUTDOWN_FORCE_MS = 1_000;

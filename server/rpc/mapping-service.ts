@@ -6,7 +6,9 @@
 import type { Logger } from 'pino';
 import { InvalidArgumentError, LimitError } from '../errors';
 import type { Dax } from '../dax/dax';
+import type { StoreTarget } from '../dax/access';
 import type { FaultKind, FaultResult } from '../dax/fault';
+import type { Pte } from '../dax/address-space';
 import type { Session } from '../session/session';
 import type { SessionTable } from '../session/session-table';
 import type { MappingHandlers } from '../../client/generated/daxd/v1/Mapping';
@@ -32,15 +34,24 @@ function pageRange(first: string | number, last: string | number): [number, numb
   return [a, b];
 }
 
-/** offset/length inside one page: EINVAL otherwise. */
+/** A PTE token: non-empty, at most ID_BYTES_MAX (EINVAL); unknown ones are PTE_STALE. */
 function token(value: string): string {
   if (value.length === 0) throw new InvalidArgumentError('token is empty');
-  return value;
+  return v.idLength(value, 'token');
 }
 
 function ptetoWire(result: FaultResult, pg: number): { pte: WirePte | null; data: Buffer } {
   const pte = result.pte ? { pgoff: pg, pfn: result.pte.pfn, writable: result.pte.writable, token: result.pte.token } : null;
   return { pte, data: result.data ?? Buffer.alloc(0) };
+}
+
+function pteToWire(pte: Pte): WirePte {
+  return { pgoff: pte.entry.pgoff, pfn: pte.pfn, writable: pte.writable, token: pte.token };
+}
+
+/** The page a fault_if_stale store names (ino, pgoff) and whether its fault is MAP_SYNC. */
+function storeTarget(req: { ino: string | number; pgoff: string | number; sync: boolean }): StoreTarget {
+  return { ino: v.ino(req.ino), pgoff: pgoff(req.pgoff, 'pgoff'), sync: req.sync };
 }
 
 function batchSize(n: number): void {
@@ -70,18 +81,22 @@ export function mappingHandlers(dax: Dax, sessions: SessionTable, log: Logger): 
       return { data: dax.load(owner, token(req.token), offset, length) };
     }),
 
-    Store: unary(log, 'Mapping.Store', (req) => {
+    Store: unary(log, 'Mapping.Store', async (req) => {
       const owner = session(req.session_id);
       const offset = v.inPage(req.offset, req.data.length, 'access');
+      if (req.fault_if_stale) {
+        const pte = await dax.storeFaultIfStale(owner, req.token, offset, req.data, storeTarget(req));
+        return { pte: pte ? pteToWire(pte) : null };
+      }
       dax.store(owner, token(req.token), offset, req.data);
       return {};
     }),
 
     Msync: unary(log, 'Mapping.Msync', async (req) => {
-      session(req.session_id);
+      const caller = session(req.session_id);
       const ino = v.ino(req.ino);
       const [first, last] = pageRange(req.first_pgoff, req.last_pgoff);
-      await dax.msync(ino, first, last);
+      await dax.msync(ino, first, last, caller);
       // Durable on return: the allocations behind the written pages commit too.
       await dax.fs.commit();
       return {};
@@ -120,21 +135,28 @@ export function mappingHandlers(dax: Dax, sessions: SessionTable, log: Logger): 
       return { results };
     }),
 
-    AccessBatch: unary(log, 'Mapping.AccessBatch', (req) => {
+    AccessBatch: unary(log, 'Mapping.AccessBatch', async (req) => {
       const owner = session(req.session_id);
       batchSize(req.ops.length);
-      const results: AccessOutcome[] = req.ops.map((op) => {
+      const results: AccessOutcome[] = [];
+      // In order. Only a fault_if_stale store that faults awaits; the rest run synchronously.
+      for (const op of req.ops) {
         try {
-          if (op.store) {
+          if (op.fault_if_stale) {
+            if (!op.store) throw new InvalidArgumentError('fault_if_stale applies to stores only');
+            const pte = await dax.storeFaultIfStale(owner, op.token, v.inPage(op.offset, op.data.length, 'access'), op.data, storeTarget(op));
+            results.push(pte ? { pte: pteToWire(pte) } : {});
+          } else if (op.store) {
             dax.store(owner, token(op.token), v.inPage(op.offset, op.data.length, 'access'), op.data);
-            return {};
+            results.push({});
+          } else {
+            const length = v.u64(op.length, 'length');
+            results.push({ data: dax.load(owner, token(op.token), v.inPage(op.offset, length, 'access'), length) });
           }
-          const length = v.u64(op.length, 'length');
-          return { data: dax.load(owner, token(op.token), v.inPage(op.offset, length, 'access'), length) };
         } catch (err) {
-          return { error: opError(err, 'Mapping.AccessBatch') };
+          results.push({ error: opError(err, 'Mapping.AccessBatch') });
         }
-      });
+      }
       return { results };
     }),
   };

@@ -7,12 +7,17 @@
  *                    i.e. while in-flight is at its bound     and bytes           | stop starting ops
  *                                                                                  v until 'drain'
  *
- * Flow control: an op starts only while fewer than STREAM_OPS_IN_FLIGHT_MAX ops and
- * STREAM_BYTES_IN_FLIGHT_MAX bytes are in flight and the reply side is not backed up.
- * Ops that cannot start wait in `pending`, and while any wait the call is paused, so
- * grpc-js stops reading the HTTP/2 stream and the client's window fills: a client going
- * faster than the engine sees write() return false, never an error. `pending` is bounded by
- * one message's ops (plus what Node's readable buffer holds: 16 messages).
+ * Flow control: an op starts only while fewer than STREAM_OPS_IN_FLIGHT_MAX ops are in
+ * flight, the reply side is not backed up (write() returned false: wait for 'drain'), and
+ * the stream memory account (stream-memory.ts) takes the op's bytes at all three levels:
+ * the stream, its connection, the server. Those bytes stay taken until the reply carrying
+ * the op's result has been handed to HTTP/2 (the write's callback), so a client that stops
+ * reading holds at most STREAM_BYTES_BUFFERED_MAX of its stream's replies in server memory.
+ * Ops that cannot start wait in `pending`, and while any wait, or while the account is at
+ * its bound, no further request is read: the call is paused and its _read is held back
+ * (a paused Readable would still fill its 16-message buffer), so grpc-js stops reading the
+ * HTTP/2 stream and the client's window fills: a client going faster than the engine sees
+ * write() return false, never an error. `pending` is bounded by one message's ops.
  *
  * Replies: results of ops that finish in the same tick share one message (flushed at the
  * end of the tick, or as soon as STREAM_REPLY_FLUSH_BYTES or the per-message op maximum
@@ -21,15 +26,17 @@
  * Ending: after the client half-closes, the stream ends OK once every op is answered.
  * drain() (server shutdown) answers ops not yet started with ESHUTDOWN, lets the started
  * ones finish and be answered, then ends the stream with UNAVAILABLE / ESHUTDOWN. A
- * cancelled call stops at once (results are dropped: nobody can read them).
+ * cancelled call stops at once (results are dropped: nobody can read them) and gives back
+ * all its memory (grpc-js never calls the callbacks of writes cut off by a cancel).
  */
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { DaxError, LimitError } from '../errors';
 import {
-  RPC_IO_MAX_BYTES, STREAM_BYTES_IN_FLIGHT_MAX, STREAM_OPS_IN_FLIGHT_MAX, STREAM_OPS_PER_MESSAGE_MAX, STREAM_REPLY_FLUSH_BYTES,
+  RPC_IO_MAX_BYTES, STREAM_OPS_IN_FLIGHT_MAX, STREAM_OPS_PER_MESSAGE_MAX, STREAM_REPLY_FLUSH_BYTES,
 } from './limits';
 import { toServiceError, toWireStatus } from './status';
+import type { StreamAccount } from './stream-memory';
 
 /** An op's failure as carried inside a result (proto OpError). */
 export interface OpErrorWire {
@@ -60,9 +67,17 @@ export class OpStream<Req, Res, Op extends { id: number }, Result> implements Dr
   private readonly pending: Op[] = [];
   private pendingHead = 0;
   private opsInFlight = 0;
-  private bytesInFlight = 0;
   private replyResults: Result[] = [];
   private replyBytes = 0;
+  /** Account bytes of the results in replyResults, given back when their message is sent. */
+  private replyHeldBytes = 0;
+  /** Reply messages written whose callback has not run yet. */
+  private writesPending = 0;
+  /** The account refused an op; a give wakes us (wakeOnMemory). */
+  private waitingForMemory = false;
+  /** grpc-js asked for the next request (_read) while the input was held back. */
+  private readDeferred = false;
+  private readonly readRequest: ((size: number) => void) | null;
   private flushScheduled = false;
   private replyBlocked = false;
   private inputEnded = false;
@@ -75,7 +90,25 @@ export class OpStream<Req, Res, Op extends { id: number }, Result> implements Dr
     private readonly batch: { opsOf(request: Req): Op[]; reply(results: Result[]): Res },
     private readonly log: Logger,
     private readonly onFinish: (stream: OpStream<Req, Res, Op, Result>) => void,
+    private readonly account: StreamAccount,
   ) {
+    // Hold back reads: grpc-js reads the next request when the Readable asks (_read), and a
+    // paused Readable still asks until 16 messages wait in its buffer (16 x 4 MiB). The
+    // request is passed on when the input opens again (pump).
+    const readable = call as unknown as { _read?: (size: number) => void };
+    if (typeof readable._read === 'function') {
+      const read = readable._read.bind(call);
+      this.readRequest = read;
+      readable._read = (size: number) => {
+        if (this.inputOpen()) read(size);
+        else {
+          this.readDeferred = true;
+          this.account.inputHeld();
+        }
+      };
+    } else {
+      this.readRequest = null;
+    }
     call.on('data', (request: Req) => this.onBatch(request));
     call.on('end', () => {
       this.inputEnded = true;
@@ -85,7 +118,10 @@ export class OpStream<Req, Res, Op extends { id: number }, Result> implements Dr
       this.replyBlocked = false;
       this.pump();
     });
-    call.on('cancelled', () => this.finish());
+    call.on('cancelled', () => {
+      this.finish();
+      this.account.close();
+    });
   }
 
   /** Server shutdown: answer what has not started with ESHUTDOWN, finish the rest, end. */
@@ -127,22 +163,40 @@ export class OpStream<Req, Res, Op extends { id: number }, Result> implements Dr
     } else if (!this.call.isPaused()) {
       this.call.pause();
     }
+    if (this.readDeferred && this.inputOpen() && this.readRequest !== null) {
+      this.readDeferred = false;
+      this.readRequest(0);
+    }
     if ((this.inputEnded || this.draining) && this.opsInFlight === 0 && this.pending.length === 0) {
       this.flush();
       this.end();
     }
   }
 
-  private canStart(op: Op): boolean {
-    if (this.replyBlocked) return false;
-    if (this.opsInFlight === 0) return true; // one op always fits (validation caps it at RPC_IO_MAX_BYTES)
-    return this.opsInFlight < STREAM_OPS_IN_FLIGHT_MAX && this.bytesInFlight + this.kind.costBytes(op) <= STREAM_BYTES_IN_FLIGHT_MAX;
+  /** A further request may be read: nothing waits to start and the account has room. */
+  private inputOpen(): boolean {
+    return !this.finished && this.pendingHead === this.pending.length && !this.replyBlocked
+      && !this.waitingForMemory && this.account.bytes < this.account.stream.maxBytes;
   }
 
+  /** Checks the bounds and, if the op may start, takes its bytes from the account. */
+  private canStart(op: Op): boolean {
+    if (this.replyBlocked || this.waitingForMemory) return false;
+    if (this.opsInFlight >= STREAM_OPS_IN_FLIGHT_MAX) return false;
+    if (this.account.take(this.kind.costBytes(op), this.wakeOnMemory)) return true;
+    this.waitingForMemory = true;
+    return false;
+  }
+
+  private readonly wakeOnMemory = (): void => {
+    this.waitingForMemory = false;
+    this.pump();
+  };
+
+  /** Starts an op whose bytes canStart took. */
   private start(op: Op): void {
     const cost = this.kind.costBytes(op);
     this.opsInFlight++;
-    this.bytesInFlight += cost;
     let running: Promise<Result>;
     try {
       running = this.kind.run(op);
@@ -157,18 +211,22 @@ export class OpStream<Req, Res, Op extends { id: number }, Result> implements Dr
 
   private done(cost: number, result: Result): void {
     this.opsInFlight--;
-    this.bytesInFlight -= cost;
+    // What the reply holds stays taken until it is sent; the rest (a write's input, the
+    // unread part of a short read) is given back now.
+    const held = this.finished ? 0 : Math.min(cost, this.kind.replyBytes(result));
+    this.account.give(cost - held);
     if (this.finished) return;
-    this.addResult(result);
+    this.addResult(result, held);
     this.pump();
   }
 
-  private addResult(result: Result): void {
+  private addResult(result: Result, heldBytes = 0): void {
     const bytes = this.kind.replyBytes(result);
     // A reply message stays within RPC_IO_MAX_BYTES of data (plus framing: MESSAGE_MAX_BYTES).
     if (this.replyBytes + bytes > RPC_IO_MAX_BYTES) this.flush();
     this.replyResults.push(result);
     this.replyBytes += bytes;
+    this.replyHeldBytes += heldBytes;
     if (this.replyBytes >= STREAM_REPLY_FLUSH_BYTES || this.replyResults.length >= STREAM_OPS_PER_MESSAGE_MAX) {
       this.flush();
     } else if (!this.flushScheduled) {
@@ -184,9 +242,17 @@ export class OpStream<Req, Res, Op extends { id: number }, Result> implements Dr
   private flush(): void {
     if (this.finished || this.replyResults.length === 0) return;
     const results = this.replyResults;
+    const held = this.replyHeldBytes;
     this.replyResults = [];
     this.replyBytes = 0;
-    if (!this.call.write(this.batch.reply(results))) this.replyBlocked = true;
+    this.replyHeldBytes = 0;
+    this.writesPending++;
+    const written = this.call.write(this.batch.reply(results), () => {
+      this.writesPending--;
+      this.account.give(held);
+      if (this.finished && this.writesPending === 0) this.account.close();
+    });
+    if (!written) this.replyBlocked = true;
   }
 
   private opError(err: unknown): OpErrorWire {
@@ -211,12 +277,19 @@ export class OpStream<Req, Res, Op extends { id: number }, Result> implements Dr
     this.call.emit('error', toServiceError(err, this.log, this.kind.name));
   }
 
+  /**
+   * No more ops or replies. The account stays open while written replies are still
+   * buffered (their callbacks close it); a cancel closes it at once.
+   */
   private finish(): void {
     if (this.finished) return;
     this.finished = true;
     this.pending.length = 0;
     this.pendingHead = 0;
     this.replyResults = [];
+    this.account.give(this.replyHeldBytes);
+    this.replyHeldBytes = 0;
+    if (this.writesPending === 0) this.account.close();
     this.onFinish(this);
   }
 }

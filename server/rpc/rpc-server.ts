@@ -7,9 +7,18 @@
  *   2. end the calls that would never end on their own: op streams drain (ops already
  *      started are answered, the rest get ESHUTDOWN), sessions end (their resources are
  *      released and their Events streams end with ESHUTDOWN);
- *   3. wait for the calls to finish, at most graceMs; then cancel what is left.
+ *   3. wait for the calls to finish, at most graceMs (counted from the start of stop);
+ *      then cancel what is left (forceShutdown), give the connections SHUTDOWN_FORCE_MS
+ *      to close, and destroy the sockets of those that did not. A connection whose peer
+ *      stopped reading (or whose stream grpc-js could not finish, as with the oversized
+ *      trailers of issue 10, defect 4) would otherwise keep the process alive for good.
  * The caller then unmounts the engine: nothing reaches it any more.
+ *
+ * Every request is decoded strictly (strict-decode.ts) and every call passes the wire
+ * guard (wire-guard.ts): malformed messages are EBADMSG, statuses and trailers bounded.
  */
+import type http2 from 'node:http2';
+import type net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Dax } from '../dax/dax';
@@ -20,11 +29,14 @@ import { loadDaxdProto } from '../../client/proto';
 import { filesHandlers } from './files-service';
 import { mappingHandlers } from './mapping-service';
 import { dmaHandlers } from './dma-service';
-import type { OpStreamRegistry } from './files-streams';
+import { OpStreamRegistry } from './files-streams';
 import { instrument } from './instrument';
 import { raiseConnectionWindow, raiseStreamWindow, SERVER_OPTIONS } from './flow-control';
-import { SHUTDOWN_GRACE_MS } from './limits';
+import { SHUTDOWN_FORCE_MS, SHUTDOWN_GRACE_MS } from './limits';
 import { sessionHandlers } from './session-service';
+import { strictService } from './strict-decode';
+import type { StreamMemory } from './stream-memory';
+import { wireGuard } from './wire-guard';
 
 /** The gRPC address could not be bound (in use, not local, malformed). */
 export class ListenError extends Error {
@@ -56,17 +68,19 @@ export class RpcServer {
     /** The bound address, host:port with the real port. */
     readonly address: string,
     private readonly log: Logger,
+    /** The raw sockets of open connections (null if grpc-js internals moved). */
+    private readonly sockets: Set<net.Socket> | null,
   ) {}
 
   static async start(options: RpcServerOptions): Promise<RpcServer> {
     const { fs, log } = options;
     const proto = loadDaxdProto().daxd.v1;
     const sessions = new SessionTable({ log, maxSessions: options.maxSessions });
-    const streams: OpStreamRegistry = new Set();
-    const server = new grpc.Server(SERVER_OPTIONS);
-    if (!raiseStreamWindow(server)) log.warn('grpc-js internals changed: HTTP/2 stream window left at its default');
+    const streams = new OpStreamRegistry();
     const metrics = options.metrics ?? new Metrics();
-    const add = <H extends grpc.UntypedServiceImplementation>(service: grpc.ServiceDefinition, handlers: H) => server.addService(service, instrument(service, handlers, metrics, log));
+    const server = new grpc.Server({ ...SERVER_OPTIONS, interceptors: [wireGuard(log, metrics)] });
+    if (!raiseStreamWindow(server)) log.warn('grpc-js internals changed: HTTP/2 stream window left at its default');
+    const add = <H extends grpc.UntypedServiceImplementation>(service: grpc.ServiceDefinition, handlers: H) => server.addService(strictService(service), instrument(service, handlers, metrics, log));
     add(proto.Session.service, sessionHandlers(sessions, log));
     add(proto.Files.service, filesHandlers(fs, log, streams, (ino, datasync) => options.dax.fsync(ino, datasync), metrics));
     add(proto.Mapping.service, mappingHandlers(options.dax, sessions, log));
@@ -78,7 +92,14 @@ export class RpcServer {
       });
     });
     if (!raiseConnectionWindow(server)) log.warn('grpc-js internals changed: HTTP/2 connection window left at its default');
-    return new RpcServer(server, sessions, streams, withPort(options.address, port), log);
+    const sockets = trackSockets(server);
+    if (sockets === null) log.warn('grpc-js internals changed: a stuck connection can delay shutdown past SHUTDOWN_FORCE_MS');
+    return new RpcServer(server, sessions, streams, withPort(options.address, port), log, sockets);
+  }
+
+  /** The memory the op streams hold (bounded: STREAM/CONNECTION/SERVER_BYTES_BUFFERED_MAX). */
+  get streamMemory(): StreamMemory {
+    return this.streams.memory;
   }
 
   /** False once stop() began: new calls are refused (readiness). */
@@ -98,20 +119,57 @@ export class RpcServer {
   }
 
   private async runStop(graceMs: number): Promise<void> {
+    const timedOut = delay(graceMs);
     const drained = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
     for (const stream of this.streams) stream.drain();
     await this.sessions.closeAll();
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(true), graceMs);
-    });
-    const late = await Promise.race([drained.then(() => false), timedOut]);
-    clearTimeout(timer);
-    if (late) {
-      this.log.warn({ graceMs }, 'calls still open after the shutdown grace period: cancelling them');
-      this.server.forceShutdown();
-    }
+    const late = await Promise.race([drained.then(() => false), timedOut.promise.then(() => true)]);
+    timedOut.cancel();
+    if (!late) return;
+    this.log.warn({ graceMs }, 'calls still open after the shutdown grace period: cancelling them');
+    this.server.forceShutdown();
+    await this.closeSockets(SHUTDOWN_FORCE_MS);
   }
+
+  /** Waits up to forceMs for the connections to close, then destroys the sockets left. */
+  private async closeSockets(forceMs: number): Promise<void> {
+    const sockets = this.sockets;
+    if (sockets === null || sockets.size === 0) return;
+    const closed = Promise.all([...sockets].map((socket) => new Promise<void>((resolve) => socket.once('close', () => resolve()))));
+    const timedOut = delay(forceMs);
+    const late = await Promise.race([closed.then(() => false), timedOut.promise.then(() => true)]);
+    timedOut.cancel();
+    if (!late) return;
+    this.log.warn({ forceMs, connections: sockets.size }, 'connections still open after SHUTDOWN_FORCE_MS: destroying their sockets');
+    for (const socket of sockets) socket.destroy();
+  }
+}
+
+/** A timer as a promise, cancellable so it keeps nothing alive. */
+function delay(ms: number): { promise: Promise<void>; cancel(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  const promise = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+  });
+  return { promise, cancel: () => clearTimeout(timer) };
+}
+
+/**
+ * The raw sockets of the server's connections, from the 'connection' event of its HTTP/2
+ * servers (a private field of grpc.Server, as in flow-control.ts; an Http2Session's own
+ * `socket` is a proxy that refuses destroy()). null if that field moved.
+ */
+function trackSockets(server: grpc.Server): Set<net.Socket> | null {
+  const servers = (server as unknown as { http2Servers?: Map<http2.Http2Server, unknown> }).http2Servers;
+  if (!(servers instanceof Map) || servers.size === 0) return null;
+  const sockets = new Set<net.Socket>();
+  for (const http2Server of servers.keys()) {
+    http2Server.on('connection', (socket: net.Socket) => {
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
+    });
+  }
+  return sockets;
 }
 
 /** "host:0" -> "host:port" (IPv6 hosts keep their brackets). */

@@ -4,9 +4,8 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { BusyError, DaxError, LimitError } from '../errors';
+import { BusyError, DaxError } from '../errors';
 import type { EventSink, SinkEndReason } from '../session/event-queue';
-import { SESSION_EVENTS_QUEUED_MAX } from '../session/limits';
 import type { Session } from '../session/session';
 import type { SessionEvent } from '../session/session-event';
 import { SessionExpiredError } from '../session/session-errors';
@@ -31,6 +30,8 @@ function eventToWire(event: SessionEvent): Event {
       return { pin_recall: { pin_id: event.pinId, revoke_at_ms: event.revokeAtMs } };
     case 'pinRevoked':
       return { pin_revoked: { pin_id: event.pinId } };
+    case 'eventsLost':
+      return { events_lost: { count: event.count } };
   }
 }
 
@@ -39,7 +40,6 @@ function endError(sessionId: string, reason: SinkEndReason): DaxError | null {
   switch (reason) {
     case 'closed': return null;
     case 'expired': return new SessionExpiredError(sessionId, 'missed its lease');
-    case 'overflow': return new LimitError(`queued events of session ${sessionId}`, SESSION_EVENTS_QUEUED_MAX + 1, SESSION_EVENTS_QUEUED_MAX);
     case 'shutdown': return new DaxError('ESHUTDOWN', 'the server is shutting down');
     case 'replaced': return new BusyError(`a newer Events stream of session ${sessionId} took over`);
   }

@@ -5,11 +5,16 @@
  * travels in the trailing metadata key `daxd-reason`. Anything else reaching the rpc
  * layer is a bug (a broken assertion, a TypeError): INTERNAL with a generic message and
  * an incident id, and the stack goes to the log under that id. Never UNKNOWN.
+ *
+ * Every status fits the peer's HTTP/2 header limit: details are cut to
+ * STATUS_DETAILS_MAX_BYTES here (messages quote user input only through excerpt(), this is
+ * the second line of defence), and wire-guard.ts bounds whatever else leaves the server.
  */
 import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { DaxError, GrpcStatus } from '../errors';
+import { STATUS_DETAILS_MAX_BYTES } from './limits';
 
 export const REASON_METADATA_KEY = 'daxd-reason';
 
@@ -22,7 +27,7 @@ export interface WireStatus {
 
 export function toWireStatus(err: unknown, log: Logger, where: string): WireStatus {
   if (err instanceof DaxError) {
-    return { code: err.status as number as grpc.status, details: err.message, reason: err.code };
+    return { code: err.status as number as grpc.status, details: boundedDetails(err.message), reason: err.code };
   }
   const incident = randomBytes(6).toString('hex');
   log.error({ err, incident, where }, 'bug: unexpected error in an rpc handler');
@@ -35,4 +40,18 @@ export function toServiceError(err: unknown, log: Logger, where: string): grpc.S
   const metadata = new grpc.Metadata();
   if (status.reason !== null) metadata.set(REASON_METADATA_KEY, status.reason);
   return Object.assign(new Error(status.details), { code: status.code, details: status.details, metadata });
+}
+
+/**
+ * `details` cut to at most STATUS_DETAILS_MAX_BYTES of UTF-8 (ending in "…" when cut). A
+ * status larger than the peer's header limit never arrives: the call would hang (issue 10,
+ * defect 4).
+ */
+export function boundedDetails(details: string): string {
+  if (details.length <= STATUS_DETAILS_MAX_BYTES / 3 || Buffer.byteLength(details, 'utf8') <= STATUS_DETAILS_MAX_BYTES) return details;
+  const ELLIPSIS_BYTES = 3;
+  let cut = Buffer.from(details, 'utf8').subarray(0, STATUS_DETAILS_MAX_BYTES - ELLIPSIS_BYTES).toString('utf8');
+  // A multi-byte character cut in half decodes as U+FFFD: drop it.
+  if (cut.endsWith('\uFFFD')) cut = cut.slice(0, -1);
+  return `${cut}…`;
 }

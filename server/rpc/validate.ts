@@ -7,11 +7,12 @@
  * that large (files stop at 1 TiB), and rounding it would silently address the wrong byte.
  */
 import { FileTooBigError, InvalidArgumentError, LimitError } from '../errors';
+import { excerpt } from '../excerpt';
 import { validateName } from '../fs/namespace';
 import { BLOCK_SIZE, FILE_MAX_BYTES } from '../limits';
 import { LEASE_DEFAULT_MS, LEASE_MAX_MS, LEASE_MIN_MS } from '../session/limits';
 import { LeaseTooLongError } from '../session/session-errors';
-import { CLIENT_NAME_MAX_BYTES, RPC_IO_MAX_BYTES } from './limits';
+import { CLIENT_NAME_MAX_BYTES, ID_BYTES_MAX, RPC_IO_MAX_BYTES } from './limits';
 
 /** Decimal digits of a uint64 below 10^16 (2^53 has 16 digits; longer is out of range anyway). */
 const U64_DIGITS = /^(?:0|[1-9][0-9]{0,15})$/;
@@ -22,7 +23,8 @@ export function u64(value: string | number, field: string): number {
   const n = typeof value === 'number' ? value : U64_DIGITS.test(value) ? Number(value) : NaN;
   // Number() of a decimal string below 2^53 is exact; anything larger is >= 2^53 and fails.
   if (!Number.isSafeInteger(n) || n < 0) {
-    throw new InvalidArgumentError(`${field} ${value} is out of range (${value} vs. max ${Number.MAX_SAFE_INTEGER})`);
+    const shown = excerpt(String(value));
+    throw new InvalidArgumentError(`${field} ${shown} is out of range (${shown} vs. max ${Number.MAX_SAFE_INTEGER})`);
   }
   return n;
 }
@@ -72,7 +74,7 @@ export function fileEnd(offsetBytes: number, lengthBytes: number): number {
  */
 export function enumValue<T extends string>(value: string | number, allowed: readonly T[], field: string): T {
   if (typeof value === 'string' && (allowed as readonly string[]).includes(value)) return value as T;
-  throw new InvalidArgumentError(`${field} ${value} is not one of ${allowed.join(', ')}`);
+  throw new InvalidArgumentError(`${field} ${excerpt(String(value))} is not one of ${allowed.join(', ')}`);
 }
 
 /** A requested lease: 0 = default; otherwise within [LEASE_MIN_MS, LEASE_MAX_MS]. */
@@ -84,10 +86,21 @@ export function leaseMs(value: string): number {
   return n;
 }
 
-/** A session id: required; whether it exists is the session table's answer. */
+/**
+ * An id or token the server issued (session id, PTE token, pin id) or a client's request
+ * id: at most ID_BYTES_MAX bytes, checked before any lookup, so no table is searched with,
+ * and no message quotes, an unbounded string. The message never echoes the value.
+ */
+export function idLength(value: string, field: string): string {
+  const bytes = Buffer.byteLength(value, 'utf8');
+  if (bytes > ID_BYTES_MAX) throw new InvalidArgumentError(`${field} is too long (${bytes} vs. max ${ID_BYTES_MAX} bytes: ID_BYTES_MAX)`);
+  return value;
+}
+
+/** A session id: required, at most ID_BYTES_MAX; whether it exists is the session table's answer. */
 export function sessionId(value: string): string {
   if (value === '') throw new InvalidArgumentError('session_id is required');
-  return value;
+  return idLength(value, 'session_id');
 }
 
 /** Free text naming a client: at most CLIENT_NAME_MAX_BYTES. */

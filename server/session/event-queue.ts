@@ -1,8 +1,17 @@
 /**
- * A session's events on their way to its Events stream: a bounded FIFO with at most one
- * sink (the stream currently attached). Events wait here while no stream is attached or
- * while the attached one pushes back (its write() returned false); the sink calls
- * resume() on 'drain'. Overflow calls onOverflow once (the session then ends: S7).
+ * A session's events on their way to its Events stream: at most one sink (the stream
+ * currently attached) and a bounded FIFO for when that sink pushes back (its write()
+ * returned false; the sink calls resume() on 'drain').
+ *
+ * Events never end a session (the model of inotify's IN_Q_OVERFLOW):
+ * - no stream attached: nothing is queued; the events are counted as lost;
+ * - the attached stream's reader falls behind: past maxQueued events, further ones are
+ *   dropped and counted;
+ * - lost events are reported by one marker, EventsLost{count}, written after what is
+ *   queued (or first thing to the next stream attached). The client then treats all its
+ *   PTEs as suspect and re-validates them; correctness never depends on events, since the
+ *   token check on every Load/Store is the fence (S7).
+ * Memory: at most maxQueued events plus one counter, whatever the client does.
  */
 import assert from 'node:assert';
 import type { SessionEndReason, SessionEvent } from './session-event';
@@ -22,22 +31,25 @@ export class EventQueue {
   private sink: EventSink | null = null;
   private sinkReady = false;
   private endedWith: SessionEndReason | null = null;
-  private overflowed = false;
+  /** Events dropped since the last EventsLost marker; a marker is owed while > 0. */
+  private lostCount = 0;
+  /** Since the session opened, for the admin API and tests. */
+  lostTotal = 0;
 
-  constructor(
-    private readonly maxQueued: number,
-    private readonly onOverflow: () => void,
-  ) {}
+  constructor(private readonly maxQueued: number) {}
 
   get queued(): number {
     return this.queue.length;
   }
 
   push(event: SessionEvent): void {
-    if (this.endedWith !== null || this.overflowed) return;
-    if (this.queue.length >= this.maxQueued) {
-      this.overflowed = true;
-      this.onOverflow();
+    if (this.endedWith !== null) return;
+    // Once events are lost, later ones go too until the marker is written: the client
+    // re-validates everything after the marker anyway, and order stays simple.
+    if (this.sink === null || this.lostCount > 0 || this.queue.length >= this.maxQueued) {
+      this.lostCount++;
+      this.lostTotal++;
+      this.pump();
       return;
     }
     this.queue.push(event);
@@ -59,6 +71,10 @@ export class EventQueue {
       if (this.sink === sink) {
         this.sink = null;
         this.sinkReady = false;
+        // What waited for this stream is lost with it; the next stream is told.
+        this.lostCount += this.queue.length;
+        this.lostTotal += this.queue.length;
+        this.queue.length = 0;
       }
     };
   }
@@ -84,6 +100,11 @@ export class EventQueue {
       const event = this.queue.shift();
       assert(event !== undefined);
       this.sinkReady = sink.write(event);
+    }
+    if (this.sinkReady && this.queue.length === 0 && this.lostCount > 0 && this.endedWith === null) {
+      const count = this.lostCount;
+      this.lostCount = 0;
+      this.sinkReady = sink.write({ kind: 'eventsLost', count });
     }
     // Ending does not wait for a slow reader to drain: the session is gone, and its
     // remaining events (invalidations of PTEs that no longer exist) are moot.

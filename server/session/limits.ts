@@ -12,8 +12,9 @@ export const LEASE_DEFAULT_MS = 30_000;
 export const SESSIONS_MAX = 1024;
 
 /**
- * Events queued for a session whose Events stream is absent or not reading. Overflow
- * ends the session: its PTEs could no longer be invalidated reliably (S7 over S3/S4).
+ * Events queued for a session's Events stream while its reader falls behind. Past it,
+ * events are dropped and the stream gets one EventsLost{count}; with no stream attached
+ * nothing is queued. Never ends the session: the token check is the fence (S7).
  */
 export const SESSION_EVENTS_QUEUED_MAX = 4096;
 

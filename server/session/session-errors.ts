@@ -3,13 +3,14 @@
  * table (server/errors.ts REASONS); these classes only give them constructors.
  */
 import { DaxError } from '../errors';
+import { excerpt } from '../excerpt';
 
 export class SessionExpiredError extends DaxError {
-  constructor(sessionId: string, how: string) { super('SESSION_EXPIRED', `session ${sessionId} ${how}`); }
+  constructor(sessionId: string, how: string) { super('SESSION_EXPIRED', `session ${excerpt(sessionId)} ${how}`); }
 }
 
 export class SessionUnknownError extends DaxError {
-  constructor(sessionId: string) { super('SESSION_UNKNOWN', `no session ${sessionId}`); }
+  constructor(sessionId: string) { super('SESSION_UNKNOWN', `no session ${excerpt(sessionId)}`); }
 }
 
 export class LeaseTooLongError extends DaxError {

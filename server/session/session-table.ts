@@ -30,7 +30,7 @@ export class SessionTable {
   private readonly now: () => number;
   private closedForShutdown = false;
   /** Since start, for metrics: sessions opened, and ended by reason. */
-  readonly stats = { opened: 0, ended: { closed: 0, expired: 0, overflow: 0, shutdown: 0 } as Record<SessionEndReason, number> };
+  readonly stats = { opened: 0, ended: { closed: 0, expired: 0, shutdown: 0 } as Record<SessionEndReason, number> };
 
   constructor(private readonly options: SessionTableOptions) {
     this.maxSessions = options.maxSessions ?? SESSIONS_MAX;
@@ -57,7 +57,6 @@ export class SessionTable {
     const session = new Session(
       id, clientName, leaseMs, this.now(),
       (s) => this.endInBackground(s, 'expired'),
-      (s) => this.endInBackground(s, 'overflow'),
     );
     this.sessions.set(id, session);
     this.stats.opened++;

@@ -2,7 +2,7 @@
  * One client session: its lease, the resources it holds and its event queue.
  *
  * Lifecycle: open -> (KeepAlive renews) -> ending -> ended. end() is the only way out,
- * whatever the reason (Close, lease expiry, event overflow, server shutdown), so every
+ * whatever the reason (Close, lease expiry, server shutdown), so every
  * path runs the same cleanup (S7): stop the lease timer, release every resource (PTEs,
  * pins: waking whoever waits on them), then end the event stream.
  */
@@ -29,11 +29,9 @@ export class Session {
     readonly openedAtMs: number,
     /** Called once when the lease runs out; the table then ends the session. */
     onExpire: (session: Session) => void,
-    /** Called once when the event queue overflows. */
-    onOverflow: (session: Session) => void,
   ) {
     this.renewedAtMs = openedAtMs;
-    this.events = new EventQueue(SESSION_EVENTS_QUEUED_MAX, () => onOverflow(this));
+    this.events = new EventQueue(SESSION_EVENTS_QUEUED_MAX);
     this.timer = setTimeout(() => onExpire(this), leaseMs);
     this.timer.unref();
   }

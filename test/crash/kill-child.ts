@@ -15,6 +15,12 @@
  *   {"done":7,"sha1":"..."}                     a read returned these bytes (hash)
  *   {"fatal":"..."}                             an uncoded error (engine bug): exit 3
  *
+ * The child runs the server's engine: the file layer and the dax layer (mappings, MAP_SYNC
+ * faults, DMA pins) over the volume file, as `daxd serve` does minus the RPC edge.
+ * Durable points acknowledged by a done line: fsync (dax fsync: writeback, then the file
+ * layer's), a sync write, a mapped store's Msync ('mapstore', after a plain or a MAP_SYNC
+ * write fault), and a DMA write through a writable pin followed by Fsync ('dma').
+ *
  * The data written to file f only uses the bytes of alphabetOf(f), never 0 and never
  * CANARY, so after a crash the parent can tell stale or foreign data from the file's own.
  *
@@ -27,6 +33,8 @@ import { FileSystem } from '../../server/fs/filesystem';
 import type { FallocateMode } from '../../server/fs/types';
 import { BLOCK_SIZE } from '../../server/limits';
 import { MmapStorage } from '../../server/media/mmap-storage';
+import { Dax } from '../../server/dax/dax';
+import type { MappingOwner, OwnerEvent } from '../../server/dax/owner';
 import { seededRng } from '../support/rng';
 
 export const CANARY = 0xcc;
@@ -44,7 +52,11 @@ export type CrashOp =
   | { op: 'truncate'; f: number; size: number }
   | { op: 'fallocate'; f: number; mode: FallocateMode; off: number; len: number }
   | { op: 'create'; f: number; exclusive: boolean }
-  | { op: 'unlink'; f: number };
+  | { op: 'unlink'; f: number }
+  /** Write fault (MAP_SYNC when sync) on the page of off, Store [off, off + len) in it, Msync the page. */
+  | { op: 'mapstore'; f: number; off: number; len: number; seed: number; sync: boolean }
+  /** Writable pin of the page of off, DMA write [off, off + len) in it, unpin, Fsync. */
+  | { op: 'dma'; f: number; off: number; len: number; seed: number };
 
 export type ChildLine =
   | { mounting: true }
@@ -91,10 +103,22 @@ function emit(line: ChildLine): void {
   }
 }
 
+/** The child's one mapping owner (a session that never ends). */
+class ChildOwner implements MappingOwner {
+  readonly id = 'kill-child';
+  private next = 1;
+  notify(_event: OwnerEvent): void { /* the workload re-faults for every mapped store */ }
+  attach(): number { return this.next++; }
+  detach(): boolean { return true; }
+}
+
 class Workload {
   private readonly inos: Array<number | undefined>;
+  private readonly dax: Dax;
+  private readonly owner = new ChildOwner();
 
   constructor(private readonly fs: FileSystem, private readonly rng: () => number) {
+    this.dax = new Dax(fs);
     this.inos = FILE_NAMES.map((name) => {
       try {
         return fs.lookup(name).ino;
@@ -140,10 +164,20 @@ class Workload {
     }
     if (r < 0.58) return { op: 'fsync', f };
     if (r < 0.66) return { op: 'read', f, off: this.int(size + 10), len: this.length() };
-    if (r < 0.72) return { op: 'truncate', f, size: this.rng() < 0.6 ? this.int(size + 1) : this.int(FILE_SPAN_BYTES) };
+    if (r < 0.69 && size > 0) return this.inPage('mapstore', f, size);
+    if (r < 0.72 && size > 0) return this.inPage('dma', f, size);
+    if (r < 0.78) return { op: 'truncate', f, size: this.rng() < 0.6 ? this.int(size + 1) : this.int(FILE_SPAN_BYTES) };
     if (r < 0.95) return this.fallocate(f, size);
     if (r < 0.97) return { op: 'create', f, exclusive: this.rng() < 0.5 };
     return { op: 'unlink', f };
+  }
+
+  /** A mapped store or DMA write inside one page of the file (below EOF). */
+  private inPage(op: 'mapstore' | 'dma', f: number, size: number): CrashOp {
+    const off = this.int(size);
+    const len = 1 + this.int(Math.min(size - off, BLOCK_SIZE - (off % BLOCK_SIZE), 600));
+    const seed = 1 + this.int(0x7ffffffe);
+    return op === 'dma' ? { op, f, off, len, seed } : { op, f, off, len, seed, sync: this.rng() < 0.5 };
   }
 
   private fallocate(f: number, size: number): CrashOp {
@@ -176,8 +210,28 @@ class Workload {
       case 'read':
         return { sha1: sha1(await this.fs.read(ino, op.off, op.len)) };
       case 'fsync':
-        await this.fs.fsync(ino, false);
+        await this.dax.fsync(ino, false);
         return {};
+      case 'mapstore': {
+        const pg = Math.floor(op.off / BLOCK_SIZE);
+        const { pte } = await this.dax.fault(this.owner, ino, pg, 'WRITE', op.sync);
+        // Nothing runs between the fault and the store here (one operation at a time).
+        this.dax.store(this.owner, pte!.token, op.off - pg * BLOCK_SIZE, crashData(op.f, op.seed, op.len));
+        await this.dax.msync(ino, pg, pg);
+        this.dax.unmap(this.owner, ino, pg, pg);
+        return {};
+      }
+      case 'dma': {
+        const pg = Math.floor(op.off / BLOCK_SIZE);
+        const p = await this.dax.pin(this.owner, { ino, firstPgoff: pg, npages: 1, writable: true, leaseMs: 0 });
+        try {
+          await this.dax.dmaWrite(this.owner, p.id, 0, op.off - pg * BLOCK_SIZE, crashData(op.f, op.seed, op.len));
+        } finally {
+          this.dax.unpin(this.owner, p.id);
+        }
+        await this.dax.fsync(ino, false);
+        return {};
+      }
       case 'truncate':
         await this.fs.truncate(ino, op.size);
         return {};
@@ -188,12 +242,33 @@ class Workload {
   }
 }
 
+/** Truncate scenario: the child waits this long for its SIGKILL, then exits by itself. */
+const SCENARIO_WAIT_MS = 30_000;
+
+/**
+ * The issue's repro, one step at a time: a 4 KiB sync write to k0 (acknowledged), then
+ * Truncate(100); then nothing (no commit from this process) until the parent's SIGKILL,
+ * which it sends as soon as it sees the truncate start.
+ */
+async function truncateScenario(fsys: FileSystem): Promise<void> {
+  const { ino } = await fsys.create(FILE_NAMES[0], false);
+  const write: CrashOp = { op: 'write', f: 0, off: 0, len: BLOCK_SIZE, seed: 42, sync: true };
+  emit({ i: 0, ...write });
+  await fsys.write(ino, 0, crashData(0, 42, BLOCK_SIZE), true);
+  emit({ done: 0 });
+  emit({ i: 1, op: 'truncate', f: 0, size: 100 });
+  await fsys.truncate(ino, 100);
+  emit({ done: 1 });
+  await new Promise((resolve) => setTimeout(resolve, SCENARIO_WAIT_MS));
+}
+
 async function main(): Promise<void> {
-  const args = JSON.parse(process.argv[2]) as { volume: string; seed: number };
+  const args = JSON.parse(process.argv[2]) as { volume: string; seed: number; scenario?: 'truncate' };
   const storage = MmapStorage.open(args.volume);
   emit({ mounting: true });
   const fsys = await FileSystem.mount(storage, { canaryByte: CANARY });
   emit({ ready: true, replay: fsys.mountReport.replay.state });
+  if (args.scenario === 'truncate') return truncateScenario(fsys);
   const workload = new Workload(fsys, seededRng(args.seed));
   for (let i = 0; i < OPS_MAX; i++) {
     const op = workload.next();

@@ -158,4 +158,20 @@ describe('dax invalidation counts (S3)', function () {
     assert.deepEqual(await v.fs.read(ino, 0, 5), Buffer.from('page0'));
     assert.deepEqual(await a.load(ino, PAGE, 5), Buffer.from('page1'));
   });
+
+  it("a session's own write fault and msync do not notify it; the other mappers are notified", async function () {
+    const v = await freshDax();
+    const ino = await sparseFile(v, 'f', 4 * PAGE);
+    const a = new TestOwner('a');
+    const b = new TestOwner('b');
+    await v.dax.fault(a, ino, 1, 'READ', false); // both map the hole read-only (zero page)
+    await v.dax.fault(b, ino, 1, 'READ', false);
+    await v.dax.fault(a, ino, 1, 'WRITE', false); // a fills the hole: b's zero-page PTE goes
+    assert.deepEqual(a.events, [], 'its own write fault');
+    assert.deepEqual(b.events.map((e) => [e.reason, e.firstPgoff]), [['HOLE_FILLED', 1]]);
+    await v.dax.fault(b, ino, 1, 'WRITE', false);
+    await v.dax.msync(ino, 0, 3, a); // a's msync write-protects both writable PTEs
+    assert.deepEqual(a.events, [], 'its own msync');
+    assert.deepEqual(b.events.map((e) => [e.reason, e.firstPgoff]), [['HOLE_FILLED', 1], ['WRITEBACK', 1]]);
+  });
 });

@@ -56,7 +56,6 @@ describe('dma: pin racing truncate (failpoints, in-process)', function () {
     v.dax.failpoints.releaseAll();
     guard.restore();
     assert.deepEqual(guard.violations, [], 'a pinned block was freed');
-    assert.equal(v.dax.ctx.counters.entriesDeletedWhilePinned, 0);
   });
 
   it('pin first (paused after taking its references): truncate waits for the mmap lock, then for the unpin', async function () {

@@ -10,7 +10,9 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { DaxClient, DaxClientError, DaxSession } from '../../client';
 import type { RawClients } from '../../client/raw-clients';
+import type { Event__Output } from '../../client/generated/daxd/v1/Event';
 import type { SessionInfo__Output } from '../../client/generated/daxd/v1/SessionInfo';
+import { SESSION_EVENTS_QUEUED_MAX } from '../../server/session/limits';
 import { call, failure, rawClients, streamOutcome } from '../support/raw-rpc';
 import { clientFor, startServer, tempDir, type StartedServer } from '../support/start-server';
 
@@ -95,6 +97,35 @@ describe('sessions: leases, keep-alive, close, expiry, events', function () {
     assert.equal(error?.reason, 'EBUSY');
     await call((cb) => raw.session.Close({ session_id: info.session_id }, cb));
     assert.equal((await secondEnd).error, null, 'the newer stream ends OK at Close');
+  });
+
+  it('a quiet client (no Events stream) keeps its session past SESSION_EVENTS_QUEUED_MAX events; its next stream starts with EventsLost{count}', async function () {
+    const quiet = await call<SessionInfo__Output>((cb) => raw.session.Open({ client_name: 'quiet' }, cb));
+    const pages = SESSION_EVENTS_QUEUED_MAX + 100;
+    const file = await client.create('quiet-holes');
+    await client.truncate(file.ino, pages * 4096);
+    // The quiet session maps every hole page read-only (the zero page).
+    for (let first = 0; first < pages; first += 1024) {
+      const ops = Array.from({ length: Math.min(1024, pages - first) }, (_, i) => ({ pgoff: first + i, kind: 'READ' as const }));
+      await call((cb) => raw.mapping.FaultBatch({ session_id: quiet.session_id, ino: file.ino, ops }, cb));
+    }
+    // Another client fills each hole with its own write: one Invalidate(HOLE_FILLED) each.
+    const writes = raw.files.WriteStream();
+    const outcome = streamOutcome(writes);
+    const page = Buffer.alloc(4096, 1);
+    for (let first = 0; first < pages; first += 1024) {
+      writes.write({ ops: Array.from({ length: Math.min(1024, pages - first) }, (_, i) => ({ id: first + i, ino: file.ino, offset: (first + i) * 4096, data: page })) });
+    }
+    writes.end();
+    assert.equal((await outcome).error, null);
+    // Alive: KeepAlive works (it used to be ended after 4,096 queued events).
+    await call((cb) => raw.session.KeepAlive({ session_id: quiet.session_id }, cb));
+    const events = raw.session.Events({ session_id: quiet.session_id });
+    const [first] = await once(events, 'data') as [Event__Output];
+    assert.equal(first.events_lost?.count, String(pages), `first event ${JSON.stringify(first)}`);
+    const end = streamOutcome(events);
+    await call((cb) => raw.session.Close({ session_id: quiet.session_id }, cb));
+    assert.equal((await end).error, null);
   });
 
   it('at most 1024 sessions: the next Open is RESOURCE_EXHAUSTED / ELIMIT (actual vs. max)', async function () {

@@ -20,8 +20,8 @@ export function call<Res>(invoke: (callback: grpc.requestCallback<Res>) => unkno
 }
 
 /** Send pre-encoded request bytes to a unary method (e.g. '/daxd.v1.Files/Lookup'). */
-export function callBytes(client: grpc.Client, method: string, request: Buffer): Promise<Buffer> {
-  return call<Buffer>((cb) => client.makeUnaryRequest(method, (b: Buffer) => b, (b: Buffer) => b, request, cb));
+export function callBytes(client: grpc.Client, method: string, request: Buffer, options: grpc.CallOptions = {}): Promise<Buffer> {
+  return call<Buffer>((cb) => client.makeUnaryRequest(method, (b: Buffer) => b, (b: Buffer) => b, request, options, cb));
 }
 
 /** The protobuf encoding of a message whose field 1 is a string given as raw bytes. */

@@ -457,6 +457,15 @@ describe('fsck', () => {
       assert.match(report.info.journal, /^corrupt: /);
     });
 
+    it('a transaction of an unknown journal version: JOURNAL_VERSION (mount refuses it, never discards it)', async () => {
+      const storage = fresh();
+      const layout = layoutOf(storage);
+      writeJournal(storage, 4, [layout.inodes.start], [block(storage, layout.inodes.start).slice()]);
+      block(storage, layout.journal.start)[4] += 1; // the version field (u32 LE at 4)
+      const report = await expectFindings(storage, ['JOURNAL_VERSION']);
+      assert.match(report.findings[0].message, /journal format version \d+ is not supported/);
+    });
+
     it('a valid transaction logging one block twice: JOURNAL_CORRUPT', async () => {
       const storage = fresh();
       const pfn = layoutOf(storage).inodes.start;

@@ -4,10 +4,11 @@ import { DaxError } from '../../server/errors';
 import { computeLayout, Layout } from '../../server/media/layout';
 import { MemoryStorage } from '../../server/media/memory-storage';
 import { SimulatedCrash } from '../../server/media/storage';
-import { decodeTransaction, encodeTransaction, maxImages, transactionBlocks } from '../../server/journal/format';
+import { decodeTransaction, encodeTransaction, JOURNAL_VERSION, maxImages, transactionBlocks } from '../../server/journal/format';
 import { Journal } from '../../server/journal/journal';
 import { readJournal, replayJournal } from '../../server/journal/replay';
 import { mkfs } from '../../server/fs/mkfs';
+import { FileSystem } from '../../server/fs/filesystem';
 import { until } from '../support/until';
 import { MiB } from '../support/units';
 
@@ -318,6 +319,19 @@ describe('journal', () => {
     assert.throws(() => readJournal(storage, layout), isCode('ECORRUPT'));
     await assert.rejects(replayJournal(storage, layout), isCode('ECORRUPT'));
     assert.notEqual(homeByte(storage, 1), 0xee, 'the superblock was not overwritten');
+  });
+
+  it('a committed transaction of an unknown journal version refuses mount with EVERSION, never discarded as torn', async () => {
+    const { storage, layout, metaA } = await setup();
+    const zone = storage.view(layout.journal.start * BLOCK_SIZE, layout.journal.count * BLOCK_SIZE);
+    encodeTransaction(zone, 5, [metaA], [new Uint8Array(BLOCK_SIZE).fill(0x5a)]);
+    new DataView(zone.buffer, zone.byteOffset).setUint32(4, JOURNAL_VERSION + 1, true);
+    await storage.flush(layout.journal.start * BLOCK_SIZE, layout.journal.count * BLOCK_SIZE);
+    const found = new RegExp(`journal format version ${JOURNAL_VERSION + 1} .*supports version ${JOURNAL_VERSION}\\b`);
+    assert.throws(() => decodeTransaction(zone), (err) => isCode('EVERSION')(err) && found.test((err as Error).message));
+    await assert.rejects(replayJournal(storage, layout), isCode('EVERSION'));
+    await assert.rejects(FileSystem.mount(storage.reboot()), (err) => isCode('EVERSION')(err) && found.test((err as Error).message));
+    assert.equal(homeByte(storage, metaA), 0, 'nothing applied');
   });
 
   it('a freed (forgotten) block is not logged', async () => {

@@ -1,8 +1,9 @@
 /**
  * The session layer without the network (S7): every way a session ends runs the same
  * cleanup — each attached resource released once, newest first, with the reason — and
- * its event queue delivers in order, holds events while no stream is attached, honours
- * backpressure, hands over to a newer stream, and ends the session on overflow.
+ * its event queue delivers in order, honours backpressure, hands over to a newer stream,
+ * queues nothing while no stream is attached, and never ends a session because of events:
+ * a reader that falls behind loses events and is told so by one EventsLost{count}.
  */
 import assert from 'node:assert/strict';
 import { DaxError } from '../../server/errors';
@@ -114,19 +115,56 @@ describe('session layer (S7: sessions bound every resource)', function () {
     assert.equal(small.size, 0);
   });
 
-  it('events wait for a stream, then arrive in order; backpressure pauses delivery until resume', async function () {
+  it('events arrive in order; backpressure pauses delivery until resume', async function () {
     const session = table.open('h', 10_000);
+    const sink = new RecordingSink();
+    session.events.attach(sink);
+    sink.ready = false; // the first write fills the stream's buffer
     session.notify(invalidate(1));
     session.notify(invalidate(2));
-    const sink = new RecordingSink();
-    sink.ready = false; // the first write fills the stream's buffer
-    session.events.attach(sink);
     assert.deepEqual(sink.events.map((e) => (e.kind === 'invalidate' ? e.firstPgoff : -1)), [1]);
     session.notify(invalidate(3));
     assert.equal(sink.events.length, 1, 'nothing more until resume');
     sink.ready = true;
     session.events.resume(sink);
     assert.deepEqual(sink.events.map((e) => (e.kind === 'invalidate' ? e.firstPgoff : -1)), [1, 2, 3]);
+  });
+
+  it('with no Events stream nothing is queued and the session lives; the next stream starts with EventsLost{count}', async function () {
+    const session = table.open('quiet', 10_000);
+    let released = false;
+    session.attach({ kind: 'pte', release: () => { released = true; } });
+    const n = 3 * SESSION_EVENTS_QUEUED_MAX;
+    for (let i = 0; i < n; i++) session.notify(invalidate(i));
+    assert.equal(session.events.queued, 0, 'queued while no stream is attached');
+    assert.equal(session.state, 'open');
+    assert.equal(released, false);
+    assert.equal(table.get(session.id), session);
+    const sink = new RecordingSink();
+    session.events.attach(sink);
+    session.notify(invalidate(n));
+    assert.deepEqual(sink.events, [{ kind: 'eventsLost', count: n }, invalidate(n)]);
+  });
+
+  it('a reader that falls behind: events past SESSION_EVENTS_QUEUED_MAX are dropped, one EventsLost{count} follows, the session lives', async function () {
+    const session = table.open('slow', 10_000);
+    let released = false;
+    session.attach({ kind: 'pte', release: () => { released = true; } });
+    const sink = new RecordingSink();
+    session.events.attach(sink);
+    sink.ready = false;
+    const extra = 1000;
+    for (let i = 0; i < 1 + SESSION_EVENTS_QUEUED_MAX + extra; i++) session.notify(invalidate(i));
+    assert.equal(session.events.queued, SESSION_EVENTS_QUEUED_MAX, 'the queue stays at its bound');
+    assert.equal(session.state, 'open');
+    assert.equal(released, false);
+    sink.ready = true;
+    session.events.resume(sink);
+    session.notify(invalidate(-1));
+    assert.equal(sink.events.length, 1 + SESSION_EVENTS_QUEUED_MAX + 1 + 1);
+    assert.deepEqual(sink.events[SESSION_EVENTS_QUEUED_MAX], invalidate(SESSION_EVENTS_QUEUED_MAX), 'the queued ones, in order');
+    assert.deepEqual(sink.events[SESSION_EVENTS_QUEUED_MAX + 1], { kind: 'eventsLost', count: extra }, 'then one marker for the dropped ones');
+    assert.deepEqual(sink.events[SESSION_EVENTS_QUEUED_MAX + 2], invalidate(-1), 'then new events as usual');
   });
 
   it('a newer stream takes over: the older one ends with replaced and gets nothing more', async function () {
@@ -139,13 +177,6 @@ describe('session layer (S7: sessions bound every resource)', function () {
     session.notify(invalidate(7));
     assert.equal(older.events.length, 0);
     assert.equal(newer.events.length, 1);
-  });
-
-  it('overflowing the event queue ends the session (reason overflow)', async function () {
-    const session = table.open('j', 10_000);
-    const released = new Promise<SessionEndReason>((resolve) => session.attach({ kind: 'pte', release: resolve }));
-    for (let i = 0; i <= SESSION_EVENTS_QUEUED_MAX; i++) session.notify(invalidate(i));
-    assert.equal(await released, 'overflow');
   });
 
   it('shutdown ends every session with reason shutdown', async function () {
