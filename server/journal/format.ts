@@ -50,11 +50,13 @@ export function encodeTransaction(zone: Uint8Array, seq: number, homes: number[]
   const header = zone.subarray(0, BLOCK_SIZE);
   header.fill(0);
   const dv = dataView(header);
-  dv.setUint32(0, JOURNAL_MAGIC, true);
+  // The magic goes in after the rest of the header: a process killed while the header is
+  // being written leaves no magic (fill above), so our magic always comes with its version.
   dv.setUint32(4, JOURNAL_VERSION, true);
   setU64(dv, 8, seq);
   dv.setUint32(16, count, true);
   dv.setUint32(20, desc, true);
+  dv.setUint32(0, JOURNAL_MAGIC, true);
   const descBytes = zone.subarray(BLOCK_SIZE, (1 + desc) * BLOCK_SIZE);
   descBytes.fill(0);
   const ddv = dataView(descBytes);
@@ -99,7 +101,11 @@ export function decodeTransaction(zone: Uint8Array): DecodedJournal {
   if (magic !== JOURNAL_MAGIC) return { state: 'discarded', reason: `bad magic 0x${magic.toString(16)}`, seq };
   // Version policy (media/layout.ts): a header with our magic and another version may hold
   // a committed transaction of another format; discarding it as torn would drop it.
-  checkFormatVersion('journal', dv.getUint32(4, true), JOURNAL_VERSION);
+  // Version 0 was never written by any daxd: a header torn on the medium (a power cut
+  // inside its sector), not another format.
+  const version = dv.getUint32(4, true);
+  if (version === 0) return { state: 'discarded', reason: 'torn header (version 0)', seq };
+  checkFormatVersion('journal', version, JOURNAL_VERSION);
   const count = dv.getUint32(16, true);
   const desc = dv.getUint32(20, true);
   const journalBlocks = zone.byteLength / BLOCK_SIZE;

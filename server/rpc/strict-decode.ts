@@ -125,8 +125,36 @@ class Cursor {
   }
 }
 
-/** Walks one message of `type` in [start, end); throws Malformed at the first fault. */
-function check(type: protobuf.Type, buf: Uint8Array, start: number, end: number, depth: number): void {
+/**
+ * What the walk needs of a message type, computed once per type (the walk runs on every
+ * request: no descriptor lookups on the hot path).
+ */
+interface FieldPlan {
+  readonly name: string;
+  readonly wireType: number;
+  readonly width: 'unsigned' | 'signed' | null;
+  readonly repeated: boolean;
+  /** The plan of a nested message field (filled in after creation: types may recurse). */
+  nested: MessagePlan | null;
+}
+type MessagePlan = Map<number, FieldPlan>;
+
+function planOf(type: protobuf.Type, plans = new Map<protobuf.Type, MessagePlan>()): MessagePlan {
+  const known = plans.get(type);
+  if (known !== undefined) return known;
+  const plan: MessagePlan = new Map();
+  plans.set(type, plan);
+  for (const field of type.fieldsArray) {
+    const nestedType = field.resolvedType instanceof protobuf.Type ? field.resolvedType : null;
+    const fieldPlan: FieldPlan = { name: `${type.name}.${field.name}`, wireType: wireTypeOf(field), width: is32Bit(field), repeated: field.repeated, nested: null };
+    plan.set(field.id, fieldPlan);
+    if (nestedType !== null) fieldPlan.nested = planOf(nestedType, plans);
+  }
+  return plan;
+}
+
+/** Walks one message in [start, end) against its plan; throws Malformed at the first fault. */
+function check(plan: MessagePlan, buf: Uint8Array, start: number, end: number, depth: number): void {
   if (depth > NESTING_DEPTH_MAX) throw new Malformed(`messages nested deeper than ${NESTING_DEPTH_MAX}`);
   const at = new Cursor(buf, start, end);
   while (at.pos < at.end) {
@@ -135,28 +163,27 @@ function check(type: protobuf.Type, buf: Uint8Array, start: number, end: number,
     const fieldNo = Math.floor(key.low / 8);
     const wireType = key.low % 8;
     if (fieldNo === 0) throw new Malformed('field number 0');
-    const field = type.fieldsById[fieldNo] as protobuf.Field | undefined;
-    const name = field === undefined ? `unknown field ${fieldNo}` : `${type.name}.${field.name}`;
+    const field = plan.get(fieldNo);
+    const name = field === undefined ? `unknown field ${fieldNo}` : field.name;
     if (field !== undefined) {
-      const expected = wireTypeOf(field);
-      const packed = field.repeated && expected !== WIRE_LEN && wireType === WIRE_LEN;
-      if (wireType !== expected && !packed) throw new Malformed(`${name} has wire type ${wireType}, its type needs ${expected}`);
+      const packed = field.repeated && field.wireType !== WIRE_LEN && wireType === WIRE_LEN;
+      if (wireType !== field.wireType && !packed) throw new Malformed(`${name} has wire type ${wireType}, its type needs ${field.wireType}`);
       if (packed) {
-        checkPacked(field, expected, at, name);
+        checkPacked(field, at);
         continue;
       }
     }
     switch (wireType) {
       case WIRE_VARINT: {
         const v = at.varint();
-        if (field !== undefined) checkVarint(field, v, name);
+        if (field !== undefined) checkVarint(field, v);
         break;
       }
       case WIRE_I64: at.skip(8, name); break;
       case WIRE_I32: at.skip(4, name); break;
       case WIRE_LEN: {
         const [s, e] = at.lengthDelimited(name);
-        if (field?.resolvedType instanceof protobuf.Type) check(field.resolvedType, buf, s, e, depth + 1);
+        if (field?.nested) check(field.nested, buf, s, e, depth + 1);
         break;
       }
       default:
@@ -165,19 +192,19 @@ function check(type: protobuf.Type, buf: Uint8Array, start: number, end: number,
   }
 }
 
-function checkVarint(field: protobuf.Field, v: { low: number; highZero: boolean; negative32: boolean }, name: string): void {
-  const width = is32Bit(field);
+function checkVarint(field: FieldPlan, v: { low: number; highZero: boolean; negative32: boolean }): void {
+  const width = field.width;
   if (width === null || v.highZero && (width === 'unsigned' || v.low < 2 ** 31)) return;
   if (width === 'signed' && v.negative32) return;
-  throw new Malformed(`${name} does not fit its 32-bit type`);
+  throw new Malformed(`${field.name} does not fit its 32-bit type`);
 }
 
-function checkPacked(field: protobuf.Field, elementWireType: number, at: Cursor, name: string): void {
-  const [s, e] = at.lengthDelimited(name);
+function checkPacked(field: FieldPlan, at: Cursor): void {
+  const [s, e] = at.lengthDelimited(field.name);
   const inner = new Cursor(at.buf, s, e);
   while (inner.pos < inner.end) {
-    if (elementWireType === WIRE_VARINT) checkVarint(field, inner.varint(), name);
-    else inner.skip(elementWireType === WIRE_I64 ? 8 : 4, name);
+    if (field.wireType === WIRE_VARINT) checkVarint(field, inner.varint());
+    else inner.skip(field.wireType === WIRE_I64 ? 8 : 4, field.name);
   }
 }
 
@@ -201,12 +228,13 @@ export function strictDeserializer(path: string): (bytes: Buffer) => unknown {
   if (method === undefined) throw new Error(`bug: no RPC ${path} in the contract`);
   const type = method.resolvedRequestType;
   if (type === null) throw new Error(`bug: ${path} has no resolved request type`);
+  const plan = planOf(type);
   const options: protobuf.IConversionOptions = {
     longs: String, enums: String, defaults: PROTO_LOADER_OPTIONS.defaults, oneofs: PROTO_LOADER_OPTIONS.oneofs,
   };
   return (bytes: Buffer) => {
     try {
-      check(type, bytes, 0, bytes.length, 0);
+      check(plan, bytes, 0, bytes.length, 0);
     } catch (err) {
       if (err instanceof Malformed) return new MalformedRequest(path, err.message);
       throw err;

@@ -168,15 +168,17 @@ describe('mapping races and revocations (in-process server with failpoints, over
       assert.deepEqual(await s.load(await s.token(ino, 1, 'READ'), 0, PAGE), Buffer.alloc(PAGE), 're-faulted: a hole again');
     });
 
-    it('msync downgrade: writable PTEs refused for stores, read-only kept; Invalidate WRITEBACK [0, 2]', async function () {
+    it('msync downgrade: writable PTEs refused for stores, read-only kept; no event for its own msync, Invalidate WRITEBACK for an fsync', async function () {
       const ino = await sparse(4);
       const writable = await Promise.all([0, 1, 2].map((pg) => s.token(ino, pg, 'WRITE')));
       const readOnly = await s.token(ino, 1, 'READ');
       const event = nextInvalidate(session, ino);
-      await s.msync(ino, 0, 3);
-      assert.deepEqual(await event, { ino, firstPgoff: 0, lastPgoff: 2, reason: 'WRITEBACK' });
+      await s.msync(ino, 0, 3); // the session's own action: it is not told
       for (const t of writable) assert.equal((await failure(s.store(t, 0, Buffer.from('x')))).reason, 'PTE_STALE');
       assert.deepEqual(await s.load(readOnly, 0, 2), Buffer.alloc(2));
+      await s.token(ino, 2, 'WRITE');
+      await client.fsync(ino); // another client's fsync: the first event the session gets
+      assert.deepEqual(await event, { ino, firstPgoff: 2, lastPgoff: 2, reason: 'WRITEBACK' });
     });
 
     it('an allocating Write over a READ-faulted hole: Invalidate HOLE_FILLED, the zero-page PTE refused', async function () {

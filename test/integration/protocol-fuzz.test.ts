@@ -95,19 +95,30 @@ interface Case {
 
 const HUGE_SIZES = [65, 1_000, 70_000, 300_000];
 
+/**
+ * A live id stands in the generated request as POOL_MARK + pool + index and is resolved
+ * when the case runs: sessions the fuzzer closed are replaced meanwhile (refreshPools).
+ */
+const POOL_MARK = '\u0000pool:';
+type LivePool = 'sessions' | 'tokens' | 'pins';
+
+function poolRef(pool: LivePool): fc.Arbitrary<string> {
+  return fc.nat(LIVE_SESSIONS - 1).map((i) => `${POOL_MARK}${pool}:${i}`);
+}
+
 function stringArb(field: protobuf.Field, pools: Pools): fc.Arbitrary<string> {
   const known = (() => {
     switch (field.name) {
-      case 'session_id': return pools.sessions;
-      case 'token': return pools.tokens;
-      case 'pin_id': return pools.pins;
-      case 'name': case 'prefix': return pools.names;
-      case 'page_token': return pools.names.map((n) => Buffer.from(n).toString('base64url'));
-      default: return ['fuzz'];
+      case 'session_id': return poolRef('sessions');
+      case 'token': return poolRef('tokens');
+      case 'pin_id': return poolRef('pins');
+      case 'name': case 'prefix': return fc.constantFrom(...pools.names);
+      case 'page_token': return fc.constantFrom(...pools.names.map((n) => Buffer.from(n).toString('base64url')));
+      default: return fc.constant('fuzz');
     }
   })();
   return fc.oneof(
-    { weight: 6, arbitrary: fc.constantFrom(...known) },
+    { weight: 6, arbitrary: known },
     { weight: 2, arbitrary: fc.string({ maxLength: 40, unit: 'binary' }) },
     { weight: 1, arbitrary: fc.constantFrom(...HUGE_SIZES).map((n) => 'x'.repeat(n)) },
     { weight: 1, arbitrary: fc.constant('') },
@@ -176,8 +187,21 @@ function caseArb(rpcs: Rpc[], pools: Pools): fc.Arbitrary<Case> {
   }));
 }
 
-function encode(type: protobuf.Type, value: Record<string, unknown>): Buffer {
-  return Buffer.from(type.encode(type.fromObject(value)).finish());
+/** The request with pool references replaced by the live ids of now. */
+function resolvePools(value: unknown, pools: Pools): unknown {
+  if (typeof value === 'string' && value.startsWith(POOL_MARK)) {
+    const [pool, index] = value.slice(POOL_MARK.length).split(':') as [LivePool, string];
+    return pools[pool][Number(index)] ?? '';
+  }
+  if (Array.isArray(value)) return value.map((v) => resolvePools(v, pools));
+  if (value !== null && typeof value === 'object' && !(value instanceof Uint8Array)) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, resolvePools(v, pools)]));
+  }
+  return value;
+}
+
+function encode(type: protobuf.Type, value: Record<string, unknown>, pools: Pools): Buffer {
+  return Buffer.from(type.encode(type.fromObject(resolvePools(value, pools) as Record<string, unknown>)).finish());
 }
 
 function mutate(bytes: Buffer, m: Mutation): Buffer {
@@ -205,8 +229,8 @@ interface Outcome {
 const identity = (b: Buffer) => b;
 
 /** One case over the raw channel; resolves with the status the client saw. */
-function runCase(client: grpc.Client, rpc: Rpc, c: Case): Promise<Outcome> {
-  const bodies = c.messages.map((m) => mutate(encode(rpc.requestType, m.value), m.mutation));
+function runCase(client: grpc.Client, rpc: Rpc, c: Case, pools: Pools): Promise<Outcome> {
+  const bodies = c.messages.map((m) => mutate(encode(rpc.requestType, m.value, pools), m.mutation));
   const options: grpc.CallOptions = c.deadlineMs === null ? {} : { deadline: Date.now() + c.deadlineMs };
   // A call without a deadline is always cancelled, so every call ends.
   const cancelMs = c.deadlineMs === null ? (c.cancelMs ?? CALL_MS_MAX) : c.cancelMs;
@@ -233,6 +257,11 @@ function runCase(client: grpc.Client, rpc: Rpc, c: Case): Promise<Outcome> {
   });
 }
 
+/** Live sessions the fuzzer keeps (each with a PTE token and a pin). */
+const LIVE_SESSIONS = 3;
+/** Cases between two checks that the live sessions are still open. */
+const REFRESH_EVERY_CASES = 100;
+
 async function preparePools(raw: RawClients): Promise<Pools> {
   const names = ['f0', 'f1', 'f2', 'victim'];
   const inos: number[] = [];
@@ -241,18 +270,29 @@ async function preparePools(raw: RawClients): Promise<Pools> {
     inos.push(Number(info.ino));
     await call((cb) => raw.files.Write({ ino: info.ino, offset: 0, data: Buffer.alloc(3 * 4096, 0x11) }, cb));
   }
-  const sessions: string[] = [];
-  const tokens: string[] = [];
-  const pins: string[] = [];
-  for (let i = 0; i < 3; i++) {
-    const s = await call<{ session_id: string }>((cb) => raw.session.Open({ client_name: `fuzz-${i}`, lease_ms: 120_000 }, cb));
-    sessions.push(s.session_id);
-    const f = await call<{ pte: { token: string } | null }>((cb) => raw.mapping.Fault({ session_id: s.session_id, ino: inos[i], pgoff: 0, kind: 'WRITE' }, cb));
-    if (f.pte) tokens.push(f.pte.token);
-    const p = await call<{ pin_id: string }>((cb) => raw.dma.Pin({ session_id: s.session_id, ino: inos[i], first_pgoff: 1, npages: 1, writable: i % 2 === 0 }, cb));
-    pins.push(p.pin_id);
+  const pools: Pools = { sessions: [], tokens: [], pins: [], names, inos };
+  for (let i = 0; i < LIVE_SESSIONS; i++) await openLive(raw, pools, i);
+  return pools;
+}
+
+/** Session i of the pool: a new session with a PTE token and a pin (the file may have shrunk: best effort). */
+async function openLive(raw: RawClients, pools: Pools, i: number): Promise<void> {
+  const deadline = () => ({ deadline: Date.now() + 5_000 });
+  const s = await call<{ session_id: string }>((cb) => raw.session.Open({ client_name: `fuzz-${i}`, lease_ms: 120_000 }, deadline(), cb));
+  pools.sessions[i] = s.session_id;
+  const ino = pools.inos[i % pools.inos.length];
+  const f = await call<{ pte: { token: string } | null }>((cb) => raw.mapping.Fault({ session_id: s.session_id, ino, pgoff: 0, kind: 'WRITE' }, deadline(), cb)).catch(() => null);
+  pools.tokens[i] = f?.pte?.token ?? '';
+  const p = await call<{ pin_id: string }>((cb) => raw.dma.Pin({ session_id: s.session_id, ino, first_pgoff: 0, npages: 1, writable: i % 2 === 0 }, deadline(), cb)).catch(() => null);
+  pools.pins[i] = p?.pin_id ?? '';
+}
+
+/** Replaces the pool's sessions that the fuzz closed (or that expired). */
+async function refreshPools(raw: RawClients, pools: Pools): Promise<void> {
+  for (let i = 0; i < LIVE_SESSIONS; i++) {
+    const alive = await call((cb) => raw.session.KeepAlive({ session_id: pools.sessions[i] }, { deadline: Date.now() + 5_000 }, cb)).then(() => true, () => false);
+    if (!alive) await openLive(raw, pools, i);
   }
-  return { sessions, tokens, pins, names, inos };
 }
 
 describe('protocol fuzzer: random and mutated requests for every RPC (issue 10)', function () {
@@ -294,8 +334,9 @@ describe('protocol fuzzer: random and mutated requests for every RPC (issue 10)'
     const worker = async () => {
       for (let c = next(); c !== null; c = next()) {
         const index = cases++;
+        if (index % REFRESH_EVERY_CASES === 0 && index > 0) await refreshPools(raw, pools);
         const rpc = rpcs[c.rpc];
-        const outcome = await runCase(client, rpc, c);
+        const outcome = await runCase(client, rpc, c, pools);
         seen.set(outcome.code, (seen.get(outcome.code) ?? 0) + 1);
         perRpc.set(rpc.path, (perRpc.get(rpc.path) ?? 0) + 1);
         if (BAD.has(outcome.code) && bad.length < 20) {

@@ -334,6 +334,18 @@ describe('journal', () => {
     assert.equal(homeByte(storage, metaA), 0, 'nothing applied');
   });
 
+  it('a header with our magic and version 0 (killed while the header was written) is torn: discarded, never EVERSION', async () => {
+    const { storage, layout, metaA } = await setup();
+    const zone = storage.view(layout.journal.start * BLOCK_SIZE, layout.journal.count * BLOCK_SIZE);
+    encodeTransaction(zone, 5, [metaA], [new Uint8Array(BLOCK_SIZE).fill(0x5a)]);
+    new DataView(zone.buffer, zone.byteOffset).setUint32(4, 0, true);
+    await storage.flush(layout.journal.start * BLOCK_SIZE, layout.journal.count * BLOCK_SIZE);
+    const tx = decodeTransaction(zone);
+    assert.equal(tx.state, 'discarded');
+    await FileSystem.mount(storage.reboot());
+    assert.equal(homeByte(storage, metaA), 0, 'nothing applied');
+  });
+
   it('a freed (forgotten) block is not logged', async () => {
     const { storage, layout, journal, metaA, metaB } = await setup();
     journal.write(metaA).fill(1);

@@ -5,6 +5,7 @@
  * of a stale PTE only when it is still the cached one, and unmap failing queued accesses.
  */
 import assert from 'node:assert/strict';
+import { EventEmitter, once } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import { MappedFile } from '../../client/mapped-file';
 import { MappingRpc, splitBatches } from '../../client/mapping-rpc';
@@ -12,6 +13,8 @@ import { PageTable } from '../../client/page-table';
 import type { MappingClient } from '../../client/generated/daxd/v1/Mapping';
 import { MAPPING_STALE_RETRIES_MAX } from '../../client/limits';
 import { DaxClientError } from '../../client/errors';
+import { DaxSession } from '../../client/session';
+import type { SessionClient } from '../../client/generated/daxd/v1/Session';
 import { PAGE } from '../support/units';
 
 interface StubOptions {
@@ -161,5 +164,28 @@ describe('MappedFile client rules (scripted server)', function () {
     const map = stub.map();
     await assert.rejects(map.write(PAGE, Buffer.alloc(2 * PAGE, 0xab)), (err: unknown) => err instanceof DaxClientError && err.reason === 'SIGBUS');
     assert.ok(stub.file.subarray(PAGE, 2 * PAGE).every((b) => b === 0xab));
+  });
+});
+
+describe('SDK session: EventsLost', function () {
+  it('an EventsLost event drops every PTE of every mapping (they fault again) and is emitted with its count', async function () {
+    const stub = new StubMapping(4);
+    const events = Object.assign(new EventEmitter(), { cancel: () => undefined });
+    const sessionStub = {
+      Open: (_req: unknown, _md: unknown, _o: unknown, cb: (e: null, r: unknown) => void) => setImmediate(() => cb(null, { session_id: 's1', lease_ms: '30000', expires_at_ms: '0' })),
+      Events: () => events,
+    } as unknown as SessionClient;
+    const session = await DaxSession.open({ session: sessionStub, mapping: stub.asClient() }, { keepAlive: false }, { deadlineMs: 1000, retries: 0 });
+    const map = session.mmap(7, { shared: true, writable: false });
+    await map.read(0, 4 * PAGE);
+    assert.equal(stub.faultCalls.length, 1, 'all four pages in one batch');
+    await map.read(0, 4 * PAGE);
+    assert.equal(stub.faultCalls.length, 1, 'cached PTEs: no fault');
+    const lost = once(session, 'eventsLost');
+    events.emit('data', { events_lost: { count: '4100' } });
+    assert.deepEqual(await lost, [{ count: 4100 }]);
+    assert.equal(map.stats.invalidatedPtes, 4);
+    await map.read(0, 4 * PAGE);
+    assert.equal(stub.faultCalls.length, 2, 'every page faults again');
   });
 });
