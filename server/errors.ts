@@ -124,3 +124,9 @@ export class NotSupportedError extends DaxError {
 export class IoError extends DaxError {
   constructor(message: string) { super('EIO', message); }
 }
+/** A fault or pin at or past end of file (a CPU access there gets SIGBUS). */
+export class SigbusError extends DaxError {
+  constructor(ino: number, pgoff: number, sizeBytes: number) {
+    super('SIGBUS', `fault at pgoff ${pgoff} of inode ${ino} is at or beyond EOF (size ${sizeBytes} bytes)`);
+  }
+}

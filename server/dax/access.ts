@@ -8,8 +8,9 @@ import assert from 'node:assert';
 import { DaxError, InvalidArgumentError } from '../errors';
 import { BLOCK_SIZE } from '../limits';
 import type { DaxContext } from './dax-context';
+import type { Pte } from './address-space';
 import { fault } from './fault';
-import type { MappingOwner, Pte } from './pte';
+import type { MappingOwner } from './owner';
 
 export class PteStaleError extends DaxError {
   constructor(why: string) {

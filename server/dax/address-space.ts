@@ -1,6 +1,8 @@
 /**
  * The address space of one file: its mapping entries (the kernel's per-inode XArray of
- * DAX entries), their wait queues, its mmap lock, and which sessions map it.
+ * DAX entries), their wait queues, its mmap lock, and which sessions map it. The PTE and
+ * session-mapping records live here too, next to the entries and the address space they
+ * point at (they point at each other); pte.ts holds the token table that issues them.
  *
  * Entry states (S1): an index with no entry is EMPTY (absent). A locked EMPTY entry is a
  * placeholder held by a fault that has not decided yet. ZERO: a read fault mapped the
@@ -10,7 +12,7 @@
  */
 import { RwLock } from '../fs/rw-lock';
 import { NO_OBSERVER, type DaxObserver } from './observer';
-import type { Pte, SessionMapping } from './pte';
+import type { MappingOwner } from './owner';
 
 export type EntryState = 'EMPTY' | 'ZERO' | 'MAPPED';
 
@@ -25,6 +27,24 @@ export interface Entry {
   ptes: Pte[];
   /** DMA references on the block (issue: pins); an entry with pins is never removed (S4). */
   pins: number;
+}
+
+export interface Pte {
+  readonly token: string;
+  readonly mapping: SessionMapping;
+  readonly entry: Entry;
+  readonly pfn: number;
+  writable: boolean;
+  valid: boolean;
+  /** Index in entry.ptes while valid: revoke unlinks in O(1) (see revoke). */
+  slot: number;
+}
+
+/** One session's PTEs on one file; attached to the session as one resource. */
+export class SessionMapping {
+  readonly ptes = new Set<Pte>();
+  handle = 0;
+  constructor(readonly owner: MappingOwner, readonly as: AddressSpace) {}
 }
 
 /** A request queued for an entry lock: called with the entry (hand-off) or null (removed: look again). */

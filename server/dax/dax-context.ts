@@ -8,7 +8,7 @@ import { AddressSpace } from './address-space';
 import type { Failpoints } from './failpoints';
 import type { DaxObserver } from './observer';
 import type { PteTable } from './pte';
-import { PinTable } from './pin';
+import { PinTable } from './pin-table';
 
 export interface DaxCounters {
   faults: Record<'hole' | 'allocate' | 'mapped' | 'cow' | 'sync', number>;

@@ -11,9 +11,12 @@ import { dropMapping, fault, FaultKind, FaultResult } from './fault';
 import { Failpoints } from './failpoints';
 import { breakLayout, invalidateAllocated } from './invalidate';
 import { NO_OBSERVER, type DaxObserver } from './observer';
-import { MappingOwner, type Pte, PteTable } from './pte';
+import type { Pte } from './address-space';
+import type { MappingOwner } from './owner';
+import { PteTable } from './pte';
 import { writeback } from './writeback';
-import { dmaRead, dmaWrite, lookupPin, pin, type Pin, type PinRequestArgs, renewLease, unpin } from './pin';
+import { dmaRead, dmaWrite, lookupPin, pin, type PinRequestArgs, renewLease, unpin } from './pin';
+import type { Pin } from './pin-table';
 
 export interface InspectEntry {
   pgoff: number;

@@ -10,12 +10,13 @@
  * synchronous fast path, fastFault: the same locks in the same order, taken only when
  * they are free at once, so it never awaits.
  */
-import { DaxError } from '../errors';
+import { SigbusError } from '../errors';
 import { BLOCK_SIZE } from '../limits';
-import type { AddressSpace, Entry } from './address-space';
+import { SessionMapping, type AddressSpace, type Entry, type Pte } from './address-space';
 import type { DaxContext } from './dax-context';
 import { lockEntry, tryLockEntry, unlockEntry } from './entry-lock';
-import { InvalidationNotices, MappingOwner, Pte, SessionMapping } from './pte';
+import type { MappingOwner } from './owner';
+import { InvalidationNotices } from './pte';
 
 export type FaultKind = 'READ' | 'WRITE' | 'COW';
 
@@ -23,12 +24,6 @@ export interface FaultResult {
   pte?: Pte;
   /** COW: the private copy of the page. */
   data?: Buffer;
-}
-
-export class SigbusError extends DaxError {
-  constructor(ino: number, pgoff: number, sizeBytes: number) {
-    super('SIGBUS', `fault at pgoff ${pgoff} of inode ${ino} is at or beyond EOF (size ${sizeBytes} bytes)`);
-  }
 }
 
 /**

@@ -2,55 +2,13 @@
  * PTEs handed to sessions: opaque, unguessable tokens (128 random bits), each bound to
  * one session and one entry. The server checks the token on every Load and Store: that
  * check is the fence (S7), so correctness never depends on a client having received an
- * Invalidate event. Revoking a PTE makes its token stale at once.
+ * Invalidate event. Revoking a PTE makes its token stale at once. The Pte and
+ * SessionMapping records are declared in address-space.ts, the owner types in owner.ts.
  */
 import assert from 'node:assert';
 import { randomFillSync } from 'node:crypto';
-import type { AddressSpace, Entry } from './address-space';
-
-/** Why PTEs were dropped (wire: Invalidate.Reason). */
-export type InvalidateReason =
-  | 'TRUNCATE' | 'PUNCH_HOLE' | 'ZERO_RANGE' | 'COLLAPSE_RANGE' | 'HOLE_FILLED'
-  | 'WRITEBACK' | 'SESSION_EXPIRED' | 'UNLINK';
-
-export interface InvalidateNotice {
-  readonly kind: 'invalidate';
-  readonly ino: number;
-  readonly firstPgoff: number;
-  readonly lastPgoff: number;
-  readonly reason: InvalidateReason;
-}
-
-export type OwnerEvent =
-  | InvalidateNotice
-  | { readonly kind: 'pinRecall'; readonly pinId: string; readonly revokeAtMs: number }
-  | { readonly kind: 'pinRevoked'; readonly pinId: string };
-
-/** What the dax layer needs of a session (server/session's Session satisfies it). */
-export interface MappingOwner {
-  readonly id: string;
-  notify(event: OwnerEvent): void;
-  attach(resource: { readonly kind: string; release(reason: string): void | Promise<void> }): number;
-  detach(handle: number): boolean;
-}
-
-export interface Pte {
-  readonly token: string;
-  readonly mapping: SessionMapping;
-  readonly entry: Entry;
-  readonly pfn: number;
-  writable: boolean;
-  valid: boolean;
-  /** Index in entry.ptes while valid: revoke unlinks in O(1) (see revoke). */
-  slot: number;
-}
-
-/** One session's PTEs on one file; attached to the session as one resource. */
-export class SessionMapping {
-  readonly ptes = new Set<Pte>();
-  handle = 0;
-  constructor(readonly owner: MappingOwner, readonly as: AddressSpace) {}
-}
+import type { Entry, Pte, SessionMapping } from './address-space';
+import type { InvalidateReason, MappingOwner } from './owner';
 
 const TOKEN_BYTES = 16;
 const POOL_TOKENS = 4096;

@@ -8,7 +8,8 @@
 import { BLOCK_SIZE } from '../limits';
 import type { DaxContext } from './dax-context';
 import { lockExistingEntry, unlockEntry } from './entry-lock';
-import { InvalidationNotices, type MappingOwner } from './pte';
+import { InvalidationNotices } from './pte';
+import type { MappingOwner } from './owner';
 
 export async function writeback(ctx: DaxContext, ino: number, first: number, last: number, actor?: MappingOwner): Promise<number> {
   const as = ctx.spaces.get(ino);

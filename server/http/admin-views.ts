@@ -3,7 +3,7 @@
  * shape). Pure reads, synchronous, each O(rows returned) or O(files mapped): no await, so
  * every reply is one consistent snapshot.
  */
-import type { Pin } from '../dax/pin';
+import type { Pin } from '../dax/pin-table';
 import { pageTokenOf } from '../rpc/files-service';
 import { namePrefix } from '../rpc/validate';
 import { ADMIN_FILES_PAGE_DEFAULT, ADMIN_FILES_PAGE_MAX, ADMIN_ID_PREFIX_CHARS, ADMIN_ROWS_DEFAULT, ADMIN_ROWS_MAX } from './limits';

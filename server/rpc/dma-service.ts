@@ -5,7 +5,7 @@
 import type { Logger } from 'pino';
 import { InvalidArgumentError } from '../errors';
 import type { Dax } from '../dax/dax';
-import type { Pin } from '../dax/pin';
+import type { Pin } from '../dax/pin-table';
 import type { Session } from '../session/session';
 import type { SessionTable } from '../session/session-table';
 import type { DmaHandlers } from '../../client/generated/daxd/v1/Dma';

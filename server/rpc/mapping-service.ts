@@ -8,7 +8,7 @@ import { InvalidArgumentError, LimitError } from '../errors';
 import type { Dax } from '../dax/dax';
 import type { StoreTarget } from '../dax/access';
 import type { FaultKind, FaultResult } from '../dax/fault';
-import type { Pte } from '../dax/pte';
+import type { Pte } from '../dax/address-space';
 import type { Session } from '../session/session';
 import type { SessionTable } from '../session/session-table';
 import type { MappingHandlers } from '../../client/generated/daxd/v1/Mapping';

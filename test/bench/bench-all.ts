@@ -36,11 +36,12 @@ import { DEFAULT_LOAD_OPTIONS, type LoadOptions, type WorkloadName } from '../..
 import { startPrivateServer } from '../../client/loadtest/private-server';
 import type { LoadFile } from '../../client/loadtest/run-context';
 import { runLoad, type RunResult } from '../../client/loadtest/runner';
-import { REPO_ROOT, startServer, tempDir } from '../integration/start-server';
+import { REPO_ROOT, startServer, tempDir } from '../support/start-server';
 import { ensureNbdTools, fioArgs, makeImage, runFio, startNbdkit, type FioFigures, type Nbdkit } from './baselines/nbd-fio';
 import { measureRawMmap, type RawMmapFigures } from './baselines/raw-mmap';
 import { startTcpSink, tcpBandwidth } from './baselines/tcp-loopback';
 import { formatSummary, summarize, type CpuProfile } from './cpu-profile-summary';
+import { MiB } from '../support/units';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 1.5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -50,7 +51,6 @@ const RUN_BUDGET_MS = 200_000;
 const FILE_BYTES = 256 * 1024 * 1024;
 const HOLES_BYTES = 64 * 1024 * 1024;
 const KIB4 = 4096;
-const MIB = 1024 * 1024;
 const CLK_TCK = 100;
 
 interface Measured {
@@ -83,8 +83,8 @@ interface Case {
 const CASES: Case[] = [
   ...[1, 16, 64].map((qd): Case => ({ id: `randread-4k-qd${qd}`, label: `4 KiB randread QD${qd}`, unit: 'IOPS', workload: 'randread', bs: KIB4, qd, with: ['echo', 'nbd'], fio: { rw: 'randread', bs: '4k' } })),
   ...[1, 16, 64].map((qd): Case => ({ id: `randwrite-4k-qd${qd}`, label: `4 KiB randwrite QD${qd}`, unit: 'IOPS', workload: 'randwrite', bs: KIB4, qd, with: ['echo', 'nbd'], fio: { rw: 'randwrite', bs: '4k' } })),
-  { id: 'seqread-1m-qd4', label: '1 MiB seqread QD4', unit: 'MB/s', workload: 'seqread', bs: MIB, qd: 4, with: ['echo', 'nbd', 'tcp'], fio: { rw: 'read', bs: '1m' } },
-  { id: 'seqwrite-1m-qd4', label: '1 MiB seqwrite QD4', unit: 'MB/s', workload: 'seqwrite', bs: MIB, qd: 4, with: ['echo', 'nbd', 'tcp'], fio: { rw: 'write', bs: '1m' } },
+  { id: 'seqread-1m-qd4', label: '1 MiB seqread QD4', unit: 'MB/s', workload: 'seqread', bs: MiB, qd: 4, with: ['echo', 'nbd', 'tcp'], fio: { rw: 'read', bs: '1m' } },
+  { id: 'seqwrite-1m-qd4', label: '1 MiB seqwrite QD4', unit: 'MB/s', workload: 'seqwrite', bs: MiB, qd: 4, with: ['echo', 'nbd', 'tcp'], fio: { rw: 'write', bs: '1m' } },
   { id: 'fault-read-hole', label: 'READ faults on holes (batch 64, QD4)', unit: 'faults/s', workload: 'fault-read-hole', bs: KIB4, qd: 4, holes: true, with: [] },
   { id: 'fault-write-allocate', label: 'WRITE faults allocating (batch 64, QD4)', unit: 'faults/s', workload: 'fault-write-allocate', bs: KIB4, qd: 4, holes: true, with: [] },
   { id: 'fault-mapped', label: 'MappedFile first touches (64/round, QD4)', unit: 'faults/s', workload: 'fault-mapped', bs: KIB4, qd: 4, with: [] },
@@ -129,7 +129,7 @@ function loadOptions(address: string, c: Case, file: LoadFile, seconds: number):
 
 /** The daxd-load command line equivalent to a daxd case (printed, for reproduction). */
 function loadCommand(c: Case): string {
-  return `daxd-load --server ADDR -w ${c.workload} --bs ${c.bs === MIB ? '1M' : '4k'} --qd ${c.qd}${c.mixPct !== undefined ? ` --mix ${c.mixPct}` : ''}`
+  return `daxd-load --server ADDR -w ${c.workload} --bs ${c.bs === MiB ? '1M' : '4k'} --qd ${c.qd}${c.mixPct !== undefined ? ` --mix ${c.mixPct}` : ''}`
     + `${c.workload.startsWith('fault') ? ' --batch 64' : ''} --size ${c.holes ? '64M' : '256M'} --duration ${SECONDS}s`;
 }
 
@@ -197,12 +197,12 @@ async function prepareDaxd(address: string): Promise<{ data: LoadFile; holes: Lo
   const client = DaxClient.connect(address);
   try {
     const data = await client.create('bench.data');
-    const chunk = Buffer.alloc(MIB, 0xa5);
+    const chunk = Buffer.alloc(MiB, 0xa5);
     let next = 0;
     await Promise.all(Array.from({ length: 8 }, async () => {
       while (next < FILE_BYTES) {
         const at = next;
-        next += MIB;
+        next += MiB;
         await client.write(data.ino, at, chunk);
       }
     }));
@@ -292,7 +292,7 @@ export async function profileCase(dir: string, id: string): Promise<string> {
   if (!c) throw new Error(`no case ${id}`);
   const profDir = path.join(dir, `profiles-${id}`);
   fs.mkdirSync(profDir, { recursive: true });
-  const server = await startPrivateServer(512 * MIB, ['--cpu-prof', `--cpu-prof-dir=${profDir}`]);
+  const server = await startPrivateServer(512 * MiB, ['--cpu-prof', `--cpu-prof-dir=${profDir}`]);
   const session = new inspector.Session();
   session.connect();
   const post = <T>(method: string, params?: object) => new Promise<T>((resolve, reject) => session.post(method, params ?? {}, (err, res) => (err ? reject(err) : resolve(res as T))));
@@ -301,8 +301,8 @@ export async function profileCase(dir: string, id: string): Promise<string> {
       const client = DaxClient.connect(server.address);
       try {
         const f = await client.create('profile.data');
-        for (let at = 0; at < 64 * MIB; at += MIB) await client.write(f.ino, at, Buffer.alloc(MIB, 1));
-        return { index: 0, ino: f.ino, name: 'profile.data', pages: (64 * MIB) / KIB4, sizeBytes: 64 * MIB };
+        for (let at = 0; at < 64 * MiB; at += MiB) await client.write(f.ino, at, Buffer.alloc(MiB, 1));
+        return { index: 0, ino: f.ino, name: 'profile.data', pages: (64 * MiB) / KIB4, sizeBytes: 64 * MiB };
       } finally {
         client.close();
       }

@@ -34,9 +34,9 @@ import { BLOCK_SIZE } from '../../server/limits';
 import { CHUNK_BYTES, MmapStorage } from '../../server/media/mmap-storage';
 import { mkfs } from '../../server/fs/mkfs';
 import { FileSystem } from '../../server/fs/filesystem';
+import { seededRng } from '../support/rng';
+import { KiB, MiB } from '../support/units';
 
-const KiB = 1024;
-const MiB = 1024 * KiB;
 const GiB = 1024 * MiB;
 const TiB = 1024 * GiB;
 
@@ -105,18 +105,6 @@ function median(values: number[]): number {
 function percentile(values: number[], p: number): number {
   const s = [...values].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
-}
-
-/** mulberry32: seeded, so every run uses the same offsets. */
-function seededRng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function randomBytes(n: number, seed: number): Buffer {

@@ -14,9 +14,9 @@
 import path from 'node:path';
 import { DaxClient } from '../../client';
 import type { RawClients } from '../../client/raw-clients';
-import { startServer } from '../integration/start-server';
+import { startServer } from '../support/start-server';
+import { PAGE } from '../support/units';
 
-const PAGE = 4096;
 const FILE_PAGES = 4096;
 const BATCH = 1024;
 

@@ -19,13 +19,11 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import { Dax } from '../../server/dax/dax';
 import { lockEntry, tryLockEntry, unlockEntry } from '../../server/dax/entry-lock';
-import type { InvalidateNotice, MappingOwner } from '../../server/dax/pte';
+import type { InvalidateNotice, MappingOwner } from '../../server/dax/owner';
 import { FileSystem } from '../../server/fs/filesystem';
 import { mkfs } from '../../server/fs/mkfs';
-import { BLOCK_SIZE } from '../../server/limits';
 import { MmapStorage } from '../../server/media/mmap-storage';
-
-const PAGE = BLOCK_SIZE;
+import { PAGE } from '../support/units';
 
 export interface InProcessConfig {
   reps: number;

@@ -24,18 +24,17 @@ import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { DaxClient, type DmaPin } from '../../client';
-import type { Pin } from '../../server/dax/pin';
+import type { Pin } from '../../server/dax/pin-table';
 import { Daxd } from '../../server/server';
-import { TestOwner } from '../dax/helpers';
-import { startServer, tempDir } from '../integration/start-server';
+import { TestOwner } from '../support/test-owner';
+import { startServer, tempDir } from '../support/start-server';
+import { MiB, PAGE } from '../support/units';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 1);
 /** Before each case (the first cases otherwise measure the JIT warming up). */
 const WARMUP_SECONDS = 0.5;
-const PAGE = 4096;
-const MIB = 1024 * 1024;
-const GIB = 1024 * MIB;
-const FILE_BYTES = 16 * MIB;
+const GIB = 1024 * MiB;
+const FILE_BYTES = 16 * MiB;
 const UNPIN_ROUNDS = Number(process.env.BENCH_UNPIN_ROUNDS ?? 2000);
 const DMA_LANES_1MIB = 64;
 
@@ -128,7 +127,7 @@ async function grpcCases(rows: Row[], tmpDir: string): Promise<void> {
     const randomPage = () => Math.floor(Math.random() * pages);
     const files = client.raw.files;
     const page4k = Buffer.alloc(PAGE, 0x5a);
-    const mib = Buffer.alloc(MIB, 0x5b);
+    const mib = Buffer.alloc(MiB, 0x5b);
 
     for (const qd of [1, 16]) {
       rows.push({
@@ -174,13 +173,13 @@ async function grpcCases(rows: Row[], tmpDir: string): Promise<void> {
         }
       }));
     };
-    const randomMib = () => Math.floor(Math.random() * (FILE_BYTES / MIB)) * MIB;
-    rows.push({ case: 'DMA read 1 MiB (256 pages, 64 in flight)', group: 'dma-1m', measured: await bench(1, MIB, () => dma1m(false)) });
-    rows.push({ case: 'Files.Read 1 MiB (unary)', group: 'dma-1m', measured: await bench(1, MIB, async () => { await unary((cb) => files.Read({ ino, offset: randomMib(), length: MIB }, cb)); }) });
-    rows.push({ case: 'SDK read 1 MiB (ReadStream)', group: 'dma-1m', measured: await bench(1, MIB, async () => { await client.read(ino, randomMib(), MIB); }) });
-    rows.push({ case: 'DMA write 1 MiB (256 pages, 64 in flight)', group: 'dma-1m', measured: await bench(1, MIB, () => dma1m(true)) });
-    rows.push({ case: 'Files.Write 1 MiB (unary)', group: 'dma-1m', measured: await bench(1, MIB, async () => { await unary((cb) => files.Write({ ino, offset: randomMib(), data: mib }, cb)); }) });
-    rows.push({ case: 'SDK write 1 MiB (WriteStream)', group: 'dma-1m', measured: await bench(1, MIB, async () => { await client.write(ino, randomMib(), mib); }) });
+    const randomMib = () => Math.floor(Math.random() * (FILE_BYTES / MiB)) * MiB;
+    rows.push({ case: 'DMA read 1 MiB (256 pages, 64 in flight)', group: 'dma-1m', measured: await bench(1, MiB, () => dma1m(false)) });
+    rows.push({ case: 'Files.Read 1 MiB (unary)', group: 'dma-1m', measured: await bench(1, MiB, async () => { await unary((cb) => files.Read({ ino, offset: randomMib(), length: MiB }, cb)); }) });
+    rows.push({ case: 'SDK read 1 MiB (ReadStream)', group: 'dma-1m', measured: await bench(1, MiB, async () => { await client.read(ino, randomMib(), MiB); }) });
+    rows.push({ case: 'DMA write 1 MiB (256 pages, 64 in flight)', group: 'dma-1m', measured: await bench(1, MiB, () => dma1m(true)) });
+    rows.push({ case: 'Files.Write 1 MiB (unary)', group: 'dma-1m', measured: await bench(1, MiB, async () => { await unary((cb) => files.Write({ ino, offset: randomMib(), data: mib }, cb)); }) });
+    rows.push({ case: 'SDK write 1 MiB (WriteStream)', group: 'dma-1m', measured: await bench(1, MiB, async () => { await client.write(ino, randomMib(), mib); }) });
     for (const p of pins) await p.unpin();
     await session.close();
   } finally {

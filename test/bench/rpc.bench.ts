@@ -21,7 +21,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { DaxClient } from '../../client';
-import { REPO_ROOT, startServer, tempDir } from '../integration/start-server';
+import { REPO_ROOT, startServer, tempDir } from '../support/start-server';
+import { MiB } from '../support/units';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 1.5);
 /** Runs per (case, transport, server); the table shows medians (at least 3: single runs drift by about 15%). */
@@ -29,7 +30,6 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const WARMUP_SECONDS = 0.3;
 const FILE_BYTES = 64 * 1024 * 1024;
 const KIB4 = 4096;
-const MIB = 1024 * 1024;
 
 type Op = 'read' | 'write';
 type Transport = 'unary' | 'stream';
@@ -71,8 +71,8 @@ function processCpuUs(pid: number): number {
 const CASES: Case[] = [
   ...[1, 16, 64].map((qd) => ({ op: 'read' as Op, sizeBytes: KIB4, qd })),
   ...[1, 16, 64].map((qd) => ({ op: 'write' as Op, sizeBytes: KIB4, qd })),
-  ...[1, 4].map((qd) => ({ op: 'read' as Op, sizeBytes: MIB, qd })),
-  ...[1, 4].map((qd) => ({ op: 'write' as Op, sizeBytes: MIB, qd })),
+  ...[1, 4].map((qd) => ({ op: 'read' as Op, sizeBytes: MiB, qd })),
+  ...[1, 4].map((qd) => ({ op: 'write' as Op, sizeBytes: MiB, qd })),
 ];
 
 function unaryOp(target: Target, op: Op, offset: number, data: Buffer, sizeBytes: number): Promise<void> {
@@ -132,11 +132,11 @@ function startEcho(): Promise<{ address: string; pid: number; stop(): Promise<vo
 }
 
 function label(c: Case): string {
-  return `${c.op} ${c.sizeBytes === MIB ? '1 MiB' : '4 KiB'} QD${c.qd}`;
+  return `${c.op} ${c.sizeBytes === MiB ? '1 MiB' : '4 KiB'} QD${c.qd}`;
 }
 
 function fmt(m: Measured, c: Case): string {
-  return c.sizeBytes === MIB ? `${m.mbPerSec.toFixed(0)} MB/s` : `${(m.opsPerSec / 1000).toFixed(1)}k op/s`;
+  return c.sizeBytes === MiB ? `${m.mbPerSec.toFixed(0)} MB/s` : `${(m.opsPerSec / 1000).toFixed(1)}k op/s`;
 }
 
 async function main(): Promise<void> {

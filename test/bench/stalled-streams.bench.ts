@@ -18,10 +18,10 @@ import path from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import { DaxClient } from '../../client';
 import { CONNECTION_BYTES_BUFFERED_MAX, SERVER_BYTES_BUFFERED_MAX, STREAM_BYTES_BUFFERED_MAX } from '../../server/rpc/limits';
-import { rawClients } from '../integration/raw-rpc';
-import { startServer, tempDir } from '../integration/start-server';
+import { rawClients } from '../support/raw-rpc';
+import { startServer, tempDir } from '../support/start-server';
+import { MiB } from '../support/units';
 
-const MIB = 1024 * 1024;
 const FILE_MIB = 64;
 const STREAMS = Number(process.env.BENCH_STREAMS ?? 8);
 const ASK_MIB = Number(process.env.BENCH_ASK_MIB ?? 256);
@@ -53,13 +53,13 @@ async function settle(pid: number, http: string, done: (s: { rss: number; gauge:
     await pause(POLL_MS);
     const now = { rss: rssBytes(pid), gauge: await gaugeBytes(http) };
     // RSS moves by a few pages at idle: "unchanged" is within 1 MiB.
-    same = now.gauge === last.gauge && Math.abs(now.rss - last.rss) < MIB ? same + 1 : 0;
+    same = now.gauge === last.gauge && Math.abs(now.rss - last.rss) < MiB ? same + 1 : 0;
     last = now;
   }
   return { ...last, ms: Date.now() - t0 };
 }
 
-const mib = (bytes: number) => `${(bytes / MIB).toFixed(1)} MiB`;
+const mib = (bytes: number) => `${(bytes / MiB).toFixed(1)} MiB`;
 
 async function main(): Promise<void> {
   const jsonArg = process.argv.indexOf('--json');
@@ -70,7 +70,7 @@ async function main(): Promise<void> {
   const raws = Array.from({ length: CONNECTIONS }, () => rawClients(server.address));
   try {
     const file = await client.create('big');
-    await client.write(file.ino, 0, Buffer.alloc(FILE_MIB * MIB, 0x5a));
+    await client.write(file.ino, 0, Buffer.alloc(FILE_MIB * MiB, 0x5a));
     const before = await settle(server.pid, server.http);
 
     const streams: Array<grpc.ClientDuplexStream<unknown, unknown>> = [];
@@ -80,7 +80,7 @@ async function main(): Promise<void> {
       // Asked in one go, and never read: the stream is paused from the start.
       for (let first = 0; first < ASK_MIB; first += 1024) {
         const n = Math.min(1024, ASK_MIB - first);
-        stream.write({ ops: Array.from({ length: n }, (_, i) => ({ id: first + i, ino: file.ino, offset: ((first + i) % FILE_MIB) * MIB, length: MIB })) });
+        stream.write({ ops: Array.from({ length: n }, (_, i) => ({ id: first + i, ino: file.ino, offset: ((first + i) % FILE_MIB) * MiB, length: MiB })) });
       }
       streams.push(stream as grpc.ClientDuplexStream<unknown, unknown>);
     }

@@ -16,9 +16,9 @@ import { readJournal } from '../../server/journal/replay';
 import { mkfs } from '../../server/fs/mkfs';
 import { FileSystem } from '../../server/fs/filesystem';
 import { fsck, formatReport, type FsckReport } from '../../server/fsck/fsck';
-import { block, flipByte, inodeSlot, layoutOf, resealSuperblock, settleJournal } from './volume-surgery';
+import { block, flipByte, inodeSlot, layoutOf, resealSuperblock, settleJournal } from '../support/volume-surgery';
+import { MiB } from '../support/units';
 
-const MiB = 1024 * 1024;
 const DATA = Buffer.alloc(5 * BLOCK_SIZE + 123, 0x3c);
 
 /** A cleanly unmounted volume with two files; returns its medium. */

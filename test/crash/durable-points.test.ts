@@ -13,7 +13,9 @@
  */
 import assert from 'node:assert/strict';
 import { FileSystem } from '../../server/fs/filesystem';
-import { freshDax, PAGE, sparseFile, TestOwner, type DaxVolume } from '../dax/helpers';
+import { freshDax, sparseFile, type DaxVolume } from '../support/dax-volume';
+import { PAGE } from '../support/units';
+import { TestOwner } from '../support/test-owner';
 
 /** Power loss now: only what was flushed survives. Then mount the medium. */
 async function powerCutNow(v: DaxVolume): Promise<FileSystem> {

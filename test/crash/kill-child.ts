@@ -26,7 +26,6 @@
  *
  * Run: node dist/test/crash/kill-child.js '{"volume":"/tmp/x/vol","seed":1}'
  */
-import { seededRng } from './seeded-rng';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { DaxError } from '../../server/errors';
@@ -35,7 +34,8 @@ import type { FallocateMode } from '../../server/fs/types';
 import { BLOCK_SIZE } from '../../server/limits';
 import { MmapStorage } from '../../server/media/mmap-storage';
 import { Dax } from '../../server/dax/dax';
-import type { MappingOwner, OwnerEvent } from '../../server/dax/pte';
+import type { MappingOwner, OwnerEvent } from '../../server/dax/owner';
+import { seededRng } from '../support/rng';
 
 export const CANARY = 0xcc;
 export const FILE_NAMES = ['k0', 'k1', 'k2', 'k3'] as const;
@@ -88,8 +88,6 @@ export function crashData(f: number, seed: number, lengthBytes: number): Buffer 
 export function sha1(data: Uint8Array): string {
   return crypto.createHash('sha1').update(data).digest('hex');
 }
-
-export { seededRng };
 
 // ---- the child -----------------------------------------------------------------------
 

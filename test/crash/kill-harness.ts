@@ -44,10 +44,11 @@ import { FileSystem } from '../../server/fs/filesystem';
 import { mkfs } from '../../server/fs/mkfs';
 import { BLOCK_SIZE } from '../../server/limits';
 import { MmapStorage } from '../../server/media/mmap-storage';
-import { alphabetOf, CANARY, type ChildLine, crashData, type CrashOp, FILE_NAMES, seededRng, sha1 } from './kill-child';
-import { assertFsckClean, loadFsck } from './optional-fsck';
+import { alphabetOf, CANARY, type ChildLine, crashData, type CrashOp, FILE_NAMES, sha1 } from './kill-child';
+import { seededRng } from '../support/rng';
+import { assertFsckClean, loadFsck } from '../support/fsck';
+import { MiB } from '../support/units';
 
-const MiB = 1024 * 1024;
 const VOLUME_BYTES = 16 * MiB;
 const CHILD_PATH = path.join(__dirname, 'kill-child.js');
 /** A round that neither reaches its trigger nor dies in this long is a hang: fail. */

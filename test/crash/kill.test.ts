@@ -15,7 +15,7 @@ import { BLOCK_SIZE } from '../../server/limits';
 import { MmapStorage } from '../../server/media/mmap-storage';
 import { formatStats, runKillCampaign } from './kill-harness';
 import { crashData, type ChildLine } from './kill-child';
-import { assertFsckClean } from './optional-fsck';
+import { assertFsckClean } from '../support/fsck';
 
 /** Tries of the SIGKILL-mid-truncate scenario (the issue saw the loss in 16 of 20). */
 const TRUNCATE_TRIES = 20;

@@ -12,17 +12,15 @@
  * change or exactly as after it, never a mix (acknowledged bytes zeroed under the old size).
  */
 import assert from 'node:assert/strict';
-import { BLOCK_SIZE } from '../../server/limits';
 import { MemoryStorage } from '../../server/media/memory-storage';
 import { SimulatedCrash } from '../../server/media/storage';
 import { FileSystem } from '../../server/fs/filesystem';
 import { mkfs } from '../../server/fs/mkfs';
 import { fsck, formatReport } from '../../server/fsck/fsck';
-import { seededRng } from './seeded-rng';
+import { seededRng } from '../support/rng';
 import { armPowerLoss, muteDeadFlushes } from './torn-workload';
+import { MiB, PAGE } from '../support/units';
 
-const MiB = 1024 * 1024;
-const PAGE = BLOCK_SIZE;
 /** 3 whole pages and a partial one: the EOF page is partial. */
 const INITIAL_BYTES = 3 * PAGE + 1000;
 /** Flush points tried per change (a change and its fsync take far fewer). */

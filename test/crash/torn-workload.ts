@@ -23,9 +23,9 @@ import { mkfs } from '../../server/fs/mkfs';
 import { FileSystem } from '../../server/fs/filesystem';
 import type { FallocateMode, FileInfo } from '../../server/fs/types';
 import { BLOCK_SIZE } from '../../server/limits';
-import { randInt, seededRng } from './seeded-rng';
+import { randInt, seededRng } from '../support/rng';
+import { MiB } from '../support/units';
 
-const MiB = 1024 * 1024;
 export const VOLUME_BYTES = 16 * MiB;
 /** Freed blocks are filled with it; the workload never writes it (tag 12 is never used). */
 export const CANARY_BYTE = 0xcc;

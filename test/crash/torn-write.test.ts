@@ -21,7 +21,7 @@ import { encodeInode, INODE_LINKED, type Inode } from '../../server/fs/inode';
 import { decodeTransaction, encodeTransaction } from '../../server/journal/format';
 import { crc32 } from '../../server/media/checksum';
 import { fsck, formatReport, type FsckInfo } from '../../server/fsck/fsck';
-import { seededRng } from './seeded-rng';
+import { seededRng } from '../support/rng';
 import {
   armPowerLoss, CANARY_BYTE, type Model, runWorkload, traceFlushes, verifyAgainstModel, verifyExtensionReadsZeros, VOLUME_BYTES,
   type WorkloadRun,

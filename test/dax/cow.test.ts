@@ -5,7 +5,11 @@
  * writes must not touch the journal or allocate).
  */
 import assert from 'node:assert/strict';
-import { drain, freshDax, PAGE, reached, sparseFile, TestOwner, track, until, writtenFile } from './helpers';
+import { settle, until } from '../support/until';
+import { freshDax, sparseFile, writtenFile } from '../support/dax-volume';
+import { PAGE } from '../support/units';
+import { reached, track } from '../support/track';
+import { TestOwner } from '../support/test-owner';
 
 describe('dax COW faults (S1)', function () {
   this.timeout(30_000);
@@ -114,7 +118,7 @@ describe('dax COW faults (S1)', function () {
     // Truncate takes the inode lock and then queues for the mmap lock the fault holds shared.
     const as = v.dax.ctx.spaces.get(ino)!;
     await until(() => as.mmapLock.waiters > 0, 'truncate queues behind the fault');
-    await drain();
+    await settle();
     assert.equal(truncated, false, 'truncate must not complete while the COW copy is in progress');
     assert.equal(v.fs.stat(ino).sizeBytes, 4 * PAGE, 'nothing changed yet');
     assert.equal(v.fs.iomap(ino, 2).state, 'WRITTEN');

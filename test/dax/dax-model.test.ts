@@ -37,7 +37,9 @@ import fc from 'fast-check';
 import type { FaultKind } from '../../server/dax/fault';
 import type { FailpointName } from '../../server/dax/failpoints';
 import type { FallocateMode } from '../../server/fs/types';
-import { assertFsckClean, freshDax, isCode, PAGE, TestClient, TestOwner, type DaxVolume } from './helpers';
+import { assertFsckClean, freshDax, isCode, type DaxVolume } from '../support/dax-volume';
+import { PAGE } from '../support/units';
+import { TestClient, TestOwner } from '../support/test-owner';
 
 const MAX_PAGES = 8;
 const MAX_BYTES = MAX_PAGES * PAGE;

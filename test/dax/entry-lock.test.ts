@@ -7,7 +7,11 @@
 import assert from 'node:assert/strict';
 import { AddressSpace, type Entry } from '../../server/dax/address-space';
 import { lockEntry, lockExistingEntry, removeEntry, tryLockEntry, unlockEntry } from '../../server/dax/entry-lock';
-import { freshDax, PAGE, reached, sparseFile, TestClient, TestOwner, track, until, waitersAt } from './helpers';
+import { freshDax, sparseFile, waitersAt } from '../support/dax-volume';
+import { PAGE } from '../support/units';
+import { reached, track } from '../support/track';
+import { TestClient, TestOwner } from '../support/test-owner';
+import { until } from '../support/until';
 
 describe('dax entry locks (S1)', function () {
   this.timeout(30_000);

@@ -9,7 +9,11 @@
  * write's invalidation then drops and revokes: either way the mapping shows the data.
  */
 import assert from 'node:assert/strict';
-import { freshDax, isCode, PAGE, reached, sparseFile, TestOwner, track, until, waitersAt, type DaxVolume } from './helpers';
+import { freshDax, isCode, sparseFile, waitersAt, type DaxVolume } from '../support/dax-volume';
+import { PAGE } from '../support/units';
+import { reached, track } from '../support/track';
+import { TestOwner } from '../support/test-owner';
+import { until } from '../support/until';
 
 const PG = 2;
 

@@ -25,9 +25,9 @@
  */
 import assert from 'node:assert/strict';
 import { BLOCK_SIZE } from '../../server/limits';
-import {
-  assertFsckClean, freshDax, remountDax, isCode, MiB, PAGE, TestClient, TestOwner, type CachedPte, type DaxVolume,
-} from './helpers';
+import { assertFsckClean, freshDax, remountDax, isCode, type DaxVolume } from '../support/dax-volume';
+import { MiB, PAGE } from '../support/units';
+import { TestClient, TestOwner, type CachedPte } from '../support/test-owner';
 
 const CANARY = 0xcc;
 const OFFSETS = [1024, 3072] as const;

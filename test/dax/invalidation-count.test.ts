@@ -8,9 +8,11 @@
  */
 import assert from 'node:assert/strict';
 import { invalidateAllocated } from '../../server/dax/invalidate';
-import {
-  freshDax, isCode, PAGE, reached, sparseFile, TestClient, TestOwner, track, until, waitersAt, writtenFile,
-} from './helpers';
+import { freshDax, isCode, sparseFile, waitersAt, writtenFile } from '../support/dax-volume';
+import { PAGE } from '../support/units';
+import { reached, track } from '../support/track';
+import { TestClient, TestOwner } from '../support/test-owner';
+import { until } from '../support/until';
 
 const totalInvalidations = (counters: { invalidations: Record<string, number> }): number =>
   Object.values(counters.invalidations).reduce((a, b) => a + b, 0);

@@ -9,7 +9,10 @@
  */
 import assert from 'node:assert/strict';
 import type { FallocateMode } from '../../server/fs/types';
-import { expectCode, freshDax, isCode, PAGE, reached, sparseFile, TestClient, TestOwner, track, writtenFile, type DaxVolume } from './helpers';
+import { expectCode, freshDax, isCode, sparseFile, writtenFile, type DaxVolume } from '../support/dax-volume';
+import { PAGE } from '../support/units';
+import { reached, track } from '../support/track';
+import { TestClient, TestOwner } from '../support/test-owner';
 
 interface Mapped {
   v: DaxVolume;

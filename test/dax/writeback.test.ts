@@ -12,9 +12,11 @@
 import assert from 'node:assert/strict';
 import { FileSystem } from '../../server/fs/filesystem';
 import type { FailpointName } from '../../server/dax/failpoints';
-import {
-  drain, durableBlock, freshDax, isCode, PAGE, reached, sparseFile, TestClient, TestOwner, track, until, waitersAt, type DaxVolume,
-} from './helpers';
+import { settle, until } from '../support/until';
+import { durableBlock, freshDax, isCode, sparseFile, waitersAt, type DaxVolume } from '../support/dax-volume';
+import { PAGE } from '../support/units';
+import { reached, track } from '../support/track';
+import { TestClient, TestOwner } from '../support/test-owner';
 
 /** Power loss now (nothing unflushed survives), then mount the medium. */
 async function powerCycle(v: DaxVolume): Promise<FileSystem> {
@@ -53,7 +55,7 @@ describe('dax writeback (S5)', function () {
       // The client's write fault waits for the entry lock writeback holds.
       const refault = track(v.dax.fault(a, ino, 0, 'WRITE', false));
       await until(() => waitersAt(v.dax, ino, 0) === 1, 'the write fault waits on the entry');
-      await drain();
+      await settle();
       assert.equal(refault.done, false, 'the write fault must wait until writeback unlocks the entry');
 
       fp.release();

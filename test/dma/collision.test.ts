@@ -23,15 +23,17 @@ import { DaxClientError, type DaxSession } from '../../client';
 import { DaxError } from '../../server/errors';
 import type { Dax } from '../../server/dax/dax';
 import type { FallocateMode } from '../../server/fs/types';
-import { assertFsckClean, freshDax, TestOwner, type DaxVolume } from '../dax/helpers';
-import { guardPinnedFrees, KIB, PAGE, startDmaServer, Timeline, type DmaServer, type PinGuard } from './fixture';
+import { assertFsckClean, freshDax, type DaxVolume } from '../support/dax-volume';
+import { TestOwner } from '../support/test-owner';
+import { guardPinnedFrees, startDmaServer, Timeline, type DmaServer, type PinGuard } from './fixture';
+import { KiB, PAGE } from '../support/units';
 
-const FILE_BYTES = 16 * KIB;
+const FILE_BYTES = 16 * KiB;
 const PAGES = FILE_BYTES / PAGE;
 const A_BYTE = 0xa5;
 /** C's file grows to this, then starts over (truncate 0): its blocks keep being recycled. */
-const C_SPAN_BYTES = 512 * KIB;
-const C_CHUNK_BYTES = 16 * KIB;
+const C_SPAN_BYTES = 512 * KiB;
+const C_CHUNK_BYTES = 16 * KiB;
 
 interface HeldPin {
   write(page: number, data: Buffer): Promise<void>;

@@ -9,8 +9,9 @@ import type { DaxClientError } from '../../client';
 import type { PinResponse__Output } from '../../client/generated/daxd/v1/PinResponse';
 import type { SessionInfo__Output } from '../../client/generated/daxd/v1/SessionInfo';
 import { PIN_PAGES_MAX, PINS_PER_SESSION_MAX } from '../../server/limits';
-import { call, failure } from '../integration/raw-rpc';
-import { PAGE, startDmaServer, type DmaServer } from './fixture';
+import { call, failure } from '../support/raw-rpc';
+import { PAGE } from '../support/units';
+import { startDmaServer, type DmaServer } from './fixture';
 
 type Status = keyof typeof grpc.status;
 

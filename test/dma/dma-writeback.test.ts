@@ -5,7 +5,9 @@
  * durable image holds only what was flushed.
  */
 import assert from 'node:assert/strict';
-import { durableBlock, freshDax, PAGE, TestOwner, writtenFile } from '../dax/helpers';
+import { durableBlock, freshDax, writtenFile } from '../support/dax-volume';
+import { PAGE } from '../support/units';
+import { TestOwner } from '../support/test-owner';
 
 describe('dma: DMA writes reach the medium at msync / fsync (S5)', function () {
   it('writable pin: DMA write, unpin, Msync of the range flushes the block', async function () {

@@ -9,10 +9,8 @@
  *   path frees it (truncate, punch, collapse, unlink).
  * - Timeline: pin intervals and layout calls on one sequence counter; a layout call that
  *   both started and finished while a pin over its range stood broke S4.
- * - pinnedPfns / untilServer: what the server holds, and waiting for a server state by
- *   event-loop turns or round trips (never a timed sleep).
+ * - pinnedPfns: what the server holds (wait for a server state with ../support/until).
  */
-import assert from 'node:assert/strict';
 import path from 'node:path';
 import pino from 'pino';
 import { DaxClient, type DaxClientOptions } from '../../client';
@@ -21,12 +19,9 @@ import type { Dax } from '../../server/dax/dax';
 import { fsck } from '../../server/fsck/fsck';
 import { MmapStorage } from '../../server/media/mmap-storage';
 import { Daxd } from '../../server/server';
-import { rawClients } from '../integration/raw-rpc';
-import { tempDir } from '../integration/start-server';
-
-export const PAGE = 4096;
-export const KIB = 1024;
-export const MIB = 1024 * KIB;
+import { rawClients } from '../support/raw-rpc';
+import { tempDir } from '../support/start-server';
+import { MiB } from '../support/units';
 
 export interface DmaServer {
   daxd: Daxd;
@@ -44,7 +39,7 @@ export async function startDmaServer(name: string, opts: { sizeBytes?: number; r
   const tmp = tempDir(`daxd-${name}-`);
   const volumePath = path.join(tmp.dir, `${name}.vol`);
   const daxd = await Daxd.start({
-    volumePath, sizeBytes: opts.sizeBytes ?? 64 * MIB, grpcAddress: '127.0.0.1:0', log: pino({ level: 'silent' }),
+    volumePath, sizeBytes: opts.sizeBytes ?? 64 * MiB, grpcAddress: '127.0.0.1:0', log: pino({ level: 'silent' }),
     failpoints: true, shutdownGraceMs: 2_000, recallGraceMs: opts.recallGraceMs,
   });
   const clients: DaxClient[] = [];
@@ -159,38 +154,6 @@ export class Timeline {
     }
     return out;
   }
-}
-
-const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
-
-/**
- * Yields event-loop turns until cond() holds (a server state in this process). Not a timed
- * sleep: it checks on every turn and fails only after hangMs, which only a hang reaches.
- * Network calls and timers make progress meanwhile (they run between turns).
- */
-export async function untilServer(cond: () => boolean, what: string | (() => string), hangMs = 20_000): Promise<void> {
-  const t0 = Date.now();
-  for (;;) {
-    if (cond()) return;
-    if (Date.now() - t0 > hangMs) assert.fail(`never observed (${hangMs} ms): ${typeof what === 'string' ? what : what()}`);
-    await turn();
-  }
-}
-
-/** Lets everything runnable run before a negative check. */
-export async function settle(turns = 50): Promise<void> {
-  for (let i = 0; i < turns; i++) await turn();
-}
-
-/** Tracks whether a promise settled, without awaiting it. */
-export function track<T>(p: Promise<T>): { promise: Promise<T>; readonly done: boolean; readonly failed: unknown } {
-  const state = { done: false, failed: undefined as unknown };
-  const promise = p.then(
-    (v) => { state.done = true; return v; },
-    (err: unknown) => { state.done = true; state.failed = err; throw err; },
-  );
-  promise.catch(() => undefined);
-  return { promise, get done() { return state.done; }, get failed() { return state.failed; } };
 }
 
 /** Distinct byte per (file, page, round), never 0. */

@@ -9,7 +9,10 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { PAGE, startDmaServer, track, untilServer, type DmaServer } from './fixture';
+import { PAGE } from '../support/units';
+import { startDmaServer, type DmaServer } from './fixture';
+import { track } from '../support/track';
+import { until } from '../support/until';
 
 const LEASE_MS = 1_000;
 const CHILD = path.join(__dirname, 'pin-holder-child.js');
@@ -47,7 +50,7 @@ describe('dma: a pin holder killed with SIGKILL', function () {
 
       const waitsBefore = server.dax.ctx.counters.layoutBreakWaits.done;
       const truncating = track(client.truncate(f.ino, 0));
-      await untilServer(() => (server.dax.ctx.spaces.get(f.ino)?.pinWaiters.size ?? 0) > 0, 'truncate waiting on the child\'s pins');
+      await until(() => (server.dax.ctx.spaces.get(f.ino)?.pinWaiters.size ?? 0) > 0, 'truncate waiting on the child\'s pins');
       assert.equal(truncating.done, false);
 
       const killedAt = Date.now();

@@ -12,7 +12,10 @@ import type { DaxObserver, LayoutBreakOutcome } from '../../server/dax/observer'
 import { FileSystem } from '../../server/fs/filesystem';
 import { mkfs } from '../../server/fs/mkfs';
 import { MemoryStorage } from '../../server/media/memory-storage';
-import { MiB, PAGE, TestOwner, until, writtenFile, type DaxVolume } from '../dax/helpers';
+import { MiB, PAGE } from '../support/units';
+import { TestOwner } from '../support/test-owner';
+import { until } from '../support/until';
+import { writtenFile, type DaxVolume } from '../support/dax-volume';
 
 function recorder(): { observer: DaxObserver; waits: Array<{ outcome: LayoutBreakOutcome; waitedMs: number }> } {
   const waits: Array<{ outcome: LayoutBreakOutcome; waitedMs: number }> = [];

@@ -16,8 +16,11 @@ import { once } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import { DaxClientError, PinRevokedError, type DaxClient, type DmaPin } from '../../client';
 import type { PinResponse__Output } from '../../client/generated/daxd/v1/PinResponse';
-import { call, failure } from '../integration/raw-rpc';
-import { guardPinnedFrees, PAGE, pinnedPfns, settle, startDmaServer, track, untilServer, type DmaServer } from './fixture';
+import { call, failure } from '../support/raw-rpc';
+import { guardPinnedFrees, pinnedPfns, startDmaServer, type DmaServer } from './fixture';
+import { PAGE } from '../support/units';
+import { settle, until } from '../support/until';
+import { track } from '../support/track';
 
 const GRACE_MS = 300;
 
@@ -99,8 +102,8 @@ describe('dma: layout_break WAIT / FAIL / RECALL over gRPC', function () {
     const timedOutBefore = server.dax.ctx.counters.layoutBreakWaits.timedout;
     const err = await failure(hurried.truncate(ino, 0));
     assert.equal(err.code, grpc.status.DEADLINE_EXCEEDED, err.message);
-    await untilServer(() => server.dax.ctx.counters.layoutBreakWaits.timedout === timedOutBefore + 1, 'the server gave up at the deadline');
-    await untilServer(() => !waiting(ino), 'waiter gone');
+    await until(() => server.dax.ctx.counters.layoutBreakWaits.timedout === timedOutBefore + 1, 'the server gave up at the deadline');
+    await until(() => !waiting(ino), 'waiter gone');
     await assertUnchanged(ino, bytes, blocks);
     // Every lock was released: a change outside the pin and DMA go through at once.
     await client.fallocate(ino, 'PUNCH_HOLE', 3 * PAGE, PAGE, { layoutBreak: 'FAIL' });
@@ -118,11 +121,11 @@ describe('dma: layout_break WAIT / FAIL / RECALL over gRPC', function () {
     const cancelledBefore = server.dax.ctx.counters.layoutBreakWaits.cancelled;
     let callRef: grpc.ClientUnaryCall | null = null;
     const pending = call((cb) => (callRef = server.raw.files.Truncate({ ino, size: 0, layout_break: 'WAIT' }, cb)));
-    await untilServer(() => waiting(ino), 'truncate waiting for the pin');
+    await until(() => waiting(ino), 'truncate waiting for the pin');
     callRef!.cancel();
     const err = await failure(pending);
     assert.equal(err.code, grpc.status.CANCELLED);
-    await untilServer(() => server.dax.ctx.counters.layoutBreakWaits.cancelled === cancelledBefore + 1, 'the server saw the cancellation');
+    await until(() => server.dax.ctx.counters.layoutBreakWaits.cancelled === cancelledBefore + 1, 'the server saw the cancellation');
     await assertUnchanged(ino, bytes, blocks);
     await pin.unpin();
     await client.truncate(ino, 0);
@@ -135,7 +138,7 @@ describe('dma: layout_break WAIT / FAIL / RECALL over gRPC', function () {
     const pin = await client.pin(ino, 3, 1, { writable: false });
     const waitsBefore = { ...server.dax.ctx.counters.layoutBreakWaits };
     const punching = track(client.fallocate(ino, 'PUNCH_HOLE', 3 * PAGE, PAGE)); // WAIT: holds the inode lock
-    await untilServer(() => waiting(ino), 'punch waiting for the pin');
+    await until(() => waiting(ino), 'punch waiting for the pin');
     const err = await failure(hurried.truncate(ino, PAGE));
     assert.equal(err.code, grpc.status.DEADLINE_EXCEEDED);
     await pin.unpin();
@@ -212,8 +215,8 @@ describe('dma: layout_break WAIT / FAIL / RECALL over gRPC', function () {
       await fp.reached;
       const revocationsBefore = server.dax.ctx.pins.stats.revocations;
       const truncating = track(client.truncate(ino, 0, { layoutBreak: 'RECALL' }));
-      await untilServer(() => server.dax.ctx.pins.stats.revocations === revocationsBefore + 1, 'revocation after the grace');
-      await untilServer(() => pin.state === 'revoked', 'PinRevoked delivered');
+      await until(() => server.dax.ctx.pins.stats.revocations === revocationsBefore + 1, 'revocation after the grace');
+      await until(() => pin.state === 'revoked', 'PinRevoked delivered');
       await pin.unpin(); // the holder gives the revoked pin back: the DMA is still in flight
       assert.equal(server.dax.ctx.pins.byId.has(pin.id), false);
       await settle();
@@ -245,7 +248,7 @@ describe('dma: layout_break WAIT / FAIL / RECALL over gRPC', function () {
       const truncating = track(client.truncate(ino, 0, { layoutBreak: 'RECALL' }));
       // Whichever comes first, the SDK's unpin at revoke_at or the server's revocation, the
       // pin leaves the table while its DMA is still paused.
-      await untilServer(() => !server.dax.ctx.pins.byId.has(pin.id), () => `the pin given back (${pin.state})`);
+      await until(() => !server.dax.ctx.pins.byId.has(pin.id), () => `the pin given back (${pin.state})`);
       await settle();
       assert.equal(truncating.done, false, 'truncate completed while a DMA was in flight on its block');
       assert.equal(guard.freed, 0);
@@ -287,7 +290,7 @@ describe('dma: layout_break WAIT / FAIL / RECALL over gRPC', function () {
     await session.attached;
     const pin = await client.pin(ino, 0, 4, { writable: true, session });
     const truncating = track(client.truncate(ino, 0));
-    await untilServer(() => waiting(ino), 'truncate waiting');
+    await until(() => waiting(ino), 'truncate waiting');
     const revoked = once(pin, 'revoked') as Promise<[PinRevokedError]>;
     await session.close();
     await truncating.promise;

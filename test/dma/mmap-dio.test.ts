@@ -18,10 +18,11 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import type { DaxClient, DaxSession } from '../../client';
 import { PIN_PAGES_MAX } from '../../server/limits';
-import { KIB, MIB, PAGE, startDmaServer, type DmaServer } from './fixture';
+import { KiB, MiB, PAGE } from '../support/units';
+import { startDmaServer, type DmaServer } from './fixture';
 
-const SIZES = [1 * KIB, 4 * KIB, 1 * MIB, 16 * MIB];
-const SOURCE_BYTES = 16 * MIB;
+const SIZES = [1 * KiB, 4 * KiB, 1 * MiB, 16 * MiB];
+const SOURCE_BYTES = 16 * MiB;
 /** DMA calls in flight at once per copy. */
 const DMA_IN_FLIGHT = 64;
 
@@ -73,7 +74,7 @@ describe('dma: generic/413 DMA between a mapped fallocated file and another file
   let session: DaxSession;
 
   before(async function () {
-    server = await startDmaServer('mmap-dio', { sizeBytes: 256 * MIB });
+    server = await startDmaServer('mmap-dio', { sizeBytes: 256 * MiB });
     client = server.client({ deadlineMs: 30_000 });
     session = await client.openSession({ clientName: 'generic-413' });
     await session.attached;
@@ -85,7 +86,7 @@ describe('dma: generic/413 DMA between a mapped fallocated file and another file
   });
 
   for (const length of SIZES) {
-    it(`${length >= MIB ? `${length / MIB} MiB` : `${length / KIB} KiB`}: counts exact, contents equal both ways`, async function () {
+    it(`${length >= MiB ? `${length / MiB} MiB` : `${length / KiB} KiB`}: counts exact, contents equal both ways`, async function () {
       const src = await client.create(`src-${length}`, { exclusive: true });
       await client.fallocate(src.ino, 'ALLOCATE', 0, SOURCE_BYTES);
       const dst = await client.create(`dst-${length}`, { exclusive: true });

@@ -5,7 +5,8 @@
  * refused pin, for many sessions.
  */
 import assert from 'node:assert/strict';
-import { freshDax, TestOwner, writtenFile, type DaxVolume } from '../dax/helpers';
+import { freshDax, writtenFile, type DaxVolume } from '../support/dax-volume';
+import { TestOwner } from '../support/test-owner';
 
 describe('dma: the pin table keeps no per-session state for sessions without pins', function () {
   let v: DaxVolume;

@@ -14,9 +14,11 @@
 import assert from 'node:assert/strict';
 import type { Dax } from '../../server/dax/dax';
 import { PINS_PER_SESSION_MAX } from '../../server/limits';
-import {
-  expectCode, freshDax, PAGE, reached, sparseFile, TestOwner, track, until, writtenFile, type DaxVolume,
-} from '../dax/helpers';
+import { expectCode, freshDax, sparseFile, writtenFile, type DaxVolume } from '../support/dax-volume';
+import { PAGE } from '../support/units';
+import { reached, track } from '../support/track';
+import { TestOwner } from '../support/test-owner';
+import { until } from '../support/until';
 import { guardPinnedFrees, pinnedPfns, type PinGuard } from './fixture';
 
 /** The truncate sleeps on a pin: registered as a waiter, mmap lock released (or it already finished). */

@@ -9,8 +9,10 @@ import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import type { AccessResponse__Output } from '../../client/generated/daxd/v1/AccessResponse';
 import type { FaultResponse__Output } from '../../client/generated/daxd/v1/FaultResponse';
-import { expectCode, freshDax, PAGE, TestOwner, writtenFile } from '../dax/helpers';
-import { call, failure } from '../integration/raw-rpc';
+import { expectCode, freshDax, writtenFile } from '../support/dax-volume';
+import { PAGE } from '../support/units';
+import { TestOwner } from '../support/test-owner';
+import { call, failure } from '../support/raw-rpc';
 import { startDmaServer, type DmaServer } from './fixture';
 
 const FF = Buffer.alloc(PAGE, 0xff);

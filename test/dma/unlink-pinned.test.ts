@@ -4,8 +4,11 @@
  * not before, and not only at the next fsync or shutdown.
  */
 import assert from 'node:assert/strict';
-import { freshDax, PAGE, TestOwner, until, writtenFile, type DaxVolume } from '../dax/helpers';
-import { guardPinnedFrees, MIB, startDmaServer, untilServer, type DmaServer, type PinGuard } from './fixture';
+import { freshDax, writtenFile, type DaxVolume } from '../support/dax-volume';
+import { MiB, PAGE } from '../support/units';
+import { TestOwner } from '../support/test-owner';
+import { until } from '../support/until';
+import { guardPinnedFrees, startDmaServer, type DmaServer, type PinGuard } from './fixture';
 
 describe('dma: unlink of a pinned file defers freeing to the last unpin', function () {
   this.timeout(30_000);
@@ -51,7 +54,7 @@ describe('dma: unlink of a pinned file defers freeing to the last unpin', functi
     let server: DmaServer;
 
     before(async function () {
-      server = await startDmaServer('unlink', { sizeBytes: 64 * MIB });
+      server = await startDmaServer('unlink', { sizeBytes: 64 * MiB });
     });
 
     after(async function () {
@@ -74,7 +77,7 @@ describe('dma: unlink of a pinned file defers freeing to the last unpin', functi
         assert.equal((await client.statVolume()).blocksFree, before, 'blocks freed while pinned');
         assert.equal(guard.freed, 0);
         await pin.unpin();
-        await untilServer(() => guard.freed >= 8, 'the unlinked file freed after the unpin');
+        await until(() => guard.freed >= 8, 'the unlinked file freed after the unpin');
         await server.daxd.fs.commit();
         assert.ok((await client.statVolume()).blocksFree >= before + 8);
         assert.deepEqual(guard.violations, []);

@@ -14,9 +14,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { REPO_ROOT } from '../integration/start-server';
+import { REPO_ROOT } from '../support/start-server';
 import type { ArmedFailpoint } from '../../server/dax/failpoints';
-import { getJson, MIB, PAGE, rpc, startHttpDaxd, until, type HttpDaxd } from './fixture';
+import { getJson, rpc, startHttpDaxd, type HttpDaxd } from './fixture';
+import { MiB, PAGE } from '../support/units';
+import { until } from '../support/until';
 
 const CHROMIUM = '/usr/bin/chromium';
 const CHROMIUM_FLAGS = [
@@ -119,10 +121,10 @@ describe('the dashboard in headless Chromium', function () {
 
   before(async function () {
     assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium; .ci/run does)`);
-    s = await startHttpDaxd('dashboard', { sizeBytes: 128 * MIB });
+    s = await startHttpDaxd('dashboard', { sizeBytes: 128 * MiB });
     const r = rpc(s.raw);
     const data = await r.create('dataset.bin');
-    await r.write(data, 0, Buffer.alloc(MIB, 1));
+    await r.write(data, 0, Buffer.alloc(MiB, 1));
     const sparse = await r.create('sparse.bin');
     await r.truncate(sparse, 256 * PAGE);
     const grow = await r.create('growing.bin');

@@ -13,8 +13,10 @@ import {
 import { buildHttpApp } from '../../server/http/http-server';
 import type { HttpDeps } from '../../server/http/deps';
 import { ADMIN_ID_PREFIX_CHARS } from '../../server/http/limits';
-import { REPO_ROOT } from '../integration/start-server';
-import { getJson, PAGE, rpc, startHttpDaxd, until, validate, type HttpDaxd } from './fixture';
+import { REPO_ROOT } from '../support/start-server';
+import { getJson, rpc, startHttpDaxd, validate, type HttpDaxd } from './fixture';
+import { PAGE } from '../support/units';
+import { until } from '../support/until';
 
 const JSON_ENDPOINTS: Array<[string, object]> = [
   ['/healthz', healthSchema],

@@ -18,11 +18,9 @@ import pino from 'pino';
 import { CLIENT_CHANNEL_OPTIONS, loadDaxdProto } from '../../client';
 import { RawClients } from '../../client/raw-clients';
 import { Daxd } from '../../server/server';
-import { call } from '../integration/raw-rpc';
-import { tempDir } from '../integration/start-server';
-
-export const PAGE = 4096;
-export const MIB = 1024 * 1024;
+import { call } from '../support/raw-rpc';
+import { tempDir } from '../support/start-server';
+import { MiB } from '../support/units';
 
 export interface HttpDaxd {
   daxd: Daxd;
@@ -48,7 +46,7 @@ export async function startHttpDaxd(name: string, opts: { level?: pino.Level; si
   });
   const log = pino({ level: opts.level ?? 'warn' }, sink);
   const daxd = await Daxd.start({
-    volumePath, sizeBytes: opts.sizeBytes ?? 64 * MIB, grpcAddress: '127.0.0.1:0', httpAddress: '127.0.0.1:0', log,
+    volumePath, sizeBytes: opts.sizeBytes ?? 64 * MiB, grpcAddress: '127.0.0.1:0', httpAddress: '127.0.0.1:0', log,
     failpoints: true, shutdownGraceMs: 2_000,
   });
   const raw = new RawClients(loadDaxdProto(), daxd.grpcAddress, CLIENT_CHANNEL_OPTIONS);
@@ -143,12 +141,3 @@ export function rpc(raw: RawClients) {
   };
 }
 
-/** Polls `cond` once per event-loop turn (then every few ms); fails after `maxMs`. */
-export async function until(cond: () => boolean | Promise<boolean>, what: string, maxMs = 10_000): Promise<void> {
-  const deadline = Date.now() + maxMs;
-  for (let i = 0; Date.now() < deadline; i++) {
-    if (await cond()) return;
-    await new Promise((r) => (i < 100 ? setImmediate(r) : setTimeout(r, 5)));
-  }
-  assert.fail(`never observed: ${what}`);
-}

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { DaxClient } from '../../client';
-import { runCli, startServer, tempDir, type StartedServer } from '../integration/start-server';
+import { runCli, startServer, tempDir, type StartedServer } from '../support/start-server';
 import { getJson, Prom } from './fixture';
 
 describe('daxd serve --http (live, CLI)', function () {

@@ -6,8 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import { failure } from '../integration/raw-rpc';
-import { getJson, PAGE, Prom, rpc, scrape, startHttpDaxd, until, type HttpDaxd } from './fixture';
+import { failure } from '../support/raw-rpc';
+import { getJson, Prom, rpc, scrape, startHttpDaxd, type HttpDaxd } from './fixture';
+import { PAGE } from '../support/units';
+import { until } from '../support/until';
 
 describe('metrics after known RPC sequences', function () {
   this.timeout(60_000);

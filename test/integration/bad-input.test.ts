@@ -10,25 +10,18 @@ import * as grpc from '@grpc/grpc-js';
 import { DaxClientError } from '../../client';
 import type { RawClients } from '../../client/raw-clients';
 import type { SessionInfo__Output } from '../../client/generated/daxd/v1/SessionInfo';
-import { call, callBytes, failure, rawClients, streamOutcome, stringField1 } from './raw-rpc';
-import { fsckFindings, startServer, tempDir, type StartedServer } from './start-server';
+import { badInputTable, type BadInputRow } from '../support/bad-input-table';
+import { call, callBytes, rawClients, streamOutcome, stringField1 } from '../support/raw-rpc';
+import { fsckFindings, startServer, tempDir, type StartedServer } from '../support/start-server';
+import { MiB } from '../support/units';
 
 const S = grpc.status;
-const MIB = 1024 * 1024;
-const IO_MAX = 4 * MIB;
+const IO_MAX = 4 * MiB;
 const FILE_MAX = 2 ** 40;
 const U64_MAX = '18446744073709551615';
 const TWO_53 = '9007199254740992';
 const TWO_53_PLUS_1 = '9007199254740993';
 const MAX_SAFE = String(Number.MAX_SAFE_INTEGER);
-
-interface Row {
-  name: string;
-  run: () => Promise<unknown>;
-  /** Expected status, or OK for boundary rows that must succeed. */
-  code: grpc.status;
-  reason: string | null;
-}
 
 describe('bad input: exact status and reason for every malformed request', function () {
   let tmp: ReturnType<typeof tempDir>;
@@ -63,7 +56,7 @@ describe('bad input: exact status and reason for every malformed request', funct
   });
 
   const f = () => raw.files;
-  const rows: Row[] = [
+  const rows: BadInputRow[] = [
     // ---- names
     { name: 'Lookup with an empty name', run: () => call((cb) => f().Lookup({ name: '' }, cb)), code: S.INVALID_ARGUMENT, reason: 'EINVAL' },
     { name: 'Create with a missing name', run: () => call((cb) => f().Create({}, cb)), code: S.INVALID_ARGUMENT, reason: 'EINVAL' },
@@ -99,7 +92,7 @@ describe('bad input: exact status and reason for every malformed request', funct
     { name: 'Write at offset 2^53-1', run: () => call((cb) => f().Write({ ino, offset: MAX_SAFE, data: Buffer.from('x') }, cb)), code: S.INVALID_ARGUMENT, reason: 'EFBIG' },
     { name: 'Write past the max file size (2 bytes at max - 1)', run: () => call((cb) => f().Write({ ino, offset: FILE_MAX - 1, data: Buffer.from('xy') }, cb)), code: S.INVALID_ARGUMENT, reason: 'EFBIG' },
     { name: 'Write of 4 MiB + 1 bytes (max I/O per call)', run: () => call((cb) => f().Write({ ino, offset: 0, data: Buffer.alloc(IO_MAX + 1) }, cb)), code: S.RESOURCE_EXHAUSTED, reason: 'ELIMIT' },
-    { name: 'Write in a message above the gRPC limit (5 MiB: refused by grpc-js, no reason)', run: () => call((cb) => f().Write({ ino, offset: 0, data: Buffer.alloc(5 * MIB) }, cb)), code: S.RESOURCE_EXHAUSTED, reason: null },
+    { name: 'Write in a message above the gRPC limit (5 MiB: refused by grpc-js, no reason)', run: () => call((cb) => f().Write({ ino, offset: 0, data: Buffer.alloc(5 * MiB) }, cb)), code: S.RESOURCE_EXHAUSTED, reason: null },
     { name: 'Write of no data (boundary: OK, written 0)', run: () => call((cb) => f().Write({ ino, offset: 0 }, cb)), code: S.OK, reason: null },
     // ---- truncate
     { name: 'Truncate to 2^64-1 (-1 as int64)', run: () => call((cb) => f().Truncate({ ino, size: U64_MAX }, cb)), code: S.INVALID_ARGUMENT, reason: 'EINVAL' },
@@ -137,21 +130,7 @@ describe('bad input: exact status and reason for every malformed request', funct
     { name: 'ReadStream message of 1025 ops (ends the stream)', run: () => oversizedBatch(raw), code: S.RESOURCE_EXHAUSTED, reason: 'ELIMIT' },
   ];
 
-  for (const row of rows) {
-    it(`${row.name} -> ${grpc.status[row.code]}${row.reason ? ` / ${row.reason}` : ''}`, async function () {
-      if (row.code === S.OK) {
-        await row.run();
-        return;
-      }
-      const err = await failure(row.run());
-      assert.equal(grpc.status[err.code], grpc.status[row.code], err.message);
-      assert.equal(err.reason, row.reason, err.message);
-    });
-  }
-
-  it('the table has at least 40 failing rows', function () {
-    assert.ok(rows.filter((r) => r.code !== S.OK).length >= 40);
-  });
+  badInputTable(rows, 40);
 
   it('the victim file is unchanged by all of the above', async function () {
     const stat = await call<{ size: string }>((cb) => raw.files.Stat({ ino }, cb));

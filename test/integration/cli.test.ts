@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { runCli, startServer, tempDir, type StartedServer } from './start-server';
+import { runCli, startServer, tempDir, type StartedServer } from '../support/start-server';
 
 const COMMANDS = ['serve', 'mkfs', 'fsck', 'ls', 'stat', 'put', 'get', 'rm', 'truncate', 'df'];
 

@@ -14,9 +14,11 @@ import * as grpc from '@grpc/grpc-js';
 import type { DaxClient, DaxSession } from '../../client';
 import type { RawClients } from '../../client/raw-clients';
 import type { StoreResponse__Output } from '../../client/generated/daxd/v1/StoreResponse';
-import { openRawSession, PAGE, pattern, startInProcess, until, type InProcessServer, type RawMapping } from './mapping-fixture';
-import { call, failure, rawClients } from './raw-rpc';
-import { clientFor } from './start-server';
+import { openRawSession, pattern, startInProcess, type InProcessServer, type RawMapping } from './mapping-fixture';
+import { PAGE } from '../support/units';
+import { until } from '../support/until';
+import { call, failure, rawClients } from '../support/raw-rpc';
+import { clientFor } from '../support/start-server';
 
 /** Store with fault_if_stale for page pgoff of ino. */
 function storeFis(m: RawMapping, token: string, ino: number, pgoff: number, offset: number, data: Buffer): Promise<StoreResponse__Output> {

@@ -7,23 +7,10 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import type { DaxClient, FallocateMode } from '../../client';
 import type { RawClients } from '../../client/raw-clients';
-import { call, rawClients, streamOutcome } from './raw-rpc';
-import { clientFor, startServer, tempDir, type StartedServer } from './start-server';
-
-const PAGE = 4096;
-const MIB = 1024 * 1024;
-
-/** mulberry32: a small seeded PRNG, so a failing sequence can be replayed. */
-function prng(seed: number): (n: number) => number {
-  let a = seed >>> 0;
-  return (n) => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
-  };
-}
+import { call, rawClients, streamOutcome } from '../support/raw-rpc';
+import { clientFor, startServer, tempDir, type StartedServer } from '../support/start-server';
+import { randInt, seededRng } from '../support/rng';
+import { MiB, PAGE } from '../support/units';
 
 /** The bytes a file must hold. */
 class ModelFile {
@@ -85,7 +72,8 @@ describe('Files RPCs round-trip against a model', function () {
   });
 
   it('a random sequence of writes, truncates and fallocates matches the model', async function () {
-    const rand = prng(20240611);
+    const rng = seededRng(20240611);
+    const rand = (n: number): number => randInt(rng, 0, n - 1);
     const files = await Promise.all(['m0', 'm1', 'm2'].map((n) => client.create(n)));
     const models = files.map(() => new ModelFile());
     const modes: FallocateMode[] = ['ALLOCATE', 'KEEP_SIZE', 'PUNCH_HOLE', 'ZERO_RANGE', 'COLLAPSE_RANGE'];
@@ -128,7 +116,7 @@ describe('Files RPCs round-trip against a model', function () {
 
   it('reads and writes larger than one message are chunked and pipelined by the SDK', async function () {
     const file = await client.create('big');
-    const data = Buffer.alloc(9 * MIB + 123);
+    const data = Buffer.alloc(9 * MiB + 123);
     for (let i = 0; i + 4 <= data.length; i += 4) data.writeUInt32LE(i, i);
     await client.write(file.ino, 77, data);
     const back = await client.read(file.ino, 77, data.length + 1000);
@@ -155,16 +143,16 @@ describe('Files RPCs round-trip against a model', function () {
 
   it('regression: reads of 1 MiB - 1 and 4 MiB in one ReadStream message come back in separate replies (message limit)', async function () {
     const file = await client.create('two-big-reads');
-    const data = Buffer.alloc(8 * MIB, 0x42);
+    const data = Buffer.alloc(8 * MiB, 0x42);
     await client.write(file.ino, 0, data);
     const stream = raw.files.ReadStream();
     const outcome = streamOutcome(stream);
-    stream.write({ ops: [{ id: 1, ino: file.ino, offset: 0, length: MIB - 1 }, { id: 2, ino: file.ino, offset: 4 * MIB, length: 4 * MIB }] });
+    stream.write({ ops: [{ id: 1, ino: file.ino, offset: 0, length: MiB - 1 }, { id: 2, ino: file.ino, offset: 4 * MiB, length: 4 * MiB }] });
     stream.end();
     const { messages, error } = await outcome;
     assert.equal(error, null);
     const results = messages.flatMap((m) => m.results);
-    assert.deepEqual(results.map((r) => [r.id, r.data.length, r.error]).sort(), [[1, MIB - 1, null], [2, 4 * MIB, null]]);
+    assert.deepEqual(results.map((r) => [r.id, r.data.length, r.error]).sort(), [[1, MiB - 1, null], [2, 4 * MiB, null]]);
   });
 
   it('Read is short at end of file and empty beyond it; holes read as zeros', async function () {
@@ -207,10 +195,10 @@ describe('Files RPCs round-trip against a model', function () {
     const keeper = await client.create('keeper');
     const before = await client.statVolume();
     const file = await client.create('doomed');
-    await client.write(file.ino, 0, Buffer.alloc(MIB, 1));
+    await client.write(file.ino, 0, Buffer.alloc(MiB, 1));
     const during = await client.statVolume();
     assert.equal(during.files, before.files + 1);
-    assert.ok(during.blocksFree <= before.blocksFree - MIB / PAGE, 'the write allocated at least 256 blocks');
+    assert.ok(during.blocksFree <= before.blocksFree - MiB / PAGE, 'the write allocated at least 256 blocks');
     await client.unlink('doomed');
     await assert.rejects(client.lookup('doomed'), { reason: 'ENOENT' });
     // Freed blocks count as free once the journal commits them; an fsync commits.
@@ -218,10 +206,10 @@ describe('Files RPCs round-trip against a model', function () {
     const after = await client.statVolume();
     assert.equal(after.files, before.files);
     // Frees of earlier tests may land meanwhile, so at least the 256 blocks come back.
-    assert.ok(after.blocksFree >= during.blocksFree + MIB / PAGE, 'the unlink freed the blocks');
+    assert.ok(after.blocksFree >= during.blocksFree + MiB / PAGE, 'the unlink freed the blocks');
     assert.equal(after.blockSize, PAGE);
-    assert.equal(after.maxIoBytes, 4 * MIB);
-    assert.equal(after.size, 256 * MIB);
+    assert.equal(after.maxIoBytes, 4 * MiB);
+    assert.equal(after.size, 256 * MiB);
   });
 });
 
@@ -230,7 +218,7 @@ async function assertMatches(client: DaxClient, raw: RawClients, ino: number, mo
   assert.equal(stat.size, model.bytes.length, `${where}: size`);
   const viaStream = await client.read(ino, 0, model.bytes.length + PAGE);
   assert.ok(viaStream.equals(model.bytes), `${where}: content via ReadStream`);
-  const length = Math.min(model.bytes.length + 10, 4 * MIB);
+  const length = Math.min(model.bytes.length + 10, 4 * MiB);
   const viaUnary = await call<{ data: Buffer }>((cb) => raw.files.Read({ ino, offset: 0, length }, cb));
   assert.ok(viaUnary.data.equals(model.bytes.subarray(0, length)), `${where}: content via Read`);
 }

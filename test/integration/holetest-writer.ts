@@ -11,8 +11,8 @@
  */
 import readline from 'node:readline';
 import { DaxClient, type MappedFile } from '../../client';
+import { PAGE } from '../support/units';
 
-export const PAGE = 4096;
 /** Client 0 writes at offset 1024 of each page, client 1 at 3072. */
 export const MARKER_OFFSETS = [1024, 3072] as const;
 

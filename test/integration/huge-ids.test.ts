@@ -16,12 +16,12 @@ import * as grpc from '@grpc/grpc-js';
 import type { RawClients } from '../../client/raw-clients';
 import type { SessionInfo__Output } from '../../client/generated/daxd/v1/SessionInfo';
 import { SHUTDOWN_FORCE_MS, STATUS_DETAILS_MAX_BYTES } from '../../server/rpc/limits';
-import { call, failure, rawClients, streamOutcome } from './raw-rpc';
-import { startServer, tempDir, type StartedServer } from './start-server';
+import { call, failure, rawClients, streamOutcome } from '../support/raw-rpc';
+import { startServer, tempDir, type StartedServer } from '../support/start-server';
+import { MiB } from '../support/units';
 
 const S = grpc.status;
 const HUGE = 'x'.repeat(110_000);
-const MIB = 1024 * 1024;
 /** Every call here answers at once when correct; without a deadline a wedged one would hang the suite. */
 const DEADLINE_MS = 5_000;
 const deadline = () => ({ deadline: Date.now() + DEADLINE_MS });
@@ -58,7 +58,7 @@ describe('huge ids and tokens: EINVAL at once, short messages, bounded shutdown 
     { name: 'Mapping.Store with fault_if_stale and a 110 KB PTE token', run: () => call((cb) => raw.mapping.Store({ session_id: session, token: HUGE, offset: 0, data: Buffer.from('x'), fault_if_stale: true, ino, pgoff: 0 }, deadline(), cb)) },
     { name: 'Dma.Unpin with a 110 KB pin id', run: () => call((cb) => raw.dma.Unpin({ session_id: session, pin_id: HUGE }, deadline(), cb)) },
     { name: 'Dma.Renew with a 110 KB session id', run: () => call((cb) => raw.dma.Renew({ session_id: HUGE, pin_id: '0'.repeat(32) }, deadline(), cb)) },
-    { name: 'Files.List with a 1 MiB page_token (defect 6)', run: () => call((cb) => raw.files.List({ page_token: 'A'.repeat(MIB) }, deadline(), cb)) },
+    { name: 'Files.List with a 1 MiB page_token (defect 6)', run: () => call((cb) => raw.files.List({ page_token: 'A'.repeat(MiB) }, deadline(), cb)) },
     { name: 'Files.List with a 400-character page_token (decodes to a 300-byte name)', run: () => call((cb) => raw.files.List({ page_token: 'QUFB'.repeat(100) }, deadline(), cb)) },
     { name: 'a 1000-byte daxd-request-id', run: () => call((cb) => raw.files.StatVolume({}, withRequestId('r'.repeat(1000)), deadline(), cb)) },
   ];

@@ -13,8 +13,8 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { DaxClientError } from '../../client';
 import type { RawClients } from '../../client/raw-clients';
-import { call, callBytes, failure, rawClients } from './raw-rpc';
-import { fsckFindings, startServer, tempDir, type StartedServer } from './start-server';
+import { call, callBytes, failure, rawClients } from '../support/raw-rpc';
+import { fsckFindings, startServer, tempDir, type StartedServer } from '../support/start-server';
 import { lenField, tag, varint, varintField, WIRE } from './wire-bytes';
 
 const S = grpc.status;

@@ -12,22 +12,17 @@ import { DaxClientError } from '../../client';
 import type { RawClients } from '../../client/raw-clients';
 import type { FaultBatchResponse__Output } from '../../client/generated/daxd/v1/FaultBatchResponse';
 import type { OpError__Output } from '../../client/generated/daxd/v1/OpError';
-import { fsckVolume, openRawSession, PAGE, RawMapping } from './mapping-fixture';
-import { call, failure, rawClients, streamOutcome } from './raw-rpc';
-import { startServer, tempDir, type StartedServer } from './start-server';
+import { fsckVolume, openRawSession, RawMapping } from './mapping-fixture';
+import { PAGE } from '../support/units';
+import { badInputTable, type BadInputRow } from '../support/bad-input-table';
+import { call, rawClients, streamOutcome } from '../support/raw-rpc';
+import { startServer, tempDir, type StartedServer } from '../support/start-server';
 
 const S = grpc.status;
 const U64_MAX = '18446744073709551615';
 const TWO_53 = '9007199254740992';
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 const NEVER_ISSUED = '0123456789abcdef0123456789abcdef';
-
-interface Row {
-  name: string;
-  run: () => Promise<unknown>;
-  code: grpc.status;
-  reason: string | null;
-}
 
 /** Throws the first op error of a batch answer; nothing when every op succeeded. */
 function opErrors(response: { results: Array<{ error: OpError__Output | null }> }): void {
@@ -86,7 +81,7 @@ describe('Mapping bad input: exact status and reason for every malformed request
   const faultOps = (n: number) => Array.from({ length: n }, (_, i) => ({ pgoff: i % 3, kind: 'READ' as const }));
   const loadOps = (n: number) => Array.from({ length: n }, () => ({ token, offset: 0, length: 1 }));
 
-  const rows: Row[] = [
+  const rows: BadInputRow[] = [
     // ---- sessions
     { name: 'Fault with a session never issued', run: () => fault({ session_id: NEVER_ISSUED }), code: S.UNAUTHENTICATED, reason: 'SESSION_UNKNOWN' },
     { name: 'Fault with a malformed session id', run: () => fault({ session_id: 'not-a-session' }), code: S.UNAUTHENTICATED, reason: 'SESSION_UNKNOWN' },
@@ -148,21 +143,7 @@ describe('Mapping bad input: exact status and reason for every malformed request
     { name: 'Msync of pages 0..2^53-1 (boundary: OK)', run: () => range('Msync', 0, MAX_SAFE), code: S.OK, reason: null },
   ];
 
-  for (const row of rows) {
-    it(`${row.name} -> ${grpc.status[row.code]}${row.reason ? ` / ${row.reason}` : ''}`, async function () {
-      if (row.code === S.OK) {
-        await row.run();
-        return;
-      }
-      const err = await failure(row.run());
-      assert.equal(grpc.status[err.code], grpc.status[row.code], err.message);
-      assert.equal(err.reason, row.reason, err.message);
-    });
-  }
-
-  it('the table has at least 40 failing rows', function () {
-    assert.ok(rows.filter((r) => r.code !== S.OK).length >= 40);
-  });
+  badInputTable(rows, 40);
 
   it('the victim file is unchanged by all of the above', async function () {
     const read = await call<{ data: Buffer }>((cb) => raw.files.Read({ ino, offset: 0, length: 4 * PAGE }, cb));

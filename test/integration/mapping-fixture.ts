@@ -26,11 +26,9 @@ import type { SessionInfo__Output } from '../../client/generated/daxd/v1/Session
 import { fsck } from '../../server/fsck/fsck';
 import { MmapStorage } from '../../server/media/mmap-storage';
 import { Daxd } from '../../server/server';
-import { call } from './raw-rpc';
-import { tempDir } from './start-server';
-
-export const PAGE = 4096;
-export const MIB = 1024 * 1024;
+import { call } from '../support/raw-rpc';
+import { tempDir } from '../support/start-server';
+import { MiB, PAGE } from '../support/units';
 
 export interface InProcessServer {
   daxd: Daxd;
@@ -40,7 +38,7 @@ export interface InProcessServer {
   stopAndFsck(): Promise<unknown[]>;
 }
 
-export async function startInProcess(name: string, sizeBytes = 64 * MIB): Promise<InProcessServer> {
+export async function startInProcess(name: string, sizeBytes = 64 * MiB): Promise<InProcessServer> {
   const tmp = tempDir(`daxd-${name}-`);
   const volumePath = path.join(tmp.dir, `${name}.vol`);
   const daxd = await Daxd.start({
@@ -110,15 +108,6 @@ export async function inspect(raw: RawClients, ino: number, first: number, last:
     pgoff: Number(e.pgoff), state: e.state, pfn: Number(e.pfn), locked: e.locked, dirty: e.dirty, towrite: e.towrite,
     pinCount: e.pin_count, mappers: e.mappers, waiters: e.waiters,
   }));
-}
-
-/** Polls an observable server state (Inspect, a counter) once per event-loop turn; fails after maxTurns. */
-export async function until(cond: () => boolean | Promise<boolean>, what: string, maxTurns = 5000): Promise<void> {
-  for (let i = 0; i < maxTurns; i++) {
-    if (await cond()) return;
-    await new Promise((r) => setImmediate(r));
-  }
-  assert.fail(`never observed: ${what}`);
 }
 
 export type Kind = 'READ' | 'WRITE' | 'COW';

@@ -26,13 +26,14 @@ import readline from 'node:readline';
 import type { DaxClient, MappedFile } from '../../client';
 import type { RawClients } from '../../client/raw-clients';
 import { expectedPage, marker, MARKER_OFFSETS, storeMarkers } from './holetest-writer';
-import { fsckVolume, inspect, MIB, PAGE, prepareFile, PREPS, type Prep } from './mapping-fixture';
-import { rawClients } from './raw-rpc';
-import { clientFor, startServer, tempDir, type StartedServer } from './start-server';
+import { fsckVolume, inspect, prepareFile, PREPS, type Prep } from './mapping-fixture';
+import { MiB, PAGE } from '../support/units';
+import { rawClients } from '../support/raw-rpc';
+import { clientFor, startServer, tempDir, type StartedServer } from '../support/start-server';
 
 type Variant = '340' | '344' | '345' | '346';
 const VARIANTS: readonly Variant[] = ['340', '344', '345', '346'];
-const SIZES = [1 * MIB, 16 * MIB];
+const SIZES = [1 * MiB, 16 * MiB];
 const WRITER_JS = path.join(__dirname, 'holetest-writer.js');
 
 /** Client 0 as a separate process (345): resolves when it is ready; `go()` starts it, `done` ends. */
@@ -147,7 +148,7 @@ describe('holetest over gRPC (generic/340, 344, 345, 346)', function () {
   for (const sizeBytes of SIZES) {
     for (const prep of PREPS) {
       for (const variant of VARIANTS) {
-        it(`${variant}: ${prep} file of ${sizeBytes / MIB} MiB`, async function () {
+        it(`${variant}: ${prep} file of ${sizeBytes / MiB} MiB`, async function () {
           await holetest(prep, sizeBytes, variant);
         });
       }

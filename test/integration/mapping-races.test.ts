@@ -16,11 +16,11 @@ import { once } from 'node:events';
 import type { DaxClient, DaxClientError, DaxSession, InvalidateEvent } from '../../client';
 import type { RawClients } from '../../client/raw-clients';
 import type { FailpointName } from '../../server/dax/failpoints';
-import {
-  inspect, openRawSession, PAGE, pattern, RawMapping, startInProcess, until, type InProcessServer,
-} from './mapping-fixture';
-import { failure, rawClients } from './raw-rpc';
-import { clientFor } from './start-server';
+import { inspect, openRawSession, pattern, RawMapping, startInProcess, type InProcessServer } from './mapping-fixture';
+import { PAGE } from '../support/units';
+import { until } from '../support/until';
+import { failure, rawClients } from '../support/raw-rpc';
+import { clientFor } from '../support/start-server';
 
 /** The next Invalidate event of the session for `ino`. */
 function nextInvalidate(session: DaxSession, ino: number): Promise<InvalidateEvent> {

@@ -11,9 +11,10 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { DaxClient } from '../../client';
 import type { RawClients } from '../../client/raw-clients';
-import { fsckVolume, inspect, openRawSession, PAGE, pattern, type RawMapping } from './mapping-fixture';
-import { failure, rawClients } from './raw-rpc';
-import { clientFor, startServer, tempDir, type StartedServer } from './start-server';
+import { fsckVolume, inspect, openRawSession, pattern, type RawMapping } from './mapping-fixture';
+import { PAGE } from '../support/units';
+import { failure, rawClients } from '../support/raw-rpc';
+import { clientFor, startServer, tempDir, type StartedServer } from '../support/start-server';
 
 const S = grpc.status;
 

@@ -12,9 +12,10 @@ import * as grpc from '@grpc/grpc-js';
 import { MappedFile, SigbusError, type DaxClient, type DaxSession } from '../../client';
 import { MappingRpc } from '../../client/mapping-rpc';
 import type { RawClients } from '../../client/raw-clients';
-import { inspect, MIB, openRawSession, PAGE, pattern, startInProcess, type InProcessServer } from './mapping-fixture';
-import { failure, rawClients } from './raw-rpc';
-import { clientFor } from './start-server';
+import { inspect, openRawSession, pattern, startInProcess, type InProcessServer } from './mapping-fixture';
+import { MiB, PAGE } from '../support/units';
+import { failure, rawClients } from '../support/raw-rpc';
+import { clientFor } from '../support/start-server';
 
 describe('MappedFile (SDK) against a real server', function () {
   let server: InProcessServer;
@@ -45,12 +46,12 @@ describe('MappedFile (SDK) against a real server', function () {
   }
 
   it('a 4 MiB sequential read: one FaultBatch and one AccessBatch, not one call per page', async function () {
-    const ino = await written(4 * MIB, 1);
+    const ino = await written(4 * MiB, 1);
     const map = session.mmap(ino, { shared: true });
-    assert.deepEqual(await map.read(0, 4 * MIB), pattern(1, 4 * MIB));
+    assert.deepEqual(await map.read(0, 4 * MiB), pattern(1, 4 * MiB));
     assert.deepEqual([map.stats.faultBatchCalls, map.stats.faultOps, map.stats.accessBatchCalls], [1, 1024, 1]);
     // Mapped now: the next read needs no fault at all.
-    assert.deepEqual(await map.read(100, 3 * PAGE), pattern(1, 4 * MIB).subarray(100, 100 + 3 * PAGE));
+    assert.deepEqual(await map.read(100, 3 * PAGE), pattern(1, 4 * MiB).subarray(100, 100 + 3 * PAGE));
     assert.deepEqual([map.stats.faultBatchCalls, map.stats.accessBatchCalls], [1, 2]);
     await map.unmap();
   });

@@ -26,8 +26,8 @@ import fc from 'fast-check';
 import * as protobuf from 'protobufjs';
 import { PROTO_PATH } from '../../client';
 import type { RawClients } from '../../client/raw-clients';
-import { call, rawClients } from './raw-rpc';
-import { fsckFindings, startServer, tempDir, type StartedServer } from './start-server';
+import { call, rawClients } from '../support/raw-rpc';
+import { fsckFindings, startServer, tempDir, type StartedServer } from '../support/start-server';
 import { lenField, tag, varint, WIRE } from './wire-bytes';
 
 const FUZZ_RUN_MS = Number(process.env.DAXD_FUZZ_MS ?? 30_000);

@@ -10,9 +10,8 @@ import http2 from 'node:http2';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { DaxClientError, type DaxClient } from '../../client';
-import { clientFor, fsckFindings, runCli, startServer, tempDir, type StartedServer } from './start-server';
-
-const PAGE = 4096;
+import { clientFor, fsckFindings, runCli, startServer, tempDir, type StartedServer } from '../support/start-server';
+import { PAGE } from '../support/units';
 
 function pattern(seed: number, length: number): Buffer {
   const data = Buffer.alloc(length);

@@ -13,8 +13,8 @@ import type { RawClients } from '../../client/raw-clients';
 import type { Event__Output } from '../../client/generated/daxd/v1/Event';
 import type { SessionInfo__Output } from '../../client/generated/daxd/v1/SessionInfo';
 import { SESSION_EVENTS_QUEUED_MAX } from '../../server/session/limits';
-import { call, failure, rawClients, streamOutcome } from './raw-rpc';
-import { clientFor, startServer, tempDir, type StartedServer } from './start-server';
+import { call, failure, rawClients, streamOutcome } from '../support/raw-rpc';
+import { clientFor, startServer, tempDir, type StartedServer } from '../support/start-server';
 
 describe('sessions: leases, keep-alive, close, expiry, events', function () {
   let tmp: ReturnType<typeof tempDir>;

@@ -10,8 +10,8 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { SHUTDOWN_FORCE_MS } from '../../server/rpc/limits';
-import { call, rawClients } from './raw-rpc';
-import { startServer, tempDir } from './start-server';
+import { call, rawClients } from '../support/raw-rpc';
+import { startServer, tempDir } from '../support/start-server';
 
 const CHILD = path.join(__dirname, 'stalled-reader-child.js');
 const GRACE_MS = 1_000;

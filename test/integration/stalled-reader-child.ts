@@ -8,7 +8,7 @@
  *
  * Run: node dist/test/integration/stalled-reader-child.js '{"address":"127.0.0.1:1234","ino":3,"bytes":4194304}'
  */
-import { rawClients } from './raw-rpc';
+import { rawClients } from '../support/raw-rpc';
 
 interface Args {
   address: string;

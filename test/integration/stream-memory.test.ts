@@ -14,8 +14,9 @@ import { RpcServer } from '../../server/rpc/rpc-server';
 import { CONNECTION_BYTES_BUFFERED_MAX, STREAM_BYTES_BUFFERED_MAX } from '../../server/rpc/limits';
 import type { StreamAccount } from '../../server/rpc/stream-memory';
 import type { RawClients } from '../../client/raw-clients';
-import { freshDax, MiB, sparseFile, type DaxVolume } from '../dax/helpers';
-import { rawClients } from './raw-rpc';
+import { freshDax, sparseFile, type DaxVolume } from '../support/dax-volume';
+import { MiB } from '../support/units';
+import { rawClients } from '../support/raw-rpc';
 
 describe('op streams: a client that stops reading cannot grow the server heap', function () {
   this.timeout(60_000);

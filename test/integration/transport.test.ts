@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import http2 from 'node:http2';
 import path from 'node:path';
 import { FLOW_CONTROL_WINDOW_BYTES, STREAMS_PER_CONNECTION_MAX } from '../../server/rpc/limits';
-import { startServer, tempDir, type StartedServer } from './start-server';
+import { startServer, tempDir, type StartedServer } from '../support/start-server';
 
 describe('transport: flow-control windows and stream limit', function () {
   let tmp: ReturnType<typeof tempDir>;

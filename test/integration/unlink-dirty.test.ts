@@ -16,9 +16,11 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { DaxClient, DaxSession } from '../../client';
-import { openRawSession, pattern, PAGE, startInProcess, until, type InProcessServer } from './mapping-fixture';
-import { call, failure, rawClients } from './raw-rpc';
-import { clientFor, fsckFindings, startServer, tempDir, type StartedServer } from './start-server';
+import { openRawSession, pattern, startInProcess, type InProcessServer } from './mapping-fixture';
+import { PAGE } from '../support/units';
+import { until } from '../support/until';
+import { call, failure, rawClients } from '../support/raw-rpc';
+import { clientFor, fsckFindings, startServer, tempDir, type StartedServer } from '../support/start-server';
 import type { RawClients } from '../../client/raw-clients';
 
 const FILES = 10;

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { LOAD_FLAGS } from '../../client/loadtest/load-cli';
 import { WORKLOAD_NAMES } from '../../client/loadtest/load-options';
 import type { RunResult } from '../../client/loadtest/runner';
-import { startServer, tempDir, type StartedServer } from '../integration/start-server';
+import { startServer, tempDir, type StartedServer } from '../support/start-server';
 import { runBin } from './run-bin';
 
 const RUN_MS_MAX = 45_000;

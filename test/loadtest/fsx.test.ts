@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { FSX_FLAGS } from '../../client/loadtest/fsx/fsx-cli';
 import { FSX_OP_NAMES } from '../../client/loadtest/fsx/fsx-ops';
-import { startServer, tempDir, type StartedServer } from '../integration/start-server';
+import { startServer, tempDir, type StartedServer } from '../support/start-server';
 import { runBin } from './run-bin';
 
 /** Fixed, so that CI runs the same sequence; DAXD_FSX_SEED picks another. */

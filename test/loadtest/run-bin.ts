@@ -5,7 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { REPO_ROOT } from '../integration/start-server';
+import { REPO_ROOT } from '../support/start-server';
 
 export interface BinResult {
   code: number | null;

@@ -7,8 +7,7 @@ import { Journal } from '../../server/journal/journal';
 import { BlockRun, coalesceRuns } from '../../server/journal/transaction';
 import { Allocator, popcount } from '../../server/alloc/allocator';
 import { mkfs } from '../../server/fs/mkfs';
-
-const MiB = 1024 * 1024;
+import { MiB } from '../support/units';
 
 interface Fixture {
   storage: MemoryStorage;

@@ -6,8 +6,8 @@ import { Allocator } from '../../server/alloc/allocator';
 import { BlockMap, entryPfn, entryState, FANOUT, makeEntry, STATE_UNWRITTEN, STATE_WRITTEN, toPageMapping } from '../../server/fs/block-map';
 import { Inode, INODE_LINKED } from '../../server/fs/inode';
 import { mkfs } from '../../server/fs/mkfs';
+import { MiB } from '../support/units';
 
-const MiB = 1024 * 1024;
 const SIZE_BYTES = 16 * MiB;
 const MAX_PAGES = FANOUT ** 3;
 

@@ -4,7 +4,8 @@ import { MemoryStorage } from '../../server/media/memory-storage';
 import { mkfs } from '../../server/fs/mkfs';
 import { FileSystem } from '../../server/fs/filesystem';
 import { mapBlocksBound } from '../../server/fs/file-data';
-import { MiB, PAGE, Volume, freshVolume, powerCycle, staleVolume, pfnOf, blockOf, isCode, pattern, snapshot, RecordingHooks } from './fs-fixture';
+import { MiB, PAGE } from '../support/units';
+import { Volume, freshVolume, powerCycle, staleVolume, pfnOf, blockOf, isCode, pattern, snapshot, RecordingHooks } from './fs-fixture';
 
 describe('file system: read, write and journal bounds', () => {
   describe('read and write', () => {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { BusyError } from '../../server/errors';
-import { PAGE, MAX_PGOFF, freshVolume, pfnOf, isCode, pattern, snapshot, RecordingHooks } from './fs-fixture';
+import { PAGE } from '../support/units';
+import { MAX_PGOFF, freshVolume, pfnOf, isCode, pattern, snapshot, RecordingHooks } from './fs-fixture';
 
 describe('file system: fallocate, truncate and layout hooks', () => {
   describe('fallocate and truncate', () => {

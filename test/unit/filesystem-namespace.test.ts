@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { BLOCK_SIZE, FILE_MAX_BYTES } from '../../server/limits';
-import { MiB, PAGE, freshVolume, remount, powerCycle, isCode, pattern } from './fs-fixture';
+import { MiB, PAGE } from '../support/units';
+import { freshVolume, remount, powerCycle, isCode, pattern } from './fs-fixture';
 
 describe('file system: namespace, unlink and orphans', () => {
   describe('namespace calls', () => {

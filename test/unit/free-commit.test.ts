@@ -9,8 +9,8 @@ import { MemoryStorage } from '../../server/media/memory-storage';
 import { mkfs } from '../../server/fs/mkfs';
 import { FileSystem } from '../../server/fs/filesystem';
 import { Dax } from '../../server/dax/dax';
-import { TestOwner } from '../dax/helpers';
-import { MiB, PAGE } from './fs-fixture';
+import { TestOwner } from '../support/test-owner';
+import { MiB, PAGE } from '../support/units';
 
 /** A scheduler that only records: the test decides when the timer fires. */
 class ManualTimer {

@@ -9,8 +9,7 @@ import { MemoryStorage } from '../../server/media/memory-storage';
 import { mkfs } from '../../server/fs/mkfs';
 import { FileSystem } from '../../server/fs/filesystem';
 import type { LayoutHooks, MountOptions, PageMapping } from '../../server/fs/types';
-export const MiB = 1024 * 1024;
-export const PAGE = BLOCK_SIZE;
+import { MiB, PAGE } from '../support/units';
 export const MAX_PGOFF = Number.MAX_SAFE_INTEGER;
 
 export interface Volume {

@@ -48,10 +48,9 @@ import { mkfs } from '../../server/fs/mkfs';
 import type { FallocateMode, FileInfo } from '../../server/fs/types';
 import { BLOCK_SIZE, FILE_MAX_BYTES, IO_MAX_BYTES, NAME_MAX_BYTES } from '../../server/limits';
 import { MemoryStorage } from '../../server/media/memory-storage';
-import { assertFsckClean } from '../crash/optional-fsck';
+import { assertFsckClean } from '../support/fsck';
+import { MiB } from '../support/units';
 
-const KiB = 1024;
-const MiB = 1024 * KiB;
 const GiB = 1024 * MiB;
 const CANARY = 0xcc;
 /** Files with a name of two bytes of UTF-8 in one, so byte order and char order differ. */

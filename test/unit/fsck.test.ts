@@ -13,12 +13,9 @@ import { FileSystem } from '../../server/fs/filesystem';
 import { makeEntry, STATE_WRITTEN } from '../../server/fs/block-map';
 import { fsck, formatReport, FINDING_CODES, type FindingCode, type FsckReport } from '../../server/fsck/fsck';
 import { FINDINGS_PER_CODE_MAX } from '../../server/fsck/report';
-import {
-  block, editInode, editSuperblock, flipByte, inodeSlot, layoutOf, leafEntries, readInode, resealInode, resealSuperblock,
-  setBlockBit, setInodeBit, settleJournal, writeJournal,
-} from '../crash/volume-surgery';
+import { block, editInode, editSuperblock, flipByte, inodeSlot, layoutOf, leafEntries, readInode, resealInode, resealSuperblock, setBlockBit, setInodeBit, settleJournal, writeJournal } from '../support/volume-surgery';
+import { MiB } from '../support/units';
 
-const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 const codesSeen = new Set<FindingCode>();
 

@@ -9,8 +9,9 @@ import { Journal } from '../../server/journal/journal';
 import { readJournal, replayJournal } from '../../server/journal/replay';
 import { mkfs } from '../../server/fs/mkfs';
 import { FileSystem } from '../../server/fs/filesystem';
+import { until } from '../support/until';
+import { MiB } from '../support/units';
 
-const MiB = 1024 * 1024;
 const SIZE_BYTES = 16 * MiB;
 
 interface FlushRange {
@@ -103,11 +104,6 @@ function durableByte(storage: MemoryStorage, pfn: number): number {
 function durableJournal(storage: MemoryStorage, layout: Layout): ReturnType<typeof decodeTransaction> {
   const image = storage.durableImage();
   return decodeTransaction(image.subarray(layout.journal.start * BLOCK_SIZE, (layout.journal.start + layout.journal.count) * BLOCK_SIZE));
-}
-
-async function until(cond: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 1000 && !cond(); i++) await new Promise((r) => setImmediate(r));
-  assert.ok(cond(), `timed out waiting for ${what}`);
 }
 
 /** Settles `p` and says whether it had settled after a few turns of the event loop. */

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { BLOCK_SIZE, VOLUME_MAX_BYTES, VOLUME_MIN_BYTES } from '../../server/limits';
 import { DaxError } from '../../server/errors';
 import { assertLayout, BITS_PER_BLOCK, computeLayout, INODES_PER_BLOCK, Layout, SUPERBLOCK_PFNS, validateVolumeSize } from '../../server/media/layout';
+import { MiB } from '../support/units';
 
-const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 const TiB = 1024 * GiB;
 

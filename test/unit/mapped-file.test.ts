@@ -15,8 +15,7 @@ import { MAPPING_STALE_RETRIES_MAX } from '../../client/limits';
 import { DaxClientError } from '../../client/errors';
 import { DaxSession } from '../../client/session';
 import type { SessionClient } from '../../client/generated/daxd/v1/Session';
-
-const PAGE = 4096;
+import { PAGE } from '../support/units';
 
 interface StubOptions {
   /** Every access answers PTE_STALE. */

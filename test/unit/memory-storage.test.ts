@@ -1,20 +1,8 @@
 import assert from 'node:assert/strict';
 import { MemoryStorage, SECTOR_BYTES } from '../../server/media/memory-storage';
 import { SimulatedCrash } from '../../server/media/storage';
-
-const MiB = 1024 * 1024;
-
-/** mulberry32: a small seeded rng, so every crash here replays exactly. */
-function seededRng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRng } from '../support/rng';
+import { MiB } from '../support/units';
 
 /** The 512-byte sectors of [offsetBytes, +lengthBytes) of `image` that are all `value`. */
 function sectorsEqualTo(image: Uint8Array, offsetBytes: number, lengthBytes: number, value: number): number {

@@ -5,8 +5,8 @@ import path from 'node:path';
 import { BusyError, InvalidArgumentError, IoError } from '../../server/errors';
 import { CHUNK_BYTES, MmapStorage } from '../../server/media/mmap-storage';
 import { isSyscallError, native } from '../../server/native';
+import { MiB } from '../support/units';
 
-const MiB = 1024 * 1024;
 const TiB = 1024 * 1024 * MiB;
 
 function expectSyscallError(fn: () => unknown, code: string, syscall: string): void {

@@ -7,8 +7,8 @@ import { MemoryStorage } from '../../server/media/memory-storage';
 import { SimulatedCrash } from '../../server/media/storage';
 import { decodeSuperblock, encodeSuperblock, readSuperblock, Superblock, SUPERBLOCK_MAGIC, writeSuperblock } from '../../server/media/superblock';
 import { mkfs } from '../../server/fs/mkfs';
+import { MiB } from '../support/units';
 
-const MiB = 1024 * 1024;
 const CRC_OFF = BLOCK_SIZE - 4;
 
 function isCode(code: string): (err: unknown) => boolean {

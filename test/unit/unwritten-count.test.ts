@@ -7,8 +7,7 @@ import assert from 'node:assert/strict';
 import { FileSystem } from '../../server/fs/filesystem';
 import { mkfs } from '../../server/fs/mkfs';
 import { MemoryStorage } from '../../server/media/memory-storage';
-
-const PAGE = 4096;
+import { PAGE } from '../support/units';
 
 async function settled(fs: FileSystem): Promise<number> {
   for (let i = 0; i < 10_000; i++) {

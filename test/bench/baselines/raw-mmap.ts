@@ -8,8 +8,7 @@
  */
 import fs from 'node:fs';
 import { native } from '../../../server/native';
-
-const PAGE = 4096;
+import { PAGE } from '../../support/units';
 
 export interface RawMmapFigures {
   copyIn4kOpsPerSec: number;

@@ -19,7 +19,7 @@ export interface FsckResult {
 
 export type FsckFn = (storage: BlockStorage) => Promise<FsckResult>;
 
-/** The compiled fsck module, next to this file's compiled copy (dist/test/crash -> dist/server/fsck). */
+/** The compiled fsck module, next to this file's compiled copy (dist/test/support -> dist/server/fsck). */
 export const FSCK_MODULE_PATH = path.resolve(__dirname, '../../server/fsck/fsck.js');
 
 let loaded: FsckFn | null | undefined;
