@@ -16,7 +16,7 @@ import { BLOCK_SIZE } from '../limits';
 import type { FileInfo as WireFileInfo } from '../../client/generated/daxd/v1/FileInfo';
 import type { FilesHandlers } from '../../client/generated/daxd/v1/Files';
 import type { VolumeInfo as WireVolumeInfo } from '../../client/generated/daxd/v1/VolumeInfo';
-import { LIST_PAGE_SIZE_DEFAULT, LIST_PAGE_SIZE_MAX, MESSAGE_MAX_BYTES, PAGE_TOKEN_BYTES_MAX, RPC_IO_MAX_BYTES } from './limits';
+import { DEADLINE_CANCEL_SLACK_MS, LIST_PAGE_SIZE_DEFAULT, LIST_PAGE_SIZE_MAX, MESSAGE_MAX_BYTES, PAGE_TOKEN_BYTES_MAX, RPC_IO_MAX_BYTES } from './limits';
 import { readStreamHandler, writeStreamHandler, type OpStreamRegistry } from './files-streams';
 import type { Metrics } from '../metrics';
 import { requestIdOf } from './instrument';
@@ -121,7 +121,7 @@ export function filesHandlers(
  * the client cancels (ECANCELED): a layout change waiting for pins then gives up with the
  * file unchanged and every lock released (S4).
  */
-function layoutBreakOf(value: string | number, call: grpc.ServerUnaryCall<unknown, unknown>): LayoutBreakOptions {
+export function layoutBreakOf(value: string | number, call: grpc.ServerUnaryCall<unknown, unknown>): LayoutBreakOptions {
   const policy = v.enumValue(value, LAYOUT_BREAKS, 'layout_break');
   const controller = new AbortController();
   const deadline = call.getDeadline();
@@ -132,8 +132,9 @@ function layoutBreakOf(value: string | number, call: grpc.ServerUnaryCall<unknow
     timer = setTimeout(() => controller.abort(timedOut()), Math.max(0, deadlineMs - Date.now()));
     timer.unref();
   }
-  // grpc-js also cancels the call at its deadline, racing the timer above: that is a timeout.
-  call.once('cancelled', () => controller.abort(Date.now() >= deadlineMs ? timedOut() : new DaxError('ECANCELED', 'the call was cancelled while waiting for pinned pages; nothing was changed')));
+  // grpc-js also cancels the call at its deadline, racing the timer above, and so does the
+  // client at its own (slightly earlier) copy of it: both are timeouts.
+  call.once('cancelled', () => controller.abort(Date.now() >= deadlineMs - DEADLINE_CANCEL_SLACK_MS ? timedOut() : new DaxError('ECANCELED', 'the call was cancelled while waiting for pinned pages; nothing was changed')));
   call.once('finish', () => clearTimeout(timer));
   return { policy, signal: controller.signal, requestId: requestIdOf(call) };
 }

@@ -99,3 +99,11 @@ export const METADATA_VALUE_MAX_BYTES = 256;
  * SHUTDOWN_GRACE_MS + SHUTDOWN_FORCE_MS plus the unmount.
  */
 export const SHUTDOWN_FORCE_MS = 1_000;
+
+/**
+ * A client cancels its call when its own deadline passes, and that RST_STREAM can reach us
+ * a little before our copy of the deadline (which starts when the request arrived). A
+ * cancel this close to the deadline is counted as the timeout it is (ETIMEDOUT), not as a
+ * client cancel.
+ */
+export const DEADLINE_CANCEL_SLACK_MS = 250;
