@@ -37,4 +37,39 @@ describe('transport: flow-control windows and stream limit', function () {
       session.close();
     }
   });
+
+  /**
+   * Why the protocol fuzzer opens a new connection every CASES_PER_CONNECTION cases: the
+   * server's HTTP/2 library (nghttp2 >= 1.57, the rapid-reset defence) closes a connection
+   * whose client resets more streams than its budget (burst 1000, then 33 per second) with
+   * GOAWAY INTERNAL_ERROR, and every call in flight on it then ends INTERNAL "Session closed
+   * with error code 2" on a grpc-js client. daxd sends no such GOAWAY itself.
+   */
+  async function resetStreams(count: number): Promise<number | null> {
+    const session = http2.connect(`http://${server.address}`);
+    session.on('error', () => undefined);
+    let goaway: number | null = null;
+    session.on('goaway', (code: number) => (goaway = code));
+    try {
+      await once(session, 'remoteSettings');
+      for (let i = 0; i < count && goaway === null && !session.destroyed; i++) {
+        const stream = session.request({ ':method': 'POST', ':path': '/daxd.v1.Files/StatVolume', 'content-type': 'application/grpc', te: 'trailers' });
+        stream.on('error', () => undefined);
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+        if (i % 50 === 49) await new Promise((resolve) => setImmediate(resolve));
+      }
+      // A PING round trip: every RST_STREAM sent before it has been processed by the server.
+      if (!session.destroyed) await new Promise<void>((resolve) => session.ping(() => resolve()));
+      await new Promise((resolve) => setImmediate(resolve));
+      return goaway;
+    } finally {
+      session.destroy();
+    }
+  }
+
+  it('a client that resets 800 streams at once keeps its connection; 1500 resets get GOAWAY INTERNAL_ERROR from the HTTP/2 library', async function () {
+    this.timeout(30_000);
+    assert.equal(await resetStreams(800), null);
+    assert.equal(await resetStreams(1_500), http2.constants.NGHTTP2_INTERNAL_ERROR);
+  });
 });
