@@ -170,6 +170,33 @@ export function zeroPartialPages(ctx: DataContext, inode: Inode, offsetBytes: nu
   return { first: headPartial ? headPg + 1 : headPg, last: tailPartial ? tailPg - 1 : tailPg };
 }
 
+/**
+ * ZERO_RANGE is all or nothing: before any change, ENOSPC unless the free blocks cover all
+ * it may allocate: a replacement block per WRITTEN partial page (zeroPartialPages), an
+ * unwritten block per hole among the whole pages (allocateUnwritten) and the map blocks
+ * those may need (mapBlocksBound over the whole pages).
+ */
+export function reserveZeroRange(ctx: DataContext, inode: Inode, offsetBytes: number, endBytes: number): void {
+  const headPg = Math.floor(offsetBytes / BLOCK_SIZE);
+  const tailPg = Math.floor((endBytes - 1) / BLOCK_SIZE);
+  const headPartial = offsetBytes % BLOCK_SIZE !== 0;
+  const tailPartial = endBytes % BLOCK_SIZE !== 0;
+  const partial = headPg === tailPg ? (headPartial || tailPartial ? [headPg] : []) : [...(headPartial ? [headPg] : []), ...(tailPartial ? [tailPg] : [])];
+  const replacements = partial.filter((pg) => entryState(ctx.map.get(inode, pg)) === STATE_WRITTEN).length;
+  const first = headPartial ? headPg + 1 : headPg;
+  const last = headPg === tailPg && partial.length > 0 ? headPg - 1 : tailPartial ? tailPg - 1 : tailPg;
+  let mapped = 0;
+  if (first <= last) {
+    ctx.map.visit(inode, first, last, (_pg, leaf, idx, n) => {
+      for (let i = 0; i < n; i++) if (leaf[idx + i] !== 0) mapped++;
+    });
+  }
+  const holes = Math.max(0, last - first + 1 - mapped);
+  // Replacing a leaf entry needs no map block; only new entries for holes may.
+  if (holes > 0) reserve(ctx, replacements + holes, last - first + 1);
+  else if (replacements > ctx.alloc.freeBlocks) throw new NoSpaceError(replacements, ctx.alloc.freeBlocks);
+}
+
 /** ZERO_RANGE on whole pages: WRITTEN -> UNWRITTEN in place (the block stays the file's). */
 export async function convertToUnwritten(ctx: DataContext, inode: Inode, first: number, last: number, persist: () => void): Promise<void> {
   const end = Math.min(last, mapEnd(inode));

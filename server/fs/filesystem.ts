@@ -23,7 +23,7 @@ import { Allocator } from '../alloc/allocator';
 import { BlockMap, entryPfn, entryState, makeEntry, STATE_UNWRITTEN, STATE_WRITTEN, toPageMapping } from './block-map';
 import { blockView, DataContext, readData, reserve, writeData } from './file-data';
 import {
-  allocateUnwritten, convertToUnwritten, layoutImagesBound, occupiedSpan, removeBlocks, reserveShift, shiftDown, zeroInPage, zeroPartialPages, zeroPastEof,
+  allocateUnwritten, convertToUnwritten, layoutImagesBound, occupiedSpan, removeBlocks, reserveShift, reserveZeroRange, shiftDown, zeroInPage, zeroPartialPages, zeroPastEof,
 } from './file-layout';
 import { Inode, INODE_LINKED, INODE_ORPHAN } from './inode';
 import { InodeTable } from './inode-table';
@@ -452,6 +452,8 @@ export class FileSystem implements FileSystemApi {
             // allocate unwritten blocks over the whole range.
             const added = mode === 'ZERO_RANGE' ? last - first + 1 : 0;
             await this.withinOneTransaction(layoutImagesBound(this.ctx, inode, first, last, added, added + 2), async () => {
+              // All or nothing: every block ZERO_RANGE may allocate, reserved before any change.
+              if (mode === 'ZERO_RANGE') reserveZeroRange(this.ctx, inode, offsetBytes, end);
               const whole = zeroPartialPages(this.ctx, inode, offsetBytes, end);
               if (whole.first <= whole.last) {
                 if (mode === 'PUNCH_HOLE') await removeBlocks(this.ctx, inode, whole.first, whole.last, persist);
