@@ -292,6 +292,17 @@ export class FileSystem implements FileSystemApi {
    * fails with it), so it never returns while earlier data is still on its way (S5, S6).
    */
   async fsync(ino: number, _datasync: boolean): Promise<void> {
+    await this.flushDirty(ino);
+    await this.journal.commit();
+  }
+
+  /**
+   * fsync's flush without its commit: the blocks overwritten or stored to since the last
+   * flush (inode.dirtyPfns: write(2) overwrites, and mapped stores whose entries a layout
+   * break removed while the blocks survive, S5), one flush of an inode after another.
+   * Msync calls it before its commit: those stores are the file's now, in no dax entry.
+   */
+  async flushDirty(ino: number): Promise<void> {
     const inode = this.inode(ino);
     const pfns = [...inode.dirtyPfns];
     inode.dirtyPfns.clear();
@@ -305,7 +316,6 @@ export class FileSystem implements FileSystemApi {
       throw err;
     }
     await prev;
-    await this.journal.commit();
   }
 
   async sync(): Promise<void> {
