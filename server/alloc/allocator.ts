@@ -166,6 +166,16 @@ export class Allocator {
     }
   }
 
+  /** Block bitmap blocks ("groups") of the volume. */
+  get groupCount(): number {
+    return this.freeInGroup.length;
+  }
+
+  /** The group (block bitmap block) whose bit covers data block `pfn`. */
+  groupOf(pfn: number): number {
+    return Math.floor((pfn - this.layout.data.start) / BITS_PER_BLOCK);
+  }
+
   /** Frees a run in the running transaction; reusable once it commits. */
   free(pfn: number, count: number): void {
     const data = this.layout.data;

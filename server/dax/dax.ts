@@ -82,8 +82,8 @@ export class Dax {
   }
 
   /**
-   * msync: write back the dirty mapped pages of the range (S5), then commit: durable on
-   * return (S6). A write fault's allocation or UNWRITTEN conversion sits in the running
+   * msync: write back the dirty mapped pages of the range (S5), and the file's dirty
+   * blocks a layout break handed over (fs.flushDirty), then commit: durable on return (S6). A write fault's allocation or UNWRITTEN conversion sits in the running
    * transaction; without the commit, flushed stores would come back as a hole or zeros.
    * `actor`, the session that asked, is not sent Invalidate(WRITEBACK) for its own PTEs:
    * its own action.
@@ -91,6 +91,9 @@ export class Dax {
   async msync(ino: number, first: number, last: number, actor?: MappingOwner): Promise<void> {
     this.fs.stat(ino);
     await writeback(this.ctx, ino, first, last, actor);
+    // Stores a layout break handed to the file (collapse shift, partial pages) are in no
+    // dax entry any more: flush them too (the whole file's, as fsync does), then commit.
+    await this.fs.flushDirty(ino);
     await this.fs.commit();
   }
 

@@ -6,18 +6,43 @@
  *
  * Long changes run in steps of LAYOUT_STEP_PAGES; between steps the running transaction
  * may commit (journal.makeRoom), and every step leaves the metadata consistent (blocks
- * past EOF are a legal state: preallocation).
+ * past EOF are a legal state: preallocation). A change whose layoutImagesBound fits one
+ * transaction runs inside a journal atomic section (filesystem.ts withinOneTransaction):
+ * there makeRoom never commits, so the change is whole or absent across a crash (S6).
  */
 import { BLOCK_SIZE, LAYOUT_STEP_PAGES } from '../limits';
 import { NoSpaceError } from '../errors';
 import { coalesceRuns, type BlockRun } from '../journal/transaction';
 import { entryPfn, entryState, FANOUT, makeEntry, STATE_UNWRITTEN, STATE_WRITTEN } from './block-map';
-import { blockView, DataContext, reserve } from './file-data';
+import { blockView, DataContext, mapBlocksBound, reserve } from './file-data';
 import type { Inode } from './inode';
 
 /** Last pgoff the file's map can hold now (removal need not look further). */
 function mapEnd(inode: Inode): number {
   return inode.mapRoot === 0 ? -1 : FANOUT ** inode.mapDepth - 1;
+}
+
+/**
+ * Upper bound of the journal images a change over pages [first, last] writes: the map
+ * blocks it touches there (leaves and their parents), the map blocks it may add for
+ * `newPages` pages (mapBlocksBound), the block bitmap blocks of the blocks it frees or
+ * allocates (`newDataBlocks` new data blocks), and the inode block. O(entries in range).
+ */
+export function layoutImagesBound(ctx: DataContext, inode: Inode, first: number, last: number, newPages: number, newDataBlocks: number): number {
+  let leaves = 0;
+  const groups = new Set<number>();
+  ctx.map.visit(inode, first, Math.min(last, mapEnd(inode)), (_pg, leaf, idx, n) => {
+    leaves++;
+    for (let i = 0; i < n; i++) if (leaf[idx + i] !== 0) groups.add(ctx.alloc.groupOf(entryPfn(leaf[idx + i])));
+  });
+  // Parents of the touched leaves, per level above them (the map is at most 3 levels deep
+  // below the root: mapBlocksBound's MAP_SPAN_MAX).
+  const parents = inode.mapDepth * (Math.ceil(leaves / FANOUT) + 1);
+  const newMap = newPages > 0 ? mapBlocksBound(newPages) : 0;
+  // Freed map blocks (leaves, parents) and new blocks flip bits in groups we cannot name
+  // before allocating: count each as its own group, capped by the bitmap's size.
+  const bitmap = Math.min(ctx.alloc.groupCount, groups.size + leaves + parents + newMap + newDataBlocks);
+  return 1 + leaves + parents + newMap + bitmap;
 }
 
 /** Frees every block of [first, last] (clamped to the map), in bounded steps. */
@@ -145,6 +170,33 @@ export function zeroPartialPages(ctx: DataContext, inode: Inode, offsetBytes: nu
   return { first: headPartial ? headPg + 1 : headPg, last: tailPartial ? tailPg - 1 : tailPg };
 }
 
+/**
+ * ZERO_RANGE is all or nothing: before any change, ENOSPC unless the free blocks cover all
+ * it may allocate: a replacement block per WRITTEN partial page (zeroPartialPages), an
+ * unwritten block per hole among the whole pages (allocateUnwritten) and the map blocks
+ * those may need (mapBlocksBound over the whole pages).
+ */
+export function reserveZeroRange(ctx: DataContext, inode: Inode, offsetBytes: number, endBytes: number): void {
+  const headPg = Math.floor(offsetBytes / BLOCK_SIZE);
+  const tailPg = Math.floor((endBytes - 1) / BLOCK_SIZE);
+  const headPartial = offsetBytes % BLOCK_SIZE !== 0;
+  const tailPartial = endBytes % BLOCK_SIZE !== 0;
+  const partial = headPg === tailPg ? (headPartial || tailPartial ? [headPg] : []) : [...(headPartial ? [headPg] : []), ...(tailPartial ? [tailPg] : [])];
+  const replacements = partial.filter((pg) => entryState(ctx.map.get(inode, pg)) === STATE_WRITTEN).length;
+  const first = headPartial ? headPg + 1 : headPg;
+  const last = headPg === tailPg && partial.length > 0 ? headPg - 1 : tailPartial ? tailPg - 1 : tailPg;
+  let mapped = 0;
+  if (first <= last) {
+    ctx.map.visit(inode, first, last, (_pg, leaf, idx, n) => {
+      for (let i = 0; i < n; i++) if (leaf[idx + i] !== 0) mapped++;
+    });
+  }
+  const holes = Math.max(0, last - first + 1 - mapped);
+  // Replacing a leaf entry needs no map block; only new entries for holes may.
+  if (holes > 0) reserve(ctx, replacements + holes, last - first + 1);
+  else if (replacements > ctx.alloc.freeBlocks) throw new NoSpaceError(replacements, ctx.alloc.freeBlocks);
+}
+
 /** ZERO_RANGE on whole pages: WRITTEN -> UNWRITTEN in place (the block stays the file's). */
 export async function convertToUnwritten(ctx: DataContext, inode: Inode, first: number, last: number, persist: () => void): Promise<void> {
   const end = Math.min(last, mapEnd(inode));
@@ -169,6 +221,12 @@ export async function convertToUnwritten(ctx: DataContext, inode: Inode, first: 
  * reserve(); shiftDown checks again per step.)
  */
 export function reserveShift(ctx: DataContext, inode: Inode, from: number): void {
+  const pages = occupiedSpan(ctx, inode, from);
+  if (pages > 0) reserve(ctx, 0, pages);
+}
+
+/** Pages from the first to the last mapped entry at pgoff >= from (0 if none): what a shift moves. */
+export function occupiedSpan(ctx: DataContext, inode: Inode, from: number): number {
   let first = -1;
   let last = -1;
   ctx.map.visit(inode, from, mapEnd(inode), (pg, leaf, idx, n) => {
@@ -178,7 +236,7 @@ export function reserveShift(ctx: DataContext, inode: Inode, from: number): void
       last = pg + i;
     }
   });
-  if (first >= 0) reserve(ctx, 0, last - first + 1);
+  return first < 0 ? 0 : last - first + 1;
 }
 
 /** COLLAPSE_RANGE's shift: every entry at pgoff >= from moves down by `shift` pages. */

@@ -22,7 +22,9 @@ import { coalesceRuns } from '../journal/transaction';
 import { Allocator } from '../alloc/allocator';
 import { BlockMap, entryPfn, entryState, makeEntry, STATE_UNWRITTEN, STATE_WRITTEN, toPageMapping } from './block-map';
 import { blockView, DataContext, readData, reserve, writeData } from './file-data';
-import { allocateUnwritten, convertToUnwritten, removeBlocks, reserveShift, shiftDown, zeroInPage, zeroPartialPages, zeroPastEof } from './file-layout';
+import {
+  allocateUnwritten, convertToUnwritten, layoutImagesBound, occupiedSpan, removeBlocks, reserveShift, reserveZeroRange, shiftDown, zeroInPage, zeroPartialPages, zeroPastEof,
+} from './file-layout';
 import { Inode, INODE_LINKED, INODE_ORPHAN } from './inode';
 import { InodeTable } from './inode-table';
 import { Namespace, validateName } from './namespace';
@@ -32,6 +34,14 @@ import { UnwrittenCount } from './unwritten-count';
 import type {
   FallocateMode, LayoutBreakOptions, FileInfo, FileSystemApi, LayoutHooks, ListPage, MountOptions, PageMapping, VolumeInfo, WriteResult,
 } from './types';
+
+/**
+ * Images other requests may add to the running transaction while a layout change's atomic
+ * section is open (they interleave only at its makeRoom awaits; a write adds a few).
+ */
+const ATOMIC_SLACK_IMAGES = 16;
+/** Commits withinOneTransaction tries to make room before it runs a change in steps. */
+const ROOM_COMMITS_MAX = 8;
 
 const NO_HOOKS: LayoutHooks = {
   breakLayout: async () => () => undefined,
@@ -282,6 +292,17 @@ export class FileSystem implements FileSystemApi {
    * fails with it), so it never returns while earlier data is still on its way (S5, S6).
    */
   async fsync(ino: number, _datasync: boolean): Promise<void> {
+    await this.flushDirty(ino);
+    await this.journal.commit();
+  }
+
+  /**
+   * fsync's flush without its commit: the blocks overwritten or stored to since the last
+   * flush (inode.dirtyPfns: write(2) overwrites, and mapped stores whose entries a layout
+   * break removed while the blocks survive, S5), one flush of an inode after another.
+   * Msync calls it before its commit: those stores are the file's now, in no dax entry.
+   */
+  async flushDirty(ino: number): Promise<void> {
     const inode = this.inode(ino);
     const pfns = [...inode.dirtyPfns];
     inode.dirtyPfns.clear();
@@ -295,7 +316,6 @@ export class FileSystem implements FileSystemApi {
       throw err;
     }
     await prev;
-    await this.journal.commit();
   }
 
   async sync(): Promise<void> {
@@ -378,9 +398,12 @@ export class FileSystem implements FileSystemApi {
           // Free first, shrink last: a crash between the steps of a long truncate leaves
           // holes inside the old size (reading zeros), never old blocks past a new EOF
           // that a later extension would expose.
-          await removeBlocks(this.ctx, inode, firstGone, Number.MAX_SAFE_INTEGER, persist);
-          inode.sizeBytes = sizeBytes;
-          this.touch(inode);
+          // S6: in one transaction when the change fits one (withinOneTransaction).
+          await this.withinOneTransaction(layoutImagesBound(this.ctx, inode, firstGone, Number.MAX_SAFE_INTEGER, 0, 0), async () => {
+            await removeBlocks(this.ctx, inode, firstGone, Number.MAX_SAFE_INTEGER, persist);
+            inode.sizeBytes = sizeBytes;
+            this.touch(inode);
+          });
           // Bytes past EOF in the last page are zero (a later extension or a mapping of
           // the page reads zeros). S6: they are acknowledged bytes under the old size, so
           // they are zeroed only once the new size is durable; zeroed before, a crash
@@ -422,29 +445,40 @@ export class FileSystem implements FileSystemApi {
       switch (mode) {
         case 'ALLOCATE':
         case 'KEEP_SIZE':
-          await allocateUnwritten(this.ctx, inode, first, last, persist);
-          if (mode === 'ALLOCATE') {
-            zeroPastEof(this.ctx, inode, end);
-            inode.sizeBytes = Math.max(inode.sizeBytes, end);
-          }
+          await this.withinOneTransaction(layoutImagesBound(this.ctx, inode, first, last, last - first + 1, last - first + 1), async () => {
+            await allocateUnwritten(this.ctx, inode, first, last, persist);
+            if (mode === 'ALLOCATE') {
+              zeroPastEof(this.ctx, inode, end);
+              inode.sizeBytes = Math.max(inode.sizeBytes, end);
+            }
+            this.touch(inode);
+          });
           break;
         case 'PUNCH_HOLE':
         case 'ZERO_RANGE': {
           const release = await this.hooks.breakLayout(ino, first, last, mode, opts);
           try {
-            const whole = zeroPartialPages(this.ctx, inode, offsetBytes, end);
-            if (whole.first <= whole.last) {
-              if (mode === 'PUNCH_HOLE') await removeBlocks(this.ctx, inode, whole.first, whole.last, persist);
-              else {
-                await convertToUnwritten(this.ctx, inode, whole.first, whole.last, persist);
-                await allocateUnwritten(this.ctx, inode, whole.first, whole.last, persist);
+            // Partial head and tail pages get replacement blocks (2 at most); ZERO_RANGE may
+            // allocate unwritten blocks over the whole range.
+            const added = mode === 'ZERO_RANGE' ? last - first + 1 : 0;
+            await this.withinOneTransaction(layoutImagesBound(this.ctx, inode, first, last, added, added + 2), async () => {
+              // All or nothing: every block ZERO_RANGE may allocate, reserved before any change.
+              if (mode === 'ZERO_RANGE') reserveZeroRange(this.ctx, inode, offsetBytes, end);
+              const whole = zeroPartialPages(this.ctx, inode, offsetBytes, end);
+              if (whole.first <= whole.last) {
+                if (mode === 'PUNCH_HOLE') await removeBlocks(this.ctx, inode, whole.first, whole.last, persist);
+                else {
+                  await convertToUnwritten(this.ctx, inode, whole.first, whole.last, persist);
+                  await allocateUnwritten(this.ctx, inode, whole.first, whole.last, persist);
+                }
               }
-            }
-            // ZERO_RANGE extends the size (proto, as Linux without KEEP_SIZE); punch does not.
-            if (mode === 'ZERO_RANGE') {
-              zeroPastEof(this.ctx, inode, end);
-              inode.sizeBytes = Math.max(inode.sizeBytes, end);
-            }
+              // ZERO_RANGE extends the size (proto, as Linux without KEEP_SIZE); punch does not.
+              if (mode === 'ZERO_RANGE') {
+                zeroPastEof(this.ctx, inode, end);
+                inode.sizeBytes = Math.max(inode.sizeBytes, end);
+              }
+              this.touch(inode);
+            });
           } finally {
             release();
           }
@@ -457,9 +491,12 @@ export class FileSystem implements FileSystemApi {
           const release = await this.hooks.breakLayout(ino, first, Number.MAX_SAFE_INTEGER, 'COLLAPSE_RANGE', opts);
           try {
             reserveShift(this.ctx, inode, last + 1);
-            await removeBlocks(this.ctx, inode, first, last, persist);
-            await shiftDown(this.ctx, inode, last + 1, last + 1 - first, persist);
-            inode.sizeBytes -= lengthBytes;
+            await this.withinOneTransaction(layoutImagesBound(this.ctx, inode, first, Number.MAX_SAFE_INTEGER, occupiedSpan(this.ctx, inode, last + 1), 0), async () => {
+              await removeBlocks(this.ctx, inode, first, last, persist);
+              await shiftDown(this.ctx, inode, last + 1, last + 1 - first, persist);
+              inode.sizeBytes -= lengthBytes;
+              this.touch(inode);
+            });
           } finally {
             release();
           }
@@ -479,6 +516,33 @@ export class FileSystem implements FileSystemApi {
    */
   private async commitIfShort(dataBlocks: number): Promise<void> {
     if (dataBlocks + 16 > this.alloc.freeBlocks && this.alloc.pendingFreeBlocks > 0) await this.journal.commit();
+  }
+
+  /**
+   * S6: runs a layout change's mutations so that they commit in one transaction when
+   * `imagesBound` (layoutImagesBound) fits one. First commits the running transaction until
+   * the change fits (under the soft limit when it can, in the journal at worst), then runs
+   * `fn` in a journal atomic section: the steps' makeRoom do not commit, and commits asked
+   * for meanwhile (fsync, the free-commit timer) start when it ends. `fn` awaits nothing
+   * but those makeRoom calls (hooks run before, commits after), so the section is short
+   * and cannot wait on a commit it defers. A change bigger than one transaction runs in
+   * committed steps (README: crash semantics).
+   */
+  private async withinOneTransaction(imagesBound: number, fn: () => Promise<void>): Promise<void> {
+    const j = this.journal;
+    const need = imagesBound + ATOMIC_SLACK_IMAGES;
+    const room = Math.max(j.softLimitImages, need);
+    for (let i = 0; i < ROOM_COMMITS_MAX && j.runningImages > 0 && j.runningImages + need > room; i++) await j.commit();
+    if (j.runningImages + need > j.maxImages) {
+      await fn();
+      return;
+    }
+    j.beginAtomic();
+    try {
+      await fn();
+    } finally {
+      j.endAtomic();
+    }
   }
 
   private async withLayoutLock(ino: number, fn: (inode: Inode) => Promise<void>): Promise<void> {

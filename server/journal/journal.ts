@@ -108,8 +108,38 @@ export class Journal {
     return this.running.images.size;
   }
 
+  /** Open atomic sections (beginAtomic); while > 0 the running transaction does not start committing. */
+  private atomicDepth = 0;
+
+  /** Images one transaction holds at most (the journal zone's capacity). */
+  get maxImages(): number {
+    return this.maxImageCount;
+  }
+
+  /**
+   * Opens a section whose changes must commit in one transaction (S6: a layout change that
+   * fits the journal). Until endAtomic: makeRoom does not commit, and commit() (any caller:
+   * fsync, sync writes, the free-commit timer) is deferred to endAtomic. The caller makes
+   * room first (the running transaction plus its bound of images fits maxImages) and awaits
+   * nothing but makeRoom inside the section, so the deferral is short and cannot deadlock.
+   */
+  beginAtomic(): void {
+    this.atomicDepth++;
+  }
+
+  endAtomic(): void {
+    assert(this.atomicDepth > 0, 'endAtomic without beginAtomic');
+    this.atomicDepth--;
+    if (this.atomicDepth === 0 && this.running.commitRequested && !this.committing && !this.failure) this.start();
+  }
+
   /** Long operations call this between consistent steps to keep a transaction bounded. */
   async makeRoom(): Promise<void> {
+    if (this.atomicDepth > 0) {
+      // The section's bound was checked against the room left before it began.
+      assert(this.running.images.size <= this.maxImageCount, `atomic change grew the transaction to ${this.running.images.size} images (journal holds ${this.maxImageCount})`);
+      return;
+    }
     if (this.running.images.size >= this.softLimitImages) await this.commit();
   }
 
@@ -118,7 +148,7 @@ export class Journal {
     if (this.failure) return Promise.reject(this.ioError());
     const tx = this.running;
     if (tx.empty) return this.committing ? this.committing.done : Promise.resolve();
-    if (!this.committing) this.start();
+    if (!this.committing && this.atomicDepth === 0) this.start();
     else tx.commitRequested = true;
     return tx.done;
   }
@@ -134,7 +164,7 @@ export class Journal {
         this.committing = null;
         tx.resolve();
         // Callers that asked for the next transaction while this one was committing.
-        if (this.running.commitRequested) this.start();
+        if (this.running.commitRequested && this.atomicDepth === 0) this.start();
       },
       (err: Error) => {
         this.failure = err;

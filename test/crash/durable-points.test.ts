@@ -9,11 +9,13 @@
  * - Write{sync} (O_DSYNC, FUA-like): the bytes and the size;
  * - Write then Fsync;
  * - a mapped Store (non-sync fault) then an acknowledged Msync;
+ * - a mapped Store whose page another client's collapse (or partial zeroing) moved under
+ *   it, then a re-fault and an Msync: the layout break handed its dirty state to the file;
  * - DMA write through a writable pin then Fsync.
  */
 import assert from 'node:assert/strict';
 import { FileSystem } from '../../server/fs/filesystem';
-import { freshDax, sparseFile, type DaxVolume } from '../support/dax-volume';
+import { freshDax, sparseFile, writtenFile, type DaxVolume } from '../support/dax-volume';
 import { PAGE } from '../support/units';
 import { TestOwner } from '../support/test-owner';
 
@@ -96,6 +98,29 @@ describe('durable points: power cut the moment they are acknowledged (S6)', () =
     const fs2 = await powerCutNow(v);
     for (const pg of [0, 1, 3]) assert.equal((await fs2.read(ino, pg * PAGE + 64, 14)).toString(), `mapped store ${pg}`);
   });
+
+  for (const [what, change, storePg, readPg] of [
+    ['COLLAPSE_RANGE of page 0 shifts the stored page down', (v: DaxVolume, ino: number) => v.fs.fallocate(ino, 'COLLAPSE_RANGE', 0, PAGE), 5, 4],
+    ['a PUNCH_HOLE over part of the stored page keeps its block', (v: DaxVolume, ino: number) => v.fs.fallocate(ino, 'PUNCH_HOLE', 5 * PAGE + 2048, 1024), 5, 5],
+    ['a truncate inside the stored page keeps its block', (v: DaxVolume, ino: number) => v.fs.truncate(ino, 5 * PAGE + 2048), 5, 5],
+  ] as const) {
+    it(`mapped Store, then ${what}, then a READ re-fault and Msync: the store survives a power cut right after Msync returns`, async () => {
+      const v = await freshDax();
+      const ino = await writtenFile(v, 'f', 8, (pg) => 0x30 + pg);
+      await v.fs.sync();
+      const a = new TestOwner('a');
+      const { pte } = await v.dax.fault(a, ino, storePg, 'WRITE', false);
+      v.dax.store(a, pte!.token, 64, bytes('store before the layout change'));
+      // Another client's change (the file layer call, as its RPC makes it): the layout break
+      // revokes A's PTE and hands the page's unflushed dirty state to the file.
+      await change(v, ino);
+      const { pte: again } = await v.dax.fault(a, ino, readPg, 'READ', false);
+      assert.ok(again, 're-faulted for read');
+      await v.dax.msync(ino, 0, 7, a);
+      const fs2 = await powerCutNow(v);
+      assert.equal((await fs2.read(ino, readPg * PAGE + 64, 30)).toString(), 'store before the layout change');
+    });
+  }
 
   it('DMA write through a writable pin then Fsync: survives a power cut right after Fsync returns', async () => {
     const v = await freshDax();

@@ -141,3 +141,98 @@ describe('crash during a layout change: wholly or not at all (S6)', () => {
     });
   }
 });
+
+/**
+ * The same changes with the running transaction filled to just under its soft limit by
+ * unsynced writes to other files first: a change that adds images must not commit in its
+ * middle (a step's makeRoom), or a crash leaves its first half (freed pages read as zeros
+ * under the old size, a collapse not shifted).
+ */
+const BIG_BYTES = 12 * PAGE + 1000;
+const FILLER_FILES_MAX = 120;
+/** The change now first commits the fillers' transaction (one flush per block written): more flush points. */
+const BIG_FLUSH_POINTS_MAX = 256;
+
+const BIG_CHANGES: Change[] = [
+  {
+    name: 'COLLAPSE_RANGE of pages 1-2', run: (fs, ino) => fs.fallocate(ino, 'COLLAPSE_RANGE', PAGE, 2 * PAGE),
+    after: (b) => Buffer.concat([b.subarray(0, PAGE), b.subarray(3 * PAGE)]),
+  },
+  { name: 'truncate down across 12 pages to 100', run: (fs, ino) => fs.truncate(ino, 100), after: (b) => b.subarray(0, 100) },
+  { name: 'truncate down across 10 pages to 2 pages', run: (fs, ino) => fs.truncate(ino, 2 * PAGE), after: (b) => b.subarray(0, 2 * PAGE) },
+  {
+    name: 'PUNCH_HOLE over 8 pages with partial ends', run: (fs, ino) => fs.fallocate(ino, 'PUNCH_HOLE', 1000, 8 * PAGE),
+    after: (b) => zeroed(b, 1000, 1000 + 8 * PAGE),
+  },
+  {
+    name: 'ZERO_RANGE over 8 pages with partial ends', run: (fs, ino) => fs.fallocate(ino, 'ZERO_RANGE', 1000, 8 * PAGE),
+    after: (b) => zeroed(b, 1000, 1000 + 8 * PAGE),
+  },
+];
+
+/** A volume holding a synced file `f` of BIG_BYTES and FILLER_FILES_MAX empty files (built once). */
+let baseImage: Uint8Array | undefined;
+
+async function nearSoftLimitBase(): Promise<Uint8Array> {
+  if (baseImage) return baseImage;
+  const storage = new MemoryStorage(16 * MiB);
+  await mkfs(storage);
+  const fs = await FileSystem.mount(storage);
+  const { ino } = await fs.create('f', true);
+  await fs.write(ino, 0, pattern(BIG_BYTES), true);
+  for (let i = 0; i < FILLER_FILES_MAX; i++) await fs.create(`filler-${i}`, true);
+  await fs.unmount();
+  baseImage = storage.durableImage();
+  return baseImage;
+}
+
+/** The base volume, then unsynced writes to filler files until the running transaction is one image short of its soft limit. */
+async function setupNearSoftLimit(): Promise<{ storage: MemoryStorage; fs: FileSystem; ino: number; before: Buffer }> {
+  const storage = MemoryStorage.fromImage(await nearSoftLimitBase());
+  const fs = await FileSystem.mount(storage, { scheduleFreeCommit: () => () => undefined });
+  const { ino } = fs.lookup('f');
+  const before = pattern(BIG_BYTES);
+  const target = fs.journal.softLimitImages - 1;
+  let i = 0;
+  for (; i < FILLER_FILES_MAX && fs.journal.runningImages < target; i++) await fs.write(fs.lookup(`filler-${i}`).ino, 0, pattern(PAGE), false);
+  assert.equal(fs.journal.runningImages, target, `filled the running transaction to ${fs.journal.runningImages} images (wanted ${target}) with ${i} files`);
+  muteDeadFlushes(storage);
+  return { storage, fs, ino, before };
+}
+
+describe('crash during a layout change with a nearly full running transaction: wholly or not at all (S6)', () => {
+  for (const change of BIG_CHANGES) {
+    describe(change.name, () => {
+      it('power cut right after it returns', async () => {
+        const { storage, fs, ino, before } = await setupNearSoftLimit();
+        await change.run(fs, ino);
+        storage.crash(() => 0, 1);
+        await checkAllOrNothing(storage, before, change.after(before), `${change.name} (full transaction): power cut after return`);
+      });
+
+      it('power loss at every flush of the change and its fsync', async () => {
+        let k = 1;
+        for (; k <= BIG_FLUSH_POINTS_MAX; k++) {
+          const { storage, fs, ino, before } = await setupNearSoftLimit();
+          armPowerLoss(storage, k, seededRng(k * 104729 + change.name.length), 0.5);
+          let crashed = true;
+          try {
+            await change.run(fs, ino);
+            await fs.fsync(ino, false);
+            crashed = false;
+          } catch (err) {
+            if (!(err instanceof SimulatedCrash)) throw err;
+          }
+          if (!crashed) {
+            storage.crash(() => 0, 0);
+            assert.equal(await checkAllOrNothing(storage, before, change.after(before), `${change.name} (full transaction): after fsync`), 'after');
+            break;
+          }
+          await checkAllOrNothing(storage, before, change.after(before), `${change.name} (full transaction): power loss at flush ${k}`);
+        }
+        assert.ok(k <= BIG_FLUSH_POINTS_MAX, `the change and its fsync took more than ${BIG_FLUSH_POINTS_MAX} flushes`);
+        assert.ok(k > 1, 'at least one flush point was tried');
+      });
+    });
+  }
+});

@@ -226,6 +226,30 @@ describe('file system: read, write and journal bounds', () => {
       await fs.write(f.ino, 2 * PAGE, Buffer.alloc(PAGE, 0x33), false);
       assert.equal(fs.stat(f.ino).blocks, 3);
     });
+    it('a ZERO_RANGE that hits ENOSPC changes nothing (partial page, written pages, holes)', async () => {
+      const hooks = new RecordingHooks();
+      const { fs } = await freshVolume({ hooks });
+      const f = await fs.create('f', true);
+      await fs.write(f.ino, 0, Buffer.alloc(2 * PAGE, 0x11), false);
+      const filler = await fs.create('filler', true);
+      const free = fs.statVolume().blocksFree;
+      await fs.fallocate(filler.ino, 'KEEP_SIZE', 0, (free - 30 - mapBlocksBound(free)) * PAGE);
+      await fs.sync();
+      const left = fs.statVolume().blocksFree;
+      assert.ok(left > 0 && left < 60, `${left} blocks left`);
+      const before = await snapshot(fs, f.ino, left + 10);
+
+      // Page 0 partial (a replacement block), page 1 whole and written (converted to
+      // unwritten), then more holes than free blocks (new unwritten blocks).
+      await assert.rejects(fs.fallocate(f.ino, 'ZERO_RANGE', 100, (left + 5) * PAGE), isCode('ENOSPC'));
+      assert.deepEqual(await snapshot(fs, f.ino, left + 10), before);
+      await fs.sync();
+      assert.deepEqual(await snapshot(fs, f.ino, left + 10), before);
+
+      // One that fits still works afterwards.
+      await fs.fallocate(f.ino, 'ZERO_RANGE', 100, PAGE);
+      assert.ok((await fs.read(f.ino, 0, 2 * PAGE)).subarray(100, PAGE + 100).every((b) => b === 0));
+    });
   });
 
   describe('space freed by uncommitted transactions', () => {

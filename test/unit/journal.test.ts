@@ -246,6 +246,26 @@ describe('journal', () => {
     assert.equal(homeByte(storage, layout.inodes.start + 2), 6);
   });
 
+  it('atomic section (S6 layout changes): makeRoom does not commit, a commit asked meanwhile starts at its end with the whole change', async () => {
+    const { storage, layout, journal } = await setup();
+    journal.beginAtomic();
+    // Past the soft limit inside the section: still one transaction.
+    for (let i = 0; i <= journal.softLimitImages; i++) journal.write(layout.inodes.start + i)[0] = 0x5a;
+    await journal.makeRoom();
+    const asked = journal.commit(); // another request's fsync in the middle of the change
+    assert.ok(await isPending(asked), 'the commit waits for the end of the section');
+    assert.equal(journal.stats.commits, 0);
+    assert.equal(storage.flushLog.filter(isJournalFlush(layout)).length, 0, 'nothing of the change reached the journal');
+    journal.write(layout.inodes.start + journal.softLimitImages + 1)[0] = 0x5a; // the change's last step
+    journal.endAtomic();
+    await asked;
+    assert.equal(journal.stats.commits, 1);
+    assert.equal(journal.stats.blocksLogged, journal.softLimitImages + 2, 'one transaction holds every step');
+    const logged = durableJournal(storage, layout);
+    assert.equal(logged.state, 'valid');
+    assert.equal(logged.state === 'valid' ? logged.homes.length : 0, journal.softLimitImages + 2);
+  });
+
   it('ordered data is durable before the journal blocks are written', async () => {
     const { storage, layout, journal, metaA, dataPfn } = await setup();
     storage.view(dataPfn * BLOCK_SIZE, BLOCK_SIZE).fill(0x5a);
