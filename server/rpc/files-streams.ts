@@ -76,9 +76,7 @@ function serve<Req, Res, Op extends { id: number }, Result>(
   batch: { opsOf(request: Req): Op[]; reply(results: Result[]): Res }, log: Logger, streams: OpStreamRegistry,
 ): void {
   // One connection = one peer address (host:port of the client's socket).
-  let stream: OpStream<Req, Res, Op, Result> | null = null;
-  const account = streams.memory.open(call.getPeer(), (reason) => stream?.stalled(reason));
-  stream = new OpStream(call, kind, batch, log, (s) => streams.delete(s), account);
+  const stream = new OpStream(call, kind, batch, log, (s) => streams.delete(s), streams.memory.open(call.getPeer()));
   streams.add(stream);
 }
 

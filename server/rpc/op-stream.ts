@@ -28,9 +28,6 @@
  * ones finish and be answered, then ends the stream with UNAVAILABLE / ESHUTDOWN. A
  * cancelled call stops at once (results are dropped: nobody can read them) and gives back
  * all its memory (grpc-js never calls the callbacks of writes cut off by a cancel).
- *
- * Stall: replies written and not taken by the peer for STREAM_STALL_MS (no write callback)
- * reset the stream (stalled()), so one client cannot hold the shared bounds for good.
  */
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
@@ -40,7 +37,6 @@ import {
 } from './limits';
 import { toServiceError, toWireStatus } from './status';
 import type { StreamAccount } from './stream-memory';
-import { resetCall } from './unary-memory';
 
 /** An op's failure as carried inside a result (proto OpError). */
 export interface OpErrorWire {
@@ -126,20 +122,6 @@ export class OpStream<Req, Res, Op extends { id: number }, Result> implements Dr
       this.finish();
       this.account.close();
     });
-  }
-
-  /**
-   * STREAM_STALL_MS passed with replies waiting for a peer that takes none (stream-memory.ts):
-   * reset the HTTP/2 stream (ENHANCE_YOUR_CALM: the client sees RESOURCE_EXHAUSTED; a status
-   * would queue behind the unread replies); grpc-js then reports the call cancelled, which
-   * gives every byte back. If grpc-js internals moved, fail the call with ELIMIT instead.
-   */
-  stalled(reason: string): void {
-    if (this.finished && this.writesPending === 0) return;
-    this.log.warn({ stream: this.kind.name, reason }, 'op stream stalled: reset');
-    if (resetCall(this.call)) return;
-    this.fail(new DaxError('ELIMIT', reason));
-    this.account.close();
   }
 
   /** Server shutdown: answer what has not started with ESHUTDOWN, finish the rest, end. */
@@ -265,10 +247,8 @@ export class OpStream<Req, Res, Op extends { id: number }, Result> implements Dr
     this.replyBytes = 0;
     this.replyHeldBytes = 0;
     this.writesPending++;
-    this.account.replyQueued();
     const written = this.call.write(this.batch.reply(results), () => {
       this.writesPending--;
-      this.account.replySent();
       this.account.give(held);
       if (this.finished && this.writesPending === 0) this.account.close();
     });
