@@ -203,8 +203,8 @@ export class Metrics {
     gauge('daxd_volume_files', 'Files in the namespace.', [], (src) => src.fs.statVolume().files);
     gauge('daxd_volume_max_files', 'Size of the inode table.', [], (src) => src.fs.statVolume().maxFiles);
 
-    // op streams (bounded by STREAM/CONNECTION/SERVER_BYTES_BUFFERED_MAX)
-    gauge('daxd_stream_bytes_buffered', 'Data bytes the op streams hold now: ops running and replies not yet handed to HTTP/2.', [],
+    // op streams and data-moving unary calls (bounded by STREAM/CONNECTION/SERVER_BYTES_BUFFERED_MAX)
+    gauge('daxd_stream_bytes_buffered', 'Data bytes the op streams and data-moving unary calls hold now: ops running and replies not yet handed to HTTP/2.', [],
       (src) => src.streamMemory?.bytes ?? 0);
 
     // sessions

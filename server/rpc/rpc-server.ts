@@ -35,7 +35,8 @@ import { raiseConnectionWindow, raiseStreamWindow, SERVER_OPTIONS } from './flow
 import { SHUTDOWN_FORCE_MS, SHUTDOWN_GRACE_MS } from './limits';
 import { sessionHandlers } from './session-service';
 import { strictService } from './strict-decode';
-import type { StreamMemory } from './stream-memory';
+import { StreamMemory, type StreamMemoryLimits } from './stream-memory';
+import { unaryMemory } from './unary-memory';
 import { wireGuard } from './wire-guard';
 
 /** The gRPC address could not be bound (in use, not local, malformed). */
@@ -56,6 +57,8 @@ export interface RpcServerOptions {
   maxSessions?: number;
   /** Where calls are timed and counted (instrument.ts); a private registry when absent. */
   metrics?: Metrics;
+  /** Bounds of the stream memory account (tests use small ones; defaults from limits.ts). */
+  streamLimits?: Partial<StreamMemoryLimits>;
 }
 
 export class RpcServer {
@@ -76,9 +79,9 @@ export class RpcServer {
     const { fs, log } = options;
     const proto = loadDaxdProto().daxd.v1;
     const sessions = new SessionTable({ log, maxSessions: options.maxSessions });
-    const streams = new OpStreamRegistry();
+    const streams = new OpStreamRegistry(new StreamMemory(options.streamLimits));
     const metrics = options.metrics ?? new Metrics();
-    const server = new grpc.Server({ ...SERVER_OPTIONS, interceptors: [wireGuard(log, metrics)] });
+    const server = new grpc.Server({ ...SERVER_OPTIONS, interceptors: [wireGuard(log, metrics), unaryMemory(streams.memory, log)] });
     if (!raiseStreamWindow(server)) log.warn('grpc-js internals changed: HTTP/2 stream window left at its default');
     const add = <H extends grpc.UntypedServiceImplementation>(service: grpc.ServiceDefinition, handlers: H) => server.addService(strictService(service), instrument(service, handlers, metrics, log));
     add(proto.Session.service, sessionHandlers(sessions, log));

@@ -18,9 +18,20 @@
  * until a give() at the level that refused it: waiters are woken on every give at that
  * level (a stalled stream only ever waits on its own level; a healthy stream waiting on a
  * full connection or server is woken as soon as any stream there sends a reply).
+ *
+ * Unary calls that move data (Files.Read/Write, Dma.Read/Write, Mapping.Load/Store/
+ * AccessBatch) take from the same account (unary-memory.ts): one account per call, on the
+ * connection of its peer, so 1024 calls on one connection share its bound like streams.
+ *
+ * Stall (STREAM_STALL_MS): an account that holds bytes while a reply waits for the peer
+ * (replyQueued without its replySent) and sees no reply accepted by HTTP/2 for that long
+ * is stalled: its owner's onStall cancels the call, which gives everything back. Time spent
+ * in the engine does not count (a slow server is not a stalled client), only time waiting
+ * on the peer's flow-control window. Without it one client could hold the shared bounds
+ * (connection, server) forever and every other call would wait with no end.
  */
 import { EventEmitter } from 'node:events';
-import { CONNECTION_BYTES_BUFFERED_MAX, SERVER_BYTES_BUFFERED_MAX, STREAM_BYTES_BUFFERED_MAX } from './limits';
+import { CONNECTION_BYTES_BUFFERED_MAX, SERVER_BYTES_BUFFERED_MAX, STREAM_BYTES_BUFFERED_MAX, STREAM_STALL_MS } from './limits';
 
 /** One level of the account: bytes held against a bound, and who waits for room. */
 class Level {
@@ -68,15 +79,32 @@ interface Connection {
  * The whole server's account; one per RpcServer. Events (StreamAccount), for tests: 'blocked'
  * (an op waits for room), 'held' (a request is not read for now), 'closed' (all given back).
  */
+export interface StreamMemoryLimits {
+  streamMaxBytes: number;
+  connectionMaxBytes: number;
+  serverMaxBytes: number;
+  /** STREAM_STALL_MS (smaller in tests). */
+  stallMs: number;
+}
+
+const DEFAULT_LIMITS: StreamMemoryLimits = {
+  streamMaxBytes: STREAM_BYTES_BUFFERED_MAX, connectionMaxBytes: CONNECTION_BYTES_BUFFERED_MAX,
+  serverMaxBytes: SERVER_BYTES_BUFFERED_MAX, stallMs: STREAM_STALL_MS,
+};
+
 export class StreamMemory extends EventEmitter {
+  readonly limits: StreamMemoryLimits;
   readonly server: Level;
+  /** Accounts cancelled for STREAM_STALL_MS (daxd never reuses the number: tests and logs). */
+  stalls = 0;
   private readonly connections = new Map<string, Connection>();
 
   constructor(
-    readonly limits = { streamMaxBytes: STREAM_BYTES_BUFFERED_MAX, connectionMaxBytes: CONNECTION_BYTES_BUFFERED_MAX, serverMaxBytes: SERVER_BYTES_BUFFERED_MAX },
+    limits: Partial<StreamMemoryLimits> = {},
   ) {
     super();
-    this.server = new Level(limits.serverMaxBytes);
+    this.limits = { ...DEFAULT_LIMITS, ...limits };
+    this.server = new Level(this.limits.serverMaxBytes);
   }
 
   /** Bytes held by every stream now (the daxd_stream_bytes_buffered gauge). */
@@ -89,8 +117,11 @@ export class StreamMemory extends EventEmitter {
     return this.connections.size;
   }
 
-  /** A new stream's account; close() it when the stream is gone. */
-  open(peer: string): StreamAccount {
+  /**
+   * A new stream's (or data-moving unary call's) account; close() it when the call is
+   * gone. `onStall` cancels the call (STREAM_STALL_MS); it must lead to close().
+   */
+  open(peer: string, onStall: (reason: string) => void = () => undefined): StreamAccount {
     let connection = this.connections.get(peer);
     if (connection === undefined) {
       connection = { level: new Level(this.limits.connectionMaxBytes), streams: 0 };
@@ -100,7 +131,7 @@ export class StreamMemory extends EventEmitter {
     return new StreamAccount(this, connection.level, new Level(this.limits.streamMaxBytes), () => {
       const c = this.connections.get(peer);
       if (c !== undefined && --c.streams === 0) this.connections.delete(peer);
-    });
+    }, onStall);
   }
 }
 
@@ -109,13 +140,49 @@ export class StreamAccount {
   private closed = false;
   private waitingOn: Level | null = null;
   private wake: (() => void) | null = null;
+  /** Replies handed to grpc-js whose write has not completed (the peer has not taken them). */
+  private repliesWaiting = 0;
+  private stallTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly memory: StreamMemory,
     private readonly connection: Level,
     readonly stream: Level,
     private readonly onClose: () => void,
+    private readonly onStall: (reason: string) => void,
   ) {}
+
+  /** A reply was handed to grpc-js: until replySent, the stall clock runs (if bytes are held). */
+  replyQueued(): void {
+    if (this.closed) return;
+    this.repliesWaiting++;
+    if (this.stallTimer === null) this.armStall();
+  }
+
+  /** A reply was accepted by HTTP/2: progress, the stall clock starts again. */
+  replySent(): void {
+    if (this.closed) return;
+    if (this.repliesWaiting > 0) this.repliesWaiting--;
+    this.disarmStall();
+    if (this.repliesWaiting > 0) this.armStall();
+  }
+
+  private armStall(): void {
+    const stallMs = this.memory.limits.stallMs;
+    this.stallTimer = setTimeout(() => {
+      this.stallTimer = null;
+      if (this.closed || this.repliesWaiting === 0 || this.stream.bytes === 0) return;
+      this.memory.stalls++;
+      this.memory.emit('stalled', this);
+      this.onStall(`STREAM_STALL_MS exceeded (no reply taken by the peer for ${stallMs} ms while holding ${this.stream.bytes} bytes; max ${stallMs} ms)`);
+    }, stallMs);
+    this.stallTimer.unref();
+  }
+
+  private disarmStall(): void {
+    if (this.stallTimer !== null) clearTimeout(this.stallTimer);
+    this.stallTimer = null;
+  }
 
   get bytes(): number {
     return this.stream.bytes;
@@ -150,6 +217,11 @@ export class StreamAccount {
     this.memory.server.wakeAll();
   }
 
+  /** Stop waiting for room (the call was cancelled or timed out while waiting). */
+  cancelWait(): void {
+    this.stopWaiting();
+  }
+
   /** The stream holds back its input (reads no further request) until bytes are given back. */
   inputHeld(): void {
     this.memory.emit('held', this);
@@ -159,6 +231,7 @@ export class StreamAccount {
   close(): void {
     if (this.closed) return;
     this.stopWaiting();
+    this.disarmStall();
     const held = this.stream.bytes;
     this.give(held);
     this.closed = true;
