@@ -42,14 +42,6 @@ export const STREAM_BYTES_BUFFERED_MAX = 32 * 1024 * 1024;
 export const CONNECTION_BYTES_BUFFERED_MAX = 64 * 1024 * 1024;
 export const SERVER_BYTES_BUFFERED_MAX = 256 * 1024 * 1024;
 
-/**
- * A stream or data-moving unary call that holds accounted bytes while its reply waits for
- * the peer, and has no reply bytes taken by HTTP/2 for this long, is cancelled
- * (RESOURCE_EXHAUSTED / ELIMIT on the server's side, an HTTP/2 ENHANCE_YOUR_CALM reset on
- * the wire) and its bytes given back: the shared bounds cannot be held forever.
- */
-export const STREAM_STALL_MS = 30_000;
-
 /** A reply batch is sent once it holds this many data bytes (or at the end of the tick). */
 export const STREAM_REPLY_FLUSH_BYTES = 1024 * 1024;
 

@@ -22,16 +22,9 @@
  * Unary calls that move data (Files.Read/Write, Dma.Read/Write, Mapping.Load/Store/
  * AccessBatch) take from the same account (unary-memory.ts): one account per call, on the
  * connection of its peer, so 1024 calls on one connection share its bound like streams.
- *
- * Stall (STREAM_STALL_MS): an account that holds bytes while a reply waits for the peer
- * (replyQueued without its replySent) and sees no reply accepted by HTTP/2 for that long
- * is stalled: its owner's onStall cancels the call, which gives everything back. Time spent
- * in the engine does not count (a slow server is not a stalled client), only time waiting
- * on the peer's flow-control window. Without it one client could hold the shared bounds
- * (connection, server) forever and every other call would wait with no end.
  */
 import { EventEmitter } from 'node:events';
-import { CONNECTION_BYTES_BUFFERED_MAX, SERVER_BYTES_BUFFERED_MAX, STREAM_BYTES_BUFFERED_MAX, STREAM_STALL_MS } from './limits';
+import { CONNECTION_BYTES_BUFFERED_MAX, SERVER_BYTES_BUFFERED_MAX, STREAM_BYTES_BUFFERED_MAX } from './limits';
 
 /** One level of the account: bytes held against a bound, and who waits for room. */
 class Level {
@@ -83,20 +76,16 @@ export interface StreamMemoryLimits {
   streamMaxBytes: number;
   connectionMaxBytes: number;
   serverMaxBytes: number;
-  /** STREAM_STALL_MS (smaller in tests). */
-  stallMs: number;
 }
 
 const DEFAULT_LIMITS: StreamMemoryLimits = {
   streamMaxBytes: STREAM_BYTES_BUFFERED_MAX, connectionMaxBytes: CONNECTION_BYTES_BUFFERED_MAX,
-  serverMaxBytes: SERVER_BYTES_BUFFERED_MAX, stallMs: STREAM_STALL_MS,
+  serverMaxBytes: SERVER_BYTES_BUFFERED_MAX,
 };
 
 export class StreamMemory extends EventEmitter {
   readonly limits: StreamMemoryLimits;
   readonly server: Level;
-  /** Accounts cancelled for STREAM_STALL_MS (daxd never reuses the number: tests and logs). */
-  stalls = 0;
   private readonly connections = new Map<string, Connection>();
 
   constructor(
@@ -117,11 +106,8 @@ export class StreamMemory extends EventEmitter {
     return this.connections.size;
   }
 
-  /**
-   * A new stream's (or data-moving unary call's) account; close() it when the call is
-   * gone. `onStall` cancels the call (STREAM_STALL_MS); it must lead to close().
-   */
-  open(peer: string, onStall: (reason: string) => void = () => undefined): StreamAccount {
+  /** A new stream's (or data-moving unary call's) account; close() it when the call is gone. */
+  open(peer: string): StreamAccount {
     let connection = this.connections.get(peer);
     if (connection === undefined) {
       connection = { level: new Level(this.limits.connectionMaxBytes), streams: 0 };
@@ -131,7 +117,7 @@ export class StreamMemory extends EventEmitter {
     return new StreamAccount(this, connection.level, new Level(this.limits.streamMaxBytes), () => {
       const c = this.connections.get(peer);
       if (c !== undefined && --c.streams === 0) this.connections.delete(peer);
-    }, onStall);
+    });
   }
 }
 
@@ -140,49 +126,13 @@ export class StreamAccount {
   private closed = false;
   private waitingOn: Level | null = null;
   private wake: (() => void) | null = null;
-  /** Replies handed to grpc-js whose write has not completed (the peer has not taken them). */
-  private repliesWaiting = 0;
-  private stallTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly memory: StreamMemory,
     private readonly connection: Level,
     readonly stream: Level,
     private readonly onClose: () => void,
-    private readonly onStall: (reason: string) => void,
   ) {}
-
-  /** A reply was handed to grpc-js: until replySent, the stall clock runs (if bytes are held). */
-  replyQueued(): void {
-    if (this.closed) return;
-    this.repliesWaiting++;
-    if (this.stallTimer === null) this.armStall();
-  }
-
-  /** A reply was accepted by HTTP/2: progress, the stall clock starts again. */
-  replySent(): void {
-    if (this.closed) return;
-    if (this.repliesWaiting > 0) this.repliesWaiting--;
-    this.disarmStall();
-    if (this.repliesWaiting > 0) this.armStall();
-  }
-
-  private armStall(): void {
-    const stallMs = this.memory.limits.stallMs;
-    this.stallTimer = setTimeout(() => {
-      this.stallTimer = null;
-      if (this.closed || this.repliesWaiting === 0 || this.stream.bytes === 0) return;
-      this.memory.stalls++;
-      this.memory.emit('stalled', this);
-      this.onStall(`STREAM_STALL_MS exceeded (no reply taken by the peer for ${stallMs} ms while holding ${this.stream.bytes} bytes; max ${stallMs} ms)`);
-    }, stallMs);
-    this.stallTimer.unref();
-  }
-
-  private disarmStall(): void {
-    if (this.stallTimer !== null) clearTimeout(this.stallTimer);
-    this.stallTimer = null;
-  }
 
   get bytes(): number {
     return this.stream.bytes;
@@ -231,7 +181,6 @@ export class StreamAccount {
   close(): void {
     if (this.closed) return;
     this.stopWaiting();
-    this.disarmStall();
     const held = this.stream.bytes;
     this.give(held);
     this.closed = true;

@@ -22,10 +22,10 @@
  * HTTP/2 buffers by FLOW_CONTROL_WINDOW_BYTES per connection; this account bounds what the
  * server keeps past that (queued engine work, replies waiting for the peer).
  *
- * Stall: while the reply waits for the peer the account's stall clock runs
- * (STREAM_STALL_MS); at expiry the call's HTTP/2 stream is reset (resetCall).
+ * Not done: a call whose peer never reads its reply keeps its bytes until the call ends
+ * (deadline, cancel, disconnect). A stall timeout that reset such streams closed whole
+ * connections under the protocol fuzzer and was left out until understood.
  */
-import http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { BLOCK_SIZE } from '../limits';
@@ -68,20 +68,6 @@ export const UNARY_COST: Readonly<Record<string, Cost>> = {
   'Mapping.Store': dataOf,
   'Mapping.AccessBatch': accessBatchCost,
 };
-
-/**
- * Resets a server call's HTTP/2 stream with ENHANCE_YOUR_CALM (the client sees
- * RESOURCE_EXHAUSTED): the only way to free what HTTP/2 buffers for a peer that does not
- * read, as a status would queue behind the unread data. Finds the stream through grpc-js
- * internals (a unary intercepting call's nextCall chain, a streaming call's `call`); false
- * if they moved.
- */
-export function resetCall(call: unknown): boolean {
-  const stream = http2StreamOf(call);
-  if (stream === null) return false;
-  if (!stream.closed) stream.close(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
-  return true;
-}
 
 interface StreamLike {
   close(code: number): void;
@@ -131,11 +117,7 @@ export function unaryMemory(memory: StreamMemory, log: Logger): grpc.ServerInter
             return;
           }
           const bytes = cost(message);
-          const own = memory.open(call.getPeer(), (reason) => {
-            log.warn({ method: where, reason }, 'unary call stalled: reset');
-            if (!resetCall(nextCall)) call.sendStatus(statusOf(new DaxError('ELIMIT', reason), log, where));
-            end();
-          });
+          const own = memory.open(call.getPeer());
           account = own;
           const admit = (): void => {
             if (ended) return;
@@ -172,8 +154,6 @@ export function unaryMemory(memory: StreamMemory, log: Logger): grpc.ServerInter
         },
         onCancel: () => end(),
       }),
-      // Not armed: the STREAM_STALL_MS reset killed whole connections under the protocol
-      // fuzzer (HTTP/2 error 2 on the session); left off until understood (issue 10, defect 3 B).
       sendMessage: (message, next) => next(message),
       sendStatus: (status, next) => {
         end();

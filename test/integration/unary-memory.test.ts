@@ -15,8 +15,9 @@ import { RpcServer } from '../../server/rpc/rpc-server';
 import { CONNECTION_BYTES_BUFFERED_MAX, RPC_IO_MAX_BYTES } from '../../server/rpc/limits';
 import type { StreamMemoryLimits } from '../../server/rpc/stream-memory';
 import type { RawClients } from '../../client/raw-clients';
-import { freshDax, MiB, sparseFile, type DaxVolume } from '../dax/helpers';
-import { call, failure, rawClients } from './raw-rpc';
+import { freshDax, sparseFile, type DaxVolume } from '../support/dax-volume';
+import { MiB } from '../support/units';
+import { call, failure, rawClients } from '../support/raw-rpc';
 
 /** Protobuf varint. */
 function varint(n: number): number[] {
