@@ -239,7 +239,13 @@ export function strictDeserializer(path: string): (bytes: Buffer) => unknown {
       if (err instanceof Malformed) return new MalformedRequest(path, err.message);
       throw err;
     }
-    return type.toObject(type.decode(bytes), options);
+    try {
+      return type.toObject(type.decode(bytes), options);
+    } catch (err) {
+      // check() passed yet protobufjs gave up (its bool reader refuses varints longer than
+      // it expects): still the client's bytes, so EBADMSG, never a throw (INTERNAL).
+      return new MalformedRequest(path, `protobufjs could not decode it: ${err instanceof Error ? err.message : String(err)}`);
+    }
   };
 }
 

@@ -80,6 +80,15 @@ describe('gRPC edge bounds (issue 10, defects 4 and 5)', function () {
     assert.ok(strict instanceof MalformedRequest);
     assert.match(strict.problem, /overruns the message \(50 bytes declared, 3 left\)/);
   });
+
+  it('a request protobufjs cannot decode after all (a bool as a 9-byte varint) is malformed, never a throw (INTERNAL)', function () {
+    // Found by the protocol fuzzer: well-formed varint framing, but protobufjs's bool reader
+    // gives up ("index out of range") on a varint this long.
+    const bytes = Buffer.from('10c6eae2b5e18490d80e', 'hex');
+    const strict = strictDeserializer('/daxd.v1.Files/Create')(bytes);
+    assert.ok(strict instanceof MalformedRequest);
+    assert.match(strict.problem, /index out of range/);
+  });
 });
 
 function sampleValue(field: protobuf.Field): unknown {
