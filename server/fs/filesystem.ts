@@ -35,14 +35,6 @@ import type {
   FallocateMode, LayoutBreakOptions, FileInfo, FileSystemApi, LayoutHooks, ListPage, MountOptions, PageMapping, VolumeInfo, WriteResult,
 } from './types';
 
-/**
- * Images other requests may add to the running transaction while a layout change's atomic
- * section is open (they interleave only at its makeRoom awaits; a write adds a few).
- */
-const ATOMIC_SLACK_IMAGES = 16;
-/** Commits withinOneTransaction tries to make room before it runs a change in steps. */
-const ROOM_COMMITS_MAX = 8;
-
 const NO_HOOKS: LayoutHooks = {
   breakLayout: async () => () => undefined,
   allocated: async () => undefined,
@@ -398,8 +390,8 @@ export class FileSystem implements FileSystemApi {
           // Free first, shrink last: a crash between the steps of a long truncate leaves
           // holes inside the old size (reading zeros), never old blocks past a new EOF
           // that a later extension would expose.
-          // S6: in one transaction when the change fits one (withinOneTransaction).
-          await this.withinOneTransaction(layoutImagesBound(this.ctx, inode, firstGone, Number.MAX_SAFE_INTEGER, 0, 0), async () => {
+          // S6: in one transaction when the change fits one (Journal.withinOneTransaction).
+          await this.journal.withinOneTransaction(layoutImagesBound(this.ctx, inode, firstGone, Number.MAX_SAFE_INTEGER, 0, 0), async () => {
             await removeBlocks(this.ctx, inode, firstGone, Number.MAX_SAFE_INTEGER, persist);
             inode.sizeBytes = sizeBytes;
             this.touch(inode);
@@ -445,7 +437,7 @@ export class FileSystem implements FileSystemApi {
       switch (mode) {
         case 'ALLOCATE':
         case 'KEEP_SIZE':
-          await this.withinOneTransaction(layoutImagesBound(this.ctx, inode, first, last, last - first + 1, last - first + 1), async () => {
+          await this.journal.withinOneTransaction(layoutImagesBound(this.ctx, inode, first, last, last - first + 1, last - first + 1), async () => {
             await allocateUnwritten(this.ctx, inode, first, last, persist);
             if (mode === 'ALLOCATE') {
               zeroPastEof(this.ctx, inode, end);
@@ -461,7 +453,7 @@ export class FileSystem implements FileSystemApi {
             // Partial head and tail pages get replacement blocks (2 at most); ZERO_RANGE may
             // allocate unwritten blocks over the whole range.
             const added = mode === 'ZERO_RANGE' ? last - first + 1 : 0;
-            await this.withinOneTransaction(layoutImagesBound(this.ctx, inode, first, last, added, added + 2), async () => {
+            await this.journal.withinOneTransaction(layoutImagesBound(this.ctx, inode, first, last, added, added + 2), async () => {
               // All or nothing: every block ZERO_RANGE may allocate, reserved before any change.
               if (mode === 'ZERO_RANGE') reserveZeroRange(this.ctx, inode, offsetBytes, end);
               const whole = zeroPartialPages(this.ctx, inode, offsetBytes, end);
@@ -491,7 +483,7 @@ export class FileSystem implements FileSystemApi {
           const release = await this.hooks.breakLayout(ino, first, Number.MAX_SAFE_INTEGER, 'COLLAPSE_RANGE', opts);
           try {
             reserveShift(this.ctx, inode, last + 1);
-            await this.withinOneTransaction(layoutImagesBound(this.ctx, inode, first, Number.MAX_SAFE_INTEGER, occupiedSpan(this.ctx, inode, last + 1), 0), async () => {
+            await this.journal.withinOneTransaction(layoutImagesBound(this.ctx, inode, first, Number.MAX_SAFE_INTEGER, occupiedSpan(this.ctx, inode, last + 1), 0), async () => {
               await removeBlocks(this.ctx, inode, first, last, persist);
               await shiftDown(this.ctx, inode, last + 1, last + 1 - first, persist);
               inode.sizeBytes -= lengthBytes;
@@ -516,33 +508,6 @@ export class FileSystem implements FileSystemApi {
    */
   private async commitIfShort(dataBlocks: number): Promise<void> {
     if (dataBlocks + 16 > this.alloc.freeBlocks && this.alloc.pendingFreeBlocks > 0) await this.journal.commit();
-  }
-
-  /**
-   * S6: runs a layout change's mutations so that they commit in one transaction when
-   * `imagesBound` (layoutImagesBound) fits one. First commits the running transaction until
-   * the change fits (under the soft limit when it can, in the journal at worst), then runs
-   * `fn` in a journal atomic section: the steps' makeRoom do not commit, and commits asked
-   * for meanwhile (fsync, the free-commit timer) start when it ends. `fn` awaits nothing
-   * but those makeRoom calls (hooks run before, commits after), so the section is short
-   * and cannot wait on a commit it defers. A change bigger than one transaction runs in
-   * committed steps (README: crash semantics).
-   */
-  private async withinOneTransaction(imagesBound: number, fn: () => Promise<void>): Promise<void> {
-    const j = this.journal;
-    const need = imagesBound + ATOMIC_SLACK_IMAGES;
-    const room = Math.max(j.softLimitImages, need);
-    for (let i = 0; i < ROOM_COMMITS_MAX && j.runningImages > 0 && j.runningImages + need > room; i++) await j.commit();
-    if (j.runningImages + need > j.maxImages) {
-      await fn();
-      return;
-    }
-    j.beginAtomic();
-    try {
-      await fn();
-    } finally {
-      j.endAtomic();
-    }
   }
 
   private async withLayoutLock(ino: number, fn: (inode: Inode) => Promise<void>): Promise<void> {

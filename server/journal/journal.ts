@@ -22,6 +22,14 @@ import type { Layout } from '../media/layout';
 import { encodeTransaction, maxImages } from './format';
 import { BlockRun, coalesceRuns, Transaction } from './transaction';
 
+/**
+ * Images other requests may add to the running transaction while a layout change's atomic
+ * section is open (they interleave only at its makeRoom awaits; a write adds a few).
+ */
+const ATOMIC_SLACK_IMAGES = 16;
+/** Commits withinOneTransaction tries to make room before it runs a change in steps. */
+const ROOM_COMMITS_MAX = 8;
+
 export interface JournalStats {
   commits: number;
   lastCommitMs: number;
@@ -131,6 +139,32 @@ export class Journal {
     assert(this.atomicDepth > 0, 'endAtomic without beginAtomic');
     this.atomicDepth--;
     if (this.atomicDepth === 0 && this.running.commitRequested && !this.committing && !this.failure) this.start();
+  }
+
+  /**
+   * S6: runs a layout change's mutations so that they commit in one transaction when
+   * `imagesBound` (layoutImagesBound) fits one. First commits the running transaction until
+   * the change fits (under the soft limit when it can, in the journal at worst), then runs
+   * `fn` in a journal atomic section: the steps' makeRoom do not commit, and commits asked
+   * for meanwhile (fsync, the free-commit timer) start when it ends. `fn` awaits nothing
+   * but those makeRoom calls (hooks run before, commits after), so the section is short
+   * and cannot wait on a commit it defers. A change bigger than one transaction runs in
+   * committed steps (README: crash semantics).
+   */
+  async withinOneTransaction(imagesBound: number, fn: () => Promise<void>): Promise<void> {
+    const need = imagesBound + ATOMIC_SLACK_IMAGES;
+    const room = Math.max(this.softLimitImages, need);
+    for (let i = 0; i < ROOM_COMMITS_MAX && this.runningImages > 0 && this.runningImages + need > room; i++) await this.commit();
+    if (this.runningImages + need > this.maxImages) {
+      await fn();
+      return;
+    }
+    this.beginAtomic();
+    try {
+      await fn();
+    } finally {
+      this.endAtomic();
+    }
   }
 
   /** Long operations call this between consistent steps to keep a transaction bounded. */
