@@ -11,14 +11,11 @@
  */
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import type { DaxClient, DaxSession } from '../../client';
-import type { RawClients } from '../../client/raw-clients';
 import type { StoreResponse__Output } from '../../client/generated/daxd/v1/StoreResponse';
-import { openRawSession, pattern, startInProcess, type InProcessServer, type RawMapping } from './mapping-fixture';
+import { openRawSession, pattern, useSdkServer, type RawMapping } from './mapping-fixture';
 import { PAGE } from '../support/units';
 import { until } from '../support/until';
-import { call, failure, rawClients } from '../support/raw-rpc';
-import { clientFor } from '../support/start-server';
+import { call, failure } from '../support/raw-rpc';
 
 /** Store with fault_if_stale for page pgoff of ino. */
 function storeFis(m: RawMapping, token: string, ino: number, pgoff: number, offset: number, data: Buffer): Promise<StoreResponse__Output> {
@@ -27,42 +24,24 @@ function storeFis(m: RawMapping, token: string, ino: number, pgoff: number, offs
 
 describe('fault_if_stale: a store makes progress in one step under writeback', function () {
   this.timeout(60_000);
-  let server: InProcessServer;
-  let client: DaxClient;
-  let session: DaxSession;
-  let raw: RawClients;
+  const f = useSdkServer('fis');
   let files = 0;
 
-  before(async function () {
-    server = await startInProcess('fault-if-stale');
-    client = clientFor(server);
-    raw = rawClients(server.address);
-    session = await client.openSession({ clientName: 'fis' });
-    await session.attached;
-  });
-
-  after(async function () {
-    await session?.close();
-    client?.close();
-    raw?.close();
-    if (server) assert.deepEqual(await server.stopAndFsck(), []);
-  });
-
   async function sparse(pages: number): Promise<number> {
-    const { ino } = await client.create(`fis-${files++}`, { exclusive: true });
-    await client.truncate(ino, pages * PAGE);
+    const { ino } = await f.client.create(`fis-${files++}`, { exclusive: true });
+    await f.client.truncate(ino, pages * PAGE);
     return ino;
   }
 
   it('MappedFile: an fsync after every fault reply costs no re-fault (one AccessBatch, 0 stale retries)', async function () {
     const ino = await sparse(4);
-    const map = session.mmap(ino, { shared: true, writable: true });
+    const map = f.session.mmap(ino, { shared: true, writable: true });
     const rpc = map.rpc;
     const faultBatch = rpc.faultBatch.bind(rpc);
     let fsyncs = 0;
     rpc.faultBatch = async (...args) => {
       const out = await faultBatch(...args);
-      await client.fsync(ino); // writeback downgrades the fresh writable PTEs
+      await f.client.fsync(ino); // writeback downgrades the fresh writable PTEs
       fsyncs++;
       return out;
     };
@@ -70,7 +49,7 @@ describe('fault_if_stale: a store makes progress in one step under writeback', f
     await map.write(PAGE / 2, data);
     assert.equal(map.stats.staleRetries, 0, 'stores were sent back to fault again');
     assert.deepEqual([map.stats.faultBatchCalls, map.stats.accessBatchCalls, fsyncs], [1, 1, 1]);
-    assert.deepEqual(await client.read(ino, PAGE / 2, data.length), data);
+    assert.deepEqual(await f.client.read(ino, PAGE / 2, data.length), data);
     // The PTEs the stores faulted in are cached: the next write needs no fault.
     await map.write(PAGE, Buffer.from('again'));
     assert.deepEqual([map.stats.faultBatchCalls, map.stats.accessBatchCalls, map.stats.staleRetries], [1, 2, 0]);
@@ -79,29 +58,29 @@ describe('fault_if_stale: a store makes progress in one step under writeback', f
 
   it('raw Store: after fault + fsync the old path answers PTE_STALE; fault_if_stale stores and returns the new PTE', async function () {
     const ino = await sparse(2);
-    const m = await openRawSession(raw);
+    const m = await openRawSession(f.raw);
     const stale = await m.token(ino, 1, 'WRITE');
-    await client.fsync(ino);
+    await f.client.fsync(ino);
     const err = await failure(m.store(stale, 0, Buffer.from('old path')));
     assert.equal(err.reason, 'PTE_STALE');
     const r = await storeFis(m, stale, ino, 1, 10, Buffer.from('one step'));
     assert.ok(r.pte?.writable, 'a writable PTE comes back');
     assert.notEqual(r.pte.token, stale);
     assert.equal(Number(r.pte.pgoff), 1);
-    assert.deepEqual(await client.read(ino, PAGE + 10, 8), Buffer.from('one step'));
+    assert.deepEqual(await f.client.read(ino, PAGE + 10, 8), Buffer.from('one step'));
     // The new token is live: a plain store through it works; fault_if_stale then uses it as is.
     await m.store(r.pte.token, 0, Buffer.from('plain'));
     assert.equal((await storeFis(m, r.pte.token, ino, 1, 20, Buffer.from('as is'))).pte, null);
     // An empty token (nothing faulted yet): one call.
     const first = await storeFis(m, '', ino, 0, 0, Buffer.from('first'));
     assert.ok(first.pte?.writable);
-    assert.deepEqual(await client.read(ino, 0, 5), Buffer.from('first'));
-    assert.deepEqual(await client.read(ino, PAGE, 25), Buffer.concat([Buffer.from('plain'), Buffer.alloc(5), Buffer.from('one step'), Buffer.alloc(2), Buffer.from('as is')]));
+    assert.deepEqual(await f.client.read(ino, 0, 5), Buffer.from('first'));
+    assert.deepEqual(await f.client.read(ino, PAGE, 25), Buffer.concat([Buffer.from('plain'), Buffer.alloc(5), Buffer.from('one step'), Buffer.alloc(2), Buffer.from('as is')]));
   });
 
   it('raw Store / AccessBatch fault_if_stale refusals: token of another page (EINVAL), past EOF (SIGBUS), on a load (EINVAL)', async function () {
     const ino = await sparse(2);
-    const m = await openRawSession(raw);
+    const m = await openRawSession(f.raw);
     const tok0 = await m.token(ino, 0, 'WRITE');
     const wrong = await failure(storeFis(m, tok0, ino, 1, 0, Buffer.from('x')));
     assert.deepEqual([wrong.code, wrong.reason], [grpc.status.INVALID_ARGUMENT, 'EINVAL']);
@@ -111,19 +90,19 @@ describe('fault_if_stale: a store makes progress in one step under writeback', f
     assert.deepEqual([out.code, out.reason], [grpc.status.INVALID_ARGUMENT, 'EINVAL']);
     const r = await m.accessBatch([{ token: tok0, offset: 0, length: 1, store: false, fault_if_stale: true, ino, pgoff: 0 }]);
     assert.equal(r.results[0].error?.reason, 'EINVAL');
-    assert.deepEqual(await client.read(ino, 0, 2 * PAGE), Buffer.alloc(2 * PAGE), 'a refused store changed the file');
+    assert.deepEqual(await f.client.read(ino, 0, 2 * PAGE), Buffer.alloc(2 * PAGE), 'a refused store changed the file');
   });
 
   it('under a concurrent fsync loop (bounded): every fault_if_stale store succeeds in one call; the old path hits PTE_STALE', async function () {
     const PAGES = 8;
     const ROUNDS = 100;
     const ino = await sparse(PAGES);
-    const m = await openRawSession(raw);
+    const m = await openRawSession(f.raw);
     let stop = false;
     let fsyncs = 0;
     const loop = (async () => {
       for (let i = 0; i < 20 * ROUNDS && !stop; i++) {
-        await client.fsync(ino);
+        await f.client.fsync(ino);
         fsyncs++;
       }
     })();
@@ -149,7 +128,7 @@ describe('fault_if_stale: a store makes progress in one step under writeback', f
         }
         const unary = await storeFis(m, tokens.get(pg) ?? t, ino, pg, 3, Buffer.from([i & 0xff]));
         if (unary.pte) tokens.set(pg, unary.pte.token);
-        assert.deepEqual(await client.read(ino, pg * PAGE + 1, 3), Buffer.from([i & 0xff, 0xa5, i & 0xff]));
+        assert.deepEqual(await f.client.read(ino, pg * PAGE + 1, 3), Buffer.from([i & 0xff, 0xa5, i & 0xff]));
       }
     } finally {
       stop = true;
@@ -161,20 +140,20 @@ describe('fault_if_stale: a store makes progress in one step under writeback', f
 
   it('the store runs under the fault\'s entry lock: a writeback queued on that lock comes after it (failpoint)', async function () {
     const ino = await sparse(1);
-    const m = await openRawSession(raw);
+    const m = await openRawSession(f.raw);
     await m.store(await m.token(ino, 0, 'WRITE'), 0, Buffer.from('dirty')); // DIRTY: writeback will want the lock
-    const fp = server.daxd.dax.failpoints.arm('fault:after-entry-lock', { ino, pgoff: 0 });
+    const fp = f.server.daxd.dax.failpoints.arm('fault:after-entry-lock', { ino, pgoff: 0 });
     const storing = storeFis(m, '', ino, 0, 0, Buffer.from('atomic'));
     await fp.reached; // the fault holds the entry lock
-    const syncing = client.fsync(ino);
-    await until(() => (server.daxd.dax.ctx.spaces.get(ino)?.waitQueues.get(0)?.length ?? 0) > 0, 'writeback queued on the entry lock');
+    const syncing = f.client.fsync(ino);
+    await until(() => (f.server.daxd.dax.ctx.spaces.get(ino)?.waitQueues.get(0)?.length ?? 0) > 0, 'writeback queued on the entry lock');
     fp.release();
     const r = await storing;
     // One call. The reply's PTE may already say writable: false: the writeback took the
     // lock as the store released it and downgraded the PTE before the reply was built.
     assert.ok(r.pte, 'stored in one call, with the PTE its fault installed');
     await syncing;
-    assert.deepEqual(await client.read(ino, 0, 6), Buffer.from('atomic'));
+    assert.deepEqual(await f.client.read(ino, 0, 6), Buffer.from('atomic'));
     // The writeback ran after the store and downgraded its PTE: the token is stale now.
     assert.equal((await failure(m.store(r.pte.token, 0, Buffer.from('x')))).reason, 'PTE_STALE');
   });

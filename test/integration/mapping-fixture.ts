@@ -13,7 +13,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import pino from 'pino';
-import type { DaxClient } from '../../client';
+import type { DaxClient, DaxSession } from '../../client';
 import type { RawClients } from '../../client/raw-clients';
 import type { AccessBatchResponse__Output } from '../../client/generated/daxd/v1/AccessBatchResponse';
 import type { AccessOp } from '../../client/generated/daxd/v1/AccessOp';
@@ -27,7 +27,8 @@ import { fsck } from '../../server/fsck/fsck';
 import { MmapStorage } from '../../server/media/mmap-storage';
 import { Daxd } from '../../server/server';
 import { call } from '../support/raw-rpc';
-import { tempDir } from '../support/start-server';
+import { clientFor, tempDir } from '../support/start-server';
+import { rawClients } from '../support/raw-rpc';
 import { MiB, PAGE } from '../support/units';
 
 export interface InProcessServer {
@@ -164,4 +165,35 @@ export function pattern(seed: number, length = PAGE): Buffer {
   const data = Buffer.alloc(length);
   for (let i = 0; i < length; i++) data[i] = (seed * 31 + i * 7 + 1) & 0xff;
   return data;
+}
+
+/** What useSdkServer sets up: filled in by its before hook. */
+export interface SdkServer {
+  server: InProcessServer;
+  client: DaxClient;
+  raw: RawClients;
+  session: DaxSession;
+}
+
+/**
+ * Registers the describe block's before/after hooks: one in-process server, an SDK client,
+ * raw clients and an SDK session with its Events stream attached. After: all closed, and
+ * the volume must be fsck-clean.
+ */
+export function useSdkServer(name: string): SdkServer {
+  const f = {} as SdkServer;
+  before(async function () {
+    f.server = await startInProcess(name);
+    f.client = clientFor(f.server);
+    f.raw = rawClients(f.server.address);
+    f.session = await f.client.openSession({ clientName: name });
+    await f.session.attached;
+  });
+  after(async function () {
+    await f.session?.close();
+    f.client?.close();
+    f.raw?.close();
+    if (f.server) assert.deepEqual(await f.server.stopAndFsck(), []);
+  });
+  return f;
 }
