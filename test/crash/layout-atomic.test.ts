@@ -114,29 +114,7 @@ describe('crash during a layout change: wholly or not at all (S6)', () => {
       });
 
       it('power loss at every flush of the change and its fsync (seeded torn sectors)', async () => {
-        const seen = new Set<string>();
-        let k = 1;
-        for (; k <= FLUSH_POINTS_MAX; k++) {
-          const { storage, fs, ino, before } = await setup();
-          armPowerLoss(storage, k, seededRng(k * 7919 + change.name.length), 0.5);
-          let crashed = true;
-          try {
-            await change.run(fs, ino);
-            await fs.fsync(ino, false);
-            crashed = false;
-          } catch (err) {
-            if (!(err instanceof SimulatedCrash)) throw err;
-          }
-          if (!crashed) {
-            // Every flush point was tried: this run completed, and the change is durable.
-            storage.crash(() => 0, 0);
-            assert.equal(await checkAllOrNothing(storage, before, change.after(before), `${change.name}: after fsync`), 'after');
-            break;
-          }
-          seen.add(await checkAllOrNothing(storage, before, change.after(before), `${change.name}: power loss at flush ${k}`));
-        }
-        assert.ok(k <= FLUSH_POINTS_MAX, `the change and its fsync took more than ${FLUSH_POINTS_MAX} flushes`);
-        assert.ok(k > 1, 'at least one flush point was tried');
+        await powerLossAtEveryFlush(change, setup, { label: change.name, flushPointsMax: FLUSH_POINTS_MAX, seedFactor: 7919 });
       });
     });
   }
@@ -211,28 +189,41 @@ describe('crash during a layout change with a nearly full running transaction: w
       });
 
       it('power loss at every flush of the change and its fsync', async () => {
-        let k = 1;
-        for (; k <= BIG_FLUSH_POINTS_MAX; k++) {
-          const { storage, fs, ino, before } = await setupNearSoftLimit();
-          armPowerLoss(storage, k, seededRng(k * 104729 + change.name.length), 0.5);
-          let crashed = true;
-          try {
-            await change.run(fs, ino);
-            await fs.fsync(ino, false);
-            crashed = false;
-          } catch (err) {
-            if (!(err instanceof SimulatedCrash)) throw err;
-          }
-          if (!crashed) {
-            storage.crash(() => 0, 0);
-            assert.equal(await checkAllOrNothing(storage, before, change.after(before), `${change.name} (full transaction): after fsync`), 'after');
-            break;
-          }
-          await checkAllOrNothing(storage, before, change.after(before), `${change.name} (full transaction): power loss at flush ${k}`);
-        }
-        assert.ok(k <= BIG_FLUSH_POINTS_MAX, `the change and its fsync took more than ${BIG_FLUSH_POINTS_MAX} flushes`);
-        assert.ok(k > 1, 'at least one flush point was tried');
+        await powerLossAtEveryFlush(change, setupNearSoftLimit, { label: `${change.name} (full transaction)`, flushPointsMax: BIG_FLUSH_POINTS_MAX, seedFactor: 104729 });
       });
     });
   }
 });
+
+/**
+ * Power loss at flush k of `change` plus its fsync, for k = 1, 2, ... until a run completes
+ * (every flush point tried): after each crash the file is wholly before or wholly after.
+ */
+async function powerLossAtEveryFlush(
+  change: Change,
+  setup: () => Promise<{ storage: MemoryStorage; fs: FileSystem; ino: number; before: Buffer }>,
+  opts: { label: string; flushPointsMax: number; seedFactor: number },
+): Promise<void> {
+  let k = 1;
+  for (; k <= opts.flushPointsMax; k++) {
+    const { storage, fs, ino, before } = await setup();
+    armPowerLoss(storage, k, seededRng(k * opts.seedFactor + change.name.length), 0.5);
+    let crashed = true;
+    try {
+      await change.run(fs, ino);
+      await fs.fsync(ino, false);
+      crashed = false;
+    } catch (err) {
+      if (!(err instanceof SimulatedCrash)) throw err;
+    }
+    if (!crashed) {
+      // Every flush point was tried: this run completed, and the change is durable.
+      storage.crash(() => 0, 0);
+      assert.equal(await checkAllOrNothing(storage, before, change.after(before), `${opts.label}: after fsync`), 'after');
+      break;
+    }
+    await checkAllOrNothing(storage, before, change.after(before), `${opts.label}: power loss at flush ${k}`);
+  }
+  assert.ok(k <= opts.flushPointsMax, `the change and its fsync took more than ${opts.flushPointsMax} flushes`);
+  assert.ok(k > 1, 'at least one flush point was tried');
+}
