@@ -200,18 +200,7 @@ describe('file system: read, write and journal bounds', () => {
     });
 
     it('a write that hits ENOSPC changes nothing (size, blocks, data, free count, map)', async () => {
-      const hooks = new RecordingHooks();
-      const { fs } = await freshVolume({ hooks });
-      const f = await fs.create('f', true);
-      await fs.write(f.ino, 0, Buffer.alloc(2 * PAGE, 0x11), false);
-      // Fill the volume but a few blocks.
-      const filler = await fs.create('filler', true);
-      const free = fs.statVolume().blocksFree;
-      await fs.fallocate(filler.ino, 'KEEP_SIZE', 0, (free - 30 - mapBlocksBound(free)) * PAGE);
-      await fs.sync();
-      const left = fs.statVolume().blocksFree;
-      assert.ok(left > 0 && left < 60, `${left} blocks left`);
-      const before = await snapshot(fs, f.ino, left + 10);
+      const { fs, hooks, f, left, before } = await nearlyFullVolume();
       hooks.take();
 
       // Overwrites the two written pages and needs more new blocks than there are.
@@ -227,17 +216,7 @@ describe('file system: read, write and journal bounds', () => {
       assert.equal(fs.stat(f.ino).blocks, 3);
     });
     it('a ZERO_RANGE that hits ENOSPC changes nothing (partial page, written pages, holes)', async () => {
-      const hooks = new RecordingHooks();
-      const { fs } = await freshVolume({ hooks });
-      const f = await fs.create('f', true);
-      await fs.write(f.ino, 0, Buffer.alloc(2 * PAGE, 0x11), false);
-      const filler = await fs.create('filler', true);
-      const free = fs.statVolume().blocksFree;
-      await fs.fallocate(filler.ino, 'KEEP_SIZE', 0, (free - 30 - mapBlocksBound(free)) * PAGE);
-      await fs.sync();
-      const left = fs.statVolume().blocksFree;
-      assert.ok(left > 0 && left < 60, `${left} blocks left`);
-      const before = await snapshot(fs, f.ino, left + 10);
+      const { fs, f, left, before } = await nearlyFullVolume();
 
       // Page 0 partial (a replacement block), page 1 whole and written (converted to
       // unwritten), then more holes than free blocks (new unwritten blocks).
@@ -299,3 +278,22 @@ describe('file system: read, write and journal bounds', () => {
     });
   });
 });
+
+/**
+ * A volume filled but for fewer than 60 blocks, holding file `f` with two written pages;
+ * `before` is f's snapshot over left + 10 pages.
+ */
+async function nearlyFullVolume() {
+  const hooks = new RecordingHooks();
+  const { fs } = await freshVolume({ hooks });
+  const f = await fs.create('f', true);
+  await fs.write(f.ino, 0, Buffer.alloc(2 * PAGE, 0x11), false);
+  const filler = await fs.create('filler', true);
+  const free = fs.statVolume().blocksFree;
+  await fs.fallocate(filler.ino, 'KEEP_SIZE', 0, (free - 30 - mapBlocksBound(free)) * PAGE);
+  await fs.sync();
+  const left = fs.statVolume().blocksFree;
+  assert.ok(left > 0 && left < 60, `${left} blocks left`);
+  const before = await snapshot(fs, f.ino, left + 10);
+  return { fs, hooks, f, left, before };
+}
