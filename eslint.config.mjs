@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'build/**', 'data/**', 'client/generated/**', 'test-artifacts/**'] },
+  { ignores: ['dist/**', 'node_modules/**', 'build/**', 'data/**', 'wire/generated/**', 'test-artifacts/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

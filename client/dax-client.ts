@@ -14,25 +14,25 @@
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
-import type { FilesClient } from './generated/daxd/v1/Files';
-import type { ListRequest } from './generated/daxd/v1/ListRequest';
-import type { ListResponse__Output } from './generated/daxd/v1/ListResponse';
-import type { FileInfo__Output } from './generated/daxd/v1/FileInfo';
-import type { ReadOp } from './generated/daxd/v1/ReadOp';
-import type { ReadResult__Output } from './generated/daxd/v1/ReadResult';
-import type { ReadStreamRequest } from './generated/daxd/v1/ReadStreamRequest';
-import type { ReadStreamResponse__Output } from './generated/daxd/v1/ReadStreamResponse';
-import type { VolumeInfo__Output } from './generated/daxd/v1/VolumeInfo';
-import type { WriteOp } from './generated/daxd/v1/WriteOp';
-import type { WriteResult__Output } from './generated/daxd/v1/WriteResult';
-import type { WriteStreamRequest } from './generated/daxd/v1/WriteStreamRequest';
-import type { WriteStreamResponse__Output } from './generated/daxd/v1/WriteStreamResponse';
+import type { FilesClient } from '../wire/generated/daxd/v1/Files';
+import type { ListRequest } from '../wire/generated/daxd/v1/ListRequest';
+import type { ListResponse__Output } from '../wire/generated/daxd/v1/ListResponse';
+import type { FileInfo__Output } from '../wire/generated/daxd/v1/FileInfo';
+import type { ReadOp } from '../wire/generated/daxd/v1/ReadOp';
+import type { ReadResult__Output } from '../wire/generated/daxd/v1/ReadResult';
+import type { ReadStreamRequest } from '../wire/generated/daxd/v1/ReadStreamRequest';
+import type { ReadStreamResponse__Output } from '../wire/generated/daxd/v1/ReadStreamResponse';
+import type { VolumeInfo__Output } from '../wire/generated/daxd/v1/VolumeInfo';
+import type { WriteOp } from '../wire/generated/daxd/v1/WriteOp';
+import type { WriteResult__Output } from '../wire/generated/daxd/v1/WriteResult';
+import type { WriteStreamRequest } from '../wire/generated/daxd/v1/WriteStreamRequest';
+import type { WriteStreamResponse__Output } from '../wire/generated/daxd/v1/WriteStreamResponse';
 import { isUnavailable } from './errors';
 import {
   CHUNK_BYTES, DEFAULT_DEADLINE_MS, FLOW_CONTROL_WINDOW_BYTES, MESSAGE_MAX_BYTES, RETRIES_MAX, RETRY_BACKOFF_MS,
 } from './limits';
 import { OpPipeline } from './op-pipeline';
-import { loadDaxdProto } from './proto';
+import { loadDaxdProto } from '../wire/proto';
 import { RawClients } from './raw-clients';
 import type { MappedFile, MmapOptions } from './mapped-file';
 import { DmaPin, type PinOptions } from './dma-pin';

@@ -29,9 +29,9 @@
 import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import { DaxClientError } from './errors';
-import type { DmaClient } from './generated/daxd/v1/Dma';
-import type { DmaReadResponse__Output } from './generated/daxd/v1/DmaReadResponse';
-import type { PinResponse__Output } from './generated/daxd/v1/PinResponse';
+import type { DmaClient } from '../wire/generated/daxd/v1/Dma';
+import type { DmaReadResponse__Output } from '../wire/generated/daxd/v1/DmaReadResponse';
+import type { PinResponse__Output } from '../wire/generated/daxd/v1/PinResponse';
 import { RETRY_BACKOFF_MS } from './limits';
 import type { DaxSession } from './session';
 import { callUnary } from './unary-call';

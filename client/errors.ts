@@ -5,7 +5,7 @@
  * UNAVAILABLE because the server is down).
  */
 import * as grpc from '@grpc/grpc-js';
-import type { OpError__Output } from './generated/daxd/v1/OpError';
+import type { OpError__Output } from '../wire/generated/daxd/v1/OpError';
 
 export const REASON_METADATA_KEY = 'daxd-reason';
 

@@ -9,7 +9,7 @@ export type { ClientPte, FaultKind } from './mapping-rpc';
 export { DmaPin, PinRevokedError } from './dma-pin';
 export type { DmaPinState, PinOptions, RecallHandler } from './dma-pin';
 export { DaxClientError, SigbusError, REASON_METADATA_KEY } from './errors';
-export { loadDaxdProto, PROTO_PATH, PROTO_LOADER_OPTIONS } from './proto';
+export { loadDaxdProto, PROTO_PATH, PROTO_LOADER_OPTIONS } from '../wire/proto';
 export * as limits from './limits';
 export { readChunks, writeChunks } from './file-transfer';
 export type { ReadChunksOptions } from './file-transfer';

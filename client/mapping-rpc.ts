@@ -8,12 +8,12 @@
  * Retries on UNAVAILABLE: faults, loads, msync and unmap may run twice (another PTE, the
  * same bytes, an idempotent flush); a batch holding stores is sent once.
  */
-import type { MappingClient } from './generated/daxd/v1/Mapping';
-import type { AccessBatchRequest } from './generated/daxd/v1/AccessBatchRequest';
-import type { AccessBatchResponse__Output } from './generated/daxd/v1/AccessBatchResponse';
-import type { FaultBatchRequest } from './generated/daxd/v1/FaultBatchRequest';
-import type { FaultBatchResponse__Output } from './generated/daxd/v1/FaultBatchResponse';
-import type { OpError__Output } from './generated/daxd/v1/OpError';
+import type { MappingClient } from '../wire/generated/daxd/v1/Mapping';
+import type { AccessBatchRequest } from '../wire/generated/daxd/v1/AccessBatchRequest';
+import type { AccessBatchResponse__Output } from '../wire/generated/daxd/v1/AccessBatchResponse';
+import type { FaultBatchRequest } from '../wire/generated/daxd/v1/FaultBatchRequest';
+import type { FaultBatchResponse__Output } from '../wire/generated/daxd/v1/FaultBatchResponse';
+import type { OpError__Output } from '../wire/generated/daxd/v1/OpError';
 import { DaxClientError, SigbusError } from './errors';
 import { BATCH_BYTES_MAX, MAPPING_BATCH_OPS_MAX, RETRY_BACKOFF_MS } from './limits';
 import { callUnary, type UnaryMethod } from './unary-call';

@@ -19,7 +19,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { DaxClientError } from './errors';
-import type { OpError__Output } from './generated/daxd/v1/OpError';
+import type { OpError__Output } from '../wire/generated/daxd/v1/OpError';
 import {
   BATCH_BYTES_MAX, BATCH_FLUSH_BYTES, BATCH_OPS_MAX, PIPELINE_BYTES_IN_FLIGHT_MAX, PIPELINE_OPS_IN_FLIGHT_MAX, STREAM_IDLE_CLOSE_MS,
 } from './limits';

@@ -2,11 +2,11 @@
  * The generated gRPC stubs of the four services, sharing one channel.
  */
 import * as grpc from '@grpc/grpc-js';
-import type { ProtoGrpcType } from './generated/daxd';
-import type { DmaClient } from './generated/daxd/v1/Dma';
-import type { FilesClient } from './generated/daxd/v1/Files';
-import type { MappingClient } from './generated/daxd/v1/Mapping';
-import type { SessionClient } from './generated/daxd/v1/Session';
+import type { ProtoGrpcType } from '../wire/generated/daxd';
+import type { DmaClient } from '../wire/generated/daxd/v1/Dma';
+import type { FilesClient } from '../wire/generated/daxd/v1/Files';
+import type { MappingClient } from '../wire/generated/daxd/v1/Mapping';
+import type { SessionClient } from '../wire/generated/daxd/v1/Session';
 
 export interface DaxRawClients {
   readonly session: SessionClient;

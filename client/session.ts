@@ -22,10 +22,10 @@
 import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import { DaxClientError, isUnavailable } from './errors';
-import type { Event__Output } from './generated/daxd/v1/Event';
-import type { MappingClient } from './generated/daxd/v1/Mapping';
-import type { SessionClient } from './generated/daxd/v1/Session';
-import type { SessionInfo__Output } from './generated/daxd/v1/SessionInfo';
+import type { Event__Output } from '../wire/generated/daxd/v1/Event';
+import type { MappingClient } from '../wire/generated/daxd/v1/Mapping';
+import type { SessionClient } from '../wire/generated/daxd/v1/Session';
+import type { SessionInfo__Output } from '../wire/generated/daxd/v1/SessionInfo';
 import { RETRY_BACKOFF_MS } from './limits';
 import { MappedFile, type MmapOptions } from './mapped-file';
 import { MappingRpc } from './mapping-rpc';

@@ -8,8 +8,8 @@ import type { Dax } from '../dax/dax';
 import type { Pin } from '../dax/pin-table';
 import type { Session } from '../session/session';
 import type { SessionTable } from '../session/session-table';
-import type { DmaHandlers } from '../../client/generated/daxd/v1/Dma';
-import type { PinResponse } from '../../client/generated/daxd/v1/PinResponse';
+import type { DmaHandlers } from '../../wire/generated/daxd/v1/Dma';
+import type { PinResponse } from '../../wire/generated/daxd/v1/PinResponse';
 import { unary } from './unary';
 import * as v from './validate';
 

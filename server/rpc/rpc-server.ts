@@ -25,7 +25,7 @@ import type { Dax } from '../dax/dax';
 import type { FileSystemApi } from '../fs/types';
 import { Metrics } from '../metrics';
 import { SessionTable } from '../session/session-table';
-import { loadDaxdProto } from '../../client/proto';
+import { loadDaxdProto } from '../../wire/proto';
 import { filesHandlers } from './files-service';
 import { mappingHandlers } from './mapping-service';
 import { dmaHandlers } from './dma-service';

@@ -17,7 +17,7 @@
  *   - unknown fields are skipped once their framing is checked (proto3: a newer client's
  *     fields are not an error).
  * A message that passes is decoded by protobufjs with the same options as the rest of the
- * wire contract (client/proto.ts), so handlers see exactly what they saw before. One that
+ * wire contract (wire/proto.ts), so handlers see exactly what they saw before. One that
  * fails becomes a MalformedRequest, which wire-guard.ts answers with INVALID_ARGUMENT /
  * EBADMSG before any handler runs. Never a partial decode.
  *
@@ -26,7 +26,7 @@
  */
 import * as protobuf from 'protobufjs';
 import type * as grpc from '@grpc/grpc-js';
-import { PROTO_LOADER_OPTIONS, PROTO_PATH } from '../../client/proto';
+import { PROTO_LOADER_OPTIONS, PROTO_PATH } from '../../wire/proto';
 
 /** Nested messages deeper than this are refused (the contract nests 2 deep). */
 const NESTING_DEPTH_MAX = 16;

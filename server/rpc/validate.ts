@@ -2,7 +2,7 @@
  * Input validation: done once, here, for every field the network hands to the engine.
  * Below server/rpc, arguments are asserted, not re-checked.
  *
- * uint64 fields arrive as decimal strings (client/proto.ts decodes `longs: String`). A
+ * uint64 fields arrive as decimal strings (wire/proto.ts decodes `longs: String`). A
  * value that is not a safe integer (>= 2^53) is refused with EINVAL: nothing in daxd is
  * that large (files stop at 1 TiB), and rounding it would silently address the wrong byte.
  */

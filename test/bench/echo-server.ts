@@ -8,10 +8,10 @@
  * Run as a child process: prints {"echo": "127.0.0.1:PORT"} on stdout, exits on SIGTERM.
  */
 import * as grpc from '@grpc/grpc-js';
-import { loadDaxdProto } from '../../client/proto';
-import type { FilesHandlers } from '../../client/generated/daxd/v1/Files';
-import type { ReadStreamRequest__Output } from '../../client/generated/daxd/v1/ReadStreamRequest';
-import type { WriteStreamRequest__Output } from '../../client/generated/daxd/v1/WriteStreamRequest';
+import { loadDaxdProto } from '../../wire/proto';
+import type { FilesHandlers } from '../../wire/generated/daxd/v1/Files';
+import type { ReadStreamRequest__Output } from '../../wire/generated/daxd/v1/ReadStreamRequest';
+import type { WriteStreamRequest__Output } from '../../wire/generated/daxd/v1/WriteStreamRequest';
 import { raiseConnectionWindow, raiseStreamWindow, SERVER_OPTIONS } from '../../server/rpc/flow-control';
 import { RPC_IO_MAX_BYTES } from '../../server/rpc/limits';
 

@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import type { DaxClientError } from '../../client';
-import type { PinResponse__Output } from '../../client/generated/daxd/v1/PinResponse';
-import type { SessionInfo__Output } from '../../client/generated/daxd/v1/SessionInfo';
+import type { PinResponse__Output } from '../../wire/generated/daxd/v1/PinResponse';
+import type { SessionInfo__Output } from '../../wire/generated/daxd/v1/SessionInfo';
 import { PIN_PAGES_MAX, PINS_PER_SESSION_MAX } from '../../server/limits';
 import { call, failure } from '../support/raw-rpc';
 import { PAGE } from '../support/units';

@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import { DaxClientError, PinRevokedError, type DaxClient, type DmaPin } from '../../client';
-import type { PinResponse__Output } from '../../client/generated/daxd/v1/PinResponse';
+import type { PinResponse__Output } from '../../wire/generated/daxd/v1/PinResponse';
 import { call, failure } from '../support/raw-rpc';
 import { guardPinnedFrees, pinnedPfns, startDmaServer, type DmaServer } from './fixture';
 import { PAGE } from '../support/units';

@@ -7,8 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import type { AccessResponse__Output } from '../../client/generated/daxd/v1/AccessResponse';
-import type { FaultResponse__Output } from '../../client/generated/daxd/v1/FaultResponse';
+import type { AccessResponse__Output } from '../../wire/generated/daxd/v1/AccessResponse';
+import type { FaultResponse__Output } from '../../wire/generated/daxd/v1/FaultResponse';
 import { expectCode, freshDax, writtenFile } from '../support/dax-volume';
 import { PAGE } from '../support/units';
 import { TestOwner } from '../support/test-owner';

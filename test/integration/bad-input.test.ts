@@ -9,7 +9,7 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { DaxClientError } from '../../client';
 import type { RawClients } from '../../client/raw-clients';
-import type { SessionInfo__Output } from '../../client/generated/daxd/v1/SessionInfo';
+import type { SessionInfo__Output } from '../../wire/generated/daxd/v1/SessionInfo';
 import { badInputTable, type BadInputRow } from '../support/bad-input-table';
 import { call, callBytes, rawClients, streamOutcome, stringField1 } from '../support/raw-rpc';
 import { fsckFindings, startServer, tempDir, type StartedServer } from '../support/start-server';

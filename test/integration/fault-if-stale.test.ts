@@ -11,7 +11,7 @@
  */
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import type { StoreResponse__Output } from '../../client/generated/daxd/v1/StoreResponse';
+import type { StoreResponse__Output } from '../../wire/generated/daxd/v1/StoreResponse';
 import { openRawSession, pattern, useSdkServer, type RawMapping } from './mapping-fixture';
 import { PAGE } from '../support/units';
 import { until } from '../support/until';

@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { RawClients } from '../../client/raw-clients';
-import type { SessionInfo__Output } from '../../client/generated/daxd/v1/SessionInfo';
+import type { SessionInfo__Output } from '../../wire/generated/daxd/v1/SessionInfo';
 import { SHUTDOWN_FORCE_MS, STATUS_DETAILS_MAX_BYTES } from '../../server/rpc/limits';
 import { call, failure, rawClients, streamOutcome } from '../support/raw-rpc';
 import { startServer, tempDir, type StartedServer } from '../support/start-server';

@@ -10,11 +10,11 @@ import * as grpc from '@grpc/grpc-js';
 import { MappedFile } from '../../client/mapped-file';
 import { MappingRpc, splitBatches } from '../../client/mapping-rpc';
 import { PageTable } from '../../client/page-table';
-import type { MappingClient } from '../../client/generated/daxd/v1/Mapping';
+import type { MappingClient } from '../../wire/generated/daxd/v1/Mapping';
 import { MAPPING_STALE_RETRIES_MAX } from '../../client/limits';
 import { DaxClientError } from '../../client/errors';
 import { DaxSession } from '../../client/session';
-import type { SessionClient } from '../../client/generated/daxd/v1/Session';
+import type { SessionClient } from '../../wire/generated/daxd/v1/Session';
 import { PAGE } from '../support/units';
 
 interface StubOptions {

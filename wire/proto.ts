@@ -1,6 +1,6 @@
 /**
  * The wire contract, loaded at run time from proto/daxd/v1/daxd.proto (the SDK and the
- * server load it the same way; the types come from client/generated, derived from the
+ * server load it the same way; the types come from wire/generated, derived from the
  * same file by `npm run gen:proto`).
  *
  * The decoding options are part of the contract's safety: uint64 fields decode as exact
