@@ -2,21 +2,28 @@
  * Errors the SDK throws: every failure of a call, unary or inside a stream, becomes a
  * DaxClientError with the gRPC status `code` and the server's `reason` (ENOENT, EEXIST,
  * ELIMIT, SESSION_EXPIRED, ...; null when the failure did not come from daxd, e.g.
- * UNAVAILABLE because the server is down).
+ * UNAVAILABLE because the server is down). The reason names are the wire's
+ * (wire/reasons.ts, from the proto's `enum Reason`).
  */
 import * as grpc from '@grpc/grpc-js';
 import type { OpError__Output } from '../wire/generated/daxd/v1/OpError';
+import { REASON_METADATA_KEY } from '../wire/metadata';
+import type { Reason } from '../wire/reasons';
 
-export const REASON_METADATA_KEY = 'daxd-reason';
+/**
+ * A reason as received: one of the names this SDK knows, or (from a newer server) one it
+ * does not, passed on unchanged (isReason tells them apart).
+ */
+export type ReceivedReason = Reason | (string & Record<never, never>);
 
 export class DaxClientError extends Error {
   /** The gRPC status code (grpc.status). */
   readonly code: grpc.status;
   /** daxd's reason, e.g. 'ENOENT'; null if none was sent. */
-  readonly reason: string | null;
+  readonly reason: ReceivedReason | null;
   readonly details: string;
 
-  constructor(code: grpc.status, reason: string | null, details: string) {
+  constructor(code: grpc.status, reason: ReceivedReason | null, details: string) {
     // daxd's details already start with the reason ("ENOENT: no file ..."); say it once.
     const said = reason === null || details.startsWith(`${reason}:`) ? details : `${reason}: ${details}`;
     super(`${grpc.status[code] ?? code}: ${said}`);

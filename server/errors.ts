@@ -9,6 +9,8 @@
  * Status numbers are the gRPC ones (grpc/status.h); they are repeated here so the core
  * does not import grpc.
  */
+import type { Reason } from '../wire/reasons';
+
 export const GrpcStatus = {
   OK: 0,
   CANCELLED: 1,
@@ -62,7 +64,7 @@ export const REASONS = {
   ECORRUPT: { status: GrpcStatus.DATA_LOSS, doc: 'On-media corruption detected (bad checksum or impossible value); the volume refuses to use it.' },
   EVERSION: { status: GrpcStatus.FAILED_PRECONDITION, doc: 'The volume has an unknown on-media format version.' },
   EIO: { status: GrpcStatus.UNAVAILABLE, doc: 'A system call on the volume failed (msync, mmap).' },
-} as const satisfies Record<string, ReasonSpec>;
+} as const satisfies Record<Reason, ReasonSpec>;
 
 export type ReasonCode = keyof typeof REASONS;
 

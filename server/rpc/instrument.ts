@@ -15,8 +15,7 @@ import { DaxError } from '../errors';
 import { IO_ACCOUNTING } from './io-accounting';
 import { toServiceError } from './status';
 import { idLength } from './validate';
-
-export const REQUEST_ID_METADATA_KEY = 'daxd-request-id';
+import { REQUEST_ID_METADATA_KEY } from '../../wire/metadata';
 
 /** A unary call this slow (or slower) is logged at warn. */
 export const SLOW_RPC_MS = 1000;

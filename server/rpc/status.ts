@@ -15,8 +15,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { DaxError, GrpcStatus } from '../errors';
 import { STATUS_DETAILS_MAX_BYTES } from './limits';
-
-export const REASON_METADATA_KEY = 'daxd-reason';
+import { REASON_METADATA_KEY } from '../../wire/metadata';
 
 export interface WireStatus {
   code: grpc.status;

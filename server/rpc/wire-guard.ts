@@ -20,9 +20,10 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { BadMessageError } from '../errors';
 import type { Metrics } from '../metrics';
-import { methodLabel, newRequestId, REQUEST_ID_METADATA_KEY } from './instrument';
+import { methodLabel, newRequestId } from './instrument';
 import { METADATA_VALUE_MAX_BYTES } from './limits';
-import { boundedDetails, REASON_METADATA_KEY } from './status';
+import { boundedDetails } from './status';
+import { REASON_METADATA_KEY, REQUEST_ID_METADATA_KEY } from '../../wire/metadata';
 import { MalformedRequest } from './strict-decode';
 
 /** The metadata with every custom key whose values total over METADATA_VALUE_MAX_BYTES removed. */

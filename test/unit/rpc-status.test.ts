@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import { DaxError, REASONS, type ReasonCode } from '../../server/errors';
-import { REASON_METADATA_KEY, toServiceError } from '../../server/rpc/status';
+import { toServiceError } from '../../server/rpc/status';
+import { REASON_METADATA_KEY } from '../../wire/metadata';
 import { u64 } from '../../server/rpc/validate';
 
 function capturingLog(): { log: pino.Logger; lines: Array<Record<string, unknown>> } {
