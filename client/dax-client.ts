@@ -29,7 +29,7 @@ import type { WriteStreamRequest } from '../wire/generated/daxd/v1/WriteStreamRe
 import type { WriteStreamResponse__Output } from '../wire/generated/daxd/v1/WriteStreamResponse';
 import { isUnavailable } from './errors';
 import {
-  CHUNK_BYTES, DEFAULT_DEADLINE_MS, FLOW_CONTROL_WINDOW_BYTES, MESSAGE_MAX_BYTES, RETRIES_MAX, RETRY_BACKOFF_MS,
+  CHUNK_BYTES, DEADLINE_MS_DEFAULT, FLOW_CONTROL_WINDOW_BYTES, MESSAGE_BYTES_MAX, RETRIES_MAX, RETRY_BACKOFF_MS,
 } from './limits';
 import { OpPipeline } from './op-pipeline';
 import { loadDaxdProto } from '../wire/proto';
@@ -87,8 +87,8 @@ export interface WriteOutcome {
 
 /** Channel options the SDK sets: explicit message limits and a large flow-control window. */
 export const CLIENT_CHANNEL_OPTIONS: grpc.ChannelOptions = {
-  'grpc.max_receive_message_length': MESSAGE_MAX_BYTES,
-  'grpc.max_send_message_length': MESSAGE_MAX_BYTES,
+  'grpc.max_receive_message_length': MESSAGE_BYTES_MAX,
+  'grpc.max_send_message_length': MESSAGE_BYTES_MAX,
   'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW_BYTES,
 };
 
@@ -121,7 +121,7 @@ export class DaxClient {
   private readonly writes: OpPipeline<WriteOp, WriteStreamRequest, WriteStreamResponse__Output, WriteResult__Output>;
 
   private constructor(readonly address: string, options: DaxClientOptions) {
-    this.deadlineMs = options.deadlineMs ?? DEFAULT_DEADLINE_MS;
+    this.deadlineMs = options.deadlineMs ?? DEADLINE_MS_DEFAULT;
     this.retries = options.retries ?? RETRIES_MAX;
     this.raw = new RawClients(loadDaxdProto(), address, { ...CLIENT_CHANNEL_OPTIONS, ...options.channelOptions });
     const files: FilesClient = this.raw.files;

@@ -1,10 +1,13 @@
 /**
- * The SDK's sizes and bounds. The message limit mirrors the server's documented one
- * (README "Limits"); the rest are the SDK's own choices.
+ * The SDK's own sizes and bounds. The limits it must agree on with the server (message and
+ * I/O size, ops per message or batch, page size, flow-control window) are the wire's
+ * (wire/limits.ts): defaults until the server's VolumeInfo says otherwise.
  */
+import { MAPPING_BATCH_OPS_MAX } from '../wire/limits';
 
-/** Largest gRPC message the SDK sends or accepts: the server's 4 MiB data limit + 64 KiB framing. */
-export const MESSAGE_MAX_BYTES = 4 * 1024 * 1024 + 64 * 1024;
+export {
+  FLOW_CONTROL_WINDOW_BYTES, MAPPING_BATCH_OPS_MAX, MESSAGE_BYTES_MAX, PAGE_BYTES, RPC_IO_BYTES_MAX, STREAM_OPS_PER_MESSAGE_MAX,
+} from '../wire/limits';
 
 /** Reads and writes larger than this are split into pipelined ops of this size. */
 export const CHUNK_BYTES = 1024 * 1024;
@@ -13,18 +16,15 @@ export const CHUNK_BYTES = 1024 * 1024;
 export const PIPELINE_OPS_IN_FLIGHT_MAX = 1024;
 export const PIPELINE_BYTES_IN_FLIGHT_MAX = 64 * 1024 * 1024;
 
-/** One stream message carries at most this many ops (the server's limit) ... */
-export const BATCH_OPS_MAX = 1024;
-/** ... and is sent as soon as its data reaches this many bytes (else at the end of the tick) ... */
+/**
+ * One stream message is sent as soon as its data reaches this many bytes (else at the end
+ * of the tick); it never carries more than the wire's STREAM_OPS_PER_MESSAGE_MAX ops nor
+ * more data than the server's max_io_bytes.
+ */
 export const BATCH_FLUSH_BYTES = 1024 * 1024;
-/** ... and never holds more data than the server takes per message (its 4 MiB I/O limit). */
-export const BATCH_BYTES_MAX = 4 * 1024 * 1024;
-
-/** HTTP/2 flow-control window the client advertises (per stream and per connection). */
-export const FLOW_CONTROL_WINDOW_BYTES = 16 * 1024 * 1024;
 
 /** Default deadline of a call, and of each op in a stream. */
-export const DEFAULT_DEADLINE_MS = 30_000;
+export const DEADLINE_MS_DEFAULT = 30_000;
 
 /** Attempts of an idempotent call that fails with UNAVAILABLE, and the first backoff. */
 export const RETRIES_MAX = 3;
@@ -37,9 +37,6 @@ export const STREAM_IDLE_CLOSE_MS = 2_000;
 export const STREAM_WINDOW_CHUNKS = 8;
 
 // ---- mappings (MappedFile) ----------------------------------------------------
-
-/** Ops in one FaultBatch / AccessBatch call: the server's MAPPING_BATCH_OPS_MAX. */
-export const MAPPING_BATCH_OPS_MAX = 1024;
 
 /** Rounds (fault batch, then access batch) one MappedFile keeps in flight; more ops wait queued. */
 export const MAPPING_ROUNDS_IN_FLIGHT_MAX = 4;
@@ -62,6 +59,3 @@ export const MAPPING_PTES_CACHED_MAX = 1024 * 1024;
 
 /** Private (COW) pages one MappedFile keeps (1 GiB): a write that needs more is ELIMIT. */
 export const MAPPING_PRIVATE_PAGES_MAX = 256 * 1024;
-
-/** Page size of a mapping (the volume's block size). */
-export const PAGE_BYTES = 4096;

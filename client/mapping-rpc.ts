@@ -1,6 +1,6 @@
 /**
  * The Mapping service as one session sees it: FaultBatch / AccessBatch split into calls of
- * at most MAPPING_BATCH_OPS_MAX ops (and BATCH_BYTES_MAX bytes of data), sent
+ * at most MAPPING_BATCH_OPS_MAX ops (and RPC_IO_BYTES_MAX bytes of data), sent
  * concurrently, each outcome decoded to a PTE, bytes, or a DaxClientError; Msync and
  * Unmap of a page range. Per-op failures come back as values, never as a rejected call:
  * the caller decides per page (PTE_STALE: re-fault; SIGBUS: fail that access).
@@ -15,7 +15,7 @@ import type { FaultBatchRequest } from '../wire/generated/daxd/v1/FaultBatchRequ
 import type { FaultBatchResponse__Output } from '../wire/generated/daxd/v1/FaultBatchResponse';
 import type { OpError__Output } from '../wire/generated/daxd/v1/OpError';
 import { DaxClientError, SigbusError } from './errors';
-import { BATCH_BYTES_MAX, MAPPING_BATCH_OPS_MAX, RETRY_BACKOFF_MS } from './limits';
+import { RPC_IO_BYTES_MAX, MAPPING_BATCH_OPS_MAX, RETRY_BACKOFF_MS } from './limits';
 import { callUnary, type UnaryMethod } from './unary-call';
 
 export type FaultKind = 'READ' | 'WRITE' | 'COW';
@@ -129,7 +129,7 @@ export class MappingRpc {
 
   /** Loads and stores, in order per call; outcomes in the order of `ops`. */
   async accessBatch(ops: readonly AccessOp[]): Promise<AccessOutcome[]> {
-    const batches = splitBatches(ops, MAPPING_BATCH_OPS_MAX, BATCH_BYTES_MAX, (op) => (op.store ? op.data.length : op.length));
+    const batches = splitBatches(ops, MAPPING_BATCH_OPS_MAX, RPC_IO_BYTES_MAX, (op) => (op.store ? op.data.length : op.length));
     const replies = await Promise.all(batches.map(async (batch) => {
       this.counts.accessBatchCalls++;
       this.counts.accessOps += batch.length;

@@ -2,7 +2,7 @@
  * The client side of a pipelined op stream (Files.ReadStream / Files.WriteStream).
  *
  * Every read or write the SDK makes becomes an op with an id. Ops submitted in the same
- * tick travel in one message (up to BATCH_OPS_MAX ops / BATCH_FLUSH_BYTES of data), and
+ * tick travel in one message (up to STREAM_OPS_PER_MESSAGE_MAX ops / BATCH_FLUSH_BYTES of data), and
  * results come back in batches, matched by id. So 64 concurrent 4 KiB reads cost about
  * one gRPC message each way, not 64 round trips.
  *
@@ -21,7 +21,7 @@ import * as grpc from '@grpc/grpc-js';
 import { DaxClientError } from './errors';
 import type { OpError__Output } from '../wire/generated/daxd/v1/OpError';
 import {
-  BATCH_BYTES_MAX, BATCH_FLUSH_BYTES, BATCH_OPS_MAX, PIPELINE_BYTES_IN_FLIGHT_MAX, PIPELINE_OPS_IN_FLIGHT_MAX, STREAM_IDLE_CLOSE_MS,
+  RPC_IO_BYTES_MAX, BATCH_FLUSH_BYTES, STREAM_OPS_PER_MESSAGE_MAX, PIPELINE_BYTES_IN_FLIGHT_MAX, PIPELINE_OPS_IN_FLIGHT_MAX, STREAM_IDLE_CLOSE_MS,
 } from './limits';
 
 /** How one kind of stream (read or write) builds its messages and reads its results. */
@@ -82,14 +82,14 @@ export class OpPipeline<Op, Req, Res, Result extends { id: number; error: OpErro
   private pump(): void {
     while (this.waitingHead < this.waiting.length && this.canSend(this.waiting[this.waitingHead].bytes)) {
       const op = this.waiting[this.waitingHead++];
-      // Keep a message within the server's data limit per message (RPC_IO_MAX_BYTES).
-      if (this.batchBytes + op.bytes > BATCH_BYTES_MAX) this.flush();
+      // Keep a message within the server's data limit per message (RPC_IO_BYTES_MAX).
+      if (this.batchBytes + op.bytes > RPC_IO_BYTES_MAX) this.flush();
       const id = this.allocateId();
       this.inFlight.set(id, op);
       this.bytesInFlight += op.bytes;
       this.batch.push(op.make(id));
       this.batchBytes += op.bytes;
-      if (this.batch.length >= BATCH_OPS_MAX || this.batchBytes >= BATCH_FLUSH_BYTES) this.flush();
+      if (this.batch.length >= STREAM_OPS_PER_MESSAGE_MAX || this.batchBytes >= BATCH_FLUSH_BYTES) this.flush();
     }
     if (this.waitingHead === this.waiting.length) {
       this.waiting.length = 0;

@@ -6,20 +6,20 @@ export const BLOCK_SIZE = 4096;
 export const BLOCK_SHIFT = 12;
 
 /** File names: 1..255 bytes of UTF-8, no NUL (as Linux NAME_MAX). */
-export const NAME_MAX_BYTES = 255;
+export const NAME_BYTES_MAX = 255;
 
 /** Smallest and largest volume mkfs accepts. The volume file is sparse: size is not written. */
-export const VOLUME_MIN_BYTES = 16 * 1024 * 1024;
-export const VOLUME_MAX_BYTES = 1024 * 1024 * 1024 * 1024;
+export const VOLUME_BYTES_MIN = 16 * 1024 * 1024;
+export const VOLUME_BYTES_MAX = 1024 * 1024 * 1024 * 1024;
 
 /**
  * Largest file: the block map is a radix tree of 1024-entry map blocks, depth <= 3,
  * which reaches 4 TiB; we cap at 1 TiB, the largest volume.
  */
-export const FILE_MAX_BYTES = VOLUME_MAX_BYTES;
+export const FILE_BYTES_MAX = VOLUME_BYTES_MAX;
 
 /** Largest single read or write the engine serves in one call (the rpc layer's per-message cap is lower). */
-export const IO_MAX_BYTES = 64 * 1024 * 1024;
+export const IO_BYTES_MAX = 64 * 1024 * 1024;
 
 /** Pages a long layout change (truncate, punch, collapse, unlink) handles per journal step. */
 export const LAYOUT_STEP_PAGES = 1 << 18;
@@ -38,7 +38,7 @@ export const PINS_PER_SESSION_MAX = 64;
 export const PIN_PAGES_MAX = 1024;
 
 /** Longest pin lease; a pin not renewed (Dma.Renew) within it is revoked (S4: pins are transient). */
-export const PIN_LEASE_MAX_MS = 30_000;
+export const PIN_LEASE_MS_MAX = 30_000;
 
 /** RECALL: time a pin holder has, after PinRecall, to unpin before the pin is revoked. */
 export const PIN_RECALL_GRACE_MS = 1_000;

@@ -18,8 +18,9 @@
  * A page that was never written (generation 0) must read as all zeros.
  */
 import { crc32 } from 'node:zlib';
+import { PAGE_BYTES } from '../../wire/limits';
 
-export const PAGE_BYTES = 4096;
+export { PAGE_BYTES };
 export const HEADER_BYTES = 32;
 export const BLOCK_MAGIC = 0x424c5844; // 'DXLB' little-endian
 

@@ -14,7 +14,7 @@ import {
   type FlagSpec, type FlagValues,
 } from './flags';
 import {
-  BATCH_MAX, BS_MAX_BYTES, CLIENTS_MAX, DEFAULT_LOAD_OPTIONS, DURATION_MS_MAX, FILES_MAX, QD_MAX, WORKERS_MAX, WORKLOAD_NAMES,
+  BATCH_MAX, BS_BYTES_MAX, CLIENTS_MAX, DEFAULT_LOAD_OPTIONS, DURATION_MS_MAX, FILES_MAX, QD_MAX, WORKERS_MAX, WORKLOAD_NAMES,
   type LoadOptions, type WorkloadName,
 } from './load-options';
 import { startPrivateServer, type PrivateServer } from './private-server';
@@ -33,7 +33,7 @@ export const LOAD_FLAGS: FlagSpec[] = [
   { name: 'server', value: 'HOST:PORT', help: 'the daxd to load; without it a private daxd is started on 127.0.0.1 (port 0) with a temporary volume and stopped at the end' },
   { name: 'clients', value: 'N', default: String(D.clients), help: `connections (DaxClient instances), each with its own channel and sessions (1..${CLIENTS_MAX})` },
   { name: 'qd', value: 'N', default: String(D.qd), help: `queue depth: workers per client, each with one request outstanding (1..${QD_MAX}; clients x qd <= ${WORKERS_MAX})` },
-  { name: 'bs', value: 'SIZE', default: '4k', help: `request size: bytes per read/write/load/store, pages per pin (4k, 1M, ...; at most ${BS_MAX_BYTES / 1048576}M)` },
+  { name: 'bs', value: 'SIZE', default: '4k', help: `request size: bytes per read/write/load/store, pages per pin (4k, 1M, ...; at most ${BS_BYTES_MAX / 1048576}M)` },
   { name: 'size', value: 'SIZE', default: '64M', help: 'size of each file (a multiple of 4k); written files are laid out before the measured phase' },
   { name: 'files', value: 'N', default: String(D.files), help: `files to spread the load over, named PREFIX.0 .. PREFIX.N-1 (1..${FILES_MAX})` },
   { name: 'duration', value: 'TIME', default: '10s', help: `length of the measured phase (500ms, 10s, 2m); with --ops alone the run ends at the op count or after ${OPS_ONLY_DURATION_MS_MAX / 1000}s` },
@@ -74,7 +74,7 @@ function toOptions(v: FlagValues, address: string): LoadOptions {
   const qd = intValue(str(v, 'qd') ?? String(D.qd), 'qd', 1, QD_MAX);
   if (clients * qd > WORKERS_MAX) throw new UsageError(`--clients x --qd is ${clients * qd} (max ${WORKERS_MAX})`);
   const bsBytes = sizeValue(str(v, 'bs') ?? '4k', 'bs');
-  if (bsBytes < 1 || bsBytes > BS_MAX_BYTES) throw new UsageError(`--bs must be in [1, ${BS_MAX_BYTES}]`);
+  if (bsBytes < 1 || bsBytes > BS_BYTES_MAX) throw new UsageError(`--bs must be in [1, ${BS_BYTES_MAX}]`);
   const opsText = str(v, 'ops');
   const durationText = str(v, 'duration');
   const durationMs = durationText !== undefined ? durationValue(durationText, 'duration') : opsText !== undefined ? null : D.durationMs;

@@ -17,7 +17,7 @@ export const QD_MAX = 1024;
 export const WORKERS_MAX = 1024;
 export const WORKERS_WITH_SESSIONS_MAX = 512;
 export const FILES_MAX = 1024;
-export const BS_MAX_BYTES = 16 * 1024 * 1024;
+export const BS_BYTES_MAX = 16 * 1024 * 1024;
 export const BATCH_MAX = 1024;
 /** Pages in one pin (the server's PIN_PAGES_MAX). */
 export const PIN_PAGES_MAX = 1024;

@@ -12,7 +12,7 @@ import { DEFAULT_GRPC_ADDRESS, EXIT_OK, formatBytes, parseSize, stringOption, ty
 import type { Command } from './command';
 
 /** Transfers at least this large show a progress bar (on a terminal, unless --no-progress). */
-const PROGRESS_MIN_BYTES = 8 * 1024 * 1024;
+const PROGRESS_BYTES_MIN = 8 * 1024 * 1024;
 
 const SERVER_OPTION: Options = { server: { type: 'string', short: 's' } };
 const SERVER_HELP = `  -s, --server HOST:PORT   daxd to talk to (default $DAXD_SERVER, else ${DEFAULT_GRPC_ADDRESS})`;
@@ -35,7 +35,7 @@ function clientCommand(body: (client: DaxClient, parsed: Parsed) => Promise<void
 }
 
 function progressBar(totalBytes: number, parsed: Parsed): { update(doneBytes: number): void; stop(): void } {
-  if (totalBytes < PROGRESS_MIN_BYTES || parsed.values['no-progress'] === true || !process.stderr.isTTY) {
+  if (totalBytes < PROGRESS_BYTES_MIN || parsed.values['no-progress'] === true || !process.stderr.isTTY) {
     return { update: () => undefined, stop: () => undefined };
   }
   const bar = new SingleBar({ stream: process.stderr, format: ' {bar} {percentage}% | {done} / {total}' }, Presets.shades_classic);

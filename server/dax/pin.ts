@@ -13,7 +13,7 @@
 import assert from 'node:assert';
 import { randomBytes } from 'node:crypto';
 import { DaxError, InvalidArgumentError, LimitError, NotFoundError, SigbusError } from '../errors';
-import { BLOCK_SIZE, PIN_LEASE_MAX_MS, PIN_PAGES_MAX, PINS_PER_SESSION_MAX } from '../limits';
+import { BLOCK_SIZE, PIN_LEASE_MS_MAX, PIN_PAGES_MAX, PINS_PER_SESSION_MAX } from '../limits';
 import type { AddressSpace, Entry } from './address-space';
 import type { DaxContext } from './dax-context';
 import { lockEntry, unlockEntry } from './entry-lock';
@@ -46,7 +46,7 @@ export async function pin(ctx: DaxContext, pins: PinTable, owner: MappingOwner, 
   if (npages < 1) throw new InvalidArgumentError('npages must be >= 1');
   if (npages > PIN_PAGES_MAX) throw new LimitError('pages per pin', npages, PIN_PAGES_MAX);
   if (pins.countOf(owner.id) >= PINS_PER_SESSION_MAX) throw new LimitError('pins per session', pins.countOf(owner.id) + 1, PINS_PER_SESSION_MAX);
-  const leaseMs = Math.min(args.leaseMs === 0 ? PIN_LEASE_MAX_MS : args.leaseMs, PIN_LEASE_MAX_MS);
+  const leaseMs = Math.min(args.leaseMs === 0 ? PIN_LEASE_MS_MAX : args.leaseMs, PIN_LEASE_MS_MAX);
   ctx.fs.stat(ino);
   // A writable pin may allocate: keep the transaction bounded, and commit pending frees
   // when its pages might not fit, before taking any lock.

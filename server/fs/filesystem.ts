@@ -11,7 +11,7 @@
  */
 import assert from 'node:assert';
 import { DEFAULT_LAYOUT_BREAK } from './types';
-import { BLOCK_SIZE, FILE_MAX_BYTES, FREE_COMMIT_DELAY_MS, IO_MAX_BYTES } from '../limits';
+import { BLOCK_SIZE, FILE_BYTES_MAX, FREE_COMMIT_DELAY_MS, IO_BYTES_MAX } from '../limits';
 import { ExistsError, FileTooBigError, InvalidArgumentError, LimitError, NotFoundError } from '../errors';
 import type { BlockStorage } from '../media/storage';
 import type { Layout } from '../media/layout';
@@ -234,7 +234,7 @@ export class FileSystem implements FileSystemApi {
 
   async read(ino: number, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
     this.checkRange(offsetBytes, lengthBytes);
-    if (lengthBytes > IO_MAX_BYTES) throw new LimitError('read length', lengthBytes, IO_MAX_BYTES);
+    if (lengthBytes > IO_BYTES_MAX) throw new LimitError('read length', lengthBytes, IO_BYTES_MAX);
     const inode = this.inode(ino);
     const n = Math.max(0, Math.min(lengthBytes, inode.sizeBytes - offsetBytes));
     return readData(this.ctx, inode, offsetBytes, n);
@@ -242,8 +242,8 @@ export class FileSystem implements FileSystemApi {
 
   async write(ino: number, offsetBytes: number, data: Uint8Array, sync: boolean): Promise<WriteResult> {
     this.checkRange(offsetBytes, data.length);
-    if (data.length > IO_MAX_BYTES) throw new LimitError('write length', data.length, IO_MAX_BYTES);
-    if (offsetBytes + data.length > FILE_MAX_BYTES) throw new FileTooBigError(offsetBytes + data.length, FILE_MAX_BYTES);
+    if (data.length > IO_BYTES_MAX) throw new LimitError('write length', data.length, IO_BYTES_MAX);
+    if (offsetBytes + data.length > FILE_BYTES_MAX) throw new FileTooBigError(offsetBytes + data.length, FILE_BYTES_MAX);
     this.inode(ino);
     const unlock = await this.lockOf(ino).lockExclusive();
     let overwritten: number[] = [];
@@ -379,7 +379,7 @@ export class FileSystem implements FileSystemApi {
 
   async truncate(ino: number, sizeBytes: number, opts: LayoutBreakOptions = DEFAULT_LAYOUT_BREAK): Promise<void> {
     if (!Number.isSafeInteger(sizeBytes) || sizeBytes < 0) throw new InvalidArgumentError(`size ${sizeBytes} is not a non-negative integer`);
-    if (sizeBytes > FILE_MAX_BYTES) throw new FileTooBigError(sizeBytes, FILE_MAX_BYTES);
+    if (sizeBytes > FILE_BYTES_MAX) throw new FileTooBigError(sizeBytes, FILE_BYTES_MAX);
     await this.withLayoutLock(ino, async (inode) => {
       const persist = () => this.inodes.persist(inode);
       const firstGone = Math.ceil(sizeBytes / BLOCK_SIZE);
@@ -425,7 +425,7 @@ export class FileSystem implements FileSystemApi {
     this.checkRange(offsetBytes, lengthBytes);
     if (lengthBytes === 0) throw new InvalidArgumentError('fallocate length must be > 0');
     const end = offsetBytes + lengthBytes;
-    if (end > FILE_MAX_BYTES) throw new FileTooBigError(end, FILE_MAX_BYTES);
+    if (end > FILE_BYTES_MAX) throw new FileTooBigError(end, FILE_BYTES_MAX);
     if (mode === 'COLLAPSE_RANGE' && (offsetBytes % BLOCK_SIZE !== 0 || lengthBytes % BLOCK_SIZE !== 0)) {
       throw new InvalidArgumentError(`COLLAPSE_RANGE needs offset and length aligned to ${BLOCK_SIZE} (offset ${offsetBytes}, length ${lengthBytes})`);
     }
@@ -528,7 +528,7 @@ export class FileSystem implements FileSystemApi {
     const free = this.alloc.freeBlocks;
     return {
       blockSize: BLOCK_SIZE, blocksTotal: this.layout.data.count, blocksFree: free, blocksPendingFree: this.alloc.pendingFreeBlocks, blocksUsed: this.layout.data.count - free,
-      files: this.ns.size, maxFiles: this.layout.maxFiles - 1, maxFileSizeBytes: FILE_MAX_BYTES,
+      files: this.ns.size, maxFiles: this.layout.maxFiles - 1, maxFileSizeBytes: FILE_BYTES_MAX,
       uuid: Buffer.from(this.sb.uuid).toString('hex'), formatVersion: this.sb.version,
       journalBlocks: this.layout.journal.count, sizeBytes: this.layout.volumeBlocks * BLOCK_SIZE,
     };
@@ -586,7 +586,7 @@ export class FileSystem implements FileSystemApi {
   private checkRange(offsetBytes: number, lengthBytes: number): void {
     if (!Number.isSafeInteger(offsetBytes) || offsetBytes < 0) throw new InvalidArgumentError(`offset ${offsetBytes} is not a non-negative safe integer`);
     if (!Number.isSafeInteger(lengthBytes) || lengthBytes < 0) throw new InvalidArgumentError(`length ${lengthBytes} is not a non-negative safe integer`);
-    if (offsetBytes > FILE_MAX_BYTES) throw new FileTooBigError(offsetBytes, FILE_MAX_BYTES);
+    if (offsetBytes > FILE_BYTES_MAX) throw new FileTooBigError(offsetBytes, FILE_BYTES_MAX);
   }
 
   private async flushPfns(pfns: number[]): Promise<void> {

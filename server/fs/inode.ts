@@ -21,7 +21,7 @@ import { CorruptError } from '../errors';
 import { crc32 } from '../media/checksum';
 import { INODE_SIZE_BYTES } from '../media/layout';
 import { dataView, getU64, setU64 } from '../media/u64';
-import { NAME_MAX_BYTES } from '../limits';
+import { NAME_BYTES_MAX } from '../limits';
 import { DirtyBlocks, type PfnSet } from './dirty-blocks';
 
 export const INODE_FREE = 0;
@@ -73,7 +73,7 @@ export function decodeInode(ino: number, slot: Uint8Array): Inode {
   const state = dv.getUint32(0, true);
   const nameLength = dv.getUint16(48, true);
   if (state !== INODE_LINKED && state !== INODE_ORPHAN) throw new CorruptError(`inode ${ino}: allocated in the bitmap but state is ${state}`);
-  if (nameLength > NAME_MAX_BYTES || (state === INODE_LINKED && nameLength === 0)) throw new CorruptError(`inode ${ino}: name length ${nameLength}`);
+  if (nameLength > NAME_BYTES_MAX || (state === INODE_LINKED && nameLength === 0)) throw new CorruptError(`inode ${ino}: name length ${nameLength}`);
   const inode: Inode = {
     ino, state, generation: dv.getUint32(4, true), sizeBytes: getU64(dv, 8), blocks: getU64(dv, 16),
     mapRoot: dv.getUint32(24, true), mapDepth: dv.getUint8(28), mtimeMs: getU64(dv, 32), ctimeMs: getU64(dv, 40),

@@ -4,13 +4,13 @@
  */
 import assert from 'node:assert';
 import { InvalidArgumentError, NameTooLongError } from '../errors';
-import { NAME_MAX_BYTES } from '../limits';
+import { NAME_BYTES_MAX } from '../limits';
 
 /** 1..255 bytes of UTF-8, no NUL, and a valid Unicode string (no lone surrogates). */
 export function validateName(name: string): void {
   const bytes = Buffer.byteLength(name, 'utf8');
   if (bytes === 0) throw new InvalidArgumentError('name is empty (1..255 bytes of UTF-8 required)');
-  if (bytes > NAME_MAX_BYTES) throw new NameTooLongError(bytes, NAME_MAX_BYTES);
+  if (bytes > NAME_BYTES_MAX) throw new NameTooLongError(bytes, NAME_BYTES_MAX);
   if (name.includes('\0')) throw new InvalidArgumentError('name contains a NUL byte');
   if (!name.isWellFormed()) throw new InvalidArgumentError('name is not valid UTF-8 (lone surrogate)');
 }

@@ -5,7 +5,7 @@
  * file, not a Map of strings), comparing the actual names only where hashes collide.
  */
 import { CorruptError } from '../errors';
-import { FILE_MAX_BYTES, NAME_MAX_BYTES } from '../limits';
+import { FILE_BYTES_MAX, NAME_BYTES_MAX } from '../limits';
 import { crc32 } from '../media/checksum';
 import { INODE_SIZE_BYTES } from '../media/layout';
 import { dataView } from '../media/u64';
@@ -62,7 +62,7 @@ export function checkUsedSlot(ino: number, slot: Uint8Array, at: SlotPlace, log:
   }
   checkReserved(ino, slot, log);
   checkName(ino, state, slot, log);
-  if (inode.sizeBytes > FILE_MAX_BYTES) log.add('SIZE_BEYOND_MAX', `inode ${ino}: size ${inode.sizeBytes} bytes (${inode.sizeBytes} vs. max ${FILE_MAX_BYTES})`);
+  if (inode.sizeBytes > FILE_BYTES_MAX) log.add('SIZE_BEYOND_MAX', `inode ${ino}: size ${inode.sizeBytes} bytes (${inode.sizeBytes} vs. max ${FILE_BYTES_MAX})`);
   if ((inode.mapRoot === 0) !== (inode.mapDepth === 0) || inode.mapDepth > MAX_DEPTH) {
     log.add('MAP_DEPTH', `inode ${ino}: map root ${inode.mapRoot} with depth ${inode.mapDepth} (root is 0 iff depth is 0, depth <= ${MAX_DEPTH})`);
   }
@@ -83,7 +83,7 @@ export function checkFreeSlot(ino: number, slot: Uint8Array, at: SlotPlace, log:
 
 function checkReserved(ino: number, slot: Uint8Array, log: FindingLog): void {
   const nameLength = dataView(slot).getUint16(48, true);
-  const ranges: Array<readonly [number, number]> = [RESERVED_AFTER_DEPTH, [NAME_OFF + Math.min(nameLength, NAME_MAX_BYTES), CRC_OFF]];
+  const ranges: Array<readonly [number, number]> = [RESERVED_AFTER_DEPTH, [NAME_OFF + Math.min(nameLength, NAME_BYTES_MAX), CRC_OFF]];
   for (const [from, to] of ranges) {
     for (let i = from; i < to; i++) {
       if (slot[i] !== 0) {
@@ -105,7 +105,7 @@ function checkName(ino: number, state: number, slot: Uint8Array, log: FindingLog
 }
 
 function nameProblem(raw: Buffer): string | null {
-  if (raw.length === 0 || raw.length > NAME_MAX_BYTES) return `is ${raw.length} bytes (1..${NAME_MAX_BYTES} required)`;
+  if (raw.length === 0 || raw.length > NAME_BYTES_MAX) return `is ${raw.length} bytes (1..${NAME_BYTES_MAX} required)`;
   if (raw.includes(0)) return 'contains a NUL byte';
   if (!Buffer.from(raw.toString('utf8'), 'utf8').equals(raw)) return 'is not valid UTF-8';
   return null;

@@ -7,14 +7,14 @@
  * Depth is at most MAX_DEPTH, so the recursion is at most 3 deep and the walk reads each
  * map block of the file once: O(map blocks), whatever the file size.
  */
-import { BLOCK_SIZE, FILE_MAX_BYTES } from '../limits';
+import { BLOCK_SIZE, FILE_BYTES_MAX } from '../limits';
 import type { Layout } from '../media/layout';
 import { entryPfn, entryState, FANOUT, STATE_UNWRITTEN, STATE_WRITTEN } from '../fs/block-map';
 import type { OverlayReader } from './overlay';
 import type { FindingLog } from './report';
 
 export const DATA_LEVEL = -1;
-const MAX_PAGES = FILE_MAX_BYTES / BLOCK_SIZE;
+const MAX_PAGES = FILE_BYTES_MAX / BLOCK_SIZE;
 
 export interface RefSink {
   /** Returns true iff this is the first reference to `pfn` (a map block is then walked). */

@@ -15,7 +15,7 @@
  * with the copy the superblock holds (geometry mismatch = corruption).
  */
 import assert from 'node:assert';
-import { BLOCK_SIZE, VOLUME_MAX_BYTES, VOLUME_MIN_BYTES } from '../limits';
+import { BLOCK_SIZE, VOLUME_BYTES_MAX, VOLUME_BYTES_MIN } from '../limits';
 import { InvalidArgumentError, VersionError } from '../errors';
 
 /**
@@ -71,8 +71,8 @@ export function validateVolumeSize(sizeBytes: number): void {
   if (!Number.isSafeInteger(sizeBytes) || sizeBytes % BLOCK_SIZE !== 0) {
     throw new InvalidArgumentError(`volume size ${sizeBytes} is not a multiple of ${BLOCK_SIZE}`);
   }
-  if (sizeBytes < VOLUME_MIN_BYTES || sizeBytes > VOLUME_MAX_BYTES) {
-    throw new InvalidArgumentError(`volume size ${sizeBytes} bytes outside [${VOLUME_MIN_BYTES}, ${VOLUME_MAX_BYTES}]`);
+  if (sizeBytes < VOLUME_BYTES_MIN || sizeBytes > VOLUME_BYTES_MAX) {
+    throw new InvalidArgumentError(`volume size ${sizeBytes} bytes outside [${VOLUME_BYTES_MIN}, ${VOLUME_BYTES_MAX}]`);
   }
 }
 

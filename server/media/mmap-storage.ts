@@ -16,13 +16,13 @@
  * chunks of a 1 TiB volume at open cost ~2.2 s of such collections; a server touches the
  * few chunks its allocator works in. Chunk 0 is mapped at open because mount reads it first
  * (superblock, journal, inode table and bitmaps all lie in it for every volume size up to
- * VOLUME_MAX_BYTES), so a failing mmap still shows at open.
+ * VOLUME_BYTES_MAX), so a failing mmap still shows at open.
  *
  * A flush of a chunk never mapped is a no-op, not a mapping: nothing was written through it.
  */
 import assert from 'node:assert';
 import { BusyError, InvalidArgumentError, IoError } from '../errors';
-import { BLOCK_SIZE, VOLUME_MAX_BYTES, VOLUME_MIN_BYTES } from '../limits';
+import { BLOCK_SIZE, VOLUME_BYTES_MAX, VOLUME_BYTES_MIN } from '../limits';
 import { isSyscallError, native } from '../native';
 import type { BlockStorage } from './storage';
 
@@ -178,9 +178,9 @@ function lockVolume(path: string, fd: number): void {
 
 function checkVolumeSize(path: string, sizeBytes: number): void {
   const ok = Number.isSafeInteger(sizeBytes) && sizeBytes % BLOCK_SIZE === 0
-    && sizeBytes >= VOLUME_MIN_BYTES && sizeBytes <= VOLUME_MAX_BYTES;
+    && sizeBytes >= VOLUME_BYTES_MIN && sizeBytes <= VOLUME_BYTES_MAX;
   if (!ok) {
     throw new InvalidArgumentError(`volume ${path} size ${sizeBytes} bytes is not a multiple of ${BLOCK_SIZE} `
-      + `between ${VOLUME_MIN_BYTES} and ${VOLUME_MAX_BYTES} bytes`);
+      + `between ${VOLUME_BYTES_MIN} and ${VOLUME_BYTES_MAX} bytes`);
   }
 }

@@ -17,7 +17,7 @@
  *   112  ...   reserved, zero (checked)
  *   4092 4     crc32 of bytes [0, 4092)
  */
-import { BLOCK_SIZE, VOLUME_MAX_BYTES, VOLUME_MIN_BYTES } from '../limits';
+import { BLOCK_SIZE, VOLUME_BYTES_MAX, VOLUME_BYTES_MIN } from '../limits';
 import { CorruptError, VersionError } from '../errors';
 import { crc32 } from './checksum';
 import { checkFormatVersion, computeLayout, FORMAT_VERSION, Layout, SUPERBLOCK_PFNS } from './layout';
@@ -72,8 +72,8 @@ export function decodeSuperblock(buf: Uint8Array, where: string): Superblock {
   if (dv.getUint32(8, true) !== BLOCK_SIZE) throw new CorruptError(`${where}: block size ${dv.getUint32(8, true)} is not ${BLOCK_SIZE}`);
   const volumeBlocks = getU64(dv, 16);
   // A checksum-valid but impossible size is corruption, not a caller's bad argument.
-  if (volumeBlocks * BLOCK_SIZE < VOLUME_MIN_BYTES || volumeBlocks * BLOCK_SIZE > VOLUME_MAX_BYTES) {
-    throw new CorruptError(`${where}: volume of ${volumeBlocks} blocks outside [${VOLUME_MIN_BYTES}, ${VOLUME_MAX_BYTES}] bytes`);
+  if (volumeBlocks * BLOCK_SIZE < VOLUME_BYTES_MIN || volumeBlocks * BLOCK_SIZE > VOLUME_BYTES_MAX) {
+    throw new CorruptError(`${where}: volume of ${volumeBlocks} blocks outside [${VOLUME_BYTES_MIN}, ${VOLUME_BYTES_MAX}] bytes`);
   }
   const layout = computeLayout(volumeBlocks * BLOCK_SIZE);
   const maxFiles = dv.getUint32(48, true);

@@ -16,7 +16,7 @@ import { BLOCK_SIZE } from '../limits';
 import type { FileInfo as WireFileInfo } from '../../wire/generated/daxd/v1/FileInfo';
 import type { FilesHandlers } from '../../wire/generated/daxd/v1/Files';
 import type { VolumeInfo as WireVolumeInfo } from '../../wire/generated/daxd/v1/VolumeInfo';
-import { DEADLINE_CANCEL_SLACK_MS, LIST_PAGE_SIZE_DEFAULT, LIST_PAGE_SIZE_MAX, MESSAGE_MAX_BYTES, PAGE_TOKEN_BYTES_MAX, RPC_IO_MAX_BYTES } from './limits';
+import { DEADLINE_CANCEL_SLACK_MS, LIST_PAGE_ENTRIES_DEFAULT, LIST_PAGE_ENTRIES_MAX, MESSAGE_BYTES_MAX, PAGE_TOKEN_BYTES_MAX, RPC_IO_BYTES_MAX } from './limits';
 import { readStreamHandler, writeStreamHandler, type OpStreamRegistry } from './files-streams';
 import type { Metrics } from '../metrics';
 import { requestIdOf } from './instrument';
@@ -38,7 +38,7 @@ function volumeInfoToWire(info: VolumeInfo): WireVolumeInfo {
     blocks_pending_free: info.blocksPendingFree,
     files: info.files, max_files: info.maxFiles, max_file_size: info.maxFileSizeBytes, uuid: info.uuid,
     format_version: info.formatVersion, journal_blocks: info.journalBlocks, size: info.sizeBytes,
-    max_io_bytes: RPC_IO_MAX_BYTES, max_message_bytes: MESSAGE_MAX_BYTES,
+    max_io_bytes: RPC_IO_BYTES_MAX, max_message_bytes: MESSAGE_BYTES_MAX,
   };
 }
 
@@ -60,7 +60,7 @@ export function filesHandlers(
 
     List: unary(log, 'Files.List', (req) => {
       const prefix = v.namePrefix(req.prefix);
-      const pageSize = req.page_size === 0 ? LIST_PAGE_SIZE_DEFAULT : Math.min(req.page_size, LIST_PAGE_SIZE_MAX);
+      const pageSize = req.page_size === 0 ? LIST_PAGE_ENTRIES_DEFAULT : Math.min(req.page_size, LIST_PAGE_ENTRIES_MAX);
       const page = fs.list(prefix, pageTokenOf(req.page_token), pageSize);
       return { files: page.files.map(fileInfoToWire), next_page_token: page.nextPageToken };
     }),

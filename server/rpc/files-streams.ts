@@ -16,7 +16,7 @@ import type { WriteResult } from '../../wire/generated/daxd/v1/WriteResult';
 import type { WriteStreamRequest__Output } from '../../wire/generated/daxd/v1/WriteStreamRequest';
 import type { WriteStreamResponse } from '../../wire/generated/daxd/v1/WriteStreamResponse';
 import { readArgs, writeArgs } from './validate';
-import { RPC_IO_MAX_BYTES } from './limits';
+import { RPC_IO_BYTES_MAX } from './limits';
 import { OpStream, type Drainable, type OpKind } from './op-stream';
 import { StreamMemory } from './stream-memory';
 
@@ -37,8 +37,8 @@ const EMPTY = Buffer.alloc(0);
 function readKind(fs: FileSystemApi, metrics: Metrics | undefined): OpKind<ReadOp__Output, ReadResult> {
   return {
     name: 'Files.ReadStream',
-    // What the op will hold once answered (run() refuses more than RPC_IO_MAX_BYTES).
-    costBytes: (op) => Math.max(0, Math.min(Number(op.length) || 0, RPC_IO_MAX_BYTES)),
+    // What the op will hold once answered (run() refuses more than RPC_IO_BYTES_MAX).
+    costBytes: (op) => Math.max(0, Math.min(Number(op.length) || 0, RPC_IO_BYTES_MAX)),
     run: async (op) => {
       const { ino, offset, length } = readArgs(op.ino, op.offset, op.length);
       const data = await fs.read(ino, offset, length);

@@ -12,11 +12,11 @@
  */
 import type http2 from 'node:http2';
 import type * as grpc from '@grpc/grpc-js';
-import { FLOW_CONTROL_WINDOW_BYTES, MESSAGE_MAX_BYTES, STREAMS_PER_CONNECTION_MAX } from './limits';
+import { FLOW_CONTROL_WINDOW_BYTES, MESSAGE_BYTES_MAX, STREAMS_PER_CONNECTION_MAX } from './limits';
 
 export const SERVER_OPTIONS: grpc.ServerOptions = {
-  'grpc.max_receive_message_length': MESSAGE_MAX_BYTES,
-  'grpc.max_send_message_length': MESSAGE_MAX_BYTES,
+  'grpc.max_receive_message_length': MESSAGE_BYTES_MAX,
+  'grpc.max_send_message_length': MESSAGE_BYTES_MAX,
   'grpc.max_concurrent_streams': STREAMS_PER_CONNECTION_MAX,
 };
 

@@ -1,26 +1,13 @@
 /**
  * Limits of the network layer, named once (README "Limits" lists them). Hitting one is a
  * coded error saying "(actual vs. max)": ELIMIT (RESOURCE_EXHAUSTED) for sizes and
- * counts, EINVAL for malformed values.
+ * counts, EINVAL for malformed values. The limits the SDK must agree on (message and I/O
+ * size, ops per message or batch, the flow-control window) are the wire's (wire/limits.ts),
+ * re-exported here so the server names all of its limits in one place.
  */
-
-/**
- * Most data one Read/Write call (or one stream op) carries; bigger transfers are chunked
- * by the SDK. Below the engine's own IO_MAX_BYTES (server/limits.ts) by design: a message
- * should stay small next to the flow-control window.
- */
-export const RPC_IO_MAX_BYTES = 4 * 1024 * 1024;
-
-/**
- * Largest gRPC message either end sends or accepts, set explicitly on server and client:
- * one full I/O plus room for framing (a stream batch of 1024 op headers is ~20 KiB).
- * Anything bigger is refused by grpc-js itself with RESOURCE_EXHAUSTED (no daxd-reason:
- * daxd never sees the message).
- */
-export const MESSAGE_MAX_BYTES = RPC_IO_MAX_BYTES + 64 * 1024;
-
-/** Ops one ReadStream/WriteStream message may carry, and results one reply carries. */
-export const STREAM_OPS_PER_MESSAGE_MAX = 1024;
+export {
+  FLOW_CONTROL_WINDOW_BYTES, MAPPING_BATCH_OPS_MAX, MESSAGE_BYTES_MAX, RPC_IO_BYTES_MAX, STREAM_OPS_PER_MESSAGE_MAX,
+} from '../../wire/limits';
 
 /**
  * Work one stream may have running at once. At the bound the server stops reading the
@@ -34,7 +21,7 @@ export const STREAM_OPS_IN_FLIGHT_MAX = 1024;
  * engine is done with it). Per stream, per connection and for the whole server
  * (stream-memory.ts). A stream at any bound starts no op and reads no request until
  * bytes are sent: a client that stops reading stalls its own stream (and, at the shared
- * bounds, waits with others), never grows the heap. Each is >= RPC_IO_MAX_BYTES, so one
+ * bounds, waits with others), never grows the heap. Each is >= RPC_IO_BYTES_MAX, so one
  * op always fits an empty stream; the per-stream bound is above FLOW_CONTROL_WINDOW_BYTES
  * so a reader that keeps up always has a full window of replies ready.
  */
@@ -46,29 +33,20 @@ export const SERVER_BYTES_BUFFERED_MAX = 256 * 1024 * 1024;
 export const STREAM_REPLY_FLUSH_BYTES = 1024 * 1024;
 
 /**
- * HTTP/2 flow-control window (per stream and per connection) both ends advertise, so a
- * 1 MiB message does not crawl through the 64 KiB default window.
- */
-export const FLOW_CONTROL_WINDOW_BYTES = 16 * 1024 * 1024;
-
-/**
  * Calls open at once on one connection (HTTP/2 MAX_CONCURRENT_STREAMS): a client past it
  * waits for a stream to end (grpc-js queues the call), it is not refused.
  */
 export const STREAMS_PER_CONNECTION_MAX = 1024;
 
 /** List page size: 0 means the default; larger requests are served this many (AIP-158). */
-export const LIST_PAGE_SIZE_DEFAULT = 100;
-export const LIST_PAGE_SIZE_MAX = 1000;
+export const LIST_PAGE_ENTRIES_DEFAULT = 100;
+export const LIST_PAGE_ENTRIES_MAX = 1000;
 
 /** Free-text client names (sessions), bytes of UTF-8. */
-export const CLIENT_NAME_MAX_BYTES = 255;
+export const CLIENT_NAME_BYTES_MAX = 255;
 
 /** Graceful shutdown: in-flight calls get this long to finish before they are cancelled. */
 export const SHUTDOWN_GRACE_MS = 10_000;
-
-/** Ops in one Mapping.FaultBatch or Mapping.AccessBatch call; more is ELIMIT. */
-export const MAPPING_BATCH_OPS_MAX = 1024;
 
 /**
  * Session ids, PTE tokens, pin ids and request ids: longer is EINVAL before any lookup
@@ -87,10 +65,10 @@ export const PAGE_TOKEN_BYTES_MAX = 340;
  * trailers always fit the peer's HTTP/2 header limit (64 KiB by default): a trailer over
  * it never reaches the client, whose call then hangs.
  */
-export const STATUS_DETAILS_MAX_BYTES = 1024;
+export const STATUS_DETAILS_BYTES_MAX = 1024;
 
 /** Each custom trailer or header value daxd sends is at most this long (else dropped and logged). */
-export const METADATA_VALUE_MAX_BYTES = 256;
+export const METADATA_VALUE_BYTES_MAX = 256;
 
 /**
  * Shutdown, after SHUTDOWN_GRACE_MS: the cancelled calls' connections get this long to

@@ -23,7 +23,7 @@ import * as v from './validate';
 const FAULT_KINDS = ['READ', 'WRITE', 'COW'] as const;
 
 function pgoff(value: string | number, field: string): number {
-  // Past FILE_MAX_BYTES no page can exist; faults there are SIGBUS, ranges are clamped.
+  // Past FILE_BYTES_MAX no page can exist; faults there are SIGBUS, ranges are clamped.
   return v.u64(value, field);
 }
 

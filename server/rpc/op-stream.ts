@@ -33,7 +33,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { DaxError, LimitError } from '../errors';
 import {
-  RPC_IO_MAX_BYTES, STREAM_OPS_IN_FLIGHT_MAX, STREAM_OPS_PER_MESSAGE_MAX, STREAM_REPLY_FLUSH_BYTES,
+  RPC_IO_BYTES_MAX, STREAM_OPS_IN_FLIGHT_MAX, STREAM_OPS_PER_MESSAGE_MAX, STREAM_REPLY_FLUSH_BYTES,
 } from './limits';
 import { toServiceError, toWireStatus } from './status';
 import type { StreamAccount } from './stream-memory';
@@ -222,8 +222,8 @@ export class OpStream<Req, Res, Op extends { id: number }, Result> implements Dr
 
   private addResult(result: Result, heldBytes = 0): void {
     const bytes = this.kind.replyBytes(result);
-    // A reply message stays within RPC_IO_MAX_BYTES of data (plus framing: MESSAGE_MAX_BYTES).
-    if (this.replyBytes + bytes > RPC_IO_MAX_BYTES) this.flush();
+    // A reply message stays within RPC_IO_BYTES_MAX of data (plus framing: MESSAGE_BYTES_MAX).
+    if (this.replyBytes + bytes > RPC_IO_BYTES_MAX) this.flush();
     this.replyResults.push(result);
     this.replyBytes += bytes;
     this.replyHeldBytes += heldBytes;

@@ -7,14 +7,14 @@
  * an incident id, and the stack goes to the log under that id. Never UNKNOWN.
  *
  * Every status fits the peer's HTTP/2 header limit: details are cut to
- * STATUS_DETAILS_MAX_BYTES here (messages quote user input only through excerpt(), this is
+ * STATUS_DETAILS_BYTES_MAX here (messages quote user input only through excerpt(), this is
  * the second line of defence), and wire-guard.ts bounds whatever else leaves the server.
  */
 import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { DaxError, GrpcStatus } from '../errors';
-import { STATUS_DETAILS_MAX_BYTES } from './limits';
+import { STATUS_DETAILS_BYTES_MAX } from './limits';
 import { REASON_METADATA_KEY } from '../../wire/metadata';
 
 export interface WireStatus {
@@ -42,14 +42,14 @@ export function toServiceError(err: unknown, log: Logger, where: string): grpc.S
 }
 
 /**
- * `details` cut to at most STATUS_DETAILS_MAX_BYTES of UTF-8 (ending in "…" when cut). A
+ * `details` cut to at most STATUS_DETAILS_BYTES_MAX of UTF-8 (ending in "…" when cut). A
  * status larger than the peer's header limit never arrives: the call would hang (issue 10,
  * defect 4).
  */
 export function boundedDetails(details: string): string {
-  if (details.length <= STATUS_DETAILS_MAX_BYTES / 3 || Buffer.byteLength(details, 'utf8') <= STATUS_DETAILS_MAX_BYTES) return details;
+  if (details.length <= STATUS_DETAILS_BYTES_MAX / 3 || Buffer.byteLength(details, 'utf8') <= STATUS_DETAILS_BYTES_MAX) return details;
   const ELLIPSIS_BYTES = 3;
-  let cut = Buffer.from(details, 'utf8').subarray(0, STATUS_DETAILS_MAX_BYTES - ELLIPSIS_BYTES).toString('utf8');
+  let cut = Buffer.from(details, 'utf8').subarray(0, STATUS_DETAILS_BYTES_MAX - ELLIPSIS_BYTES).toString('utf8');
   // A multi-byte character cut in half decodes as U+FFFD: drop it.
   if (cut.endsWith('\uFFFD')) cut = cut.slice(0, -1);
   return `${cut}…`;

@@ -11,7 +11,7 @@
  * a write, the input data, which is given back when the engine is done with it.
  *
  * Invariant: at every level, bytes <= max, except that a stream holding nothing may take
- * one op of up to RPC_IO_MAX_BYTES past its own bound (every max is >= that, so it never
+ * one op of up to RPC_IO_BYTES_MAX past its own bound (every max is >= that, so it never
  * happens): take() either takes at all three levels or at none.
  *
  * A stream that cannot take waits (it does not read further requests, see op-stream.ts)
@@ -189,7 +189,7 @@ export class StreamAccount {
   }
 
   private refusing(bytes: number): Level | null {
-    // One op always fits an empty stream: every max is at least RPC_IO_MAX_BYTES.
+    // One op always fits an empty stream: every max is at least RPC_IO_BYTES_MAX.
     if (this.stream.bytes > 0 && !this.stream.fits(bytes)) return this.stream;
     if (!this.connection.fits(bytes)) return this.connection;
     if (!this.memory.server.fits(bytes)) return this.memory.server;

@@ -4,8 +4,8 @@
  * accounting code.
  *
  * What is charged, per call (UNARY_COST): a read's reply (the length asked, clamped to
- * what the call can return: RPC_IO_MAX_BYTES, a page for Mapping loads), a write's request
- * data, AccessBatch the sum of both over its ops (at most MESSAGE_MAX_BYTES). Taken at
+ * what the call can return: RPC_IO_BYTES_MAX, a page for Mapping loads), a write's request
+ * data, AccessBatch the sum of both over its ops (at most MESSAGE_BYTES_MAX). Taken at
  * all three levels (the call, its connection: CONNECTION_BYTES_BUFFERED_MAX, the server:
  * SERVER_BYTES_BUFFERED_MAX) before the handler runs; given back when the call's status
  * is sent (for an answered call that is after its reply was handed to HTTP/2: grpc-js
@@ -18,7 +18,7 @@
  * (CANCELLED). While it waits, its request (and half-close) is held here.
  *
  * A request's bytes are in memory once they arrived whatever we do: that is bounded by
- * MESSAGE_MAX_BYTES per call and STREAMS_PER_CONNECTION_MAX calls per connection, and what
+ * MESSAGE_BYTES_MAX per call and STREAMS_PER_CONNECTION_MAX calls per connection, and what
  * HTTP/2 buffers by FLOW_CONTROL_WINDOW_BYTES per connection; this account bounds what the
  * server keeps past that (queued engine work, replies waiting for the peer).
  *
@@ -31,7 +31,7 @@ import type { Logger } from 'pino';
 import { BLOCK_SIZE } from '../limits';
 import { DaxError } from '../errors';
 import { methodLabel } from './instrument';
-import { MESSAGE_MAX_BYTES, RPC_IO_MAX_BYTES } from './limits';
+import { MESSAGE_BYTES_MAX, RPC_IO_BYTES_MAX } from './limits';
 import { toServiceError } from './status';
 import type { StreamAccount, StreamMemory } from './stream-memory';
 
@@ -55,12 +55,12 @@ function accessBatchCost(req: unknown): number {
   const ops = (req as { ops?: Array<{ store?: boolean; data?: Uint8Array; length?: unknown }> }).ops ?? [];
   let bytes = 0;
   for (const op of ops) bytes += op.store ? dataOf(op) : lengthOf(op.length, BLOCK_SIZE);
-  return Math.min(bytes, MESSAGE_MAX_BYTES);
+  return Math.min(bytes, MESSAGE_BYTES_MAX);
 }
 
 /** Bytes a data-moving unary call holds, by method label (instrument.ts's methodLabel). */
 export const UNARY_COST: Readonly<Record<string, Cost>> = {
-  'Files.Read': readCost(RPC_IO_MAX_BYTES),
+  'Files.Read': readCost(RPC_IO_BYTES_MAX),
   'Files.Write': dataOf,
   'Dma.Read': readCost(BLOCK_SIZE),
   'Dma.Write': dataOf,

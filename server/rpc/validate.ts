@@ -9,10 +9,10 @@
 import { FileTooBigError, InvalidArgumentError, LimitError } from '../errors';
 import { excerpt } from '../excerpt';
 import { validateName } from '../fs/namespace';
-import { BLOCK_SIZE, FILE_MAX_BYTES } from '../limits';
-import { LEASE_DEFAULT_MS, LEASE_MAX_MS, LEASE_MIN_MS } from '../session/limits';
+import { BLOCK_SIZE, FILE_BYTES_MAX } from '../limits';
+import { LEASE_MS_DEFAULT, LEASE_MS_MAX, LEASE_MS_MIN } from '../session/limits';
 import { LeaseTooLongError } from '../session/session-errors';
-import { CLIENT_NAME_MAX_BYTES, ID_BYTES_MAX, RPC_IO_MAX_BYTES } from './limits';
+import { CLIENT_NAME_BYTES_MAX, ID_BYTES_MAX, RPC_IO_BYTES_MAX } from './limits';
 
 /** Decimal digits of a uint64 below 10^16 (2^53 has 16 digits; longer is out of range anyway). */
 const U64_DIGITS = /^(?:0|[1-9][0-9]{0,15})$/;
@@ -55,16 +55,16 @@ export function namePrefix(value: string): string {
   return value === '' ? value : fileName(value);
 }
 
-/** Bytes of data one call moves: at most RPC_IO_MAX_BYTES. */
+/** Bytes of data one call moves: at most RPC_IO_BYTES_MAX. */
 export function ioLength(lengthBytes: number, what: string): number {
-  if (lengthBytes > RPC_IO_MAX_BYTES) throw new LimitError(`${what} bytes per call`, lengthBytes, RPC_IO_MAX_BYTES);
+  if (lengthBytes > RPC_IO_BYTES_MAX) throw new LimitError(`${what} bytes per call`, lengthBytes, RPC_IO_BYTES_MAX);
   return lengthBytes;
 }
 
 /** A range that makes the file at least offset + length long: EFBIG past the max file size. */
 export function fileEnd(offsetBytes: number, lengthBytes: number): number {
   const end = offsetBytes + lengthBytes;
-  if (end > FILE_MAX_BYTES) throw new FileTooBigError(end, FILE_MAX_BYTES);
+  if (end > FILE_BYTES_MAX) throw new FileTooBigError(end, FILE_BYTES_MAX);
   return end;
 }
 
@@ -77,12 +77,12 @@ export function enumValue<T extends string>(value: string | number, allowed: rea
   throw new InvalidArgumentError(`${field} ${excerpt(String(value))} is not one of ${allowed.join(', ')}`);
 }
 
-/** A requested lease: 0 = default; otherwise within [LEASE_MIN_MS, LEASE_MAX_MS]. */
+/** A requested lease: 0 = default; otherwise within [LEASE_MS_MIN, LEASE_MS_MAX]. */
 export function leaseMs(value: string): number {
   const n = u64(value, 'lease_ms');
-  if (n === 0) return LEASE_DEFAULT_MS;
-  if (n > LEASE_MAX_MS) throw new LeaseTooLongError(n, LEASE_MAX_MS);
-  if (n < LEASE_MIN_MS) throw new InvalidArgumentError(`lease_ms ${n} is too short (${n} vs. min ${LEASE_MIN_MS})`);
+  if (n === 0) return LEASE_MS_DEFAULT;
+  if (n > LEASE_MS_MAX) throw new LeaseTooLongError(n, LEASE_MS_MAX);
+  if (n < LEASE_MS_MIN) throw new InvalidArgumentError(`lease_ms ${n} is too short (${n} vs. min ${LEASE_MS_MIN})`);
   return n;
 }
 
@@ -103,14 +103,14 @@ export function sessionId(value: string): string {
   return idLength(value, 'session_id');
 }
 
-/** Free text naming a client: at most CLIENT_NAME_MAX_BYTES. */
+/** Free text naming a client: at most CLIENT_NAME_BYTES_MAX. */
 export function clientName(value: string): string {
   const bytes = Buffer.byteLength(value, 'utf8');
-  if (bytes > CLIENT_NAME_MAX_BYTES) throw new InvalidArgumentError(`client_name is too long (${bytes} vs. max ${CLIENT_NAME_MAX_BYTES})`);
+  if (bytes > CLIENT_NAME_BYTES_MAX) throw new InvalidArgumentError(`client_name is too long (${bytes} vs. max ${CLIENT_NAME_BYTES_MAX})`);
   return value;
 }
 
-/** Read: offset past the largest possible file is EFBIG (as the engine has it); length <= RPC_IO_MAX_BYTES. */
+/** Read: offset past the largest possible file is EFBIG (as the engine has it); length <= RPC_IO_BYTES_MAX. */
 export function readArgs(inoField: string, offsetField: string, lengthField: string): { ino: number; offset: number; length: number } {
   const file = ino(inoField);
   const offset = u64(offsetField, 'offset');
@@ -119,7 +119,7 @@ export function readArgs(inoField: string, offsetField: string, lengthField: str
   return { ino: file, offset, length };
 }
 
-/** Write: data <= RPC_IO_MAX_BYTES, and the file may not grow past FILE_MAX_BYTES (EFBIG). */
+/** Write: data <= RPC_IO_BYTES_MAX, and the file may not grow past FILE_BYTES_MAX (EFBIG). */
 export function writeArgs(inoField: string, offsetField: string, data: Buffer): { ino: number; offset: number } {
   const file = ino(inoField);
   const offset = u64(offsetField, 'offset');

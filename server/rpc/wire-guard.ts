@@ -10,7 +10,7 @@
  *
  * Out: every status and every header block leaving the server is bounded, whoever built
  * it (our handlers through status.ts, grpc-js, a future service): details cut to
- * STATUS_DETAILS_MAX_BYTES, custom metadata values over METADATA_VALUE_MAX_BYTES dropped
+ * STATUS_DETAILS_BYTES_MAX, custom metadata values over METADATA_VALUE_BYTES_MAX dropped
  * and logged (a bug: daxd's own values are short). A trailer over the peer's HTTP/2 header
  * limit never arrives and leaves the call hanging (issue 10, defect 4). After the guard has
  * sent a status, later messages and statuses of the handler are dropped: one status per
@@ -21,17 +21,17 @@ import type { Logger } from 'pino';
 import { BadMessageError } from '../errors';
 import type { Metrics } from '../metrics';
 import { methodLabel, newRequestId } from './instrument';
-import { METADATA_VALUE_MAX_BYTES } from './limits';
+import { METADATA_VALUE_BYTES_MAX } from './limits';
 import { boundedDetails } from './status';
 import { REASON_METADATA_KEY, REQUEST_ID_METADATA_KEY } from '../../wire/metadata';
 import { MalformedRequest } from './strict-decode';
 
-/** The metadata with every custom key whose values total over METADATA_VALUE_MAX_BYTES removed. */
+/** The metadata with every custom key whose values total over METADATA_VALUE_BYTES_MAX removed. */
 export function boundedMetadata(metadata: grpc.Metadata, log: Logger, where: string): grpc.Metadata {
   for (const key of Object.keys(metadata.toJSON())) {
     const bytes = metadata.get(key).reduce((n: number, v) => n + (typeof v === 'string' ? Buffer.byteLength(v, 'utf8') : v.length), 0);
-    if (bytes <= METADATA_VALUE_MAX_BYTES) continue;
-    log.error({ key, bytes, max: METADATA_VALUE_MAX_BYTES, where }, 'bug: metadata value over METADATA_VALUE_MAX_BYTES dropped');
+    if (bytes <= METADATA_VALUE_BYTES_MAX) continue;
+    log.error({ key, bytes, max: METADATA_VALUE_BYTES_MAX, where }, 'bug: metadata value over METADATA_VALUE_BYTES_MAX dropped');
     metadata.remove(key);
   }
   return metadata;

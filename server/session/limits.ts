@@ -4,9 +4,9 @@
  */
 
 /** Leases a client may ask for. lease_ms = 0 asks for the default. */
-export const LEASE_MIN_MS = 100;
-export const LEASE_MAX_MS = 120_000;
-export const LEASE_DEFAULT_MS = 30_000;
+export const LEASE_MS_MIN = 100;
+export const LEASE_MS_MAX = 120_000;
+export const LEASE_MS_DEFAULT = 30_000;
 
 /** Sessions open at once; the next Open gets ELIMIT (RESOURCE_EXHAUSTED). */
 export const SESSIONS_MAX = 1024;

@@ -7,7 +7,7 @@
 import assert from 'node:assert';
 import { randomBytes } from 'node:crypto';
 import { LimitError } from '../errors';
-import { LEASE_MAX_MS, LEASE_MIN_MS, SESSIONS_MAX, SESSION_TOMBSTONES_MAX } from './limits';
+import { LEASE_MS_MAX, LEASE_MS_MIN, SESSIONS_MAX, SESSION_TOMBSTONES_MAX } from './limits';
 import { Session } from './session';
 import { SessionExpiredError, SessionUnknownError } from './session-errors';
 import type { SessionEndReason } from './session-event';
@@ -47,7 +47,7 @@ export class SessionTable {
   }
 
   open(clientName: string, leaseMs: number): Session {
-    assert(Number.isSafeInteger(leaseMs) && leaseMs >= LEASE_MIN_MS && leaseMs <= LEASE_MAX_MS, `lease ${leaseMs} not validated`);
+    assert(Number.isSafeInteger(leaseMs) && leaseMs >= LEASE_MS_MIN && leaseMs <= LEASE_MS_MAX, `lease ${leaseMs} not validated`);
     assert(!this.closedForShutdown, 'open after shutdown began (the gRPC server stops accepting first)');
     if (this.sessions.size >= this.maxSessions) {
       throw new LimitError('sessions', this.sessions.size + 1, this.maxSessions);

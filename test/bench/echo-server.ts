@@ -13,9 +13,9 @@ import type { FilesHandlers } from '../../wire/generated/daxd/v1/Files';
 import type { ReadStreamRequest__Output } from '../../wire/generated/daxd/v1/ReadStreamRequest';
 import type { WriteStreamRequest__Output } from '../../wire/generated/daxd/v1/WriteStreamRequest';
 import { raiseConnectionWindow, raiseStreamWindow, SERVER_OPTIONS } from '../../server/rpc/flow-control';
-import { RPC_IO_MAX_BYTES } from '../../server/rpc/limits';
+import { RPC_IO_BYTES_MAX } from '../../server/rpc/limits';
 
-const PAYLOAD = Buffer.alloc(RPC_IO_MAX_BYTES, 0xab);
+const PAYLOAD = Buffer.alloc(RPC_IO_BYTES_MAX, 0xab);
 
 function unimplemented(_call: unknown, callback: grpc.sendUnaryData<never>): void {
   callback({ code: grpc.status.UNIMPLEMENTED, details: 'echo server' });

@@ -9,7 +9,7 @@
  * daxd_stream_bytes_buffered gauge:
  *   - before: idle, after the file was written;
  *   - during: once the stall has settled (gauge and RSS unchanged over SETTLE_POLLS polls,
- *     at most SETTLE_MAX_MS);
+ *     at most SETTLE_MS_MAX);
  *   - after: the streams cancelled, once the gauge is back to 0 and RSS settled.
  * Prints the figures and one JSON line (`--json PATH` also writes it). Bounded: ~1 min.
  */
@@ -28,7 +28,7 @@ const ASK_MIB = Number(process.env.BENCH_ASK_MIB ?? 256);
 const CONNECTIONS = Math.max(1, Math.min(STREAMS, Number(process.env.BENCH_CONNECTIONS ?? 1)));
 const POLL_MS = 250;
 const SETTLE_POLLS = 6;
-const SETTLE_MAX_MS = 20_000;
+const SETTLE_MS_MAX = 20_000;
 
 function rssBytes(pid: number): number {
   const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -44,12 +44,12 @@ async function gaugeBytes(http: string): Promise<number> {
 
 const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-/** Poll until `done(sample)` or unchanged for SETTLE_POLLS polls; bounded by SETTLE_MAX_MS. */
+/** Poll until `done(sample)` or unchanged for SETTLE_POLLS polls; bounded by SETTLE_MS_MAX. */
 async function settle(pid: number, http: string, done: (s: { rss: number; gauge: number }) => boolean = () => false): Promise<{ rss: number; gauge: number; ms: number }> {
   const t0 = Date.now();
   let last = { rss: rssBytes(pid), gauge: await gaugeBytes(http) };
   let same = 0;
-  while (Date.now() - t0 < SETTLE_MAX_MS && same < SETTLE_POLLS && !done(last)) {
+  while (Date.now() - t0 < SETTLE_MS_MAX && same < SETTLE_POLLS && !done(last)) {
     await pause(POLL_MS);
     const now = { rss: rssBytes(pid), gauge: await gaugeBytes(http) };
     // RSS moves by a few pages at idle: "unchanged" is within 1 MiB.

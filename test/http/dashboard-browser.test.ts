@@ -27,7 +27,7 @@ const CHROMIUM_FLAGS = [
 ];
 const SCREENSHOT = path.join(REPO_ROOT, 'test-artifacts', 'dashboard.png');
 /** The load stops by itself after this long, whatever happens to the test. */
-const LOAD_MAX_MS = 90_000;
+const LOAD_MS_MAX = 90_000;
 
 // What the page functions below touch in the browser (tsconfig has no DOM lib; these are
 // module-scoped, so nothing leaks into the other tests' types).
@@ -49,10 +49,10 @@ interface PinsApi { total: number; pinnedBlocks: number; pins: Array<{ id: strin
 interface LocksApi { held: number; waiters: number; locks: Array<{ ino: number; pgoff: number; waiters: number; heldMs: number }> }
 interface VolumeApi { uuid: string; files: number; blocks: { total: number; used: number } }
 
-/** A small, bounded load: several clients in parallel until stop() or LOAD_MAX_MS. */
+/** A small, bounded load: several clients in parallel until stop() or LOAD_MS_MAX. */
 function startLoad(s: HttpDaxd, files: { data: number; sparse: number; grow: number; pinned: number }, sessions: { io: string; mapper: string; dma: string }, pinId: string) {
   const r = rpc(s.raw);
-  const deadline = Date.now() + LOAD_MAX_MS;
+  const deadline = Date.now() + LOAD_MS_MAX;
   let stopped = false;
   const running = () => !stopped && Date.now() < deadline;
   const errors: unknown[] = [];

@@ -15,7 +15,7 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { RawClients } from '../../client/raw-clients';
 import type { SessionInfo__Output } from '../../wire/generated/daxd/v1/SessionInfo';
-import { SHUTDOWN_FORCE_MS, STATUS_DETAILS_MAX_BYTES } from '../../server/rpc/limits';
+import { SHUTDOWN_FORCE_MS, STATUS_DETAILS_BYTES_MAX } from '../../server/rpc/limits';
 import { call, failure, rawClients, streamOutcome } from '../support/raw-rpc';
 import { startServer, tempDir, type StartedServer } from '../support/start-server';
 import { MiB } from '../support/units';
@@ -64,11 +64,11 @@ describe('huge ids and tokens: EINVAL at once, short messages, bounded shutdown 
   ];
 
   for (const row of rows) {
-    it(`${row.name} -> INVALID_ARGUMENT / EINVAL, message of at most ${STATUS_DETAILS_MAX_BYTES} bytes`, async function () {
+    it(`${row.name} -> INVALID_ARGUMENT / EINVAL, message of at most ${STATUS_DETAILS_BYTES_MAX} bytes`, async function () {
       const err = await failure(row.run());
       assert.equal(S[err.code], 'INVALID_ARGUMENT', err.message.slice(0, 200));
       assert.equal(err.reason, 'EINVAL', err.message.slice(0, 200));
-      assert.ok(Buffer.byteLength(err.details) <= STATUS_DETAILS_MAX_BYTES, `details of ${err.details.length} characters`);
+      assert.ok(Buffer.byteLength(err.details) <= STATUS_DETAILS_BYTES_MAX, `details of ${err.details.length} characters`);
       assert.ok(!err.details.includes('x'.repeat(100)), 'the id is not echoed');
     });
   }

@@ -12,7 +12,7 @@ import { once } from 'node:events';
 import pino from 'pino';
 import type { FileSystem } from '../../server/fs/filesystem';
 import { RpcServer } from '../../server/rpc/rpc-server';
-import { CONNECTION_BYTES_BUFFERED_MAX, RPC_IO_MAX_BYTES } from '../../server/rpc/limits';
+import { CONNECTION_BYTES_BUFFERED_MAX, RPC_IO_BYTES_MAX } from '../../server/rpc/limits';
 import type { StreamMemoryLimits } from '../../server/rpc/stream-memory';
 import type { RawClients } from '../../client/raw-clients';
 import { freshDax, sparseFile, type DaxVolume } from '../support/dax-volume';
@@ -118,9 +118,9 @@ describe('unary data calls: a client that stops reading cannot grow the server h
     const memory = server.streamMemory;
     const n = 32;
     const reached = boundOrAllRead(n);
-    for (let i = 0; i < n; i++) stalled.read(ino, i * RPC_IO_MAX_BYTES, RPC_IO_MAX_BYTES);
+    for (let i = 0; i < n; i++) stalled.read(ino, i * RPC_IO_BYTES_MAX, RPC_IO_BYTES_MAX);
     const how = await reached;
-    const fit = CONNECTION_BYTES_BUFFERED_MAX / RPC_IO_MAX_BYTES;
+    const fit = CONNECTION_BYTES_BUFFERED_MAX / RPC_IO_BYTES_MAX;
     assert.ok(reads.started <= fit, `${reads.started} of ${n} reads ran (${how}): at most ${fit} fit CONNECTION_BYTES_BUFFERED_MAX`);
     assert.equal(memory.bytes, CONNECTION_BYTES_BUFFERED_MAX, 'the connection is at its bound');
     assert.ok(memory.server.peakBytes <= CONNECTION_BYTES_BUFFERED_MAX, `peak ${memory.server.peakBytes}`);
@@ -133,7 +133,7 @@ describe('unary data calls: a client that stops reading cannot grow the server h
   it('a call waiting for room ends at its deadline: DEADLINE_EXCEEDED, nothing done', async function () {
     await start({ serverMaxBytes: CONNECTION_BYTES_BUFFERED_MAX });
     const reached = boundOrAllRead(64);
-    for (let i = 0; i < 20; i++) stalled.read(ino, i * RPC_IO_MAX_BYTES, RPC_IO_MAX_BYTES);
+    for (let i = 0; i < 20; i++) stalled.read(ino, i * RPC_IO_BYTES_MAX, RPC_IO_BYTES_MAX);
     assert.equal(await reached, 'blocked');
     const before = reads.started;
     const err = await failure(call((cb) => raw.files.Read({ ino, offset: 0, length: MiB }, { deadline: Date.now() + 300 }, cb)));

@@ -10,6 +10,7 @@ import * as httpLimits from '../../server/http/limits';
 import * as engineLimits from '../../server/limits';
 import * as rpcLimits from '../../server/rpc/limits';
 import * as sessionLimits from '../../server/session/limits';
+import * as wireLimits from '../../wire/limits';
 
 function repoRoot(): string {
   let dir = __dirname;
@@ -18,7 +19,7 @@ function repoRoot(): string {
 }
 
 export function undocumented(readme: string): string[] {
-  const limitNames = [engineLimits, rpcLimits, sessionLimits, httpLimits].flatMap((m) => Object.keys(m)).filter((k) => /^[A-Z][A-Z0-9_]+$/.test(k));
+  const limitNames = [wireLimits, engineLimits, rpcLimits, sessionLimits, httpLimits].flatMap((m) => Object.keys(m)).filter((k) => /^[A-Z][A-Z0-9_]+$/.test(k));
   const names = [...Object.keys(REASONS), ...limitNames];
   return names.filter((n) => !readme.includes(`| \`${n}\``));
 }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { BLOCK_SIZE, FILE_MAX_BYTES, IO_MAX_BYTES } from '../../server/limits';
+import { BLOCK_SIZE, FILE_BYTES_MAX, IO_BYTES_MAX } from '../../server/limits';
 import { MemoryStorage } from '../../server/media/memory-storage';
 import { mkfs } from '../../server/fs/mkfs';
 import { FileSystem } from '../../server/fs/filesystem';
@@ -161,30 +161,30 @@ describe('file system: read, write and journal bounds', () => {
       assert.equal(r[9000], 7);
     });
 
-    it('EFBIG past FILE_MAX_BYTES; a write ending exactly there works', async () => {
+    it('EFBIG past FILE_BYTES_MAX; a write ending exactly there works', async () => {
       const { fs } = await freshVolume();
       const f = await fs.create('f', true);
-      await assert.rejects(fs.write(f.ino, FILE_MAX_BYTES - 1, Buffer.alloc(2), false), isCode('EFBIG'));
-      await assert.rejects(fs.write(f.ino, FILE_MAX_BYTES, Buffer.alloc(1), false), isCode('EFBIG'));
-      await assert.rejects(fs.truncate(f.ino, FILE_MAX_BYTES + 1), isCode('EFBIG'));
-      await assert.rejects(fs.fallocate(f.ino, 'KEEP_SIZE', FILE_MAX_BYTES - PAGE, 2 * PAGE), isCode('EFBIG'));
-      await assert.rejects(fs.read(f.ino, FILE_MAX_BYTES + 1, 1), isCode('EFBIG'));
+      await assert.rejects(fs.write(f.ino, FILE_BYTES_MAX - 1, Buffer.alloc(2), false), isCode('EFBIG'));
+      await assert.rejects(fs.write(f.ino, FILE_BYTES_MAX, Buffer.alloc(1), false), isCode('EFBIG'));
+      await assert.rejects(fs.truncate(f.ino, FILE_BYTES_MAX + 1), isCode('EFBIG'));
+      await assert.rejects(fs.fallocate(f.ino, 'KEEP_SIZE', FILE_BYTES_MAX - PAGE, 2 * PAGE), isCode('EFBIG'));
+      await assert.rejects(fs.read(f.ino, FILE_BYTES_MAX + 1, 1), isCode('EFBIG'));
       assert.equal(fs.stat(f.ino).sizeBytes, 0);
       assert.equal(fs.stat(f.ino).blocks, 0);
 
-      await fs.write(f.ino, FILE_MAX_BYTES - 1, Buffer.from([9]), false);
-      assert.equal(fs.stat(f.ino).sizeBytes, FILE_MAX_BYTES);
-      assert.deepEqual(await fs.read(f.ino, FILE_MAX_BYTES - 1, 10), Buffer.from([9]));
-      await fs.truncate(f.ino, FILE_MAX_BYTES);
+      await fs.write(f.ino, FILE_BYTES_MAX - 1, Buffer.from([9]), false);
+      assert.equal(fs.stat(f.ino).sizeBytes, FILE_BYTES_MAX);
+      assert.deepEqual(await fs.read(f.ino, FILE_BYTES_MAX - 1, 10), Buffer.from([9]));
+      await fs.truncate(f.ino, FILE_BYTES_MAX);
     });
 
-    it('ELIMIT past IO_MAX_BYTES for read and write; nothing written', async () => {
+    it('ELIMIT past IO_BYTES_MAX for read and write; nothing written', async () => {
       const { fs } = await freshVolume();
       const f = await fs.create('f', true);
-      await assert.rejects(fs.read(f.ino, 0, IO_MAX_BYTES + 1), (err: unknown) => isCode('ELIMIT')(err) && /vs\. max/.test((err as Error).message));
-      await assert.rejects(fs.write(f.ino, 0, new Uint8Array(IO_MAX_BYTES + 1), false), isCode('ELIMIT'));
+      await assert.rejects(fs.read(f.ino, 0, IO_BYTES_MAX + 1), (err: unknown) => isCode('ELIMIT')(err) && /vs\. max/.test((err as Error).message));
+      await assert.rejects(fs.write(f.ino, 0, new Uint8Array(IO_BYTES_MAX + 1), false), isCode('ELIMIT'));
       assert.equal(fs.stat(f.ino).sizeBytes, 0);
-      assert.equal((await fs.read(f.ino, 0, IO_MAX_BYTES)).length, 0);
+      assert.equal((await fs.read(f.ino, 0, IO_BYTES_MAX)).length, 0);
     });
 
     it('offsets and lengths that are not non-negative safe integers are EINVAL', async () => {

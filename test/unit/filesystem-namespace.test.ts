@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { BLOCK_SIZE, FILE_MAX_BYTES } from '../../server/limits';
+import { BLOCK_SIZE, FILE_BYTES_MAX } from '../../server/limits';
 import { MiB, PAGE } from '../support/units';
 import { freshVolume, remount, powerCycle, isCode, pattern } from './fs-fixture';
 
@@ -102,7 +102,7 @@ describe('file system: namespace, unlink and orphans', () => {
       assert.equal(st.sizeBytes, 16 * MiB);
       assert.equal(st.blocksUsed + st.blocksFree, st.blocksTotal);
       assert.equal(st.blocksUsed, 4, 'three data blocks and one map block');
-      assert.equal(st.maxFileSizeBytes, FILE_MAX_BYTES);
+      assert.equal(st.maxFileSizeBytes, FILE_BYTES_MAX);
     });
   });
 

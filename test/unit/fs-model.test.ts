@@ -46,7 +46,7 @@ import { mapBlocksBound } from '../../server/fs/file-data';
 import { FileSystem } from '../../server/fs/filesystem';
 import { mkfs } from '../../server/fs/mkfs';
 import type { FallocateMode, FileInfo } from '../../server/fs/types';
-import { BLOCK_SIZE, FILE_MAX_BYTES, IO_MAX_BYTES, NAME_MAX_BYTES } from '../../server/limits';
+import { BLOCK_SIZE, FILE_BYTES_MAX, IO_BYTES_MAX, NAME_BYTES_MAX } from '../../server/limits';
 import { MemoryStorage } from '../../server/media/memory-storage';
 import { assertFsckClean } from '../support/fsck';
 import { MiB } from '../support/units';
@@ -58,7 +58,7 @@ const NAMES = ['f0', 'f1', 'é2', 'f3'] as const;
 /** An inode number no volume of these tests has (maxFiles is 2048 at 32 MiB). */
 const NO_SUCH_INO = 1_000_000;
 /** Files larger than this are compared page by page instead of in one read. */
-const FULL_READ_MAX_BYTES = 32 * MiB;
+const FULL_READ_BYTES_MAX = 32 * MiB;
 
 const RUNS_FACTOR = Number(process.env.DAXD_FC_RUNS_FACTOR ?? '1');
 
@@ -208,7 +208,7 @@ function arbPos(w: OpWeights): fc.Arbitrary<Pos> {
   });
   const abs = (max: number) => fc.record({ kind: fc.constant('abs' as const), at: fc.integer({ min: 0, max }) });
   // Map-tree edges: depth 1 ends at 4 MiB, depth 2 at 4 GiB; 1 TiB is the largest file.
-  const edges = fc.constantFrom(4 * MiB - 1, 4 * MiB, 4 * GiB - BLOCK_SIZE, 4 * GiB + 100, FILE_MAX_BYTES - BLOCK_SIZE, FILE_MAX_BYTES)
+  const edges = fc.constantFrom(4 * MiB - 1, 4 * MiB, 4 * GiB - BLOCK_SIZE, 4 * GiB + 100, FILE_BYTES_MAX - BLOCK_SIZE, FILE_BYTES_MAX)
     .map((at) => ({ kind: 'abs' as const, at }));
   return fc.oneof(
     { weight: 5, arbitrary: rel },
@@ -465,7 +465,7 @@ class Run {
 
   private planWrite(f: number, offsetBytes: number, data: Buffer, sync: boolean): Plan {
     const end = offsetBytes + data.length;
-    const argError = offsetBytes > FILE_MAX_BYTES || end > FILE_MAX_BYTES ? 'EFBIG' : null;
+    const argError = offsetBytes > FILE_BYTES_MAX || end > FILE_BYTES_MAX ? 'EFBIG' : null;
     const model = this.files[f];
     const pages = data.length === 0 ? 0 : pageOf(end - 1) - pageOf(offsetBytes) + 1;
     const need = model && pages > 0 ? model.holesIn(pageOf(offsetBytes), pageOf(end - 1)) : 0;
@@ -487,7 +487,7 @@ class Run {
     return {
       label: `read ${NAMES[f]} [${offsetBytes}, +${lengthBytes})`,
       call: () => this.fs.read(this.ino(f), offsetBytes, lengthBytes),
-      expect: this.expectArgs(f, offsetBytes > FILE_MAX_BYTES ? 'EFBIG' : null),
+      expect: this.expectArgs(f, offsetBytes > FILE_BYTES_MAX ? 'EFBIG' : null),
       needBlocks: 0, boundBlocks: 0,
       onSuccess: (r) => assertBytes(r as Buffer, this.files[f]!.read(offsetBytes, lengthBytes), `read ${NAMES[f]} [${offsetBytes}, +${lengthBytes})`),
       file: f,
@@ -498,7 +498,7 @@ class Run {
     return {
       label: `truncate ${NAMES[f]} to ${sizeBytes}`,
       call: () => this.fs.truncate(this.ino(f), sizeBytes),
-      expect: this.expectArgs(f, sizeBytes > FILE_MAX_BYTES ? 'EFBIG' : null),
+      expect: this.expectArgs(f, sizeBytes > FILE_BYTES_MAX ? 'EFBIG' : null),
       needBlocks: 0, boundBlocks: 0,
       onSuccess: () => this.files[f]!.truncate(sizeBytes),
       file: f,
@@ -511,7 +511,7 @@ class Run {
     const last = pageOf(end - 1);
     const label = `fallocate ${NAMES[f]} ${mode} [${offsetBytes}, +${lengthBytes})`;
     let argError: string | null = null;
-    if (offsetBytes > FILE_MAX_BYTES || end > FILE_MAX_BYTES) argError = 'EFBIG';
+    if (offsetBytes > FILE_BYTES_MAX || end > FILE_BYTES_MAX) argError = 'EFBIG';
     else if (lengthBytes === 0) argError = 'EINVAL';
     else if (mode === 'COLLAPSE_RANGE' && (offsetBytes % BLOCK_SIZE !== 0 || lengthBytes % BLOCK_SIZE !== 0)) argError = 'EINVAL';
     const model = this.files[f];
@@ -599,11 +599,11 @@ class Run {
     switch (what) {
       case 'emptyName': return none('create ""', () => this.fs.create('', false), ['EINVAL']);
       case 'nulName': return none('create "a\\0b"', () => this.fs.create('a\0b', true), ['EINVAL']);
-      case 'longName': return none('create 256-byte name', () => this.fs.create('n'.repeat(NAME_MAX_BYTES + 1), true), ['ENAMETOOLONG']);
+      case 'longName': return none('create 256-byte name', () => this.fs.create('n'.repeat(NAME_BYTES_MAX + 1), true), ['ENAMETOOLONG']);
       case 'loneSurrogate': return none('create lone surrogate', () => this.fs.create('x\uD800', true), ['EINVAL']);
       case 'unlinkEmpty': return none('unlink ""', () => this.fs.unlink(''), ['EINVAL']);
       case 'lookupLong': return none('lookup 256 x é', async () => this.fs.lookup('é'.repeat(128)), ['ENAMETOOLONG']);
-      case 'readTooLong': return withArgs('read past IO_MAX', () => this.fs.read(ino, 0, IO_MAX_BYTES + 1), 'ELIMIT');
+      case 'readTooLong': return withArgs('read past IO_MAX', () => this.fs.read(ino, 0, IO_BYTES_MAX + 1), 'ELIMIT');
       case 'readNegativeLength': return withArgs('read length -1', () => this.fs.read(ino, 0, -1), 'EINVAL');
       case 'writeNegativeOffset': return withArgs('write at -1', () => this.fs.write(ino, -1, Buffer.from('x'), false), 'EINVAL');
       case 'fallocateZeroLength': return withArgs('fallocate length 0', () => this.fs.fallocate(ino, 'ALLOCATE', 0, 0), 'EINVAL');
@@ -611,8 +611,8 @@ class Run {
       case 'fallocateBadMode':
         return withArgs('fallocate mode BOGUS', () => this.fs.fallocate(ino, 'BOGUS' as FallocateMode, 0, BLOCK_SIZE), this.files[f] ? 'EINVAL' : 'ENOENT');
       case 'truncateNegative': return withArgs('truncate to -1', () => this.fs.truncate(ino, -1), 'EINVAL');
-      case 'truncatePastMax': return withArgs('truncate past max', () => this.fs.truncate(ino, FILE_MAX_BYTES + 1), 'EFBIG');
-      case 'writePastMax': return withArgs('write across max', () => this.fs.write(ino, FILE_MAX_BYTES - 2, Buffer.from('abc'), false), 'EFBIG');
+      case 'truncatePastMax': return withArgs('truncate past max', () => this.fs.truncate(ino, FILE_BYTES_MAX + 1), 'EFBIG');
+      case 'writePastMax': return withArgs('write across max', () => this.fs.write(ino, FILE_BYTES_MAX - 2, Buffer.from('abc'), false), 'EFBIG');
       case 'badIno': return none('stat ino -1 / NaN', async () => { assert.throws(() => this.fs.stat(-1), { code: 'ENOENT' }); return this.fs.stat(Number.NaN); }, ['ENOENT']);
     }
   }
@@ -702,7 +702,7 @@ class Run {
       assert.equal(this.fs.lookup(NAMES[f]).ino, m.ino, `${when}: ino of ${NAMES[f]}`);
       this.checkStat(f, when);
       for (const pg of m.alloc) assert.notEqual(this.fs.iomap(m.ino, pg).state, 'HOLE', `${when}: ${NAMES[f]} page ${pg} allocated in the model`);
-      if (m.sizeBytes <= FULL_READ_MAX_BYTES) {
+      if (m.sizeBytes <= FULL_READ_BYTES_MAX) {
         assertBytes(await this.fs.read(m.ino, 0, m.sizeBytes + BLOCK_SIZE), m.read(0, m.sizeBytes + BLOCK_SIZE), `${when}: all of ${NAMES[f]}`);
         continue;
       }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { BLOCK_SIZE, VOLUME_MAX_BYTES, VOLUME_MIN_BYTES } from '../../server/limits';
+import { BLOCK_SIZE, VOLUME_BYTES_MAX, VOLUME_BYTES_MIN } from '../../server/limits';
 import { DaxError } from '../../server/errors';
 import { assertLayout, BITS_PER_BLOCK, computeLayout, INODES_PER_BLOCK, Layout, SUPERBLOCK_PFNS, validateVolumeSize } from '../../server/media/layout';
 import { MiB } from '../support/units';
@@ -69,8 +69,8 @@ describe('layout', () => {
   });
 
   it('refuses sizes outside [16 MiB, 1 TiB] with EINVAL', () => {
-    assert.equal(VOLUME_MIN_BYTES, 16 * MiB);
-    assert.equal(VOLUME_MAX_BYTES, TiB);
+    assert.equal(VOLUME_BYTES_MIN, 16 * MiB);
+    assert.equal(VOLUME_BYTES_MAX, TiB);
     for (const size of [0, BLOCK_SIZE, 16 * MiB - BLOCK_SIZE, TiB + BLOCK_SIZE, 2 * TiB]) {
       assert.throws(() => computeLayout(size), isCode('EINVAL'), `size ${size}`);
       assert.throws(() => validateVolumeSize(size), isCode('EINVAL'), `size ${size}`);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { DaxError } from '../../server/errors';
-import { NAME_MAX_BYTES } from '../../server/limits';
+import { NAME_BYTES_MAX } from '../../server/limits';
 import { Namespace, validateName } from '../../server/fs/namespace';
 
 function isCode(code: string): (err: unknown) => boolean {
@@ -51,7 +51,7 @@ describe('namespace', () => {
     });
 
     it('counts bytes of UTF-8, not characters: 255 is fine, 256 is ENAMETOOLONG', () => {
-      assert.equal(NAME_MAX_BYTES, 255);
+      assert.equal(NAME_BYTES_MAX, 255);
       const fits = ['a'.repeat(255), '\u00E9'.repeat(127) + 'a', '\u20AC'.repeat(85), '\u{1F600}'.repeat(63) + 'abc'];
       const tooLong = ['a'.repeat(256), '\u00E9'.repeat(128), '\u20AC'.repeat(85) + 'a', '\u{1F600}'.repeat(64), 'b'.repeat(1000)];
       for (const name of fits) {

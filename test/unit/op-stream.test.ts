@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events';
 import type * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import { InvalidArgumentError } from '../../server/errors';
-import { RPC_IO_MAX_BYTES, STREAM_BYTES_BUFFERED_MAX, STREAM_OPS_IN_FLIGHT_MAX } from '../../server/rpc/limits';
+import { RPC_IO_BYTES_MAX, STREAM_BYTES_BUFFERED_MAX, STREAM_OPS_IN_FLIGHT_MAX } from '../../server/rpc/limits';
 import { OpStream, type OpErrorWire, type OpKind } from '../../server/rpc/op-stream';
 import { StreamMemory } from '../../server/rpc/stream-memory';
 
@@ -169,9 +169,9 @@ describe('server op stream: pipelining and flow control', function () {
     assert.deepEqual(status?.metadata.get('daxd-reason'), ['ESHUTDOWN']);
   });
 
-  it('a reply message never holds more than RPC_IO_MAX_BYTES of data', async function () {
+  it('a reply message never holds more than RPC_IO_BYTES_MAX of data', async function () {
     const { call, ctl } = setup();
-    call.emit('data', { ops: [{ id: 1, bytes: 1024 * 1024 - 1 }, { id: 2, bytes: RPC_IO_MAX_BYTES }, { id: 3, bytes: 10 }] });
+    call.emit('data', { ops: [{ id: 1, bytes: 1024 * 1024 - 1 }, { id: 2, bytes: RPC_IO_BYTES_MAX }, { id: 3, bytes: 10 }] });
     [1, 2, 3].forEach(ctl.finish);
     await tick();
     assert.deepEqual(call.replies.map((r) => r.results.map((x) => x.id)), [[1], [2], [3]]);

@@ -1,8 +1,8 @@
 /**
  * The bounds of the gRPC edge, as units (issue 10, defects 4 and 5):
  * - excerpt(): user input in a message is cut to ECHO_CHARS_MAX characters plus "…";
- * - boundedDetails(): a status message never exceeds STATUS_DETAILS_MAX_BYTES of UTF-8;
- * - boundedMetadata(): a header/trailer value over METADATA_VALUE_MAX_BYTES is dropped;
+ * - boundedDetails(): a status message never exceeds STATUS_DETAILS_BYTES_MAX of UTF-8;
+ * - boundedMetadata(): a header/trailer value over METADATA_VALUE_BYTES_MAX is dropped;
  * - the strict deserializer decodes every well-formed request exactly as
  *   @grpc/proto-loader does (so handlers see the same objects), and refuses the
  *   truncated string that protobufjs accepted.
@@ -15,7 +15,7 @@ import * as protobuf from 'protobufjs';
 import { loadDaxdProto, PROTO_PATH } from '../../client';
 import { excerpt } from '../../server/excerpt';
 import { ECHO_CHARS_MAX } from '../../server/limits';
-import { METADATA_VALUE_MAX_BYTES, STATUS_DETAILS_MAX_BYTES } from '../../server/rpc/limits';
+import { METADATA_VALUE_BYTES_MAX, STATUS_DETAILS_BYTES_MAX } from '../../server/rpc/limits';
 import { boundedDetails } from '../../server/rpc/status';
 import { MalformedRequest, strictDeserializer } from '../../server/rpc/strict-decode';
 import { boundedMetadata } from '../../server/rpc/wire-guard';
@@ -31,19 +31,19 @@ describe('gRPC edge bounds (issue 10, defects 4 and 5)', function () {
     assert.ok(cut.isWellFormed());
   });
 
-  it(`boundedDetails keeps any message within ${STATUS_DETAILS_MAX_BYTES} bytes of well-formed UTF-8`, function () {
+  it(`boundedDetails keeps any message within ${STATUS_DETAILS_BYTES_MAX} bytes of well-formed UTF-8`, function () {
     fc.assert(fc.property(fc.string({ maxLength: 3000, unit: 'grapheme' }), (text) => {
       const out = boundedDetails(text);
-      assert.ok(Buffer.byteLength(out, 'utf8') <= STATUS_DETAILS_MAX_BYTES);
-      if (Buffer.byteLength(text, 'utf8') <= STATUS_DETAILS_MAX_BYTES) assert.equal(out, text);
+      assert.ok(Buffer.byteLength(out, 'utf8') <= STATUS_DETAILS_BYTES_MAX);
+      if (Buffer.byteLength(text, 'utf8') <= STATUS_DETAILS_BYTES_MAX) assert.equal(out, text);
       else assert.ok(out.endsWith('…') && text.startsWith(out.slice(0, -1)));
     }), { seed: 10, numRuns: 300 });
   });
 
-  it(`boundedMetadata drops a value over ${METADATA_VALUE_MAX_BYTES} bytes and keeps the rest`, function () {
+  it(`boundedMetadata drops a value over ${METADATA_VALUE_BYTES_MAX} bytes and keeps the rest`, function () {
     const md = new grpc.Metadata();
     md.set('daxd-reason', 'EINVAL');
-    md.set('daxd-huge', 'h'.repeat(METADATA_VALUE_MAX_BYTES + 1));
+    md.set('daxd-huge', 'h'.repeat(METADATA_VALUE_BYTES_MAX + 1));
     const out = boundedMetadata(md, pino({ level: 'silent' }), 'test');
     assert.deepEqual(out.get('daxd-reason'), ['EINVAL']);
     assert.deepEqual(out.get('daxd-huge'), []);

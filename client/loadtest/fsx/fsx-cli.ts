@@ -19,7 +19,7 @@ import { DEFAULT_WEIGHTS, FSX_OP_NAMES, OP_HELP, type FsxOpName } from './fsx-op
 import { runFsx, type FsxOptions, type FsxResult } from './fsx-run';
 
 const SESSIONS_MAX = 16;
-const SIZE_MAX_BYTES = 64 * 1024 * 1024;
+const SIZE_BYTES_MAX = 64 * 1024 * 1024;
 const LOG_MAX = 10_000;
 const PRIVATE_VOLUME_BYTES = 256 * 1024 * 1024;
 
@@ -29,7 +29,7 @@ export const FSX_FLAGS: FlagSpec[] = [
   { name: 'ops', short: 'N', value: 'N', default: '1000', help: 'operations to run' },
   { name: 'duration', value: 'TIME', default: '60s', help: 'stop (passing) after this long even if --ops are not done' },
   { name: 'sessions', value: 'N', default: '3', help: `sessions (each on its own connection, with a shared and a private mapping of the file) that ops are spread over (1..${SESSIONS_MAX})` },
-  { name: 'max-size', value: 'SIZE', default: '256k', help: `largest file offset ops reach (at most ${SIZE_MAX_BYTES / 1048576}M)` },
+  { name: 'max-size', value: 'SIZE', default: '256k', help: `largest file offset ops reach (at most ${SIZE_BYTES_MAX / 1048576}M)` },
   { name: 'max-len', value: 'SIZE', default: '64k', help: 'largest length of one read, write, load, store, punch, ...' },
   { name: 'log', value: 'N', default: '40', help: 'ops printed before the failing one' },
   { name: 'weights', value: 'OP=W,...', help: 'change op weights (0 disables an op), e.g. "pin=20,collapse=0"; ops below' },
@@ -67,7 +67,7 @@ function toOptions(v: FlagValues, address: string): FsxOptions {
   const seedText = str(v, 'seed');
   const seed = seedText === undefined ? freshSeed() : intValue(seedText, 'seed', 0, 2 ** 31 - 1);
   const maxSizeBytes = sizeValue(str(v, 'max-size') ?? '256k', 'max-size');
-  if (maxSizeBytes < 8192 || maxSizeBytes > SIZE_MAX_BYTES) throw new UsageError(`--max-size must be in [8k, ${SIZE_MAX_BYTES / 1048576}M]`);
+  if (maxSizeBytes < 8192 || maxSizeBytes > SIZE_BYTES_MAX) throw new UsageError(`--max-size must be in [8k, ${SIZE_BYTES_MAX / 1048576}M]`);
   const maxLenBytes = sizeValue(str(v, 'max-len') ?? '64k', 'max-len');
   if (maxLenBytes < 1 || maxLenBytes > maxSizeBytes) throw new UsageError('--max-len must be in [1, --max-size]');
   return {

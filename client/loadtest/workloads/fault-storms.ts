@@ -13,7 +13,7 @@
  * secondary kinds 'unmap' and 'punch', and starts over: PTEs never pile up.
  */
 import assert from 'node:assert';
-import { DEFAULT_DEADLINE_MS, RETRIES_MAX } from '../../limits';
+import { DEADLINE_MS_DEFAULT, RETRIES_MAX } from '../../limits';
 import { MappingRpc, type FaultKind } from '../../mapping-rpc';
 import { PAGE_BYTES } from '../block-header';
 import type { Worker, WorkerLoop, Workload } from '../run-context';
@@ -21,7 +21,7 @@ import type { Worker, WorkerLoop, Workload } from '../run-context';
 async function stormWorker(w: Worker, kind: Extract<FaultKind, 'READ' | 'WRITE'>): Promise<WorkerLoop> {
   const run = w.run;
   const session = await run.clientSession(w.clientIndex);
-  const rpc = new MappingRpc(w.client.raw.mapping, session.id, { deadlineMs: DEFAULT_DEADLINE_MS, retries: RETRIES_MAX });
+  const rpc = new MappingRpc(w.client.raw.mapping, session.id, { deadlineMs: DEADLINE_MS_DEFAULT, retries: RETRIES_MAX });
   const { file, first, count } = w.region(Math.floor(run.files[0].sizeBytes / PAGE_BYTES));
   const batch = Math.min(run.options.batch, count);
   let next = 0;

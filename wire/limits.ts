@@ -1,0 +1,42 @@
+/**
+ * The limits both ends of the wire must agree on (README "Limits", docs/PROTOCOL.md
+ * "Limits both sides must agree on"). The server enforces them; the SDK sizes its
+ * messages by them. Each side's own choices stay in its own limits file
+ * (server/rpc/limits.ts, client/limits.ts).
+ *
+ * The server also reports the data-path pair in VolumeInfo (`max_io_bytes`,
+ * `max_message_bytes`); the SDK uses the values here only until that answer arrives, so
+ * a server may raise them in v1 without breaking clients (lowering one is a breaking
+ * change).
+ */
+
+/**
+ * Most data one Read/Write call (or one stream op, or one stream message) carries;
+ * bigger transfers are chunked by the SDK. Below the engine's own IO_BYTES_MAX
+ * (server/limits.ts) by design: a message should stay small next to the flow-control
+ * window.
+ */
+export const RPC_IO_BYTES_MAX = 4 * 1024 * 1024;
+
+/**
+ * Largest gRPC message either end sends or accepts, set explicitly on server and client:
+ * one full I/O plus room for framing (a stream batch of 1024 op headers is ~20 KiB).
+ * Anything bigger is refused by grpc-js itself with RESOURCE_EXHAUSTED (no daxd-reason:
+ * daxd never sees the message).
+ */
+export const MESSAGE_BYTES_MAX = RPC_IO_BYTES_MAX + 64 * 1024;
+
+/** Ops one ReadStream/WriteStream message may carry, and results one reply carries. */
+export const STREAM_OPS_PER_MESSAGE_MAX = 1024;
+
+/** Ops in one Mapping.FaultBatch or Mapping.AccessBatch call; more is ELIMIT. */
+export const MAPPING_BATCH_OPS_MAX = 1024;
+
+/** A page of the protocol: `pgoff` = offset / PAGE_BYTES, and a PTE or pin page is this long. */
+export const PAGE_BYTES = 4096;
+
+/**
+ * HTTP/2 flow-control window (per stream and per connection) both ends advertise, so a
+ * 1 MiB message does not crawl through the 64 KiB default window.
+ */
+export const FLOW_CONTROL_WINDOW_BYTES = 16 * 1024 * 1024;
