@@ -1,9 +1,11 @@
 /**
- * Lint step: the import graph of server/, client/ and test/ has no cycle. Every import
+ * Lint step: the import graph of wire/, server/, client/, cli/ and test/ has no cycle. Every import
  * counts, type-only ones too (`import type`, `export ... from`, `import()`, `require()`):
  * a type cycle still ties two modules into one unit that can only be read, tested and
- * moved together. Optionally (ENFORCE_SERVER_CLIENT_BOUNDARY) it also checks that the
- * server and the SDK do not import each other.
+ * moved together. It also (ENFORCE_SERVER_CLIENT_BOUNDARY) checks the layering of the
+ * top-level modules (MAY_IMPORT): the server and the SDK do not import each other, both
+ * take the contract from wire/, which imports neither, and only cli/ (and test/) may
+ * import both.
  * Exit 1 listing every cycle (one path per strongly connected component) and every
  * boundary crossing.
  *
@@ -16,15 +18,27 @@ import path from 'node:path';
 import ts from 'typescript';
 
 /** The source trees whose modules make up the graph (relative to the repository root). */
-export const SOURCE_DIRS = ['server', 'client', 'test'] as const;
+export const SOURCE_DIRS = ['wire', 'server', 'client', 'cli', 'test'] as const;
 
 /**
  * "No file under server/ imports from client/, no file under client/ imports from
- * server/". Off today: server/rpc imports the generated wire types from client/generated
- * and loads the proto through client/. Moving the wire contract into its own module,
- * which both sides import and which imports neither, turns this on (issue 11, item 1).
+ * server/, and wire/ imports neither": the wire contract (proto loader, generated types,
+ * reasons, metadata keys, shared limits) is its own module (issue 11, item 1).
  */
-export const ENFORCE_SERVER_CLIENT_BOUNDARY = false;
+export const ENFORCE_SERVER_CLIENT_BOUNDARY = true;
+
+/**
+ * Which top-level directories a module under each may import (its own always). client/
+ * includes the load tools (client/loadtest), which start a server through bin/daxd.js,
+ * never by importing it. test/ may import anything. A directory not listed is outside
+ * the rule.
+ */
+export const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
+  wire: ['wire'],
+  server: ['server', 'wire'],
+  client: ['client', 'wire'],
+  cli: ['cli', 'server', 'client', 'wire'],
+};
 
 /** Directories never scanned (build output, dependencies). */
 const SKIPPED_DIRS = new Set(['node_modules', 'dist', 'build']);
@@ -185,16 +199,14 @@ function cycleIn(graph: ImportGraph, component: ReadonlySet<string>, from: strin
   throw new Error(`check-imports: ${from} is in a strongly connected component but on no cycle`);
 }
 
-/** Imports from server/ into client/ and from client/ into server/. */
+/** Imports MAY_IMPORT forbids: server/ into client/ and back, wire/ into anything else, ... */
 export function boundaryViolations(graph: ImportGraph): BoundaryViolation[] {
   const side = (f: string): string => f.split('/')[0];
   const out: BoundaryViolation[] = [];
   for (const [from, targets] of graph) {
-    for (const to of targets) {
-      const a = side(from);
-      const b = side(to);
-      if ((a === 'server' && b === 'client') || (a === 'client' && b === 'server')) out.push({ from, to });
-    }
+    const allowed = MAY_IMPORT[side(from)];
+    if (allowed === undefined) continue;
+    for (const to of targets) if (!allowed.includes(side(to))) out.push({ from, to });
   }
   return out;
 }
@@ -205,7 +217,7 @@ export function checkImports(graph: ImportGraph, enforceBoundary = ENFORCE_SERVE
     const others = k.modules.filter((m) => !k.cycle.includes(m));
     return `import cycle: ${k.cycle.join(' -> ')}${others.length > 0 ? ` (the same knot also ties in ${others.join(', ')})` : ''}`;
   });
-  if (enforceBoundary) for (const v of boundaryViolations(graph)) problems.push(`server/client boundary: ${v.from} imports ${v.to}`);
+  if (enforceBoundary) for (const v of boundaryViolations(graph)) problems.push(`import boundary: ${v.from} imports ${v.to} (${v.from.split('/')[0]}/ may import only ${MAY_IMPORT[v.from.split('/')[0]].map((d) => `${d}/`).join(', ')})`);
   return problems;
 }
 
@@ -223,5 +235,5 @@ if (require.main === module) {
     process.exit(1);
   }
   const edges = [...graph.values()].reduce((n, t) => n + t.length, 0);
-  console.log(`imports: ${graph.size} modules, ${edges} imports, no cycle${ENFORCE_SERVER_CLIENT_BOUNDARY ? ', no server/client crossing' : ''}`);
+  console.log(`imports: ${graph.size} modules, ${edges} imports, no cycle${ENFORCE_SERVER_CLIENT_BOUNDARY ? ', no boundary crossing (wire <- server, client <- cli)' : ''}`);
 }

@@ -73,9 +73,39 @@ describe('check-imports (the lint step that forbids import cycles)', function ()
       assert.deepEqual(findCycles(g), [['server/dax-context.ts', 'server/pin.ts', 'server/fault.ts', 'server/dax-context.ts']]);
       assert.deepEqual(boundaryViolations(g), [{ from: 'server/pin.ts', to: 'client/generated/x.ts' }]);
       assert.equal(checkImports(g, false).length, 1, 'the boundary rule is off unless asked for');
-      assert.deepEqual(checkImports(g, true).slice(1), ['server/client boundary: server/pin.ts imports client/generated/x.ts']);
+      assert.deepEqual(checkImports(g, true).slice(1), ['import boundary: server/pin.ts imports client/generated/x.ts (server/ may import only server/, wire/)']);
     } finally {
       fs.rmSync(root, { recursive: true, force: true });
     }
+  });
+
+  it('the boundary rule: server and client meet only in wire/, which imports neither; cli/ and test/ may import all', function () {
+    const g = graphOf(new Map([
+      ['wire/proto.ts', "import { X } from './generated/x';\n"],
+      ['wire/generated/x.ts', 'export const X = 1;\n'],
+      ['wire/limits.ts', "import { Y } from '../server/limits';\n"],
+      ['wire/reasons.ts', "import { Z } from '../client/errors';\n"],
+      ['server/limits.ts', "import { X } from '../wire/generated/x';\nexport const Y = 1;\n"],
+      ['server/rpc/rpc-server.ts', "import { X } from '../../wire/proto';\nimport { main } from '../../cli/main';\n"],
+      ['client/errors.ts', "import { X } from '../wire/proto';\nexport const Z = 1;\n"],
+      ['client/loadtest/private-server.ts', "import { Y } from '../../server/limits';\n"],
+      ['cli/main.ts', "import { Y } from '../server/limits';\nimport { Z } from '../client/errors';\nimport { X } from '../wire/proto';\nexport const main = 1;\n"],
+      ['test/t.ts', "import { main } from '../cli/main';\nimport { Y } from '../server/limits';\nimport { Z } from '../client/errors';\n"],
+    ]));
+    assert.deepEqual(boundaryViolations(g), [
+      { from: 'wire/limits.ts', to: 'server/limits.ts' },
+      { from: 'wire/reasons.ts', to: 'client/errors.ts' },
+      { from: 'server/rpc/rpc-server.ts', to: 'cli/main.ts' },
+      { from: 'client/loadtest/private-server.ts', to: 'server/limits.ts' },
+    ]);
+    assert.ok(checkImports(g, true).includes('import boundary: wire/limits.ts imports server/limits.ts (wire/ may import only wire/)'));
+  });
+
+  it('the real tree has no cycle and keeps the boundary (what `npm run lint` checks)', function () {
+    let root = __dirname;
+    while (!fs.existsSync(path.join(root, 'package.json'))) root = path.dirname(root);
+    const g = graphOfTree(root);
+    assert.ok([...g.keys()].some((f) => f.startsWith('wire/')) && [...g.keys()].some((f) => f.startsWith('cli/')), 'wire/ and cli/ are scanned');
+    assert.deepEqual(checkImports(g, true), []);
   });
 });

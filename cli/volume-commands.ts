@@ -1,8 +1,8 @@
 /** `daxd mkfs` and `daxd fsck`: the offline volume tools (they take the volume lock too). */
 import fs from 'node:fs';
-import { fsck, formatReport, type FsckReport } from '../fsck/fsck';
-import { MmapStorage } from '../media/mmap-storage';
-import { createVolume, reformatVolume } from '../volume';
+import { fsck, formatReport, type FsckReport } from '../server/fsck/fsck';
+import { MmapStorage } from '../server/media/mmap-storage';
+import { createVolume, reformatVolume } from '../server/volume';
 import { EXIT_FAILURE, EXIT_OK, formatBytes, parseSize, stringOption, UsageError, type Parsed } from './args';
 import type { Command } from './command';
 

@@ -5,8 +5,8 @@
  */
 import path from 'node:path';
 import pino from 'pino';
-import { SHUTDOWN_FORCE_MS, SHUTDOWN_GRACE_MS } from '../rpc/limits';
-import { Daxd } from '../server';
+import { SHUTDOWN_FORCE_MS, SHUTDOWN_GRACE_MS } from '../server/rpc/limits';
+import { Daxd } from '../server/server';
 import {
   DEFAULT_GRPC_ADDRESS, DEFAULT_HTTP_ADDRESS, DEFAULT_VOLUME_BYTES, DEFAULT_VOLUME_PATH, EXIT_OK, parseCount, parseSize, stringOption, UsageError, type Parsed,
 } from './args';

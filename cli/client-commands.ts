@@ -6,8 +6,8 @@
 import fs from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { SingleBar, Presets } from 'cli-progress';
-import { DaxClient, readChunks, writeChunks, type FileInfo } from '../../client';
-import { CHUNK_BYTES } from '../../client/limits';
+import { DaxClient, readChunks, writeChunks, type FileInfo } from '../client';
+import { CHUNK_BYTES } from '../client/limits';
 import { DEFAULT_GRPC_ADDRESS, EXIT_OK, formatBytes, parseSize, stringOption, type Options, type Parsed } from './args';
 import type { Command } from './command';
 

@@ -7,14 +7,14 @@
  * Exit status: 0 success, 1 failure (fsck findings, a failed call), 2 usage error.
  */
 import { DaxClientError } from '../client/errors';
-import { DaxError } from './errors';
-import { HttpListenError } from './http/http-server';
-import { ListenError } from './rpc/rpc-server';
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parse, UsageError } from './cli/args';
-import { clientCommands } from './cli/client-commands';
-import type { Command } from './cli/command';
-import { serveCommand } from './cli/serve-command';
-import { fsckCommand, mkfsCommand } from './cli/volume-commands';
+import { DaxError } from '../server/errors';
+import { HttpListenError } from '../server/http/http-server';
+import { ListenError } from '../server/rpc/rpc-server';
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parse, UsageError } from './args';
+import { clientCommands } from './client-commands';
+import type { Command } from './command';
+import { serveCommand } from './serve-command';
+import { fsckCommand, mkfsCommand } from './volume-commands';
 
 const COMMANDS: Command[] = [serveCommand, mkfsCommand, fsckCommand, ...clientCommands];
 
