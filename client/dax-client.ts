@@ -8,7 +8,8 @@
  *   client.close();
  *
  * Reads and writes of any size go through the pipelined op streams (op-pipeline.ts) in
- * chunks of CHUNK_BYTES; concurrent small ones share messages. Every other call is unary,
+ * chunks of CHUNK_BYTES (or the server's max_io_bytes if smaller: server-limits.ts);
+ * concurrent small ones share messages. Every other call is unary,
  * with a deadline, and retried on UNAVAILABLE only when it is idempotent. Failures are
  * DaxClientError with `code` (gRPC status) and `reason` (daxd's, e.g. 'ENOENT').
  */
@@ -22,7 +23,8 @@ import type { ReadOp } from '../wire/generated/daxd/v1/ReadOp';
 import type { ReadResult__Output } from '../wire/generated/daxd/v1/ReadResult';
 import type { ReadStreamRequest } from '../wire/generated/daxd/v1/ReadStreamRequest';
 import type { ReadStreamResponse__Output } from '../wire/generated/daxd/v1/ReadStreamResponse';
-import type { VolumeInfo__Output } from '../wire/generated/daxd/v1/VolumeInfo';
+import type { VolumeInfo as WireVolumeInfo, VolumeInfo__Output } from '../wire/generated/daxd/v1/VolumeInfo';
+import { fromWire, type FromWire } from '../wire/from-wire';
 import type { WriteOp } from '../wire/generated/daxd/v1/WriteOp';
 import type { WriteResult__Output } from '../wire/generated/daxd/v1/WriteResult';
 import type { WriteStreamRequest } from '../wire/generated/daxd/v1/WriteStreamRequest';
@@ -32,6 +34,7 @@ import {
   CHUNK_BYTES, DEADLINE_MS_DEFAULT, FLOW_CONTROL_WINDOW_BYTES, MESSAGE_BYTES_MAX, RETRIES_MAX, RETRY_BACKOFF_MS,
 } from './limits';
 import { OpPipeline } from './op-pipeline';
+import { ServerLimits, type DataPathLimits } from './server-limits';
 import { loadDaxdProto } from '../wire/proto';
 import { RawClients } from './raw-clients';
 import type { MappedFile, MmapOptions } from './mapped-file';
@@ -58,23 +61,14 @@ export interface FileInfo {
   ctimeMs: number;
 }
 
-export interface VolumeInfo {
-  blockSize: number;
-  blocksTotal: number;
-  blocksFree: number;
-  /** Freed by transactions not committed yet: free after the next commit. */
-  blocksPendingFree: number;
-  blocksUsed: number;
-  files: number;
-  maxFiles: number;
-  maxFileSize: number;
-  uuid: string;
-  formatVersion: number;
-  journalBlocks: number;
-  size: number;
-  maxIoBytes: number;
-  maxMessageBytes: number;
-}
+/**
+ * StatVolume's answer (see the proto's VolumeInfo): the generated message with camelCase
+ * names and its uint64 fields as numbers (wire/from-wire.ts), so a field added to the
+ * proto shows up here by itself. `blocksPendingFree`: blocks freed by transactions not
+ * committed yet, free after the next commit; `maxIoBytes` / `maxMessageBytes`: the
+ * server's data-path limits, which the SDK sizes its calls by.
+ */
+export type VolumeInfo = FromWire<VolumeInfo__Output, WireVolumeInfo>;
 
 export type FallocateMode = 'ALLOCATE' | 'KEEP_SIZE' | 'PUNCH_HOLE' | 'ZERO_RANGE' | 'COLLAPSE_RANGE';
 export type LayoutBreak = 'WAIT' | 'FAIL' | 'RECALL';
@@ -99,16 +93,6 @@ function fileInfo(w: FileInfo__Output): FileInfo {
   };
 }
 
-function volumeInfo(w: VolumeInfo__Output): VolumeInfo {
-  return {
-    blockSize: Number(w.block_size), blocksTotal: Number(w.blocks_total), blocksFree: Number(w.blocks_free),
-    blocksUsed: Number(w.blocks_used), files: Number(w.files), maxFiles: Number(w.max_files),
-    maxFileSize: Number(w.max_file_size), uuid: w.uuid, formatVersion: w.format_version,
-    journalBlocks: Number(w.journal_blocks), size: Number(w.size), maxIoBytes: Number(w.max_io_bytes),
-    maxMessageBytes: Number(w.max_message_bytes), blocksPendingFree: Number(w.blocks_pending_free),
-  };
-}
-
 export class DaxClient {
   /** The generated stubs, for calls the SDK does not wrap (tests, benchmarks). */
   readonly raw: RawClients;
@@ -119,21 +103,30 @@ export class DaxClient {
   private defaultSession: Promise<DaxSession> | null = null;
   private readonly reads: OpPipeline<ReadOp, ReadStreamRequest, ReadStreamResponse__Output, ReadResult__Output>;
   private readonly writes: OpPipeline<WriteOp, WriteStreamRequest, WriteStreamResponse__Output, WriteResult__Output>;
+  /** The server's max_io_bytes / max_message_bytes, fetched once by the first I/O. */
+  private readonly serverLimits: ServerLimits;
 
   private constructor(readonly address: string, options: DaxClientOptions) {
     this.deadlineMs = options.deadlineMs ?? DEADLINE_MS_DEFAULT;
     this.retries = options.retries ?? RETRIES_MAX;
     this.raw = new RawClients(loadDaxdProto(), address, { ...CLIENT_CHANNEL_OPTIONS, ...options.channelOptions });
     const files: FilesClient = this.raw.files;
+    // Sent once, not retried: a failure leaves the wire defaults and the next I/O asks again.
+    this.serverLimits = new ServerLimits(() => callUnary<object, VolumeInfo__Output>(files.StatVolume.bind(files) as UnaryMethod<object, VolumeInfo__Output>, {}, {
+      deadlineMs: this.deadlineMs, idempotent: false, retries: 0, backoffMs: RETRY_BACKOFF_MS,
+    }));
+    const messageDataBytesMax = (): number => this.serverLimits.now().ioBytesMax;
     this.reads = new OpPipeline<ReadOp, ReadStreamRequest, ReadStreamResponse__Output, ReadResult__Output>({
       open: () => files.ReadStream(),
       request: (ops) => ({ ops }),
       results: (response) => response.results,
+      messageDataBytesMax,
     });
     this.writes = new OpPipeline<WriteOp, WriteStreamRequest, WriteStreamResponse__Output, WriteResult__Output>({
       open: () => files.WriteStream(),
       request: (ops) => ({ ops }),
       results: (response) => response.results,
+      messageDataBytesMax,
     });
   }
 
@@ -203,12 +196,13 @@ export class DaxClient {
   async read(ino: number, offset: number, length: number): Promise<Buffer> {
     assertSafe(offset, 'offset');
     assertSafe(length, 'length');
-    if (length <= CHUNK_BYTES) return this.readOp(ino, offset, length);
+    const chunkBytes = this.chunkBytes();
+    if (length <= chunkBytes) return this.readOp(ino, offset, length);
     const chunks: Promise<Buffer>[] = [];
-    for (let at = 0; at < length; at += CHUNK_BYTES) chunks.push(this.readOp(ino, offset + at, Math.min(CHUNK_BYTES, length - at)));
+    for (let at = 0; at < length; at += chunkBytes) chunks.push(this.readOp(ino, offset + at, Math.min(chunkBytes, length - at)));
     const parts = await Promise.all(chunks);
     // A short chunk is the end of the file: nothing after it counts.
-    const short = parts.findIndex((p, i) => p.length < Math.min(CHUNK_BYTES, length - i * CHUNK_BYTES));
+    const short = parts.findIndex((p, i) => p.length < Math.min(chunkBytes, length - i * chunkBytes));
     return Buffer.concat(short < 0 ? parts : parts.slice(0, short + 1));
   }
 
@@ -220,10 +214,11 @@ export class DaxClient {
   async write(ino: number, offset: number, data: Uint8Array, options: { sync?: boolean } = {}): Promise<WriteOutcome> {
     assertSafe(offset, 'offset');
     const sync = options.sync ?? false;
-    if (data.length <= CHUNK_BYTES) return this.writeOp(ino, offset, data, sync);
+    const chunkBytes = this.chunkBytes();
+    if (data.length <= chunkBytes) return this.writeOp(ino, offset, data, sync);
     const chunks: Promise<WriteOutcome>[] = [];
-    for (let at = 0; at < data.length; at += CHUNK_BYTES) {
-      chunks.push(this.writeOp(ino, offset + at, data.subarray(at, Math.min(data.length, at + CHUNK_BYTES)), sync));
+    for (let at = 0; at < data.length; at += chunkBytes) {
+      chunks.push(this.writeOp(ino, offset + at, data.subarray(at, Math.min(data.length, at + chunkBytes)), sync));
     }
     const outcomes = await Promise.all(chunks);
     return { written: data.length, size: Math.max(...outcomes.map((o) => o.size)) };
@@ -242,14 +237,27 @@ export class DaxClient {
   }
 
   async statVolume(): Promise<VolumeInfo> {
-    return volumeInfo(await this.unary(this.raw.files.StatVolume, {}, true));
+    const info = await this.unary<object, VolumeInfo__Output>(this.raw.files.StatVolume, {}, true);
+    this.serverLimits.adopt(info);
+    return fromWire<VolumeInfo__Output, WireVolumeInfo>('daxd.v1.VolumeInfo', info);
+  }
+
+  /**
+   * The server's data-path limits (VolumeInfo.max_io_bytes / max_message_bytes) this
+   * client sizes its calls by: fetched once (the first read, write or mapping access
+   * starts it), the wire defaults until then or if the server cannot say.
+   */
+  dataPathLimits(): Promise<DataPathLimits> {
+    return this.serverLimits.get();
   }
 
   // ---- sessions ----------------------------------------------------------------
 
   /** Open a session (keep-alive runs by itself until it is closed). */
   async openSession(options: OpenSessionOptions = {}): Promise<DaxSession> {
-    const session = await DaxSession.open(this.raw, options, { deadlineMs: this.deadlineMs, retries: this.retries });
+    const session = await DaxSession.open(this.raw, options, {
+      deadlineMs: this.deadlineMs, retries: this.retries, ioBytesMax: () => this.serverLimits.now().ioBytesMax,
+    });
     this.sessions.add(session);
     for (const end of ['closed', 'expired', 'ended'] as const) session.once(end, () => this.sessions.delete(session));
     return session;
@@ -289,6 +297,11 @@ export class DaxClient {
   }
 
   // ---- internals ---------------------------------------------------------------
+
+  /** Size of one read or write op: the SDK's CHUNK_BYTES, within the server's max_io_bytes. */
+  private chunkBytes(): number {
+    return Math.min(CHUNK_BYTES, this.serverLimits.now().ioBytesMax);
+  }
 
   private async readOp(ino: number, offset: number, length: number): Promise<Buffer> {
     for (let attempt = 0; ; attempt++) {

@@ -1,6 +1,6 @@
 /**
  * The Mapping service as one session sees it: FaultBatch / AccessBatch split into calls of
- * at most MAPPING_BATCH_OPS_MAX ops (and RPC_IO_BYTES_MAX bytes of data), sent
+ * at most MAPPING_BATCH_OPS_MAX ops (and the server's max_io_bytes of data), sent
  * concurrently, each outcome decoded to a PTE, bytes, or a DaxClientError; Msync and
  * Unmap of a page range. Per-op failures come back as values, never as a rejected call:
  * the caller decides per page (PTE_STALE: re-fault; SIGBUS: fail that access).
@@ -69,6 +69,8 @@ export interface MappingCallCounts {
 export interface MappingRpcOptions {
   deadlineMs: number;
   retries: number;
+  /** Most data one AccessBatch call carries: the server's max_io_bytes (RPC_IO_BYTES_MAX if not given). */
+  ioBytesMax?: () => number;
 }
 
 /** An op's failure as the SDK's error: SIGBUS gets its own class (a fault at or past EOF). */
@@ -129,7 +131,8 @@ export class MappingRpc {
 
   /** Loads and stores, in order per call; outcomes in the order of `ops`. */
   async accessBatch(ops: readonly AccessOp[]): Promise<AccessOutcome[]> {
-    const batches = splitBatches(ops, MAPPING_BATCH_OPS_MAX, RPC_IO_BYTES_MAX, (op) => (op.store ? op.data.length : op.length));
+    const ioBytesMax = this.options.ioBytesMax?.() ?? RPC_IO_BYTES_MAX;
+    const batches = splitBatches(ops, MAPPING_BATCH_OPS_MAX, ioBytesMax, (op) => (op.store ? op.data.length : op.length));
     const replies = await Promise.all(batches.map(async (batch) => {
       this.counts.accessBatchCalls++;
       this.counts.accessOps += batch.length;

@@ -29,6 +29,8 @@ export interface PipelineKind<Op, Req, Res, Result extends { id: number; error: 
   open(): grpc.ClientDuplexStream<Req, Res>;
   request(ops: Op[]): Req;
   results(response: Res): Result[];
+  /** Most data one message carries: the server's max_io_bytes (RPC_IO_BYTES_MAX if not given). */
+  messageDataBytesMax?: () => number;
 }
 
 interface Waiting<Op, Result> {
@@ -82,8 +84,8 @@ export class OpPipeline<Op, Req, Res, Result extends { id: number; error: OpErro
   private pump(): void {
     while (this.waitingHead < this.waiting.length && this.canSend(this.waiting[this.waitingHead].bytes)) {
       const op = this.waiting[this.waitingHead++];
-      // Keep a message within the server's data limit per message (RPC_IO_BYTES_MAX).
-      if (this.batchBytes + op.bytes > RPC_IO_BYTES_MAX) this.flush();
+      // Keep a message within the server's data limit per message (its max_io_bytes).
+      if (this.batchBytes + op.bytes > (this.kind.messageDataBytesMax?.() ?? RPC_IO_BYTES_MAX)) this.flush();
       const id = this.allocateId();
       this.inFlight.set(id, op);
       this.bytesInFlight += op.bytes;

@@ -49,6 +49,8 @@ export interface InvalidateEvent {
 interface CallDefaults {
   deadlineMs: number;
   retries: number;
+  /** Most data one mapping batch carries: the server's max_io_bytes (RPC_IO_BYTES_MAX if not given). */
+  ioBytesMax?: () => number;
 }
 
 /** The stubs a session calls (RawClients satisfies it). */
