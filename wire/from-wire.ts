@@ -44,7 +44,10 @@ const int64FieldsOf = new Map<string, ReadonlySet<string>>();
 export function int64Fields(typeName: string): ReadonlySet<string> {
   let fields = int64FieldsOf.get(typeName);
   if (fields === undefined) {
-    root ??= protobuf.loadSync(PROTO_PATH, new protobuf.Root());
+    if (root === null) {
+      root = new protobuf.Root();
+      root.loadSync(PROTO_PATH, { keepCase: true }); // the field names as written, as wire/proto.ts decodes them
+    }
     const type = root.lookupType(typeName);
     fields = new Set(type.fieldsArray.filter((f) => !f.repeated && INT64_TYPES.has(f.type)).map((f) => f.name));
     int64FieldsOf.set(typeName, fields);
