@@ -8,7 +8,7 @@ export type { MmapOptions, MappedFileStats } from './mapped-file';
 export type { ClientPte, FaultKind } from './mapping-rpc';
 export { DmaPin, PinRevokedError } from './dma-pin';
 export type { DmaPinState, PinOptions, RecallHandler } from './dma-pin';
-export { DaxClientError, SigbusError } from './errors';
+export { DaxClientError, SigbusError, type ReceivedReason } from './errors';
 export { REASON_METADATA_KEY, REQUEST_ID_METADATA_KEY } from '../wire/metadata';
 export { REASON_NAMES, isReason, type Reason } from '../wire/reasons';
 export { loadDaxdProto, PROTO_PATH, PROTO_LOADER_OPTIONS } from '../wire/proto';
