@@ -12,7 +12,7 @@
  */
 import assert from 'node:assert';
 import { randomBytes } from 'node:crypto';
-import { DaxError, InvalidArgumentError, LimitError, NotFoundError, SigbusError } from '../errors';
+import { ForeignTokenError, InvalidArgumentError, LimitError, NotFoundError, PinRevokedError, ReadOnlyPinError, SigbusError } from '../errors';
 import { BLOCK_SIZE, PIN_LEASE_MAX_MS, PIN_PAGES_MAX, PINS_PER_SESSION_MAX } from '../limits';
 import type { AddressSpace, Entry } from './address-space';
 import type { DaxContext } from './dax-context';
@@ -20,18 +20,6 @@ import { lockEntry, unlockEntry } from './entry-lock';
 import type { MappingOwner } from './owner';
 import type { Pin, PinTable } from './pin-table';
 import { InvalidationNotices } from './pte';
-
-export class PinRevokedError extends DaxError {
-  constructor(pinId: string) {
-    super('PIN_REVOKED', `pin ${pinId} was revoked (RECALL layout break, lease, or session end)`);
-  }
-}
-
-export class ReadOnlyPinError extends DaxError {
-  constructor(why: string) {
-    super('EFAULT', why);
-  }
-}
 
 export interface PinRequestArgs {
   ino: number;
@@ -147,7 +135,7 @@ function revokeZeroPage(ctx: DaxContext, e: Entry): void {
 export function lookupPin(pins: PinTable, owner: MappingOwner, pinId: string): Pin {
   const p = pins.byId.get(pinId);
   if (!p) throw new NotFoundError(`no pin ${pinId} (unpinned, revoked long ago, or never issued)`);
-  if (p.owner.id !== owner.id) throw new DaxError('SESSION_UNKNOWN', 'the pin belongs to another session');
+  if (p.owner.id !== owner.id) throw new ForeignTokenError('pin');
   return p;
 }
 

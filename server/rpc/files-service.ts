@@ -10,7 +10,7 @@
  */
 import type { Logger } from 'pino';
 import type * as grpc from '@grpc/grpc-js';
-import { DaxError, InvalidArgumentError } from '../errors';
+import { CancelledError, DaxError, InvalidArgumentError, TimedOutError } from '../errors';
 import { FALLOCATE_MODES, type FileInfo, type FileSystemApi, type LayoutBreakOptions, type VolumeInfo } from '../fs/types';
 import { BLOCK_SIZE } from '../limits';
 import type { FileInfo as WireFileInfo } from '../../client/generated/daxd/v1/FileInfo';
@@ -127,14 +127,14 @@ export function layoutBreakOf(value: string | number, call: grpc.ServerUnaryCall
   const deadline = call.getDeadline();
   const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
   let timer: NodeJS.Timeout | undefined;
-  const timedOut = () => new DaxError('ETIMEDOUT', 'the deadline passed while waiting for pinned pages to be unpinned; nothing was changed');
+  const timedOut = () => new TimedOutError('the deadline passed while waiting for pinned pages to be unpinned; nothing was changed');
   if (Number.isFinite(deadlineMs)) {
     timer = setTimeout(() => controller.abort(timedOut()), Math.max(0, deadlineMs - Date.now()));
     timer.unref();
   }
   // grpc-js also cancels the call at its deadline, racing the timer above, and so does the
   // client at its own (slightly earlier) copy of it: both are timeouts.
-  call.once('cancelled', () => controller.abort(Date.now() >= deadlineMs - DEADLINE_CANCEL_SLACK_MS ? timedOut() : new DaxError('ECANCELED', 'the call was cancelled while waiting for pinned pages; nothing was changed')));
+  call.once('cancelled', () => controller.abort(Date.now() >= deadlineMs - DEADLINE_CANCEL_SLACK_MS ? timedOut() : new CancelledError('the call was cancelled while waiting for pinned pages; nothing was changed')));
   call.once('finish', () => clearTimeout(timer));
   return { policy, signal: controller.signal, requestId: requestIdOf(call) };
 }

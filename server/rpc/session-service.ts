@@ -4,11 +4,10 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { BusyError, DaxError } from '../errors';
+import { BusyError, type DaxError, SessionExpiredError, ShutdownError } from '../errors';
 import type { EventSink, SinkEndReason } from '../session/event-queue';
 import type { Session } from '../session/session';
 import type { SessionEvent } from '../session/session-event';
-import { SessionExpiredError } from '../session/session-errors';
 import type { SessionTable } from '../session/session-table';
 import type { Event } from '../../client/generated/daxd/v1/Event';
 import type { SessionHandlers } from '../../client/generated/daxd/v1/Session';
@@ -40,7 +39,7 @@ function endError(sessionId: string, reason: SinkEndReason): DaxError | null {
   switch (reason) {
     case 'closed': return null;
     case 'expired': return new SessionExpiredError(sessionId, 'missed its lease');
-    case 'shutdown': return new DaxError('ESHUTDOWN', 'the server is shutting down');
+    case 'shutdown': return new ShutdownError();
     case 'replaced': return new BusyError(`a newer Events stream of session ${sessionId} took over`);
   }
 }

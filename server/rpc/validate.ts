@@ -6,12 +6,11 @@
  * value that is not a safe integer (>= 2^53) is refused with EINVAL: nothing in daxd is
  * that large (files stop at 1 TiB), and rounding it would silently address the wrong byte.
  */
-import { FileTooBigError, InvalidArgumentError, LimitError } from '../errors';
+import { FileTooBigError, InvalidArgumentError, LeaseTooLongError, LimitError } from '../errors';
 import { excerpt } from '../excerpt';
 import { validateName } from '../fs/namespace';
 import { BLOCK_SIZE, FILE_MAX_BYTES } from '../limits';
 import { LEASE_DEFAULT_MS, LEASE_MAX_MS, LEASE_MIN_MS } from '../session/limits';
-import { LeaseTooLongError } from '../session/session-errors';
 import { CLIENT_NAME_MAX_BYTES, ID_BYTES_MAX, RPC_IO_MAX_BYTES } from './limits';
 
 /** Decimal digits of a uint64 below 10^16 (2^53 has 16 digits; longer is out of range anyway). */
