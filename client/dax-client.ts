@@ -14,6 +14,7 @@
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
+import type { _daxd_v1_FallocateRequest_Mode__Output as FallocateRequest_Mode } from './generated/daxd/v1/FallocateRequest';
 import type { FilesClient } from './generated/daxd/v1/Files';
 import type { ListRequest } from './generated/daxd/v1/ListRequest';
 import type { ListResponse__Output } from './generated/daxd/v1/ListResponse';
@@ -76,7 +77,8 @@ export interface VolumeInfo {
   maxMessageBytes: number;
 }
 
-export type FallocateMode = 'ALLOCATE' | 'KEEP_SIZE' | 'PUNCH_HOLE' | 'ZERO_RANGE' | 'COLLAPSE_RANGE';
+/** The proto's FallocateRequest.Mode names (the wire spelling), less the unset value. */
+export type FallocateMode = Exclude<FallocateRequest_Mode, 'MODE_UNSPECIFIED'>;
 export type LayoutBreak = 'WAIT' | 'FAIL' | 'RECALL';
 
 export interface WriteOutcome {

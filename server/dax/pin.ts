@@ -18,21 +18,18 @@ import type { AddressSpace, Entry } from './address-space';
 import type { DaxContext } from './dax-context';
 import { lockEntry, unlockEntry } from './entry-lock';
 import type { MappingOwner } from './owner';
+import type { CheckedPin } from '../checked-requests';
 import type { Pin, PinTable } from './pin-table';
 import { InvalidationNotices } from './pte';
 
-export interface PinRequestArgs {
-  ino: number;
-  firstPgoff: number;
-  npages: number;
-  writable: boolean;
+/** A pin request as the edge checked it (server/rpc/validate.ts pinRequest), plus its lease. */
+export interface PinRequestArgs extends CheckedPin {
   leaseMs: number;
 }
 
 export async function pin(ctx: DaxContext, pins: PinTable, owner: MappingOwner, args: PinRequestArgs): Promise<Pin> {
   const { ino, firstPgoff, npages, writable } = args;
-  if (npages < 1) throw new InvalidArgumentError('npages must be >= 1');
-  if (npages > PIN_PAGES_MAX) throw new LimitError('pages per pin', npages, PIN_PAGES_MAX);
+  assert(Number.isSafeInteger(npages) && npages >= 1 && npages <= PIN_PAGES_MAX, `pin of ${npages} pages reached the engine unchecked`);
   if (pins.countOf(owner.id) >= PINS_PER_SESSION_MAX) throw new LimitError('pins per session', pins.countOf(owner.id) + 1, PINS_PER_SESSION_MAX);
   const leaseMs = Math.min(args.leaseMs === 0 ? PIN_LEASE_MAX_MS : args.leaseMs, PIN_LEASE_MAX_MS);
   ctx.fs.stat(ino);
@@ -139,14 +136,16 @@ export function lookupPin(pins: PinTable, owner: MappingOwner, pinId: string): P
   return p;
 }
 
+/**
+ * The edge checked the access's shape (server/rpc/validate.ts dmaAccess); what depends
+ * on the pin is checked here: revoked (PIN_REVOKED), and the page against its length.
+ */
 function checkAccess(p: Pin, page: number, offset: number, length: number): number {
+  assert(Number.isSafeInteger(page) && page >= 0, `DMA page ${page} reached the engine unchecked`);
+  assert(Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0 && offset + length <= BLOCK_SIZE,
+    `DMA [${offset}, ${offset + length}) reached the engine unchecked`);
   if (p.state === 'revoked') throw new PinRevokedError(p.id);
-  if (!Number.isSafeInteger(page) || page < 0 || page >= p.pfns.length) {
-    throw new InvalidArgumentError(`page ${page} outside the pin (${p.pfns.length} pages)`);
-  }
-  if (offset < 0 || length < 0 || offset + length > BLOCK_SIZE) {
-    throw new InvalidArgumentError(`DMA [${offset}, ${offset + length}) is not inside one page (${BLOCK_SIZE} bytes)`);
-  }
+  if (page >= p.pfns.length) throw new InvalidArgumentError(`page ${page} outside the pin (${p.pfns.length} pages)`);
   return p.pfns[page];
 }
 

@@ -9,13 +9,19 @@ import type { EventSink, SinkEndReason } from '../session/event-queue';
 import type { Session } from '../session/session';
 import type { SessionEvent } from '../session/session-event';
 import type { SessionTable } from '../session/session-table';
+import type { InvalidateReason } from '../dax/owner';
 import type { Event } from '../../client/generated/daxd/v1/Event';
+import type { _daxd_v1_Invalidate_Reason__Output as WireInvalidateReason } from '../../client/generated/daxd/v1/Invalidate';
 import type { SessionHandlers } from '../../client/generated/daxd/v1/Session';
 import type { SessionInfo } from '../../client/generated/daxd/v1/SessionInfo';
 import type { SessionRef__Output } from '../../client/generated/daxd/v1/SessionRef';
 import { toServiceError } from './status';
 import { unary } from './unary';
 import * as v from './validate';
+
+/** The engine's invalidate reasons travel by name: the two lists must be the same (compile time). */
+const INVALIDATE_REASONS_ARE_WIRE_NAMES: v.SameNames<InvalidateReason, Exclude<WireInvalidateReason, 'REASON_UNSPECIFIED'>> = true;
+void INVALIDATE_REASONS_ARE_WIRE_NAMES;
 
 function sessionInfo(session: Session): SessionInfo {
   return { session_id: session.id, lease_ms: session.leaseMs, expires_at_ms: session.expiresAtMs };
