@@ -127,7 +127,7 @@ export function clientName(value: string): string {
 }
 
 /** Read: offset past the largest possible file is EFBIG (as the engine has it); length <= RPC_IO_MAX_BYTES. */
-export function readArgs(inoField: string, offsetField: string, lengthField: string): { ino: number; offset: number; length: number } {
+export function readArgs(inoField: string | number, offsetField: string | number, lengthField: string | number): { ino: number; offset: number; length: number } {
   const file = ino(inoField);
   const offset = u64(offsetField, 'offset');
   const length = ioLength(u64(lengthField, 'length'), 'read');
@@ -136,7 +136,7 @@ export function readArgs(inoField: string, offsetField: string, lengthField: str
 }
 
 /** Write: data <= RPC_IO_MAX_BYTES, and the file may not grow past FILE_MAX_BYTES (EFBIG). */
-export function writeArgs(inoField: string, offsetField: string, data: Buffer): { ino: number; offset: number } {
+export function writeArgs(inoField: string | number, offsetField: string | number, data: Uint8Array): { ino: number; offset: number } {
   const file = ino(inoField);
   const offset = u64(offsetField, 'offset');
   ioLength(data.length, 'write');
