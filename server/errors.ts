@@ -173,7 +173,7 @@ export class ReadOnlyPinError extends DaxError {
 
 // ---- waits given up, shutdown -------------------------------------------------------
 
-/** The call's deadline passed while it waited; `what` says for what. Nothing was changed. */
+/** The call's deadline passed while it waited (the message says for what); nothing was changed. */
 export class TimedOutError extends DaxError {
   constructor(message: string) { super('ETIMEDOUT', message); }
 }
