@@ -15,6 +15,7 @@
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
+import type { _daxd_v1_FallocateRequest_Mode__Output as FallocateRequest_Mode } from '../wire/generated/daxd/v1/FallocateRequest';
 import type { FilesClient } from '../wire/generated/daxd/v1/Files';
 import type { ListRequest } from '../wire/generated/daxd/v1/ListRequest';
 import type { ListResponse__Output } from '../wire/generated/daxd/v1/ListResponse';
@@ -70,7 +71,8 @@ export interface FileInfo {
  */
 export type VolumeInfo = FromWire<VolumeInfo__Output, WireVolumeInfo>;
 
-export type FallocateMode = 'ALLOCATE' | 'KEEP_SIZE' | 'PUNCH_HOLE' | 'ZERO_RANGE' | 'COLLAPSE_RANGE';
+/** The proto's FallocateRequest.Mode names (the wire spelling), less the unset value. */
+export type FallocateMode = Exclude<FallocateRequest_Mode, 'MODE_UNSPECIFIED'>;
 export type LayoutBreak = 'WAIT' | 'FAIL' | 'RECALL';
 
 export interface WriteOutcome {

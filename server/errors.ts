@@ -8,8 +8,12 @@
  *
  * Status numbers are the gRPC ones (grpc/status.h); they are repeated here so the core
  * does not import grpc.
+ *
+ * Every DaxError subclass lives in this file, and no other file calls `new DaxError(`
+ * directly (test/tools/check-error-classes.ts, run by `npm run lint`).
  */
 import type { Reason } from '../wire/reasons';
+import { excerpt } from './excerpt';
 
 export const GrpcStatus = {
   OK: 0,
@@ -120,6 +124,11 @@ export class VersionError extends DaxError {
     super('EVERSION', `${what} format version ${found} is not supported (this daxd supports version ${supported}); nothing was changed: use a daxd that supports it`);
   }
 }
+/**
+ * ENOTSUP: the documented UNIMPLEMENTED reason for a capability that is declared but not
+ * built yet (e.g. an NBD command or flag the export does not serve yet). Kept on purpose
+ * for capabilities that land in steps; a reason nothing can return is to be removed.
+ */
 export class NotSupportedError extends DaxError {
   constructor(what: string) { super('ENOTSUP', `${what} is not implemented yet`); }
 }
@@ -131,4 +140,49 @@ export class SigbusError extends DaxError {
   constructor(ino: number, pgoff: number, sizeBytes: number) {
     super('SIGBUS', `fault at pgoff ${pgoff} of inode ${ino} is at or beyond EOF (size ${sizeBytes} bytes)`);
   }
+}
+
+// ---- sessions (server/session) ------------------------------------------------------
+
+export class SessionExpiredError extends DaxError {
+  constructor(sessionId: string, how: string) { super('SESSION_EXPIRED', `session ${excerpt(sessionId)} ${how}`); }
+}
+export class SessionUnknownError extends DaxError {
+  constructor(sessionId: string) { super('SESSION_UNKNOWN', `no session ${excerpt(sessionId)}`); }
+}
+export class LeaseTooLongError extends DaxError {
+  constructor(leaseMs: number, maxMs: number) { super('LEASE_TOO_LONG', `lease of ${leaseMs} ms is too long (${leaseMs} vs. max ${maxMs})`); }
+}
+/** A PTE token or a pin of another session (SESSION_UNKNOWN: the caller may not even learn it exists). */
+export class ForeignTokenError extends DaxError {
+  constructor(what: 'PTE token' | 'pin') { super('SESSION_UNKNOWN', `the ${what} belongs to another session`); }
+}
+
+// ---- mappings and pins (server/dax) -------------------------------------------------
+
+/** S7: a revoked, downgraded or unknown PTE token changes nothing: fault again. */
+export class PteStaleError extends DaxError {
+  constructor(why: string) { super('PTE_STALE', `${why}: fault the page again`); }
+}
+export class PinRevokedError extends DaxError {
+  constructor(pinId: string) { super('PIN_REVOKED', `pin ${pinId} was revoked (RECALL layout break, lease, or session end)`); }
+}
+/** DMA write through a read-only pin, or a writable pin of pages mapped read-only. */
+export class ReadOnlyPinError extends DaxError {
+  constructor(why: string) { super('EFAULT', why); }
+}
+
+// ---- waits given up, shutdown -------------------------------------------------------
+
+/** The call's deadline passed while it waited (the message says for what); nothing was changed. */
+export class TimedOutError extends DaxError {
+  constructor(message: string) { super('ETIMEDOUT', message); }
+}
+/** The client cancelled the call while it waited. Nothing was changed. */
+export class CancelledError extends DaxError {
+  constructor(message: string) { super('ECANCELED', message); }
+}
+/** The server is stopping: the call or op was not started, or was cut off. */
+export class ShutdownError extends DaxError {
+  constructor(detail = '') { super('ESHUTDOWN', `the server is shutting down${detail}`); }
 }

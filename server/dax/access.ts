@@ -5,34 +5,28 @@
  * block belongs to the file (revocation happens before any entry is removed).
  */
 import assert from 'node:assert';
-import { DaxError, InvalidArgumentError } from '../errors';
+import { ForeignTokenError, InvalidArgumentError, PteStaleError } from '../errors';
 import { BLOCK_SIZE } from '../limits';
 import type { DaxContext } from './dax-context';
 import type { Pte } from './address-space';
 import { fault } from './fault';
 import type { MappingOwner } from './owner';
 
-export class PteStaleError extends DaxError {
-  constructor(why: string) {
-    super('PTE_STALE', `${why}: fault the page again`);
-  }
-}
-
-export class ForeignTokenError extends DaxError {
-  constructor() {
-    super('SESSION_UNKNOWN', 'the PTE token belongs to another session');
-  }
+/**
+ * The fence covers the page, not just the token: an offset outside [0, BLOCK_SIZE) would
+ * reach the neighbouring block, which may belong to another file. The edge refused such
+ * ranges (server/rpc/validate.ts pageAccess: EINVAL); here it is a precondition.
+ */
+function assertInPage(offset: number, length: number): void {
+  assert(Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0 && offset + length <= BLOCK_SIZE,
+    `access [${offset}, ${offset + length}) outside the page reached the engine unchecked`);
 }
 
 function checkedPte(ctx: DaxContext, owner: MappingOwner, token: string, offset: number, length: number): Pte {
+  assertInPage(offset, length);
   const pte = ctx.ptes.lookup(token);
   if (!pte || !pte.valid) throw new PteStaleError('the PTE token is stale or unknown');
-  if (pte.mapping.owner.id !== owner.id) throw new ForeignTokenError();
-  // The fence covers the page, not just the token: an offset outside [0, BLOCK_SIZE) would
-  // reach the neighbouring block, which may belong to another file.
-  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > BLOCK_SIZE) {
-    throw new InvalidArgumentError(`access [${offset}, ${offset + length}) is not inside the page [0, ${BLOCK_SIZE})`);
-  }
+  if (pte.mapping.owner.id !== owner.id) throw new ForeignTokenError('PTE token');
   return pte;
 }
 
@@ -74,12 +68,10 @@ export interface StoreTarget {
 export async function storeFaultIfStale(
   ctx: DaxContext, owner: MappingOwner, token: string, offset: number, data: Uint8Array, target: StoreTarget,
 ): Promise<Pte | null> {
-  if (!Number.isSafeInteger(offset) || offset < 0 || offset + data.length > BLOCK_SIZE) {
-    throw new InvalidArgumentError(`access [${offset}, ${offset + data.length}) is not inside the page [0, ${BLOCK_SIZE})`);
-  }
+  assertInPage(offset, data.length);
   const known = token === '' ? undefined : ctx.ptes.lookup(token);
   if (known?.valid) {
-    if (known.mapping.owner.id !== owner.id) throw new ForeignTokenError();
+    if (known.mapping.owner.id !== owner.id) throw new ForeignTokenError('PTE token');
     if (known.mapping.as.ino !== target.ino || known.entry.pgoff !== target.pgoff) {
       throw new InvalidArgumentError(`the token maps page ${known.entry.pgoff} of inode ${known.mapping.as.ino}, not page ${target.pgoff} of inode ${target.ino}`);
     }

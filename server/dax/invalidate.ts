@@ -3,7 +3,7 @@
  * PTEs and deletes entries before the file layer changes the block map).
  */
 import assert from 'node:assert';
-import { BusyError, DaxError } from '../errors';
+import { BusyError, CancelledError, DaxError } from '../errors';
 import type { LayoutBreakOptions, LayoutChange } from '../fs/types';
 import type { AddressSpace } from './address-space';
 import { recallPin } from './pin';
@@ -170,5 +170,5 @@ function waitForUnpin(as: AddressSpace, signal: AbortSignal | undefined): { unpi
 }
 
 function abortReason(signal: AbortSignal | undefined): Error {
-  return signal?.reason instanceof Error ? signal.reason : new DaxError('ECANCELED', 'the layout change was cancelled while waiting for pins');
+  return signal?.reason instanceof Error ? signal.reason : new CancelledError('the layout change was cancelled while waiting for pins');
 }

@@ -3,11 +3,16 @@
  * pins (server/session's Session satisfies MappingOwner) and the events pushed to it.
  * A leaf module: types only, imported by the modules that hold or notify owners.
  */
+import type { LayoutChange } from '../fs/types';
 
-/** Why PTEs were dropped (wire: Invalidate.Reason). */
-export type InvalidateReason =
-  | 'TRUNCATE' | 'PUNCH_HOLE' | 'ZERO_RANGE' | 'COLLAPSE_RANGE' | 'HOLE_FILLED'
-  | 'WRITEBACK' | 'SESSION_EXPIRED' | 'UNLINK';
+/**
+ * Why PTEs were dropped: the one spelling of the invalidate reasons. Every layout change
+ * (server/fs/types.ts LayoutChange: truncate and the layout-changing fallocate modes),
+ * plus the reasons of the dax layer itself. The wire spelling is the proto's
+ * Invalidate.Reason, with the same names (server/rpc/session-service.ts fails to compile
+ * if the two lists differ).
+ */
+export type InvalidateReason = LayoutChange | 'HOLE_FILLED' | 'WRITEBACK' | 'SESSION_EXPIRED' | 'UNLINK';
 
 export interface InvalidateNotice {
   readonly kind: 'invalidate';

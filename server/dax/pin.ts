@@ -12,39 +12,24 @@
  */
 import assert from 'node:assert';
 import { randomBytes } from 'node:crypto';
-import { DaxError, InvalidArgumentError, LimitError, NotFoundError, SigbusError } from '../errors';
+import { ForeignTokenError, InvalidArgumentError, LimitError, NotFoundError, PinRevokedError, ReadOnlyPinError, SigbusError } from '../errors';
 import { BLOCK_SIZE, PIN_LEASE_MS_MAX, PIN_PAGES_MAX, PINS_PER_SESSION_MAX } from '../limits';
 import type { AddressSpace, Entry } from './address-space';
 import type { DaxContext } from './dax-context';
 import { lockEntry, unlockEntry } from './entry-lock';
 import type { MappingOwner } from './owner';
+import type { CheckedPin } from '../checked-requests';
 import type { Pin, PinTable } from './pin-table';
 import { InvalidationNotices } from './pte';
 
-export class PinRevokedError extends DaxError {
-  constructor(pinId: string) {
-    super('PIN_REVOKED', `pin ${pinId} was revoked (RECALL layout break, lease, or session end)`);
-  }
-}
-
-export class ReadOnlyPinError extends DaxError {
-  constructor(why: string) {
-    super('EFAULT', why);
-  }
-}
-
-export interface PinRequestArgs {
-  ino: number;
-  firstPgoff: number;
-  npages: number;
-  writable: boolean;
+/** A pin request as the edge checked it (server/rpc/validate.ts pinRequest), plus its lease. */
+export interface PinRequestArgs extends CheckedPin {
   leaseMs: number;
 }
 
 export async function pin(ctx: DaxContext, pins: PinTable, owner: MappingOwner, args: PinRequestArgs): Promise<Pin> {
   const { ino, firstPgoff, npages, writable } = args;
-  if (npages < 1) throw new InvalidArgumentError('npages must be >= 1');
-  if (npages > PIN_PAGES_MAX) throw new LimitError('pages per pin', npages, PIN_PAGES_MAX);
+  assert(Number.isSafeInteger(npages) && npages >= 1 && npages <= PIN_PAGES_MAX, `pin of ${npages} pages reached the engine unchecked`);
   if (pins.countOf(owner.id) >= PINS_PER_SESSION_MAX) throw new LimitError('pins per session', pins.countOf(owner.id) + 1, PINS_PER_SESSION_MAX);
   const leaseMs = Math.min(args.leaseMs === 0 ? PIN_LEASE_MS_MAX : args.leaseMs, PIN_LEASE_MS_MAX);
   ctx.fs.stat(ino);
@@ -147,18 +132,20 @@ function revokeZeroPage(ctx: DaxContext, e: Entry): void {
 export function lookupPin(pins: PinTable, owner: MappingOwner, pinId: string): Pin {
   const p = pins.byId.get(pinId);
   if (!p) throw new NotFoundError(`no pin ${pinId} (unpinned, revoked long ago, or never issued)`);
-  if (p.owner.id !== owner.id) throw new DaxError('SESSION_UNKNOWN', 'the pin belongs to another session');
+  if (p.owner.id !== owner.id) throw new ForeignTokenError('pin');
   return p;
 }
 
+/**
+ * The edge checked the access's shape (server/rpc/validate.ts dmaAccess); what depends
+ * on the pin is checked here: revoked (PIN_REVOKED), and the page against its length.
+ */
 function checkAccess(p: Pin, page: number, offset: number, length: number): number {
+  assert(Number.isSafeInteger(page) && page >= 0, `DMA page ${page} reached the engine unchecked`);
+  assert(Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0 && offset + length <= BLOCK_SIZE,
+    `DMA [${offset}, ${offset + length}) reached the engine unchecked`);
   if (p.state === 'revoked') throw new PinRevokedError(p.id);
-  if (!Number.isSafeInteger(page) || page < 0 || page >= p.pfns.length) {
-    throw new InvalidArgumentError(`page ${page} outside the pin (${p.pfns.length} pages)`);
-  }
-  if (offset < 0 || length < 0 || offset + length > BLOCK_SIZE) {
-    throw new InvalidArgumentError(`DMA [${offset}, ${offset + length}) is not inside one page (${BLOCK_SIZE} bytes)`);
-  }
+  if (page >= p.pfns.length) throw new InvalidArgumentError(`page ${page} outside the pin (${p.pfns.length} pages)`);
   return p.pfns[page];
 }
 

@@ -10,7 +10,7 @@
  * commits between steps of a long change (file-layout.ts), and flushes for fsync/sync.
  */
 import assert from 'node:assert';
-import { DEFAULT_LAYOUT_BREAK } from './types';
+import { DEFAULT_LAYOUT_BREAK, FALLOCATE_MODE_RULES } from './types';
 import { BLOCK_SIZE, FILE_BYTES_MAX, FREE_COMMIT_DELAY_MS, IO_BYTES_MAX } from '../limits';
 import { ExistsError, FileTooBigError, InvalidArgumentError, LimitError, NotFoundError } from '../errors';
 import type { BlockStorage } from '../media/storage';
@@ -34,6 +34,22 @@ import { UnwrittenCount } from './unwritten-count';
 import type {
   FallocateMode, LayoutBreakOptions, FileInfo, FileSystemApi, LayoutHooks, ListPage, MountOptions, PageMapping, VolumeInfo, WriteResult,
 } from './types';
+
+/** One fallocate call as its mode's handler sees it (inode lock held exclusive). */
+interface FallocateRange {
+  ino: number;
+  inode: Inode;
+  mode: FallocateMode;
+  offsetBytes: number;
+  lengthBytes: number;
+  /** offsetBytes + lengthBytes. */
+  end: number;
+  /** Pages of the range: [first, last]. */
+  first: number;
+  last: number;
+  opts: LayoutBreakOptions;
+  persist: () => void;
+}
 
 const NO_HOOKS: LayoutHooks = {
   breakLayout: async () => () => undefined,
@@ -421,84 +437,107 @@ export class FileSystem implements FileSystemApi {
     });
   }
 
+  /**
+   * The edge checked the arguments (server/rpc/validate.ts fallocateRequest: length > 0,
+   * alignment per FALLOCATE_MODE_RULES); in-process callers go through it too, and here
+   * they are asserted. What depends on the file (a collapse must end before EOF) is
+   * checked by the mode's handler. The offset range (checkRange, EFBIG) and an unknown
+   * mode (EINVAL, after ENOENT) stay refused here too, as for read, write and truncate:
+   * in-process callers pass plain numbers and strings.
+   */
   async fallocate(ino: number, mode: FallocateMode, offsetBytes: number, lengthBytes: number, opts: LayoutBreakOptions = DEFAULT_LAYOUT_BREAK): Promise<void> {
     this.checkRange(offsetBytes, lengthBytes);
-    if (lengthBytes === 0) throw new InvalidArgumentError('fallocate length must be > 0');
+    assert(lengthBytes > 0, 'fallocate of length 0 reached the engine unchecked');
     const end = offsetBytes + lengthBytes;
     if (end > FILE_BYTES_MAX) throw new FileTooBigError(end, FILE_BYTES_MAX);
-    if (mode === 'COLLAPSE_RANGE' && (offsetBytes % BLOCK_SIZE !== 0 || lengthBytes % BLOCK_SIZE !== 0)) {
-      throw new InvalidArgumentError(`COLLAPSE_RANGE needs offset and length aligned to ${BLOCK_SIZE} (offset ${offsetBytes}, length ${lengthBytes})`);
-    }
+    const rules = Object.hasOwn(FALLOCATE_MODE_RULES, mode) ? FALLOCATE_MODE_RULES[mode] : undefined;
+    assert(!rules?.pageAligned || (offsetBytes % BLOCK_SIZE === 0 && lengthBytes % BLOCK_SIZE === 0),
+      `unaligned ${mode} (offset ${offsetBytes}, length ${lengthBytes}) reached the engine unchecked`);
     await this.withLayoutLock(ino, async (inode) => {
+      if (!rules) throw new InvalidArgumentError(`unknown fallocate mode ${String(mode)}`);
       await this.commitIfShort(Math.ceil(lengthBytes / BLOCK_SIZE));
-      const persist = () => this.inodes.persist(inode);
-      const first = Math.floor(offsetBytes / BLOCK_SIZE);
-      const last = Math.floor((end - 1) / BLOCK_SIZE);
-      switch (mode) {
-        case 'ALLOCATE':
-        case 'KEEP_SIZE':
-          await this.journal.withinOneTransaction(layoutImagesBound(this.ctx, inode, first, last, last - first + 1, last - first + 1), async () => {
-            await allocateUnwritten(this.ctx, inode, first, last, persist);
-            if (mode === 'ALLOCATE') {
-              zeroPastEof(this.ctx, inode, end);
-              inode.sizeBytes = Math.max(inode.sizeBytes, end);
-            }
-            this.touch(inode);
-          });
-          break;
-        case 'PUNCH_HOLE':
-        case 'ZERO_RANGE': {
-          const release = await this.hooks.breakLayout(ino, first, last, mode, opts);
-          try {
-            // Partial head and tail pages get replacement blocks (2 at most); ZERO_RANGE may
-            // allocate unwritten blocks over the whole range.
-            const added = mode === 'ZERO_RANGE' ? last - first + 1 : 0;
-            await this.journal.withinOneTransaction(layoutImagesBound(this.ctx, inode, first, last, added, added + 2), async () => {
-              // All or nothing: every block ZERO_RANGE may allocate, reserved before any change.
-              if (mode === 'ZERO_RANGE') reserveZeroRange(this.ctx, inode, offsetBytes, end);
-              const whole = zeroPartialPages(this.ctx, inode, offsetBytes, end);
-              if (whole.first <= whole.last) {
-                if (mode === 'PUNCH_HOLE') await removeBlocks(this.ctx, inode, whole.first, whole.last, persist);
-                else {
-                  await convertToUnwritten(this.ctx, inode, whole.first, whole.last, persist);
-                  await allocateUnwritten(this.ctx, inode, whole.first, whole.last, persist);
-                }
-              }
-              // ZERO_RANGE extends the size (proto, as Linux without KEEP_SIZE); punch does not.
-              if (mode === 'ZERO_RANGE') {
-                zeroPastEof(this.ctx, inode, end);
-                inode.sizeBytes = Math.max(inode.sizeBytes, end);
-              }
-              this.touch(inode);
-            });
-          } finally {
-            release();
-          }
-          break;
-        }
-        case 'COLLAPSE_RANGE': {
-          if (end >= inode.sizeBytes) {
-            throw new InvalidArgumentError(`COLLAPSE_RANGE must end before EOF (end ${end} vs. size ${inode.sizeBytes})`);
-          }
-          const release = await this.hooks.breakLayout(ino, first, Number.MAX_SAFE_INTEGER, 'COLLAPSE_RANGE', opts);
-          try {
-            reserveShift(this.ctx, inode, last + 1);
-            await this.journal.withinOneTransaction(layoutImagesBound(this.ctx, inode, first, Number.MAX_SAFE_INTEGER, occupiedSpan(this.ctx, inode, last + 1), 0), async () => {
-              await removeBlocks(this.ctx, inode, first, last, persist);
-              await shiftDown(this.ctx, inode, last + 1, last + 1 - first, persist);
-              inode.sizeBytes -= lengthBytes;
-              this.touch(inode);
-            });
-          } finally {
-            release();
-          }
-          break;
-        }
-        default:
-          throw new InvalidArgumentError(`unknown fallocate mode ${String(mode)}`);
+      const range: FallocateRange = {
+        ino, inode, mode, offsetBytes, lengthBytes, end, opts,
+        first: Math.floor(offsetBytes / BLOCK_SIZE), last: Math.floor((end - 1) / BLOCK_SIZE), persist: () => this.inodes.persist(inode),
+      };
+      await this.fallocateHandlers[mode](range);
+      this.touch(inode);
+    });
+  }
+
+  /**
+   * Each fallocate mode's handler, run with the inode lock held exclusive. A Record over
+   * FALLOCATE_MODE_RULES (server/fs/types.ts): a mode without a handler does not compile.
+   * A mode with layoutChange breaks the layout (S4) before changing the block map.
+   */
+  private readonly fallocateHandlers: Record<FallocateMode, (r: FallocateRange) => Promise<void>> = {
+    ALLOCATE: (r) => this.allocateRange(r),
+    KEEP_SIZE: (r) => this.allocateRange(r),
+    PUNCH_HOLE: (r) => this.zeroOrPunchRange(r),
+    ZERO_RANGE: (r) => this.zeroOrPunchRange(r),
+    COLLAPSE_RANGE: (r) => this.collapseRange(r),
+  };
+
+  /** ALLOCATE (grows the size to the range's end) and KEEP_SIZE: unwritten blocks over the range. */
+  private async allocateRange({ inode, mode, end, first, last, persist }: FallocateRange): Promise<void> {
+    await this.journal.withinOneTransaction(layoutImagesBound(this.ctx, inode, first, last, last - first + 1, last - first + 1), async () => {
+      await allocateUnwritten(this.ctx, inode, first, last, persist);
+      if (mode === 'ALLOCATE') {
+        zeroPastEof(this.ctx, inode, end);
+        inode.sizeBytes = Math.max(inode.sizeBytes, end);
       }
       this.touch(inode);
     });
+  }
+
+  /** PUNCH_HOLE (frees the blocks) and ZERO_RANGE (unwritten blocks, grows the size). */
+  private async zeroOrPunchRange({ ino, inode, mode, offsetBytes, end, first, last, opts, persist }: FallocateRange): Promise<void> {
+    assert(mode === 'PUNCH_HOLE' || mode === 'ZERO_RANGE');
+    const release = await this.hooks.breakLayout(ino, first, last, mode, opts);
+    try {
+      // Partial head and tail pages get replacement blocks (2 at most); ZERO_RANGE may
+      // allocate unwritten blocks over the whole range.
+      const added = mode === 'ZERO_RANGE' ? last - first + 1 : 0;
+      await this.journal.withinOneTransaction(layoutImagesBound(this.ctx, inode, first, last, added, added + 2), async () => {
+        // All or nothing: every block ZERO_RANGE may allocate, reserved before any change.
+        if (mode === 'ZERO_RANGE') reserveZeroRange(this.ctx, inode, offsetBytes, end);
+        const whole = zeroPartialPages(this.ctx, inode, offsetBytes, end);
+        if (whole.first <= whole.last) {
+          if (mode === 'PUNCH_HOLE') await removeBlocks(this.ctx, inode, whole.first, whole.last, persist);
+          else {
+            await convertToUnwritten(this.ctx, inode, whole.first, whole.last, persist);
+            await allocateUnwritten(this.ctx, inode, whole.first, whole.last, persist);
+          }
+        }
+        // ZERO_RANGE extends the size (proto, as Linux without KEEP_SIZE); punch does not.
+        if (mode === 'ZERO_RANGE') {
+          zeroPastEof(this.ctx, inode, end);
+          inode.sizeBytes = Math.max(inode.sizeBytes, end);
+        }
+        this.touch(inode);
+      });
+    } finally {
+      release();
+    }
+  }
+
+  /** COLLAPSE_RANGE: remove the range, shift the rest of the file down; must end before EOF. */
+  private async collapseRange({ ino, inode, lengthBytes, end, first, last, opts, persist }: FallocateRange): Promise<void> {
+    if (end >= inode.sizeBytes) {
+      throw new InvalidArgumentError(`COLLAPSE_RANGE must end before EOF (end ${end} vs. size ${inode.sizeBytes})`);
+    }
+    const release = await this.hooks.breakLayout(ino, first, Number.MAX_SAFE_INTEGER, 'COLLAPSE_RANGE', opts);
+    try {
+      reserveShift(this.ctx, inode, last + 1);
+      await this.journal.withinOneTransaction(layoutImagesBound(this.ctx, inode, first, Number.MAX_SAFE_INTEGER, occupiedSpan(this.ctx, inode, last + 1), 0), async () => {
+        await removeBlocks(this.ctx, inode, first, last, persist);
+        await shiftDown(this.ctx, inode, last + 1, last + 1 - first, persist);
+        inode.sizeBytes -= lengthBytes;
+        this.touch(inode);
+      });
+    } finally {
+      release();
+    }
   }
 
   /**

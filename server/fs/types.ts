@@ -15,8 +15,28 @@ export interface FileInfo {
   ctimeMs: number;
 }
 
-export const FALLOCATE_MODES = ['ALLOCATE', 'KEEP_SIZE', 'PUNCH_HOLE', 'ZERO_RANGE', 'COLLAPSE_RANGE'] as const;
-export type FallocateMode = (typeof FALLOCATE_MODES)[number];
+/**
+ * The fallocate modes: the one list. Each key is also the mode's wire name (proto
+ * FallocateRequest.Mode; server/rpc/files-service.ts fails to compile if the two lists
+ * differ), and FileSystem's handler table (server/fs/filesystem.ts) is a Record over
+ * these keys, so a mode without a handler does not compile either.
+ * - pageAligned: offset and length must be multiples of BLOCK_SIZE (EINVAL at the edge,
+ *   server/rpc/validate.ts fallocateRequest).
+ * - layoutChange: the mode frees, converts or moves existing pages, so it breaks the
+ *   layout first (S4) and is a reason PTEs are invalidated (LayoutChange below).
+ */
+export const FALLOCATE_MODE_RULES = {
+  ALLOCATE: { pageAligned: false, layoutChange: false },
+  KEEP_SIZE: { pageAligned: false, layoutChange: false },
+  PUNCH_HOLE: { pageAligned: false, layoutChange: true },
+  ZERO_RANGE: { pageAligned: false, layoutChange: true },
+  COLLAPSE_RANGE: { pageAligned: true, layoutChange: true },
+} as const satisfies Record<string, { readonly pageAligned: boolean; readonly layoutChange: boolean }>;
+export type FallocateMode = keyof typeof FALLOCATE_MODE_RULES;
+/** The keys of FALLOCATE_MODE_RULES, in wire order. */
+export const FALLOCATE_MODES = Object.keys(FALLOCATE_MODE_RULES) as readonly FallocateMode[];
+/** The fallocate modes that break the layout (S4). */
+type LayoutChangingMode = { [M in FallocateMode]: (typeof FALLOCATE_MODE_RULES)[M]['layoutChange'] extends true ? M : never }[FallocateMode];
 
 export interface VolumeInfo {
   blockSize: number;
@@ -76,7 +96,8 @@ export interface LayoutHooks {
   unlinked?(ino: number): void;
 }
 
-export type LayoutChange = 'TRUNCATE' | 'PUNCH_HOLE' | 'ZERO_RANGE' | 'COLLAPSE_RANGE';
+/** The layout changes (S4): truncate and the fallocate modes that break the layout. Each is also an invalidate reason. */
+export type LayoutChange = 'TRUNCATE' | LayoutChangingMode;
 
 /** What a layout change does while a page in its range is pinned (S4; wire: LayoutBreak). */
 export type LayoutBreakPolicy = 'WAIT' | 'FAIL' | 'RECALL';

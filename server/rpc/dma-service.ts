@@ -28,10 +28,7 @@ export function dmaHandlers(dax: Dax, sessions: SessionTable, log: Logger): DmaH
   return {
     Pin: unary(log, 'Dma.Pin', async (req) => {
       const owner = session(req.session_id);
-      const p = await dax.pin(owner, {
-        ino: v.ino(req.ino), firstPgoff: v.u64(req.first_pgoff, 'first_pgoff'), npages: req.npages,
-        writable: req.writable, leaseMs: owner.leaseMs,
-      });
+      const p = await dax.pin(owner, { ...v.pinRequest(req.ino, req.first_pgoff, req.npages, req.writable), leaseMs: owner.leaseMs });
       return pinToWire(p);
     }),
 
@@ -44,15 +41,14 @@ export function dmaHandlers(dax: Dax, sessions: SessionTable, log: Logger): DmaH
 
     Read: unary(log, 'Dma.Read', async (req) => {
       const owner = session(req.session_id);
-      const length = v.u64(req.length, 'length');
-      const offset = v.inPage(req.offset, length, 'DMA');
-      return { data: await dax.dmaRead(owner, pinId(req.pin_id), req.page, offset, length) };
+      const a = v.dmaAccess(req.page, req.offset, v.u64(req.length, 'length'));
+      return { data: await dax.dmaRead(owner, pinId(req.pin_id), a.page, a.offset, a.length) };
     }),
 
     Write: unary(log, 'Dma.Write', async (req) => {
       const owner = session(req.session_id);
-      const offset = v.inPage(req.offset, req.data.length, 'DMA');
-      await dax.dmaWrite(owner, pinId(req.pin_id), req.page, offset, req.data);
+      const a = v.dmaAccess(req.page, req.offset, req.data.length);
+      await dax.dmaWrite(owner, pinId(req.pin_id), a.page, a.offset, req.data);
       return {};
     }),
   };

@@ -10,10 +10,10 @@
  */
 import type { Logger } from 'pino';
 import type * as grpc from '@grpc/grpc-js';
-import { DaxError, InvalidArgumentError } from '../errors';
-import { FALLOCATE_MODES, type FileInfo, type FileSystemApi, type LayoutBreakOptions, type VolumeInfo } from '../fs/types';
-import { BLOCK_SIZE } from '../limits';
+import { CancelledError, DaxError, InvalidArgumentError, TimedOutError } from '../errors';
+import type { FallocateMode, FileInfo, FileSystemApi, LayoutBreakOptions, VolumeInfo } from '../fs/types';
 import type { FileInfo as WireFileInfo } from '../../wire/generated/daxd/v1/FileInfo';
+import type { _daxd_v1_FallocateRequest_Mode__Output as WireFallocateMode } from '../../wire/generated/daxd/v1/FallocateRequest';
 import type { FilesHandlers } from '../../wire/generated/daxd/v1/Files';
 import type { VolumeInfo as WireVolumeInfo } from '../../wire/generated/daxd/v1/VolumeInfo';
 import { DEADLINE_CANCEL_SLACK_MS, LIST_PAGE_ENTRIES_DEFAULT, LIST_PAGE_ENTRIES_MAX, MESSAGE_BYTES_MAX, PAGE_TOKEN_BYTES_MAX, RPC_IO_BYTES_MAX } from './limits';
@@ -24,6 +24,10 @@ import { unary } from './unary';
 import * as v from './validate';
 
 const LAYOUT_BREAKS = ['WAIT', 'FAIL', 'RECALL'] as const;
+
+/** The engine's fallocate modes travel by name: the two lists must be the same (compile time). */
+const FALLOCATE_MODES_ARE_WIRE_NAMES: v.SameNames<FallocateMode, Exclude<WireFallocateMode, 'MODE_UNSPECIFIED'>> = true;
+void FALLOCATE_MODES_ARE_WIRE_NAMES;
 
 export function fileInfoToWire(info: FileInfo): WireFileInfo {
   return {
@@ -96,15 +100,7 @@ export function filesHandlers(
 
     Fallocate: unary(log, 'Files.Fallocate', async (req, call) => {
       const ino = v.ino(req.ino);
-      if (req.mode === 'MODE_UNSPECIFIED') throw new InvalidArgumentError('mode is required');
-      const mode = v.enumValue(req.mode, FALLOCATE_MODES, 'mode');
-      const offset = v.u64(req.offset, 'offset');
-      const length = v.u64(req.length, 'length');
-      if (length === 0) throw new InvalidArgumentError('length must be > 0');
-      v.fileEnd(offset, length);
-      if (mode === 'COLLAPSE_RANGE' && (offset % BLOCK_SIZE !== 0 || length % BLOCK_SIZE !== 0)) {
-        throw new InvalidArgumentError(`COLLAPSE_RANGE needs offset and length aligned to ${BLOCK_SIZE} (offset ${offset}, length ${length})`);
-      }
+      const { mode, offset, length } = v.fallocateRequest(v.fallocateMode(req.mode), req.offset, req.length);
       await fs.fallocate(ino, mode, offset, length, layoutBreakOf(req.layout_break, call));
       return {};
     }),
@@ -127,14 +123,14 @@ export function layoutBreakOf(value: string | number, call: grpc.ServerUnaryCall
   const deadline = call.getDeadline();
   const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
   let timer: NodeJS.Timeout | undefined;
-  const timedOut = () => new DaxError('ETIMEDOUT', 'the deadline passed while waiting for pinned pages to be unpinned; nothing was changed');
+  const timedOut = () => new TimedOutError('the deadline passed while waiting for pinned pages to be unpinned; nothing was changed');
   if (Number.isFinite(deadlineMs)) {
     timer = setTimeout(() => controller.abort(timedOut()), Math.max(0, deadlineMs - Date.now()));
     timer.unref();
   }
   // grpc-js also cancels the call at its deadline, racing the timer above, and so does the
   // client at its own (slightly earlier) copy of it: both are timeouts.
-  call.once('cancelled', () => controller.abort(Date.now() >= deadlineMs - DEADLINE_CANCEL_SLACK_MS ? timedOut() : new DaxError('ECANCELED', 'the call was cancelled while waiting for pinned pages; nothing was changed')));
+  call.once('cancelled', () => controller.abort(Date.now() >= deadlineMs - DEADLINE_CANCEL_SLACK_MS ? timedOut() : new CancelledError('the call was cancelled while waiting for pinned pages; nothing was changed')));
   call.once('finish', () => clearTimeout(timer));
   return { policy, signal: controller.signal, requestId: requestIdOf(call) };
 }

@@ -81,14 +81,13 @@ export function mappingHandlers(dax: Dax, sessions: SessionTable, log: Logger): 
 
     Load: unary(log, 'Mapping.Load', (req) => {
       const owner = session(req.session_id);
-      const length = v.u64(req.length, 'length');
-      const offset = v.inPage(req.offset, length, 'access');
+      const { offset, length } = v.pageAccess(req.offset, v.u64(req.length, 'length'));
       return { data: dax.load(owner, token(req.token), offset, length) };
     }),
 
     Store: unary(log, 'Mapping.Store', async (req) => {
       const owner = session(req.session_id);
-      const offset = v.inPage(req.offset, req.data.length, 'access');
+      const { offset } = v.pageAccess(req.offset, req.data.length);
       if (req.fault_if_stale) {
         const pte = await dax.storeFaultIfStale(owner, tokenOrEmpty(req.token), offset, req.data, storeTarget(req));
         return { pte: pte ? pteToWire(pte) : null };
@@ -149,14 +148,14 @@ export function mappingHandlers(dax: Dax, sessions: SessionTable, log: Logger): 
         try {
           if (op.fault_if_stale) {
             if (!op.store) throw new InvalidArgumentError('fault_if_stale applies to stores only');
-            const pte = await dax.storeFaultIfStale(owner, tokenOrEmpty(op.token), v.inPage(op.offset, op.data.length, 'access'), op.data, storeTarget(op));
+            const pte = await dax.storeFaultIfStale(owner, tokenOrEmpty(op.token), v.pageAccess(op.offset, op.data.length).offset, op.data, storeTarget(op));
             results.push(pte ? { pte: pteToWire(pte) } : {});
           } else if (op.store) {
-            dax.store(owner, token(op.token), v.inPage(op.offset, op.data.length, 'access'), op.data);
+            dax.store(owner, token(op.token), v.pageAccess(op.offset, op.data.length).offset, op.data);
             results.push({});
           } else {
-            const length = v.u64(op.length, 'length');
-            results.push({ data: dax.load(owner, token(op.token), v.inPage(op.offset, length, 'access'), length) });
+            const { offset, length } = v.pageAccess(op.offset, v.u64(op.length, 'length'));
+            results.push({ data: dax.load(owner, token(op.token), offset, length) });
           }
         } catch (err) {
           results.push({ error: opError(err, 'Mapping.AccessBatch') });

@@ -31,7 +31,7 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { DaxError, LimitError } from '../errors';
+import { LimitError, ShutdownError } from '../errors';
 import {
   RPC_IO_BYTES_MAX, STREAM_OPS_IN_FLIGHT_MAX, STREAM_OPS_PER_MESSAGE_MAX, STREAM_REPLY_FLUSH_BYTES,
 } from './limits';
@@ -263,7 +263,7 @@ export class OpStream<Req, Res, Op extends { id: number }, Result> implements Dr
   private end(): void {
     if (this.finished) return;
     if (this.draining) {
-      this.fail(new DaxError('ESHUTDOWN', 'the server is shutting down'));
+      this.fail(new ShutdownError());
       return;
     }
     this.finish();
@@ -295,6 +295,6 @@ export class OpStream<Req, Res, Op extends { id: number }, Result> implements Dr
 }
 
 function shutdownError(): OpErrorWire {
-  const err = new DaxError('ESHUTDOWN', 'the server is shutting down; the op was not started');
+  const err = new ShutdownError('; the op was not started');
   return { code: err.status, reason: err.code, message: err.message };
 }

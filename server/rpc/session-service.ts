@@ -4,19 +4,24 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { BusyError, DaxError } from '../errors';
+import { BusyError, type DaxError, SessionExpiredError, ShutdownError } from '../errors';
 import type { EventSink, SinkEndReason } from '../session/event-queue';
 import type { Session } from '../session/session';
 import type { SessionEvent } from '../session/session-event';
-import { SessionExpiredError } from '../session/session-errors';
 import type { SessionTable } from '../session/session-table';
+import type { InvalidateReason } from '../dax/owner';
 import type { Event } from '../../wire/generated/daxd/v1/Event';
+import type { _daxd_v1_Invalidate_Reason__Output as WireInvalidateReason } from '../../wire/generated/daxd/v1/Invalidate';
 import type { SessionHandlers } from '../../wire/generated/daxd/v1/Session';
 import type { SessionInfo } from '../../wire/generated/daxd/v1/SessionInfo';
 import type { SessionRef__Output } from '../../wire/generated/daxd/v1/SessionRef';
 import { toServiceError } from './status';
 import { unary } from './unary';
 import * as v from './validate';
+
+/** The engine's invalidate reasons travel by name: the two lists must be the same (compile time). */
+const INVALIDATE_REASONS_ARE_WIRE_NAMES: v.SameNames<InvalidateReason, Exclude<WireInvalidateReason, 'REASON_UNSPECIFIED'>> = true;
+void INVALIDATE_REASONS_ARE_WIRE_NAMES;
 
 function sessionInfo(session: Session): SessionInfo {
   return { session_id: session.id, lease_ms: session.leaseMs, expires_at_ms: session.expiresAtMs };
@@ -40,7 +45,7 @@ function endError(sessionId: string, reason: SinkEndReason): DaxError | null {
   switch (reason) {
     case 'closed': return null;
     case 'expired': return new SessionExpiredError(sessionId, 'missed its lease');
-    case 'shutdown': return new DaxError('ESHUTDOWN', 'the server is shutting down');
+    case 'shutdown': return new ShutdownError();
     case 'replaced': return new BusyError(`a newer Events stream of session ${sessionId} took over`);
   }
 }

@@ -29,7 +29,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { BLOCK_SIZE } from '../limits';
-import { DaxError } from '../errors';
+import { TimedOutError } from '../errors';
 import { methodLabel } from './instrument';
 import { MESSAGE_BYTES_MAX, RPC_IO_BYTES_MAX } from './limits';
 import { toServiceError } from './status';
@@ -143,7 +143,7 @@ export function unaryMemory(memory: StreamMemory, log: Logger): grpc.ServerInter
             deadlineTimer = setTimeout(() => {
               if (admitted || ended) return;
               own.cancelWait();
-              call.sendStatus(statusOf(new DaxError('ETIMEDOUT', `the deadline passed while waiting for buffer memory (${bytes} bytes; CONNECTION_BYTES_BUFFERED_MAX / SERVER_BYTES_BUFFERED_MAX); nothing was done`), log, where));
+              call.sendStatus(statusOf(new TimedOutError(`the deadline passed while waiting for buffer memory (${bytes} bytes; CONNECTION_BYTES_BUFFERED_MAX / SERVER_BYTES_BUFFERED_MAX); nothing was done`), log, where));
             }, Math.max(0, deadlineMs - Date.now()));
             deadlineTimer.unref();
           }

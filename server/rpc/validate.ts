@@ -1,18 +1,34 @@
 /**
  * Input validation: done once, here, for every field the network hands to the engine.
- * Below server/rpc, arguments are asserted, not re-checked.
+ * Below server/rpc, arguments are asserted, not re-checked: the engine (server/fs,
+ * server/dax) refuses with a coded error only what depends on its state (a range against
+ * end of file, a page against a pin's length, a token's validity).
+ *
+ * The checks that matter to every front end take plain numbers and return the checked
+ * request the engine takes (CheckedFallocate, CheckedPin, CheckedAccess), so an
+ * in-process caller (the NBD export, tests) runs the same rules as the gRPC services.
  *
  * uint64 fields arrive as decimal strings (wire/proto.ts decodes `longs: String`). A
  * value that is not a safe integer (>= 2^53) is refused with EINVAL: nothing in daxd is
  * that large (files stop at 1 TiB), and rounding it would silently address the wrong byte.
  */
-import { FileTooBigError, InvalidArgumentError, LimitError } from '../errors';
+import { FileTooBigError, InvalidArgumentError, LeaseTooLongError, LimitError } from '../errors';
+import type { CheckedAccess, CheckedFallocate, CheckedPin, CheckedRange } from '../checked-requests';
+import { FALLOCATE_MODE_RULES, FALLOCATE_MODES, type FallocateMode } from '../fs/types';
 import { excerpt } from '../excerpt';
 import { validateName } from '../fs/namespace';
-import { BLOCK_SIZE, FILE_BYTES_MAX } from '../limits';
+import { BLOCK_SIZE, FILE_BYTES_MAX, PIN_PAGES_MAX } from '../limits';
 import { LEASE_MS_DEFAULT, LEASE_MS_MAX, LEASE_MS_MIN } from '../session/limits';
-import { LeaseTooLongError } from '../session/session-errors';
 import { CLIENT_NAME_BYTES_MAX, ID_BYTES_MAX, RPC_IO_BYTES_MAX } from './limits';
+
+export type { CheckedAccess, CheckedFallocate, CheckedPin, CheckedRange };
+
+/**
+ * `true` when two string unions hold the same names, else a compile error where a `true`
+ * is assigned to it: pins the engine's lists (fallocate modes, invalidate reasons) to
+ * the proto's enums, which use the same names.
+ */
+export type SameNames<A extends string, B extends string> = [A] extends [B] ? ([B] extends [A] ? true : never) : never;
 
 /** Decimal digits of a uint64 below 10^16 (2^53 has 16 digits; longer is out of range anyway). */
 const U64_DIGITS = /^(?:0|[1-9][0-9]{0,15})$/;
@@ -111,7 +127,7 @@ export function clientName(value: string): string {
 }
 
 /** Read: offset past the largest possible file is EFBIG (as the engine has it); length <= RPC_IO_BYTES_MAX. */
-export function readArgs(inoField: string, offsetField: string, lengthField: string): { ino: number; offset: number; length: number } {
+export function readArgs(inoField: string | number, offsetField: string | number, lengthField: string | number): { ino: number; offset: number; length: number } {
   const file = ino(inoField);
   const offset = u64(offsetField, 'offset');
   const length = ioLength(u64(lengthField, 'length'), 'read');
@@ -120,7 +136,7 @@ export function readArgs(inoField: string, offsetField: string, lengthField: str
 }
 
 /** Write: data <= RPC_IO_BYTES_MAX, and the file may not grow past FILE_BYTES_MAX (EFBIG). */
-export function writeArgs(inoField: string, offsetField: string, data: Buffer): { ino: number; offset: number } {
+export function writeArgs(inoField: string | number, offsetField: string | number, data: Uint8Array): { ino: number; offset: number } {
   const file = ino(inoField);
   const offset = u64(offsetField, 'offset');
   ioLength(data.length, 'write');
@@ -129,10 +145,57 @@ export function writeArgs(inoField: string, offsetField: string, data: Buffer): 
 }
 
 /** An offset field and a byte count inside one page (Load/Store, DMA): EINVAL otherwise. */
-export function inPage(offsetField: string | number, lengthBytes: number, what: string): number {
+function inPage(offsetField: string | number, lengthBytes: number, what: string): number {
   const offset = u64(offsetField, 'offset');
   if (offset >= BLOCK_SIZE || lengthBytes > BLOCK_SIZE - offset) {
     throw new InvalidArgumentError(`${what} [${offset}, ${offset + lengthBytes}) is not inside one page (${BLOCK_SIZE} bytes)`);
   }
   return offset;
+}
+
+/**
+ * A load or store through a PTE token (Mapping.Load/Store/AccessBatch): the range stays
+ * inside the token's page, or it would reach the neighbouring block, which may belong to
+ * another file (S7). `length` is the byte count (a load's field, a store's data length).
+ */
+export function pageAccess(offsetField: string | number, length: number, what = 'access'): CheckedRange {
+  const len = u64(length, 'length');
+  return { offset: inPage(offsetField, len, what), length: len };
+}
+
+/** A DMA through a pin: the page index into the pin and the range inside that page. */
+export function dmaAccess(page: number, offsetField: string | number, length: number): CheckedAccess {
+  const range = pageAccess(offsetField, length, 'DMA');
+  return { page: u64(page, 'page'), ...range };
+}
+
+/** A pin request: 1..PIN_PAGES_MAX pages from firstPgoff (past EOF is the engine's SIGBUS). */
+export function pinRequest(inoField: string | number, firstPgoffField: string | number, npages: number, writable: boolean): CheckedPin {
+  const file = ino(inoField);
+  const firstPgoff = u64(firstPgoffField, 'first_pgoff');
+  if (!Number.isSafeInteger(npages) || npages < 1) throw new InvalidArgumentError('npages must be >= 1');
+  if (npages > PIN_PAGES_MAX) throw new LimitError('pages per pin', npages, PIN_PAGES_MAX);
+  return { ino: file, firstPgoff, npages, writable };
+}
+
+/**
+ * A fallocate: length > 0, offset + length within the maximum file size (EFBIG), and
+ * aligned to BLOCK_SIZE where the mode needs it (FALLOCATE_MODE_RULES.pageAligned).
+ * Whether a collapse ends before EOF depends on the file: the engine's check.
+ */
+export function fallocateRequest(mode: FallocateMode, offsetField: string | number, lengthField: string | number): CheckedFallocate {
+  const offset = u64(offsetField, 'offset');
+  const length = u64(lengthField, 'length');
+  if (length === 0) throw new InvalidArgumentError('length must be > 0');
+  fileEnd(offset, length);
+  if (FALLOCATE_MODE_RULES[mode].pageAligned && (offset % BLOCK_SIZE !== 0 || length % BLOCK_SIZE !== 0)) {
+    throw new InvalidArgumentError(`${mode} needs offset and length aligned to ${BLOCK_SIZE} (offset ${offset}, length ${length})`);
+  }
+  return { mode, offset, length };
+}
+
+/** Files.Fallocate's mode field: required, and one of FALLOCATE_MODES (the proto's names). */
+export function fallocateMode(value: string | number): FallocateMode {
+  if (value === 'MODE_UNSPECIFIED') throw new InvalidArgumentError('mode is required');
+  return enumValue(value, FALLOCATE_MODES, 'mode');
 }

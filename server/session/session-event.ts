@@ -3,10 +3,8 @@
  * these into the proto's Event and stream statuses.
  */
 
-/** Why PTEs were dropped (proto Invalidate.Reason). */
-export type InvalidateReason =
-  | 'TRUNCATE' | 'PUNCH_HOLE' | 'ZERO_RANGE' | 'COLLAPSE_RANGE' | 'HOLE_FILLED'
-  | 'WRITEBACK' | 'SESSION_EXPIRED' | 'UNLINK';
+// Why PTEs were dropped: spelled once, in server/dax/owner.ts.
+import type { InvalidateReason } from '../dax/owner';
 
 export type SessionEvent =
   | { readonly kind: 'invalidate'; readonly ino: number; readonly firstPgoff: number; readonly lastPgoff: number; readonly reason: InvalidateReason }

@@ -6,10 +6,9 @@
  */
 import assert from 'node:assert';
 import { randomBytes } from 'node:crypto';
-import { LimitError } from '../errors';
+import { LimitError, SessionExpiredError, SessionUnknownError } from '../errors';
 import { LEASE_MS_MAX, LEASE_MS_MIN, SESSIONS_MAX, SESSION_TOMBSTONES_MAX } from './limits';
 import { Session } from './session';
-import { SessionExpiredError, SessionUnknownError } from './session-errors';
 import type { SessionEndReason } from './session-event';
 
 export interface SessionTableOptions {

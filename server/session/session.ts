@@ -9,7 +9,7 @@
 import { EventQueue } from './event-queue';
 import { SESSION_EVENTS_QUEUED_MAX } from './limits';
 import { ResourceRegistry, type ResourceHandle, type SessionResource } from './resource-registry';
-import { SessionExpiredError } from './session-errors';
+import { SessionExpiredError } from '../errors';
 import type { SessionEndReason, SessionEvent } from './session-event';
 
 export type SessionState = 'open' | 'ending' | 'ended';

@@ -6,7 +6,7 @@
  * nothing is recorded then. One that did wait is still recorded.
  */
 import assert from 'node:assert/strict';
-import { DaxError } from '../../server/errors';
+import { CancelledError, TimedOutError, type DaxError } from '../../server/errors';
 import { Dax } from '../../server/dax/dax';
 import type { DaxObserver, LayoutBreakOutcome } from '../../server/dax/observer';
 import { FileSystem } from '../../server/fs/filesystem';
@@ -31,7 +31,7 @@ function recorder(): { observer: DaxObserver; waits: Array<{ outcome: LayoutBrea
 
 function aborted(code: 'ETIMEDOUT' | 'ECANCELED'): AbortSignal {
   const c = new AbortController();
-  c.abort(new DaxError(code, `test: ${code}`));
+  c.abort(code === 'ETIMEDOUT' ? new TimedOutError(`test: ${code}`) : new CancelledError(`test: ${code}`));
   return c.signal;
 }
 
@@ -65,7 +65,7 @@ describe('dma: layout-break waits are recorded only when one happened', function
     const c = new AbortController();
     const punching = v.fs.fallocate(ino, 'PUNCH_HOLE', 0, 4 * PAGE, { policy: 'WAIT', signal: c.signal });
     await until(() => (v.dax.ctx.spaces.get(ino)?.pinWaiters.size ?? 0) > 0, 'the punch waiting for the pin');
-    c.abort(new DaxError('ETIMEDOUT', 'test deadline'));
+    c.abort(new TimedOutError('test deadline'));
     await assert.rejects(punching, (err: DaxError) => err.code === 'ETIMEDOUT');
     assert.equal(v.dax.ctx.counters.layoutBreakWaits.timedout, 1);
     assert.deepEqual(rec.waits.map((w) => w.outcome), ['timedout']);

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import type { Dax } from '../../server/dax/dax';
 import type { FaultKind } from '../../server/dax/fault';
 import type { InvalidateNotice, MappingOwner } from '../../server/dax/owner';
-import { DaxError } from '../../server/errors';
+import { SessionExpiredError } from '../../server/errors';
 import { isCode } from './dax-volume';
 import { PAGE } from './units';
 
@@ -29,7 +29,7 @@ export class TestOwner implements MappingOwner {
   }
 
   attach(resource: { readonly kind: string; release(reason: string): void | Promise<void> }): number {
-    if (this.ended) throw new DaxError('SESSION_EXPIRED', `session ${this.id} is ending`);
+    if (this.ended) throw new SessionExpiredError(this.id, 'is ending');
     const handle = this.nextHandle++;
     this.resources.set(handle, resource);
     return handle;

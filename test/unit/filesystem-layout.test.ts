@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { BusyError } from '../../server/errors';
+import { fallocateRequest } from '../../server/rpc/validate';
 import { PAGE } from '../support/units';
 import { MAX_PGOFF, freshVolume, pfnOf, isCode, pattern, snapshot, RecordingHooks } from './fs-fixture';
 
@@ -42,8 +43,14 @@ describe('file system: fallocate, truncate and layout hooks', () => {
       await fs.write(f.ino, 0, pattern(4 * PAGE, 1), false);
       const before = await snapshot(fs, f.ino);
       hooks.take();
+      // Through the edge's check (alignment is refused there; the engine asserts it), as
+      // every caller does; the range against EOF is the engine's own check.
+      const collapse = async (off: number, len: number) => {
+        const r = fallocateRequest('COLLAPSE_RANGE', off, len);
+        await fs.fallocate(f.ino, r.mode, r.offset, r.length);
+      };
       for (const [off, len] of [[100, PAGE], [PAGE, 100], [PAGE, PAGE + 512], [0, 4 * PAGE], [PAGE, 3 * PAGE], [3 * PAGE, 2 * PAGE], [8 * PAGE, PAGE]]) {
-        await assert.rejects(fs.fallocate(f.ino, 'COLLAPSE_RANGE', off, len), isCode('EINVAL'), `offset ${off}, length ${len}`);
+        await assert.rejects(collapse(off, len), isCode('EINVAL'), `offset ${off}, length ${len}`);
       }
       assert.deepEqual(await snapshot(fs, f.ino), before);
       assert.deepEqual(hooks.take(), [], 'refused before breaking the layout');

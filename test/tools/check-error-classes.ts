@@ -1,0 +1,96 @@
+/**
+ * Lint step: every coded error is a class in server/errors.ts, next to the reason table.
+ * Fails on `new DaxError(...)` outside server/errors.ts (a bare reason string, which
+ * skips the class that names the case and words its message) and on a class that
+ * extends DaxError outside server/errors.ts. Parsed with the TypeScript compiler, so
+ * comments and strings do not count.
+ * Exit 1 listing every offence as file:line.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import ts from 'typescript';
+
+/** The trees scanned (relative to the repository root; missing ones are skipped). */
+export const SCANNED_DIRS = ['server', 'client', 'wire', 'test'] as const;
+/** The one home of DaxError and its subclasses. */
+export const ERRORS_MODULE = 'server/errors.ts';
+/**
+ * Files that may build a DaxError from a reason code: the test that maps every reason of
+ * the table to its status cannot name a class per reason.
+ */
+export const NEW_DAX_ERROR_ALLOWED: readonly string[] = ['test/unit/rpc-status.test.ts'];
+
+const SKIPPED_DIRS = new Set(['node_modules', 'dist', 'build', 'generated']);
+/** Files per scan, directory depth: far above this repository, so a runaway walk stops. */
+const SCAN_FILES_MAX = 20_000;
+const SCAN_DEPTH_MAX = 32;
+
+export interface ErrorClassOffence {
+  file: string;
+  line: number;
+  what: 'new DaxError' | 'extends DaxError';
+}
+
+/** The offences in one module's source text (`file` is repository-relative, with '/'). */
+export function offencesIn(file: string, text: string): ErrorClassOffence[] {
+  if (file === ERRORS_MODULE) return [];
+  const sf = ts.createSourceFile(file, text, ts.ScriptTarget.ES2022, true, ts.ScriptKind.TS);
+  const out: ErrorClassOffence[] = [];
+  const lineOf = (n: ts.Node) => sf.getLineAndCharacterOfPosition(n.getStart(sf)).line + 1;
+  const isDaxError = (e: ts.Expression) => ts.isIdentifier(e) && e.text === 'DaxError';
+  const visit = (n: ts.Node): void => {
+    if (ts.isNewExpression(n) && isDaxError(n.expression) && !NEW_DAX_ERROR_ALLOWED.includes(file)) {
+      out.push({ file, line: lineOf(n), what: 'new DaxError' });
+    }
+    if ((ts.isClassDeclaration(n) || ts.isClassExpression(n)) && n.heritageClauses) {
+      for (const h of n.heritageClauses) {
+        if (h.token === ts.SyntaxKind.ExtendsKeyword && h.types.some((t) => isDaxError(t.expression))) {
+          out.push({ file, line: lineOf(n), what: 'extends DaxError' });
+        }
+      }
+    }
+    ts.forEachChild(n, visit);
+  };
+  visit(sf);
+  return out;
+}
+
+function sourceFiles(root: string, dir: string): string[] {
+  const out: string[] = [];
+  const walk = (rel: string, depth: number): void => {
+    if (depth > SCAN_DEPTH_MAX) throw new Error(`check-error-classes: ${rel} is deeper than ${SCAN_DEPTH_MAX} levels`);
+    const abs = path.join(root, rel);
+    if (!fs.existsSync(abs)) return;
+    for (const e of fs.readdirSync(abs, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      const child = path.posix.join(rel, e.name);
+      if (e.isDirectory()) {
+        if (!SKIPPED_DIRS.has(e.name)) walk(child, depth + 1);
+      } else if (e.isFile() && e.name.endsWith('.ts') && !e.name.endsWith('.d.ts')) {
+        out.push(child);
+        if (out.length > SCAN_FILES_MAX) throw new Error(`check-error-classes: more than ${SCAN_FILES_MAX} files under ${dir}`);
+      }
+    }
+  };
+  walk(dir, 0);
+  return out;
+}
+
+/** Every offence in the repository at `root`. */
+export function checkErrorClasses(root: string): ErrorClassOffence[] {
+  return SCANNED_DIRS.flatMap((d) => sourceFiles(root, d)).flatMap((f) => offencesIn(f, fs.readFileSync(path.join(root, f), 'utf8')));
+}
+
+function repoRoot(): string {
+  let dir = __dirname;
+  while (!fs.existsSync(path.join(dir, 'package.json'))) dir = path.dirname(dir);
+  return dir;
+}
+
+if (require.main === module) {
+  const offences = checkErrorClasses(repoRoot());
+  if (offences.length > 0) {
+    for (const o of offences) console.error(`${o.file}:${o.line}: ${o.what} outside ${ERRORS_MODULE}: add or use a class there`);
+    process.exit(1);
+  }
+  console.log(`check-error-classes: every DaxError class lives in ${ERRORS_MODULE}`);
+}
