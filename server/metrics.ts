@@ -164,26 +164,25 @@ export class Metrics {
       this.sampled('counter', name, help, labelNames, read);
     const gauge = (name: string, help: string, labelNames: string[], read: (src: MetricSources) => Samples | number) =>
       this.sampled('gauge', name, help, labelNames, read);
-    // The dax layer's read-only API: each read is a frozen copy (Dax.stats).
-    const dax = (src: MetricSources) => src.dax.stats();
+    // The dax layer's read-only API: each read is a frozen copy (server/dax/dax.ts).
 
     // dax layer: faults, invalidations, writeback, pins (dax-context.ts counters, pin.ts stats)
     counter('daxd_page_faults_total', 'Page faults by outcome: hole (zero page), allocate (new zeroed block), mapped (existing block), cow (private copy), sync (MAP_SYNC commit, also counted as allocate or mapped).',
-      ['kind'], (src) => entries(dax(src).counters.faults, 'kind'));
+      ['kind'], (src) => entries(src.dax.counters().faults, 'kind'));
     counter('daxd_pte_invalidations_total', 'PTEs revoked by invalidation, by reason (HOLE_FILLED, TRUNCATE, PUNCH_HOLE, WRITEBACK, ...).',
-      ['reason'], (src) => entries(dax(src).counters.invalidations, 'reason'));
-    counter('daxd_ptes_revoked_total', 'Every PTE revoked: invalidations, unmaps and session ends.', [], (src) => dax(src).counters.revokedPtes);
-    counter('daxd_writeback_flushes_total', 'Dirty mapped pages written back (msync, fsync, shutdown).', [], (src) => dax(src).counters.writebackFlushes);
-    gauge('daxd_ptes', 'PTE tokens outstanding.', [], (src) => dax(src).ptes);
-    gauge('daxd_address_spaces', 'Files with a live address space (mapped, pinned or locked).', [], (src) => dax(src).addressSpaces);
-    gauge('daxd_mapping_entries', 'Mapping entries in all address spaces.', [], (src) => dax(src).mappingEntries);
-    gauge('daxd_entry_locks_held', 'Mapping entry locks held now.', [], (src) => dax(src).entryLocksHeld);
-    gauge('daxd_entry_lock_waiters', 'Requests waiting for a mapping entry lock now.', [], (src) => dax(src).entryLockWaiters);
-    gauge('daxd_layout_breaks_waiting', 'Layout changes waiting for pins to drop now.', [], (src) => dax(src).layoutBreaksWaiting);
-    gauge('daxd_pins_active', 'DMA pins held (active or recalled).', [], (src) => dax(src).pinTable.active);
-    gauge('daxd_pinned_blocks', 'Blocks referenced by DMA pins.', [], (src) => dax(src).pinTable.pinnedBlocks);
-    counter('daxd_pin_revocations_total', 'Pins revoked (RECALL grace over, lease expired).', [], (src) => dax(src).pinTable.revocations);
-    counter('daxd_pin_recalls_total', 'PinRecall events sent (layout_break RECALL).', [], (src) => dax(src).pinTable.recalls);
+      ['reason'], (src) => entries(src.dax.counters().invalidations, 'reason'));
+    counter('daxd_ptes_revoked_total', 'Every PTE revoked: invalidations, unmaps and session ends.', [], (src) => src.dax.counters().revokedPtes);
+    counter('daxd_writeback_flushes_total', 'Dirty mapped pages written back (msync, fsync, shutdown).', [], (src) => src.dax.counters().writebackFlushes);
+    gauge('daxd_ptes', 'PTE tokens outstanding.', [], (src) => src.dax.stats().ptes);
+    gauge('daxd_address_spaces', 'Files with a live address space (mapped, pinned or locked).', [], (src) => src.dax.stats().addressSpaces);
+    gauge('daxd_mapping_entries', 'Mapping entries in all address spaces.', [], (src) => src.dax.occupancy().mappingEntries);
+    gauge('daxd_entry_locks_held', 'Mapping entry locks held now.', [], (src) => src.dax.occupancy().entryLocksHeld);
+    gauge('daxd_entry_lock_waiters', 'Requests waiting for a mapping entry lock now.', [], (src) => src.dax.occupancy().entryLockWaiters);
+    gauge('daxd_layout_breaks_waiting', 'Layout changes waiting for pins to drop now.', [], (src) => src.dax.occupancy().layoutBreaksWaiting);
+    gauge('daxd_pins_active', 'DMA pins held (active or recalled).', [], (src) => src.dax.pinStats().active);
+    gauge('daxd_pinned_blocks', 'Blocks referenced by DMA pins.', [], (src) => src.dax.pinStats().pinnedBlocks);
+    counter('daxd_pin_revocations_total', 'Pins revoked (RECALL grace over, lease expired).', [], (src) => src.dax.pinStats().revocations);
+    counter('daxd_pin_recalls_total', 'PinRecall events sent (layout_break RECALL).', [], (src) => src.dax.pinStats().recalls);
 
     // journal
     counter('daxd_journal_commits_total', 'Journal transactions committed.', [], (src) => src.fs.journal.stats.commits);

@@ -68,10 +68,10 @@ export class DaxContext {
     });
   }
 
-  /** Names are 1..255 bytes: an empty one is an unlinked (orphan) inode. */
+  /** The file layer knows whether the name is gone (FileSystem.isUnlinked). */
   private unlinked(ino: number): boolean {
     try {
-      return this.fs.stat(ino).name === '';
+      return this.fs.isUnlinked(ino);
     } catch (err) {
       // Unmounted (shutdown ended sessions late): nothing is freed any more.
       if (err instanceof DaxError) return false;

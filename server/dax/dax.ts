@@ -31,11 +31,7 @@ export interface InspectEntry {
   waiters: number;
 }
 
-/**
- * The dax layer's counts at one instant: sizes of its tables (tests check that nothing is
- * left behind) and its event counters (metrics read them at scrape time). A frozen copy:
- * holding it keeps no live state, and nobody can change the layer through it.
- */
+/** Sizes of the dax layer's tables (a frozen copy; tests check that nothing is left behind). */
 export interface DaxStats {
   /** Files with a live address space (mapped, pinned, locked or dirty). */
   readonly addressSpaces: number;
@@ -45,6 +41,10 @@ export interface DaxStats {
   readonly pins: number;
   /** Sessions the pin table keeps a per-session pin count for. */
   readonly pinOwners: number;
+}
+
+/** What is busy right now across all address spaces (a frozen copy; metrics gauges). */
+export interface DaxOccupancy {
   /** Mapping entries in all address spaces. */
   readonly mappingEntries: number;
   /** Entry locks held now (the fault fast path's, never seen across an await, excluded). */
@@ -53,10 +53,6 @@ export interface DaxStats {
   readonly entryLockWaiters: number;
   /** Layout changes waiting for pins to drop now (S4). */
   readonly layoutBreaksWaiting: number;
-  /** The pin table's counts: active pins, pinned blocks, revocations, recalls. */
-  readonly pinTable: Readonly<PinStats>;
-  /** Event counters since the layer started (dax-context.ts). */
-  readonly counters: DeepReadonly<DaxCounters>;
 }
 
 /** One file's address space at one instant (frozen copy), or null from spaceStats: none. */
@@ -120,7 +116,8 @@ type DeepReadonly<T> = { readonly [K in keyof T]: T[K] extends object ? DeepRead
 export class Dax {
   /**
    * The dax layer's state. Private: the rest of the server reads it only through
-   * stats(), spaceStats(), pinsSnapshot(), heldLocks() and inspect(), which return
+   * stats(), counters(), pinStats(), occupancy(), spaceStats(), pinsSnapshot(),
+   * heldLocks() and inspect(), which return
    * copies, so no caller can hold a live map or change a table behind the locks.
    */
   readonly #ctx: DaxContext;
@@ -240,29 +237,42 @@ export class Dax {
     }));
   }
 
-  /** O(address spaces + lock queues): the sums are taken when asked, not kept. */
+  /**
+   * The read-only API below is what the rest of the server (metrics, the admin API) and
+   * the tests see of the layer: each call returns a frozen copy, never a live map.
+   */
   stats(): DaxStats {
     const ctx = this.#ctx;
+    return Object.freeze({ addressSpaces: ctx.spaces.size, ptes: ctx.ptes.size, pins: ctx.pins.byId.size, pinOwners: ctx.pins.owners });
+  }
+
+  /** Event counters since the layer started (dax-context.ts), copied. */
+  counters(): DeepReadonly<DaxCounters> {
+    const c = this.#ctx.counters;
+    return deepFreeze({
+      faults: { ...c.faults }, invalidations: { ...c.invalidations }, revokedPtes: c.revokedPtes,
+      writebackFlushes: c.writebackFlushes, layoutBreakWaits: { ...c.layoutBreakWaits },
+    });
+  }
+
+  /** The pin table's counts: active pins, pinned blocks, revocations, recalls. */
+  pinStats(): Readonly<PinStats> {
+    return Object.freeze({ ...this.#ctx.pins.stats });
+  }
+
+  /** O(address spaces + lock queues): the sums are taken when asked, not kept. */
+  occupancy(): DaxOccupancy {
     let mappingEntries = 0;
     let entryLocksHeld = 0;
     let entryLockWaiters = 0;
     let layoutBreaksWaiting = 0;
-    for (const as of ctx.spaces.values()) {
+    for (const as of this.#ctx.spaces.values()) {
       mappingEntries += as.entries.size;
       entryLocksHeld += as.held.size;
       entryLockWaiters += waitersOf(as);
       layoutBreaksWaiting += as.pinWaiters.size;
     }
-    const c = ctx.counters;
-    return deepFreeze({
-      addressSpaces: ctx.spaces.size, ptes: ctx.ptes.size, pins: ctx.pins.byId.size, pinOwners: ctx.pins.owners,
-      mappingEntries, entryLocksHeld, entryLockWaiters, layoutBreaksWaiting,
-      pinTable: { ...ctx.pins.stats },
-      counters: {
-        faults: { ...c.faults }, invalidations: { ...c.invalidations }, revokedPtes: c.revokedPtes,
-        writebackFlushes: c.writebackFlushes, layoutBreakWaits: { ...c.layoutBreakWaits },
-      },
-    });
+    return Object.freeze({ mappingEntries, entryLocksHeld, entryLockWaiters, layoutBreaksWaiting });
   }
 
   /** The file's address space, or null when it has none (nothing maps, pins or locks it). */

@@ -197,6 +197,15 @@ export class FileSystem implements FileSystemApi {
     if (inode && inode.users === 0) await this.destroy(inode);
   }
 
+  /**
+   * True once unlink removed the file's name (an orphan kept by its users until release).
+   * The layer above asks here rather than guess from the name: the inode's state is what
+   * unlink changes and what mount frees orphans by.
+   */
+  isUnlinked(ino: number): boolean {
+    return this.inode(ino).state === INODE_ORPHAN;
+  }
+
   /** A user (mapping, pin) keeps an unlinked inode alive until release(). */
   acquire(ino: number): Inode {
     const inode = this.inode(ino);

@@ -8,20 +8,20 @@ import { freshDax, sparseFile, writtenFile } from '../support/dax-volume';
 import { reached, track } from '../support/track';
 import { TestOwner } from '../support/test-owner';
 
-describe('dax read-only API: stats and snapshots are frozen copies', function () {
+describe('dax read-only API: stats, counters and snapshots are frozen copies', function () {
   this.timeout(30_000);
 
-  it('stats() is frozen to the bottom and does not follow later faults', async function () {
+  it('stats(), counters(), occupancy(), pinStats() are frozen to the bottom and does not follow later faults', async function () {
     const v = await freshDax();
     const ino = await writtenFile(v, 'f', 2);
-    const before = v.dax.stats();
+    const before = { stats: v.dax.stats(), counters: v.dax.counters(), occupancy: v.dax.occupancy() };
     await v.dax.fault(new TestOwner('a'), ino, 0, 'READ', false);
-    const after = v.dax.stats();
-    assert.deepEqual([before.ptes, before.counters.faults.mapped, before.mappingEntries], [0, 0, 0], 'the earlier copy did not change');
-    assert.deepEqual([after.ptes, after.counters.faults.mapped, after.mappingEntries, after.addressSpaces], [1, 1, 1, 1]);
-    assert.ok(Object.isFrozen(after) && Object.isFrozen(after.counters) && Object.isFrozen(after.counters.faults) && Object.isFrozen(after.pinTable));
+    const after = { stats: v.dax.stats(), counters: v.dax.counters(), occupancy: v.dax.occupancy(), pins: v.dax.pinStats() };
+    assert.deepEqual([before.stats.ptes, before.counters.faults.mapped, before.occupancy.mappingEntries], [0, 0, 0], 'the earlier copies did not change');
+    assert.deepEqual([after.stats.ptes, after.counters.faults.mapped, after.occupancy.mappingEntries, after.stats.addressSpaces], [1, 1, 1, 1]);
+    for (const o of [after.stats, after.counters, after.counters.faults, after.counters.invalidations, after.occupancy, after.pins]) assert.ok(Object.isFrozen(o));
     assert.throws(() => { (after.counters.faults as { mapped: number }).mapped = 99; }, TypeError);
-    assert.equal(v.dax.stats().counters.faults.mapped, 1, 'writing to a copy cannot reach the layer');
+    assert.equal(v.dax.counters().faults.mapped, 1, 'writing to a copy cannot reach the layer');
   });
 
   it('spaceStats() of a file with no address space is null; of a mapped one, its counts', async function () {

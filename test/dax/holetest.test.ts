@@ -176,7 +176,7 @@ async function holetest(prep: Prep, sizeBytes: number, variant: Variant): Promis
   }
   assert.equal(v.fs.stat(ino).blocks, pages);
   if (prep === 'sparse' && !useWrite) {
-    assert.equal(v.dax.stats().counters.faults.allocate, pages, 'one allocating fault per page, never two');
+    assert.equal(v.dax.counters().faults.allocate, pages, 'one allocating fault per page, never two');
   }
   await v.dax.fsync(ino, false);
   await assertFsckClean(v, `after holetest ${prep} ${sizeBytes / MiB} MiB ${variant}`);

@@ -82,7 +82,7 @@ describe('dma: pin racing truncate (failpoints, in-process)', function () {
     await truncating.promise;
     assert.equal(v.fs.sizeOf(ino), 0);
     assert.ok(guard.freed >= freedBefore + 4, 'the blocks were freed after the unpin');
-    assert.equal(v.dax.stats().counters.layoutBreakWaits.done, 1);
+    assert.equal(v.dax.counters().layoutBreakWaits.done, 1);
   });
 
   it('truncate first (paused after revoking, mmap lock held): the pin waits and sees the new size (SIGBUS)', async function () {
@@ -97,7 +97,7 @@ describe('dma: pin racing truncate (failpoints, in-process)', function () {
     await truncating.promise;
     await expectCode(() => pinning.promise, 'SIGBUS', 'pin after truncate to 0');
     assert.equal(pinnedPfns(v.dax).size, 0);
-    assert.equal(v.dax.stats().pinTable.active, 0);
+    assert.equal(v.dax.pinStats().active, 0);
   });
 
   it('truncate first, to one page: a pin of page 0 gets the surviving block, a pin of pages 0..1 is SIGBUS', async function () {
@@ -195,8 +195,8 @@ describe('dma: pin racing truncate (failpoints, in-process)', function () {
     fp.release();
     await dma.promise.catch(() => undefined);
     await truncating.promise;
-    assert.equal(v.dax.stats().pinTable.active, 0);
-    assert.equal(v.dax.stats().pinTable.pinnedBlocks, 0);
+    assert.equal(v.dax.pinStats().active, 0);
+    assert.equal(v.dax.pinStats().pinnedBlocks, 0);
   });
 
   it('regression: a read-only pin of a ZERO entry over a just-allocated block revokes the zero-page PTEs (S3)', async function () {
@@ -237,6 +237,6 @@ describe('dma: pin racing truncate (failpoints, in-process)', function () {
     assert.equal(v.dax.pinCountOf(owner.id), PINS_PER_SESSION_MAX);
     assert.equal(spaceOf(v.dax, ino).entries.get(0)!.pins, PINS_PER_SESSION_MAX, 'refused pins dropped their references');
     await owner.end();
-    assert.equal(v.dax.stats().pinTable.pinnedBlocks, 0);
+    assert.equal(v.dax.pinStats().pinnedBlocks, 0);
   });
 });
