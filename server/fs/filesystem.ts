@@ -224,11 +224,15 @@ export class FileSystem implements FileSystemApi {
   }
 
   private async destroy(inode: Inode): Promise<void> {
-    const unlock = await this.lockOf(inode.ino).lockExclusive();
+    const lock = this.lockOf(inode.ino);
+    const unlock = await lock.lockExclusive();
     try {
       // Someone may have acquired it while we waited for the lock (a new mapping or pin).
       if (this.inodes.byIno.get(inode.ino) !== inode || inode.users > 0 || inode.state !== INODE_ORPHAN) return;
-      await removeBlocks(this.ctx, inode, 0, Number.MAX_SAFE_INTEGER, () => this.inodes.persist(inode));
+      await removeBlocks(this.ctx, inode, 0, Number.MAX_SAFE_INTEGER, () => {
+        lock.assertHeldExclusive(unlock);
+        this.inodes.persist(inode);
+      });
       this.inodes.free(inode);
       await this.journal.makeRoom();
     } finally {
@@ -254,7 +258,8 @@ export class FileSystem implements FileSystemApi {
     if (data.length > IO_MAX_BYTES) throw new LimitError('write length', data.length, IO_MAX_BYTES);
     if (offsetBytes + data.length > FILE_MAX_BYTES) throw new FileTooBigError(offsetBytes + data.length, FILE_MAX_BYTES);
     this.inode(ino);
-    const unlock = await this.lockOf(ino).lockExclusive();
+    const lock = this.lockOf(ino);
+    const unlock = await lock.lockExclusive();
     let overwritten: number[] = [];
     let sizeBytes: number;
     try {
@@ -265,6 +270,7 @@ export class FileSystem implements FileSystemApi {
         // between writes: keep the running transaction bounded. Checked in the same
         // synchronous stretch as writeData, so concurrent writes cannot all pass at once.
         while (this.journal.runningImages >= this.journal.softLimitImages) await this.journal.commit();
+        lock.assertHeldExclusive(unlock); // file-data.ts: write(2) runs under the inode lock, exclusive
         zeroPastEof(this.ctx, inode, offsetBytes + data.length);
         const outcome = writeData(this.ctx, inode, offsetBytes, data);
         overwritten = outcome.overwritten;
@@ -389,8 +395,7 @@ export class FileSystem implements FileSystemApi {
   async truncate(ino: number, sizeBytes: number, opts: LayoutBreakOptions = DEFAULT_LAYOUT_BREAK): Promise<void> {
     if (!Number.isSafeInteger(sizeBytes) || sizeBytes < 0) throw new InvalidArgumentError(`size ${sizeBytes} is not a non-negative integer`);
     if (sizeBytes > FILE_MAX_BYTES) throw new FileTooBigError(sizeBytes, FILE_MAX_BYTES);
-    await this.withLayoutLock(ino, async (inode) => {
-      const persist = () => this.inodes.persist(inode);
+    await this.withLayoutLock(ino, async (inode, persist) => {
       const firstGone = Math.ceil(sizeBytes / BLOCK_SIZE);
       if (sizeBytes <= inode.sizeBytes) {
         // Truncate down (or to the same size) also drops blocks preallocated past EOF.
@@ -438,9 +443,8 @@ export class FileSystem implements FileSystemApi {
     if (mode === 'COLLAPSE_RANGE' && (offsetBytes % BLOCK_SIZE !== 0 || lengthBytes % BLOCK_SIZE !== 0)) {
       throw new InvalidArgumentError(`COLLAPSE_RANGE needs offset and length aligned to ${BLOCK_SIZE} (offset ${offsetBytes}, length ${lengthBytes})`);
     }
-    await this.withLayoutLock(ino, async (inode) => {
+    await this.withLayoutLock(ino, async (inode, persist) => {
       await this.commitIfShort(Math.ceil(lengthBytes / BLOCK_SIZE));
-      const persist = () => this.inodes.persist(inode);
       const first = Math.floor(offsetBytes / BLOCK_SIZE);
       const last = Math.floor((end - 1) / BLOCK_SIZE);
       switch (mode) {
@@ -519,13 +523,23 @@ export class FileSystem implements FileSystemApi {
     if (dataBlocks + 16 > this.alloc.freeBlocks && this.alloc.pendingFreeBlocks > 0) await this.journal.commit();
   }
 
-  private async withLayoutLock(ino: number, fn: (inode: Inode) => Promise<void>): Promise<void> {
+  /**
+   * Runs a layout change under the inode lock, exclusive. `persist` writes the inode, and
+   * first asserts that this change still holds the lock: file-layout.ts's steps (which
+   * await between them) persist after each one, so each step checks its caller's lock.
+   */
+  private async withLayoutLock(ino: number, fn: (inode: Inode, persist: () => void) => Promise<void>): Promise<void> {
     this.inode(ino);
-    const unlock = await this.lockOf(ino).lockExclusive();
+    const lock = this.lockOf(ino);
+    const unlock = await lock.lockExclusive();
     try {
       // S6: as in write(), keep the running transaction bounded (each change touches the inode).
       while (this.journal.runningImages >= this.journal.softLimitImages) await this.journal.commit();
-      await fn(this.inode(ino));
+      const inode = this.inode(ino);
+      await fn(inode, () => {
+        lock.assertHeldExclusive(unlock);
+        this.inodes.persist(inode);
+      });
     } finally {
       unlock();
     }
