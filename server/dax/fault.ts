@@ -10,6 +10,7 @@
  * synchronous fast path, fastFault: the same locks in the same order, taken only when
  * they are free at once, so it never awaits.
  */
+import assert from 'node:assert';
 import { SigbusError } from '../errors';
 import { BLOCK_SIZE } from '../limits';
 import { EntryLockOwner, SessionMapping, type AddressSpace, type Entry, type Pte } from './address-space';
@@ -38,13 +39,31 @@ export interface FaultResult {
 export function fault(
   ctx: DaxContext, owner: MappingOwner, ino: number, pgoff: number, kind: FaultKind, sync: boolean, underLock?: (pte: Pte) => void,
 ): Promise<FaultResult> {
+  // The rpc layer validated the page (mapping-service.ts): below it, a bad one is a bug.
+  assert(Number.isSafeInteger(pgoff) && pgoff >= 0, `fault at pgoff ${pgoff}`);
   try {
     const fast = fastFault(ctx, owner, ino, pgoff, kind, sync, underLock);
-    if (fast !== null) return Promise.resolve(fast);
+    if (fast !== null) return Promise.resolve(assertFaultResult(fast, pgoff, kind));
   } catch (err) {
     return Promise.reject(err);
   }
-  return slowFault(ctx, owner, ino, pgoff, kind, sync, underLock);
+  return slowFault(ctx, owner, ino, pgoff, kind, sync, underLock).then((r) => assertFaultResult(r, pgoff, kind));
+}
+
+/**
+ * Postcondition of every fault: COW hands out a private page and no PTE; READ and WRITE a
+ * PTE on this page, never writable for READ. Checked after the locks are gone, so not
+ * "valid" nor "writable for WRITE": a writeback or an invalidation woken by our unlock
+ * may already have revoked it (the client then gets a stale token and faults again, S7).
+ */
+function assertFaultResult(r: FaultResult, pgoff: number, kind: FaultKind): FaultResult {
+  if (kind === 'COW') {
+    assert(r.pte === undefined && r.data?.length === BLOCK_SIZE, 'COW fault result');
+  } else {
+    assert(r.pte !== undefined && r.pte.entry.pgoff === pgoff, `${kind} fault at pgoff ${pgoff} returned no PTE on its page`);
+    assert(kind === 'WRITE' || !r.pte.writable, `READ fault at pgoff ${pgoff} returned a writable PTE`);
+  }
+  return r;
 }
 
 /**

@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert';
 import { BusyError, DaxError } from '../errors';
+import type { RwLockHold } from '../fs/rw-lock';
 import type { LayoutBreakOptions, LayoutChange } from '../fs/types';
 import type { AddressSpace } from './address-space';
 import { recallPin } from './pin';
@@ -55,8 +56,9 @@ export async function invalidateAllocated(ctx: DaxContext, ino: number, first: n
  * Any failure leaves the file unchanged and every lock released.
  */
 export async function breakLayout(ctx: DaxContext, ino: number, first: number, last: number, reason: LayoutChange, opts: LayoutBreakOptions): Promise<() => void> {
+  assert(Number.isSafeInteger(first) && first >= 0 && last >= first, `layout break range [${first}, ${last}]`);
   const as = ctx.space(ino);
-  let unlockMmap: (() => void) | null = await as.mmapLock.lockExclusive();
+  let unlockMmap: RwLockHold | null = await as.mmapLock.lockExclusive();
   const notices = new InvalidationNotices(reason);
   let revoked = 0;
   let waitedFromMs = 0;
@@ -116,6 +118,11 @@ export async function breakLayout(ctx: DaxContext, ino: number, first: number, l
       if (e.dirty && e.state === 'MAPPED') ctx.fs.markDirty(ino, e.pfn);
       removeEntry(as, e, me);
     }
+    // Postcondition (S4): with the mmap lock still held exclusive, nothing in the range is
+    // mapped or pinned: no fault or pin can come in before the file layer's change.
+    assert(unlockMmap !== null, 'layout break returns without the mmap lock');
+    as.mmapLock.assertHeldExclusive(unlockMmap);
+    assert(as.entriesInRange(first, last).length === 0, `layout break of inode ${ino} left entries in [${first}, ${last}]`);
     ctx.countInvalidations(reason, revoked);
     notices.send();
   } catch (err) {
@@ -131,6 +138,7 @@ export async function breakLayout(ctx: DaxContext, ino: number, first: number, l
     throw err;
   }
   const release = unlockMmap;
+  assert(release !== null);
   return () => {
     release();
     ctx.maybeDrop(as);

@@ -92,6 +92,8 @@ export async function pin(ctx: DaxContext, pins: PinTable, owner: MappingOwner, 
     // S7: attach after the last await: a session that ended meanwhile refuses, and the
     // references taken above are dropped in the catch below.
     p.handle = owner.attach({ kind: 'pin', release: () => releasePin(ctx, pins, p) });
+    // Postcondition: one pfn per page, a reference on every non-zero one (S4).
+    assert(pfns.length === npages && taken.length === entries.filter((e) => e !== null).length, `pin of ${npages} pages holds ${pfns.length} pfns, ${taken.length} references`);
     pins.add(p);
     pins.stats.pinnedBlocks += taken.length;
     renewLease(ctx, pins, p);

@@ -5,6 +5,7 @@
  * after the clean), flush the block, clear DIRTY, unlock. Never dirty data under a clean
  * entry.
  */
+import assert from 'node:assert';
 import { BLOCK_SIZE } from '../limits';
 import type { DaxContext } from './dax-context';
 import { lockExistingEntry, newOwner, unlockEntry } from './entry-lock';
@@ -48,5 +49,6 @@ export async function writeback(ctx: DaxContext, ino: number, first: number, las
     notices.send(actor);
     ctx.maybeDrop(as);
   }
+  assert(flushed <= tagged.length, `writeback flushed ${flushed} of ${tagged.length} tagged entries`);
   return flushed;
 }

@@ -276,6 +276,7 @@ export class FileSystem implements FileSystemApi {
         overwritten = outcome.overwritten;
         if (!sync) for (const pfn of overwritten) inode.dirtyPfns.add(pfn);
         inode.sizeBytes = Math.max(inode.sizeBytes, offsetBytes + data.length);
+        assert(inode.blocks >= 0 && inode.sizeBytes <= FILE_MAX_BYTES, `write left inode ${ino} with ${inode.blocks} blocks, size ${inode.sizeBytes}`);
         inode.mtimeMs = Date.now();
         this.inodes.persist(inode);
         // S3: invalidate hole/zero pages only where this write allocated, after allocating.
@@ -357,6 +358,8 @@ export class FileSystem implements FileSystemApi {
     this.map.set(inode, pgoff, makeEntry(STATE_WRITTEN, pfn));
     inode.mtimeMs = Date.now();
     this.inodes.persist(inode);
+    // Postcondition (S2): the page is WRITTEN at a real block (pfn 0 is the zero page).
+    assert(pfn !== 0 && this.map.get(inode, pgoff) === makeEntry(STATE_WRITTEN, pfn), `write fault of inode ${ino} pgoff ${pgoff} left it unwritten`);
     return { pfn, allocated: true };
   }
 
