@@ -43,25 +43,25 @@ export function fault(
   assert(Number.isSafeInteger(pgoff) && pgoff >= 0, `fault at pgoff ${pgoff}`);
   try {
     const fast = fastFault(ctx, owner, ino, pgoff, kind, sync, underLock);
-    if (fast !== null) return Promise.resolve(assertFaultResult(fast, pgoff, kind));
+    if (fast !== null) return Promise.resolve(fast);
   } catch (err) {
     return Promise.reject(err);
   }
-  return slowFault(ctx, owner, ino, pgoff, kind, sync, underLock).then((r) => assertFaultResult(r, pgoff, kind));
+  return slowFault(ctx, owner, ino, pgoff, kind, sync, underLock);
 }
 
 /**
- * Postcondition of every fault: COW hands out a private page and no PTE; READ and WRITE a
- * PTE on this page, never writable for READ. Checked after the locks are gone, so not
- * "valid" nor "writable for WRITE": a writeback or an invalidation woken by our unlock
- * may already have revoked it (the client then gets a stale token and faults again, S7).
+ * Postcondition of every fault, checked with the entry lock still held: COW hands out a
+ * private page and no PTE; READ and WRITE a PTE on the locked entry and its block, never
+ * writable for READ. Not "still valid": a session end or an unmap revokes PTEs without
+ * the entry lock (S7), and may have run at the fault's last await.
  */
-function assertFaultResult(r: FaultResult, pgoff: number, kind: FaultKind): FaultResult {
+function assertFaultResult(r: FaultResult, e: Entry, kind: FaultKind): FaultResult {
   if (kind === 'COW') {
     assert(r.pte === undefined && r.data?.length === BLOCK_SIZE, 'COW fault result');
   } else {
-    assert(r.pte !== undefined && r.pte.entry.pgoff === pgoff, `${kind} fault at pgoff ${pgoff} returned no PTE on its page`);
-    assert(kind === 'WRITE' || !r.pte.writable, `READ fault at pgoff ${pgoff} returned a writable PTE`);
+    assert(r.pte !== undefined && r.pte.entry === e && r.pte.pfn === e.pfn, `${kind} fault at pgoff ${e.pgoff}: no PTE on the entry's block`);
+    assert(kind === 'WRITE' || !r.pte.writable, `READ fault at pgoff ${e.pgoff} returned a writable PTE`);
   }
   return r;
 }
@@ -91,13 +91,13 @@ function fastFault(ctx: DaxContext, owner: MappingOwner, ino: number, pgoff: num
     const mapping = mappingOf(ctx, owner, as); // may throw SESSION_EXPIRED: nothing changed yet
     if (kind === 'READ') {
       ctx.counters.faults[e.state === 'ZERO' ? 'hole' : 'mapped']++;
-      return { pte: ctx.ptes.install(mapping, e, false) };
+      return assertFaultResult({ pte: ctx.ptes.install(mapping, e, false) }, e, kind);
     }
     ctx.counters.faults.mapped++;
     e.dirty = true;
     const pte = ctx.ptes.install(mapping, e, true);
     underLock?.(pte);
-    return { pte };
+    return assertFaultResult({ pte }, e, kind);
   } finally {
     unlockEntry(as, e, FAST_FAULT);
     ctx.maybeDrop(as);
@@ -124,15 +124,15 @@ async function slowFault(
       const e = await lockEntry(as, pgoff, me);
       try {
         await ctx.failpoints.hit('fault:after-entry-lock', { ino, pgoff });
-        if (kind === 'COW') return { data: await cowCopy(ctx, as, e, me) };
+        if (kind === 'COW') return assertFaultResult({ data: await cowCopy(ctx, as, e, me) }, e, kind);
         // S7: the session's mapping is looked up (attached) only right before the PTE is
         // installed, after the fault's last await: a session that ended (or unmapped the
         // file) while the fault waited gets no PTE into a mapping nobody will release.
         const mappingNow = (): SessionMapping => mappingOf(ctx, owner, as);
-        if (kind === 'READ') return { pte: await readFault(ctx, as, e, me, mappingNow) };
+        if (kind === 'READ') return assertFaultResult({ pte: await readFault(ctx, as, e, me, mappingNow) }, e, kind);
         const pte = await writeFault(ctx, as, { entry: e, me, mmap: unlockMmap }, mappingNow, sync, owner);
         underLock?.(pte); // still under the entry lock (S1)
-        return { pte };
+        return assertFaultResult({ pte }, e, kind);
       } finally {
         unlockEntry(as, e, me);
       }

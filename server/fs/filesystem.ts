@@ -334,7 +334,8 @@ export class FileSystem implements FileSystemApi {
   /**
    * Write fault (server/dax): makes pgoff WRITTEN without the inode lock (faults never take
    * it; the caller holds the mmap lock shared and the entry lock, which exclude truncate
-   * and other faults on this page). S2: a hole gets a zeroed block, an unwritten block is
+   * and other faults on this page: the file layer cannot see those locks, so its callers,
+   * writeFault and faultForPin, assert their holds right before calling). S2: a hole gets a zeroed block, an unwritten block is
    * zeroed; either joins the ordered data of the running transaction, so the zeroes are
    * durable before the mapping commits. Synchronous: atomic with respect to write(2).
    */
