@@ -8,16 +8,17 @@ import type { FileSystem } from '../fs/filesystem';
 import type { LayoutHooks } from '../fs/types';
 import { load, store, storeFaultIfStale, type StoreTarget } from './access';
 import { DaxContext, type DaxCounters } from './dax-context';
+import type { DaxOccupancy, DaxStats, DeepReadonly, HeldLockView, PinsSnapshot, PinView, SpaceStats } from './stats';
 import { dropMapping, fault, FaultKind, FaultResult } from './fault';
 import { Failpoints } from './failpoints';
 import { breakLayout, invalidateAllocated } from './invalidate';
 import { NO_OBSERVER, type DaxObserver } from './observer';
-import type { AddressSpace, EntryState, Pte } from './address-space';
+import type { AddressSpace, Pte } from './address-space';
 import type { MappingOwner } from './owner';
 import { PteTable } from './pte';
 import { writeback } from './writeback';
 import { dmaRead, dmaWrite, lookupPin, pin, type PinRequestArgs, renewLease, unpin } from './pin';
-import type { Pin, PinState, PinStats } from './pin-table';
+import type { Pin, PinStats } from './pin-table';
 
 export interface InspectEntry {
   pgoff: number;
@@ -31,94 +32,14 @@ export interface InspectEntry {
   waiters: number;
 }
 
-/** Sizes of the dax layer's tables (a frozen copy; tests check that nothing is left behind). */
-export interface DaxStats {
-  /** Files with a live address space (mapped, pinned, locked or dirty). */
-  readonly addressSpaces: number;
-  /** PTE tokens outstanding. */
-  readonly ptes: number;
-  /** DMA pins held (active or recalled). */
-  readonly pins: number;
-  /** Sessions the pin table keeps a per-session pin count for. */
-  readonly pinOwners: number;
-}
-
-/** What is busy right now across all address spaces (a frozen copy; metrics gauges). */
-export interface DaxOccupancy {
-  /** Mapping entries in all address spaces. */
-  readonly mappingEntries: number;
-  /** Entry locks held now (the fault fast path's, never seen across an await, excluded). */
-  readonly entryLocksHeld: number;
-  /** Requests queued for an entry lock now. */
-  readonly entryLockWaiters: number;
-  /** Layout changes waiting for pins to drop now (S4). */
-  readonly layoutBreaksWaiting: number;
-}
-
-/** One file's address space at one instant (frozen copy), or null from spaceStats: none. */
-export interface SpaceStats {
-  readonly ino: number;
-  /** Mapping entries (pages with an entry: mapped, zero page, or a locked placeholder). */
-  readonly entries: number;
-  /** Entries whose block a DMA pin holds. */
-  readonly pinnedPages: number;
-  /** Sessions holding PTEs on the file. */
-  readonly mappers: number;
-  /** Entry locks held now, and requests queued for one. */
-  readonly locksHeld: number;
-  readonly lockWaiters: number;
-  /** Layout changes waiting for an unpin here (S4). */
-  readonly layoutBreaksWaiting: number;
-  /** The mmap lock: held (shared or exclusive), and requests queued for it. */
-  readonly mmapLockHeld: boolean;
-  readonly mmapLockWaiters: number;
-  /** Since the address space was created: waits for an entry lock, S3 invalidations. */
-  readonly lockWaits: number;
-  readonly invalidations: number;
-}
-
-/** One live pin (frozen copy). Ids are capabilities (S7): callers showing them cut them. */
-export interface PinView {
-  readonly id: string;
-  readonly ownerId: string;
-  readonly ino: number;
-  readonly firstPgoff: number;
-  readonly npages: number;
-  /** Pages that hold a block reference (a read-only pin on a hole holds none). */
-  readonly pinnedBlocks: number;
-  readonly writable: boolean;
-  readonly state: PinState;
-  readonly createdAtMs: number;
-  readonly leaseMs: number;
-  readonly dmaInFlight: number;
-}
-
-/** The live pins, oldest first, at most `limit` of them, with the pin table's counts. */
-export interface PinsSnapshot extends Readonly<PinStats> {
-  /** Every live pin, not only the rows returned. */
-  readonly total: number;
-  readonly pins: readonly PinView[];
-}
-
-/** One held entry lock (frozen copy), with its queue. Times are performance.now() based. */
-export interface HeldLockView {
-  readonly ino: number;
-  readonly pgoff: number;
-  readonly state: EntryState;
-  readonly heldMs: number;
-  readonly waiters: number;
-  /** How long the first waiter has waited (0 when nobody waits). */
-  readonly longestWaitMs: number;
-}
-
-type DeepReadonly<T> = { readonly [K in keyof T]: T[K] extends object ? DeepReadonly<T[K]> : T[K] };
+export type { DaxOccupancy, DaxStats, DeepReadonly, HeldLockView, PinsSnapshot, PinView, SpaceStats } from './stats';
 
 export class Dax {
   /**
    * The dax layer's state. Private: the rest of the server reads it only through
    * stats(), counters(), pinStats(), occupancy(), spaceStats(), pinsSnapshot(),
-   * heldLocks() and inspect(), which return
-   * copies, so no caller can hold a live map or change a table behind the locks.
+   * heldLocks() and inspect(), which return frozen copies (stats.ts), so no caller can
+   * hold a live map or change a table behind the locks.
    */
   readonly #ctx: DaxContext;
 
