@@ -16,6 +16,17 @@ export default tseslint.config(
     },
   },
   {
+    // The dax layer's state is private: server code reads it through Dax.stats() and the
+    // other copies, never through the tests' white-box accessor.
+    files: ['server/**/*.ts'],
+    rules: {
+      'no-restricted-syntax': ['error', {
+        selector: "MemberExpression[property.name='contextForTests']",
+        message: 'Dax.contextForTests is for tests: use Dax.stats(), spaceStats(), pinsSnapshot(), heldLocks() or inspect().',
+      }],
+    },
+  },
+  {
     // The dashboard runs in the browser (served by server/http/dashboard-plugin.ts).
     files: ['server/http/dashboard/*.js'],
     languageOptions: {

@@ -11,7 +11,6 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import * as prom from 'prom-client';
-import type { AddressSpace } from './dax/address-space';
 import type { Dax } from './dax/dax';
 import type { LayoutBreakOutcome } from './dax/observer';
 import type { FileSystem } from './fs/filesystem';
@@ -165,26 +164,25 @@ export class Metrics {
       this.sampled('counter', name, help, labelNames, read);
     const gauge = (name: string, help: string, labelNames: string[], read: (src: MetricSources) => Samples | number) =>
       this.sampled('gauge', name, help, labelNames, read);
-    const ctx = (src: MetricSources) => src.dax.ctx;
+    // The dax layer's read-only API: each read is a frozen copy (server/dax/dax.ts).
 
     // dax layer: faults, invalidations, writeback, pins (dax-context.ts counters, pin.ts stats)
     counter('daxd_page_faults_total', 'Page faults by outcome: hole (zero page), allocate (new zeroed block), mapped (existing block), cow (private copy), sync (MAP_SYNC commit, also counted as allocate or mapped).',
-      ['kind'], (src) => entries(ctx(src).counters.faults, 'kind'));
+      ['kind'], (src) => entries(src.dax.counters().faults, 'kind'));
     counter('daxd_pte_invalidations_total', 'PTEs revoked by invalidation, by reason (HOLE_FILLED, TRUNCATE, PUNCH_HOLE, WRITEBACK, ...).',
-      ['reason'], (src) => entries(ctx(src).counters.invalidations, 'reason'));
-    counter('daxd_ptes_revoked_total', 'Every PTE revoked: invalidations, unmaps and session ends.', [], (src) => ctx(src).counters.revokedPtes);
-    counter('daxd_writeback_flushes_total', 'Dirty mapped pages written back (msync, fsync, shutdown).', [], (src) => ctx(src).counters.writebackFlushes);
-    gauge('daxd_ptes', 'PTE tokens outstanding.', [], (src) => ctx(src).ptes.size);
-    gauge('daxd_address_spaces', 'Files with a live address space (mapped, pinned or locked).', [], (src) => ctx(src).spaces.size);
-    gauge('daxd_mapping_entries', 'Mapping entries in all address spaces.', [], (src) => sumSpaces(src, (as) => as.entries.size));
-    gauge('daxd_entry_locks_held', 'Mapping entry locks held now.', [], (src) => sumSpaces(src, (as) => as.held.size));
-    gauge('daxd_entry_lock_waiters', 'Requests waiting for a mapping entry lock now.', [],
-      (src) => sumSpaces(src, (as) => { let n = 0; for (const q of as.waitQueues.values()) n += q.length; return n; }));
-    gauge('daxd_layout_breaks_waiting', 'Layout changes waiting for pins to drop now.', [], (src) => sumSpaces(src, (as) => as.pinWaiters.size));
-    gauge('daxd_pins_active', 'DMA pins held (active or recalled).', [], (src) => ctx(src).pins.stats.active);
-    gauge('daxd_pinned_blocks', 'Blocks referenced by DMA pins.', [], (src) => ctx(src).pins.stats.pinnedBlocks);
-    counter('daxd_pin_revocations_total', 'Pins revoked (RECALL grace over, lease expired).', [], (src) => ctx(src).pins.stats.revocations);
-    counter('daxd_pin_recalls_total', 'PinRecall events sent (layout_break RECALL).', [], (src) => ctx(src).pins.stats.recalls);
+      ['reason'], (src) => entries(src.dax.counters().invalidations, 'reason'));
+    counter('daxd_ptes_revoked_total', 'Every PTE revoked: invalidations, unmaps and session ends.', [], (src) => src.dax.counters().revokedPtes);
+    counter('daxd_writeback_flushes_total', 'Dirty mapped pages written back (msync, fsync, shutdown).', [], (src) => src.dax.counters().writebackFlushes);
+    gauge('daxd_ptes', 'PTE tokens outstanding.', [], (src) => src.dax.stats().ptes);
+    gauge('daxd_address_spaces', 'Files with a live address space (mapped, pinned or locked).', [], (src) => src.dax.stats().addressSpaces);
+    gauge('daxd_mapping_entries', 'Mapping entries in all address spaces.', [], (src) => src.dax.occupancy().mappingEntries);
+    gauge('daxd_entry_locks_held', 'Mapping entry locks held now.', [], (src) => src.dax.occupancy().entryLocksHeld);
+    gauge('daxd_entry_lock_waiters', 'Requests waiting for a mapping entry lock now.', [], (src) => src.dax.occupancy().entryLockWaiters);
+    gauge('daxd_layout_breaks_waiting', 'Layout changes waiting for pins to drop now.', [], (src) => src.dax.occupancy().layoutBreaksWaiting);
+    gauge('daxd_pins_active', 'DMA pins held (active or recalled).', [], (src) => src.dax.pinStats().active);
+    gauge('daxd_pinned_blocks', 'Blocks referenced by DMA pins.', [], (src) => src.dax.pinStats().pinnedBlocks);
+    counter('daxd_pin_revocations_total', 'Pins revoked (RECALL grace over, lease expired).', [], (src) => src.dax.pinStats().revocations);
+    counter('daxd_pin_recalls_total', 'PinRecall events sent (layout_break RECALL).', [], (src) => src.dax.pinStats().recalls);
 
     // journal
     counter('daxd_journal_commits_total', 'Journal transactions committed.', [], (src) => src.fs.journal.stats.commits);
@@ -243,12 +241,6 @@ export class Metrics {
   }
 }
 
-function entries(record: Record<string, number>, label: string): Samples {
+function entries(record: Readonly<Record<string, number>>, label: string): Samples {
   return Object.entries(record).map(([k, v]) => [{ [label]: k }, v]);
-}
-
-function sumSpaces(src: MetricSources, f: (as: AddressSpace) => number): number {
-  let n = 0;
-  for (const as of src.dax.ctx.spaces.values()) n += f(as);
-  return n;
 }

@@ -10,17 +10,29 @@
  * write fault installed a writable PTE since the last writeback), towrite (writeback
  * snapshot). Memory is O(entries in use): the table is a Map keyed by pgoff.
  */
+import assert from 'node:assert';
 import { RwLock } from '../fs/rw-lock';
 import { NO_OBSERVER, type DaxObserver } from './observer';
 import type { MappingOwner } from './owner';
 
 export type EntryState = 'EMPTY' | 'ZERO' | 'MAPPED';
 
+/**
+ * Who holds an entry lock: a request makes one (entry-lock.ts) and passes it to lock,
+ * unlock, remove and to every function documented "the caller holds the entry lock",
+ * which assert it. An object compared by identity: O(1), no stack trace.
+ */
+export class EntryLockOwner {
+  constructor(readonly what: string) {}
+}
+
 export interface Entry {
   readonly pgoff: number;
   state: EntryState;
   pfn: number;
   locked: boolean;
+  /** The lock's owner token while locked (entry-lock.ts keeps it next to `locked`), else null. */
+  holder: EntryLockOwner | null;
   dirty: boolean;
   towrite: boolean;
   /** The reverse map: every PTE pointing at this entry. */
@@ -50,6 +62,8 @@ export class SessionMapping {
 /** A request queued for an entry lock: called with the entry (hand-off) or null (removed: look again). */
 export interface LockWaiter {
   (granted: Entry | null): void;
+  /** Who waits: the holder once the lock is handed to it. */
+  readonly owner: EntryLockOwner;
   /** performance.now() when it started waiting (the admin API shows the longest waits). */
   readonly sinceMs: number;
 }
@@ -80,8 +94,8 @@ export class AddressSpace {
 
   constructor(readonly ino: number, readonly observer: DaxObserver = NO_OBSERVER) {}
 
-  insertPlaceholder(pgoff: number): Entry {
-    const e: Entry = { pgoff, state: 'EMPTY', pfn: 0, locked: true, dirty: false, towrite: false, ptes: [], pins: 0 };
+  insertPlaceholder(pgoff: number, owner: EntryLockOwner): Entry {
+    const e: Entry = { pgoff, state: 'EMPTY', pfn: 0, locked: true, holder: owner, dirty: false, towrite: false, ptes: [], pins: 0 };
     this.entries.set(pgoff, e);
     this.held.set(e, performance.now());
     return e;
@@ -109,7 +123,7 @@ export class AddressSpace {
 
   /** Drops a DMA reference; the last one wakes every layout change waiting here (S4). */
   unpinEntry(e: Entry): void {
-    if (e.pins <= 0) throw new Error(`bug: unpin of an unpinned entry at pgoff ${e.pgoff}`);
+    assert(e.pins > 0, `unpin of an unpinned entry at pgoff ${e.pgoff}`);
     e.pins--;
     if (e.pins > 0) return;
     this.pinned.delete(e);

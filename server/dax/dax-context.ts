@@ -2,6 +2,7 @@
  * What every dax module shares: the file layer, the PTE table, failpoints, and the
  * address spaces of files that are mapped (created on first use, dropped when idle).
  */
+import assert from 'node:assert';
 import { DaxError } from '../errors';
 import type { FileSystem } from '../fs/filesystem';
 import { AddressSpace } from './address-space';
@@ -61,6 +62,8 @@ export class DaxContext {
     if (this.spaces.get(as.ino) !== as) return;
     if (as.mappings.size === 0 && as.pinned.size === 0 && this.unlinked(as.ino)) forgetDirt(as);
     if (!as.idle) return;
+    // Idle: no mapping, pin, waiter or held lock is left to reach it once it is gone.
+    assert(as.held.size === 0 && as.waitQueues.size === 0 && as.pinned.size === 0, `dropping a busy address space of inode ${as.ino}`);
     this.spaces.delete(as.ino);
     this.fs.release(as.ino).catch((err: unknown) => {
       // Freeing an orphan failed (EIO): the journal is aborted and the next mount frees it.
@@ -68,10 +71,10 @@ export class DaxContext {
     });
   }
 
-  /** Names are 1..255 bytes: an empty one is an unlinked (orphan) inode. */
+  /** The file layer knows whether the name is gone (FileSystem.isUnlinked). */
   private unlinked(ino: number): boolean {
     try {
-      return this.fs.stat(ino).name === '';
+      return this.fs.isUnlinked(ino);
     } catch (err) {
       // Unmounted (shutdown ended sessions late): nothing is freed any more.
       if (err instanceof DaxError) return false;

@@ -27,23 +27,42 @@
  * - removeEntry wakes ALL waiters (the kernel's WAKE_ALL fix, 237388320dee); each looks
  *   the index up again: it may insert a new placeholder or find nothing.
  * - Waiters wait on exactly the key the holder wakes: (address space, pgoff).
+ * - Owner tokens: each request locks with its own EntryLockOwner (newOwner), and unlock,
+ *   remove and every function documented "the caller holds the entry lock" assert that
+ *   the entry's holder is that token (assertHolds). A hand-off makes the waiter's token
+ *   the holder, so a request that unlocks twice, or unlocks a lock it handed on, fails
+ *   an assertion instead of releasing the next holder's lock. Locks taken without a
+ *   token (tests, tools) use UNNAMED_OWNER.
  * - Every change of `locked` also updates `as.held` (the admin API's held locks, oldest
  *   first), and each wait is reported to the observer when it ends (metrics, the warn
  *   line of a long wait): bookkeeping only, no await, so the protocol is unchanged.
  */
 import assert from 'node:assert';
-import type { AddressSpace, Entry, LockWaiter } from './address-space';
+import { EntryLockOwner, type AddressSpace, type Entry, type LockWaiter } from './address-space';
+
+/** The owner of locks taken without a token of their own (tests, tools). */
+export const UNNAMED_OWNER = new EntryLockOwner('unnamed');
+
+/** A token for one request's entry locks (`what` names it in assertion messages). */
+export function newOwner(what: string): EntryLockOwner {
+  return new EntryLockOwner(what);
+}
+
+/** Asserts that `owner` holds the entry's lock: the check behind "the caller holds the entry lock". */
+export function assertHolds(e: Entry, owner: EntryLockOwner): void {
+  assert(e.locked && e.holder === owner, `entry at pgoff ${e.pgoff} is not locked by the caller (${owner.what}; holder ${e.holder?.what ?? 'none'})`);
+}
 
 /** Locks the entry at pgoff, inserting a locked EMPTY placeholder if there is none. */
-export async function lockEntry(as: AddressSpace, pgoff: number): Promise<Entry> {
+export async function lockEntry(as: AddressSpace, pgoff: number, owner: EntryLockOwner = UNNAMED_OWNER): Promise<Entry> {
   for (;;) {
     const e = as.entries.get(pgoff);
-    if (!e) return as.insertPlaceholder(pgoff);
+    if (!e) return as.insertPlaceholder(pgoff, owner);
     if (!e.locked) {
-      take(as, e);
+      take(as, e, owner);
       return e;
     }
-    const granted = await wait(as, pgoff);
+    const granted = await wait(as, pgoff, owner);
     if (granted) return granted;
     // The entry was removed while we waited: look again.
   }
@@ -54,15 +73,15 @@ export async function lockEntry(as: AddressSpace, pgoff: number): Promise<Entry>
  * index is empty. Used by paths that must not create entries (S3 invalidation, layout
  * break, writeback).
  */
-export async function lockExistingEntry(as: AddressSpace, pgoff: number): Promise<Entry | null> {
+export async function lockExistingEntry(as: AddressSpace, pgoff: number, owner: EntryLockOwner = UNNAMED_OWNER): Promise<Entry | null> {
   for (;;) {
     const e = as.entries.get(pgoff);
     if (!e) return null;
     if (!e.locked) {
-      take(as, e);
+      take(as, e, owner);
       return e;
     }
-    const granted = await wait(as, pgoff);
+    const granted = await wait(as, pgoff, owner);
     if (granted) return granted;
   }
 }
@@ -73,20 +92,22 @@ export async function lockExistingEntry(as: AddressSpace, pgoff: number): Promis
  * the lock held, so it is not recorded in `as.held` (that Map insert was most of the
  * cost of an uncontended lock). unlockEntry's delete of an absent key is a no-op.
  */
-export function tryLockEntry(as: AddressSpace, pgoff: number): Entry | null {
+export function tryLockEntry(as: AddressSpace, pgoff: number, owner: EntryLockOwner = UNNAMED_OWNER): Entry | null {
   const e = as.entries.get(pgoff);
   if (!e || e.locked || as.waitQueues.has(pgoff)) return null;
   e.locked = true;
+  e.holder = owner;
   return e;
 }
 
 /** Unlocks, handing the lock to the next waiter in FIFO order (WAKE_NEXT). */
-export function unlockEntry(as: AddressSpace, e: Entry): void {
+export function unlockEntry(as: AddressSpace, e: Entry, owner: EntryLockOwner = UNNAMED_OWNER): void {
   assert(e.locked, `unlock of unlocked entry at pgoff ${e.pgoff}`);
+  assertHolds(e, owner);
   assert(as.entries.get(e.pgoff) === e, `unlock of an entry no longer in the table (pgoff ${e.pgoff})`);
   if (e.state === 'EMPTY' && e.ptes.length === 0 && e.pins === 0 && !e.dirty) {
     // A placeholder nobody filled (the fault failed or only looked): drop it.
-    removeEntry(as, e);
+    removeEntry(as, e, owner);
     return;
   }
   const queue = as.waitQueues.get(e.pgoff);
@@ -95,20 +116,24 @@ export function unlockEntry(as: AddressSpace, e: Entry): void {
   if (next) {
     as.held.delete(e);
     as.held.set(e, performance.now()); // a new holder: its hold time starts now
+    e.holder = next.owner;
     next(e); // stays locked: ownership passes to the waiter
   } else {
     e.locked = false;
+    e.holder = null;
     as.held.delete(e);
   }
 }
 
 /** Deletes a locked entry and wakes every waiter on its index (WAKE_ALL). */
-export function removeEntry(as: AddressSpace, e: Entry): void {
+export function removeEntry(as: AddressSpace, e: Entry, owner: EntryLockOwner = UNNAMED_OWNER): void {
   assert(e.locked, `remove of unlocked entry at pgoff ${e.pgoff}`);
+  assertHolds(e, owner);
   assert(e.ptes.length === 0, `remove of entry at pgoff ${e.pgoff} that still has ${e.ptes.length} PTEs`);
   assert(e.pins === 0, `remove of entry at pgoff ${e.pgoff} whose block is pinned (S4)`);
   as.entries.delete(e.pgoff);
   e.locked = false;
+  e.holder = null;
   as.held.delete(e);
   const queue = as.waitQueues.get(e.pgoff);
   if (queue) {
@@ -117,12 +142,13 @@ export function removeEntry(as: AddressSpace, e: Entry): void {
   }
 }
 
-function take(as: AddressSpace, e: Entry): void {
+function take(as: AddressSpace, e: Entry, owner: EntryLockOwner): void {
   e.locked = true;
+  e.holder = owner;
   as.held.set(e, performance.now());
 }
 
-function wait(as: AddressSpace, pgoff: number): Promise<Entry | null> {
+function wait(as: AddressSpace, pgoff: number, owner: EntryLockOwner): Promise<Entry | null> {
   let queue = as.waitQueues.get(pgoff);
   if (!queue) as.waitQueues.set(pgoff, (queue = []));
   as.stats.lockWaits++;
@@ -132,7 +158,7 @@ function wait(as: AddressSpace, pgoff: number): Promise<Entry | null> {
     const waiter: LockWaiter = Object.assign((granted: Entry | null) => {
       as.observer.entryLockWaited(as.ino, pgoff, performance.now() - sinceMs);
       resolve(granted);
-    }, { sinceMs });
+    }, { sinceMs, owner });
     queue.push(waiter);
   });
 }

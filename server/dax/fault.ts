@@ -10,15 +10,20 @@
  * synchronous fast path, fastFault: the same locks in the same order, taken only when
  * they are free at once, so it never awaits.
  */
+import assert from 'node:assert';
 import { SigbusError } from '../errors';
 import { BLOCK_SIZE } from '../limits';
-import { SessionMapping, type AddressSpace, type Entry, type Pte } from './address-space';
+import { EntryLockOwner, SessionMapping, type AddressSpace, type Entry, type Pte } from './address-space';
 import type { DaxContext } from './dax-context';
-import { lockEntry, tryLockEntry, unlockEntry } from './entry-lock';
+import type { RwLockHold } from '../fs/rw-lock';
+import { assertHolds, lockEntry, newOwner, tryLockEntry, unlockEntry } from './entry-lock';
 import type { MappingOwner } from './owner';
 import { InvalidationNotices } from './pte';
 
 export type FaultKind = 'READ' | 'WRITE' | 'COW';
+
+/** The fast path's entry-lock token: it never awaits while holding, so one token serves all. */
+const FAST_FAULT = new EntryLockOwner('fast fault');
 
 export interface FaultResult {
   pte?: Pte;
@@ -34,6 +39,8 @@ export interface FaultResult {
 export function fault(
   ctx: DaxContext, owner: MappingOwner, ino: number, pgoff: number, kind: FaultKind, sync: boolean, underLock?: (pte: Pte) => void,
 ): Promise<FaultResult> {
+  // The rpc layer validated the page (mapping-service.ts): below it, a bad one is a bug.
+  assert(Number.isSafeInteger(pgoff) && pgoff >= 0, `fault at pgoff ${pgoff}`);
   try {
     const fast = fastFault(ctx, owner, ino, pgoff, kind, sync, underLock);
     if (fast !== null) return Promise.resolve(fast);
@@ -41,6 +48,22 @@ export function fault(
     return Promise.reject(err);
   }
   return slowFault(ctx, owner, ino, pgoff, kind, sync, underLock);
+}
+
+/**
+ * Postcondition of every fault, checked with the entry lock still held: COW hands out a
+ * private page and no PTE; READ and WRITE a PTE on the locked entry and its block, never
+ * writable for READ. Not "still valid": a session end or an unmap revokes PTEs without
+ * the entry lock (S7), and may have run at the fault's last await.
+ */
+function assertFaultResult(r: FaultResult, e: Entry, kind: FaultKind): FaultResult {
+  if (kind === 'COW') {
+    assert(r.pte === undefined && r.data?.length === BLOCK_SIZE, 'COW fault result');
+  } else {
+    assert(r.pte !== undefined && r.pte.entry === e && r.pte.pfn === e.pfn, `${kind} fault at pgoff ${e.pgoff}: no PTE on the entry's block`);
+    assert(kind === 'WRITE' || !r.pte.writable, `READ fault at pgoff ${e.pgoff} returned a writable PTE`);
+  }
+  return r;
 }
 
 /**
@@ -61,22 +84,22 @@ function fastFault(ctx: DaxContext, owner: MappingOwner, ino: number, pgoff: num
   const as = ctx.spaces.get(ino);
   if (!as || as.mmapLock.heldExclusive || as.mmapLock.waiters > 0) return null;
   if (pgoff >= Math.ceil(sizeBytes / BLOCK_SIZE)) return null; // SIGBUS: the slow path says so
-  const e = tryLockEntry(as, pgoff);
+  const e = tryLockEntry(as, pgoff, FAST_FAULT);
   if (!e) return null;
   try {
     if (e.state === 'EMPTY' || (kind === 'WRITE' && e.state !== 'MAPPED')) return null;
     const mapping = mappingOf(ctx, owner, as); // may throw SESSION_EXPIRED: nothing changed yet
     if (kind === 'READ') {
       ctx.counters.faults[e.state === 'ZERO' ? 'hole' : 'mapped']++;
-      return { pte: ctx.ptes.install(mapping, e, false) };
+      return assertFaultResult({ pte: ctx.ptes.install(mapping, e, false) }, e, kind);
     }
     ctx.counters.faults.mapped++;
     e.dirty = true;
     const pte = ctx.ptes.install(mapping, e, true);
     underLock?.(pte);
-    return { pte };
+    return assertFaultResult({ pte }, e, kind);
   } finally {
-    unlockEntry(as, e);
+    unlockEntry(as, e, FAST_FAULT);
     ctx.maybeDrop(as);
   }
 }
@@ -97,20 +120,21 @@ async function slowFault(
       // Reliable: only truncate shrinks the size, and it holds the mmap lock exclusive.
       const sizeBytes = ctx.fs.sizeOf(ino);
       if (pgoff >= Math.ceil(sizeBytes / BLOCK_SIZE)) throw new SigbusError(ino, pgoff, sizeBytes);
-      const e = await lockEntry(as, pgoff);
+      const me = newOwner('fault');
+      const e = await lockEntry(as, pgoff, me);
       try {
         await ctx.failpoints.hit('fault:after-entry-lock', { ino, pgoff });
-        if (kind === 'COW') return { data: await cowCopy(ctx, as, e) };
+        if (kind === 'COW') return assertFaultResult({ data: await cowCopy(ctx, as, e, me) }, e, kind);
         // S7: the session's mapping is looked up (attached) only right before the PTE is
         // installed, after the fault's last await: a session that ended (or unmapped the
         // file) while the fault waited gets no PTE into a mapping nobody will release.
         const mappingNow = (): SessionMapping => mappingOf(ctx, owner, as);
-        if (kind === 'READ') return { pte: await readFault(ctx, as, e, mappingNow) };
-        const pte = await writeFault(ctx, as, e, mappingNow, sync, owner);
+        if (kind === 'READ') return assertFaultResult({ pte: await readFault(ctx, as, e, me, mappingNow) }, e, kind);
+        const pte = await writeFault(ctx, as, { entry: e, me, mmap: unlockMmap }, mappingNow, sync, owner);
         underLock?.(pte); // still under the entry lock (S1)
-        return { pte };
+        return assertFaultResult({ pte }, e, kind);
       } finally {
-        unlockEntry(as, e);
+        unlockEntry(as, e, me);
       }
     } finally {
       unlockMmap();
@@ -140,7 +164,9 @@ export function dropMapping(ctx: DaxContext, m: SessionMapping): void {
   ctx.maybeDrop(m.as);
 }
 
-async function readFault(ctx: DaxContext, as: AddressSpace, e: Entry, mappingNow: () => SessionMapping): Promise<Pte> {
+/** The caller holds the mmap lock shared and the entry lock (as `me`). */
+async function readFault(ctx: DaxContext, as: AddressSpace, e: Entry, me: EntryLockOwner, mappingNow: () => SessionMapping): Promise<Pte> {
+  assertHolds(e, me);
   if (e.state === 'EMPTY') {
     const m = ctx.fs.iomap(as.ino, e.pgoff);
     // A hole or an unwritten block reads as zeros: the shared zero page, no allocation.
@@ -154,12 +180,25 @@ async function readFault(ctx: DaxContext, as: AddressSpace, e: Entry, mappingNow
   } else {
     ctx.counters.faults[e.state === 'ZERO' ? 'hole' : 'mapped']++;
   }
+  assertHolds(e, me); // the await above did not lose it (S1: install under the entry lock)
   return ctx.ptes.install(mappingNow(), e, false);
 }
 
-async function writeFault(ctx: DaxContext, as: AddressSpace, e: Entry, mappingNow: () => SessionMapping, sync: boolean, owner: MappingOwner): Promise<Pte> {
+/** What a write fault holds: its entry (locked by `me`) and the mmap lock (shared). */
+interface WriteFaultLocks {
+  entry: Entry;
+  me: EntryLockOwner;
+  mmap: RwLockHold;
+}
+
+async function writeFault(ctx: DaxContext, as: AddressSpace, locks: WriteFaultLocks, mappingNow: () => SessionMapping, sync: boolean, owner: MappingOwner): Promise<Pte> {
+  const e = locks.entry;
+  assertHolds(e, locks.me);
   if (e.state !== 'MAPPED') {
-    // S2: the block comes zeroed (or converted and zeroed) from the file layer.
+    // S2: the block comes zeroed (or converted and zeroed) from the file layer, which
+    // takes no inode lock here: the mmap lock (shared) and the entry lock exclude truncate
+    // and other faults on the page (FileSystem.allocateForFault). Both checked.
+    as.mmapLock.assertHeld(locks.mmap);
     const { pfn, allocated } = ctx.fs.allocateForFault(as.ino, e.pgoff);
     ctx.counters.faults[allocated ? 'allocate' : 'mapped']++;
     if (e.state === 'ZERO') {
@@ -180,6 +219,7 @@ async function writeFault(ctx: DaxContext, as: AddressSpace, e: Entry, mappingNo
     ctx.counters.faults.sync++;
   }
   const mapping = mappingNow(); // may throw SESSION_EXPIRED: then no PTE, entry stays clean
+  assertHolds(e, locks.me); // the awaits above did not lose it (S1)
   e.dirty = true;
   return ctx.ptes.install(mapping, e, true);
 }
@@ -188,13 +228,15 @@ async function writeFault(ctx: DaxContext, as: AddressSpace, e: Entry, mappingNo
  * COW (S1; upstream "dax: Use radix tree entry lock to protect cow faults"): the entry stays locked from the block lookup until the private copy is
  * complete, so truncate cannot free the block mid-copy. Never allocates, keeps no PTE.
  */
-async function cowCopy(ctx: DaxContext, as: AddressSpace, e: Entry): Promise<Buffer> {
+async function cowCopy(ctx: DaxContext, as: AddressSpace, e: Entry, me: EntryLockOwner): Promise<Buffer> {
+  assertHolds(e, me);
   // The source is the block map, as the kernel's COW fault copies from iomap and never from
   // the entry: a ZERO entry may still stand over a block write(2) just allocated and filled
   // (its S3 invalidation waits behind us), and a private copy is never revoked.
   const m = ctx.fs.iomap(as.ino, e.pgoff);
   const pfn = m.state === 'WRITTEN' ? m.pfn : 0;
   await ctx.failpoints.hit('fault:before-cow-copy', { ino: as.ino, pgoff: e.pgoff });
+  assertHolds(e, me); // still locked after the failpoint: truncate cannot free the block mid-copy
   ctx.counters.faults.cow++;
   const copy = Buffer.alloc(BLOCK_SIZE);
   if (pfn !== 0) copy.set(ctx.fs.storage.view(pfn * BLOCK_SIZE, BLOCK_SIZE));

@@ -4,11 +4,12 @@
  */
 import assert from 'node:assert';
 import { BusyError, CancelledError, DaxError } from '../errors';
+import type { RwLockHold } from '../fs/rw-lock';
 import type { LayoutBreakOptions, LayoutChange } from '../fs/types';
 import type { AddressSpace } from './address-space';
 import { recallPin } from './pin';
 import type { DaxContext } from './dax-context';
-import { lockExistingEntry, removeEntry, unlockEntry } from './entry-lock';
+import { lockExistingEntry, newOwner, removeEntry, unlockEntry } from './entry-lock';
 import { InvalidationNotices } from './pte';
 
 /**
@@ -23,17 +24,18 @@ export async function invalidateAllocated(ctx: DaxContext, ino: number, first: n
   if (!as) return;
   await ctx.failpoints.hit('write:after-allocate', { ino, pgoff: first });
   const notices = new InvalidationNotices('HOLE_FILLED');
+  const me = newOwner('S3 invalidation');
   let revoked = 0;
   for (const snap of as.entriesInRange(first, last)) {
-    const e = await lockExistingEntry(as, snap.pgoff);
+    const e = await lockExistingEntry(as, snap.pgoff, me);
     if (!e) continue;
     await ctx.failpoints.hit('invalidate:entry-locked', { ino, pgoff: e.pgoff });
     if ((e.state === 'ZERO' || e.state === 'EMPTY') && !e.dirty && !e.towrite && e.pins === 0) {
       revoked += ctx.ptes.revokeEntry(e, notices);
       as.stats.invalidations++;
-      removeEntry(as, e);
+      removeEntry(as, e, me);
     } else {
-      unlockEntry(as, e);
+      unlockEntry(as, e, me);
     }
   }
   ctx.countInvalidations('HOLE_FILLED', revoked);
@@ -54,8 +56,9 @@ export async function invalidateAllocated(ctx: DaxContext, ino: number, first: n
  * Any failure leaves the file unchanged and every lock released.
  */
 export async function breakLayout(ctx: DaxContext, ino: number, first: number, last: number, reason: LayoutChange, opts: LayoutBreakOptions): Promise<() => void> {
+  assert(Number.isSafeInteger(first) && first >= 0 && last >= first, `layout break range [${first}, ${last}]`);
   const as = ctx.space(ino);
-  let unlockMmap: (() => void) | null = await as.mmapLock.lockExclusive();
+  let unlockMmap: RwLockHold | null = await as.mmapLock.lockExclusive();
   const notices = new InvalidationNotices(reason);
   let revoked = 0;
   let waitedFromMs = 0;
@@ -97,8 +100,9 @@ export async function breakLayout(ctx: DaxContext, ino: number, first: number, l
       ctx.counters.layoutBreakWaits.done++;
       ctx.observer.layoutBreakWaited(ino, reason, opts, 'done', performance.now() - waitedFromMs);
     }
+    const me = newOwner('layout break');
     for (const snap of as.entriesInRange(first, last)) {
-      const e = await lockExistingEntry(as, snap.pgoff);
+      const e = await lockExistingEntry(as, snap.pgoff, me);
       if (!e) continue;
       // Writeback or S3 invalidation held it; neither installs PTEs, so none appeared.
       revoked += ctx.ptes.revokeEntry(e, notices);
@@ -106,14 +110,19 @@ export async function breakLayout(ctx: DaxContext, ino: number, first: number, l
       // which excludes new pins: a pinned entry here is a bug. Fail the change (INTERNAL)
       // with the entry unlocked and kept, rather than free a block under DMA.
       if (e.pins > 0) {
-        unlockEntry(as, e);
+        unlockEntry(as, e, me);
         assert.fail(`S4: entry at pgoff ${e.pgoff} of inode ${ino} got pinned under the exclusive mmap lock`);
       }
       // The block may survive (collapse shifts it, truncate keeps the partial page):
       // its unflushed stores must still reach the medium at the next fsync (S5).
       if (e.dirty && e.state === 'MAPPED') ctx.fs.markDirty(ino, e.pfn);
-      removeEntry(as, e);
+      removeEntry(as, e, me);
     }
+    // Postcondition (S4): with the mmap lock still held exclusive, nothing in the range is
+    // mapped or pinned: no fault or pin can come in before the file layer's change.
+    assert(unlockMmap !== null, 'layout break returns without the mmap lock');
+    as.mmapLock.assertHeldExclusive(unlockMmap);
+    assert(as.entriesInRange(first, last).length === 0, `layout break of inode ${ino} left entries in [${first}, ${last}]`);
     ctx.countInvalidations(reason, revoked);
     notices.send();
   } catch (err) {
@@ -129,6 +138,7 @@ export async function breakLayout(ctx: DaxContext, ino: number, first: number, l
     throw err;
   }
   const release = unlockMmap;
+  assert(release !== null);
   return () => {
     release();
     ctx.maybeDrop(as);

@@ -14,9 +14,9 @@ import assert from 'node:assert';
 import { randomBytes } from 'node:crypto';
 import { ForeignTokenError, InvalidArgumentError, LimitError, NotFoundError, PinRevokedError, ReadOnlyPinError, SigbusError } from '../errors';
 import { BLOCK_SIZE, PIN_LEASE_MS_MAX, PIN_PAGES_MAX, PINS_PER_SESSION_MAX } from '../limits';
-import type { AddressSpace, Entry } from './address-space';
+import type { AddressSpace, Entry, EntryLockOwner } from './address-space';
 import type { DaxContext } from './dax-context';
-import { lockEntry, unlockEntry } from './entry-lock';
+import { assertHolds, lockEntry, newOwner, unlockEntry } from './entry-lock';
 import type { MappingOwner } from './owner';
 import type { CheckedPin } from '../checked-requests';
 import type { Pin, PinTable } from './pin-table';
@@ -46,11 +46,13 @@ export async function pin(ctx: DaxContext, pins: PinTable, owner: MappingOwner, 
       const sizeBytes = ctx.fs.sizeOf(ino);
       const lastPgoff = firstPgoff + npages - 1;
       if (lastPgoff >= Math.ceil(sizeBytes / BLOCK_SIZE)) throw new SigbusError(ino, lastPgoff, sizeBytes);
+      const me = newOwner('pin');
       for (let pg = firstPgoff; pg <= lastPgoff; pg++) {
-        const e = await lockEntry(as, pg);
+        const e = await lockEntry(as, pg, me);
         try {
           if (writable) refuseReadOnlyMapping(owner, e);
-          const pfn = faultForPin(ctx, as, e, writable);
+          as.mmapLock.assertHeld(unlockMmap); // faultForPin may allocate without the inode lock
+          const pfn = faultForPin(ctx, as, e, writable, me);
           pfns.push(pfn);
           entries.push(pfn === 0 ? null : e);
           if (pfn !== 0) {
@@ -58,7 +60,7 @@ export async function pin(ctx: DaxContext, pins: PinTable, owner: MappingOwner, 
             taken.push(e);
           }
         } finally {
-          unlockEntry(as, e);
+          unlockEntry(as, e, me);
         }
       }
       await ctx.failpoints.hit('pin:after-fault', { ino, pgoff: firstPgoff });
@@ -75,6 +77,8 @@ export async function pin(ctx: DaxContext, pins: PinTable, owner: MappingOwner, 
     // S7: attach after the last await: a session that ended meanwhile refuses, and the
     // references taken above are dropped in the catch below.
     p.handle = owner.attach({ kind: 'pin', release: () => releasePin(ctx, pins, p) });
+    // Postcondition: one pfn per page, a reference on every non-zero one (S4).
+    assert(pfns.length === npages && taken.length === entries.filter((e) => e !== null).length, `pin of ${npages} pages holds ${pfns.length} pfns, ${taken.length} references`);
     pins.add(p);
     pins.stats.pinnedBlocks += taken.length;
     renewLease(ctx, pins, p);
@@ -95,8 +99,9 @@ function refuseReadOnlyMapping(owner: MappingOwner, e: Entry): void {
   }
 }
 
-/** The fault path for a pin (entry locked): a writable pin allocates (S2), a read-only one maps. */
-function faultForPin(ctx: DaxContext, as: AddressSpace, e: Entry, writable: boolean): number {
+/** The fault path for a pin (entry locked by `me`): a writable pin allocates (S2), a read-only one maps. */
+function faultForPin(ctx: DaxContext, as: AddressSpace, e: Entry, writable: boolean, me: EntryLockOwner): number {
+  assertHolds(e, me);
   if (e.state === 'MAPPED') {
     if (writable) e.dirty = true;
     return e.pfn;

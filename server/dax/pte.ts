@@ -112,6 +112,8 @@ export class PteTable {
   /** Revokes every PTE on an entry (the caller holds its lock or the mmap lock exclusive). */
   revokeEntry(entry: Entry, notices: InvalidationNotices | null): number {
     const n = entry.ptes.length;
+    // The entry's own lock, or (layout break) the mmap lock exclusive over its file.
+    assert(n === 0 || entry.locked || entry.ptes[0].mapping.as.mmapLock.heldExclusive, `PTE revoke on entry at pgoff ${entry.pgoff}: neither its lock nor the mmap lock is held`);
     for (const pte of [...entry.ptes]) this.revoke(pte, notices);
     return n;
   }

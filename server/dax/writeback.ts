@@ -5,9 +5,10 @@
  * after the clean), flush the block, clear DIRTY, unlock. Never dirty data under a clean
  * entry.
  */
+import assert from 'node:assert';
 import { BLOCK_SIZE } from '../limits';
 import type { DaxContext } from './dax-context';
-import { lockExistingEntry, unlockEntry } from './entry-lock';
+import { lockExistingEntry, newOwner, unlockEntry } from './entry-lock';
 import { InvalidationNotices } from './pte';
 import type { MappingOwner } from './owner';
 
@@ -17,10 +18,11 @@ export async function writeback(ctx: DaxContext, ino: number, first: number, las
   const tagged = as.entriesInRange(first, last).filter((e) => e.dirty);
   for (const e of tagged) e.towrite = true;
   const notices = new InvalidationNotices('WRITEBACK');
+  const me = newOwner('writeback');
   let flushed = 0;
   try {
     for (const snap of tagged) {
-      const e = await lockExistingEntry(as, snap.pgoff);
+      const e = await lockExistingEntry(as, snap.pgoff, me);
       if (!e) continue;
       try {
         // Replaced by a new entry, or another writeback got here first: nothing to do.
@@ -40,12 +42,13 @@ export async function writeback(ctx: DaxContext, ino: number, first: number, las
         flushed++;
         ctx.counters.writebackFlushes++;
       } finally {
-        unlockEntry(as, e);
+        unlockEntry(as, e, me);
       }
     }
   } finally {
     notices.send(actor);
     ctx.maybeDrop(as);
   }
+  assert(flushed <= tagged.length, `writeback flushed ${flushed} of ${tagged.length} tagged entries`);
   return flushed;
 }

@@ -2,7 +2,9 @@
  * Layout changes on the block map: removing blocks (truncate, punch, collapse, unlink),
  * preallocating unwritten blocks (fallocate), zero range, shifting (collapse).
  * Callers hold the inode lock exclusively and have already broken the layout (S4) for
- * every page these functions free or convert.
+ * every page these functions free or convert. Each step ends with `persist()`, which
+ * the caller builds to assert its lock token first (FileSystem.withLayoutLock, destroy):
+ * a step that runs after its caller lost the lock fails an assertion before writing.
  *
  * Long changes run in steps of LAYOUT_STEP_PAGES; between steps the running transaction
  * may commit (journal.makeRoom), and every step leaves the metadata consistent (blocks

@@ -213,6 +213,15 @@ export class FileSystem implements FileSystemApi {
     if (inode && inode.users === 0) await this.destroy(inode);
   }
 
+  /**
+   * True once unlink removed the file's name (an orphan kept by its users until release).
+   * The layer above asks here rather than guess from the name: the inode's state is what
+   * unlink changes and what mount frees orphans by.
+   */
+  isUnlinked(ino: number): boolean {
+    return this.inode(ino).state === INODE_ORPHAN;
+  }
+
   /** A user (mapping, pin) keeps an unlinked inode alive until release(). */
   acquire(ino: number): Inode {
     const inode = this.inode(ino);
@@ -231,11 +240,15 @@ export class FileSystem implements FileSystemApi {
   }
 
   private async destroy(inode: Inode): Promise<void> {
-    const unlock = await this.lockOf(inode.ino).lockExclusive();
+    const lock = this.lockOf(inode.ino);
+    const unlock = await lock.lockExclusive();
     try {
       // Someone may have acquired it while we waited for the lock (a new mapping or pin).
       if (this.inodes.byIno.get(inode.ino) !== inode || inode.users > 0 || inode.state !== INODE_ORPHAN) return;
-      await removeBlocks(this.ctx, inode, 0, Number.MAX_SAFE_INTEGER, () => this.inodes.persist(inode));
+      await removeBlocks(this.ctx, inode, 0, Number.MAX_SAFE_INTEGER, () => {
+        lock.assertHeldExclusive(unlock);
+        this.inodes.persist(inode);
+      });
       this.inodes.free(inode);
       await this.journal.makeRoom();
     } finally {
@@ -261,7 +274,8 @@ export class FileSystem implements FileSystemApi {
     if (data.length > IO_BYTES_MAX) throw new LimitError('write length', data.length, IO_BYTES_MAX);
     if (offsetBytes + data.length > FILE_BYTES_MAX) throw new FileTooBigError(offsetBytes + data.length, FILE_BYTES_MAX);
     this.inode(ino);
-    const unlock = await this.lockOf(ino).lockExclusive();
+    const lock = this.lockOf(ino);
+    const unlock = await lock.lockExclusive();
     let overwritten: number[] = [];
     let sizeBytes: number;
     try {
@@ -272,11 +286,13 @@ export class FileSystem implements FileSystemApi {
         // between writes: keep the running transaction bounded. Checked in the same
         // synchronous stretch as writeData, so concurrent writes cannot all pass at once.
         while (this.journal.runningImages >= this.journal.softLimitImages) await this.journal.commit();
+        lock.assertHeldExclusive(unlock); // file-data.ts: write(2) runs under the inode lock, exclusive
         zeroPastEof(this.ctx, inode, offsetBytes + data.length);
         const outcome = writeData(this.ctx, inode, offsetBytes, data);
         overwritten = outcome.overwritten;
         if (!sync) for (const pfn of overwritten) inode.dirtyPfns.add(pfn);
         inode.sizeBytes = Math.max(inode.sizeBytes, offsetBytes + data.length);
+        assert(inode.blocks >= 0 && inode.sizeBytes <= FILE_BYTES_MAX, `write left inode ${ino} with ${inode.blocks} blocks, size ${inode.sizeBytes}`);
         inode.mtimeMs = Date.now();
         this.inodes.persist(inode);
         // S3: invalidate hole/zero pages only where this write allocated, after allocating.
@@ -334,7 +350,8 @@ export class FileSystem implements FileSystemApi {
   /**
    * Write fault (server/dax): makes pgoff WRITTEN without the inode lock (faults never take
    * it; the caller holds the mmap lock shared and the entry lock, which exclude truncate
-   * and other faults on this page). S2: a hole gets a zeroed block, an unwritten block is
+   * and other faults on this page: the file layer cannot see those locks, so its callers,
+   * writeFault and faultForPin, assert their holds right before calling). S2: a hole gets a zeroed block, an unwritten block is
    * zeroed; either joins the ordered data of the running transaction, so the zeroes are
    * durable before the mapping commits. Synchronous: atomic with respect to write(2).
    */
@@ -358,6 +375,8 @@ export class FileSystem implements FileSystemApi {
     this.map.set(inode, pgoff, makeEntry(STATE_WRITTEN, pfn));
     inode.mtimeMs = Date.now();
     this.inodes.persist(inode);
+    // Postcondition (S2): the page is WRITTEN at a real block (pfn 0 is the zero page).
+    assert(pfn !== 0 && this.map.get(inode, pgoff) === makeEntry(STATE_WRITTEN, pfn), `write fault of inode ${ino} pgoff ${pgoff} left it unwritten`);
     return { pfn, allocated: true };
   }
 
@@ -396,8 +415,7 @@ export class FileSystem implements FileSystemApi {
   async truncate(ino: number, sizeBytes: number, opts: LayoutBreakOptions = DEFAULT_LAYOUT_BREAK): Promise<void> {
     if (!Number.isSafeInteger(sizeBytes) || sizeBytes < 0) throw new InvalidArgumentError(`size ${sizeBytes} is not a non-negative integer`);
     if (sizeBytes > FILE_BYTES_MAX) throw new FileTooBigError(sizeBytes, FILE_BYTES_MAX);
-    await this.withLayoutLock(ino, async (inode) => {
-      const persist = () => this.inodes.persist(inode);
+    await this.withLayoutLock(ino, async (inode, persist) => {
       const firstGone = Math.ceil(sizeBytes / BLOCK_SIZE);
       if (sizeBytes <= inode.sizeBytes) {
         // Truncate down (or to the same size) also drops blocks preallocated past EOF.
@@ -453,12 +471,12 @@ export class FileSystem implements FileSystemApi {
     const rules = Object.hasOwn(FALLOCATE_MODE_RULES, mode) ? FALLOCATE_MODE_RULES[mode] : undefined;
     assert(!rules?.pageAligned || (offsetBytes % BLOCK_SIZE === 0 && lengthBytes % BLOCK_SIZE === 0),
       `unaligned ${mode} (offset ${offsetBytes}, length ${lengthBytes}) reached the engine unchecked`);
-    await this.withLayoutLock(ino, async (inode) => {
+    await this.withLayoutLock(ino, async (inode, persist) => {
       if (!rules) throw new InvalidArgumentError(`unknown fallocate mode ${String(mode)}`);
       await this.commitIfShort(Math.ceil(lengthBytes / BLOCK_SIZE));
       const range: FallocateRange = {
         ino, inode, mode, offsetBytes, lengthBytes, end, opts,
-        first: Math.floor(offsetBytes / BLOCK_SIZE), last: Math.floor((end - 1) / BLOCK_SIZE), persist: () => this.inodes.persist(inode),
+        first: Math.floor(offsetBytes / BLOCK_SIZE), last: Math.floor((end - 1) / BLOCK_SIZE), persist,
       };
       await this.fallocateHandlers[mode](range);
       this.touch(inode);
@@ -549,13 +567,23 @@ export class FileSystem implements FileSystemApi {
     if (dataBlocks + 16 > this.alloc.freeBlocks && this.alloc.pendingFreeBlocks > 0) await this.journal.commit();
   }
 
-  private async withLayoutLock(ino: number, fn: (inode: Inode) => Promise<void>): Promise<void> {
+  /**
+   * Runs a layout change under the inode lock, exclusive. `persist` writes the inode, and
+   * first asserts that this change still holds the lock: file-layout.ts's steps (which
+   * await between them) persist after each one, so each step checks its caller's lock.
+   */
+  private async withLayoutLock(ino: number, fn: (inode: Inode, persist: () => void) => Promise<void>): Promise<void> {
     this.inode(ino);
-    const unlock = await this.lockOf(ino).lockExclusive();
+    const lock = this.lockOf(ino);
+    const unlock = await lock.lockExclusive();
     try {
       // S6: as in write(), keep the running transaction bounded (each change touches the inode).
       while (this.journal.runningImages >= this.journal.softLimitImages) await this.journal.commit();
-      await fn(this.inode(ino));
+      const inode = this.inode(ino);
+      await fn(inode, () => {
+        lock.assertHeldExclusive(unlock);
+        this.inodes.persist(inode);
+      });
     } finally {
       unlock();
     }

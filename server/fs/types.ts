@@ -130,6 +130,8 @@ export interface FileSystemApi {
   stat(ino: number): FileInfo;
   list(prefix: string, pageToken: string, pageSize: number): ListPage;
   unlink(name: string): Promise<void>;
+  /** True once the file's name is gone (unlinked while mapped or pinned: an orphan). */
+  isUnlinked(ino: number): boolean;
   read(ino: number, offsetBytes: number, lengthBytes: number): Promise<Buffer>;
   write(ino: number, offsetBytes: number, data: Uint8Array, sync: boolean): Promise<WriteResult>;
   fsync(ino: number, datasync: boolean): Promise<void>;

@@ -3,7 +3,6 @@
  * shape). Pure reads, synchronous, each O(rows returned) or O(files mapped): no await, so
  * every reply is one consistent snapshot.
  */
-import type { Pin } from '../dax/pin-table';
 import { pageTokenOf } from '../rpc/files-service';
 import { namePrefix } from '../rpc/validate';
 import { ADMIN_FILES_PAGE_DEFAULT, ADMIN_FILES_PAGE_MAX, ADMIN_ID_PREFIX_CHARS, ADMIN_ROWS_DEFAULT, ADMIN_ROWS_MAX } from './limits';
@@ -46,10 +45,10 @@ export function filesView(d: HttpDeps, query: { prefix?: string; page_token?: st
   const page = d.fs.list(namePrefix(query.prefix ?? ''), pageTokenOf(query.page_token ?? ''), pageSize);
   return {
     files: page.files.map((f) => {
-      const as = d.dax.ctx.spaces.get(f.ino);
+      const as = d.dax.spaceStats(f.ino);
       return {
         ino: f.ino, name: f.name, sizeBytes: f.sizeBytes, blocks: f.blocks, generation: f.generation, mtimeMs: f.mtimeMs, ctimeMs: f.ctimeMs,
-        mappedPages: as?.entries.size ?? 0, pinnedPages: as?.pinned.size ?? 0, mappers: as?.mappings.size ?? 0,
+        mappedPages: as?.entries ?? 0, pinnedPages: as?.pinnedPages ?? 0, mappers: as?.mappers ?? 0,
       };
     }),
     nextPageToken: page.nextPageToken,
@@ -68,26 +67,19 @@ export function sessionsView(d: HttpDeps) {
 }
 
 export function pinsView(d: HttpDeps, limit: number | undefined) {
-  const { byId, stats } = d.dax.ctx.pins;
+  const snap = d.dax.pinsSnapshot(rowsLimit(limit));
   const names = new Map(d.sessions.list().map((s) => [s.id, s.clientName]));
-  const rows: Pin[] = [];
-  const max = rowsLimit(limit);
-  // byId is in insertion order: the oldest pins first.
-  for (const p of byId.values()) {
-    if (rows.length === max) break;
-    rows.push(p);
-  }
   const now = Date.now();
   return {
-    total: byId.size,
-    pinnedBlocks: stats.pinnedBlocks,
-    revocations: stats.revocations,
-    recalls: stats.recalls,
-    pins: rows.map((p) => ({
-      id: idPrefix(p.id), sessionId: idPrefix(p.owner.id), clientName: names.get(p.owner.id) ?? '', ino: p.as.ino,
-      firstPgoff: p.firstPgoff, npages: p.pfns.length, pinnedBlocks: p.entries.filter((e) => e !== null).length,
+    total: snap.total,
+    pinnedBlocks: snap.pinnedBlocks,
+    revocations: snap.revocations,
+    recalls: snap.recalls,
+    pins: snap.pins.map((p) => ({
+      id: idPrefix(p.id), sessionId: idPrefix(p.ownerId), clientName: names.get(p.ownerId) ?? '', ino: p.ino,
+      firstPgoff: p.firstPgoff, npages: p.npages, pinnedBlocks: p.pinnedBlocks,
       writable: p.writable, state: p.state, createdAtMs: p.createdAtMs, ageMs: now - p.createdAtMs, leaseMs: p.leaseMs,
-      dmaInFlight: p.inflight,
+      dmaInFlight: p.dmaInFlight,
     })),
   };
 }
@@ -103,19 +95,12 @@ interface LockRow {
 
 /** Held entry locks, the longest-held first, each with its queue. O(locks held). */
 export function locksView(d: HttpDeps, limit: number | undefined) {
-  const now = performance.now();
-  const rows: LockRow[] = [];
+  const held = d.dax.heldLocks(performance.now());
   let waiters = 0;
-  for (const as of d.dax.ctx.spaces.values()) {
-    for (const [e, sinceMs] of as.held) {
-      const queue = as.waitQueues.get(e.pgoff) ?? [];
-      waiters += queue.length;
-      rows.push({
-        ino: as.ino, pgoff: e.pgoff, state: e.state, heldMs: round(now - sinceMs), waiters: queue.length,
-        longestWaitMs: queue.length === 0 ? 0 : round(now - queue[0].sinceMs),
-      });
-    }
-  }
+  const rows: LockRow[] = held.map((l) => {
+    waiters += l.waiters;
+    return { ino: l.ino, pgoff: l.pgoff, state: l.state, heldMs: round(l.heldMs), waiters: l.waiters, longestWaitMs: round(l.longestWaitMs) };
+  });
   rows.sort((a, b) => b.heldMs - a.heldMs);
   return { held: rows.length, waiters, locks: rows.slice(0, rowsLimit(limit)) };
 }

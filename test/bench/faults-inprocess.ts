@@ -129,7 +129,7 @@ export async function runInProcess(cfg: InProcessConfig, tmpDir: string, log: (s
     log(`  mapped ${Math.round(median(mapped))}/s`);
 
     // ---- uncontended entry lock.
-    const as = v.dax.ctx.spaces.get(mappedIno);
+    const as = Dax.contextForTests(v.dax).spaces.get(mappedIno);
     if (!as) throw new Error('the mapped file has no address space');
     const awaitNs: number[] = [];
     const syncNs: number[] = [];
@@ -198,7 +198,7 @@ async function memoryPerEntry(v: { fs: FileSystem; dax: Dax }, entries: number, 
   await owner.end(); // drops the PTEs, then the (idle) address space
 
   // Entries alone: installed under their locks as a read fault would, without a session.
-  const as = v.dax.ctx.space(ino);
+  const as = Dax.contextForTests(v.dax).space(ino);
   gc();
   const before2 = process.memoryUsage().heapUsed;
   for (let pg = 0; pg < entries; pg++) {
@@ -209,7 +209,7 @@ async function memoryPerEntry(v: { fs: FileSystem; dax: Dax }, entries: number, 
   gc();
   const only = (process.memoryUsage().heapUsed - before2) / entries;
   as.entries.clear();
-  v.dax.ctx.maybeDrop(as);
+  Dax.contextForTests(v.dax).maybeDrop(as);
   return { entries, bytesPerEntryWithPte: withPte, bytesPerEntryOnly: only };
 }
 

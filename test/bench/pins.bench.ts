@@ -194,8 +194,8 @@ const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
 /** The truncate is asleep on a pin (registered waiter, mmap lock released). */
 async function untilWaiting(daxd: Daxd, ino: number): Promise<void> {
   for (let i = 0; ; i++) {
-    const as = daxd.dax.ctx.spaces.get(ino);
-    if (as && as.pinWaiters.size > 0 && !as.mmapLock.held) return;
+    const as = daxd.dax.spaceStats(ino);
+    if (as && as.layoutBreaksWaiting > 0 && !as.mmapLockHeld) return;
     if (i > 1_000_000) throw new Error('the truncate never waited for the pin');
     await turn();
   }

@@ -18,16 +18,16 @@ describe('dax COW faults (S1)', function () {
     const v = await freshDax();
     const ino = await writtenFile(v, 'f', 2, (pg) => 0x30 + pg);
     const a = new TestOwner('a');
-    const ptesBefore = v.dax.ctx.ptes.size;
+    const ptesBefore = v.dax.stats().ptes;
     const { data, pte } = await v.dax.fault(a, ino, 1, 'COW', false);
     assert.equal(pte, undefined, 'a COW fault hands out no PTE');
     assert.deepEqual(data, Buffer.alloc(PAGE, 0x31));
-    assert.equal(v.dax.ctx.ptes.size, ptesBefore);
+    assert.equal(v.dax.stats().ptes, ptesBefore);
     assert.equal(a.attached, 0, 'nothing attached to the session');
     assert.ok(v.dax.inspect(ino, 0, 1).every((e) => e.mappers === 0 && !e.locked && !e.dirty));
     data!.fill(0xff);
     assert.deepEqual(await v.fs.read(ino, PAGE, PAGE), Buffer.alloc(PAGE, 0x31), 'writing the copy leaves the file alone');
-    assert.equal(v.dax.ctx.counters.faults.cow, 1);
+    assert.equal(v.dax.counters().faults.cow, 1);
   });
 
   it('on a page that is mapped (and dirty) in another session: the copy has the stored bytes', async function () {
@@ -57,7 +57,7 @@ describe('dax COW faults (S1)', function () {
       assert.equal(v.fs.statVolume().blocksFree, free0, 'free blocks unchanged');
       assert.equal(v.fs.stat(ino).blocks, blocks0);
       assert.equal(v.fs.iomap(ino, 2).state, state0, 'block map unchanged');
-      assert.equal(v.dax.ctx.counters.faults.allocate, 0);
+      assert.equal(v.dax.counters().faults.allocate, 0);
       assert.deepEqual(v.dax.inspect(ino, 0, 3), [], 'the placeholder went with the fault');
     });
   }
@@ -116,8 +116,7 @@ describe('dax COW faults (S1)', function () {
     let truncated = false;
     const truncate = track(v.fs.truncate(ino, 0).then(() => { truncated = true; }));
     // Truncate takes the inode lock and then queues for the mmap lock the fault holds shared.
-    const as = v.dax.ctx.spaces.get(ino)!;
-    await until(() => as.mmapLock.waiters > 0, 'truncate queues behind the fault');
+    await until(() => (v.dax.spaceStats(ino)?.mmapLockWaiters ?? 0) > 0, 'truncate queues behind the fault');
     await settle();
     assert.equal(truncated, false, 'truncate must not complete while the COW copy is in progress');
     assert.equal(v.fs.stat(ino).sizeBytes, 4 * PAGE, 'nothing changed yet');

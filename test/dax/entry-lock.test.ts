@@ -143,7 +143,7 @@ describe('dax entry locks (S1)', function () {
       await until(() => write.done && readFault.done && writeFault.done && holder.done, 'all complete');
       await Promise.all([holder.promise, write.promise, readFault.promise, writeFault.promise]);
       // The write removed the ZERO entry (revoking the holder's zero PTE); the faults saw the block.
-      assert.equal(v.dax.ctx.counters.faults.allocate, 0, 'the faults found the block write(2) allocated');
+      assert.equal(v.dax.counters().faults.allocate, 0, 'the faults found the block write(2) allocated');
       assert.deepEqual(await b.load(ino, PAGE, PAGE), data);
       assert.deepEqual(await a.load(ino, PAGE, PAGE), data);
       assert.ok(a.staleRetries >= 1, "the holder's zero-page PTE must have been revoked");
@@ -165,8 +165,8 @@ describe('dax entry locks (S1)', function () {
       assert.equal(v.fs.iomap(ino, 2).state, 'HOLE', 'nothing allocated while the first fault is paused');
       fp.release();
       const [pa, pb] = await Promise.all([first.promise, second.promise]);
-      assert.equal(v.dax.ctx.counters.faults.allocate, 1, 'exactly one allocating fault');
-      assert.equal(v.dax.ctx.counters.faults.mapped, 1, 'the second fault found the block mapped');
+      assert.equal(v.dax.counters().faults.allocate, 1, 'exactly one allocating fault');
+      assert.equal(v.dax.counters().faults.mapped, 1, 'the second fault found the block mapped');
       assert.equal(pa.pfn, pb.pfn);
       assert.equal(v.fs.stat(ino).blocks, 1, 'one data block');
       const m = v.fs.iomap(ino, 2);

@@ -161,7 +161,7 @@ async function holetest(prep: Prep, sizeBytes: number, variant: Variant): Promis
   assert.equal(pfns.size, pages, 'distinct blocks in the block map');
   assert.ok([...pfns].filter((pfn) => junkPfns.has(pfn)).length >= pages / 2, 'precondition of the S2 check: the file reuses blocks that held 0xCC');
   if (!useWrite) {
-    const waits = v.dax.ctx.spaces.get(ino)?.stats.lockWaits ?? 0;
+    const waits = v.dax.spaceStats(ino)?.lockWaits ?? 0;
     assert.ok(waits > 0, 'precondition: the two sessions contended for entry locks');
   }
   const entries = v.dax.inspect(ino, 0, pages - 1);
@@ -176,7 +176,7 @@ async function holetest(prep: Prep, sizeBytes: number, variant: Variant): Promis
   }
   assert.equal(v.fs.stat(ino).blocks, pages);
   if (prep === 'sparse' && !useWrite) {
-    assert.equal(v.dax.ctx.counters.faults.allocate, pages, 'one allocating fault per page, never two');
+    assert.equal(v.dax.counters().faults.allocate, pages, 'one allocating fault per page, never two');
   }
   await v.dax.fsync(ino, false);
   await assertFsckClean(v, `after holetest ${prep} ${sizeBytes / MiB} MiB ${variant}`);

@@ -7,6 +7,7 @@
  * - Invalidation never drops a DIRTY entry (or one being written back).
  */
 import assert from 'node:assert/strict';
+import { Dax } from '../../server/dax/dax';
 import { invalidateAllocated } from '../../server/dax/invalidate';
 import { freshDax, isCode, sparseFile, waitersAt, writtenFile } from '../support/dax-volume';
 import { PAGE } from '../support/units';
@@ -32,15 +33,15 @@ describe('dax invalidation counts (S3)', function () {
       const rb = await v.dax.fault(b, ino, pg, 'WRITE', false);
       tokens.push({ owner: a, token: ra.pte!.token, pg, writable: false }, { owner: b, token: rb.pte!.token, pg, writable: true });
     }
-    const revokedBefore = v.dax.ctx.counters.revokedPtes;
+    const revokedBefore = v.dax.counters().revokedPtes;
     // Whole pages, a partial page, and an unaligned span across pages.
     await v.fs.write(ino, 0, Buffer.alloc(pages * PAGE, 0x77), false);
     await v.fs.write(ino, 3 * PAGE + 100, Buffer.alloc(50, 0x11), false);
     await v.fs.write(ino, 5 * PAGE - 10, Buffer.alloc(20, 0x22), true);
 
-    assert.equal(totalInvalidations(v.dax.ctx.counters), 0, `invalidations: ${JSON.stringify(v.dax.ctx.counters.invalidations)}`);
-    assert.equal(v.dax.ctx.counters.revokedPtes, revokedBefore);
-    assert.equal(v.dax.ctx.spaces.get(ino)!.stats.invalidations, 0);
+    assert.equal(totalInvalidations(v.dax.counters()), 0, `invalidations: ${JSON.stringify(v.dax.counters().invalidations)}`);
+    assert.equal(v.dax.counters().revokedPtes, revokedBefore);
+    assert.equal(v.dax.spaceStats(ino)!.invalidations, 0);
     assert.deepEqual(a.events, []);
     assert.deepEqual(b.events, []);
     const file = await v.fs.read(ino, 0, pages * PAGE);
@@ -59,8 +60,8 @@ describe('dax invalidation counts (S3)', function () {
     assert.equal(zero.pte!.pfn, 0);
     await v.fs.write(ino, 0, Buffer.alloc(8 * PAGE, 0x42), false); // allocates pages 0..7
 
-    assert.deepEqual(v.dax.ctx.counters.invalidations, { HOLE_FILLED: 1 });
-    assert.equal(v.dax.ctx.spaces.get(ino)?.stats.invalidations ?? 1, 1);
+    assert.deepEqual(v.dax.counters().invalidations, { HOLE_FILLED: 1 });
+    assert.equal(v.dax.spaceStats(ino)?.invalidations ?? 1, 1);
     assert.deepEqual(a.events, [{ kind: 'invalidate', ino, firstPgoff: 3, lastPgoff: 3, reason: 'HOLE_FILLED' }]);
     assert.deepEqual(bystander.events, []);
     assert.throws(() => v.dax.load(a, zero.pte!.token, 0, 1), (err: unknown) => isCode(err, 'PTE_STALE'));
@@ -81,7 +82,7 @@ describe('dax invalidation counts (S3)', function () {
     }
     await v.fs.write(ino, 2 * PAGE + 10, Buffer.alloc(4 * PAGE, 9), false); // pages 2..6: allocates 4, 5, 6
     // Revoked: a:5, a:6, b:6. Page 7 (not written) and pages 1, 2 (WRITTEN) keep their PTEs.
-    assert.deepEqual(v.dax.ctx.counters.invalidations, { HOLE_FILLED: 3 });
+    assert.deepEqual(v.dax.counters().invalidations, { HOLE_FILLED: 3 });
     assert.deepEqual(a.events.map((e) => [e.reason, e.firstPgoff, e.lastPgoff]), [['HOLE_FILLED', 5, 6]]);
     assert.deepEqual(b.events.map((e) => [e.reason, e.firstPgoff, e.lastPgoff]), [['HOLE_FILLED', 6, 6]]);
     const file = await v.fs.read(ino, 0, 8 * PAGE);
@@ -104,7 +105,7 @@ describe('dax invalidation counts (S3)', function () {
     const a = new TestOwner('a');
     await v.dax.fault(a, ino, 0, 'READ', false);
     await v.fs.write(ino, 4 * PAGE, Buffer.alloc(PAGE, 3), false);
-    assert.equal(totalInvalidations(v.dax.ctx.counters), 0);
+    assert.equal(totalInvalidations(v.dax.counters()), 0);
     assert.deepEqual(a.events, []);
   });
 
@@ -115,7 +116,7 @@ describe('dax invalidation counts (S3)', function () {
     const zero = await v.dax.fault(a, ino, 1, 'READ', false);
     const tooBig = Buffer.alloc((v.fs.statVolume().blocksFree + 8) * PAGE);
     await assert.rejects(v.fs.write(ino, 0, tooBig, false), (err: unknown) => isCode(err, 'ENOSPC'));
-    assert.equal(totalInvalidations(v.dax.ctx.counters), 0, 'no invalidation before (or without) an allocation');
+    assert.equal(totalInvalidations(v.dax.counters()), 0, 'no invalidation before (or without) an allocation');
     assert.deepEqual(v.dax.load(a, zero.pte!.token, 0, 4), Buffer.alloc(4));
   });
 
@@ -133,7 +134,7 @@ describe('dax invalidation counts (S3)', function () {
     assert.deepEqual([e2.state, e2.dirty, e2.mappers], ['MAPPED', true, 1], 'the dirty entry survives');
     v.dax.store(a.owner, writable.token, 0, Buffer.from('still!')); // its writable PTE still works
     assert.deepEqual(await v.fs.read(ino, 2 * PAGE, 8), Buffer.concat([Buffer.from('still!'), Buffer.from([0xee, 0xee])]));
-    assert.deepEqual(v.dax.ctx.counters.invalidations, { HOLE_FILLED: 2 });
+    assert.deepEqual(v.dax.counters().invalidations, { HOLE_FILLED: 2 });
   });
 
   it('never drops DIRTY or TOWRITE entries even when asked to invalidate their range', async function () {
@@ -149,7 +150,7 @@ describe('dax invalidation counts (S3)', function () {
     await reached(fp, wb.promise, 'writeback:after-downgrade');
     const [, e1] = v.dax.inspect(ino, 0, 1);
     assert.deepEqual([e1.dirty, e1.towrite], [true, true]);
-    const inval = track(invalidateAllocated(v.dax.ctx, ino, 0, 3));
+    const inval = track(invalidateAllocated(Dax.contextForTests(v.dax), ino, 0, 3));
     await until(() => waitersAt(v.dax, ino, 0) === 1, 'the invalidation waits for the entry writeback holds');
     fp.release();
     await Promise.all([wb.promise, inval.promise]);

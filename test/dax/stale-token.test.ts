@@ -121,7 +121,7 @@ describe('dax token fence: stale and foreign tokens (S7)', function () {
     const b = { id: 'b-reader' } as TestOwner;
     for (let pg = 0; pg < 4; pg++) assert.equal(m.v.dax.load(b, m.read[pg], 0, 1)[0], 0x10 + pg);
     assert.ok(m.v.dax.inspect(m.ino, 0, 3).every((e) => e.mappers === 1), "only the other session's PTEs remain");
-    assert.equal(m.v.dax.ctx.ptes.size, 4);
+    assert.equal(m.v.dax.stats().ptes, 4);
     // An ended session cannot fault again (its attach throws): nothing is left installed.
     await expectCode(() => m.v.dax.fault(m.a, m.ino, 0, 'READ', false), 'SESSION_EXPIRED', 'fault after end');
     assert.ok(m.v.dax.inspect(m.ino, 0, 3).every((e) => e.mappers === 1 && !e.locked));
@@ -137,8 +137,8 @@ describe('dax token fence: stale and foreign tokens (S7)', function () {
     await v.dax.fsync(ino, false); // clean: nothing keeps the address space but the PTEs
     await a.end();
     assert.ok(v.dax.inspect(ino, 0, 1).every((e) => e.mappers === 0));
-    assert.equal(v.dax.ctx.spaces.has(ino), false, 'an idle address space is dropped');
-    assert.equal(v.dax.ctx.ptes.size, 0);
+    assert.equal(v.dax.spaceStats(ino) !== null, false, 'an idle address space is dropped');
+    assert.equal(v.dax.stats().ptes, 0);
   });
 
   for (const kind of ['READ', 'WRITE'] as const) {
@@ -166,7 +166,7 @@ describe('dax token fence: stale and foreign tokens (S7)', function () {
           // A fault completing after its session ended must leave nothing behind (S7).
           if (token !== undefined) await expectCode(() => v.dax.load(a, token!, 0, 1), 'PTE_STALE', 'the late PTE');
           assert.ok(v.dax.inspect(ino, 0, 1).every((e) => e.mappers === 0), 'Inspect: mappers 0');
-          assert.equal(v.dax.ctx.ptes.size, 0, 'no PTE left in the table');
+          assert.equal(v.dax.stats().ptes, 0, 'no PTE left in the table');
           assert.equal(a.attached, 0, 'nothing attached to the ended session');
         } else {
           // After an unmap the session may map again: the new PTE must be attached to it.
@@ -174,7 +174,7 @@ describe('dax token fence: stale and foreign tokens (S7)', function () {
           assert.equal(a.attached, 1, 'the late PTE belongs to a mapping attached to the session');
           await a.end();
           await expectCode(() => v.dax.load(a, token!, 0, 1), 'PTE_STALE', 'the late PTE after session end');
-          assert.equal(v.dax.ctx.ptes.size, 0, 'no PTE left in the table');
+          assert.equal(v.dax.stats().ptes, 0, 'no PTE left in the table');
         }
       });
     }

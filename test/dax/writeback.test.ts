@@ -91,7 +91,7 @@ describe('dax writeback (S5)', function () {
     assert.equal(v.dax.load(b, r.pte!.token, 8, 8).toString(), 'msync me', 'read-only PTEs survive writeback');
     assert.deepEqual(durableBlock(v.storage, pfnOf(v, ino, 1)).subarray(8, 16), Buffer.from('msync me'));
     assert.deepEqual(b.events, [], 'nothing to tell the read-only mapper');
-    assert.equal(v.dax.ctx.counters.writebackFlushes, 1);
+    assert.equal(v.dax.counters().writebackFlushes, 1);
     // A new store needs a write fault, which dirties the entry again.
     const client = new TestClient(v.dax, a);
     await client.store(ino, PAGE, Buffer.from('again'));
@@ -155,7 +155,7 @@ describe('dax writeback (S5)', function () {
     await v.fs.sync();
     const a = new TestOwner('a');
     const { pte } = await v.dax.fault(a, ino, 3, 'WRITE', true);
-    assert.equal(v.dax.ctx.counters.faults.sync, 1);
+    assert.equal(v.dax.counters().faults.sync, 1);
     v.dax.store(a, pte!.token, 0, Buffer.from('synced'));
     await v.dax.msync(ino, 3, 3);
     const fs2 = await powerCycle(v);

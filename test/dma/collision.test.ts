@@ -172,12 +172,12 @@ async function verifyC(t: Target, chunks: number): Promise<void> {
 
 function checkServer(dax: Dax, guard: PinGuard, outcome: Outcome, waitsBefore: number): void {
   assert.deepEqual(guard.violations, [], 'a pinned block was freed');
-  assert.equal(dax.ctx.pins.stats.active, 0);
-  assert.equal(dax.ctx.pins.stats.pinnedBlocks, 0);
+  assert.equal(dax.pinStats().active, 0);
+  assert.equal(dax.pinStats().pinnedBlocks, 0);
   assert.ok(outcome.pins > 10, `only ${outcome.pins} pin rounds`);
   assert.ok(outcome.layoutCalls > 10, `only ${outcome.layoutCalls} layout calls`);
   assert.ok(outcome.cWrites > 0);
-  const waited = dax.ctx.counters.layoutBreakWaits.done - waitsBefore;
+  const waited = dax.counters().layoutBreakWaits.done - waitsBefore;
   assert.ok(waited > 0, 'no layout call ever had to wait for an unpin: the race was not exercised');
 }
 
@@ -205,7 +205,7 @@ describe('dma: generic/503 collision (pin + DMA vs punch / zero / truncate / col
       const session: DaxSession = await a.openSession({ clientName: 'worker-a' });
       await session.attached;
       const guard = guardPinnedFrees(server.dax);
-      const waitsBefore = server.dax.ctx.counters.layoutBreakWaits.done;
+      const waitsBefore = server.dax.counters().layoutBreakWaits.done;
       try {
         const t: Target = {
           dax: server.dax, aIno: aFile.ino, cIno: cFile.ino,
@@ -221,7 +221,7 @@ describe('dma: generic/503 collision (pin + DMA vs punch / zero / truncate / col
         };
         const outcome = await collide(t, 1_000);
         checkServer(server.dax, guard, outcome, waitsBefore);
-        process.stdout.write(`      gRPC: ${JSON.stringify(outcome)}, waits ${server.dax.ctx.counters.layoutBreakWaits.done - waitsBefore}\n`);
+        process.stdout.write(`      gRPC: ${JSON.stringify(outcome)}, waits ${server.dax.counters().layoutBreakWaits.done - waitsBefore}\n`);
       } finally {
         guard.restore();
       }
@@ -261,7 +261,7 @@ describe('dma: generic/503 collision (pin + DMA vs punch / zero / truncate / col
         };
         const outcome = await collide(t, 500);
         checkServer(v.dax, guard, outcome, 0);
-        process.stdout.write(`      in-process: ${JSON.stringify(outcome)}, waits ${v.dax.ctx.counters.layoutBreakWaits.done}\n`);
+        process.stdout.write(`      in-process: ${JSON.stringify(outcome)}, waits ${v.dax.counters().layoutBreakWaits.done}\n`);
       } finally {
         guard.restore();
       }

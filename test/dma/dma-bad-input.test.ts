@@ -71,7 +71,7 @@ describe('dma: bad input', function () {
     await expect(write(otherSid, pinId, 0, 0, Buffer.from([9])), 'UNAUTHENTICATED', 'SESSION_UNKNOWN', 'Write');
     await expect(unpin(otherSid, pinId), 'UNAUTHENTICATED', 'SESSION_UNKNOWN', 'Unpin');
     await expect(renew(otherSid, pinId), 'UNAUTHENTICATED', 'SESSION_UNKNOWN', 'Renew');
-    assert.ok(server.dax.ctx.pins.byId.has(pinId));
+    assert.ok(server.dax.hasPin(pinId));
     assert.deepEqual(await read(sid, pinId, 0, 0, 1), { data: Buffer.from([0x11]) });
   });
 
@@ -114,7 +114,7 @@ describe('dma: bad input', function () {
     await expect(pin(sid, '9007199254740991', 1, false), 'OUT_OF_RANGE', 'SIGBUS', 'pgoff 2^53-1');
     await expect(pin(sid, '18446744073709551615', 1, false), 'INVALID_ARGUMENT', 'EINVAL', 'pgoff 2^64-1');
     await expect(pin(sid, 0, 1, false, 999_999), 'NOT_FOUND', 'ENOENT', 'unknown inode');
-    assert.equal(server.dax.ctx.pins.countOf(sid), 2, 'a refused Pin left a pin behind');
+    assert.equal(server.dax.pinCountOf(sid), 2, 'a refused Pin left a pin behind');
   });
 
   it(`too many pins: the ${PINS_PER_SESSION_MAX + 1}th is ELIMIT; unpinning one makes room`, async function () {
@@ -126,7 +126,7 @@ describe('dma: bad input', function () {
     await unpin(s, ids.pop()!);
     ids.push((await pin(s, 0, 1, false)).pin_id);
     await call((cb) => server.raw.session.Close({ session_id: s }, cb));
-    for (const id of ids) assert.equal(server.dax.ctx.pins.byId.has(id), false, 'Close released every pin');
+    for (const id of ids) assert.equal(server.dax.hasPin(id), false, 'Close released every pin');
   });
 
   it('unpin twice: the second is ENOENT; a read-only pin refuses DMA writes (EFAULT)', async function () {
@@ -143,6 +143,6 @@ describe('dma: bad input', function () {
     await call((cb) => server.raw.session.Close({ session_id: s }, cb));
     await expect(read(s, p.pin_id, 0, 0, 1), 'UNAUTHENTICATED', 'SESSION_EXPIRED', 'Read after Close');
     await expect(pin(s, 0, 1, false), 'UNAUTHENTICATED', 'SESSION_EXPIRED', 'Pin after Close');
-    assert.equal(server.dax.ctx.pins.byId.has(p.pin_id), false);
+    assert.equal(server.dax.hasPin(p.pin_id), false);
   });
 });

@@ -15,7 +15,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { DaxClient, type DaxClientOptions } from '../../client';
 import type { RawClients } from '../../client/raw-clients';
-import type { Dax } from '../../server/dax/dax';
+import { Dax } from '../../server/dax/dax';
 import { fsck } from '../../server/fsck/fsck';
 import { MmapStorage } from '../../server/media/mmap-storage';
 import { Daxd } from '../../server/server';
@@ -76,8 +76,9 @@ export async function startDmaServer(name: string, opts: { sizeBytes?: number; r
 /** Every block some pin holds a reference on right now (entries with pin counts). */
 export function pinnedPfns(dax: Dax): Map<number, string> {
   const out = new Map<number, string>();
-  for (const [ino, as] of dax.ctx.spaces) for (const e of as.pinned) out.set(e.pfn, `inode ${ino} pgoff ${e.pgoff}`);
-  for (const p of dax.ctx.pins.byId.values()) {
+  const ctx = Dax.contextForTests(dax); // white-box: the entries' and the pins' own references
+  for (const [ino, as] of ctx.spaces) for (const e of as.pinned) out.set(e.pfn, `inode ${ino} pgoff ${e.pgoff}`);
+  for (const p of ctx.pins.byId.values()) {
     p.entries.forEach((e, i) => { if (e !== null) out.set(p.pfns[i], `pin ${p.id.slice(0, 8)} page ${i}`); });
   }
   return out;

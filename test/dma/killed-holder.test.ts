@@ -45,12 +45,12 @@ describe('dma: a pin holder killed with SIGKILL', function () {
       });
       const said = JSON.parse(first) as { pinned?: string; fatal?: string };
       assert.ok(said.pinned, `child: ${first}`);
-      assert.ok(server.dax.ctx.pins.byId.has(said.pinned), 'the server has the child\'s pin');
+      assert.ok(server.dax.hasPin(said.pinned), 'the server has the child\'s pin');
       assert.deepEqual(await client.read(f.ino, 0, 16), Buffer.from('child pin page 0'));
 
-      const waitsBefore = server.dax.ctx.counters.layoutBreakWaits.done;
+      const waitsBefore = server.dax.counters().layoutBreakWaits.done;
       const truncating = track(client.truncate(f.ino, 0));
-      await until(() => (server.dax.ctx.spaces.get(f.ino)?.pinWaiters.size ?? 0) > 0, 'truncate waiting on the child\'s pins');
+      await until(() => (server.dax.spaceStats(f.ino)?.layoutBreaksWaiting ?? 0) > 0, 'truncate waiting on the child\'s pins');
       assert.equal(truncating.done, false);
 
       const killedAt = Date.now();
@@ -62,9 +62,9 @@ describe('dma: a pin holder killed with SIGKILL', function () {
       // kill), not by anything sooner, and not much later.
       assert.ok(tookMs >= LEASE_MS / 2, `released ${tookMs} ms after the kill: before the lease could expire`);
       assert.ok(tookMs <= LEASE_MS + 2_000, `released ${tookMs} ms after the kill (lease ${LEASE_MS} ms)`);
-      assert.equal(server.dax.ctx.counters.layoutBreakWaits.done, waitsBefore + 1);
-      assert.equal(server.dax.ctx.pins.byId.has(said.pinned), false);
-      assert.equal(server.dax.ctx.pins.stats.pinnedBlocks, 0);
+      assert.equal(server.dax.counters().layoutBreakWaits.done, waitsBefore + 1);
+      assert.equal(server.dax.hasPin(said.pinned), false);
+      assert.equal(server.dax.pinStats().pinnedBlocks, 0);
       assert.equal((await client.stat(f.ino)).size, 0);
     } finally {
       if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGKILL');

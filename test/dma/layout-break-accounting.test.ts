@@ -50,9 +50,9 @@ describe('dma: layout-break waits are recorded only when one happened', function
   for (const code of ['ETIMEDOUT', 'ECANCELED'] as const) {
     it(`a truncate whose signal had already fired (${code}), nothing pinned: fails, records no wait`, async function () {
       const ino = await writtenFile(v, 'f', 4, () => 0x11);
-      const before = { ...v.dax.ctx.counters.layoutBreakWaits };
+      const before = { ...v.dax.counters().layoutBreakWaits };
       await assert.rejects(v.fs.truncate(ino, PAGE, { policy: 'WAIT', signal: aborted(code) }), (err: DaxError) => err.code === code);
-      assert.deepEqual(v.dax.ctx.counters.layoutBreakWaits, before, 'a wait was counted');
+      assert.deepEqual(v.dax.counters().layoutBreakWaits, before, 'a wait was counted');
       assert.deepEqual(rec.waits, [], 'a wait was reported to the observer (metric and warn line)');
       assert.equal(v.fs.stat(ino).sizeBytes, 4 * PAGE, 'the late truncate changed the file');
     });
@@ -64,10 +64,10 @@ describe('dma: layout-break waits are recorded only when one happened', function
     const pin = await v.dax.pin(owner, { ino, firstPgoff: 1, npages: 1, writable: false, leaseMs: 0 });
     const c = new AbortController();
     const punching = v.fs.fallocate(ino, 'PUNCH_HOLE', 0, 4 * PAGE, { policy: 'WAIT', signal: c.signal });
-    await until(() => (v.dax.ctx.spaces.get(ino)?.pinWaiters.size ?? 0) > 0, 'the punch waiting for the pin');
+    await until(() => (v.dax.spaceStats(ino)?.layoutBreaksWaiting ?? 0) > 0, 'the punch waiting for the pin');
     c.abort(new TimedOutError('test deadline'));
     await assert.rejects(punching, (err: DaxError) => err.code === 'ETIMEDOUT');
-    assert.equal(v.dax.ctx.counters.layoutBreakWaits.timedout, 1);
+    assert.equal(v.dax.counters().layoutBreakWaits.timedout, 1);
     assert.deepEqual(rec.waits.map((w) => w.outcome), ['timedout']);
     v.dax.unpin(owner, pin.id);
   });

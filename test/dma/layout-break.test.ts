@@ -59,13 +59,13 @@ describe('dma: layout_break WAIT / FAIL / RECALL over gRPC', function () {
     assert.deepEqual(await client.read(ino, 0, bytes.length), bytes, 'content changed');
   }
 
-  const waiting = (ino: number): boolean => (server.dax.ctx.spaces.get(ino)?.pinWaiters.size ?? 0) > 0;
+  const waiting = (ino: number): boolean => (server.dax.spaceStats(ino)?.layoutBreaksWaiting ?? 0) > 0;
 
   it('FAIL: EBUSY at once for every layout change over a pinned page, nothing changed; pages outside the range do not count', async function () {
     const { ino, bytes } = await file4();
     const blocks = (await client.stat(ino)).blocks;
     const pin = await client.pin(ino, 2, 1, { writable: true });
-    const failedBefore = server.dax.ctx.counters.layoutBreakWaits.failed;
+    const failedBefore = server.dax.counters().layoutBreakWaits.failed;
     const attempts: Array<[string, Promise<unknown>]> = [
       ['truncate 0', client.truncate(ino, 0, { layoutBreak: 'FAIL' })],
       ['truncate 2.5 pages', client.truncate(ino, 2 * PAGE + 100, { layoutBreak: 'FAIL' })],
@@ -79,7 +79,7 @@ describe('dma: layout_break WAIT / FAIL / RECALL over gRPC', function () {
       assert.equal(err.reason, 'EBUSY', what);
     }
     assert.equal(pin.state, 'active', 'FAIL waited for the pin');
-    assert.equal(server.dax.ctx.counters.layoutBreakWaits.failed, failedBefore + attempts.length);
+    assert.equal(server.dax.counters().layoutBreakWaits.failed, failedBefore + attempts.length);
     await assertUnchanged(ino, bytes, blocks);
     assert.deepEqual(await pin.dmaRead(0, 0, 3), Buffer.from([0x42, 0x42, 0x42]));
     // Page 3 and page 0 are not pinned: FAIL lets those changes through.
@@ -99,10 +99,10 @@ describe('dma: layout_break WAIT / FAIL / RECALL over gRPC', function () {
     // Short, yet long enough for the call to reach the server on a busy machine.
     const hurried = server.client({ deadlineMs: 1_000, retries: 0 });
     const pin = await client.pin(ino, 1, 2, { writable: true });
-    const timedOutBefore = server.dax.ctx.counters.layoutBreakWaits.timedout;
+    const timedOutBefore = server.dax.counters().layoutBreakWaits.timedout;
     const err = await failure(hurried.truncate(ino, 0));
     assert.equal(err.code, grpc.status.DEADLINE_EXCEEDED, err.message);
-    await until(() => server.dax.ctx.counters.layoutBreakWaits.timedout === timedOutBefore + 1, 'the server gave up at the deadline');
+    await until(() => server.dax.counters().layoutBreakWaits.timedout === timedOutBefore + 1, 'the server gave up at the deadline');
     await until(() => !waiting(ino), 'waiter gone');
     await assertUnchanged(ino, bytes, blocks);
     // Every lock was released: a change outside the pin and DMA go through at once.
@@ -118,14 +118,14 @@ describe('dma: layout_break WAIT / FAIL / RECALL over gRPC', function () {
     const { ino, bytes } = await file4();
     const blocks = (await client.stat(ino)).blocks;
     const pin = await client.pin(ino, 0, 1, { writable: false });
-    const cancelledBefore = server.dax.ctx.counters.layoutBreakWaits.cancelled;
+    const cancelledBefore = server.dax.counters().layoutBreakWaits.cancelled;
     let callRef: grpc.ClientUnaryCall | null = null;
     const pending = call((cb) => (callRef = server.raw.files.Truncate({ ino, size: 0, layout_break: 'WAIT' }, cb)));
     await until(() => waiting(ino), 'truncate waiting for the pin');
     callRef!.cancel();
     const err = await failure(pending);
     assert.equal(err.code, grpc.status.CANCELLED);
-    await until(() => server.dax.ctx.counters.layoutBreakWaits.cancelled === cancelledBefore + 1, 'the server saw the cancellation');
+    await until(() => server.dax.counters().layoutBreakWaits.cancelled === cancelledBefore + 1, 'the server saw the cancellation');
     await assertUnchanged(ino, bytes, blocks);
     await pin.unpin();
     await client.truncate(ino, 0);
@@ -136,7 +136,7 @@ describe('dma: layout_break WAIT / FAIL / RECALL over gRPC', function () {
     const { ino, bytes } = await file4();
     const hurried = server.client({ deadlineMs: 300, retries: 0 });
     const pin = await client.pin(ino, 3, 1, { writable: false });
-    const waitsBefore = { ...server.dax.ctx.counters.layoutBreakWaits };
+    const waitsBefore = { ...server.dax.counters().layoutBreakWaits };
     const punching = track(client.fallocate(ino, 'PUNCH_HOLE', 3 * PAGE, PAGE)); // WAIT: holds the inode lock
     await until(() => waiting(ino), 'punch waiting for the pin');
     const err = await failure(hurried.truncate(ino, PAGE));
@@ -149,7 +149,7 @@ describe('dma: layout_break WAIT / FAIL / RECALL over gRPC', function () {
     assert.equal(st.size, 4 * PAGE, 'the truncate ran after its caller was told DEADLINE_EXCEEDED');
     // It never met a pinned page: no layout-break wait recorded for it (issue 10, defect 7).
     // Only the punch waited (done); the truncate's deadline counts as neither timedout nor cancelled.
-    assert.deepEqual(server.dax.ctx.counters.layoutBreakWaits, { ...waitsBefore, done: waitsBefore.done + 1 }, 'a late truncate counted a wait');
+    assert.deepEqual(server.dax.counters().layoutBreakWaits, { ...waitsBefore, done: waitsBefore.done + 1 }, 'a late truncate counted a wait');
     assert.deepEqual((await client.read(ino, 0, 3 * PAGE)), bytes.subarray(0, 3 * PAGE));
   });
 
@@ -159,7 +159,7 @@ describe('dma: layout_break WAIT / FAIL / RECALL over gRPC', function () {
     await session.attached;
     let recalls = 0;
     const pin = await client.pin(ino, 0, 4, { writable: true, session, onRecall: () => { recalls++; } });
-    const revocationsBefore = server.dax.ctx.pins.stats.revocations;
+    const revocationsBefore = server.dax.pinStats().revocations;
     const recalled = once(pin, 'recall') as Promise<[number]>;
     const revoked = once(pin, 'revoked');
     const t0 = Date.now();
@@ -172,7 +172,7 @@ describe('dma: layout_break WAIT / FAIL / RECALL over gRPC', function () {
     await truncating.promise;
     const tookMs = Date.now() - t0;
     assert.ok(tookMs >= GRACE_MS - 5, `truncate completed after ${tookMs} ms, before the ${GRACE_MS} ms grace`);
-    assert.equal(server.dax.ctx.pins.stats.revocations, revocationsBefore + 1);
+    assert.equal(server.dax.pinStats().revocations, revocationsBefore + 1);
     assert.equal(recalls, 1);
     await revoked;
     assert.equal(pin.state, 'revoked');
@@ -186,18 +186,18 @@ describe('dma: layout_break WAIT / FAIL / RECALL over gRPC', function () {
     assert.equal(sdk.code, grpc.status.ABORTED);
     assert.equal(sdk.reason, 'PIN_REVOKED');
     await pin.unpin(); // frees the server's slot
-    assert.equal(server.dax.ctx.pins.countOf(session.id), 0);
+    assert.equal(server.dax.pinCountOf(session.id), 0);
     await session.close();
   });
 
   it('RECALL, default handler: the SDK unpins within the grace, no revocation', async function () {
     const { ino } = await file4();
     const pin = await client.pin(ino, 1, 2, { writable: true });
-    const revocationsBefore = server.dax.ctx.pins.stats.revocations;
-    const recallsBefore = server.dax.ctx.pins.stats.recalls;
+    const revocationsBefore = server.dax.pinStats().revocations;
+    const recallsBefore = server.dax.pinStats().recalls;
     await client.truncate(ino, PAGE, { layoutBreak: 'RECALL' });
-    assert.equal(server.dax.ctx.pins.stats.recalls, recallsBefore + 1);
-    assert.equal(server.dax.ctx.pins.stats.revocations, revocationsBefore, 'the pin was revoked: the default handler did not unpin in time');
+    assert.equal(server.dax.pinStats().recalls, recallsBefore + 1);
+    assert.equal(server.dax.pinStats().revocations, revocationsBefore, 'the pin was revoked: the default handler did not unpin in time');
     assert.equal(pin.state, 'unpinned');
     const err = await failure(pin.dmaRead(0, 0, 1));
     assert.equal(err.reason, 'PIN_REVOKED', 'a recalled pin refuses new DMA');
@@ -213,12 +213,12 @@ describe('dma: layout_break WAIT / FAIL / RECALL over gRPC', function () {
       const fp = server.dax.failpoints.arm('dma:in-flight', { ino, pgoff: 3 });
       const dma = track(pin.dmaWrite(3, 0, Buffer.alloc(PAGE, 0xab)));
       await fp.reached;
-      const revocationsBefore = server.dax.ctx.pins.stats.revocations;
+      const revocationsBefore = server.dax.pinStats().revocations;
       const truncating = track(client.truncate(ino, 0, { layoutBreak: 'RECALL' }));
-      await until(() => server.dax.ctx.pins.stats.revocations === revocationsBefore + 1, 'revocation after the grace');
+      await until(() => server.dax.pinStats().revocations === revocationsBefore + 1, 'revocation after the grace');
       await until(() => pin.state === 'revoked', 'PinRevoked delivered');
       await pin.unpin(); // the holder gives the revoked pin back: the DMA is still in flight
-      assert.equal(server.dax.ctx.pins.byId.has(pin.id), false);
+      assert.equal(server.dax.hasPin(pin.id), false);
       await settle();
       assert.equal(truncating.done, false, 'truncate completed while a DMA was in flight on a revoked block');
       assert.ok([...pinnedPfns(server.dax).values()].length > 0, 'the block under DMA lost its reference');
@@ -248,7 +248,7 @@ describe('dma: layout_break WAIT / FAIL / RECALL over gRPC', function () {
       const truncating = track(client.truncate(ino, 0, { layoutBreak: 'RECALL' }));
       // Whichever comes first, the SDK's unpin at revoke_at or the server's revocation, the
       // pin leaves the table while its DMA is still paused.
-      await until(() => !server.dax.ctx.pins.byId.has(pin.id), () => `the pin given back (${pin.state})`);
+      await until(() => !server.dax.hasPin(pin.id), () => `the pin given back (${pin.state})`);
       await settle();
       assert.equal(truncating.done, false, 'truncate completed while a DMA was in flight on its block');
       assert.equal(guard.freed, 0);
@@ -268,10 +268,10 @@ describe('dma: layout_break WAIT / FAIL / RECALL over gRPC', function () {
     await session.attached;
     const pin = await client.pin(ino, 0, 1, { writable: true, session });
     assert.equal(pin.leaseMs, 200);
-    const revocationsBefore = server.dax.ctx.pins.stats.revocations;
+    const revocationsBefore = server.dax.pinStats().revocations;
     for (let i = 0; i < 6; i++) await once(pin, 'renewed'); // 6 renewals = 3 leases
     await pin.dmaWrite(0, 0, Buffer.from('alive'));
-    assert.equal(server.dax.ctx.pins.stats.revocations, revocationsBefore);
+    assert.equal(server.dax.pinStats().revocations, revocationsBefore);
     // A pin taken with the raw stub: nobody renews it.
     const raw = await call<PinResponse__Output>((cb) => server.raw.dma.Pin({ session_id: session.id, ino, first_pgoff: 1, npages: 1, writable: false }, cb));
     const [event] = (await once(session, 'pinRevoked')) as [{ pinId: string }];

@@ -120,7 +120,7 @@ describe('dma: generic/413 DMA between a mapped fallocated file and another file
       const tail = await client.read(src.ino, length, Math.min(PAGE, SOURCE_BYTES - length));
       if (length % PAGE !== 0) assert.equal(tail.findIndex((b) => b !== 0), -1, 'bytes past the copy in the last page are not zero (S2)');
       assert.ok((await client.statVolume()).blocksFree <= freeBefore, 'converting fallocated blocks freed something');
-      assert.equal(server.dax.ctx.pins.countOf(session.id), 0);
+      assert.equal(server.dax.pinCountOf(session.id), 0);
     });
   }
 });

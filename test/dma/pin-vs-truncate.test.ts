@@ -12,7 +12,7 @@
  * - concurrent Pin calls all passed the pins-per-session check before any registered.
  */
 import assert from 'node:assert/strict';
-import type { Dax } from '../../server/dax/dax';
+import { Dax } from '../../server/dax/dax';
 import { PINS_PER_SESSION_MAX } from '../../server/limits';
 import { expectCode, freshDax, sparseFile, writtenFile, type DaxVolume } from '../support/dax-volume';
 import { PAGE } from '../support/units';
@@ -23,12 +23,13 @@ import { guardPinnedFrees, pinnedPfns, type PinGuard } from './fixture';
 
 /** The truncate sleeps on a pin: registered as a waiter, mmap lock released (or it already finished). */
 const waitingOrDone = (dax: Dax, ino: number, t: { done: boolean }): boolean => {
-  const as = dax.ctx.spaces.get(ino);
-  return t.done || (as !== undefined && as.pinWaiters.size === 1 && !as.mmapLock.held);
+  const as = dax.spaceStats(ino);
+  return t.done || (as !== null && as.layoutBreaksWaiting === 1 && !as.mmapLockHeld);
 };
 
+/** White-box: the live address space (its identity, an entry's pin count). */
 const spaceOf = (dax: Dax, ino: number) => {
-  const as = dax.ctx.spaces.get(ino);
+  const as = Dax.contextForTests(dax).spaces.get(ino);
   assert.ok(as, `no address space for inode ${ino}`);
   return as;
 };
@@ -81,7 +82,7 @@ describe('dma: pin racing truncate (failpoints, in-process)', function () {
     await truncating.promise;
     assert.equal(v.fs.sizeOf(ino), 0);
     assert.ok(guard.freed >= freedBefore + 4, 'the blocks were freed after the unpin');
-    assert.equal(v.dax.ctx.counters.layoutBreakWaits.done, 1);
+    assert.equal(v.dax.counters().layoutBreakWaits.done, 1);
   });
 
   it('truncate first (paused after revoking, mmap lock held): the pin waits and sees the new size (SIGBUS)', async function () {
@@ -96,7 +97,7 @@ describe('dma: pin racing truncate (failpoints, in-process)', function () {
     await truncating.promise;
     await expectCode(() => pinning.promise, 'SIGBUS', 'pin after truncate to 0');
     assert.equal(pinnedPfns(v.dax).size, 0);
-    assert.equal(v.dax.ctx.pins.stats.active, 0);
+    assert.equal(v.dax.pinStats().active, 0);
   });
 
   it('truncate first, to one page: a pin of page 0 gets the surviving block, a pin of pages 0..1 is SIGBUS', async function () {
@@ -147,7 +148,7 @@ describe('dma: pin racing truncate (failpoints, in-process)', function () {
     await reached(fp, truncating.promise, 'layout:pin-wait');
     const as = spaceOf(v.dax, ino);
     v.dax.unpin(owner, first.id);
-    assert.equal(v.dax.ctx.spaces.get(ino), as, 'the address space was dropped while a truncate waited on it');
+    assert.equal(Dax.contextForTests(v.dax).spaces.get(ino), as, 'the address space was dropped while a truncate waited on it');
     const second = await v.dax.pin(owner, { ino, firstPgoff: 2, npages: 1, writable: false, leaseMs: 0 });
     fp.release();
     await until(() => waitingOrDone(v.dax, ino, truncating), 'truncate waiting for the second pin');
@@ -194,8 +195,8 @@ describe('dma: pin racing truncate (failpoints, in-process)', function () {
     fp.release();
     await dma.promise.catch(() => undefined);
     await truncating.promise;
-    assert.equal(v.dax.ctx.pins.stats.active, 0);
-    assert.equal(v.dax.ctx.pins.stats.pinnedBlocks, 0);
+    assert.equal(v.dax.pinStats().active, 0);
+    assert.equal(v.dax.pinStats().pinnedBlocks, 0);
   });
 
   it('regression: a read-only pin of a ZERO entry over a just-allocated block revokes the zero-page PTEs (S3)', async function () {
@@ -233,9 +234,9 @@ describe('dma: pin racing truncate (failpoints, in-process)', function () {
     const refused = results.filter((r) => r.status === 'rejected');
     assert.equal(ok.length, PINS_PER_SESSION_MAX);
     for (const r of refused) assert.match(String(r.reason), /ELIMIT/);
-    assert.equal(v.dax.ctx.pins.countOf(owner.id), PINS_PER_SESSION_MAX);
+    assert.equal(v.dax.pinCountOf(owner.id), PINS_PER_SESSION_MAX);
     assert.equal(spaceOf(v.dax, ino).entries.get(0)!.pins, PINS_PER_SESSION_MAX, 'refused pins dropped their references');
     await owner.end();
-    assert.equal(v.dax.ctx.pins.stats.pinnedBlocks, 0);
+    assert.equal(v.dax.pinStats().pinnedBlocks, 0);
   });
 });

@@ -33,7 +33,7 @@ describe('dma: generic/462 read-only pin, DMA write refused', function () {
     assert.deepEqual(await v.dax.dmaRead(s, ro.id, 0, 0, PAGE), FF);
     assert.deepEqual(await v.fs.read(ino, 0, PAGE), FF);
     assert.deepEqual(v.dax.load(s, pte.token, 0, PAGE), FF);
-    assert.equal(v.dax.ctx.pins.countOf(s.id), 1, 'the refused pin left nothing behind');
+    assert.equal(v.dax.pinCountOf(s.id), 1, 'the refused pin left nothing behind');
     assert.equal(v.dax.inspect(ino, 0, 0)[0].pinCount, 1);
     // Another session does not map it: its writable pin is the ordinary case.
     const other = new TestOwner('other');
@@ -79,7 +79,7 @@ describe('dma: generic/462 read-only pin, DMA write refused', function () {
       assert.deepEqual(await pin.dmaRead(0, 0, PAGE), FF);
       const loaded = await call<AccessResponse__Output>((cb) => server.raw.mapping.Load({ session_id: session.id, token: fault.pte!.token, offset: 0, length: PAGE }, cb));
       assert.deepEqual(loaded.data, FF);
-      assert.equal(server.dax.ctx.pins.countOf(session.id), 1);
+      assert.equal(server.dax.pinCountOf(session.id), 1);
       await pin.unpin();
       await session.close();
     });

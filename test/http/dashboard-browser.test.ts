@@ -144,7 +144,7 @@ describe('the dashboard in headless Chromium', function () {
     heldFaults = [r.fault(sessions.io, sparse, 200, 'WRITE')];
     await held.reached;
     heldFaults.push(r.fault(sessions.io, sparse, 200, 'READ'), r.fault(sessions.dma, sparse, 200, 'READ'));
-    await until(() => s!.daxd.dax.ctx.spaces.get(sparse)?.waitQueues.get(200)?.length === 2, 'two waiters on the held lock');
+    await until(() => s!.daxd.dax.inspect(sparse, 200, 200)[0]?.waiters === 2, 'two waiters on the held lock');
     load = startLoad(s, { data, sparse, grow, pinned }, sessions, pinId);
 
     profile = fs.mkdtempSync(path.join(os.tmpdir(), 'daxd-chromium-'));

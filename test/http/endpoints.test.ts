@@ -50,7 +50,7 @@ describe('HTTP endpoints and their schemas', function () {
     pendingFaults = [r.fault(sessionId, ino, 8, 'WRITE')];
     await fp.reached;
     pendingFaults.push(r.fault(sessionId, ino, 8, 'READ'));
-    await until(() => s.daxd.dax.ctx.spaces.get(ino)?.waitQueues.get(8)?.length === 1, 'a waiter on page 8');
+    await until(() => s.daxd.dax.inspect(ino, 8, 8)[0]?.waiters === 1, 'a waiter on page 8');
     releaseLock = () => fp.release();
   });
 

@@ -146,7 +146,7 @@ describe('fault_if_stale: a store makes progress in one step under writeback', f
     const storing = storeFis(m, '', ino, 0, 0, Buffer.from('atomic'));
     await fp.reached; // the fault holds the entry lock
     const syncing = f.client.fsync(ino);
-    await until(() => (f.server.daxd.dax.ctx.spaces.get(ino)?.waitQueues.get(0)?.length ?? 0) > 0, 'writeback queued on the entry lock');
+    await until(() => (f.server.daxd.dax.inspect(ino, 0, 0)[0]?.waiters ?? 0) > 0, 'writeback queued on the entry lock');
     fp.release();
     const r = await storing;
     // One call. The reply's PTE may already say writable: false: the writeback took the

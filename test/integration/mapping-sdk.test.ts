@@ -160,9 +160,9 @@ describe('MappedFile (SDK) against a real server', function () {
     const { ino } = await f.client.create(`sdk-${files++}`);
     await f.client.truncate(ino, 8 * PAGE);
     const map = f.session.mmap(ino, { shared: true, writable: true, sync: true });
-    const before = f.server.daxd.dax.ctx.counters.faults.sync;
+    const before = f.server.daxd.dax.counters().faults.sync;
     await map.write(0, pattern(7, 8 * PAGE));
-    assert.equal(f.server.daxd.dax.ctx.counters.faults.sync - before, 8);
+    assert.equal(f.server.daxd.dax.counters().faults.sync - before, 8);
     await map.unmap();
   });
 

@@ -152,6 +152,17 @@ describe('file system: namespace, unlink and orphans', () => {
       assert.throws(() => fs.acquire(f.ino), isCode('ENOENT'));
     });
 
+    it('isUnlinked: false while the name exists, true for the orphan a user keeps, ENOENT once freed', async () => {
+      const { fs } = await freshVolume();
+      const f = await fs.create('f', true);
+      assert.equal(fs.isUnlinked(f.ino), false);
+      fs.acquire(f.ino);
+      await fs.unlink('f');
+      assert.equal(fs.isUnlinked(f.ino), true);
+      await fs.release(f.ino);
+      assert.throws(() => fs.isUnlinked(f.ino), isCode('ENOENT'));
+    });
+
     it('release of a linked file frees nothing; release without acquire is an assertion failure', async () => {
       const { fs } = await freshVolume();
       const f = await fs.create('f', true);
