@@ -4,6 +4,7 @@
  * every command reports the same way (exit code 2).
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { UsageError } from '../client/loadtest/flags';
 
 /** Where `daxd serve` listens and the client commands connect, unless told otherwise. */
 export const DEFAULT_GRPC_ADDRESS = '127.0.0.1:7070';
@@ -13,16 +14,8 @@ export const DEFAULT_HTTP_ADDRESS = '127.0.0.1:7071';
 export const DEFAULT_VOLUME_PATH = './data/daxd.vol';
 export const DEFAULT_VOLUME_BYTES = 1024 * 1024 * 1024;
 
-export const EXIT_OK = 0;
-export const EXIT_FAILURE = 1;
-export const EXIT_USAGE = 2;
-
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'UsageError';
-  }
-}
+// One set of exit codes and one usage error for every daxd binary (daxd, daxd-load, daxd-fsx).
+export { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError } from '../client/loadtest/flags';
 
 export type Options = NonNullable<ParseArgsConfig['options']>;
 

@@ -9,6 +9,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import ts from 'typescript';
+import { sourceFiles } from './check-imports';
 
 /** The trees scanned (relative to the repository root; missing ones are skipped). */
 export const SCANNED_DIRS = ['server', 'client', 'wire', 'test'] as const;
@@ -19,11 +20,6 @@ export const ERRORS_MODULE = 'server/errors.ts';
  * the table to its status cannot name a class per reason.
  */
 export const NEW_DAX_ERROR_ALLOWED: readonly string[] = ['test/unit/rpc-status.test.ts'];
-
-const SKIPPED_DIRS = new Set(['node_modules', 'dist', 'build', 'generated']);
-/** Files per scan, directory depth: far above this repository, so a runaway walk stops. */
-const SCAN_FILES_MAX = 20_000;
-const SCAN_DEPTH_MAX = 32;
 
 export interface ErrorClassOffence {
   file: string;
@@ -55,29 +51,10 @@ export function offencesIn(file: string, text: string): ErrorClassOffence[] {
   return out;
 }
 
-function sourceFiles(root: string, dir: string): string[] {
-  const out: string[] = [];
-  const walk = (rel: string, depth: number): void => {
-    if (depth > SCAN_DEPTH_MAX) throw new Error(`check-error-classes: ${rel} is deeper than ${SCAN_DEPTH_MAX} levels`);
-    const abs = path.join(root, rel);
-    if (!fs.existsSync(abs)) return;
-    for (const e of fs.readdirSync(abs, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
-      const child = path.posix.join(rel, e.name);
-      if (e.isDirectory()) {
-        if (!SKIPPED_DIRS.has(e.name)) walk(child, depth + 1);
-      } else if (e.isFile() && e.name.endsWith('.ts') && !e.name.endsWith('.d.ts')) {
-        out.push(child);
-        if (out.length > SCAN_FILES_MAX) throw new Error(`check-error-classes: more than ${SCAN_FILES_MAX} files under ${dir}`);
-      }
-    }
-  };
-  walk(dir, 0);
-  return out;
-}
 
 /** Every offence in the repository at `root`. */
 export function checkErrorClasses(root: string): ErrorClassOffence[] {
-  return SCANNED_DIRS.flatMap((d) => sourceFiles(root, d)).flatMap((f) => offencesIn(f, fs.readFileSync(path.join(root, f), 'utf8')));
+  return SCANNED_DIRS.flatMap((d) => sourceFiles(root, d, 'check-error-classes')).flatMap((f) => offencesIn(f, fs.readFileSync(path.join(root, f), 'utf8')));
 }
 
 function repoRoot(): string {

@@ -54,11 +54,11 @@ export interface BoundaryViolation {
   to: string;
 }
 
-/** The .ts files under `dir` (repository-relative), sorted, .d.ts excluded. */
-function sourceFiles(root: string, dir: string): string[] {
+/** The .ts files under `dir` (repository-relative), sorted, .d.ts excluded; `tool` names the lint step in errors. */
+export function sourceFiles(root: string, dir: string, tool = 'check-imports'): string[] {
   const out: string[] = [];
   const walk = (rel: string, depth: number): void => {
-    if (depth > SCAN_DEPTH_MAX) throw new Error(`check-imports: ${rel} is deeper than ${SCAN_DEPTH_MAX} levels`);
+    if (depth > SCAN_DEPTH_MAX) throw new Error(`${tool}: ${rel} is deeper than ${SCAN_DEPTH_MAX} levels`);
     const abs = path.join(root, rel);
     if (!fs.existsSync(abs)) return;
     for (const e of fs.readdirSync(abs, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
@@ -67,7 +67,7 @@ function sourceFiles(root: string, dir: string): string[] {
         if (!SKIPPED_DIRS.has(e.name)) walk(child, depth + 1);
       } else if (e.isFile() && e.name.endsWith('.ts') && !e.name.endsWith('.d.ts')) {
         out.push(child);
-        if (out.length > SCAN_FILES_MAX) throw new Error(`check-imports: more than ${SCAN_FILES_MAX} files under ${dir}`);
+        if (out.length > SCAN_FILES_MAX) throw new Error(`${tool}: more than ${SCAN_FILES_MAX} files under ${dir}`);
       }
     }
   };
