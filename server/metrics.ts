@@ -30,9 +30,16 @@ export const ENTRY_LOCK_WAIT_BUCKETS_SECONDS = [
 /** Layout changes wait for unpins: bounded by the call's deadline or the RECALL grace. */
 export const LAYOUT_BREAK_WAIT_BUCKETS_SECONDS = [0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 export const JOURNAL_COMMIT_BUCKETS_SECONDS = [50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1, 5];
+/** An NBD request is served in ~10 µs of CPU: the buckets start at 10 µs (FLUSH and waiting TRIMs reach seconds). */
+export const NBD_REQUEST_DURATION_BUCKETS_SECONDS = [
+  10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1, 2.5, 5, 10,
+];
+/** The `command` label of daxd_nbd_request_duration_seconds: the transmission-phase commands, by their NBD_CMD_ name. */
+export const NBD_COMMANDS = ['READ', 'WRITE', 'DISC', 'FLUSH', 'TRIM', 'CACHE', 'WRITE_ZEROES', 'BLOCK_STATUS'] as const;
+export type NbdCommandName = (typeof NBD_COMMANDS)[number];
 
-export const IO_PATHS = ['file', 'mapping', 'dma'] as const;
-/** file: Files.Read/Write and the op streams; mapping: Load/Store; dma: Dma.Read/Write. */
+export const IO_PATHS = ['file', 'mapping', 'dma', 'nbd'] as const;
+/** file: Files.Read/Write and the op streams; mapping: Load/Store; dma: Dma.Read/Write; nbd: NBD READ/WRITE. */
 export type IoPath = (typeof IO_PATHS)[number];
 export type IoDirection = 'read' | 'write';
 
@@ -67,6 +74,10 @@ export class Metrics {
   private readonly layoutBreakWaits: prom.Counter<'policy' | 'outcome'>;
   private readonly layoutBreakWaitSeconds: prom.Histogram<'policy' | 'outcome'>;
   private readonly journalCommitSeconds: prom.Histogram;
+  private readonly nbdConnections: prom.Gauge;
+  private readonly nbdConnectionsOpened: prom.Counter;
+  private readonly nbdRequestDuration: prom.Histogram<'command' | 'outcome'>;
+  private readonly nbdRequestChildren = new Map<string, prom.Histogram.Internal<'command' | 'outcome'>>();
 
   constructor() {
     const registers = [this.registry];
@@ -115,6 +126,18 @@ export class Metrics {
       buckets: JOURNAL_COMMIT_BUCKETS_SECONDS, registers,
     });
 
+    // ---- NBD (server/nbd: its observer calls the nbd* methods below) ------------------
+    this.nbdConnections = new prom.Gauge({
+      name: 'daxd_nbd_connections', help: 'NBD connections open now (handshake or transmission).', registers,
+    });
+    this.nbdConnectionsOpened = new prom.Counter({
+      name: 'daxd_nbd_connections_opened_total', help: 'NBD connections accepted.', registers,
+    });
+    this.nbdRequestDuration = new prom.Histogram({
+      name: 'daxd_nbd_request_duration_seconds', help: 'NBD requests by command and outcome (ok, or the NBD error name), from the header read to the reply handed to the socket.',
+      labelNames: ['command', 'outcome'], buckets: NBD_REQUEST_DURATION_BUCKETS_SECONDS, registers,
+    });
+
     this.defineSampled();
   }
 
@@ -156,6 +179,23 @@ export class Metrics {
 
   journalCommitted(seconds: number): void {
     this.journalCommitSeconds.observe(seconds);
+  }
+
+  nbdConnectionOpened(): void {
+    this.nbdConnections.inc();
+    this.nbdConnectionsOpened.inc();
+  }
+
+  nbdConnectionClosed(): void {
+    this.nbdConnections.dec();
+  }
+
+  /** One NBD request answered: `outcome` is 'ok' or the NBD error name (EINVAL, ENOSPC, ...). */
+  nbdRequestFinished(command: NbdCommandName, outcome: string, seconds: number): void {
+    const key = `${command} ${outcome}`;
+    let child = this.nbdRequestChildren.get(key);
+    if (!child) this.nbdRequestChildren.set(key, (child = this.nbdRequestDuration.labels(command, outcome)));
+    child.observe(seconds);
   }
 
   // ---- read at scrape time --------------------------------------------------------------
