@@ -31,7 +31,7 @@ export const ENTRY_LOCK_WAIT_BUCKETS_SECONDS = [
 export const LAYOUT_BREAK_WAIT_BUCKETS_SECONDS = [0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 export const JOURNAL_COMMIT_BUCKETS_SECONDS = [50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1, 5];
 
-export const IO_PATHS = ['file', 'mapping', 'dma'] as const;
+export const IO_PATHS = ['file', 'mapping', 'dma', 'nbd'] as const;
 /** file: Files.Read/Write and the op streams; mapping: Load/Store; dma: Dma.Read/Write. */
 export type IoPath = (typeof IO_PATHS)[number];
 export type IoDirection = 'read' | 'write';
