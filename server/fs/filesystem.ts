@@ -375,6 +375,15 @@ export class FileSystem implements FileSystemApi {
     return toPageMapping(this.map.get(this.inode(ino), pgoff));
   }
 
+  /**
+   * Raw block-map entries of pages [first, first + count) (entryState tells HOLE, UNWRITTEN,
+   * WRITTEN): the NBD server's holes and base:allocation. No lock, like read(): called in
+   * the same synchronous stretch as a read, it describes exactly what that read saw.
+   */
+  mapRange(ino: number, first: number, count: number): Uint32Array {
+    return this.map.getRange(this.inode(ino), first, count);
+  }
+
   // ---- size and layout ---------------------------------------------------------
 
   async truncate(ino: number, sizeBytes: number, opts: LayoutBreakOptions = DEFAULT_LAYOUT_BREAK): Promise<void> {
