@@ -347,8 +347,8 @@ async function main(): Promise<void> {
   if (nbdMissing) log(`bench: NBD baseline skipped: ${nbdMissing}`);
   const tmp = tempDir('daxd-bench-all-');
   const commands = new Set<string>();
-  const daxd = await startServer({ volumePath: path.join(tmp.dir, 'bench.vol'), size: '1G', extraArgs: ['--nbd', '127.0.0.1:0'] });
-  const daxdNbdAddress = String((await daxd.logged('daxd serving')).nbd);
+  const daxd = await startServer({ volumePath: path.join(tmp.dir, 'bench.vol'), size: '1G' });
+  const daxdNbdAddress = daxd.nbd;
   commands.add(`node bin/daxd.js serve --volume ${path.join(tmp.dir, 'bench.vol')} --size 1G --grpc 127.0.0.1:0 --nbd 127.0.0.1:0   # daxd, pid ${daxd.pid}, NBD on ${daxdNbdAddress}`);
   const echo = await startEcho();
   commands.add(`node ${path.relative(REPO_ROOT, path.join(__dirname, 'echo-server.js'))}   # grpc-js echo, pid ${echo.pid}`);

@@ -61,8 +61,8 @@ async function main(): Promise<void> {
   if (missing) throw new Error(missing);
   const tmp = tempDir('daxd-bench-nbd-');
   const commands = new Set<string>();
-  const daxd = await startServer({ volumePath: path.join(tmp.dir, 'bench.vol'), size: '1G', extraArgs: ['--nbd', '127.0.0.1:0'] });
-  const nbdAddress = String((await daxd.logged('daxd serving')).nbd);
+  const daxd = await startServer({ volumePath: path.join(tmp.dir, 'bench.vol'), size: '1G' });
+  const nbdAddress = daxd.nbd;
   commands.add(`node bin/daxd.js serve --volume ${path.join(tmp.dir, 'bench.vol')} --size 1G --grpc 127.0.0.1:0 --nbd 127.0.0.1:0   # daxd, pid ${daxd.pid}, NBD on ${nbdAddress}`);
   let nbdkit: Awaited<ReturnType<typeof startNbdkit>> | null = null;
   try {

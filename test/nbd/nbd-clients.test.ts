@@ -21,7 +21,7 @@ import type { DaxClient } from '../../client';
 import { seededRng } from '../support/rng';
 import { clientFor, startServer, tempDir, type StartedServer } from '../support/start-server';
 import { MiB, PAGE } from '../support/units';
-import { allocationMap, FIO_JOBS_DIR, HOLE, nbdAddressOf, nbdUri, runTool, sha256, sha256File, succeed, ZERO, type MapExtent } from './real-clients';
+import { allocationMap, FIO_JOBS_DIR, HOLE, nbdUri, runTool, sha256, sha256File, succeed, ZERO, type MapExtent } from './real-clients';
 
 const COPY_BYTES = 64 * MiB;
 /** The request limit NBD clients must be told is at least this (BLOCK_SIZE info, maximum). */
@@ -80,9 +80,10 @@ describe('NBD export with real clients (nbdinfo, nbdcopy, qemu-img, fio)', funct
 
   before(async function () {
     tmp = tempDir('daxd-nbd-clients-');
-    server = await startServer({ volumePath: path.join(tmp.dir, 'nbd.vol'), size: '512M', extraArgs: ['--nbd', '127.0.0.1:0'] });
+    // startServer passes --nbd 127.0.0.1:0; the "daxd serving" line names the bound address.
+    server = await startServer({ volumePath: path.join(tmp.dir, 'nbd.vol'), size: '512M' });
     client = clientFor(server);
-    nbd = await nbdAddressOf(server);
+    nbd = server.nbd;
   });
 
   after(async function () {

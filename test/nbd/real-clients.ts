@@ -6,7 +6,6 @@
  * - runTool: one tool run as a child process, asynchronously (an in-process daxd keeps
  *   serving while it runs), bounded by a timeout after which it is SIGKILLed by PID.
  * - nbdUri: the export of a file (export name = file name).
- * - nbdAddressOf: the `nbd` address a `daxd serve` child printed on its "daxd serving" line.
  * - FIO_JOBS_DIR: the fio job files shipped under test/bench/fio (the documented NBD load
  *   tool); the tests run those very files, so the README's commands stay true.
  */
@@ -14,7 +13,7 @@ import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { REPO_ROOT, type StartedServer } from '../support/start-server';
+import { REPO_ROOT } from '../support/start-server';
 
 /** A tool that runs longer than this is killed: nothing in these tests takes more than a few seconds. */
 export const TOOL_TIMEOUT_MS = 30_000;
@@ -75,13 +74,6 @@ export async function succeed(cmd: string, args: string[], opts: { timeoutMs?: n
 
 export function nbdUri(address: string, exportName: string): string {
   return `nbd://${address}/${encodeURIComponent(exportName)}`;
-}
-
-/** The `nbd` host:port of a `daxd serve` child (its "daxd serving" line). */
-export async function nbdAddressOf(server: StartedServer): Promise<string> {
-  const line = await server.logged('daxd serving');
-  if (typeof line.nbd !== 'string' || line.nbd === '') throw new Error(`"daxd serving" names no nbd address: ${JSON.stringify(line)}`);
-  return line.nbd;
 }
 
 export function sha256(data: Uint8Array): string {
