@@ -83,6 +83,9 @@ const REPLY_OVERHEAD_BYTES = 1024;
 const ERROR_MESSAGE_CHARS_MAX = 240;
 const PAGE = 4096;
 
+/** A hard disconnect lets the replies already made reach the peer for at most this long. */
+const HARD_DISCONNECT_FLUSH_MS = 1_000;
+
 /** Replies up to this size are concatenated into one write; larger ones are corked. */
 const COALESCE_BYTES_MAX = 256 * 1024;
 
@@ -466,11 +469,19 @@ export class NbdConnection {
     if (this.inFlight === 0) this.endAfterFlush();
   }
 
-  /** The spec's hard disconnect: close the TCP connection without another word. */
+  /**
+   * The spec's hard disconnect: read nothing more, close the TCP connection. Replies to
+   * earlier requests still go out first, within HARD_DISCONNECT_FLUSH_MS.
+   */
   hardDisconnect(why: string): void {
-    if (this.phase === 'closed') return;
+    if (this.phase === 'closed' || this.socket.destroyed) return;
     this.deps.log.info({ conn: this.id, peer: this.peer, why }, 'nbd connection closed (hard disconnect)');
-    this.socket.destroy();
+    this.disconnecting = true;
+    this.queue.clear();
+    this.pauseReading();
+    this.flush();
+    this.socket.destroySoon();
+    setTimeout(() => this.socket.destroy(), HARD_DISCONNECT_FLUSH_MS).unref();
   }
 
   /**

@@ -144,10 +144,12 @@ export class RawNbd {
   /** STRUCTURED_REPLY (+ SET_META_CONTEXT base:allocation) then GO: the export's size and flags. */
   async go(name: string, opts: { structured?: boolean; meta?: boolean } = {}): Promise<{ size: number; flags: number; replies: OptionReply[] }> {
     if (opts.structured ?? true) {
-      this.sendOption(W.NBD_OPT_STRUCTURED_REPLY);
-      const r = await this.optionReply();
-      if (r.type !== W.NBD_REP_ACK) throw new Error(`STRUCTURED_REPLY: ${r.type}`);
-      this.structured = true;
+      if (!this.structured) {
+        this.sendOption(W.NBD_OPT_STRUCTURED_REPLY);
+        const r = await this.optionReply();
+        if (r.type !== W.NBD_REP_ACK) throw new Error(`STRUCTURED_REPLY: ${r.type}`);
+        this.structured = true;
+      }
       if (opts.meta ?? true) {
         this.sendOption(W.NBD_OPT_SET_META_CONTEXT, metaData(name, [W.BASE_ALLOCATION]));
         const rs = await this.optionReplies();
