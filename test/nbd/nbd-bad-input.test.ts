@@ -116,7 +116,7 @@ const ROWS: Row[] = [
         try {
           await c.optionReply();
         } catch (err) {
-          throw new Error(`option ${i + 1}: ${String(err)}`);
+          throw new Error(`option ${i + 1}: ${String(err)}`, { cause: err });
         }
       }
       c.sendOption(99);
