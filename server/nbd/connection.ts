@@ -26,12 +26,13 @@ import { DaxError } from '../errors';
 import type { FileSystem } from '../fs/filesystem';
 import type { LayoutBreakOptions, LayoutBreakPolicy } from '../fs/types';
 import { ByteQueue } from './byte-queue';
+import { NBD_BLOCK_STATUS_BYTES_MAX } from './limits';
 import { checkRequest, runCommand, type CommandTarget } from './commands';
 import { nbdErrno } from './errno';
 import type { ExportInfo, Exports } from './exports';
 import { HardDisconnect, negotiate, type HandshakeIo } from './handshake';
 import {
-  COMMAND_NAMES, decodeRequest, errorChunk, NBD_CMD_DISC, NBD_CMD_READ, NBD_CMD_WRITE, NBD_FLAG_CAN_MULTI_CONN, NBD_FLAG_HAS_FLAGS,
+  COMMAND_NAMES, decodeRequest, errorChunk, NBD_CMD_BLOCK_STATUS, NBD_CMD_DISC, NBD_CMD_READ, NBD_CMD_WRITE, NBD_FLAG_CAN_MULTI_CONN, NBD_FLAG_HAS_FLAGS,
   NBD_FLAG_SEND_CACHE, NBD_FLAG_SEND_DF, NBD_FLAG_SEND_FAST_ZERO, NBD_FLAG_SEND_FLUSH, NBD_FLAG_SEND_FUA, NBD_FLAG_SEND_TRIM,
   NBD_FLAG_SEND_WRITE_ZEROES, REQUEST_HEADER_BYTES, simpleReply, type CommandName, type Request,
 } from './wire-format';
@@ -75,6 +76,15 @@ function transmissionFlags(structured: boolean): number {
   return NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES
     | NBD_FLAG_SEND_FAST_ZERO | NBD_FLAG_CAN_MULTI_CONN | NBD_FLAG_SEND_CACHE | (structured ? NBD_FLAG_SEND_DF : 0);
 }
+
+/** Reply bytes besides the data a request's cost counts (headers, an error chunk). */
+const REPLY_OVERHEAD_BYTES = 1024;
+/** Error chunk messages are cut to this (so an error reply fits REPLY_OVERHEAD_BYTES). */
+const ERROR_MESSAGE_CHARS_MAX = 240;
+const PAGE = 4096;
+
+/** A hard disconnect lets the replies already made reach the peer for at most this long. */
+const HARD_DISCONNECT_FLUSH_MS = 1_000;
 
 /** Replies up to this size are concatenated into one write; larger ones are corked. */
 const COALESCE_BYTES_MAX = 256 * 1024;
@@ -268,7 +278,7 @@ export class NbdConnection {
       // Admission: a connection holding nothing always admits one request.
       if (this.inFlight >= limits.requestsInFlightMax) return this.pauseReading();
       const buffered = this.buffered();
-      if (buffered > 0 && buffered + (error === null ? this.costOf(req) : 0) > limits.connectionBytesBufferedMax) return this.pauseReading();
+      if (buffered > 0 && buffered + (error === null ? this.costOf(req) : REPLY_OVERHEAD_BYTES) > limits.connectionBytesBufferedMax) return this.pauseReading();
       this.held = null;
       if (error !== null) {
         if (req.type === NBD_CMD_WRITE) {
@@ -284,13 +294,31 @@ export class NbdConnection {
     this.resumeReading();
   }
 
+  /**
+   * What a request may hold until the kernel took its reply: a WRITE's payload, a READ's
+   * data, a BLOCK_STATUS's extents (8 bytes a page at most), plus REPLY_OVERHEAD_BYTES for
+   * headers (a structured READ's chunk headers stay under it: every hole chunk but the
+   * first and last replaces at least a page of data) or an error chunk.
+   */
   private costOf(req: Request): number {
-    return req.type === NBD_CMD_READ || req.type === NBD_CMD_WRITE ? req.length : 0;
+    switch (req.type) {
+      case NBD_CMD_READ:
+      case NBD_CMD_WRITE:
+        return req.length + REPLY_OVERHEAD_BYTES;
+      case NBD_CMD_BLOCK_STATUS:
+        return 8 * (Math.ceil(Math.min(req.length, NBD_BLOCK_STATUS_BYTES_MAX) / PAGE) + 1) + REPLY_OVERHEAD_BYTES;
+      default:
+        return REPLY_OVERHEAD_BYTES;
+    }
   }
 
   private admit(req: Request): void {
     this.inFlight++;
     this.reservedBytes += this.costOf(req);
+  }
+
+  bufferedState(): { bytes: number; paused: boolean } {
+    return { bytes: this.buffered(), paused: this.paused };
   }
 
   private buffered(): number {
@@ -358,7 +386,7 @@ export class NbdConnection {
 
   private answerError(req: Request, err: unknown, t0: number): void {
     const errno = nbdErrno(err);
-    const message = err instanceof Error ? err.message : String(err);
+    const message = (err instanceof Error ? err.message : String(err)).slice(0, ERROR_MESSAGE_CHARS_MAX);
     // Structured replies carry the message; READ must be answered structured once negotiated.
     this.send(this.target?.structured ? errorChunk(req.cookie, errno, message) : simpleReply(req.cookie, errno));
     this.observe(req, errno, t0);
@@ -441,11 +469,19 @@ export class NbdConnection {
     if (this.inFlight === 0) this.endAfterFlush();
   }
 
-  /** The spec's hard disconnect: close the TCP connection without another word. */
+  /**
+   * The spec's hard disconnect: read nothing more, close the TCP connection. Replies to
+   * earlier requests still go out first, within HARD_DISCONNECT_FLUSH_MS.
+   */
   hardDisconnect(why: string): void {
-    if (this.phase === 'closed') return;
+    if (this.phase === 'closed' || this.socket.destroyed) return;
     this.deps.log.info({ conn: this.id, peer: this.peer, why }, 'nbd connection closed (hard disconnect)');
-    this.socket.destroy();
+    this.disconnecting = true;
+    this.queue.clear();
+    this.pauseReading();
+    this.flush();
+    this.socket.destroySoon();
+    setTimeout(() => this.socket.destroy(), HARD_DISCONNECT_FLUSH_MS).unref();
   }
 
   /**

@@ -85,8 +85,8 @@ export async function negotiate(io: HandshakeIo, ctx: HandshakeContext): Promise
   /** The canonical export name base:allocation was last selected for (null: none selected). */
   let metaExport: string | null = null;
   for (let count = 1; ; count++) {
-    if (count > ctx.optionsMax) throw new HardDisconnect(`more than ${ctx.optionsMax} options (NBD_OPTIONS_MAX)`);
     const header = await io.read(16);
+    if (count > ctx.optionsMax) throw new HardDisconnect(`more than ${ctx.optionsMax} options (NBD_OPTIONS_MAX)`);
     if (header.readBigUInt64BE(0) !== IHAVEOPT) throw new HardDisconnect('bad option magic');
     const option = header.readUInt32BE(8);
     const length = header.readUInt32BE(12);

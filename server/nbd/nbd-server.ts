@@ -54,6 +54,8 @@ export interface NbdConnectionInfo {
   export: string | null;
   openedAtMs: number;
   inFlight: number;
+  /** Bytes held (admitted payloads and replies not yet taken by the kernel), and whether reading is paused. */
+  buffered: { bytes: number; paused: boolean };
 }
 
 export const DEFAULT_LIMITS: NbdLimits = {
@@ -113,7 +115,7 @@ export class NbdServer {
 
   /** Open connections (for the admin API and dashboard). */
   list(): NbdConnectionInfo[] {
-    return [...this.connections].map((c) => ({ id: c.id, peer: c.peer, export: c.exportInfo?.name ?? null, openedAtMs: c.openedAtMs, inFlight: c.inFlight }));
+    return [...this.connections].map((c) => ({ id: c.id, peer: c.peer, export: c.exportInfo?.name ?? null, openedAtMs: c.openedAtMs, inFlight: c.inFlight, buffered: c.bufferedState() }));
   }
 
   get connectionCount(): number {
