@@ -16,6 +16,7 @@ import type { Dax } from './dax/dax';
 import type { LayoutBreakOutcome } from './dax/observer';
 import type { FileSystem } from './fs/filesystem';
 import type { LayoutBreakPolicy } from './fs/types';
+import type { CommandName } from './nbd/wire-format';
 import type { SessionTable } from './session/session-table';
 import type { StreamMemory } from './rpc/stream-memory';
 
@@ -34,9 +35,6 @@ export const JOURNAL_COMMIT_BUCKETS_SECONDS = [50e-6, 100e-6, 250e-6, 500e-6, 1e
 export const NBD_REQUEST_DURATION_BUCKETS_SECONDS = [
   10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1, 2.5, 5, 10,
 ];
-/** The `command` label of daxd_nbd_request_duration_seconds: the transmission-phase commands, by their NBD_CMD_ name. */
-export const NBD_COMMANDS = ['READ', 'WRITE', 'DISC', 'FLUSH', 'TRIM', 'CACHE', 'WRITE_ZEROES', 'BLOCK_STATUS'] as const;
-export type NbdCommandName = (typeof NBD_COMMANDS)[number];
 
 export const IO_PATHS = ['file', 'mapping', 'dma', 'nbd'] as const;
 /** file: Files.Read/Write and the op streams; mapping: Load/Store; dma: Dma.Read/Write; nbd: NBD READ/WRITE. */
@@ -191,7 +189,8 @@ export class Metrics {
   }
 
   /** One NBD request answered: `outcome` is 'ok' or the NBD error name (EINVAL, ENOSPC, ...). */
-  nbdRequestFinished(command: NbdCommandName, outcome: string, seconds: number): void {
+  /** `command`: the NBD_CMD_ name (READ, WRITE, FLUSH, ...: a fixed set, server/nbd/wire-format.ts). */
+  nbdRequestFinished(command: CommandName, outcome: string, seconds: number): void {
     const key = `${command} ${outcome}`;
     let child = this.nbdRequestChildren.get(key);
     if (!child) this.nbdRequestChildren.set(key, (child = this.nbdRequestDuration.labels(command, outcome)));

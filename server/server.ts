@@ -16,6 +16,7 @@ import type { FileSystem } from './fs/filesystem';
 import type { HttpDeps } from './http/deps';
 import { startHttpServer, type HttpServer } from './http/http-server';
 import { Metrics } from './metrics';
+import { nbdObserver } from './nbd-metrics';
 import { NbdServer, type NbdServerOptions } from './nbd/nbd-server';
 import { SHUTDOWN_GRACE_MS } from './rpc/limits';
 import { RpcServer } from './rpc/rpc-server';
@@ -109,13 +110,8 @@ export class Daxd {
         daxd.nbd = await NbdServer.start({
           fs: volume.fs, dax, log, address: options.nbdAddress, defaultExport: options.nbdDefaultExport, layoutBreak: options.nbdLayoutBreak,
           limits: options.nbdLimits,
-          // NBD reads and writes count with the other paths (daxd_io_*{path="nbd"}).
-          observer: {
-            request: (command, _seconds, errno, bytes) => {
-              if (errno === 0 && command === 'READ') metrics.io('nbd', 'read', bytes);
-              else if (errno === 0 && command === 'WRITE') metrics.io('nbd', 'write', bytes);
-            },
-          },
+          // Connections, request durations, and NBD I/O with the other paths (daxd_io_*{path="nbd"}).
+          observer: nbdObserver(metrics),
         });
       } catch (err) {
         await daxd.stop();
@@ -145,6 +141,7 @@ export class Daxd {
     };
     return {
       fs: this.fs, dax: this.dax, sessions: this.rpc.sessions, metrics: this.metrics, facts,
+      nbd: this.nbd,
       // Mount replays the journal before it returns, so a mounted volume is a replayed one.
       readiness: () => ({ volumeMounted: this.mounted, journalReplayed: this.mounted, acceptingCalls: this.rpc.accepting }),
     };
