@@ -366,7 +366,7 @@
       tile('tile-iops', fmtNumber(r.readOps + r.writeOps), r.readOps + r.writeOps,
         fmtNumber(r.readOps) + ' read · ' + fmtNumber(r.writeOps) + ' write · ' + fmtNumber(r.nbdOps) + ' NBD');
       tile('tile-bandwidth', fmtBytes(r.readBytes + r.writeBytes) + '/s', r.readBytes + r.writeBytes,
-        fmtBytes(r.readBytes) + ' read · ' + fmtBytes(r.writeBytes) + ' write · ' + fmtBytes(r.nbdBytes) + '/s NBD');
+        fmtBytes(r.readBytes) + ' read · ' + fmtBytes(r.writeBytes) + ' write · ' + fmtBytes(r.nbdBytes) + ' NBD');
       tile('tile-faults', fmtNumber(faultsTotal), faultsTotal, fmtNumber(r.faults.allocate) + ' allocate · ' + fmtNumber(r.faults.hole) + ' hole');
       tile('tile-lockwait', fmtMs(lock.p99), lock.p99, fmtNumber(r.lockWaits) + ' waits/s · ' + sum(samples, 'daxd_entry_lock_waiters') + ' waiting now');
       for (const id of Object.keys(state.series)) drawChart('chart-' + id, state.series[id]);
