@@ -7,11 +7,17 @@
  * medians, CPU µs per op of the client (fio) and of the server process, and the issue's
  * targets (test/bench/nbd-targets.ts) as met or not. The same comparison is a column of
  * `npm run bench`. Writes test-artifacts/bench-nbd.json.
+ *
+ * `--profile` (or BENCH_PROFILE=1) then runs 4 KiB randwrite QD1, 4 KiB randread QD64 and
+ * 1 MiB seqwrite QD4 for 4 s each against a fresh daxd under node --cpu-prof and prints where
+ * the server's CPU time goes during the fio run (profiles kept in test-artifacts/).
  */
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { REPO_ROOT, startServer, tempDir } from '../support/start-server';
+import { DAXD_BIN, REPO_ROOT, startServer, tempDir } from '../support/start-server';
+import { formatSummary, summarize, type CpuProfile } from './cpu-profile-summary';
 import { ensureNbdTools, makeImage, startNbdkit } from './baselines/nbd-fio';
 import { CASES, median, prepareDaxd, runNbd, type Case, type Measured } from './bench-all';
 import { daxdNbdTargets, DAXD_NBD_TARGETS } from './nbd-targets';
@@ -19,6 +25,9 @@ import { daxdNbdTargets, DAXD_NBD_TARGETS } from './nbd-targets';
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 1.5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const FILE_BYTES = 256 * 1024 * 1024;
+const PROFILE = process.argv.includes('--profile') || process.env.BENCH_PROFILE === '1';
+const PROFILED_CASES = ['randwrite-4k-qd1', 'randread-4k-qd64', 'seqwrite-1m-qd4'];
+const PROFILE_SECONDS = 4;
 
 function log(line: string): void {
   process.stderr.write(`${line}\n`);
@@ -51,6 +60,56 @@ function table(rows: Row[]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
   const render = (cells: string[]) => `| ${cells.map((cell, i) => cell.padEnd(widths[i])).join(' | ')} |`;
   return [render(header), `| ${widths.map((w) => '-'.repeat(w)).join(' | ')} |`, ...lines.map(render)].join('\n');
+}
+
+/** A `daxd serve` child under node --cpu-prof (profile written to profDir at its exit). */
+function startProfiledDaxd(dir: string, profDir: string): Promise<{ grpc: string; nbd: string; pid: number; stop(): Promise<void> }> {
+  const child = spawn(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${profDir}`, DAXD_BIN, 'serve', '--volume', path.join(dir, 'profile.vol'), '--size', '1G',
+    '--grpc', '127.0.0.1:0', '--http', '127.0.0.1:0', '--nbd', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const pid = child.pid as number;
+  return new Promise((resolve, reject) => {
+    let buffered = '';
+    child.stdout.setEncoding('utf8').on('data', (s: string) => {
+      buffered += s;
+      for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
+        const entry = JSON.parse(buffered.slice(0, nl)) as Record<string, unknown>;
+        buffered = buffered.slice(nl + 1);
+        if (entry.msg === 'daxd serving') {
+          resolve({ grpc: String(entry.grpc), nbd: String(entry.nbd), pid, stop: () => { process.kill(pid, 'SIGTERM'); return exited; } });
+        }
+      }
+    });
+    void exited.then(() => reject(new Error('the profiled daxd exited before serving')));
+  });
+}
+
+/** Runs case `id` for PROFILE_SECONDS against a fresh daxd under --cpu-prof: where its CPU goes during the fio run. */
+async function profileCase(dir: string, c: Case): Promise<string> {
+  const profDir = path.join(dir, `profiles-${c.id}`);
+  fs.mkdirSync(profDir, { recursive: true });
+  const server = await startProfiledDaxd(dir, profDir);
+  let stopped = false;
+  try {
+    const files = await prepareDaxd(server.grpc);
+    const fromUs = Number(process.hrtime.bigint() / 1000n);
+    const m = runNbd({ uri: `nbd://${server.nbd}/${files.data.name}`, pid: server.pid }, c, PROFILE_SECONDS, new Set());
+    const window = { fromUs, toUs: Number(process.hrtime.bigint() / 1000n) };
+    await server.stop();
+    stopped = true;
+    const file = fs.readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
+    if (!file) return `profile of ${c.label}: no profile written`;
+    fs.mkdirSync(path.join(REPO_ROOT, 'test-artifacts'), { recursive: true });
+    fs.copyFileSync(path.join(profDir, file), path.join(REPO_ROOT, 'test-artifacts', `bench-nbd-${c.id}-server.cpuprofile`));
+    const profile = JSON.parse(fs.readFileSync(path.join(profDir, file), 'utf8')) as CpuProfile;
+    const rate = c.unit === 'MB/s' ? `${(m.bytesPerSec / 1e6).toFixed(0)} MB/s` : `${(m.opsPerSec / 1000).toFixed(1)}k IOPS`;
+    return [
+      `profile of daxd-nbd ${c.label} (${rate} while profiled; ${m.serverCpuUsPerOp.toFixed(1)} us server CPU per op):`,
+      formatSummary(`server (node --cpu-prof, ${file})`, summarize(profile, 15, window)),
+    ].join('\n');
+  } finally {
+    if (!stopped) await server.stop();
+  }
 }
 
 async function main(): Promise<void> {
@@ -107,6 +166,12 @@ async function main(): Promise<void> {
     });
     fs.mkdirSync(path.join(REPO_ROOT, 'test-artifacts'), { recursive: true });
     fs.writeFileSync(path.join(REPO_ROOT, 'test-artifacts', 'bench-nbd.json'), `${json}\n`);
+    if (PROFILE) {
+      for (const id of PROFILED_CASES) {
+        log(`bench:nbd: profiling ${id}`);
+        process.stdout.write(`\n${await profileCase(tmp.dir, cases.find((c) => c.id === id)!)}\n`);
+      }
+    }
     log(`bench:nbd: done in ${((performance.now() - started) / 1000).toFixed(0)} s`);
   } finally {
     await nbdkit?.stop();
