@@ -14,9 +14,9 @@
  *   BLOCK_STATUS  the block map (fs.mapRange), read like READ
  *   CACHE         nothing to do: the data is in the mapped volume already
  *
- * Reads copy (readData copies the blocks into a fresh Buffer inside the synchronous read):
- * the socket is handed a copy, never a view of a block that a later punch could free and
- * reuse, so no reference needs to outlive the call.
+ * Reads copy (fs.readInto copies the blocks into the reply buffer inside the synchronous
+ * read): the socket is handed a copy, never a view of a block that a later punch could
+ * free and reuse, so no reference needs to outlive the call.
  *
  * FUA on TRIM and WRITE_ZEROES is a FLUSH after the change (the punch's partial-page
  * zeroes and its journal transaction are then durable).
@@ -28,9 +28,10 @@ import type { FileSystem } from '../fs/filesystem';
 import type { LayoutBreakOptions } from '../fs/types';
 import { NBD_BLOCK_STATUS_BYTES_MAX, NBD_REQUEST_BYTES_MAX } from './limits';
 import {
-  BASE_ALLOCATION_ID, blockStatusChunk, NBD_CMD_BLOCK_STATUS, NBD_CMD_CACHE, NBD_CMD_DISC, NBD_CMD_FLAG_DF, NBD_CMD_FLAG_FAST_ZERO,
+  BASE_ALLOCATION_ID, blockStatusBytes, CHUNK_HEADER_BYTES, NBD_CMD_BLOCK_STATUS, NBD_CMD_CACHE, NBD_CMD_DISC, NBD_CMD_FLAG_DF, NBD_CMD_FLAG_FAST_ZERO,
   NBD_CMD_FLAG_FUA, NBD_CMD_FLAG_NO_HOLE, NBD_CMD_FLAG_REQ_ONE, NBD_CMD_FLUSH, NBD_CMD_READ, NBD_CMD_TRIM, NBD_CMD_WRITE, NBD_CMD_WRITE_ZEROES,
-  NBD_REPLY_FLAG_DONE, NBD_STATE_HOLE, NBD_STATE_ZERO, noneDone, offsetDataHeader, offsetHole, simpleReply, type Request,
+  NBD_REPLY_FLAG_DONE, NBD_STATE_HOLE, NBD_STATE_ZERO, OFFSET_DATA_HEADER_BYTES, OFFSET_HOLE_BYTES, SIMPLE_REPLY_BYTES, writeBlockStatus,
+  writeNoneDone, writeOffsetDataHeader, writeOffsetHole, writeSimpleReply, type Request,
 } from './wire-format';
 
 const PAGE = 4096;
@@ -90,12 +91,22 @@ export function checkRequest(req: Request, t: CommandTarget): DaxError | null {
   return null;
 }
 
-/** Runs a checked request; resolves with the reply's buffers (the payload of a WRITE in `data`). */
-export async function runCommand(req: Request, t: CommandTarget, data: Buffer | null, layoutBreak: () => LayoutBreakOptions): Promise<Buffer[]> {
+/**
+ * Where READ and BLOCK_STATUS write their reply: alloc(n) reserves n bytes at buf[returned
+ * offset]; buf may change with each alloc, so read it after the alloc.
+ */
+export interface ReplySink {
+  alloc(n: number): number;
+  readonly buf: Buffer;
+}
+
+/**
+ * Runs a checked request without a reply payload (WRITE with its `data`, FLUSH, TRIM,
+ * WRITE_ZEROES, CACHE); the caller answers success or the error it throws.
+ */
+export async function runCommand(req: Request, t: CommandTarget, data: Buffer | null, layoutBreak: () => LayoutBreakOptions): Promise<void> {
   const fua = (req.flags & NBD_CMD_FLAG_FUA) !== 0;
   switch (req.type) {
-    case NBD_CMD_READ:
-      return read(req, t);
     case NBD_CMD_WRITE:
       if (req.length > 0) await t.fs.write(t.ino, req.offset, data as Buffer, fua);
       break;
@@ -114,63 +125,90 @@ export async function runCommand(req: Request, t: CommandTarget, data: Buffer | 
     case NBD_CMD_CACHE:
       t.fs.stat(t.ino);
       break;
-    case NBD_CMD_BLOCK_STATUS:
-      return [blockStatus(req, t)];
   }
-  return [simpleReply(req.cookie, 0)];
 }
 
 /**
- * READ: with structured replies, written runs are OFFSET_DATA chunks (views of one read
- * buffer) and holes and unwritten runs are OFFSET_HOLE chunks; with DF (or simple
- * replies) one data reply. The map and the read run in one synchronous stretch: nothing
- * changes the file between them.
+ * READ, synchronously, straight into the reply buffer (fs.readInto: one copy from the
+ * blocks). With structured replies, written runs are OFFSET_DATA chunks and holes and
+ * unwritten runs OFFSET_HOLE chunks; with DF (or simple replies) one data reply. The map
+ * and the copies run in one synchronous stretch: nothing changes the file in between.
+ * Past the file's current end (it shrank since the export was opened) reads as zeros.
+ * Throws before or after reserving reply bytes: the caller rolls the sink back.
  */
-function read(req: Request, t: CommandTarget): Promise<Buffer[]> | Buffer[] {
-  const { offset, length, cookie } = req;
-  if (length === 0) return [t.structured ? noneDone(cookie) : simpleReply(cookie, 0)];
-  const whole = !t.structured || (req.flags & NBD_CMD_FLAG_DF) !== 0;
+export function readReply(req: Request, t: CommandTarget, sink: ReplySink): void {
+  const { offset, length } = req;
+  if (length === 0) {
+    const at = sink.alloc(t.structured ? CHUNK_HEADER_BYTES : SIMPLE_REPLY_BYTES);
+    if (t.structured) writeNoneDone(sink.buf, at, req);
+    else writeSimpleReply(sink.buf, at, req, 0);
+    return;
+  }
+  if (!t.structured) {
+    const at = sink.alloc(SIMPLE_REPLY_BYTES + length);
+    writeSimpleReply(sink.buf, at, req, 0);
+    readAll(t, offset, length, sink.buf, at + SIMPLE_REPLY_BYTES);
+    return;
+  }
   const first = Math.floor(offset / PAGE);
-  const entries = whole ? null : t.fs.mapRange(t.ino, first, Math.floor((offset + length - 1) / PAGE) - first + 1);
-  return t.fs.read(t.ino, offset, length).then((got) => {
-    // Past the file's current end (it shrank since the export was opened) reads as zeros.
-    const data = got.length === length ? got : Buffer.concat([got, Buffer.alloc(length - got.length)]);
-    if (!t.structured) return [simpleReply(cookie, 0), data];
-    if (entries === null) return [offsetDataHeader(cookie, NBD_REPLY_FLAG_DONE, offset, length), data];
-    const out: Buffer[] = [];
-    const end = offset + length;
-    for (let i = 0; i < entries.length;) {
-      const written = entryState(entries[i]) === STATE_WRITTEN;
-      let n = 1;
-      while (i + n < entries.length && (entryState(entries[i + n]) === STATE_WRITTEN) === written) n++;
-      const from = Math.max(offset, (first + i) * PAGE);
-      const to = Math.min(end, (first + i + n) * PAGE);
-      const flags = to === end ? NBD_REPLY_FLAG_DONE : 0;
-      if (written) out.push(offsetDataHeader(cookie, flags, from, to - from), data.subarray(from - offset, to - offset));
-      else out.push(offsetHole(cookie, flags, from, to - from));
-      i += n;
+  const pages = Math.floor((offset + length - 1) / PAGE) - first + 1;
+  // DF, or nothing but data: one data chunk (DF has the zeros explicit, as the spec asks).
+  const entries = (req.flags & NBD_CMD_FLAG_DF) !== 0 ? null : t.fs.mapRange(t.ino, first, pages);
+  if (entries === null || allWritten(entries)) {
+    const at = sink.alloc(OFFSET_DATA_HEADER_BYTES + length);
+    writeOffsetDataHeader(sink.buf, at, req, NBD_REPLY_FLAG_DONE, offset, length);
+    readAll(t, offset, length, sink.buf, at + OFFSET_DATA_HEADER_BYTES);
+    return;
+  }
+  const end = offset + length;
+  for (let i = 0; i < entries.length;) {
+    const written = entryState(entries[i]) === STATE_WRITTEN;
+    let n = 1;
+    while (i + n < entries.length && (entryState(entries[i + n]) === STATE_WRITTEN) === written) n++;
+    const from = Math.max(offset, (first + i) * PAGE);
+    const to = Math.min(end, (first + i + n) * PAGE);
+    const flags = to === end ? NBD_REPLY_FLAG_DONE : 0;
+    if (written) {
+      const at = sink.alloc(OFFSET_DATA_HEADER_BYTES + to - from);
+      writeOffsetDataHeader(sink.buf, at, req, flags, from, to - from);
+      readAll(t, from, to - from, sink.buf, at + OFFSET_DATA_HEADER_BYTES);
+    } else {
+      const at = sink.alloc(OFFSET_HOLE_BYTES);
+      writeOffsetHole(sink.buf, at, req, flags, from, to - from);
     }
-    return out;
-  });
+    i += n;
+  }
+}
+
+function allWritten(entries: Uint32Array): boolean {
+  for (let i = 0; i < entries.length; i++) if (entryState(entries[i]) !== STATE_WRITTEN) return false;
+  return true;
+}
+
+/** length bytes at offset into b[at ..]; what lies past the file's end is zeros. */
+function readAll(t: CommandTarget, offset: number, length: number, b: Buffer, at: number): void {
+  const n = t.fs.readInto(t.ino, offset, length, b, at);
+  if (n < length) b.fill(0, at + n, at + length);
 }
 
 /** base:allocation of [offset, offset + length) clamped to NBD_BLOCK_STATUS_BYTES_MAX, page by page, equal runs merged. */
-function blockStatus(req: Request, t: CommandTarget): Buffer {
+export function blockStatusReply(req: Request, t: CommandTarget, sink: ReplySink): void {
   const { offset } = req;
   const end = offset + Math.min(req.length, NBD_BLOCK_STATUS_BYTES_MAX);
   const first = Math.floor(offset / PAGE);
   const entries = t.fs.mapRange(t.ino, first, Math.floor((end - 1) / PAGE) - first + 1);
-  const extents: Array<[number, number]> = [];
+  const extents: number[] = []; // length, flags, length, flags, ...
   for (let i = 0; i < entries.length; i++) {
     const s = entryState(entries[i]);
     const flags = s === STATE_WRITTEN ? 0 : s === STATE_UNWRITTEN ? NBD_STATE_ZERO : NBD_STATE_HOLE | NBD_STATE_ZERO;
     const bytes = Math.min(end, (first + i + 1) * PAGE) - Math.max(offset, (first + i) * PAGE);
-    const last = extents[extents.length - 1];
-    if (last !== undefined && last[1] === flags) last[0] += bytes;
+    const n = extents.length;
+    if (n > 0 && extents[n - 1] === flags) extents[n - 2] += bytes;
     else {
-      if ((req.flags & NBD_CMD_FLAG_REQ_ONE) !== 0 && last !== undefined) break;
-      extents.push([bytes, flags]);
+      if ((req.flags & NBD_CMD_FLAG_REQ_ONE) !== 0 && n > 0) break;
+      extents.push(bytes, flags);
     }
   }
-  return blockStatusChunk(req.cookie, BASE_ALLOCATION_ID, extents);
+  const at = sink.alloc(blockStatusBytes(extents.length / 2));
+  writeBlockStatus(sink.buf, at, req, BASE_ALLOCATION_ID, extents);
 }

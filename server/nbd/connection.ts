@@ -27,14 +27,14 @@ import type { FileSystem } from '../fs/filesystem';
 import type { LayoutBreakOptions, LayoutBreakPolicy } from '../fs/types';
 import { ByteQueue } from './byte-queue';
 import { NBD_BLOCK_STATUS_BYTES_MAX } from './limits';
-import { checkRequest, runCommand, type CommandTarget } from './commands';
+import { blockStatusReply, checkRequest, readReply, runCommand, type CommandTarget } from './commands';
 import { nbdErrno } from './errno';
 import type { ExportInfo, Exports } from './exports';
 import { HardDisconnect, negotiate, type HandshakeIo } from './handshake';
 import {
-  COMMAND_NAMES, decodeRequest, errorChunk, NBD_CMD_BLOCK_STATUS, NBD_CMD_DISC, NBD_CMD_READ, NBD_CMD_WRITE, NBD_FLAG_CAN_MULTI_CONN, NBD_FLAG_HAS_FLAGS,
-  NBD_FLAG_SEND_CACHE, NBD_FLAG_SEND_DF, NBD_FLAG_SEND_FAST_ZERO, NBD_FLAG_SEND_FLUSH, NBD_FLAG_SEND_FUA, NBD_FLAG_SEND_TRIM,
-  NBD_FLAG_SEND_WRITE_ZEROES, REQUEST_HEADER_BYTES, simpleReply, type CommandName, type Request,
+  COMMAND_NAMES, decodeRequest, errorChunkBytes, NBD_CMD_BLOCK_STATUS, NBD_CMD_DISC, NBD_CMD_READ, NBD_CMD_WRITE, NBD_FLAG_CAN_MULTI_CONN,
+  NBD_FLAG_HAS_FLAGS, NBD_FLAG_SEND_CACHE, NBD_FLAG_SEND_DF, NBD_FLAG_SEND_FAST_ZERO, NBD_FLAG_SEND_FLUSH, NBD_FLAG_SEND_FUA, NBD_FLAG_SEND_TRIM,
+  NBD_FLAG_SEND_WRITE_ZEROES, REQUEST_HEADER_BYTES, SIMPLE_REPLY_BYTES, utf8Bounded, writeErrorChunk, writeSimpleReply, type CommandName, type Request,
 } from './wire-format';
 
 export interface NbdLimits {
@@ -86,10 +86,19 @@ const PAGE = 4096;
 /** A hard disconnect lets the replies already made reach the peer for at most this long. */
 const HARD_DISCONNECT_FLUSH_MS = 1_000;
 
-/** Replies up to this size are concatenated into one write; larger ones are corked. */
-const COALESCE_BYTES_MAX = 256 * 1024;
+/** The reply slab (see "output"); replies above SLAB_PIECE_BYTES_MAX get their own buffer. */
+const SLAB_BYTES = 256 * 1024;
+const SLAB_PIECE_BYTES_MAX = 64 * 1024;
 
 let nextId = 1;
+
+interface OutputMark {
+  pieces: number;
+  slab: Buffer;
+  slabStart: number;
+  used: number;
+  bytes: number;
+}
 
 export class NbdConnection {
   readonly id = nextId++;
@@ -114,8 +123,6 @@ export class NbdConnection {
   private reservedBytes = 0;
   private paused = false;
   private disconnecting = false;
-  private out: Buffer[] = [];
-  private outBytes = 0;
   private flushScheduled = false;
   /** Aborts layout-break waits: the socket closed (ECANCELED) or the server stops (ESHUTDOWN). */
   private readonly abort = new AbortController();
@@ -241,10 +248,21 @@ export class NbdConnection {
    * an error at once, passes admission: a client that never reads its replies is paused.
    */
   private pump(): void {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      this.pumpLoop();
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private pumpLoop(): void {
     if (this.phase !== 'transmission' || this.disconnecting) return;
     const t = this.target as CommandTarget;
     const { limits } = this.deps;
     for (;;) {
+      if (this.disconnecting) return;
       if (this.discard > 0) {
         this.discard -= this.queue.skip(this.discard);
         if (this.discard > 0) break;
@@ -339,14 +357,32 @@ export class NbdConnection {
 
   // ---- running ------------------------------------------------------------------------
 
+  /**
+   * READ and BLOCK_STATUS run synchronously, their reply written in place (no promise,
+   * no copy but the one from the blocks); the others go through the engine's async calls.
+   */
   private start(req: Request, data: Buffer | null, t0: number): void {
-    let p: Promise<Buffer[]>;
+    const t = this.target as CommandTarget;
+    if (req.type === NBD_CMD_READ || req.type === NBD_CMD_BLOCK_STATUS) {
+      const mark = this.mark();
+      let err: unknown = null;
+      try {
+        if (req.type === NBD_CMD_READ) readReply(req, t, this);
+        else blockStatusReply(req, t, this);
+      } catch (e) {
+        this.rollback(mark);
+        err = e;
+      }
+      this.finish(req, err, t0, false);
+      return;
+    }
+    let p: Promise<void>;
     try {
-      p = runCommand(req, this.target as CommandTarget, data, () => this.layoutBreak(req));
+      p = runCommand(req, t, data, () => this.layoutBreak(req));
     } catch (err) {
       p = Promise.reject(err);
     }
-    p.then((reply) => this.finish(req, reply, null, t0), (err: unknown) => this.finish(req, null, err, t0));
+    p.then(() => this.finish(req, null, t0, true), (err: unknown) => this.finish(req, err ?? new Error('rejected'), t0, true));
   }
 
   /** layout_break for one TRIM / WRITE_ZEROES: the policy, bounded by NBD_LAYOUT_BREAK_TIMEOUT_MS. */
@@ -359,21 +395,27 @@ export class NbdConnection {
     signal.addEventListener('abort', () => clearTimeout(timer), { once: true });
     // The wait ends with the request; the timer must not outlive it.
     this.afterRequest.set(req, () => clearTimeout(timer));
-    return { policy: this.deps.policy, signal, requestId: `nbd-${this.id}-${req.cookie}` };
+    return { policy: this.deps.policy, signal, requestId: `nbd-${this.id}-${req.cookieHi.toString(16)}${req.cookieLo.toString(16).padStart(8, '0')}` };
   }
 
   private readonly afterRequest = new Map<Request, () => void>();
 
-  private finish(req: Request, reply: Buffer[] | null, err: unknown, t0: number): void {
-    const cleanup = this.afterRequest.get(req);
-    if (cleanup !== undefined) {
-      this.afterRequest.delete(req);
-      cleanup();
+  /** A request is done (err null: success; `simpleOk`: answer success with a simple reply). */
+  private finish(req: Request, err: unknown, t0: number, simpleOk: boolean): void {
+    if (this.afterRequest.size > 0) {
+      const cleanup = this.afterRequest.get(req);
+      if (cleanup !== undefined) {
+        this.afterRequest.delete(req);
+        cleanup();
+      }
     }
     this.inFlight--;
     this.reservedBytes -= this.costOf(req);
-    if (reply !== null) {
-      for (const b of reply) this.send(b);
+    if (err === null) {
+      if (simpleOk) {
+        const at = this.alloc(SIMPLE_REPLY_BYTES);
+        writeSimpleReply(this.buf, at, req, 0);
+      }
       this.observe(req, 0, t0);
     } else {
       if (!(err instanceof DaxError)) this.deps.log.error({ conn: this.id, err, command: COMMAND_NAMES[req.type] }, 'nbd request failed (bug)');
@@ -386,9 +428,15 @@ export class NbdConnection {
 
   private answerError(req: Request, err: unknown, t0: number): void {
     const errno = nbdErrno(err);
-    const message = (err instanceof Error ? err.message : String(err)).slice(0, ERROR_MESSAGE_CHARS_MAX);
     // Structured replies carry the message; READ must be answered structured once negotiated.
-    this.send(this.target?.structured ? errorChunk(req.cookie, errno, message) : simpleReply(req.cookie, errno));
+    if (this.target?.structured) {
+      const message = utf8Bounded((err instanceof Error ? err.message : String(err)).slice(0, ERROR_MESSAGE_CHARS_MAX));
+      const at = this.alloc(errorChunkBytes(message));
+      writeErrorChunk(this.buf, at, req, errno, message);
+    } else {
+      const at = this.alloc(SIMPLE_REPLY_BYTES);
+      writeSimpleReply(this.buf, at, req, errno);
+    }
     this.observe(req, errno, t0);
   }
 
@@ -400,27 +448,99 @@ export class NbdConnection {
   }
 
   // ---- output -------------------------------------------------------------------------
+  //
+  // Replies are written into a slab (SLAB_BYTES) one after another; at the flush the
+  // slab's new bytes go to the socket as one buffer. The slab is never written below its
+  // flushed mark, so the socket may hold those bytes as long as it likes; a full slab is
+  // replaced by a new one. Replies larger than SLAB_PIECE_BYTES_MAX get a buffer of their
+  // own. `out` keeps the pieces in reply order.
 
-  private send(b: Buffer): void {
-    if (this.phase === 'closed') return;
-    this.out.push(b);
-    this.outBytes += b.length;
+  private slab: Buffer = Buffer.allocUnsafe(0);
+  private slabUsed = 0;
+  /** Start of the slab bytes not yet in `out`. */
+  private slabStart = 0;
+  /** The buffer of the last alloc when it was too large for the slab. */
+  private ownPiece: Buffer | null = null;
+  private out: Buffer[] = [];
+  /** Bytes in `out` and the slab not yet handed to the socket. */
+  private outBytes = 0;
+  private pumping = false;
+
+  /** ReplySink: the buffer the last alloc() reserved in. */
+  get buf(): Buffer {
+    return this.ownPiece ?? this.slab;
+  }
+
+  /** ReplySink: reserves n bytes at buf[returned offset], in reply order. */
+  alloc(n: number): number {
+    this.outBytes += n;
+    this.scheduleFlush();
+    this.ownPiece = null;
+    if (n > SLAB_PIECE_BYTES_MAX) {
+      this.closeSegment();
+      this.ownPiece = Buffer.allocUnsafe(n);
+      this.out.push(this.ownPiece);
+      return 0;
+    }
+    if (this.slab.length - this.slabUsed < n) {
+      this.closeSegment();
+      this.slab = Buffer.allocUnsafe(SLAB_BYTES);
+      this.slabUsed = this.slabStart = 0;
+    }
+    const at = this.slabUsed;
+    this.slabUsed += n;
+    return at;
+  }
+
+  private closeSegment(): void {
+    if (this.slabUsed > this.slabStart) {
+      this.out.push(this.slab.subarray(this.slabStart, this.slabUsed));
+      this.slabStart = this.slabUsed;
+    }
+  }
+
+  private mark(): OutputMark {
+    return { pieces: this.out.length, slab: this.slab, slabStart: this.slabStart, used: this.slabUsed, bytes: this.outBytes };
+  }
+
+  /** Forgets what was reserved since the mark (a READ that failed halfway); keeps what came before. */
+  private rollback(m: OutputMark): void {
+    this.out.length = m.pieces;
+    this.outBytes = m.bytes;
+    this.ownPiece = null;
+    if (this.slab === m.slab) {
+      this.slabStart = m.slabStart;
+      this.slabUsed = m.used;
+    } else {
+      if (m.used > m.slabStart) this.out.push(m.slab.subarray(m.slabStart, m.used));
+      this.slabStart = this.slabUsed = 0;
+    }
+  }
+
+  private scheduleFlush(): void {
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       process.nextTick(() => this.flush());
     }
   }
 
+  /** The handshake's replies: pieces of their own. */
+  private send(b: Buffer): void {
+    this.closeSegment();
+    this.out.push(b);
+    this.outBytes += b.length;
+    this.scheduleFlush();
+  }
+
   private flush(): void {
     this.flushScheduled = false;
+    this.closeSegment();
     const out = this.out;
-    const bytes = this.outBytes;
     if (out.length === 0) return;
     this.out = [];
     this.outBytes = 0;
     if (this.phase === 'closed' || this.socket.destroyed || this.socket.writableEnded) return;
     if (out.length === 1) this.socket.write(out[0]);
-    else if (bytes <= COALESCE_BYTES_MAX) this.socket.write(Buffer.concat(out, bytes));
     else {
       this.socket.cork();
       for (const b of out) this.socket.write(b);

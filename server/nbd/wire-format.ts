@@ -113,8 +113,9 @@ export const NBD_ESHUTDOWN = 108;
 export interface Request {
   flags: number;
   type: number;
-  /** The client's opaque cookie, echoed as is. */
-  cookie: bigint;
+  /** The client's opaque cookie, echoed as is (two halves: no BigInt per request). */
+  cookieHi: number;
+  cookieLo: number;
   offset: number;
   length: number;
 }
@@ -126,7 +127,9 @@ export function decodeRequest(b: Buffer, at: number): Request | null {
   const lo = b.readUInt32BE(at + 20);
   // An offset >= 2^53 is past any export: keep it as a number that fails every range check.
   const offset = hi >= 0x200000 ? Number.MAX_SAFE_INTEGER : hi * 0x100000000 + lo;
-  return { flags: b.readUInt16BE(at + 4), type: b.readUInt16BE(at + 6), cookie: b.readBigUInt64BE(at + 8), offset, length: b.readUInt32BE(at + 24) };
+  return {
+    flags: b.readUInt16BE(at + 4), type: b.readUInt16BE(at + 6), cookieHi: b.readUInt32BE(at + 8), cookieLo: b.readUInt32BE(at + 12), offset, length: b.readUInt32BE(at + 24),
+  };
 }
 
 // ---- encoders: handshake -------------------------------------------------------------
@@ -204,66 +207,74 @@ export function exportNameReply(sizeBytes: number, flags: number, noZeroes: bool
 }
 
 // ---- encoders: transmission ------------------------------------------------------------
+// Replies are written in place into the connection's output buffer: each writer takes the
+// buffer and offset, writes exactly the bytes its *_BYTES constant (or size function) says.
 
-export function simpleReply(cookie: bigint, error: number): Buffer {
-  const b = Buffer.allocUnsafe(SIMPLE_REPLY_BYTES);
-  b.writeUInt32BE(NBD_SIMPLE_REPLY_MAGIC, 0);
-  b.writeUInt32BE(error, 4);
-  b.writeBigUInt64BE(cookie, 8);
-  return b;
+export const OFFSET_DATA_HEADER_BYTES = CHUNK_HEADER_BYTES + 8;
+export const OFFSET_HOLE_BYTES = CHUNK_HEADER_BYTES + 12;
+
+function writeU64(b: Buffer, at: number, v: number): void {
+  b.writeUInt32BE(Math.floor(v / 0x100000000), at);
+  b.writeUInt32BE(v % 0x100000000, at + 4);
 }
 
-/** A chunk header followed by `extra` bytes of room, the first of which the caller fills. */
-export function chunk(cookie: bigint, flags: number, type: number, payloadBytes: number, extra = 0): Buffer {
-  const b = Buffer.allocUnsafe(CHUNK_HEADER_BYTES + extra);
-  b.writeUInt32BE(NBD_STRUCTURED_REPLY_MAGIC, 0);
-  b.writeUInt16BE(flags, 4);
-  b.writeUInt16BE(type, 6);
-  b.writeBigUInt64BE(cookie, 8);
-  b.writeUInt32BE(payloadBytes, 16);
-  return b;
+export function writeSimpleReply(b: Buffer, at: number, req: Request, error: number): void {
+  b.writeUInt32BE(NBD_SIMPLE_REPLY_MAGIC, at);
+  b.writeUInt32BE(error, at + 4);
+  b.writeUInt32BE(req.cookieHi, at + 8);
+  b.writeUInt32BE(req.cookieLo, at + 12);
 }
 
-/** OFFSET_DATA's header (chunk header + offset); the data follows as its own buffer. */
-export function offsetDataHeader(cookie: bigint, flags: number, offset: number, dataBytes: number): Buffer {
-  const b = chunk(cookie, flags, NBD_REPLY_TYPE_OFFSET_DATA, 8 + dataBytes, 8);
-  b.writeBigUInt64BE(BigInt(offset), CHUNK_HEADER_BYTES);
-  return b;
+export function writeChunkHeader(b: Buffer, at: number, req: Request, flags: number, type: number, payloadBytes: number): void {
+  b.writeUInt32BE(NBD_STRUCTURED_REPLY_MAGIC, at);
+  b.writeUInt16BE(flags, at + 4);
+  b.writeUInt16BE(type, at + 6);
+  b.writeUInt32BE(req.cookieHi, at + 8);
+  b.writeUInt32BE(req.cookieLo, at + 12);
+  b.writeUInt32BE(payloadBytes, at + 16);
 }
 
-export function offsetHole(cookie: bigint, flags: number, offset: number, holeBytes: number): Buffer {
-  const b = chunk(cookie, flags, NBD_REPLY_TYPE_OFFSET_HOLE, 12, 12);
-  b.writeBigUInt64BE(BigInt(offset), CHUNK_HEADER_BYTES);
-  b.writeUInt32BE(holeBytes, CHUNK_HEADER_BYTES + 8);
-  return b;
+/** OFFSET_DATA's header; its dataBytes of data follow at at + OFFSET_DATA_HEADER_BYTES. */
+export function writeOffsetDataHeader(b: Buffer, at: number, req: Request, flags: number, offset: number, dataBytes: number): void {
+  writeChunkHeader(b, at, req, flags, NBD_REPLY_TYPE_OFFSET_DATA, 8 + dataBytes);
+  writeU64(b, at + CHUNK_HEADER_BYTES, offset);
 }
 
-export function noneDone(cookie: bigint): Buffer {
-  return chunk(cookie, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, 0);
+export function writeOffsetHole(b: Buffer, at: number, req: Request, flags: number, offset: number, holeBytes: number): void {
+  writeChunkHeader(b, at, req, flags, NBD_REPLY_TYPE_OFFSET_HOLE, 12);
+  writeU64(b, at + CHUNK_HEADER_BYTES, offset);
+  b.writeUInt32BE(holeBytes, at + CHUNK_HEADER_BYTES + 8);
 }
 
-/** NBD_REPLY_TYPE_ERROR, final, with a message for a human (cut to the protocol's string bound). */
-export function errorChunk(cookie: bigint, error: number, message: string): Buffer {
-  const m = utf8Bounded(message);
-  const b = chunk(cookie, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, 6 + m.length, 6 + m.length);
-  b.writeUInt32BE(error, CHUNK_HEADER_BYTES);
-  b.writeUInt16BE(m.length, CHUNK_HEADER_BYTES + 4);
-  m.copy(b, CHUNK_HEADER_BYTES + 6);
-  return b;
+export function writeNoneDone(b: Buffer, at: number, req: Request): void {
+  writeChunkHeader(b, at, req, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, 0);
 }
 
-/** NBD_REPLY_TYPE_BLOCK_STATUS, final: extents as [length, flags] pairs. */
-export function blockStatusChunk(cookie: bigint, contextId: number, extents: ReadonlyArray<readonly [number, number]>): Buffer {
-  const payload = 4 + 8 * extents.length;
-  const b = chunk(cookie, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS, payload, payload);
-  b.writeUInt32BE(contextId, CHUNK_HEADER_BYTES);
-  let at = CHUNK_HEADER_BYTES + 4;
-  for (const [length, flags] of extents) {
-    b.writeUInt32BE(length, at);
-    b.writeUInt32BE(flags, at + 4);
-    at += 8;
+export function errorChunkBytes(message: Buffer): number {
+  return CHUNK_HEADER_BYTES + 6 + message.length;
+}
+
+/** NBD_REPLY_TYPE_ERROR, final; `message` from utf8Bounded. */
+export function writeErrorChunk(b: Buffer, at: number, req: Request, error: number, message: Buffer): void {
+  writeChunkHeader(b, at, req, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, 6 + message.length);
+  b.writeUInt32BE(error, at + CHUNK_HEADER_BYTES);
+  b.writeUInt16BE(message.length, at + CHUNK_HEADER_BYTES + 4);
+  message.copy(b, at + CHUNK_HEADER_BYTES + 6);
+}
+
+export function blockStatusBytes(extents: number): number {
+  return CHUNK_HEADER_BYTES + 4 + 8 * extents;
+}
+
+/** NBD_REPLY_TYPE_BLOCK_STATUS, final: `extents` as length, flags, length, flags, ... */
+export function writeBlockStatus(b: Buffer, at: number, req: Request, contextId: number, extents: readonly number[]): void {
+  writeChunkHeader(b, at, req, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS, 4 + 4 * extents.length);
+  b.writeUInt32BE(contextId, at + CHUNK_HEADER_BYTES);
+  let p = at + CHUNK_HEADER_BYTES + 4;
+  for (const v of extents) {
+    b.writeUInt32BE(v, p);
+    p += 4;
   }
-  return b;
 }
 
 const EMPTY = Buffer.alloc(0);

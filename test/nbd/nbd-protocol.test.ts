@@ -372,6 +372,25 @@ describe('NBD server: protocol', function () {
       assert.ok(f.fs.statVolume().blocksFree >= before.blocksFree + 8, 'blocks freed after the last user went');
     });
 
+    it('server stop: a TRIM waiting for a pin ends with ESHUTDOWN (file unchanged), the connection closes, stop resolves', async function () {
+      const owner = new TestOwner('dma');
+      await f.fs.write(ino, 0, randomBytes(4 * PAGE), false);
+      const pin = await f.dax.pin(owner, { ino, firstPgoff: 0, npages: 1, writable: true, leaseMs: 0 });
+      const c = await f.connect();
+      await c.greet();
+      await c.go('disk');
+      const cookie = c.request(W.NBD_CMD_TRIM, { offset: 0, length: 4 * PAGE });
+      await until(() => f.nbd.list()[0]?.inFlight === 1, 'the TRIM is in flight');
+      const stopped = f.nbd.stop(10_000);
+      const [m] = await c.replyTo();
+      assert.equal(m.cookie, cookie);
+      assert.equal(m.error, W.NBD_ESHUTDOWN, m.message);
+      await c.closed;
+      await stopped;
+      assert.equal(f.fs.stat(ino).blocks, 4, 'nothing punched');
+      f.dax.unpin(owner, pin.id);
+    });
+
     it('backpressure: at NBD_REQUESTS_IN_FLIGHT_MAX the server stops reading; everything is answered later', async function () {
       await f.stop();
       f = await nbdFixture({ layoutBreak: 'WAIT', limits: { requestsInFlightMax: 4 } });
