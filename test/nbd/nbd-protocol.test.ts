@@ -142,6 +142,49 @@ describe('NBD server: protocol', function () {
       assert.equal(f.fs.stat(ino).sizeBytes, FILE_BYTES, 'writes inside the export keep the size');
     });
 
+    it('requests split anywhere (a byte at a time) and many in one segment parse the same', async function () {
+      const c = await f.connect();
+      await c.greet();
+      await c.go('disk');
+      c.socket.setNoDelay(true);
+      const data = randomBytes(PAGE + 3);
+      const header = Buffer.alloc(28);
+      header.writeUInt32BE(W.NBD_REQUEST_MAGIC, 0);
+      header.writeUInt16BE(W.NBD_CMD_WRITE, 6);
+      header.writeBigUInt64BE(77n, 8);
+      header.writeBigUInt64BE(123n, 16);
+      header.writeUInt32BE(data.length, 24);
+      const bytes = Buffer.concat([header, data]);
+      for (let i = 0; i < 40; i++) {
+        c.write(bytes.subarray(i, i + 1));
+        await new Promise((r) => setImmediate(r));
+      }
+      c.write(bytes.subarray(40));
+      const [m] = await c.replyTo();
+      assert.deepEqual([m.cookie, m.error], [77n, 0]);
+      assert.deepEqual(await f.fs.read(ino, 123, data.length), data);
+      // Sixty-four READs in one write: sixty-four answers, each with its cookie.
+      const many: Buffer[] = [];
+      for (let i = 0; i < 64; i++) {
+        const h = Buffer.alloc(28);
+        h.writeUInt32BE(W.NBD_REQUEST_MAGIC, 0);
+        h.writeUInt16BE(W.NBD_CMD_READ, 6);
+        h.writeBigUInt64BE(BigInt(1000 + i), 8);
+        h.writeBigUInt64BE(123n, 16);
+        h.writeUInt32BE(data.length, 24);
+        many.push(h);
+      }
+      c.write(Buffer.concat(many));
+      const seen = new Set<bigint>();
+      for (let i = 0; i < 64; i++) {
+        const msgs = await c.replyTo();
+        const got = Buffer.concat(msgs.filter((x) => x.type === W.NBD_REPLY_TYPE_OFFSET_DATA).map((x) => x.payload.subarray(8)));
+        assert.deepEqual(got, data);
+        seen.add(msgs[0].cookie);
+      }
+      assert.equal(seen.size, 64);
+    });
+
     it('structured READ: OFFSET_DATA for written pages, OFFSET_HOLE for holes and unwritten pages; DF gives one data chunk', async function () {
       const c = await f.connect();
       await c.greet();
