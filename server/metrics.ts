@@ -16,6 +16,7 @@ import type { Dax } from './dax/dax';
 import type { LayoutBreakOutcome } from './dax/observer';
 import type { FileSystem } from './fs/filesystem';
 import type { LayoutBreakPolicy } from './fs/types';
+import { HotHistogram, type HotRecorder } from './metrics-hot';
 import type { CommandName } from './nbd/wire-format';
 import type { SessionTable } from './session/session-table';
 import type { StreamMemory } from './rpc/stream-memory';
@@ -74,8 +75,10 @@ export class Metrics {
   private readonly journalCommitSeconds: prom.Histogram;
   private readonly nbdConnections: prom.Gauge;
   private readonly nbdConnectionsOpened: prom.Counter;
-  private readonly nbdRequestDuration: prom.Histogram<'command' | 'outcome'>;
-  private readonly nbdRequestChildren = new Map<string, prom.Histogram.Internal<'command' | 'outcome'>>();
+  private readonly nbdRequestDuration: HotHistogram;
+  private readonly nbdRequestChildren = new Map<string, HotRecorder>();
+  /** NBD READ/WRITE ops and bytes not yet added to daxd_io_*: added at scrape time (flushNbdIo). */
+  private readonly nbdIoPending = { read: { ops: 0, bytes: 0 }, write: { ops: 0, bytes: 0 } };
 
   constructor() {
     const registers = [this.registry];
@@ -92,10 +95,10 @@ export class Metrics {
     });
     const ioOps = new prom.Counter({
       name: 'daxd_io_ops_total', help: 'Data operations served: file read/write (unary and stream ops), mapping load/store, DMA read/write.',
-      labelNames: ['path', 'direction'], registers,
+      labelNames: ['path', 'direction'], registers, collect: () => this.flushNbdIo(),
     });
     const ioBytes = new prom.Counter({
-      name: 'daxd_io_bytes_total', help: 'Data bytes read and written, by path.', labelNames: ['path', 'direction'], registers,
+      name: 'daxd_io_bytes_total', help: 'Data bytes read and written, by path.', labelNames: ['path', 'direction'], registers, collect: () => this.flushNbdIo(),
     });
     const bind = (c: prom.Counter<'path' | 'direction'>) => Object.fromEntries(IO_PATHS.map((path) => [path, {
       read: c.labels(path, 'read'), write: c.labels(path, 'write'),
@@ -131,10 +134,9 @@ export class Metrics {
     this.nbdConnectionsOpened = new prom.Counter({
       name: 'daxd_nbd_connections_opened_total', help: 'NBD connections accepted.', registers,
     });
-    this.nbdRequestDuration = new prom.Histogram({
-      name: 'daxd_nbd_request_duration_seconds', help: 'NBD requests by command and outcome (ok, or the NBD error name), from the header read to the reply handed to the socket.',
-      labelNames: ['command', 'outcome'], buckets: NBD_REQUEST_DURATION_BUCKETS_SECONDS, registers,
-    });
+    this.nbdRequestDuration = new HotHistogram('daxd_nbd_request_duration_seconds',
+      'NBD requests by command and outcome (ok, or the NBD error name), from the header read to the reply handed to the socket.',
+      NBD_REQUEST_DURATION_BUCKETS_SECONDS, this.registry);
 
     this.defineSampled();
   }
@@ -179,6 +181,24 @@ export class Metrics {
     this.journalCommitSeconds.observe(seconds);
   }
 
+  /** An NBD READ or WRITE served: daxd_io_*{path="nbd"}, counted in plain numbers on the hot path. */
+  nbdIo(direction: IoDirection, bytes: number): void {
+    const p = this.nbdIoPending[direction];
+    p.ops++;
+    p.bytes += bytes;
+  }
+
+  /** Adds the pending NBD I/O to daxd_io_* (their collect: every scrape reads them after this). */
+  private flushNbdIo(): void {
+    for (const direction of ['read', 'write'] as const) {
+      const p = this.nbdIoPending[direction];
+      if (p.ops > 0) this.ioOps.nbd[direction].inc(p.ops);
+      if (p.bytes > 0) this.ioBytes.nbd[direction].inc(p.bytes);
+      p.ops = 0;
+      p.bytes = 0;
+    }
+  }
+
   nbdConnectionOpened(): void {
     this.nbdConnections.inc();
     this.nbdConnectionsOpened.inc();
@@ -193,7 +213,7 @@ export class Metrics {
   nbdRequestFinished(command: CommandName, outcome: string, seconds: number): void {
     const key = `${command} ${outcome}`;
     let child = this.nbdRequestChildren.get(key);
-    if (!child) this.nbdRequestChildren.set(key, (child = this.nbdRequestDuration.labels(command, outcome)));
+    if (!child) this.nbdRequestChildren.set(key, (child = this.nbdRequestDuration.child({ command, outcome })));
     child.observe(seconds);
   }
 

@@ -29,8 +29,8 @@ export function nbdObserver(metrics: Metrics): NbdObserver {
     connectionOpened: () => metrics.nbdConnectionOpened(),
     connectionClosed: () => metrics.nbdConnectionClosed(),
     request: (command, seconds, errno, bytes) => {
-      if (errno === 0 && command === 'READ') metrics.io('nbd', 'read', bytes);
-      else if (errno === 0 && command === 'WRITE') metrics.io('nbd', 'write', bytes);
+      if (errno === 0 && command === 'READ') metrics.nbdIo('read', bytes);
+      else if (errno === 0 && command === 'WRITE') metrics.nbdIo('write', bytes);
       metrics.nbdRequestFinished(command, nbdOutcome(errno), seconds);
     },
   };
