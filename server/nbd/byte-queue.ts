@@ -22,22 +22,31 @@ export class ByteQueue {
   /** The next n bytes (n <= length), consumed. */
   take(n: number): Buffer {
     if (n === 0) return EMPTY;
-    const first = this.chunks[0];
-    if (first.length - this.head >= n) {
-      const out = first.subarray(this.head, this.head + n);
+    if (this.contiguous(n)) {
+      const out = this.chunks[0].subarray(this.head, this.head + n);
       this.advance(n);
       return out;
     }
     const out = Buffer.allocUnsafe(n);
+    this.takeInto(n, out);
+    return out;
+  }
+
+  /** True when the next n bytes (n <= length) lie in one chunk: take(n) is then a view. */
+  contiguous(n: number): boolean {
+    return this.chunks.length > 0 && this.chunks[0].length - this.head >= n;
+  }
+
+  /** Copies the next n bytes (n <= length) to target[0, n), consumed. */
+  takeInto(n: number, target: Buffer): void {
     let filled = 0;
     while (filled < n) {
       const c = this.chunks[0];
       const k = Math.min(n - filled, c.length - this.head);
-      c.copy(out, filled, this.head, this.head + k);
+      c.copy(target, filled, this.head, this.head + k);
       filled += k;
       this.advance(k);
     }
-    return out;
   }
 
   /** Discards up to n bytes; returns how many it discarded. */

@@ -26,7 +26,8 @@ import { DaxError } from '../errors';
 import type { FileSystem } from '../fs/filesystem';
 import type { LayoutBreakOptions, LayoutBreakPolicy } from '../fs/types';
 import { ByteQueue } from './byte-queue';
-import { NBD_BLOCK_STATUS_BYTES_MAX } from './limits';
+import type { BufferPool } from './buffer-pool';
+import { NBD_BLOCK_STATUS_BYTES_MAX, NBD_POOLED_BUFFER_BYTES_MAX } from './limits';
 import { blockStatusReply, checkRequest, readReply, runCommand, type CommandTarget } from './commands';
 import { nbdErrno } from './errno';
 import type { ExportInfo, Exports } from './exports';
@@ -63,6 +64,8 @@ export interface ConnectionDeps {
   observer: NbdObserver;
   policy: LayoutBreakPolicy;
   limits: NbdLimits;
+  /** Large reply and payload buffers for reuse (server-wide). */
+  pool: BufferPool;
   shuttingDown(): boolean;
 }
 
@@ -275,7 +278,13 @@ export class NbdConnection {
         const { req, t0 } = this.pendingWrite;
         if (this.queue.length < req.length) break;
         this.pendingWrite = null;
-        this.start(req, this.queue.take(req.length), t0);
+        if (this.queue.contiguous(req.length) || req.length > NBD_POOLED_BUFFER_BYTES_MAX) this.start(req, this.queue.take(req.length), t0, null);
+        else {
+          // Spread over socket chunks: assembled in a pooled buffer, given back once written.
+          const base = this.deps.pool.take(req.length);
+          this.queue.takeInto(req.length, base);
+          this.start(req, base.subarray(0, req.length), t0, base);
+        }
         continue;
       }
       if (this.held === null) {
@@ -307,7 +316,7 @@ export class NbdConnection {
       }
       this.admit(req);
       if (req.type === NBD_CMD_WRITE) this.pendingWrite = { req, t0 };
-      else this.start(req, null, t0);
+      else this.start(req, null, t0, null);
     }
     this.resumeReading();
   }
@@ -361,7 +370,7 @@ export class NbdConnection {
    * READ and BLOCK_STATUS run synchronously, their reply written in place (no promise,
    * no copy but the one from the blocks); the others go through the engine's async calls.
    */
-  private start(req: Request, data: Buffer | null, t0: number): void {
+  private start(req: Request, data: Buffer | null, t0: number, pooled: Buffer | null): void {
     const t = this.target as CommandTarget;
     if (req.type === NBD_CMD_READ || req.type === NBD_CMD_BLOCK_STATUS) {
       const mark = this.mark();
@@ -382,7 +391,13 @@ export class NbdConnection {
     } catch (err) {
       p = Promise.reject(err);
     }
-    p.then(() => this.finish(req, null, t0, true), (err: unknown) => this.finish(req, err ?? new Error('rejected'), t0, true));
+    p.then(() => {
+      if (pooled !== null) this.deps.pool.give(pooled);
+      this.finish(req, null, t0, true);
+    }, (err: unknown) => {
+      if (pooled !== null) this.deps.pool.give(pooled);
+      this.finish(req, err ?? new Error('rejected'), t0, true);
+    });
   }
 
   /** layout_break for one TRIM / WRITE_ZEROES: the policy, bounded by NBD_LAYOUT_BREAK_TIMEOUT_MS. */
@@ -461,6 +476,8 @@ export class NbdConnection {
   private slabStart = 0;
   /** The buffer of the last alloc when it was too large for the slab. */
   private ownPiece: Buffer | null = null;
+  /** Pieces from the buffer pool -> the pooled buffer, given back after the socket wrote them. */
+  private readonly pooled = new Map<Buffer, Buffer>();
   private out: Buffer[] = [];
   /** Bytes in `out` and the slab not yet handed to the socket. */
   private outBytes = 0;
@@ -478,7 +495,9 @@ export class NbdConnection {
     this.ownPiece = null;
     if (n > SLAB_PIECE_BYTES_MAX) {
       this.closeSegment();
-      this.ownPiece = Buffer.allocUnsafe(n);
+      const base = n <= NBD_POOLED_BUFFER_BYTES_MAX ? this.deps.pool.take(n) : Buffer.allocUnsafe(n);
+      this.ownPiece = base.length === n ? base : base.subarray(0, n);
+      if (n <= NBD_POOLED_BUFFER_BYTES_MAX) this.pooled.set(this.ownPiece, base);
       this.out.push(this.ownPiece);
       return 0;
     }
@@ -505,6 +524,12 @@ export class NbdConnection {
 
   /** Forgets what was reserved since the mark (a READ that failed halfway); keeps what came before. */
   private rollback(m: OutputMark): void {
+    for (let i = m.pieces; i < this.out.length; i++) {
+      const base = this.pooled.get(this.out[i]);
+      if (base === undefined) continue;
+      this.pooled.delete(this.out[i]);
+      this.deps.pool.give(base);
+    }
     this.out.length = m.pieces;
     this.outBytes = m.bytes;
     this.ownPiece = null;
@@ -539,13 +564,21 @@ export class NbdConnection {
     if (out.length === 0) return;
     this.out = [];
     this.outBytes = 0;
-    if (this.phase === 'closed' || this.socket.destroyed || this.socket.writableEnded) return;
-    if (out.length === 1) this.socket.write(out[0]);
-    else {
-      this.socket.cork();
-      for (const b of out) this.socket.write(b);
-      this.socket.uncork();
+    if (this.phase === 'closed' || this.socket.destroyed || this.socket.writableEnded) {
+      this.pooled.clear();
+      return;
     }
+    if (out.length > 1) this.socket.cork();
+    for (const b of out) {
+      const base = this.pooled.size > 0 ? this.pooled.get(b) : undefined;
+      if (base === undefined) this.socket.write(b);
+      else {
+        this.pooled.delete(b);
+        // Back to the pool once the kernel has the bytes (or the write failed): not before.
+        this.socket.write(b, () => this.deps.pool.give(base));
+      }
+    }
+    if (out.length > 1) this.socket.uncork();
   }
 
   /** Resolves when the socket's own buffer is under the connection bound again. */

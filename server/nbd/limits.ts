@@ -45,3 +45,10 @@ export const NBD_LAYOUT_BREAK_TIMEOUT_MS = 10_000;
 
 /** BLOCK_STATUS answers at most this many bytes of the export per request (the spec lets a server answer less). */
 export const NBD_BLOCK_STATUS_BYTES_MAX = 1024 * 1024 * 1024;
+
+/**
+ * Idle READ-reply and WRITE-payload buffers the server keeps for reuse (all connections
+ * together), and the largest one it keeps (server/nbd/buffer-pool.ts).
+ */
+export const NBD_REPLY_POOL_BYTES_MAX = 32 * 1024 * 1024;
+export const NBD_POOLED_BUFFER_BYTES_MAX = 4 * 1024 * 1024;

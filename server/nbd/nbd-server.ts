@@ -15,6 +15,7 @@ import type { Logger } from 'pino';
 import type { Dax } from '../dax/dax';
 import type { FileSystem } from '../fs/filesystem';
 import type { LayoutBreakPolicy } from '../fs/types';
+import { BufferPool } from './buffer-pool';
 import { NbdConnection, type NbdLimits, type NbdObserver } from './connection';
 import { Exports } from './exports';
 import {
@@ -92,7 +93,7 @@ export class NbdServer {
     const observer = options.observer ?? {};
     const deps = {
       fs: options.fs, dax: options.dax, exports: new Exports(options.fs, options.defaultExport), log: options.log, observer,
-      policy: options.layoutBreak ?? 'WAIT', limits, shuttingDown: () => nbd.stopping !== null,
+      policy: options.layoutBreak ?? 'WAIT', limits, pool: new BufferPool(), shuttingDown: () => nbd.stopping !== null,
     };
     server.on('error', (err) => options.log.error({ err }, 'nbd listener error'));
     server.on('connection', (socket) => {

@@ -185,6 +185,44 @@ describe('NBD server: protocol', function () {
       assert.equal(seen.size, 64);
     });
 
+    for (const structured of [false, true]) {
+      it(`pipelined large READs and WRITEs with distinct data all arrive intact (reused buffers never overwrite bytes on their way; ${structured ? 'structured' : 'simple'})`, async function () {
+        await f.stop();
+        let done = 0;
+        const answered = () => done;
+        f = await nbdFixture({ observer: { request: () => void done++ } });
+        ino = (await f.fs.create('disk', true)).ino;
+        await f.fs.truncate(ino, FILE_BYTES);
+        const c = await f.connect();
+        await c.greet();
+        await c.go('disk', { structured });
+        const piece = 128 * 1024 + 512;
+        const n = 6;
+        const data = randomBytes(n * piece);
+        const writes: bigint[] = [];
+        for (let i = 0; i < n; i++) writes.push(c.request(W.NBD_CMD_WRITE, { offset: i * piece, data: data.subarray(i * piece, (i + 1) * piece) }));
+        for (let i = 0; i < n; i++) assert.equal((await c.reply()).error, 0);
+        assert.deepEqual(await f.fs.read(ino, 0, n * piece), data);
+        // The client reads nothing until 128 replies (16 MiB) are queued, sent in batches the
+        // server answers one at a time: later batches take pooled buffers while the replies
+        // of earlier ones still wait in the socket's queue (the kernel's buffers are full).
+        c.socket.pause();
+        const cookies = new Map<bigint, number>();
+        for (let batch = 0; batch < 16; batch++) {
+          for (let k = 0; k < 8; k++) cookies.set(c.request(W.NBD_CMD_READ, { offset: ((batch + k) % n) * piece, length: piece }), (batch + k) % n);
+          await until(() => answered() === n + (batch + 1) * 8, `batch ${batch} answered`);
+        }
+        assert.ok(f.nbd.list()[0].buffered.bytes > 2 * MiB, 'replies wait in the server');
+        c.socket.resume();
+        for (let k = 0; k < cookies.size; k++) {
+          const msgs = await c.replyTo();
+          const i = cookies.get(msgs[0].cookie) as number;
+          const got = structured ? Buffer.concat(msgs.filter((m) => m.type === W.NBD_REPLY_TYPE_OFFSET_DATA).map((m) => m.payload.subarray(8))) : msgs[0].payload;
+          assert.ok(got.equals(data.subarray(i * piece, (i + 1) * piece)), `reply ${k} (piece ${i})`);
+        }
+      });
+    }
+
     it('structured READ: OFFSET_DATA for written pages, OFFSET_HOLE for holes and unwritten pages; DF gives one data chunk', async function () {
       const c = await f.connect();
       await c.greet();
