@@ -10,6 +10,8 @@ import { UsageError } from '../client/loadtest/flags';
 export const DEFAULT_GRPC_ADDRESS = '127.0.0.1:7070';
 /** Where `daxd serve` serves /metrics, the admin API and the dashboard unless told otherwise. */
 export const DEFAULT_HTTP_ADDRESS = '127.0.0.1:7071';
+/** Where `daxd serve` serves NBD unless told otherwise (the IANA NBD port); `--nbd off` disables it. */
+export const DEFAULT_NBD_ADDRESS = '127.0.0.1:10809';
 /** The embedded default volume of `daxd serve` without --volume: 1 GiB, sparse. */
 export const DEFAULT_VOLUME_PATH = './data/daxd.vol';
 export const DEFAULT_VOLUME_BYTES = 1024 * 1024 * 1024;

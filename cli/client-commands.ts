@@ -8,7 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import { SingleBar, Presets } from 'cli-progress';
 import { DaxClient, readChunks, writeChunks, type FileInfo } from '../client';
 import { CHUNK_BYTES } from '../client/limits';
-import { DEFAULT_GRPC_ADDRESS, EXIT_OK, formatBytes, parseSize, stringOption, type Options, type Parsed } from './args';
+import { DEFAULT_GRPC_ADDRESS, EXIT_OK, formatBytes, parseSize, stringOption, UsageError, type Options, type Parsed } from './args';
 import type { Command } from './command';
 
 /** Transfers at least this large show a progress bar (on a terminal, unless --no-progress). */
@@ -109,6 +109,17 @@ const get = clientCommand(async (client, parsed) => {
   process.stdout.write(`${localPath}: ${done} bytes read from ${name}\n`);
 });
 
+/** A new sparse file of --size bytes (reads as zeros; e.g. an NBD export to fill). */
+const create = clientCommand(async (client, parsed) => {
+  const [name] = parsed.positionals;
+  const sizeText = stringOption(parsed.values, 'size');
+  if (sizeText === undefined) throw new UsageError('--size is required (e.g. --size 1G)');
+  const sizeBytes = parseSize(sizeText, '--size');
+  const file = await client.create(name, { exclusive: true });
+  if (sizeBytes > 0) await client.truncate(file.ino, sizeBytes);
+  process.stdout.write(`${name}: created, ${sizeBytes} bytes (${formatBytes(sizeBytes)})\n`);
+});
+
 const rm = clientCommand(async (client, parsed) => {
   for (const name of parsed.positionals) await client.unlink(name);
 });
@@ -149,6 +160,9 @@ export const clientCommands: Command[] = [
   command('get', 'copy a daxd file to a local file', 'get NAME LOCAL [--no-progress]',
     'Reads NAME into LOCAL (created or truncated).\n  --no-progress   no progress bar (shown for 8 MiB and more on a terminal)',
     { 'no-progress': { type: 'boolean' } }, { min: 2, max: 2 }, get),
+  command('create', 'create an empty (sparse) file of a given size', 'create NAME --size N',
+    'Creates NAME (EEXIST if it exists) with size N (e.g. 64M, 1G), all holes: reads as zeros, no space used.\n  --size N   the file size',
+    { size: { type: 'string' } }, { min: 1, max: 1 }, create),
   command('rm', 'remove files', 'rm NAME...', 'Unlinks each NAME (in order; stops at the first failure).', {}, { min: 1, max: Infinity }, rm),
   command('truncate', 'set a file\'s size', 'truncate NAME SIZE', 'Sets the size of NAME to SIZE (e.g. 0, 4096, 10M).', {}, { min: 2, max: 2 }, truncate),
   command('df', 'show volume usage', 'df [--json]', 'Shows size, used and free space and the file count.\n  --json   one JSON line', { json: { type: 'boolean' } }, { min: 0, max: 0 }, df),

@@ -6,9 +6,10 @@
 import path from 'node:path';
 import pino from 'pino';
 import { SHUTDOWN_FORCE_MS, SHUTDOWN_GRACE_MS } from '../server/rpc/limits';
+import { NBD_LAYOUT_BREAK_TIMEOUT_MS } from '../server/nbd/limits';
 import { Daxd } from '../server/server';
 import {
-  DEFAULT_GRPC_ADDRESS, DEFAULT_HTTP_ADDRESS, DEFAULT_VOLUME_BYTES, DEFAULT_VOLUME_PATH, EXIT_OK, parseCount, parseSize, stringOption, UsageError, type Parsed,
+  DEFAULT_GRPC_ADDRESS, DEFAULT_HTTP_ADDRESS, DEFAULT_NBD_ADDRESS, DEFAULT_VOLUME_BYTES, DEFAULT_VOLUME_PATH, EXIT_OK, parseCount, parseSize, stringOption, UsageError, type Parsed,
 } from './args';
 import type { Command } from './command';
 
@@ -23,6 +24,12 @@ async function serve(parsed: Parsed): Promise<number> {
   const httpAddress = stringOption(parsed.values, 'http') ?? DEFAULT_HTTP_ADDRESS;
   const graceOption = stringOption(parsed.values, 'shutdown-grace-ms');
   const level = stringOption(parsed.values, 'log-level') ?? 'info';
+  const nbdOption = stringOption(parsed.values, 'nbd') ?? DEFAULT_NBD_ADDRESS;
+  const nbdLayoutBreak = stringOption(parsed.values, 'nbd-layout-break') ?? 'WAIT';
+  if (nbdLayoutBreak !== 'WAIT' && nbdLayoutBreak !== 'FAIL' && nbdLayoutBreak !== 'RECALL') {
+    throw new UsageError(`--nbd-layout-break: ${JSON.stringify(nbdLayoutBreak)} is not one of WAIT, FAIL, RECALL`);
+  }
+  const nbdTimeoutOption = stringOption(parsed.values, 'nbd-layout-break-timeout-ms');
   if (!LOG_LEVELS.includes(level)) throw new UsageError(`--log-level: ${JSON.stringify(level)} is not one of ${LOG_LEVELS.join(', ')}`);
   const log = pino({ name: 'daxd', level });
   // Handlers first: a signal that arrives while the volume mounts (or right after the
@@ -49,6 +56,10 @@ async function serve(parsed: Parsed): Promise<number> {
       httpAddress,
       log,
       shutdownGraceMs: graceOption === undefined ? undefined : parseCount(graceOption, '--shutdown-grace-ms'),
+      nbdAddress: nbdOption === 'off' ? undefined : nbdOption,
+      nbdDefaultExport: stringOption(parsed.values, 'nbd-default-export'),
+      nbdLayoutBreak,
+      nbdLimits: nbdTimeoutOption === undefined ? undefined : { layoutBreakTimeoutMs: parseCount(nbdTimeoutOption, '--nbd-layout-break-timeout-ms') },
     });
     await stopRequested;
     await daxd.stop();
@@ -68,8 +79,8 @@ async function serve(parsed: Parsed): Promise<number> {
 
 export const serveCommand: Command = {
   name: 'serve',
-  summary: 'serve a volume over gRPC (creating it when missing)',
-  help: `usage: daxd serve [--volume PATH] [--size N] [--grpc HOST:PORT] [--http HOST:PORT]
+  summary: 'serve a volume over gRPC and NBD (creating it when missing)',
+  help: `usage: daxd serve [--volume PATH] [--size N] [--grpc HOST:PORT] [--http HOST:PORT] [--nbd HOST:PORT|off]
 
 Mounts the volume (replaying its journal) and serves it until SIGTERM/SIGINT.
 Prints one JSON log line naming the bound addresses ("msg":"daxd serving").
@@ -78,6 +89,10 @@ Prints one JSON log line naming the bound addresses ("msg":"daxd serving").
   --size N           size of a volume created here (default 1GiB; e.g. 64M, 1G)
   --grpc HOST:PORT   gRPC listen address (default ${DEFAULT_GRPC_ADDRESS}; port 0 picks one)
   --http HOST:PORT   /metrics, /healthz, /readyz, /api/v1/*, dashboard at / (default ${DEFAULT_HTTP_ADDRESS}; port 0 picks one)
+  --nbd HOST:PORT    NBD export of every file, export name = file name (default ${DEFAULT_NBD_ADDRESS}; port 0 picks one; off disables)
+  --nbd-default-export NAME   the file the empty NBD export name means (default: none, the empty name is refused)
+  --nbd-layout-break WAIT|FAIL|RECALL   what NBD TRIM/WRITE_ZEROES do over a page pinned for DMA (default WAIT)
+  --nbd-layout-break-timeout-ms N       longest WAIT for such a pin before the request fails with EIO (default ${NBD_LAYOUT_BREAK_TIMEOUT_MS})
   --log-level LEVEL  ${LOG_LEVELS.join(' | ')} (default info; debug logs every call with its request id)
   --shutdown-grace-ms N  how long a graceful stop waits for in-flight calls (default ${SHUTDOWN_GRACE_MS})`,
   options: {
@@ -85,6 +100,10 @@ Prints one JSON log line naming the bound addresses ("msg":"daxd serving").
     size: { type: 'string' },
     grpc: { type: 'string' },
     http: { type: 'string' },
+    nbd: { type: 'string' },
+    'nbd-default-export': { type: 'string' },
+    'nbd-layout-break': { type: 'string' },
+    'nbd-layout-break-timeout-ms': { type: 'string' },
     'log-level': { type: 'string' },
     'shutdown-grace-ms': { type: 'string' },
   },

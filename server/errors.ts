@@ -132,6 +132,10 @@ export class VersionError extends DaxError {
 export class NotSupportedError extends DaxError {
   constructor(what: string) { super('ENOTSUP', `${what} is not implemented yet`); }
 }
+/** A write past the end of a fixed-size target (an NBD export: the spec's ENOSPC). */
+export class PastEndError extends DaxError {
+  constructor(message: string) { super('ENOSPC', message); }
+}
 export class IoError extends DaxError {
   constructor(message: string) { super('EIO', message); }
 }

@@ -15,6 +15,8 @@ import type { Dax } from './dax/dax';
 import type { LayoutBreakOutcome } from './dax/observer';
 import type { FileSystem } from './fs/filesystem';
 import type { LayoutBreakPolicy } from './fs/types';
+import { HotHistogram, type HotRecorder } from './metrics-hot';
+import type { CommandName } from './nbd/wire-format';
 import type { SessionTable } from './session/session-table';
 import type { StreamMemory } from './rpc/stream-memory';
 
@@ -29,9 +31,13 @@ export const ENTRY_LOCK_WAIT_BUCKETS_SECONDS = [
 /** Layout changes wait for unpins: bounded by the call's deadline or the RECALL grace. */
 export const LAYOUT_BREAK_WAIT_BUCKETS_SECONDS = [0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 export const JOURNAL_COMMIT_BUCKETS_SECONDS = [50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1, 5];
+/** An NBD request is served in ~10 µs of CPU: the buckets start at 10 µs (FLUSH and waiting TRIMs reach seconds). */
+export const NBD_REQUEST_DURATION_BUCKETS_SECONDS = [
+  10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1, 2.5, 5, 10,
+];
 
-export const IO_PATHS = ['file', 'mapping', 'dma'] as const;
-/** file: Files.Read/Write and the op streams; mapping: Load/Store; dma: Dma.Read/Write. */
+export const IO_PATHS = ['file', 'mapping', 'dma', 'nbd'] as const;
+/** file: Files.Read/Write and the op streams; mapping: Load/Store; dma: Dma.Read/Write; nbd: NBD READ/WRITE. */
 export type IoPath = (typeof IO_PATHS)[number];
 export type IoDirection = 'read' | 'write';
 
@@ -66,6 +72,12 @@ export class Metrics {
   private readonly layoutBreakWaits: prom.Counter<'policy' | 'outcome'>;
   private readonly layoutBreakWaitSeconds: prom.Histogram<'policy' | 'outcome'>;
   private readonly journalCommitSeconds: prom.Histogram;
+  private readonly nbdConnections: prom.Gauge;
+  private readonly nbdConnectionsOpened: prom.Counter;
+  private readonly nbdRequestDuration: HotHistogram;
+  private readonly nbdRequestChildren = new Map<string, HotRecorder>();
+  /** NBD READ/WRITE ops and bytes not yet added to daxd_io_*: added at scrape time (flushNbdIo). */
+  private readonly nbdIoPending = { read: { ops: 0, bytes: 0 }, write: { ops: 0, bytes: 0 } };
 
   constructor() {
     const registers = [this.registry];
@@ -82,10 +94,10 @@ export class Metrics {
     });
     const ioOps = new prom.Counter({
       name: 'daxd_io_ops_total', help: 'Data operations served: file read/write (unary and stream ops), mapping load/store, DMA read/write.',
-      labelNames: ['path', 'direction'], registers,
+      labelNames: ['path', 'direction'], registers, collect: () => this.flushNbdIo(),
     });
     const ioBytes = new prom.Counter({
-      name: 'daxd_io_bytes_total', help: 'Data bytes read and written, by path.', labelNames: ['path', 'direction'], registers,
+      name: 'daxd_io_bytes_total', help: 'Data bytes read and written, by path.', labelNames: ['path', 'direction'], registers, collect: () => this.flushNbdIo(),
     });
     const bind = (c: prom.Counter<'path' | 'direction'>) => Object.fromEntries(IO_PATHS.map((path) => [path, {
       read: c.labels(path, 'read'), write: c.labels(path, 'write'),
@@ -113,6 +125,17 @@ export class Metrics {
       name: 'daxd_journal_commit_duration_seconds', help: 'Journal commit latency: ordered data flush, log write and flush, checkpoint.',
       buckets: JOURNAL_COMMIT_BUCKETS_SECONDS, registers,
     });
+
+    // ---- NBD (server/nbd: its observer calls the nbd* methods below) ------------------
+    this.nbdConnections = new prom.Gauge({
+      name: 'daxd_nbd_connections', help: 'NBD connections open now (handshake or transmission).', registers,
+    });
+    this.nbdConnectionsOpened = new prom.Counter({
+      name: 'daxd_nbd_connections_opened_total', help: 'NBD connections accepted.', registers,
+    });
+    this.nbdRequestDuration = new HotHistogram('daxd_nbd_request_duration_seconds',
+      'NBD requests by command and outcome (ok, or the NBD error name), from the header read to the reply handed to the socket.',
+      NBD_REQUEST_DURATION_BUCKETS_SECONDS, this.registry);
 
     this.defineSampled();
   }
@@ -155,6 +178,42 @@ export class Metrics {
 
   journalCommitted(seconds: number): void {
     this.journalCommitSeconds.observe(seconds);
+  }
+
+  /** An NBD READ or WRITE served: daxd_io_*{path="nbd"}, counted in plain numbers on the hot path. */
+  nbdIo(direction: IoDirection, bytes: number): void {
+    const p = this.nbdIoPending[direction];
+    p.ops++;
+    p.bytes += bytes;
+  }
+
+  /** Adds the pending NBD I/O to daxd_io_* (their collect: every scrape reads them after this). */
+  private flushNbdIo(): void {
+    for (const direction of ['read', 'write'] as const) {
+      const p = this.nbdIoPending[direction];
+      if (p.ops > 0) this.ioOps.nbd[direction].inc(p.ops);
+      if (p.bytes > 0) this.ioBytes.nbd[direction].inc(p.bytes);
+      p.ops = 0;
+      p.bytes = 0;
+    }
+  }
+
+  nbdConnectionOpened(): void {
+    this.nbdConnections.inc();
+    this.nbdConnectionsOpened.inc();
+  }
+
+  nbdConnectionClosed(): void {
+    this.nbdConnections.dec();
+  }
+
+  /** One NBD request answered: `outcome` is 'ok' or the NBD error name (EINVAL, ENOSPC, ...). */
+  /** `command`: the NBD_CMD_ name (READ, WRITE, FLUSH, ...: a fixed set, server/nbd/wire-format.ts). */
+  nbdRequestFinished(command: CommandName, outcome: string, seconds: number): void {
+    const key = `${command} ${outcome}`;
+    let child = this.nbdRequestChildren.get(key);
+    if (!child) this.nbdRequestChildren.set(key, (child = this.nbdRequestDuration.child({ command, outcome })));
+    child.observe(seconds);
   }
 
   // ---- read at scrape time --------------------------------------------------------------

@@ -16,6 +16,9 @@ import type { FileSystem } from './fs/filesystem';
 import type { HttpDeps } from './http/deps';
 import { startHttpServer, type HttpServer } from './http/http-server';
 import { Metrics } from './metrics';
+import { nbdObserver } from './nbd-metrics';
+import { NbdServer, type NbdServerOptions } from './nbd/nbd-server';
+import { SHUTDOWN_GRACE_MS } from './rpc/limits';
 import { RpcServer } from './rpc/rpc-server';
 import { daxObserver, observeJournal } from './slow-ops';
 import { openVolume } from './volume';
@@ -43,6 +46,14 @@ export interface DaxdOptions {
   failpoints?: boolean;
   /** Tests only: the RECALL grace period (default PIN_RECALL_GRACE_MS). */
   recallGraceMs?: number;
+  /** host:port of the NBD export (port 0 picks one); none when absent (`daxd serve` defaults it on). */
+  nbdAddress?: string;
+  /** The file the empty NBD export name means. */
+  nbdDefaultExport?: string;
+  /** What NBD TRIM / WRITE_ZEROES do over a pinned page (default WAIT). */
+  nbdLayoutBreak?: NbdServerOptions['layoutBreak'];
+  /** Tests only: smaller NBD limits. */
+  nbdLimits?: NbdServerOptions['limits'];
 }
 
 export class Daxd {
@@ -59,6 +70,14 @@ export class Daxd {
 
   /** The HTTP side (server/http), when started with an httpAddress. */
   http: HttpServer | null = null;
+
+  /** The NBD export (server/nbd), when started with an nbdAddress. */
+  nbd: NbdServer | null = null;
+
+  /** host:port of the NBD side, or null without one. */
+  get nbdAddress(): string | null {
+    return this.nbd?.address ?? null;
+  }
 
   get grpcAddress(): string {
     return this.rpc.address;
@@ -86,6 +105,19 @@ export class Daxd {
     }
     metrics.attach({ fs: volume.fs, dax, sessions: rpc.sessions, streamMemory: rpc.streamMemory });
     const daxd = new Daxd(volume.fs, dax, rpc, metrics, options);
+    if (options.nbdAddress !== undefined) {
+      try {
+        daxd.nbd = await NbdServer.start({
+          fs: volume.fs, dax, log, address: options.nbdAddress, defaultExport: options.nbdDefaultExport, layoutBreak: options.nbdLayoutBreak,
+          limits: options.nbdLimits,
+          // Connections, request durations, and NBD I/O with the other paths (daxd_io_*{path="nbd"}).
+          observer: nbdObserver(metrics),
+        });
+      } catch (err) {
+        await daxd.stop();
+        throw err;
+      }
+    }
     if (options.httpAddress !== undefined) {
       try {
         daxd.http = await startHttpServer(daxd.httpDeps(volume.report), log, options.httpAddress);
@@ -96,7 +128,7 @@ export class Daxd {
     }
     const { replay, wasClean, orphansFreed, mountMs } = volume.report;
     log.info({
-      grpc: rpc.address, http: daxd.httpAddress, volume: options.volumePath, created: volume.created,
+      grpc: rpc.address, http: daxd.httpAddress, nbd: daxd.nbdAddress, volume: options.volumePath, created: volume.created,
       wasClean, replayed: replay, orphansFreed, mountMs: Math.round(mountMs),
     }, 'daxd serving');
     return daxd;
@@ -109,6 +141,7 @@ export class Daxd {
     };
     return {
       fs: this.fs, dax: this.dax, sessions: this.rpc.sessions, metrics: this.metrics, facts,
+      nbd: this.nbd,
       // Mount replays the journal before it returns, so a mounted volume is a replayed one.
       readiness: () => ({ volumeMounted: this.mounted, journalReplayed: this.mounted, acceptingCalls: this.rpc.accepting }),
     };
@@ -123,7 +156,8 @@ export class Daxd {
   private async runStop(): Promise<void> {
     const { log } = this.options;
     log.info('daxd stopping: draining calls');
-    await this.rpc.stop(this.options.shutdownGraceMs);
+    // Both front ends drain at once; neither reaches the engine once both resolved.
+    await Promise.all([this.rpc.stop(this.options.shutdownGraceMs), this.nbd?.stop(this.options.shutdownGraceMs ?? SHUTDOWN_GRACE_MS)]);
     // /readyz said 503 while calls drained; the HTTP side reads the volume, so it goes first.
     await this.http?.close();
     // Released failpoints cannot hold a shutdown; mapped dirty pages reach the medium.

@@ -33,7 +33,7 @@ export async function startPrivateServer(volumeBytes: number, extraNodeArgs: str
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'daxd-load-'));
   const volumePath = path.join(dir, 'daxd-load.vol');
   const child = spawn(process.execPath, [...extraNodeArgs, path.join(repoRoot(), 'bin', 'daxd.js'), 'serve',
-    '--volume', volumePath, '--size', String(volumeBytes), '--grpc', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir });
+    '--volume', volumePath, '--size', String(volumeBytes), '--grpc', '127.0.0.1:0', '--nbd', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir });
   const pid = child.pid;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const remove = () => fs.rmSync(dir, { recursive: true, force: true });

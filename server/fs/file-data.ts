@@ -64,23 +64,29 @@ function forEachReadRun(chunkBlocks: number, entries: Uint32Array, fn: (index: n
  */
 export function readData(ctx: DataContext, inode: Inode, offsetBytes: number, lengthBytes: number): Buffer {
   const out = Buffer.allocUnsafe(lengthBytes);
-  if (lengthBytes === 0) return out;
+  readDataInto(ctx, inode, offsetBytes, lengthBytes, out, 0);
+  return out;
+}
+
+/** readData into out[outOffset, outOffset + length) (the caller's buffer: no allocation). */
+export function readDataInto(ctx: DataContext, inode: Inode, offsetBytes: number, lengthBytes: number, out: Uint8Array, outOffset: number): void {
+  if (lengthBytes === 0) return;
   const end = offsetBytes + lengthBytes;
   const first = Math.floor(offsetBytes / BLOCK_SIZE);
   const last = Math.floor((end - 1) / BLOCK_SIZE);
   const entries = ctx.map.getRange(inode, first, last - first + 1);
+  const base = outOffset - offsetBytes;
   forEachReadRun(ctx.storage.chunkBytes / BLOCK_SIZE, entries, (index, count, pfn) => {
     const runStart = (first + index) * BLOCK_SIZE;
     const from = Math.max(offsetBytes, runStart);
     const to = Math.min(end, runStart + count * BLOCK_SIZE);
     if (pfn !== 0) {
-      out.set(ctx.storage.view(pfn * BLOCK_SIZE + (from - runStart), to - from), from - offsetBytes);
+      out.set(ctx.storage.view(pfn * BLOCK_SIZE + (from - runStart), to - from), base + from);
     } else {
       // S2: holes and unwritten blocks read as zeros; their media is never exposed.
-      out.fill(0, from - offsetBytes, to - offsetBytes);
+      out.fill(0, base + from, base + to);
     }
   });
-  return out;
 }
 
 export interface WriteOutcome {

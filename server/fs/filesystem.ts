@@ -21,7 +21,7 @@ import { replayJournal, ReplayResult } from '../journal/replay';
 import { coalesceRuns } from '../journal/transaction';
 import { Allocator } from '../alloc/allocator';
 import { BlockMap, entryPfn, entryState, makeEntry, STATE_UNWRITTEN, STATE_WRITTEN, toPageMapping } from './block-map';
-import { blockView, DataContext, readData, reserve, writeData } from './file-data';
+import { blockView, DataContext, readData, readDataInto, reserve, writeData } from './file-data';
 import {
   allocateUnwritten, convertToUnwritten, layoutImagesBound, occupiedSpan, removeBlocks, reserveShift, reserveZeroRange, shiftDown, zeroInPage, zeroPartialPages, zeroPastEof,
 } from './file-layout';
@@ -262,11 +262,27 @@ export class FileSystem implements FileSystemApi {
   // ---- data --------------------------------------------------------------------
 
   async read(ino: number, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
+    const n = this.readableBytes(ino, offsetBytes, lengthBytes);
+    return readData(this.ctx, this.inode(ino), offsetBytes, n);
+  }
+
+  /**
+   * read() into target[targetOffset ..] instead of a new Buffer (the NBD server copies
+   * straight into its reply): the same checks and copy, synchronous. Returns the bytes
+   * read (fewer than asked at EOF); the rest of the target range is left as it was.
+   */
+  readInto(ino: number, offsetBytes: number, lengthBytes: number, target: Uint8Array, targetOffset: number): number {
+    const n = this.readableBytes(ino, offsetBytes, lengthBytes);
+    readDataInto(this.ctx, this.inode(ino), offsetBytes, n, target, targetOffset);
+    return n;
+  }
+
+  /** A read's checks; the bytes it returns (clamped to EOF). */
+  private readableBytes(ino: number, offsetBytes: number, lengthBytes: number): number {
     this.checkRange(offsetBytes, lengthBytes);
     if (lengthBytes > IO_BYTES_MAX) throw new LimitError('read length', lengthBytes, IO_BYTES_MAX);
     const inode = this.inode(ino);
-    const n = Math.max(0, Math.min(lengthBytes, inode.sizeBytes - offsetBytes));
-    return readData(this.ctx, inode, offsetBytes, n);
+    return Math.max(0, Math.min(lengthBytes, inode.sizeBytes - offsetBytes));
   }
 
   async write(ino: number, offsetBytes: number, data: Uint8Array, sync: boolean): Promise<WriteResult> {
@@ -408,6 +424,15 @@ export class FileSystem implements FileSystemApi {
   /** One page of the block map (for the dax layer and tests). */
   iomap(ino: number, pgoff: number): PageMapping {
     return toPageMapping(this.map.get(this.inode(ino), pgoff));
+  }
+
+  /**
+   * Raw block-map entries of pages [first, first + count) (entryState tells HOLE, UNWRITTEN,
+   * WRITTEN): the NBD server's holes and base:allocation. No lock, like read(): called in
+   * the same synchronous stretch as a read, it describes exactly what that read saw.
+   */
+  mapRange(ino: number, first: number, count: number): Uint32Array {
+    return this.map.getRange(this.inode(ino), first, count);
   }
 
   // ---- size and layout ---------------------------------------------------------

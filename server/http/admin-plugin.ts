@@ -5,6 +5,7 @@
  *   GET /api/v1/sessions   open sessions
  *   GET /api/v1/pins       DMA pins, oldest first (?limit)
  *   GET /api/v1/locks      entry locks held, longest-held first, with their waiters (?limit)
+ *   GET /api/v1/nbd        the NBD listener and its open connections, oldest first (?limit)
  * Session and pin ids appear as prefixes: the whole ids are capabilities (S7).
  */
 import type { FastifyInstance } from 'fastify';
@@ -12,7 +13,9 @@ import { DaxError } from '../errors';
 import {
   errorSchema, filesQuerySchema, filesSchema, locksSchema, pinsSchema, rowsQuerySchema, sessionsSchema, volumeSchema,
 } from './admin-schemas';
+import { nbdSchema } from './admin-schemas';
 import { filesView, locksView, pinsView, sessionsView, volumeView } from './admin-views';
+import { nbdView } from './admin-views';
 import type { HttpDeps } from './deps';
 
 interface FilesQuery {
@@ -46,4 +49,6 @@ export async function adminPlugin(app: FastifyInstance, opts: { deps: HttpDeps }
     async (request) => pinsView(deps, request.query.limit));
   app.get<{ Querystring: RowsQuery }>('/api/v1/locks', { schema: { querystring: rowsQuerySchema, response: { 200: locksSchema, ...errors } } },
     async (request) => locksView(deps, request.query.limit));
+  app.get<{ Querystring: RowsQuery }>('/api/v1/nbd', { schema: { querystring: rowsQuerySchema, response: { 200: nbdSchema, ...errors } } },
+    async (request) => nbdView(deps, request.query.limit));
 }

@@ -128,6 +128,23 @@ export const locksSchema = object({
   locks: { type: 'array', items: lockSchema },
 });
 
+export const nbdConnectionSchema = object({
+  id: int,
+  peer: str,
+  /** The export (file name); null while the connection negotiates. */
+  export: { type: ['string', 'null'] },
+  openedAtMs: int,
+  ageMs: int,
+  inFlight: int,
+});
+
+export const nbdSchema = object({
+  /** host:port of the NBD listener; null when the server runs without one (--nbd off). */
+  address: { type: ['string', 'null'] },
+  total: int,
+  connections: { type: 'array', items: nbdConnectionSchema },
+});
+
 export const healthSchema = object({ status: { type: 'string', enum: ['ok'] }, uptimeMs: int });
 
 export const readySchema = object({

@@ -105,6 +105,18 @@ export function locksView(d: HttpDeps, limit: number | undefined) {
   return { held: rows.length, waiters, locks: rows.slice(0, rowsLimit(limit)) };
 }
 
+/** Open NBD connections, the oldest first; O(connections) (at most NBD_CONNECTIONS_MAX). */
+export function nbdView(d: HttpDeps, limit: number | undefined) {
+  const rows = d.nbd?.list() ?? [];
+  rows.sort((a, b) => a.openedAtMs - b.openedAtMs || a.id - b.id);
+  const now = Date.now();
+  return {
+    address: d.nbd?.address ?? null,
+    total: rows.length,
+    connections: rows.slice(0, rowsLimit(limit)).map((c) => ({ ...c, ageMs: Math.max(0, now - c.openedAtMs) })),
+  };
+}
+
 function round(ms: number): number {
   return Math.round(ms * 1000) / 1000;
 }

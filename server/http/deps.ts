@@ -26,11 +26,32 @@ export interface ServerFacts {
   mount: MountReport;
 }
 
+/** One open NBD connection, as the admin API lists it (server/nbd's NbdServer.list()). */
+export interface NbdConnectionRow {
+  id: number;
+  /** The client's host:port. */
+  peer: string;
+  /** The export (file name) once negotiated; null during the handshake. */
+  export: string | null;
+  openedAtMs: number;
+  /** Requests received and not yet answered. */
+  inFlight: number;
+}
+
+/** What the HTTP side reads of the NBD server (NbdServer satisfies it). */
+export interface NbdView {
+  readonly address: string;
+  readonly connectionCount: number;
+  list(): NbdConnectionRow[];
+}
+
 export interface HttpDeps {
   fs: FileSystem;
   dax: Dax;
   sessions: SessionTable;
   metrics: Metrics;
+  /** The NBD export, when the server runs one. */
+  nbd?: NbdView | null;
   readiness(): Readiness;
   facts: ServerFacts;
 }

@@ -15,6 +15,9 @@
  *   driven by the same engine and SDK: the transport ceiling;
  * - nbdkit: its file plugin on a 256 MiB file, driven by fio's nbd engine (installed with
  *   apt-get when missing, if we are root; else the bench says how and goes on without);
+ * - daxd-nbd: the same daxd's NBD export of its 256 MiB data file, driven by exactly the
+ *   fio commands nbdkit gets (only the URI differs): the issue's targets are ratios to
+ *   nbdkit in the same run. `npm run bench:nbd` runs just these two (nbd.bench.ts);
  * - TCP: Node net, 1 MiB writes into a sink process over loopback;
  * - mmap: copies into and out of a MAP_SHARED mapping (and first-touch page faults of a
  *   fresh sparse mapping): the memory limit.
@@ -38,6 +41,7 @@ import type { LoadFile } from '../../client/loadtest/run-context';
 import { runLoad, type RunResult } from '../../client/loadtest/runner';
 import { REPO_ROOT, startServer, tempDir } from '../support/start-server';
 import { ensureNbdTools, fioArgs, makeImage, runFio, startNbdkit, type FioFigures, type Nbdkit } from './baselines/nbd-fio';
+import { daxdNbdTargets } from './nbd-targets';
 import { measureRawMmap, type RawMmapFigures } from './baselines/raw-mmap';
 import { startTcpSink, tcpBandwidth } from './baselines/tcp-loopback';
 import { formatSummary, summarize, type CpuProfile } from './cpu-profile-summary';
@@ -53,7 +57,7 @@ const HOLES_BYTES = 64 * 1024 * 1024;
 const KIB4 = 4096;
 const CLK_TCK = 100;
 
-interface Measured {
+export interface Measured {
   opsPerSec: number;
   bytesPerSec: number;
   p50Us: number;
@@ -63,9 +67,9 @@ interface Measured {
   serverCpuUsPerOp: number;
 }
 
-type TargetName = 'daxd' | 'echo' | 'nbd' | 'tcp';
+type TargetName = 'daxd' | 'echo' | 'nbd' | 'daxd-nbd' | 'tcp';
 
-interface Case {
+export interface Case {
   id: string;
   label: string;
   /** What the figure counts. */
@@ -80,11 +84,11 @@ interface Case {
   fio?: { rw: 'randread' | 'randwrite' | 'read' | 'write'; bs: string };
 }
 
-const CASES: Case[] = [
-  ...[1, 16, 64].map((qd): Case => ({ id: `randread-4k-qd${qd}`, label: `4 KiB randread QD${qd}`, unit: 'IOPS', workload: 'randread', bs: KIB4, qd, with: ['echo', 'nbd'], fio: { rw: 'randread', bs: '4k' } })),
-  ...[1, 16, 64].map((qd): Case => ({ id: `randwrite-4k-qd${qd}`, label: `4 KiB randwrite QD${qd}`, unit: 'IOPS', workload: 'randwrite', bs: KIB4, qd, with: ['echo', 'nbd'], fio: { rw: 'randwrite', bs: '4k' } })),
-  { id: 'seqread-1m-qd4', label: '1 MiB seqread QD4', unit: 'MB/s', workload: 'seqread', bs: MiB, qd: 4, with: ['echo', 'nbd', 'tcp'], fio: { rw: 'read', bs: '1m' } },
-  { id: 'seqwrite-1m-qd4', label: '1 MiB seqwrite QD4', unit: 'MB/s', workload: 'seqwrite', bs: MiB, qd: 4, with: ['echo', 'nbd', 'tcp'], fio: { rw: 'write', bs: '1m' } },
+export const CASES: Case[] = [
+  ...[1, 16, 64].map((qd): Case => ({ id: `randread-4k-qd${qd}`, label: `4 KiB randread QD${qd}`, unit: 'IOPS', workload: 'randread', bs: KIB4, qd, with: ['echo', 'nbd', 'daxd-nbd'], fio: { rw: 'randread', bs: '4k' } })),
+  ...[1, 16, 64].map((qd): Case => ({ id: `randwrite-4k-qd${qd}`, label: `4 KiB randwrite QD${qd}`, unit: 'IOPS', workload: 'randwrite', bs: KIB4, qd, with: ['echo', 'nbd', 'daxd-nbd'], fio: { rw: 'randwrite', bs: '4k' } })),
+  { id: 'seqread-1m-qd4', label: '1 MiB seqread QD4', unit: 'MB/s', workload: 'seqread', bs: MiB, qd: 4, with: ['echo', 'nbd', 'daxd-nbd', 'tcp'], fio: { rw: 'read', bs: '1m' } },
+  { id: 'seqwrite-1m-qd4', label: '1 MiB seqwrite QD4', unit: 'MB/s', workload: 'seqwrite', bs: MiB, qd: 4, with: ['echo', 'nbd', 'daxd-nbd', 'tcp'], fio: { rw: 'write', bs: '1m' } },
   { id: 'fault-read-hole', label: 'READ faults on holes (batch 64, QD4)', unit: 'faults/s', workload: 'fault-read-hole', bs: KIB4, qd: 4, holes: true, with: [] },
   { id: 'fault-write-allocate', label: 'WRITE faults allocating (batch 64, QD4)', unit: 'faults/s', workload: 'fault-write-allocate', bs: KIB4, qd: 4, holes: true, with: [] },
   { id: 'fault-mapped', label: 'MappedFile first touches (64/round, QD4)', unit: 'faults/s', workload: 'fault-mapped', bs: KIB4, qd: 4, with: [] },
@@ -96,13 +100,13 @@ function log(line: string): void {
   process.stderr.write(`${line}\n`);
 }
 
-function processCpuUs(pid: number): number {
+export function processCpuUs(pid: number): number {
   const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLK_TCK;
 }
 
-function median(runs: Measured[]): Measured {
+export function median(runs: Measured[]): Measured {
   const mid = (pick: (m: Measured) => number) => {
     const sorted = runs.map(pick).sort((a, b) => a - b);
     return sorted[Math.floor(sorted.length / 2)];
@@ -149,7 +153,8 @@ async function runEngine(e: Endpoint, c: Case, seconds: number): Promise<Measure
   };
 }
 
-function runNbd(nbd: Nbdkit, c: Case, seconds: number, commands: Set<string>): Measured {
+/** One fio run of case c against an NBD server (nbdkit or daxd's export): the same command but for the URI. */
+export function runNbd(nbd: { uri: string; pid: number }, c: { id: string; qd: number; fio?: Case['fio'] }, seconds: number, commands: Set<string>): Measured {
   if (!c.fio) throw new Error(`${c.id} has no fio equivalent`);
   const args = fioArgs(nbd.uri, c.fio.rw, c.fio.bs, c.qd, FILE_BYTES, seconds);
   commands.add(`fio ${args.join(' ')}`);
@@ -193,7 +198,7 @@ async function echoUnary(address: string, seconds: number): Promise<number> {
 }
 
 /** Lays out daxd's bench files: 256 MiB of data, 64 MiB of holes. */
-async function prepareDaxd(address: string): Promise<{ data: LoadFile; holes: LoadFile }> {
+export async function prepareDaxd(address: string): Promise<{ data: LoadFile; holes: LoadFile }> {
   const client = DaxClient.connect(address);
   try {
     const data = await client.create('bench.data');
@@ -221,6 +226,8 @@ interface Row {
   daxd: Measured;
   echo?: Measured;
   nbd?: Measured;
+  /** daxd's own NBD export, same fio commands as nbd. */
+  daxdNbd?: Measured;
   tcp?: number;
   mmap?: number;
   /** For faults: the raw first-touch fault rate; for pins: echo unary / 3. */
@@ -242,16 +249,17 @@ function ratio(a: number | undefined, b: number | undefined): string {
 }
 
 function table(rows: Row[]): string {
-  const header = ['case', 'unit', 'daxd', 'echo', 'nbdkit', 'TCP', 'mmap', 'other', 'd/echo', 'd/nbd', 'd/TCP', 'd/mmap', 'd/other', 'daxd p50/p99 us', 'CPU us/op daxd c+s', 'nbd c+s'];
+  const header = ['case', 'unit', 'daxd', 'echo', 'nbdkit', 'daxd-nbd', 'TCP', 'mmap', 'other', 'd/echo', 'd/nbd', 'dn/nbd', 'd/TCP', 'd/mmap', 'd/other', 'daxd p50/p99 us', 'CPU us/op daxd c+s', 'nbd c+s', 'daxd-nbd c+s'];
   const lines = rows.map((r) => {
     const d = value(r.c, r.daxd);
     const cpu = (m: Measured | undefined) => (m ? `${m.clientCpuUsPerOp.toFixed(0)}+${m.serverCpuUsPerOp.toFixed(0)}` : '-');
     const num = (v: number | undefined) => (v === undefined ? '-' : v >= 1e4 ? `${(v / 1000).toFixed(1)}k` : v.toFixed(0));
     return [
-      r.c.label, r.c.unit, fig(r.c, r.daxd), fig(r.c, r.echo), fig(r.c, r.nbd), num(r.tcp), num(r.mmap),
+      r.c.label, r.c.unit, fig(r.c, r.daxd), fig(r.c, r.echo), fig(r.c, r.nbd), fig(r.c, r.daxdNbd), num(r.tcp), num(r.mmap),
       r.ref ? `${num(r.ref.value)} (${r.ref.name})` : '-',
-      ratio(d, r.echo && value(r.c, r.echo)), ratio(d, r.nbd && value(r.c, r.nbd)), ratio(d, r.tcp), ratio(d, r.mmap), ratio(d, r.ref?.value),
-      `${r.daxd.p50Us.toFixed(0)}/${r.daxd.p99Us.toFixed(0)}`, cpu(r.daxd), cpu(r.nbd),
+      ratio(d, r.echo && value(r.c, r.echo)), ratio(d, r.nbd && value(r.c, r.nbd)), ratio(r.daxdNbd && value(r.c, r.daxdNbd), r.nbd && value(r.c, r.nbd)),
+      ratio(d, r.tcp), ratio(d, r.mmap), ratio(d, r.ref?.value),
+      `${r.daxd.p50Us.toFixed(0)}/${r.daxd.p99Us.toFixed(0)}`, cpu(r.daxd), cpu(r.nbd), cpu(r.daxdNbd),
     ];
   });
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
@@ -277,6 +285,7 @@ function targets(rows: Row[]): string[] {
     const x = r.daxd.bytesPerSec / 1e6 / r.tcp;
     out.push(`${r.c.label} >= 0.80x loopback TCP: ${x.toFixed(2)}x ${x >= 0.8 ? 'MET' : 'NOT MET'}`);
   }
+  out.push(...daxdNbdTargets(rows.map((r) => ({ id: r.c.id, label: r.c.label, nbdkit: r.nbd, daxdNbd: r.daxdNbd }))));
   return out;
 }
 
@@ -339,7 +348,8 @@ async function main(): Promise<void> {
   const tmp = tempDir('daxd-bench-all-');
   const commands = new Set<string>();
   const daxd = await startServer({ volumePath: path.join(tmp.dir, 'bench.vol'), size: '1G' });
-  commands.add(`node bin/daxd.js serve --volume ${path.join(tmp.dir, 'bench.vol')} --size 1G --grpc 127.0.0.1:0   # daxd, pid ${daxd.pid}`);
+  const daxdNbdAddress = daxd.nbd;
+  commands.add(`node bin/daxd.js serve --volume ${path.join(tmp.dir, 'bench.vol')} --size 1G --grpc 127.0.0.1:0 --nbd 127.0.0.1:0   # daxd, pid ${daxd.pid}, NBD on ${daxdNbdAddress}`);
   const echo = await startEcho();
   commands.add(`node ${path.relative(REPO_ROOT, path.join(__dirname, 'echo-server.js'))}   # grpc-js echo, pid ${echo.pid}`);
   const sink = await startTcpSink();
@@ -354,6 +364,8 @@ async function main(): Promise<void> {
     }
     log('bench: laying out daxd files (256 MiB data, 64 MiB holes)');
     const files = await prepareDaxd(daxd.address);
+    // Export name = file name; the same fio commands as nbdkit's but for this URI.
+    const daxdNbd = { uri: `nbd://${daxdNbdAddress}/${files.data.name}`, pid: daxd.pid };
     const endpoints: Record<'daxd' | 'echo', Endpoint> = {
       daxd: { address: daxd.address, pid: daxd.pid, data: files.data, holes: files.holes },
       echo: { address: echo.address, pid: echo.pid, data: { ...files.data, ino: 1 }, holes: null },
@@ -374,13 +386,15 @@ async function main(): Promise<void> {
         break;
       }
       for (const c of CASES) {
-        const r = runs.get(c.id) ?? { daxd: [], echo: [], nbd: [], tcp: [] };
+        const r = runs.get(c.id) ?? { daxd: [], echo: [], nbd: [], 'daxd-nbd': [], tcp: [] };
         runs.set(c.id, r);
         const order: TargetName[] = ['daxd', ...c.with.filter((t) => t !== 'tcp')];
         if (round % 2 === 1) order.reverse();
         for (const t of order) {
           if (t === 'nbd') {
             if (nbd) r.nbd.push(runNbd(nbd, c, SECONDS, commands));
+          } else if (t === 'daxd-nbd') {
+            if (!nbdMissing) r['daxd-nbd'].push(runNbd(daxdNbd, c, SECONDS, commands));
           } else if (t === 'daxd' || t === 'echo') {
             r[t].push(await runEngine(endpoints[t], c, SECONDS));
           }
@@ -400,6 +414,7 @@ async function main(): Promise<void> {
       const row: Row = { c, daxd: median(r.daxd) };
       if (r.echo.length > 0) row.echo = median(r.echo);
       if (r.nbd.length > 0) row.nbd = median(r.nbd);
+      if (r['daxd-nbd'].length > 0) row.daxdNbd = median(r['daxd-nbd']);
       if (c.with.includes('tcp')) row.tcp = tcp;
       if (c.unit === 'MB/s') row.mmap = (c.workload === 'seqread' ? raw.copyOut1mBytesPerSec : raw.copyIn1mBytesPerSec) / 1e6;
       if (c.unit === 'IOPS') row.mmap = c.workload === 'randread' ? raw.copyOut4kOpsPerSec : raw.copyIn4kOpsPerSec;
@@ -412,9 +427,10 @@ async function main(): Promise<void> {
     out.push(`daxd bench: medians of ${rounds} run(s) of ${SECONDS} s per case; ${os.cpus().length} CPUs, load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
     out.push(table(rows));
     out.push('d/X = daxd / X in the same run. echo = bare grpc-js server, same SDK and payloads (transport ceiling); nbdkit = nbdkit file plugin + fio nbd engine;');
+    out.push('daxd-nbd = daxd\'s NBD export of the same daxd, the same fio commands; dn/nbd = daxd-nbd / nbdkit;');
     out.push(`TCP = Node net loopback, 1 MiB writes (${tcp.toFixed(0)} MB/s); mmap = copy into/out of a MAP_SHARED mapping (4 KiB random: ops/s; 1 MiB: MB/s);`);
     out.push(`other: raw first-touch page faults of a mapped sparse file (read ${raw.readFaultsPerSec.toFixed(0)}/s, write ${raw.writeFaultsPerSec.toFixed(0)}/s), echo unary 4 KiB QD16 ${unary.toFixed(0)} req/s / 3 calls per pin cycle.`);
-    out.push('CPU us/op: client + server process CPU per op (daxd: this process + daxd; nbd: fio + nbdkit).');
+    out.push('CPU us/op: client + server process CPU per op (daxd: this process + daxd; nbd: fio + nbdkit; daxd-nbd: fio + daxd).');
     out.push('', 'targets:', ...targets(rows).map((t) => `  ${t}`));
     out.push('', 'commands:', ...[...commands].map((c) => `  ${c}`));
     if (nbdMissing) out.push(`  (nbdkit baseline missing: ${nbdMissing})`);
@@ -431,7 +447,7 @@ async function main(): Promise<void> {
     }
     const json = JSON.stringify({
       bench: 'all', seconds: SECONDS, rounds, loadAverage: os.loadavg(), cpus: os.cpus().length, nodeVersion: process.version,
-      rows: rows.map((r) => ({ id: r.c.id, label: r.c.label, unit: r.c.unit, daxd: r.daxd, echo: r.echo, nbd: r.nbd, tcpMBps: r.tcp, mmap: r.mmap, ref: r.ref })),
+      rows: rows.map((r) => ({ id: r.c.id, label: r.c.label, unit: r.c.unit, daxd: r.daxd, echo: r.echo, nbd: r.nbd, daxdNbd: r.daxdNbd, tcpMBps: r.tcp, mmap: r.mmap, ref: r.ref })),
       raw, tcpMBps: tcp, echoUnaryPerSec: unary, targets: targets(rows), commands: [...commands], nbdMissing, profile,
       elapsedS: (performance.now() - started) / 1000,
     });

@@ -34,6 +34,7 @@ export function areaOf(url: string, fn: string): string {
   if (fn === '(program)') return 'V8/native (program)';
   if (url.includes('@grpc/grpc-js')) return 'grpc-js';
   if (url.includes('protobufjs') || url.includes('@grpc/proto-loader')) return 'protobufjs';
+  if (url.includes('/dist/server/nbd/')) return 'daxd NBD front end';
   if (url.includes('/dist/server/') || url.includes('/dist/cli/')) return 'daxd server';
   if (url.includes('/dist/wire/')) return 'daxd wire contract';
   if (url.includes('/dist/client/loadtest/')) return 'daxd-load';

@@ -2,7 +2,7 @@
  * The dashboard in a real browser: Debian's Chromium (/usr/bin/chromium, installed by
  * .ci/run), driven headless by playwright-core, loads the dashboard of a live daxd while
  * a small load runs against it (file I/O, faults of every kind with entry-lock contention,
- * DMA, layout changes refused by a pin), waits until every chart has points and every
+ * DMA, layout changes refused by a pin, NBD reads and writes on two connections), waits until every chart has points and every
  * table rows, and checks what it shows against /api/v1/*. The screenshot goes to
  * test-artifacts/dashboard.png.
  *
@@ -17,6 +17,7 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { REPO_ROOT } from '../support/start-server';
 import type { ArmedFailpoint } from '../../server/dax/failpoints';
 import { getJson, rpc, startHttpDaxd, type HttpDaxd } from './fixture';
+import { RawNbd, W } from '../support/raw-nbd';
 import { MiB, PAGE } from '../support/units';
 import { until } from '../support/until';
 
@@ -48,9 +49,10 @@ interface SessionsApi { total: number; sessions: Array<{ id: string; clientName:
 interface PinsApi { total: number; pinnedBlocks: number; pins: Array<{ id: string; ino: number }> }
 interface LocksApi { held: number; waiters: number; locks: Array<{ ino: number; pgoff: number; waiters: number; heldMs: number }> }
 interface VolumeApi { uuid: string; files: number; blocks: { total: number; used: number } }
+interface NbdApi { total: number; connections: Array<{ id: number; export: string | null }> }
 
 /** A small, bounded load: several clients in parallel until stop() or LOAD_MS_MAX. */
-function startLoad(s: HttpDaxd, files: { data: number; sparse: number; grow: number; pinned: number }, sessions: { io: string; mapper: string; dma: string }, pinId: string) {
+function startLoad(s: HttpDaxd, files: { data: number; sparse: number; grow: number; pinned: number }, sessions: { io: string; mapper: string; dma: string }, pinId: string, nbd: RawNbd[]) {
   const r = rpc(s.raw);
   const deadline = Date.now() + LOAD_MS_MAX;
   let stopped = false;
@@ -97,6 +99,13 @@ function startLoad(s: HttpDaxd, files: { data: number; sparse: number; grow: num
       await r.dmaRead(sessions.dma, pinId, i % 4, 0, 4096);
       if (i % 10 === 0) await r.truncate(files.pinned, 0, 'FAIL').catch(() => undefined);
     }),
+    // NBD: 4 KiB writes and reads of the data file on each connection.
+    ...nbd.map((c, k) => loop(async (i) => {
+      const offset = ((i * 5 + k * 31) % 256) * 4096;
+      const { error } = await c.command(W.NBD_CMD_WRITE, { offset, length: 4096, data: chunk.subarray(0, 4096) });
+      if (error !== 0) throw new Error(`NBD WRITE: error ${error}`);
+      await c.read(offset, 4096);
+    })),
   ];
   return {
     errors,
@@ -118,6 +127,7 @@ describe('the dashboard in headless Chromium', function () {
   let profile: string | undefined;
   const consoleProblems: string[] = [];
   let lockedIno = 0;
+  const nbd: RawNbd[] = [];
 
   before(async function () {
     assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium; .ci/run does)`);
@@ -144,8 +154,14 @@ describe('the dashboard in headless Chromium', function () {
     heldFaults = [r.fault(sessions.io, sparse, 200, 'WRITE')];
     await held.reached;
     heldFaults.push(r.fault(sessions.io, sparse, 200, 'READ'), r.fault(sessions.dma, sparse, 200, 'READ'));
-    await until(() => s!.daxd.dax.inspect(sparse, 200, 200)[0]?.waiters === 2, 'two waiters on the held lock');
-    load = startLoad(s, { data, sparse, grow, pinned }, sessions, pinId);
+        await until(() => s!.daxd.dax.inspect(sparse, 200, 200)[0]?.waiters === 2, 'two waiters on the held lock');
+    for (let k = 0; k < 2; k++) {
+      const c = await RawNbd.connect(s.nbd);
+      nbd.push(c);
+      await c.greet();
+      await c.go('dataset.bin', { structured: true });
+    }
+    load = startLoad(s, { data, sparse, grow, pinned }, sessions, pinId, nbd);
 
     profile = fs.mkdtempSync(path.join(os.tmpdir(), 'daxd-chromium-'));
     // A fresh, empty profile (--user-data-dir) per run.
@@ -159,6 +175,7 @@ describe('the dashboard in headless Chromium', function () {
 
   after(async function () {
     await load?.stop();
+    for (const c of nbd) c.end();
     held?.release();
     await Promise.allSettled(heldFaults);
     await browser?.close();
@@ -197,20 +214,20 @@ describe('the dashboard in headless Chromium', function () {
         status: document.getElementById('status')!.dataset.state,
         meta: text('#meta'),
         files: text('#volume-facts dd[data-fact="files"]'),
-        sessions: rows('table-sessions'), pins: rows('table-pins'), locks: rows('table-locks'),
+        sessions: rows('table-sessions'), pins: rows('table-pins'), locks: rows('table-locks'), nbd: rows('table-nbd'),
         tiles: { sessions: tile('tile-sessions'), pins: tile('tile-pins'), iops: tile('tile-iops'), bandwidth: tile('tile-bandwidth'), volumeUsed: tile('tile-volume') },
         legends: { iops: legend('chart-iops'), bandwidth: legend('chart-bandwidth'), pins: legend('chart-pins'), volume: legend('volume-card') },
         peaks: {
           read: peak('iops', 'read'), write: peak('iops', 'write'), hole: peak('faults', 'hole'), allocate: peak('faults', 'allocate'),
           cow: peak('faults', 'cow'), sync: peak('faults', 'sync'), mapped: peak('faults', 'mapped'), p99: peak('lockwait', 'p99'),
-          layoutBreaks: peak('pins', 'layout-break waits /s'),
+          layoutBreaks: peak('pins', 'layout-break waits /s'), nbdOps: peak('iops', 'nbd'), nbdBytes: peak('bandwidth', 'nbd'),
         },
       };
     });
-    const [sessions, pins, locks, volume] = await Promise.all([
+    const [sessions, pins, locks, volume, nbdApi] = await Promise.all([
       getJson<SessionsApi>(server.base, '/api/v1/sessions'), getJson<PinsApi>(server.base, '/api/v1/pins'),
-      getJson<LocksApi>(server.base, '/api/v1/locks'), getJson<VolumeApi>(server.base, '/api/v1/volume'),
-    ]).then((all) => all.map((x) => x.body) as [SessionsApi, PinsApi, LocksApi, VolumeApi]);
+      getJson<LocksApi>(server.base, '/api/v1/locks'), getJson<VolumeApi>(server.base, '/api/v1/volume'), getJson<NbdApi>(server.base, '/api/v1/nbd'),
+    ]).then((all) => all.map((x) => x.body) as [SessionsApi, PinsApi, LocksApi, VolumeApi, NbdApi]);
 
     assert.equal(shown.status, 'live');
     // Tables: the same sessions, pins and the held lock as the API (stable under this load).
@@ -225,6 +242,10 @@ describe('the dashboard in headless Chromium', function () {
     assert.equal(shown.locks[0].key, `${lockedIno}:200`, 'the longest-held lock comes first');
     assert.equal(shown.locks[0].cells[4], String(heldLock.waiters));
     assert.equal(heldLock.waiters, 2);
+    // NBD: the two connections, by id, each on the data file.
+    assert.equal(nbdApi.total, 2);
+    assert.deepEqual(shown.nbd.map((x) => x.key), nbdApi.connections.map((x) => String(x.id)));
+    assert.deepEqual(shown.nbd.map((x) => x.cells[2]), ['dataset.bin', 'dataset.bin']);
     // Volume: identity and namespace are stable; usage only grows under this load.
     assert.ok(shown.meta.includes(volume.uuid.slice(0, 8)), shown.meta);
     assert.ok(shown.files.startsWith(`${volume.files} of `), shown.files);

@@ -10,6 +10,7 @@ import pino from 'pino';
 import {
   filesSchema, healthSchema, locksSchema, pinsSchema, readySchema, sessionsSchema, volumeSchema,
 } from '../../server/http/admin-schemas';
+import { nbdSchema } from '../../server/http/admin-schemas';
 import { buildHttpApp } from '../../server/http/http-server';
 import type { HttpDeps } from '../../server/http/deps';
 import { ADMIN_ID_PREFIX_CHARS } from '../../server/http/limits';
@@ -26,6 +27,7 @@ const JSON_ENDPOINTS: Array<[string, object]> = [
   ['/api/v1/sessions', sessionsSchema],
   ['/api/v1/pins', pinsSchema],
   ['/api/v1/locks', locksSchema],
+  ['/api/v1/nbd', nbdSchema],
 ];
 
 describe('HTTP endpoints and their schemas', function () {

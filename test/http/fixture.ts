@@ -1,6 +1,6 @@
 /**
  * Fixtures of the HTTP tests (test/http/*.test.ts):
- * - startHttpDaxd: a real daxd (Daxd.start) in this process, gRPC and HTTP on 127.0.0.1
+ * - startHttpDaxd: a real daxd (Daxd.start) in this process, gRPC, HTTP and NBD on 127.0.0.1
  *   port 0, over a real volume file, failpoints enabled, its pino log captured as JSON
  *   lines (at `level`) so tests can look for the warn lines of slow operations.
  * - getJson / scrape: the HTTP side over real TCP (fetch).
@@ -25,6 +25,8 @@ import { MiB } from '../support/units';
 export interface HttpDaxd {
   daxd: Daxd;
   grpc: string;
+  /** The NBD export's host:port. */
+  nbd: string;
   /** http://127.0.0.1:PORT */
   base: string;
   volumePath: string;
@@ -46,12 +48,12 @@ export async function startHttpDaxd(name: string, opts: { level?: pino.Level; si
   });
   const log = pino({ level: opts.level ?? 'warn' }, sink);
   const daxd = await Daxd.start({
-    volumePath, sizeBytes: opts.sizeBytes ?? 64 * MiB, grpcAddress: '127.0.0.1:0', httpAddress: '127.0.0.1:0', log,
+    volumePath, sizeBytes: opts.sizeBytes ?? 64 * MiB, grpcAddress: '127.0.0.1:0', httpAddress: '127.0.0.1:0', nbdAddress: '127.0.0.1:0', log,
     failpoints: true, shutdownGraceMs: 2_000,
   });
   const raw = new RawClients(loadDaxdProto(), daxd.grpcAddress, CLIENT_CHANNEL_OPTIONS);
   return {
-    daxd, grpc: daxd.grpcAddress, base: `http://${daxd.httpAddress}`, volumePath, logs, raw,
+    daxd, grpc: daxd.grpcAddress, nbd: daxd.nbdAddress!, base: `http://${daxd.httpAddress}`, volumePath, logs, raw,
     async stop() {
       raw.close();
       try {

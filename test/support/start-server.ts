@@ -28,6 +28,8 @@ export interface StartedServer {
   address: string;
   /** The HTTP side's bound host:port (metrics, admin API, dashboard). */
   http: string;
+  /** The NBD side's bound host:port ('null' when started with --nbd off). */
+  nbd: string;
   pid: number;
   volumePath: string;
   /** Every JSON log line so far. */
@@ -70,7 +72,7 @@ function exitOf(child: ChildProcess): Promise<ExitStatus> {
 /** Start `daxd serve` on 127.0.0.1:0; resolves with the bound address once it serves. */
 export function startServer(options: StartOptions): Promise<StartedServer> {
   const volumeArgs = options.volumePath === undefined ? [] : ['--volume', options.volumePath, '--size', options.size ?? '64M'];
-  const child = spawnDaxd(['serve', ...volumeArgs, '--grpc', '127.0.0.1:0', '--http', '127.0.0.1:0', ...(options.extraArgs ?? [])], options.cwd);
+  const child = spawnDaxd(['serve', ...volumeArgs, '--grpc', '127.0.0.1:0', '--http', '127.0.0.1:0', '--nbd', '127.0.0.1:0', ...(options.extraArgs ?? [])], options.cwd);
   const pid = child.pid;
   if (pid === undefined) return Promise.reject(new Error('spawn failed'));
   const exited = exitOf(child);
@@ -100,7 +102,7 @@ export function startServer(options: StartOptions): Promise<StartedServer> {
             return exited;
           };
           resolve({
-            address: String(entry.grpc), http: String(entry.http), pid, volumePath: String(entry.volume), logs, logged, stderr: () => stderr, exited,
+            address: String(entry.grpc), http: String(entry.http), nbd: String(entry.nbd), pid, volumePath: String(entry.volume), logs, logged, stderr: () => stderr, exited,
             stop: () => signal('SIGTERM'), kill: signal,
           });
         }

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { REASONS } from '../../server/errors';
 import * as httpLimits from '../../server/http/limits';
 import * as engineLimits from '../../server/limits';
+import * as nbdLimits from '../../server/nbd/limits';
 import * as rpcLimits from '../../server/rpc/limits';
 import * as sessionLimits from '../../server/session/limits';
 import * as wireLimits from '../../wire/limits';
@@ -19,7 +20,7 @@ function repoRoot(): string {
 }
 
 export function undocumented(readme: string): string[] {
-  const limitNames = [wireLimits, engineLimits, rpcLimits, sessionLimits, httpLimits].flatMap((m) => Object.keys(m)).filter((k) => /^[A-Z][A-Z0-9_]+$/.test(k));
+  const limitNames = [wireLimits, engineLimits, rpcLimits, sessionLimits, httpLimits, nbdLimits].flatMap((m) => Object.keys(m)).filter((k) => /^[A-Z][A-Z0-9_]+$/.test(k));
   const names = [...Object.keys(REASONS), ...limitNames];
   return names.filter((n) => !readme.includes(`| \`${n}\``));
 }

@@ -3,7 +3,7 @@
 // histogram bucket deltas, and draws everything with inline SVG. No dependencies.
 //
 // For tests and the curious, window.daxdDashboard holds the last snapshot it rendered:
-// { ticks, volume, sessions, pins, locks, rates }.
+// { ticks, volume, sessions, pins, locks, nbd, rates }.
 'use strict';
 
 (function () {
@@ -15,10 +15,11 @@
   const COLORS = ['#2563eb', '#ea580c', '#16a34a', '#9333ea', '#dc2626', '#0891b2'];
 
   const state = {
-    ticks: 0, prev: null, lockSnapshots: [], volume: null, sessions: null, pins: null, locks: null, rates: null,
+    ticks: 0, prev: null, lockSnapshots: [], volume: null, sessions: null, pins: null, locks: null, nbd: null, rates: null,
     series: {
-      iops: { read: [], write: [] },
-      bandwidth: { read: [], write: [] },
+      // read and write: every path (file, mapping, DMA, NBD); nbd: the NBD part of both.
+      iops: { read: [], write: [], nbd: [] },
+      bandwidth: { read: [], write: [], nbd: [] },
       faults: { hole: [], allocate: [], mapped: [], cow: [], sync: [] },
       lockwait: { p50: [], p95: [], p99: [] },
       pins: { 'pins active': [], 'layout breaks waiting': [], 'layout-break waits /s': [] },
@@ -288,6 +289,16 @@
     }, 'no entry lock held');
   }
 
+  function renderNbd(n) {
+    const now = Date.now();
+    document.getElementById('nbd-count').textContent = n.address === null ? 'NBD off' : n.total + ' open · ' + n.address;
+    fillTable('table-nbd', n.connections, n.total, {
+      key: (r) => String(r.id),
+      row: (r) => [[String(r.id), 'num'], [r.peer, 'id'], [r.export === null ? '(handshake)' : r.export], [String(r.inFlight), 'num'],
+        [fmtMs(Math.max(0, now - r.openedAtMs)), 'num']],
+    }, n.address === null ? 'NBD is off (--nbd off)' : 'no NBD connection');
+  }
+
   // ---- one poll --------------------------------------------------------------------------
 
   async function json(path) {
@@ -302,6 +313,8 @@
       writeOps: sum(samples, 'daxd_io_ops_total', { direction: 'write' }),
       readBytes: sum(samples, 'daxd_io_bytes_total', { direction: 'read' }),
       writeBytes: sum(samples, 'daxd_io_bytes_total', { direction: 'write' }),
+      nbdOps: sum(samples, 'daxd_io_ops_total', { path: 'nbd' }),
+      nbdBytes: sum(samples, 'daxd_io_bytes_total', { path: 'nbd' }),
       layoutBreakWaits: sum(samples, 'daxd_layout_break_waits_total'),
       lockWaits: sum(samples, 'daxd_entry_lock_waits_total'),
       faults: {},
@@ -315,6 +328,7 @@
     const out = {
       readOps: r(c.readOps, prev.c.readOps), writeOps: r(c.writeOps, prev.c.writeOps),
       readBytes: r(c.readBytes, prev.c.readBytes), writeBytes: r(c.writeBytes, prev.c.writeBytes),
+      nbdOps: r(c.nbdOps, prev.c.nbdOps), nbdBytes: r(c.nbdBytes, prev.c.nbdBytes),
       layoutBreakWaits: r(c.layoutBreakWaits, prev.c.layoutBreakWaits), lockWaits: r(c.lockWaits, prev.c.lockWaits), faults: {},
     };
     for (const kind of Object.keys(c.faults)) out.faults[kind] = r(c.faults[kind], prev.c.faults[kind]);
@@ -332,25 +346,27 @@
 
   async function tick() {
     const started = performance.now();
-    const [text, volume, sessions, pins, locks] = await Promise.all([
+    const [text, volume, sessions, pins, locks, nbd] = await Promise.all([
       fetch('/metrics', { cache: 'no-store' }).then((r) => { if (!r.ok) throw new Error('/metrics: HTTP ' + r.status); return r.text(); }),
-      json('/api/v1/volume'), json('/api/v1/sessions'), json('/api/v1/pins'), json('/api/v1/locks'),
+      json('/api/v1/volume'), json('/api/v1/sessions'), json('/api/v1/pins'), json('/api/v1/locks'), json('/api/v1/nbd'),
     ]);
     const samples = parseMetrics(text);
     const r = rates(samples, started);
     const lock = lockPercentiles(samples, started);
-    Object.assign(state, { volume, sessions, pins, locks, rates: r });
+    Object.assign(state, { volume, sessions, pins, locks, nbd, rates: r });
     if (r) {
-      push(state.series.iops, { read: r.readOps, write: r.writeOps });
-      push(state.series.bandwidth, { read: r.readBytes, write: r.writeBytes });
+      push(state.series.iops, { read: r.readOps, write: r.writeOps, nbd: r.nbdOps });
+      push(state.series.bandwidth, { read: r.readBytes, write: r.writeBytes, nbd: r.nbdBytes });
       push(state.series.faults, r.faults);
       push(state.series.lockwait, lock);
       push(state.series.pins, {
         'pins active': pins.total, 'layout breaks waiting': sum(samples, 'daxd_layout_breaks_waiting'), 'layout-break waits /s': r.layoutBreakWaits,
       });
       const faultsTotal = Object.values(r.faults).reduce((a, b) => a + b, 0) - r.faults.sync;
-      tile('tile-iops', fmtNumber(r.readOps + r.writeOps), r.readOps + r.writeOps, fmtNumber(r.readOps) + ' read · ' + fmtNumber(r.writeOps) + ' write');
-      tile('tile-bandwidth', fmtBytes(r.readBytes + r.writeBytes) + '/s', r.readBytes + r.writeBytes, fmtBytes(r.readBytes) + ' read · ' + fmtBytes(r.writeBytes) + ' write');
+      tile('tile-iops', fmtNumber(r.readOps + r.writeOps), r.readOps + r.writeOps,
+        fmtNumber(r.readOps) + ' read · ' + fmtNumber(r.writeOps) + ' write · ' + fmtNumber(r.nbdOps) + ' NBD');
+      tile('tile-bandwidth', fmtBytes(r.readBytes + r.writeBytes) + '/s', r.readBytes + r.writeBytes,
+        fmtBytes(r.readBytes) + ' read · ' + fmtBytes(r.writeBytes) + ' write · ' + fmtBytes(r.nbdBytes) + ' NBD');
       tile('tile-faults', fmtNumber(faultsTotal), faultsTotal, fmtNumber(r.faults.allocate) + ' allocate · ' + fmtNumber(r.faults.hole) + ' hole');
       tile('tile-lockwait', fmtMs(lock.p99), lock.p99, fmtNumber(r.lockWaits) + ' waits/s · ' + sum(samples, 'daxd_entry_lock_waiters') + ' waiting now');
       for (const id of Object.keys(state.series)) drawChart('chart-' + id, state.series[id]);
@@ -359,6 +375,7 @@
     renderSessions(sessions);
     renderPins(pins);
     renderLocks(locks);
+    renderNbd(nbd);
     tile('tile-sessions', String(sessions.total), sessions.total, sum(samples, 'daxd_sessions_ended_total', { reason: 'expired' }) + ' expired since start');
     state.ticks++;
     document.body.dataset.ticks = String(state.ticks);

@@ -1,0 +1,687 @@
+/**
+ * One NBD client connection: the handshake (handshake.ts), then the transmission phase,
+ * where requests are parsed straight from the socket's chunks and run concurrently.
+ *
+ * Flow control (all per connection, all bounded):
+ *   - at most NBD_REQUESTS_IN_FLIGHT_MAX requests run or wait for their reply;
+ *   - at most NBD_CONNECTION_BYTES_BUFFERED_MAX bytes are held: admitted WRITE payloads
+ *     and READ replies until the kernel took them (socket.writableLength);
+ *   - past either bound the parser stops and the socket is paused (backpressure): the
+ *     client's TCP window closes, nothing is refused.
+ *
+ * Replies of one event-loop turn are written together (one write of their concatenation,
+ * or cork/uncork around large ones), on process.nextTick: that runs once the promise
+ * callbacks of the turn are done, so a burst of requests from one socket read costs one
+ * write system call.
+ *
+ * Ending: NBD_CMD_DISC answers every request in flight, then closes. A socket that closes
+ * first drops the replies; requests already in the engine still finish (the engine has no
+ * way to cancel a write halfway) and a layout-break wait is aborted. `done` resolves once
+ * nothing of this connection runs in the engine any more and its inode is released.
+ */
+import type net from 'node:net';
+import type { Logger } from 'pino';
+import type { Dax } from '../dax/dax';
+import { CancelledError, DaxError, ShutdownError, TimedOutError } from '../errors';
+import type { FileSystem } from '../fs/filesystem';
+import type { LayoutBreakOptions, LayoutBreakPolicy } from '../fs/types';
+import { ByteQueue } from './byte-queue';
+import type { BufferPool } from './buffer-pool';
+import { NBD_BLOCK_STATUS_BYTES_MAX, NBD_POOLED_BUFFER_BYTES_MAX } from './limits';
+import { blockStatusReply, checkRequest, readReply, runCommand, type CommandTarget } from './commands';
+import { nbdErrno } from './errno';
+import type { ExportInfo, Exports } from './exports';
+import { HardDisconnect, negotiate, type HandshakeIo } from './handshake';
+import {
+  COMMAND_NAMES, decodeRequest, errorChunkBytes, NBD_CMD_BLOCK_STATUS, NBD_CMD_DISC, NBD_CMD_READ, NBD_CMD_WRITE, NBD_FLAG_CAN_MULTI_CONN,
+  NBD_FLAG_HAS_FLAGS, NBD_FLAG_SEND_CACHE, NBD_FLAG_SEND_DF, NBD_FLAG_SEND_FAST_ZERO, NBD_FLAG_SEND_FLUSH, NBD_FLAG_SEND_FUA, NBD_FLAG_SEND_TRIM,
+  NBD_FLAG_SEND_WRITE_ZEROES, REQUEST_HEADER_BYTES, SIMPLE_REPLY_BYTES, utf8Bounded, writeErrorChunk, writeSimpleReply, type CommandName, type Request,
+} from './wire-format';
+
+export interface NbdLimits {
+  connectionsMax: number;
+  requestsInFlightMax: number;
+  connectionBytesBufferedMax: number;
+  handshakeMsMax: number;
+  optionsMax: number;
+  optionBytesMax: number;
+  layoutBreakTimeoutMs: number;
+}
+
+/** Where the server's I/O and requests are reported (metrics: server/server.ts wires it). */
+export interface NbdObserver {
+  connectionOpened?(): void;
+  connectionClosed?(): void;
+  /** A request answered (errno 0: success); `bytes`: data read or written. */
+  request?(command: CommandName, seconds: number, errno: number, bytes: number): void;
+}
+
+export interface ConnectionDeps {
+  fs: FileSystem;
+  dax: Dax;
+  exports: Exports;
+  log: Logger;
+  observer: NbdObserver;
+  policy: LayoutBreakPolicy;
+  limits: NbdLimits;
+  /** Large reply and payload buffers for reuse (server-wide). */
+  pool: BufferPool;
+  shuttingDown(): boolean;
+}
+
+/**
+ * CAN_MULTI_CONN holds: no connection has a cache of its own. Every connection calls the
+ * one engine of the process; a write is in the mapped volume when it is answered, so any
+ * connection reads it, and FLUSH is the file's fsync, which flushes every block of the
+ * file written since the last flush whoever wrote it, then commits the journal.
+ */
+function transmissionFlags(structured: boolean): number {
+  return NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES
+    | NBD_FLAG_SEND_FAST_ZERO | NBD_FLAG_CAN_MULTI_CONN | NBD_FLAG_SEND_CACHE | (structured ? NBD_FLAG_SEND_DF : 0);
+}
+
+/** Reply bytes besides the data a request's cost counts (headers, an error chunk). */
+const REPLY_OVERHEAD_BYTES = 1024;
+/** Error chunk messages are cut to this (so an error reply fits REPLY_OVERHEAD_BYTES). */
+const ERROR_MESSAGE_CHARS_MAX = 240;
+const PAGE = 4096;
+
+/** A hard disconnect lets the replies already made reach the peer for at most this long. */
+const HARD_DISCONNECT_FLUSH_MS = 1_000;
+
+/** The reply slab (see "output"); replies above SLAB_PIECE_BYTES_MAX get their own buffer. */
+const SLAB_BYTES = 256 * 1024;
+const SLAB_PIECE_BYTES_MAX = 64 * 1024;
+
+let nextId = 1;
+
+interface OutputMark {
+  pieces: number;
+  slab: Buffer;
+  slabStart: number;
+  used: number;
+  bytes: number;
+}
+
+export class NbdConnection {
+  readonly id = nextId++;
+  readonly peer: string;
+  readonly openedAtMs = Date.now();
+  private readonly queue = new ByteQueue();
+  private phase: 'handshake' | 'transmission' | 'closed' = 'handshake';
+  private waiter: { n: number; skip: boolean; resolve(b: Buffer): void; reject(e: Error): void } | null = null;
+  private handshakeTimer: NodeJS.Timeout | undefined;
+  /** The export in use (its inode held), from GO / EXPORT_NAME on. */
+  exportInfo: ExportInfo | null = null;
+  private target: CommandTarget | null = null;
+  // ---- transmission state
+  /** A parsed WRITE waiting for its payload (already admitted). */
+  private pendingWrite: { req: Request; t0: number } | null = null;
+  /** A parsed request waiting for admission, with its problem if it has one. */
+  private held: { req: Request; t0: number; error: DaxError | null } | null = null;
+  /** Payload bytes of a refused WRITE still to discard, and the error to answer after. */
+  private discard = 0;
+  private refusedWrite: { req: Request; error: DaxError; t0: number } | null = null;
+  inFlight = 0;
+  private reservedBytes = 0;
+  private paused = false;
+  private disconnecting = false;
+  private flushScheduled = false;
+  /** Aborts layout-break waits: the socket closed (ECANCELED) or the server stops (ESHUTDOWN). */
+  private readonly abort = new AbortController();
+  private settled: () => void = () => undefined;
+  /** Resolves when the socket is closed and nothing of this connection runs in the engine. */
+  readonly done: Promise<void>;
+
+  constructor(private readonly socket: net.Socket, private readonly deps: ConnectionDeps) {
+    this.peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.done = new Promise((resolve) => (this.settled = resolve));
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => this.pump());
+    socket.on('error', (err) => deps.log.debug({ conn: this.id, err: err.message }, 'nbd socket error'));
+    socket.on('close', () => this.onClose());
+    socket.on('end', () => this.onEnd());
+    this.handshakeTimer = setTimeout(() => this.hardDisconnect(`handshake not done within ${deps.limits.handshakeMsMax} ms (NBD_HANDSHAKE_MS_MAX)`), deps.limits.handshakeMsMax);
+    void this.handshake();
+  }
+
+  // ---- handshake ----------------------------------------------------------------------
+
+  private async handshake(): Promise<void> {
+    const { deps } = this;
+    const io: HandshakeIo = {
+      read: (n) => this.read(n, false),
+      skip: async (n) => {
+        await this.read(n, true);
+      },
+      send: (b) => this.send(b),
+      drained: () => this.drained(),
+    };
+    let negotiated;
+    try {
+      negotiated = await negotiate(io, {
+        exports: {
+          resolve: (name) => deps.exports.resolve(name),
+          all: () => deps.exports.all(),
+          // GO / EXPORT_NAME: the inode is held from the moment the export is chosen.
+          open: (name) => this.open(name),
+        },
+        transmissionFlags, shuttingDown: deps.shuttingDown,
+        optionsMax: deps.limits.optionsMax, optionBytesMax: deps.limits.optionBytesMax,
+      });
+    } catch (err) {
+      if (this.phase === 'closed') return;
+      if (err instanceof HardDisconnect) this.hardDisconnect(err.message);
+      else {
+        deps.log.error({ conn: this.id, err }, 'nbd handshake failed (bug)');
+        this.hardDisconnect('internal error');
+      }
+      return;
+    }
+    clearTimeout(this.handshakeTimer);
+    if (this.phase === 'closed') return;
+    if (negotiated === null) {
+      // NBD_OPT_ABORT: acknowledged; the client closes (we close too once the ack is out).
+      this.flush();
+      this.socket.end();
+      return;
+    }
+    const exp = negotiated.export;
+    this.target = {
+      fs: deps.fs, dax: deps.dax, ino: exp.ino, exportBytes: exp.sizeBytes, structured: negotiated.structured, blockStatus: negotiated.blockStatus,
+    };
+    this.phase = 'transmission';
+    deps.log.debug({ conn: this.id, peer: this.peer, export: exp.name, structured: negotiated.structured }, 'nbd transmission');
+    this.pump();
+  }
+
+  private open(name: string): ExportInfo {
+    const exp = this.deps.exports.resolve(name);
+    this.deps.fs.acquire(exp.ino);
+    this.exportInfo = exp;
+    return exp;
+  }
+
+  /** The next n bytes (skip: discarded as they come). Rejects once the socket closed. */
+  private read(n: number, skip: boolean): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      if (this.phase === 'closed') {
+        reject(new Error('connection closed'));
+        return;
+      }
+      this.waiter = { n, skip, resolve, reject };
+      this.serveWaiter();
+    });
+  }
+
+  private serveWaiter(): void {
+    const w = this.waiter;
+    if (w === null) return;
+    if (w.skip) {
+      w.n -= this.queue.skip(w.n);
+      if (w.n > 0) return this.resumeReading();
+      this.waiter = null;
+      w.resolve(EMPTY);
+    } else {
+      if (this.queue.length < w.n) return this.resumeReading();
+      this.waiter = null;
+      w.resolve(this.queue.take(w.n));
+    }
+  }
+
+  // ---- input --------------------------------------------------------------------------
+
+  private onData(chunk: Buffer): void {
+    if (this.phase === 'closed' || this.disconnecting) return;
+    this.queue.push(chunk);
+    if (this.phase === 'handshake') {
+      this.serveWaiter();
+      // A client may not send ahead during the handshake: more unread bytes than one
+      // option is a client to slow down, not to buffer for.
+      if (this.queue.length > this.deps.limits.optionBytesMax + 64) this.pauseReading();
+      return;
+    }
+    this.pump();
+  }
+
+  /**
+   * Parses and starts requests while the bounds allow (see the top of the file). Called on
+   * data, on each reply, and when the socket drains. Every request, even one answered with
+   * an error at once, passes admission: a client that never reads its replies is paused.
+   */
+  private pump(): void {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      this.pumpLoop();
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private pumpLoop(): void {
+    if (this.phase !== 'transmission' || this.disconnecting) return;
+    const t = this.target as CommandTarget;
+    const { limits } = this.deps;
+    for (;;) {
+      if (this.disconnecting) return;
+      if (this.discard > 0) {
+        this.discard -= this.queue.skip(this.discard);
+        if (this.discard > 0) break;
+        const refused = this.refusedWrite as { req: Request; error: DaxError; t0: number };
+        this.refusedWrite = null;
+        this.answerError(refused.req, refused.error, refused.t0);
+        continue;
+      }
+      if (this.pendingWrite !== null) {
+        const { req, t0 } = this.pendingWrite;
+        if (this.queue.length < req.length) break;
+        this.pendingWrite = null;
+        if (this.queue.contiguous(req.length) || req.length > NBD_POOLED_BUFFER_BYTES_MAX) this.start(req, this.queue.take(req.length), t0, null);
+        else {
+          // Spread over socket chunks: assembled in a pooled buffer, given back once written.
+          const base = this.deps.pool.take(req.length);
+          this.queue.takeInto(req.length, base);
+          this.start(req, base.subarray(0, req.length), t0, base);
+        }
+        continue;
+      }
+      if (this.held === null) {
+        if (this.queue.length < REQUEST_HEADER_BYTES) break;
+        const t0 = this.deps.observer.request ? performance.now() : 0;
+        const req = decodeRequest(this.queue.take(REQUEST_HEADER_BYTES), 0);
+        if (req === null) return this.hardDisconnect('bad request magic');
+        let error = req.type === NBD_CMD_DISC ? null : checkRequest(req, t);
+        if (error === null && this.deps.shuttingDown() && req.type !== NBD_CMD_DISC) error = new ShutdownError();
+        this.held = { req, t0, error };
+      }
+      const { req, t0, error } = this.held;
+      if (req.type === NBD_CMD_DISC) {
+        this.held = null;
+        this.disconnect();
+        return;
+      }
+      // Admission: a connection holding nothing always admits one request.
+      if (this.inFlight >= limits.requestsInFlightMax) return this.pauseReading();
+      const buffered = this.buffered();
+      if (buffered > 0 && buffered + (error === null ? this.costOf(req) : REPLY_OVERHEAD_BYTES) > limits.connectionBytesBufferedMax) return this.pauseReading();
+      this.held = null;
+      if (error !== null) {
+        if (req.type === NBD_CMD_WRITE) {
+          this.discard = req.length;
+          this.refusedWrite = { req, error, t0 };
+        } else this.answerError(req, error, t0);
+        continue;
+      }
+      this.admit(req);
+      if (req.type === NBD_CMD_WRITE) this.pendingWrite = { req, t0 };
+      else this.start(req, null, t0, null);
+    }
+    this.resumeReading();
+  }
+
+  /**
+   * What a request may hold until the kernel took its reply: a WRITE's payload, a READ's
+   * data, a BLOCK_STATUS's extents (8 bytes a page at most), plus REPLY_OVERHEAD_BYTES for
+   * headers (a structured READ's chunk headers stay under it: every hole chunk but the
+   * first and last replaces at least a page of data) or an error chunk.
+   */
+  private costOf(req: Request): number {
+    switch (req.type) {
+      case NBD_CMD_READ:
+      case NBD_CMD_WRITE:
+        return req.length + REPLY_OVERHEAD_BYTES;
+      case NBD_CMD_BLOCK_STATUS:
+        return 8 * (Math.ceil(Math.min(req.length, NBD_BLOCK_STATUS_BYTES_MAX) / PAGE) + 1) + REPLY_OVERHEAD_BYTES;
+      default:
+        return REPLY_OVERHEAD_BYTES;
+    }
+  }
+
+  private admit(req: Request): void {
+    this.inFlight++;
+    this.reservedBytes += this.costOf(req);
+  }
+
+  bufferedState(): { bytes: number; paused: boolean } {
+    return { bytes: this.buffered(), paused: this.paused };
+  }
+
+  private buffered(): number {
+    return this.reservedBytes + this.outBytes + this.socket.writableLength;
+  }
+
+  private pauseReading(): void {
+    if (this.paused) return;
+    this.paused = true;
+    this.socket.pause();
+  }
+
+  private resumeReading(): void {
+    if (!this.paused || this.phase === 'closed') return;
+    this.paused = false;
+    this.socket.resume();
+  }
+
+  // ---- running ------------------------------------------------------------------------
+
+  /**
+   * READ and BLOCK_STATUS run synchronously, their reply written in place (no promise,
+   * no copy but the one from the blocks); the others go through the engine's async calls.
+   */
+  private start(req: Request, data: Buffer | null, t0: number, pooled: Buffer | null): void {
+    const t = this.target as CommandTarget;
+    if (req.type === NBD_CMD_READ || req.type === NBD_CMD_BLOCK_STATUS) {
+      const mark = this.mark();
+      let err: unknown = null;
+      try {
+        if (req.type === NBD_CMD_READ) readReply(req, t, this);
+        else blockStatusReply(req, t, this);
+      } catch (e) {
+        this.rollback(mark);
+        err = e;
+      }
+      this.finish(req, err, t0, false);
+      return;
+    }
+    let p: Promise<void>;
+    try {
+      p = runCommand(req, t, data, () => this.layoutBreak(req));
+    } catch (err) {
+      p = Promise.reject(err);
+    }
+    p.then(() => {
+      if (pooled !== null) this.deps.pool.give(pooled);
+      this.finish(req, null, t0, true);
+    }, (err: unknown) => {
+      if (pooled !== null) this.deps.pool.give(pooled);
+      this.finish(req, err ?? new Error('rejected'), t0, true);
+    });
+  }
+
+  /** layout_break for one TRIM / WRITE_ZEROES: the policy, bounded by NBD_LAYOUT_BREAK_TIMEOUT_MS. */
+  private layoutBreak(req: Request): LayoutBreakOptions {
+    const timeout = new AbortController();
+    const ms = this.deps.limits.layoutBreakTimeoutMs;
+    const timer = setTimeout(() => timeout.abort(new TimedOutError(`pinned pages were not unpinned within ${ms} ms (NBD_LAYOUT_BREAK_TIMEOUT_MS); nothing was changed`)), ms);
+    timer.unref();
+    const signal = AbortSignal.any([timeout.signal, this.abort.signal]);
+    signal.addEventListener('abort', () => clearTimeout(timer), { once: true });
+    // The wait ends with the request; the timer must not outlive it.
+    this.afterRequest.set(req, () => clearTimeout(timer));
+    return { policy: this.deps.policy, signal, requestId: `nbd-${this.id}-${req.cookieHi.toString(16)}${req.cookieLo.toString(16).padStart(8, '0')}` };
+  }
+
+  private readonly afterRequest = new Map<Request, () => void>();
+
+  /** A request is done (err null: success; `simpleOk`: answer success with a simple reply). */
+  private finish(req: Request, err: unknown, t0: number, simpleOk: boolean): void {
+    if (this.afterRequest.size > 0) {
+      const cleanup = this.afterRequest.get(req);
+      if (cleanup !== undefined) {
+        this.afterRequest.delete(req);
+        cleanup();
+      }
+    }
+    this.inFlight--;
+    this.reservedBytes -= this.costOf(req);
+    if (err === null) {
+      if (simpleOk) {
+        const at = this.alloc(SIMPLE_REPLY_BYTES);
+        writeSimpleReply(this.buf, at, req, 0);
+      }
+      this.observe(req, 0, t0);
+    } else {
+      if (!(err instanceof DaxError)) this.deps.log.error({ conn: this.id, err, command: COMMAND_NAMES[req.type] }, 'nbd request failed (bug)');
+      this.answerError(req, err, t0);
+    }
+    if (this.inFlight === 0 && this.phase === 'closed') this.settle();
+    else if (this.inFlight === 0 && (this.disconnecting || this.deps.shuttingDown())) this.endAfterFlush();
+    else this.pump();
+  }
+
+  private answerError(req: Request, err: unknown, t0: number): void {
+    const errno = nbdErrno(err);
+    // Structured replies carry the message; READ must be answered structured once negotiated.
+    if (this.target?.structured) {
+      const message = utf8Bounded((err instanceof Error ? err.message : String(err)).slice(0, ERROR_MESSAGE_CHARS_MAX));
+      const at = this.alloc(errorChunkBytes(message));
+      writeErrorChunk(this.buf, at, req, errno, message);
+    } else {
+      const at = this.alloc(SIMPLE_REPLY_BYTES);
+      writeSimpleReply(this.buf, at, req, errno);
+    }
+    this.observe(req, errno, t0);
+  }
+
+  private observe(req: Request, errno: number, t0: number): void {
+    const { observer } = this.deps;
+    if (observer.request === undefined) return;
+    const bytes = errno === 0 && (req.type === NBD_CMD_READ || req.type === NBD_CMD_WRITE) ? req.length : 0;
+    observer.request(COMMAND_NAMES[req.type] ?? 'READ', (performance.now() - t0) / 1000, errno, bytes);
+  }
+
+  // ---- output -------------------------------------------------------------------------
+  //
+  // Replies are written into a slab (SLAB_BYTES) one after another; at the flush the
+  // slab's new bytes go to the socket as one buffer. The slab is never written below its
+  // flushed mark, so the socket may hold those bytes as long as it likes; a full slab is
+  // replaced by a new one. Replies larger than SLAB_PIECE_BYTES_MAX get a buffer of their
+  // own. `out` keeps the pieces in reply order.
+
+  private slab: Buffer = Buffer.allocUnsafe(0);
+  private slabUsed = 0;
+  /** Start of the slab bytes not yet in `out`. */
+  private slabStart = 0;
+  /** The buffer of the last alloc when it was too large for the slab. */
+  private ownPiece: Buffer | null = null;
+  /** Pieces from the buffer pool -> the pooled buffer, given back after the socket wrote them. */
+  private readonly pooled = new Map<Buffer, Buffer>();
+  private out: Buffer[] = [];
+  /** Bytes in `out` and the slab not yet handed to the socket. */
+  private outBytes = 0;
+  private pumping = false;
+
+  /** ReplySink: the buffer the last alloc() reserved in. */
+  get buf(): Buffer {
+    return this.ownPiece ?? this.slab;
+  }
+
+  /** ReplySink: reserves n bytes at buf[returned offset], in reply order. */
+  alloc(n: number): number {
+    this.outBytes += n;
+    this.scheduleFlush();
+    this.ownPiece = null;
+    if (n > SLAB_PIECE_BYTES_MAX) {
+      this.closeSegment();
+      const base = n <= NBD_POOLED_BUFFER_BYTES_MAX ? this.deps.pool.take(n) : Buffer.allocUnsafe(n);
+      this.ownPiece = base.length === n ? base : base.subarray(0, n);
+      if (n <= NBD_POOLED_BUFFER_BYTES_MAX) this.pooled.set(this.ownPiece, base);
+      this.out.push(this.ownPiece);
+      return 0;
+    }
+    if (this.slab.length - this.slabUsed < n) {
+      this.closeSegment();
+      this.slab = Buffer.allocUnsafe(SLAB_BYTES);
+      this.slabUsed = this.slabStart = 0;
+    }
+    const at = this.slabUsed;
+    this.slabUsed += n;
+    return at;
+  }
+
+  private closeSegment(): void {
+    if (this.slabUsed > this.slabStart) {
+      this.out.push(this.slab.subarray(this.slabStart, this.slabUsed));
+      this.slabStart = this.slabUsed;
+    }
+  }
+
+  private mark(): OutputMark {
+    return { pieces: this.out.length, slab: this.slab, slabStart: this.slabStart, used: this.slabUsed, bytes: this.outBytes };
+  }
+
+  /** Forgets what was reserved since the mark (a READ that failed halfway); keeps what came before. */
+  private rollback(m: OutputMark): void {
+    for (let i = m.pieces; i < this.out.length; i++) {
+      const base = this.pooled.get(this.out[i]);
+      if (base === undefined) continue;
+      this.pooled.delete(this.out[i]);
+      this.deps.pool.give(base);
+    }
+    this.out.length = m.pieces;
+    this.outBytes = m.bytes;
+    this.ownPiece = null;
+    if (this.slab === m.slab) {
+      this.slabStart = m.slabStart;
+      this.slabUsed = m.used;
+    } else {
+      if (m.used > m.slabStart) this.out.push(m.slab.subarray(m.slabStart, m.used));
+      this.slabStart = this.slabUsed = 0;
+    }
+  }
+
+  private scheduleFlush(): void {
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      process.nextTick(() => this.flush());
+    }
+  }
+
+  /** The handshake's replies: pieces of their own. */
+  private send(b: Buffer): void {
+    this.closeSegment();
+    this.out.push(b);
+    this.outBytes += b.length;
+    this.scheduleFlush();
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    this.closeSegment();
+    const out = this.out;
+    if (out.length === 0) return;
+    this.out = [];
+    this.outBytes = 0;
+    if (this.phase === 'closed' || this.socket.destroyed || this.socket.writableEnded) {
+      this.pooled.clear();
+      return;
+    }
+    if (out.length > 1) this.socket.cork();
+    for (const b of out) {
+      const base = this.pooled.size > 0 ? this.pooled.get(b) : undefined;
+      if (base === undefined) this.socket.write(b);
+      else {
+        this.pooled.delete(b);
+        // Back to the pool once the kernel has the bytes (or the write failed): not before.
+        this.socket.write(b, () => this.deps.pool.give(base));
+      }
+    }
+    if (out.length > 1) this.socket.uncork();
+  }
+
+  /** Resolves when the socket's own buffer is under the connection bound again. */
+  private drained(): Promise<void> {
+    this.flush();
+    if (this.socket.writableLength <= this.deps.limits.connectionBytesBufferedMax / 4 || this.phase === 'closed') return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        this.socket.off('drain', done);
+        this.socket.off('close', done);
+        resolve();
+      };
+      this.socket.on('drain', done);
+      this.socket.on('close', done);
+    });
+  }
+
+  // ---- ending -------------------------------------------------------------------------
+
+  /** NBD_CMD_DISC: read nothing more, answer what is in flight, then close. */
+  private disconnect(): void {
+    this.disconnecting = true;
+    this.queue.clear();
+    this.pauseReading();
+    if (this.inFlight === 0) this.endAfterFlush();
+  }
+
+  private endAfterFlush(): void {
+    this.disconnecting = true;
+    this.flush();
+    this.socket.end();
+  }
+
+  /** The client half-closed: nothing more will come; answer what is in flight, then close. */
+  private onEnd(): void {
+    if (this.phase !== 'transmission') {
+      this.socket.end();
+      return;
+    }
+    this.disconnecting = true;
+    if (this.inFlight === 0) this.endAfterFlush();
+  }
+
+  /**
+   * The spec's hard disconnect: read nothing more, close the TCP connection. Replies to
+   * earlier requests still go out first, within HARD_DISCONNECT_FLUSH_MS.
+   */
+  hardDisconnect(why: string): void {
+    if (this.phase === 'closed' || this.socket.destroyed) return;
+    this.deps.log.info({ conn: this.id, peer: this.peer, why }, 'nbd connection closed (hard disconnect)');
+    this.disconnecting = true;
+    this.queue.clear();
+    this.pauseReading();
+    this.flush();
+    this.socket.destroySoon();
+    setTimeout(() => this.socket.destroy(), HARD_DISCONNECT_FLUSH_MS).unref();
+  }
+
+  /**
+   * Server stop: a connection still negotiating is closed; one in transmission answers
+   * later requests ESHUTDOWN (pump checks), stops layout-break waits (ESHUTDOWN), and
+   * closes once its requests are answered.
+   */
+  shutdown(): void {
+    if (this.phase === 'handshake') {
+      this.hardDisconnect('server shutting down');
+      return;
+    }
+    this.abort.abort(new ShutdownError('; nothing was changed'));
+    if (this.phase === 'transmission') {
+      this.pump();
+      if (this.inFlight === 0) this.endAfterFlush();
+    }
+  }
+
+  /** After the shutdown grace: close the socket now (replies still unsent are lost). */
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private onClose(): void {
+    if (this.phase === 'closed') return;
+    this.phase = 'closed';
+    clearTimeout(this.handshakeTimer);
+    this.queue.clear();
+    this.out = [];
+    this.outBytes = 0;
+    const w = this.waiter;
+    this.waiter = null;
+    w?.reject(new Error('connection closed'));
+    this.abort.abort(new CancelledError('the NBD connection closed; nothing was changed'));
+    if (this.inFlight === 0) this.settle();
+  }
+
+  private released = false;
+
+  private settle(): void {
+    if (this.released) return;
+    this.released = true;
+    const exp = this.exportInfo;
+    const release = exp === null ? Promise.resolve() : this.deps.fs.release(exp.ino);
+    release.catch((err: unknown) => this.deps.log.error({ conn: this.id, err }, 'nbd: releasing the export inode failed')).finally(() => this.settled());
+  }
+}
+
+const EMPTY = Buffer.alloc(0);

@@ -1,0 +1,35 @@
+/**
+ * daxd's reasons (server/errors.ts) as NBD error values. The protocol allows only EPERM,
+ * EIO, ENOMEM, EINVAL, ENOSPC, EOVERFLOW, ENOTSUP and ESHUTDOWN; the choices:
+ *
+ * - ENOSPC, EFBIG, EMAXFILES -> NBD_ENOSPC (the spec maps EFBIG and EDQUOT there too);
+ * - EINVAL, EBADMSG, ENAMETOOLONG, ELIMIT, SIGBUS -> NBD_EINVAL (the request is at fault);
+ * - EBUSY (--nbd-layout-break FAIL met a pinned page), ETIMEDOUT (WAIT or RECALL still
+ *   pinned after NBD_LAYOUT_BREAK_TIMEOUT_MS), ECANCELED -> NBD_EIO: the protocol has no
+ *   EBUSY, and EIO is the one value every client reports as "this request failed, the
+ *   device is fine" (EINVAL would say the request was malformed). The file is unchanged,
+ *   and with structured replies the error chunk's message names the real reason;
+ * - ESHUTDOWN -> NBD_ESHUTDOWN; ENOTSUP -> NBD_ENOTSUP;
+ * - ENOENT (cannot happen while the export holds its inode), EIO, ECORRUPT and anything
+ *   else -> NBD_EIO. A non-DaxError is a bug: it is logged by the caller and answered EIO.
+ */
+import { DaxError, type ReasonCode } from '../errors';
+import { NBD_EINVAL, NBD_EIO, NBD_ENOSPC, NBD_ENOTSUP, NBD_ESHUTDOWN } from './wire-format';
+
+const BY_REASON: Partial<Record<ReasonCode, number>> = {
+  ENOSPC: NBD_ENOSPC,
+  EFBIG: NBD_ENOSPC,
+  EMAXFILES: NBD_ENOSPC,
+  EINVAL: NBD_EINVAL,
+  EBADMSG: NBD_EINVAL,
+  ENAMETOOLONG: NBD_EINVAL,
+  ELIMIT: NBD_EINVAL,
+  SIGBUS: NBD_EINVAL,
+  ESHUTDOWN: NBD_ESHUTDOWN,
+  ENOTSUP: NBD_ENOTSUP,
+};
+
+export function nbdErrno(err: unknown): number {
+  if (err instanceof DaxError) return BY_REASON[err.code] ?? NBD_EIO;
+  return NBD_EIO;
+}
