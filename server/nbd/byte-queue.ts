@@ -34,7 +34,7 @@ export class ByteQueue {
 
   /** True when the next n bytes (n <= length) lie in one chunk: take(n) is then a view. */
   contiguous(n: number): boolean {
-    return this.chunks.length > 0 && this.chunks[0].length - this.head >= n;
+    return n === 0 || (this.chunks.length > 0 && this.chunks[0].length - this.head >= n);
   }
 
   /** Copies the next n bytes (n <= length) to target[0, n), consumed. */
