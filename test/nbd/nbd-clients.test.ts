@@ -205,8 +205,9 @@ describe('NBD export with real clients (nbdinfo, nbdcopy, qemu-img, fio)', funct
     const sizeBytes = 16 * MiB;
     const ino = await sparseFile('fio.img', sizeBytes);
     const r = await runTool('fio', ['--output-format=json', path.join(FIO_JOBS_DIR, 'nbd-verify.fio')], {
-      env: { URI: nbdUri(nbd, 'fio.img'), SIZE: String(sizeBytes) },
+      env: { URI: nbdUri(nbd, 'fio.img'), SIZE: String(sizeBytes) }, cwd: tmp.dir,
     });
+    assert.deepEqual(fs.readdirSync(tmp.dir).filter((f) => f.endsWith('.state')), [], 'fio left verify state files');
     assert.equal(r.code, 0, `${r.command}:\n${r.stderr}\n${r.stdout.slice(0, 2000)}`);
     // fio prints "fio: connected to NBD server" before the JSON.
     const out = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))) as { jobs: Array<{ jobname: string; error: number; read: { total_ios: number }; write: { total_ios: number }; iodepth?: string }> };
