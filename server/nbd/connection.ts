@@ -142,7 +142,7 @@ export class NbdConnection {
     socket.on('error', (err) => deps.log.debug({ conn: this.id, err: err.message }, 'nbd socket error'));
     socket.on('close', () => this.onClose());
     socket.on('end', () => this.onEnd());
-    this.handshakeTimer = setTimeout(() => this.hardDisconnect(`handshake not done within ${deps.limits.handshakeMsMax} ms (NBD_HANDSHAKE_MS_MAX)`), deps.limits.handshakeMsMax);
+    this.handshakeTimer = setTimeout(() => this.hardDisconnect(`no handshake step within ${deps.limits.handshakeMsMax} ms (NBD_HANDSHAKE_MS_MAX)`), deps.limits.handshakeMsMax);
     void this.handshake();
   }
 
@@ -157,6 +157,7 @@ export class NbdConnection {
       },
       send: (b) => this.send(b),
       drained: () => this.drained(),
+      answered: () => this.handshakeTimer?.refresh(),
     };
     let negotiated;
     try {

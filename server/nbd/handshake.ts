@@ -5,7 +5,8 @@
  * Bounds: at most NBD_OPTIONS_MAX options (one more: hard disconnect, the spec's answer
  * to a client that will not stop), option data at most NBD_OPTION_BYTES_MAX (longer data
  * is discarded unread and answered NBD_REP_ERR_TOO_BIG); the caller bounds the whole
- * handshake in time (NBD_HANDSHAKE_MS_MAX).
+ * wait for each of the client's steps in time (NBD_HANDSHAKE_MS_MAX), so the whole handshake
+ * is bounded by NBD_OPTIONS_MAX x NBD_HANDSHAKE_MS_MAX.
  *
  * Malformed input: a bad option magic or unknown client flags end the connection (the
  * spec's hard disconnect); an unknown option is NBD_REP_ERR_UNSUP; a known option with a
@@ -36,6 +37,8 @@ export interface HandshakeIo {
   send(b: Buffer): void;
   /** Resolves once the replies sent so far are (mostly) handed to the kernel. */
   drained(): Promise<void>;
+  /** An option was answered: the client's next step gets a fresh NBD_HANDSHAKE_MS_MAX. */
+  answered(): void;
 }
 
 export interface HandshakeContext {
@@ -85,6 +88,7 @@ export async function negotiate(io: HandshakeIo, ctx: HandshakeContext): Promise
   /** The canonical export name base:allocation was last selected for (null: none selected). */
   let metaExport: string | null = null;
   for (let count = 1; ; count++) {
+    if (count > 1) io.answered();
     const header = await io.read(16);
     if (count > ctx.optionsMax) throw new HardDisconnect(`more than ${ctx.optionsMax} options (NBD_OPTIONS_MAX)`);
     if (header.readBigUInt64BE(0) !== IHAVEOPT) throw new HardDisconnect('bad option magic');

@@ -27,11 +27,23 @@ export const NBD_CONNECTION_BYTES_BUFFERED_MAX = 64 * 1024 * 1024;
  */
 export const NBD_REQUEST_BYTES_MAX = 32 * 1024 * 1024;
 
-/** From TCP accept to the end of option haggling; past it the connection is closed. */
+/**
+ * The handshake waits this long for each of the client's steps: from TCP accept to its
+ * first option, and from each option's answer to the next option complete. Past it the
+ * connection is closed. Per step, not in total: libnbd's `nbdinfo --list` sends part of each
+ * metadata-context query with MSG_MORE, which the kernel holds ~200 ms, so listing 300
+ * exports takes a minute. The total is bounded by NBD_OPTIONS_MAX steps.
+ */
 export const NBD_HANDSHAKE_MS_MAX = 10_000;
 
-/** Options one connection may send during the handshake; one more closes it (a hard disconnect). */
-export const NBD_OPTIONS_MAX = 256;
+/**
+ * Options one connection may send during the handshake; one more closes it (a hard
+ * disconnect). Options are read one at a time; a reply is short (LIST, the long one, waits
+ * for the socket to drain), so replies a client leaves unread stay in the low MiB. High
+ * enough for `nbdinfo --list`, which spends about three options per export: ~5,000 exports
+ * in one handshake.
+ */
+export const NBD_OPTIONS_MAX = 16_384;
 
 /** Data of one option; longer option data is discarded unread and answered NBD_REP_ERR_TOO_BIG. */
 export const NBD_OPTION_BYTES_MAX = 16 * 1024;

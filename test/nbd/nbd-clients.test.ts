@@ -73,6 +73,11 @@ function overlapping(map: MapExtent[], from: number, to: number): MapExtent[] {
 
 describe('NBD export with real clients (nbdinfo, nbdcopy, qemu-img, fio)', function () {
   this.timeout(60_000);
+  /**
+   * Exports in the many-exports listing: more than a 256-option cap (~85 exports) or a
+   * 10 s bound on the whole handshake (~48 exports: libnbd's MSG_MORE costs ~200 ms each) let through.
+   */
+  const LIST_MANY_EXPORTS = 90;
   let tmp: ReturnType<typeof tempDir>;
   let server: StartedServer;
   let client: DaxClient;
@@ -118,6 +123,16 @@ describe('NBD export with real clients (nbdinfo, nbdcopy, qemu-img, fio)', funct
       assert.equal(e.block_size_preferred, 4096, `${e['export-name']}: preferred block size`);
       assert.ok((e.block_size_maximum ?? 0) >= REQUEST_BYTES_MIN_ADVERTISED, `${e['export-name']}: maximum block size ${e.block_size_maximum}`);
     }
+  });
+
+  it('nbdinfo --list of many exports: every one is listed (nbdinfo spends ~3 options and ~200 ms per export)', async function () {
+    this.timeout(120_000);
+    const names = Array.from({ length: LIST_MANY_EXPORTS }, (_, i) => `many-${String(i).padStart(4, '0')}.img`);
+    for (let i = 0; i < names.length; i += 50) await Promise.all(names.slice(i, i + 50).map((n) => client.create(n, { exclusive: true })));
+    const list = JSON.parse(await succeed('nbdinfo', ['--list', '--json', `nbd://${nbd}`])) as { exports: Export[] };
+    const listed = new Set(list.exports.map((e) => e['export-name']));
+    assert.deepEqual(names.filter((n) => !listed.has(n)), [], 'exports missing from nbdinfo --list');
+    for (let i = 0; i < names.length; i += 50) await Promise.all(names.slice(i, i + 50).map((n) => client.unlink(n)));
   });
 
   it('nbdinfo --json of one export: writable, and the flags daxd advertises (flush, FUA, trim, zero, fast zero, multi-conn, base:allocation)', async function () {
