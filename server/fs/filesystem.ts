@@ -22,9 +22,8 @@ import { coalesceRuns } from '../journal/transaction';
 import { Allocator } from '../alloc/allocator';
 import { BlockMap, entryPfn, entryState, makeEntry, STATE_UNWRITTEN, STATE_WRITTEN, toPageMapping } from './block-map';
 import { blockView, DataContext, readData, readDataInto, reserve, writeData } from './file-data';
-import {
-  allocateUnwritten, convertToUnwritten, layoutImagesBound, occupiedSpan, removeBlocks, reserveShift, reserveZeroRange, shiftDown, zeroInPage, zeroPartialPages, zeroPastEof,
-} from './file-layout';
+import { layoutImagesBound, removeBlocks, zeroInPage, zeroPastEof } from './file-layout';
+import { FALLOCATE_HANDLERS, type FallocateRange } from './fallocate-modes';
 import { Inode, INODE_LINKED, INODE_ORPHAN } from './inode';
 import { InodeTable } from './inode-table';
 import { Namespace, validateName } from './namespace';
@@ -34,22 +33,6 @@ import { UnwrittenCount } from './unwritten-count';
 import type {
   FallocateMode, LayoutBreakOptions, FileInfo, FileSystemApi, LayoutHooks, ListPage, MountOptions, PageMapping, VolumeInfo, WriteResult,
 } from './types';
-
-/** One fallocate call as its mode's handler sees it (inode lock held exclusive). */
-interface FallocateRange {
-  ino: number;
-  inode: Inode;
-  mode: FallocateMode;
-  offsetBytes: number;
-  lengthBytes: number;
-  /** offsetBytes + lengthBytes. */
-  end: number;
-  /** Pages of the range: [first, last]. */
-  first: number;
-  last: number;
-  opts: LayoutBreakOptions;
-  persist: () => void;
-}
 
 const NO_HOOKS: LayoutHooks = {
   breakLayout: async () => () => undefined,
@@ -503,84 +486,9 @@ export class FileSystem implements FileSystemApi {
         ino, inode, mode, offsetBytes, lengthBytes, end, opts,
         first: Math.floor(offsetBytes / BLOCK_SIZE), last: Math.floor((end - 1) / BLOCK_SIZE), persist,
       };
-      await this.fallocateHandlers[mode](range);
+      await FALLOCATE_HANDLERS[mode]({ ctx: this.ctx, journal: this.journal, hooks: this.hooks, touch: (i) => this.touch(i) }, range);
       this.touch(inode);
     });
-  }
-
-  /**
-   * Each fallocate mode's handler, run with the inode lock held exclusive. A Record over
-   * FALLOCATE_MODE_RULES (server/fs/types.ts): a mode without a handler does not compile.
-   * A mode with layoutChange breaks the layout (S4) before changing the block map.
-   */
-  private readonly fallocateHandlers: Record<FallocateMode, (r: FallocateRange) => Promise<void>> = {
-    ALLOCATE: (r) => this.allocateRange(r),
-    KEEP_SIZE: (r) => this.allocateRange(r),
-    PUNCH_HOLE: (r) => this.zeroOrPunchRange(r),
-    ZERO_RANGE: (r) => this.zeroOrPunchRange(r),
-    COLLAPSE_RANGE: (r) => this.collapseRange(r),
-  };
-
-  /** ALLOCATE (grows the size to the range's end) and KEEP_SIZE: unwritten blocks over the range. */
-  private async allocateRange({ inode, mode, end, first, last, persist }: FallocateRange): Promise<void> {
-    await this.journal.withinOneTransaction(layoutImagesBound(this.ctx, inode, first, last, last - first + 1, last - first + 1), async () => {
-      await allocateUnwritten(this.ctx, inode, first, last, persist);
-      if (mode === 'ALLOCATE') {
-        zeroPastEof(this.ctx, inode, end);
-        inode.sizeBytes = Math.max(inode.sizeBytes, end);
-      }
-      this.touch(inode);
-    });
-  }
-
-  /** PUNCH_HOLE (frees the blocks) and ZERO_RANGE (unwritten blocks, grows the size). */
-  private async zeroOrPunchRange({ ino, inode, mode, offsetBytes, end, first, last, opts, persist }: FallocateRange): Promise<void> {
-    assert(mode === 'PUNCH_HOLE' || mode === 'ZERO_RANGE');
-    const release = await this.hooks.breakLayout(ino, first, last, mode, opts);
-    try {
-      // Partial head and tail pages get replacement blocks (2 at most); ZERO_RANGE may
-      // allocate unwritten blocks over the whole range.
-      const added = mode === 'ZERO_RANGE' ? last - first + 1 : 0;
-      await this.journal.withinOneTransaction(layoutImagesBound(this.ctx, inode, first, last, added, added + 2), async () => {
-        // All or nothing: every block ZERO_RANGE may allocate, reserved before any change.
-        if (mode === 'ZERO_RANGE') reserveZeroRange(this.ctx, inode, offsetBytes, end);
-        const whole = zeroPartialPages(this.ctx, inode, offsetBytes, end);
-        if (whole.first <= whole.last) {
-          if (mode === 'PUNCH_HOLE') await removeBlocks(this.ctx, inode, whole.first, whole.last, persist);
-          else {
-            await convertToUnwritten(this.ctx, inode, whole.first, whole.last, persist);
-            await allocateUnwritten(this.ctx, inode, whole.first, whole.last, persist);
-          }
-        }
-        // ZERO_RANGE extends the size (proto, as Linux without KEEP_SIZE); punch does not.
-        if (mode === 'ZERO_RANGE') {
-          zeroPastEof(this.ctx, inode, end);
-          inode.sizeBytes = Math.max(inode.sizeBytes, end);
-        }
-        this.touch(inode);
-      });
-    } finally {
-      release();
-    }
-  }
-
-  /** COLLAPSE_RANGE: remove the range, shift the rest of the file down; must end before EOF. */
-  private async collapseRange({ ino, inode, lengthBytes, end, first, last, opts, persist }: FallocateRange): Promise<void> {
-    if (end >= inode.sizeBytes) {
-      throw new InvalidArgumentError(`COLLAPSE_RANGE must end before EOF (end ${end} vs. size ${inode.sizeBytes})`);
-    }
-    const release = await this.hooks.breakLayout(ino, first, Number.MAX_SAFE_INTEGER, 'COLLAPSE_RANGE', opts);
-    try {
-      reserveShift(this.ctx, inode, last + 1);
-      await this.journal.withinOneTransaction(layoutImagesBound(this.ctx, inode, first, Number.MAX_SAFE_INTEGER, occupiedSpan(this.ctx, inode, last + 1), 0), async () => {
-        await removeBlocks(this.ctx, inode, first, last, persist);
-        await shiftDown(this.ctx, inode, last + 1, last + 1 - first, persist);
-        inode.sizeBytes -= lengthBytes;
-        this.touch(inode);
-      });
-    } finally {
-      release();
-    }
   }
 
   /**
