@@ -13,26 +13,16 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import type { DaxClient, DaxClientError, DaxSession, InvalidateEvent } from '../../client';
+import type { DaxClient, DaxClientError, DaxSession } from '../../client';
 import type { RawClients } from '../../client/raw-clients';
 import type { FailpointName } from '../../server/dax/failpoints';
 import { inspect, openRawSession, pattern, RawMapping, startInProcess, type InProcessServer } from './mapping-fixture';
+import { nextInvalidate } from '../support/session-events';
 import { PAGE } from '../support/units';
 import { until } from '../support/until';
 import { failure, rawClients } from '../support/raw-rpc';
 import { clientFor } from '../support/start-server';
 
-/** The next Invalidate event of the session for `ino`. */
-function nextInvalidate(session: DaxSession, ino: number): Promise<InvalidateEvent> {
-  return new Promise((resolve) => {
-    const on = (ev: InvalidateEvent) => {
-      if (ev.ino !== ino) return;
-      session.off('invalidate', on);
-      resolve(ev);
-    };
-    session.on('invalidate', on);
-  });
-}
 
 describe('mapping races and revocations (in-process server with failpoints, over gRPC)', function () {
   let server: InProcessServer;

@@ -22,7 +22,7 @@ import { once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import pino from 'pino';
-import type { DaxClient, DaxSession, InvalidateEvent } from '../../client';
+import type { DaxClient, DaxSession } from '../../client';
 import type { LayoutBreakPolicy } from '../../server/fs/types';
 import { FileSystem } from '../../server/fs/filesystem';
 import { fsck } from '../../server/fsck/fsck';
@@ -32,6 +32,7 @@ import { guardPinnedFrees, type PinGuard } from '../dma/fixture';
 import { fsckVolume, openRawSession } from '../integration/mapping-fixture';
 import { failure, rawClients } from '../support/raw-rpc';
 import { clientFor, fsckFindings, startServer, tempDir, type StartedServer } from '../support/start-server';
+import { nextInvalidate } from '../support/session-events';
 import { MiB, PAGE } from '../support/units';
 import { until } from '../support/until';
 import { nbdUri, startTool, type ToolResult } from './real-clients';
@@ -151,16 +152,6 @@ async function durableImage(daxd: Daxd): Promise<DurableImage> {
   };
 }
 
-function nextInvalidate(session: DaxSession, ino: number): Promise<InvalidateEvent> {
-  return new Promise((resolve) => {
-    const on = (ev: InvalidateEvent) => {
-      if (ev.ino !== ino) return;
-      session.off('invalidate', on);
-      resolve(ev);
-    };
-    session.on('invalidate', on);
-  });
-}
 
 describe('NBD and gRPC on one engine: S3, S4, S6 across protocols (qemu-io as the NBD client)', function () {
   this.timeout(60_000);
