@@ -64,7 +64,7 @@ export const REASONS = {
   ETIMEDOUT: { status: GrpcStatus.DEADLINE_EXCEEDED, doc: 'The call deadline passed while waiting (e.g. for pins to drop); nothing was changed.' },
   ECANCELED: { status: GrpcStatus.CANCELLED, doc: 'The call was cancelled while waiting; nothing was changed.' },
   ESHUTDOWN: { status: GrpcStatus.UNAVAILABLE, doc: 'The server is shutting down.' },
-  ENOTSUP: { status: GrpcStatus.UNIMPLEMENTED, doc: 'The capability is not implemented yet.' },
+  ENOTSUP: { status: GrpcStatus.UNIMPLEMENTED, doc: 'The capability is not implemented yet, or not the fast way asked for (an NBD FAST_ZERO that would wait for a pin).' },
   ECORRUPT: { status: GrpcStatus.DATA_LOSS, doc: 'On-media corruption detected (bad checksum or impossible value); the volume refuses to use it.' },
   EVERSION: { status: GrpcStatus.FAILED_PRECONDITION, doc: 'The volume has an unknown on-media format version.' },
   EIO: { status: GrpcStatus.UNAVAILABLE, doc: 'A system call on the volume failed (msync, mmap).' },
@@ -135,6 +135,10 @@ export class NotSupportedError extends DaxError {
 /** A write past the end of a fixed-size target (an NBD export: the spec's ENOSPC). */
 export class PastEndError extends DaxError {
   constructor(message: string) { super('ENOSPC', message); }
+}
+/** Not possible the fast way asked for (an NBD FAST_ZERO that would have to wait): ENOTSUP, nothing changed. */
+export class NotFastError extends DaxError {
+  constructor(message: string) { super('ENOTSUP', message); }
 }
 export class IoError extends DaxError {
   constructor(message: string) { super('EIO', message); }

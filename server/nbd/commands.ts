@@ -22,7 +22,7 @@
  * zeroes and its journal transaction are then durable).
  */
 import type { Dax } from '../dax/dax';
-import { DaxError, InvalidArgumentError, LimitError, PastEndError } from '../errors';
+import { BusyError, DaxError, InvalidArgumentError, LimitError, NotFastError, PastEndError } from '../errors';
 import { entryState, STATE_UNWRITTEN, STATE_WRITTEN } from '../fs/block-map';
 import type { FileSystem } from '../fs/filesystem';
 import type { LayoutBreakOptions } from '../fs/types';
@@ -116,9 +116,21 @@ export async function runCommand(req: Request, t: CommandTarget, data: Buffer | 
     case NBD_CMD_TRIM:
     case NBD_CMD_WRITE_ZEROES: {
       if (req.length === 0) break;
-      // Both are metadata changes, faster than writing zeroes: FAST_ZERO is always honoured.
       const mode = req.type === NBD_CMD_WRITE_ZEROES && (req.flags & NBD_CMD_FLAG_NO_HOLE) !== 0 ? 'ZERO_RANGE' : 'PUNCH_HOLE';
-      await t.fs.fallocate(t.ino, mode, req.offset, req.length, layoutBreak());
+      // Both modes are metadata changes, faster than writing zeroes, unless a pinned page is
+      // in the way: then the layout break would wait (or fail). FAST_ZERO must fail quickly
+      // with ENOTSUP instead (the spec), so it breaks the layout with FAIL and turns EBUSY
+      // into ENOTSUP; the file is unchanged, and the client falls back to writing zeroes.
+      if (req.type === NBD_CMD_WRITE_ZEROES && (req.flags & NBD_CMD_FLAG_FAST_ZERO) !== 0) {
+        try {
+          await t.fs.fallocate(t.ino, mode, req.offset, req.length, { ...layoutBreak(), policy: 'FAIL' });
+        } catch (err) {
+          if (err instanceof BusyError) throw new NotFastError(`FAST_ZERO: a pinned page in the range would make zeroing wait (${err.message})`);
+          throw err;
+        }
+      } else {
+        await t.fs.fallocate(t.ino, mode, req.offset, req.length, layoutBreak());
+      }
       if (fua) await t.dax.fsync(t.ino, false);
       break;
     }

@@ -3,7 +3,8 @@
  * EIO, ENOMEM, EINVAL, ENOSPC, EOVERFLOW, ENOTSUP and ESHUTDOWN; the choices:
  *
  * - ENOSPC, EFBIG, EMAXFILES -> NBD_ENOSPC (the spec maps EFBIG and EDQUOT there too);
- * - EINVAL, EBADMSG, ENAMETOOLONG, ELIMIT, SIGBUS -> NBD_EINVAL (the request is at fault);
+ * - EINVAL, EBADMSG, ENAMETOOLONG, ELIMIT -> NBD_EINVAL (the request is at fault);
+ * - SIGBUS (a page past the file's end meets a mapping fault) -> NBD_EIO: an I/O failure, not a malformed request;
  * - EBUSY (--nbd-layout-break FAIL met a pinned page), ETIMEDOUT (WAIT or RECALL still
  *   pinned after NBD_LAYOUT_BREAK_TIMEOUT_MS), ECANCELED -> NBD_EIO: the protocol has no
  *   EBUSY, and EIO is the one value every client reports as "this request failed, the
@@ -24,7 +25,7 @@ const BY_REASON: Partial<Record<ReasonCode, number>> = {
   EBADMSG: NBD_EINVAL,
   ENAMETOOLONG: NBD_EINVAL,
   ELIMIT: NBD_EINVAL,
-  SIGBUS: NBD_EINVAL,
+  SIGBUS: NBD_EIO,
   ESHUTDOWN: NBD_ESHUTDOWN,
   ENOTSUP: NBD_ENOTSUP,
 };

@@ -386,6 +386,19 @@ describe('NBD server: protocol', function () {
       assert.equal(f.fs.stat(ino).blocks, 4);
     });
 
+    it('FAST_ZERO over a pinned page under WAIT: ENOTSUP at once (the client falls back to writing zeroes), the file unchanged', async function () {
+      const { c, data } = await pinned('WAIT');
+      const r = await c.command(W.NBD_CMD_WRITE_ZEROES, { offset: 0, length: 4 * PAGE, flags: W.NBD_CMD_FLAG_FAST_ZERO });
+      assert.equal(r.error, W.NBD_ENOTSUP, r.message);
+      assert.match(r.message, /FAST_ZERO/);
+      assert.deepEqual(await f.fs.read(ino, 0, 4 * PAGE), data);
+      assert.equal(f.fs.stat(ino).blocks, 4);
+      // Without a pin in the way FAST_ZERO zeroes as usual.
+      const free = await c.command(W.NBD_CMD_WRITE_ZEROES, { offset: 2 * PAGE, length: 2 * PAGE, flags: W.NBD_CMD_FLAG_FAST_ZERO });
+      assert.equal(free.error, 0, free.message);
+      assert.deepEqual(await f.fs.read(ino, 2 * PAGE, 2 * PAGE), Buffer.alloc(2 * PAGE));
+    });
+
     it('WAIT: waits for the unpin, then punches', async function () {
       const { c, owner, pin } = await pinned('WAIT');
       const cookie = c.request(W.NBD_CMD_TRIM, { offset: 0, length: 4 * PAGE });
