@@ -9,10 +9,8 @@
  *   - past either bound the parser stops and the socket is paused (backpressure): the
  *     client's TCP window closes, nothing is refused.
  *
- * Replies of one event-loop turn are written together (one write of their concatenation,
- * or cork/uncork around large ones), on process.nextTick: that runs once the promise
- * callbacks of the turn are done, so a burst of requests from one socket read costs one
- * write system call.
+ * Replies of one event-loop turn are written together (reply-writer.ts): a burst of
+ * requests from one socket read costs one write system call.
  *
  * Ending: NBD_CMD_DISC answers every request in flight, then closes. A socket that closes
  * first drops the replies; requests already in the engine still finish (the engine has no
@@ -28,6 +26,7 @@ import type { LayoutBreakOptions, LayoutBreakPolicy } from '../fs/types';
 import { ByteQueue } from './byte-queue';
 import type { BufferPool } from './buffer-pool';
 import { NBD_BLOCK_STATUS_BYTES_MAX, NBD_POOLED_BUFFER_BYTES_MAX } from './limits';
+import { ReplyWriter } from './reply-writer';
 import { blockStatusReply, checkRequest, readReply, runCommand, type CommandTarget } from './commands';
 import { nbdErrno } from './errno';
 import type { ExportInfo, Exports } from './exports';
@@ -89,19 +88,7 @@ const PAGE = 4096;
 /** A hard disconnect lets the replies already made reach the peer for at most this long. */
 const HARD_DISCONNECT_FLUSH_MS = 1_000;
 
-/** The reply slab (see "output"); replies above SLAB_PIECE_BYTES_MAX get their own buffer. */
-const SLAB_BYTES = 256 * 1024;
-const SLAB_PIECE_BYTES_MAX = 64 * 1024;
-
 let nextId = 1;
-
-interface OutputMark {
-  pieces: number;
-  slab: Buffer;
-  slabStart: number;
-  used: number;
-  bytes: number;
-}
 
 export class NbdConnection {
   readonly id = nextId++;
@@ -126,9 +113,11 @@ export class NbdConnection {
   private reservedBytes = 0;
   private paused = false;
   private disconnecting = false;
-  private flushScheduled = false;
   /** Aborts layout-break waits: the socket closed (ECANCELED) or the server stops (ESHUTDOWN). */
   private readonly abort = new AbortController();
+  /** The replies (reply-writer.ts); READ and BLOCK_STATUS write theirs into it in place. */
+  private readonly out: ReplyWriter;
+  private pumping = false;
   private settled: () => void = () => undefined;
   /** Resolves when the socket is closed and nothing of this connection runs in the engine. */
   readonly done: Promise<void>;
@@ -136,6 +125,7 @@ export class NbdConnection {
   constructor(private readonly socket: net.Socket, private readonly deps: ConnectionDeps) {
     this.peer = `${socket.remoteAddress}:${socket.remotePort}`;
     this.done = new Promise((resolve) => (this.settled = resolve));
+    this.out = new ReplyWriter(socket, deps.pool, () => this.phase === 'closed');
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => this.pump());
@@ -155,8 +145,8 @@ export class NbdConnection {
       skip: async (n) => {
         await this.read(n, true);
       },
-      send: (b) => this.send(b),
-      drained: () => this.drained(),
+      send: (b) => this.out.send(b),
+      drained: () => this.out.drained(deps.limits.connectionBytesBufferedMax / 4),
       answered: () => this.handshakeTimer?.refresh(),
     };
     let negotiated;
@@ -184,7 +174,7 @@ export class NbdConnection {
     if (this.phase === 'closed') return;
     if (negotiated === null) {
       // NBD_OPT_ABORT: acknowledged; the client closes (we close too once the ack is out).
-      this.flush();
+      this.out.flush();
       this.socket.end();
       return;
     }
@@ -350,7 +340,7 @@ export class NbdConnection {
   }
 
   private buffered(): number {
-    return this.reservedBytes + this.outBytes + this.socket.writableLength;
+    return this.reservedBytes + this.out.pendingBytes + this.socket.writableLength;
   }
 
   private pauseReading(): void {
@@ -374,13 +364,13 @@ export class NbdConnection {
   private start(req: Request, data: Buffer | null, t0: number, pooled: Buffer | null): void {
     const t = this.target as CommandTarget;
     if (req.type === NBD_CMD_READ || req.type === NBD_CMD_BLOCK_STATUS) {
-      const mark = this.mark();
+      const mark = this.out.mark();
       let err: unknown = null;
       try {
-        if (req.type === NBD_CMD_READ) readReply(req, t, this);
-        else blockStatusReply(req, t, this);
+        if (req.type === NBD_CMD_READ) readReply(req, t, this.out);
+        else blockStatusReply(req, t, this.out);
       } catch (e) {
-        this.rollback(mark);
+        this.out.rollback(mark);
         err = e;
       }
       this.finish(req, err, t0, false);
@@ -429,8 +419,8 @@ export class NbdConnection {
     this.reservedBytes -= this.costOf(req);
     if (err === null) {
       if (simpleOk) {
-        const at = this.alloc(SIMPLE_REPLY_BYTES);
-        writeSimpleReply(this.buf, at, req, 0);
+        const at = this.out.alloc(SIMPLE_REPLY_BYTES);
+        writeSimpleReply(this.out.buf, at, req, 0);
       }
       this.observe(req, 0, t0);
     } else {
@@ -447,11 +437,11 @@ export class NbdConnection {
     // Structured replies carry the message; READ must be answered structured once negotiated.
     if (this.target?.structured) {
       const message = utf8Bounded((err instanceof Error ? err.message : String(err)).slice(0, ERROR_MESSAGE_CHARS_MAX));
-      const at = this.alloc(errorChunkBytes(message));
-      writeErrorChunk(this.buf, at, req, errno, message);
+      const at = this.out.alloc(errorChunkBytes(message));
+      writeErrorChunk(this.out.buf, at, req, errno, message);
     } else {
-      const at = this.alloc(SIMPLE_REPLY_BYTES);
-      writeSimpleReply(this.buf, at, req, errno);
+      const at = this.out.alloc(SIMPLE_REPLY_BYTES);
+      writeSimpleReply(this.out.buf, at, req, errno);
     }
     this.observe(req, errno, t0);
   }
@@ -461,140 +451,6 @@ export class NbdConnection {
     if (observer.request === undefined) return;
     const bytes = errno === 0 && (req.type === NBD_CMD_READ || req.type === NBD_CMD_WRITE) ? req.length : 0;
     observer.request(COMMAND_NAMES[req.type] ?? 'READ', (performance.now() - t0) / 1000, errno, bytes);
-  }
-
-  // ---- output -------------------------------------------------------------------------
-  //
-  // Replies are written into a slab (SLAB_BYTES) one after another; at the flush the
-  // slab's new bytes go to the socket as one buffer. The slab is never written below its
-  // flushed mark, so the socket may hold those bytes as long as it likes; a full slab is
-  // replaced by a new one. Replies larger than SLAB_PIECE_BYTES_MAX get a buffer of their
-  // own. `out` keeps the pieces in reply order.
-
-  private slab: Buffer = Buffer.allocUnsafe(0);
-  private slabUsed = 0;
-  /** Start of the slab bytes not yet in `out`. */
-  private slabStart = 0;
-  /** The buffer of the last alloc when it was too large for the slab. */
-  private ownPiece: Buffer | null = null;
-  /** Pieces from the buffer pool -> the pooled buffer, given back after the socket wrote them. */
-  private readonly pooled = new Map<Buffer, Buffer>();
-  private out: Buffer[] = [];
-  /** Bytes in `out` and the slab not yet handed to the socket. */
-  private outBytes = 0;
-  private pumping = false;
-
-  /** ReplySink: the buffer the last alloc() reserved in. */
-  get buf(): Buffer {
-    return this.ownPiece ?? this.slab;
-  }
-
-  /** ReplySink: reserves n bytes at buf[returned offset], in reply order. */
-  alloc(n: number): number {
-    this.outBytes += n;
-    this.scheduleFlush();
-    this.ownPiece = null;
-    if (n > SLAB_PIECE_BYTES_MAX) {
-      this.closeSegment();
-      const base = n <= NBD_POOLED_BUFFER_BYTES_MAX ? this.deps.pool.take(n) : Buffer.allocUnsafe(n);
-      this.ownPiece = base.length === n ? base : base.subarray(0, n);
-      if (n <= NBD_POOLED_BUFFER_BYTES_MAX) this.pooled.set(this.ownPiece, base);
-      this.out.push(this.ownPiece);
-      return 0;
-    }
-    if (this.slab.length - this.slabUsed < n) {
-      this.closeSegment();
-      this.slab = Buffer.allocUnsafe(SLAB_BYTES);
-      this.slabUsed = this.slabStart = 0;
-    }
-    const at = this.slabUsed;
-    this.slabUsed += n;
-    return at;
-  }
-
-  private closeSegment(): void {
-    if (this.slabUsed > this.slabStart) {
-      this.out.push(this.slab.subarray(this.slabStart, this.slabUsed));
-      this.slabStart = this.slabUsed;
-    }
-  }
-
-  private mark(): OutputMark {
-    return { pieces: this.out.length, slab: this.slab, slabStart: this.slabStart, used: this.slabUsed, bytes: this.outBytes };
-  }
-
-  /** Forgets what was reserved since the mark (a READ that failed halfway); keeps what came before. */
-  private rollback(m: OutputMark): void {
-    for (let i = m.pieces; i < this.out.length; i++) {
-      const base = this.pooled.get(this.out[i]);
-      if (base === undefined) continue;
-      this.pooled.delete(this.out[i]);
-      this.deps.pool.give(base);
-    }
-    this.out.length = m.pieces;
-    this.outBytes = m.bytes;
-    this.ownPiece = null;
-    if (this.slab === m.slab) {
-      this.slabStart = m.slabStart;
-      this.slabUsed = m.used;
-    } else {
-      if (m.used > m.slabStart) this.out.push(m.slab.subarray(m.slabStart, m.used));
-      this.slabStart = this.slabUsed = 0;
-    }
-  }
-
-  private scheduleFlush(): void {
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      process.nextTick(() => this.flush());
-    }
-  }
-
-  /** The handshake's replies: pieces of their own. */
-  private send(b: Buffer): void {
-    this.closeSegment();
-    this.out.push(b);
-    this.outBytes += b.length;
-    this.scheduleFlush();
-  }
-
-  private flush(): void {
-    this.flushScheduled = false;
-    this.closeSegment();
-    const out = this.out;
-    if (out.length === 0) return;
-    this.out = [];
-    this.outBytes = 0;
-    if (this.phase === 'closed' || this.socket.destroyed || this.socket.writableEnded) {
-      this.pooled.clear();
-      return;
-    }
-    if (out.length > 1) this.socket.cork();
-    for (const b of out) {
-      const base = this.pooled.size > 0 ? this.pooled.get(b) : undefined;
-      if (base === undefined) this.socket.write(b);
-      else {
-        this.pooled.delete(b);
-        // Back to the pool once the kernel has the bytes (or the write failed): not before.
-        this.socket.write(b, () => this.deps.pool.give(base));
-      }
-    }
-    if (out.length > 1) this.socket.uncork();
-  }
-
-  /** Resolves when the socket's own buffer is under the connection bound again. */
-  private drained(): Promise<void> {
-    this.flush();
-    if (this.socket.writableLength <= this.deps.limits.connectionBytesBufferedMax / 4 || this.phase === 'closed') return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        this.socket.off('drain', done);
-        this.socket.off('close', done);
-        resolve();
-      };
-      this.socket.on('drain', done);
-      this.socket.on('close', done);
-    });
   }
 
   // ---- ending -------------------------------------------------------------------------
@@ -609,7 +465,7 @@ export class NbdConnection {
 
   private endAfterFlush(): void {
     this.disconnecting = true;
-    this.flush();
+    this.out.flush();
     this.socket.end();
   }
 
@@ -633,7 +489,7 @@ export class NbdConnection {
     this.disconnecting = true;
     this.queue.clear();
     this.pauseReading();
-    this.flush();
+    this.out.flush();
     this.socket.destroySoon();
     setTimeout(() => this.socket.destroy(), HARD_DISCONNECT_FLUSH_MS).unref();
   }
@@ -665,8 +521,7 @@ export class NbdConnection {
     this.phase = 'closed';
     clearTimeout(this.handshakeTimer);
     this.queue.clear();
-    this.out = [];
-    this.outBytes = 0;
+    this.out.drop();
     const w = this.waiter;
     this.waiter = null;
     w?.reject(new Error('connection closed'));
