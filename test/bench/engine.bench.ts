@@ -35,9 +35,8 @@ import { CHUNK_BYTES, MmapStorage } from '../../server/media/mmap-storage';
 import { mkfs } from '../../server/fs/mkfs';
 import { FileSystem } from '../../server/fs/filesystem';
 import { seededRng } from '../support/rng';
-import { KiB, MiB } from '../support/units';
+import { GiB, KiB, MiB } from '../support/units';
 
-const GiB = 1024 * MiB;
 const TiB = 1024 * GiB;
 
 interface Config {

@@ -24,7 +24,7 @@ import { FileSystem } from '../../server/fs/filesystem';
 import type { FallocateMode, FileInfo } from '../../server/fs/types';
 import { BLOCK_SIZE } from '../../server/limits';
 import { randInt, seededRng } from '../support/rng';
-import { MiB } from '../support/units';
+import { GiB, MiB } from '../support/units';
 
 export const VOLUME_BYTES = 16 * MiB;
 /** Freed blocks are filled with it; the workload never writes it (tag 12 is never used). */
@@ -224,7 +224,6 @@ export class Workload {
   }
 }
 
-const GiB = 1024 * MiB;
 
 /** The scripted part: every kind of operation, multi-level maps, blocks past EOF, an orphan. */
 async function scripted(w: Workload): Promise<void> {

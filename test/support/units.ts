@@ -6,4 +6,5 @@ import { BLOCK_SIZE } from '../../server/limits';
 
 export const KiB = 1024;
 export const MiB = 1024 * KiB;
+export const GiB = 1024 * MiB;
 export const PAGE = BLOCK_SIZE;

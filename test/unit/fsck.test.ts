@@ -14,9 +14,8 @@ import { makeEntry, STATE_WRITTEN } from '../../server/fs/block-map';
 import { fsck, formatReport, FINDING_CODES, type FindingCode, type FsckReport } from '../../server/fsck/fsck';
 import { FINDINGS_PER_CODE_MAX } from '../../server/fsck/report';
 import { block, editInode, editSuperblock, flipByte, inodeSlot, layoutOf, leafEntries, readInode, resealInode, resealSuperblock, setBlockBit, setInodeBit, settleJournal, writeJournal } from '../support/volume-surgery';
-import { MiB } from '../support/units';
+import { GiB, MiB } from '../support/units';
 
-const GiB = 1024 * MiB;
 const codesSeen = new Set<FindingCode>();
 
 function codes(report: FsckReport): FindingCode[] {

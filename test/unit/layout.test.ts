@@ -2,9 +2,8 @@ import assert from 'node:assert/strict';
 import { BLOCK_SIZE, VOLUME_BYTES_MAX, VOLUME_BYTES_MIN } from '../../server/limits';
 import { DaxError } from '../../server/errors';
 import { assertLayout, BITS_PER_BLOCK, computeLayout, INODES_PER_BLOCK, Layout, SUPERBLOCK_PFNS, validateVolumeSize } from '../../server/media/layout';
-import { MiB } from '../support/units';
+import { GiB, MiB } from '../support/units';
 
-const GiB = 1024 * MiB;
 const TiB = 1024 * GiB;
 
 function isCode(code: string): (err: unknown) => boolean {
