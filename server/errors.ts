@@ -68,6 +68,10 @@ export const REASONS = {
   ECORRUPT: { status: GrpcStatus.DATA_LOSS, doc: 'On-media corruption detected (bad checksum or impossible value); the volume refuses to use it.' },
   EVERSION: { status: GrpcStatus.FAILED_PRECONDITION, doc: 'The volume has an unknown on-media format version.' },
   EIO: { status: GrpcStatus.UNAVAILABLE, doc: 'A system call on the volume failed (msync, mmap).' },
+  EAUTH: { status: GrpcStatus.UNAUTHENTICATED, doc: 'Authentication is on and the call carried no credentials, or credentials no principal has (bad token, unknown or untrusted client certificate).' },
+  EACCES: { status: GrpcStatus.PERMISSION_DENIED, doc: 'The principal\'s role does not allow the call (e.g. ro writing), or the file is outside its name prefix.' },
+  EDQUOT: { status: GrpcStatus.RESOURCE_EXHAUSTED, doc: 'The principal\'s quota (sessions, pins, pinned blocks, allocated bytes) would be exceeded; the message says which, as (actual vs. max).' },
+  AUTH_RATE_LIMITED: { status: GrpcStatus.RESOURCE_EXHAUSTED, doc: 'Too many failed authentications from this peer address recently; every attempt is refused until the window passes.' },
 } as const satisfies Record<Reason, ReasonSpec>;
 
 export type ReasonCode = keyof typeof REASONS;
@@ -193,4 +197,23 @@ export class CancelledError extends DaxError {
 /** The server is stopping: the call or op was not started, or was cut off. */
 export class ShutdownError extends DaxError {
   constructor(detail = '') { super('ESHUTDOWN', `the server is shutting down${detail}`); }
+}
+
+// ---- authentication and authorization (server/auth) --------------------------------
+
+/** No credentials, or credentials that name no principal (server/auth/authenticator.ts). */
+export class UnauthenticatedError extends DaxError {
+  constructor(message: string) { super('EAUTH', message); }
+}
+/** A role or name-prefix violation (server/auth/call-access.ts). */
+export class PermissionDeniedError extends DaxError {
+  constructor(message: string) { super('EACCES', message); }
+}
+/** A principal's quota (server/auth/quota.ts): which one, as (actual vs. max). */
+export class QuotaError extends DaxError {
+  constructor(quota: string, actual: number, max: number) { super('EDQUOT', `${quota} quota exceeded (${actual} vs. ${max})`); }
+}
+/** A peer that failed authentication too often lately (server/auth/failure-limiter.ts). */
+export class AuthRateLimitedError extends DaxError {
+  constructor(retryAfterMs: number) { super('AUTH_RATE_LIMITED', `too many failed authentications from this address; retry in ${Math.ceil(retryAfterMs / 1000)} s`); }
 }
