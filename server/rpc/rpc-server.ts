@@ -38,6 +38,9 @@ import { strictService } from './strict-decode';
 import { StreamMemory, type StreamMemoryLimits } from './stream-memory';
 import { unaryMemory } from './unary-memory';
 import { wireGuard } from './wire-guard';
+import { refuseUnverifiedPeers } from '../tls/client-auth';
+import { grpcServerCredentials } from '../tls/grpc-credentials';
+import type { TlsMaterial } from '../tls/material';
 
 /** The gRPC address could not be bound (in use, not local, malformed). */
 export class ListenError extends Error {
@@ -57,6 +60,8 @@ export interface RpcServerOptions {
   maxSessions?: number;
   /** Where calls are timed and counted (instrument.ts); a private registry when absent. */
   metrics?: Metrics;
+  /** TLS (--tls-cert ...): served over TLS, following the material's reloads; plaintext when absent. */
+  tls?: TlsMaterial;
   /** Bounds of the stream memory account (tests use small ones; defaults from limits.ts). */
   streamLimits?: Partial<StreamMemoryLimits>;
 }
@@ -89,11 +94,17 @@ export class RpcServer {
     add(proto.Mapping.service, mappingHandlers(options.dax, sessions, log));
     add(proto.Dma.service, dmaHandlers(options.dax, sessions, log));
     const port = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(options.address, grpc.ServerCredentials.createInsecure(), (err, boundPort) => {
+      const credentials = options.tls === undefined ? grpc.ServerCredentials.createInsecure() : grpcServerCredentials(options.tls);
+      server.bindAsync(options.address, credentials, (err, boundPort) => {
         if (err) reject(new ListenError(options.address, err));
         else resolve(boundPort);
       });
     });
+    if (options.tls?.clientAuth === 'request' && !refuseUnverifiedOnServers(server, log)) {
+      // Fail closed: without the check, `request` would accept any client certificate.
+      server.forceShutdown();
+      throw new ListenError(options.address, new Error('grpc-js internals changed: --tls-client-auth request cannot be enforced (use require)'));
+    }
     if (!raiseConnectionWindow(server)) log.warn('grpc-js internals changed: HTTP/2 connection window left at its default');
     const sockets = trackSockets(server);
     if (sockets === null) log.warn('grpc-js internals changed: a stuck connection can delay shutdown past SHUTDOWN_FORCE_MS');
@@ -173,6 +184,20 @@ function trackSockets(server: grpc.Server): Set<net.Socket> | null {
     });
   }
   return sockets;
+}
+
+/**
+ * `--tls-client-auth request`: refuse connections whose client certificate does not verify
+ * (client-auth.ts) on every HTTP/2 server of the grpc.Server (the private field
+ * trackSockets also reads; grpc-js offers no hook per TLS connection). False if it moved.
+ */
+function refuseUnverifiedOnServers(server: grpc.Server, log: Logger): boolean {
+  const servers = (server as unknown as { http2Servers?: Map<http2.Http2SecureServer, unknown> }).http2Servers;
+  if (!(servers instanceof Map) || servers.size === 0) return false;
+  for (const http2Server of servers.keys()) {
+    refuseUnverifiedPeers(http2Server, (reason) => log.debug({ reason }, 'grpc: refused a client certificate that does not verify'));
+  }
+  return true;
 }
 
 /** "host:0" -> "host:port" (IPv6 hosts keep their brackets). */
