@@ -21,6 +21,7 @@
  * agree with that order (only the second may be null).
  */
 import * as grpc from '@grpc/grpc-js';
+import { TLS_HANDSHAKE_TIMEOUT_MS } from './limits';
 import type { TlsMaterial } from './material';
 
 type CertificateProvider = grpc.experimental.CertificateProvider;
@@ -94,5 +95,10 @@ class MaterialProvider implements CertificateProvider {
 export function grpcServerCredentials(material: TlsMaterial): grpc.ServerCredentials {
   const provider = new MaterialProvider(material);
   const mode = material.clientAuth;
-  return grpc.experimental.createCertificateProviderServerCredentials(provider, mode === 'none' ? null : provider, mode === 'require');
+  const credentials = grpc.experimental.createCertificateProviderServerCredentials(provider, mode === 'none' ? null : provider, mode === 'require');
+  // grpc-js spreads these options into http2.createSecureServer(); they have no setter,
+  // so the handshake bound is added to the object it will read.
+  const constructorOptions = credentials._getConstructorOptions();
+  if (constructorOptions !== null) Object.assign(constructorOptions, { handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS });
+  return credentials;
 }

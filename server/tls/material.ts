@@ -17,6 +17,7 @@ import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import fs from 'node:fs';
 import tls from 'node:tls';
 import { TlsConfigError, type ClientAuth, type TlsConfig } from './config';
+import { TLS_HANDSHAKE_TIMEOUT_MS } from './limits';
 
 /** What tls.createSecureContext / setSecureContext take. */
 export interface TlsContextOptions {
@@ -129,7 +130,7 @@ export class TlsMaterial {
    */
   serverOptions(): tls.TlsOptions {
     const mode = this.config.clientAuth;
-    return { ...this.snapshot.options, requestCert: mode !== 'none', rejectUnauthorized: mode === 'require' };
+    return { ...this.snapshot.options, requestCert: mode !== 'none', rejectUnauthorized: mode === 'require', handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS };
   }
 
   /**
