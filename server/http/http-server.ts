@@ -15,6 +15,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import type { Logger } from 'pino';
 import { refuseUnverifiedPeers } from '../tls/client-auth';
 import type { TlsMaterial } from '../tls/material';
+import { isLoopbackHost } from '../bind-policy';
 import { adminPlugin } from './admin-plugin';
 import { dashboardPlugin } from './dashboard-plugin';
 import type { HttpDeps } from './deps';
@@ -96,15 +97,11 @@ export async function startHttpServer(deps: HttpDeps, log: Logger, address: stri
   const bracketed = host.includes(':') ? `[${host}]` : host;
   const httpAddress = `${bracketed}:${boundPort}`;
   deps.facts.httpAddress = httpAddress;
-  if (!isLoopback(host)) log.warn({ http: httpAddress }, 'the HTTP admin API and dashboard have no authentication: bound beyond loopback');
+  if (!isLoopbackHost(host)) log.warn({ http: httpAddress }, 'the HTTP admin API and dashboard have no authentication: bound beyond loopback');
   return {
     address: httpAddress, app, close: () => {
       unsubscribe();
       return app.close();
     },
   };
-}
-
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\./.test(host);
 }

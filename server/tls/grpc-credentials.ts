@@ -91,14 +91,17 @@ class MaterialProvider implements CertificateProvider {
   }
 }
 
-/** Server credentials for `material` in its client-auth mode, following its reloads. */
-export function grpcServerCredentials(material: TlsMaterial): grpc.ServerCredentials {
+/**
+ * Server credentials for `material` in its client-auth mode, following its reloads; a
+ * handshake longer than handshakeTimeoutMs is abandoned (tests pass a short one).
+ */
+export function grpcServerCredentials(material: TlsMaterial, handshakeTimeoutMs = TLS_HANDSHAKE_TIMEOUT_MS): grpc.ServerCredentials {
   const provider = new MaterialProvider(material);
   const mode = material.clientAuth;
   const credentials = grpc.experimental.createCertificateProviderServerCredentials(provider, mode === 'none' ? null : provider, mode === 'require');
   // grpc-js spreads these options into http2.createSecureServer(); they have no setter,
   // so the handshake bound is added to the object it will read.
   const constructorOptions = credentials._getConstructorOptions();
-  if (constructorOptions !== null) Object.assign(constructorOptions, { handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS });
+  if (constructorOptions !== null) Object.assign(constructorOptions, { handshakeTimeout: handshakeTimeoutMs });
   return credentials;
 }

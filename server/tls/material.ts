@@ -128,9 +128,9 @@ export class TlsMaterial {
    * needs refuseUnverifiedPeers (client-auth.ts) on the server: Node accepts an
    * unverifiable certificate when rejectUnauthorized is false.
    */
-  serverOptions(): tls.TlsOptions {
+  serverOptions(handshakeTimeoutMs = TLS_HANDSHAKE_TIMEOUT_MS): tls.TlsOptions {
     const mode = this.config.clientAuth;
-    return { ...this.snapshot.options, requestCert: mode !== 'none', rejectUnauthorized: mode === 'require', handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS };
+    return { ...this.snapshot.options, requestCert: mode !== 'none', rejectUnauthorized: mode === 'require', handshakeTimeout: handshakeTimeoutMs };
   }
 
   /**
