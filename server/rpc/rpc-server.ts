@@ -39,7 +39,7 @@ import { StreamMemory, type StreamMemoryLimits } from './stream-memory';
 import { unaryMemory } from './unary-memory';
 import { wireGuard } from './wire-guard';
 import { refuseUnverifiedPeers } from '../tls/client-auth';
-import { grpcServerCredentials } from '../tls/grpc-credentials';
+import { grpcServerCredentials, onEachHttp2Server } from '../tls/grpc-credentials';
 import type { TlsMaterial } from '../tls/material';
 
 /** The gRPC address could not be bound (in use, not local, malformed). */
@@ -93,6 +93,11 @@ export class RpcServer {
     add(proto.Files.service, filesHandlers(fs, log, streams, (ino, datasync) => options.dax.fsync(ino, datasync), metrics));
     add(proto.Mapping.service, mappingHandlers(options.dax, sessions, log));
     add(proto.Dma.service, dmaHandlers(options.dax, sessions, log));
+    // `--tls-client-auth request`: refuse a client certificate that does not verify
+    // (client-auth.ts), hooked on each HTTP/2 server before it can accept a connection.
+    const requestChecked = options.tls?.clientAuth === 'request'
+      ? onEachHttp2Server(server, (h) => refuseUnverifiedPeers(h, (reason) => log.debug({ reason }, 'grpc: refused a client certificate that does not verify')))
+      : null;
     const port = await new Promise<number>((resolve, reject) => {
       const credentials = options.tls === undefined ? grpc.ServerCredentials.createInsecure() : grpcServerCredentials(options.tls);
       server.bindAsync(options.address, credentials, (err, boundPort) => {
@@ -100,7 +105,7 @@ export class RpcServer {
         else resolve(boundPort);
       });
     });
-    if (options.tls?.clientAuth === 'request' && !refuseUnverifiedOnServers(server, log)) {
+    if (requestChecked !== null && !requestChecked()) {
       // Fail closed: without the check, `request` would accept any client certificate.
       server.forceShutdown();
       throw new ListenError(options.address, new Error('grpc-js internals changed: --tls-client-auth request cannot be enforced (use require)'));
@@ -184,20 +189,6 @@ function trackSockets(server: grpc.Server): Set<net.Socket> | null {
     });
   }
   return sockets;
-}
-
-/**
- * `--tls-client-auth request`: refuse connections whose client certificate does not verify
- * (client-auth.ts) on every HTTP/2 server of the grpc.Server (the private field
- * trackSockets also reads; grpc-js offers no hook per TLS connection). False if it moved.
- */
-function refuseUnverifiedOnServers(server: grpc.Server, log: Logger): boolean {
-  const servers = (server as unknown as { http2Servers?: Map<http2.Http2SecureServer, unknown> }).http2Servers;
-  if (!(servers instanceof Map) || servers.size === 0) return false;
-  for (const http2Server of servers.keys()) {
-    refuseUnverifiedPeers(http2Server, (reason) => log.debug({ reason }, 'grpc: refused a client certificate that does not verify'));
-  }
-  return true;
 }
 
 /** "host:0" -> "host:port" (IPv6 hosts keep their brackets). */

@@ -20,6 +20,7 @@
  * (required), the second the CA provider (null = no client certificate asked). The types
  * agree with that order (only the second may be null).
  */
+import type http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { TLS_HANDSHAKE_TIMEOUT_MS } from './limits';
 import type { TlsMaterial } from './material';
@@ -104,4 +105,27 @@ export function grpcServerCredentials(material: TlsMaterial, handshakeTimeoutMs 
   const constructorOptions = credentials._getConstructorOptions();
   if (constructorOptions !== null) Object.assign(constructorOptions, { handshakeTimeout: handshakeTimeoutMs });
   return credentials;
+}
+
+/**
+ * Before bindAsync: runs `onServer` on every HTTP/2 server of `server` (grpc-js offers no
+ * hook per TLS connection). It reads a private field of grpc.Server, as flow-control.ts
+ * does: grpc-js records each server in `http2Servers` from its listen callback, which Node
+ * runs (next tick after listen) before the server can accept a connection, so no
+ * connection escapes the hook. Returns the check for after the bind: true when every
+ * recorded server got the hook, false if the field moved (the caller then fails closed).
+ */
+export function onEachHttp2Server(server: grpc.Server, onServer: (server: http2.Http2SecureServer) => void): () => boolean {
+  const servers = (server as unknown as { http2Servers?: Map<http2.Http2SecureServer, unknown> }).http2Servers;
+  if (!(servers instanceof Map)) return () => false;
+  const hooked = new WeakSet<http2.Http2SecureServer>();
+  const set = servers.set.bind(servers);
+  servers.set = (key: http2.Http2SecureServer, value: unknown) => {
+    if (!hooked.has(key)) {
+      hooked.add(key);
+      onServer(key);
+    }
+    return set(key, value);
+  };
+  return () => servers.size > 0 && [...servers.keys()].every((key) => hooked.has(key));
 }
