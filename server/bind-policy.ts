@@ -40,6 +40,16 @@ export function isRemoteAddress(address: string): boolean {
   return host !== null && !isLoopbackHost(host);
 }
 
+/**
+ * The HTTP and NBD listeners take HOST:PORT or [V6]:PORT only and refuse anything else
+ * with their own precise error ("expected HOST:PORT"): such an address binds nothing, so
+ * the policy leaves it to them. gRPC also binds a bare host (grpc-js then picks a default
+ * port), so every gRPC address is judged.
+ */
+function bindsSomething(listener: Listener, address: string): boolean {
+  return listener === 'grpc' || /^(?:\[[^\]]+\]|[^:[\]]+):\d+$/.test(address);
+}
+
 export interface BindPolicyInput {
   /** The listeners that will be bound (absent ones are not checked). */
   binds: Partial<Record<Listener, string>>;
@@ -67,7 +77,7 @@ export class BindPolicyError extends Error {
 /** Throws BindPolicyError when the binds are not allowed; else says whether to warn. */
 export function checkBindPolicy(input: BindPolicyInput): BindPolicyVerdict {
   const remote = (Object.keys(FLAG) as Listener[])
-    .filter((l) => input.binds[l] !== undefined && isRemoteAddress(input.binds[l] as string))
+    .filter((l) => input.binds[l] !== undefined && bindsSomething(l, input.binds[l] as string) && isRemoteAddress(input.binds[l] as string))
     .map((l) => `${FLAG[l]} ${input.binds[l]}`);
   if (remote.length === 0 || (input.tls && input.authEnabled)) return { remote, insecure: false };
   if (input.insecureAllowRemote) return { remote, insecure: true };

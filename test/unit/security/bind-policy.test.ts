@@ -47,6 +47,13 @@ describe('bind policy', () => {
     }
   });
 
+  it('a malformed HTTP or NBD address is left to its listener (it binds nothing); a bare gRPC host is judged', () => {
+    const open = { tls: false, authEnabled: false, insecureAllowRemote: false };
+    assert.deepEqual(checkBindPolicy({ binds: { http: 'nonsense', nbd: '0.0.0.0' }, ...open }).remote, []);
+    assert.throws(() => checkBindPolicy({ binds: { grpc: 'nonsense' }, ...open }), BindPolicyError);
+    assert.throws(() => checkBindPolicy({ binds: { grpc: '0.0.0.0' }, ...open }), BindPolicyError);
+  });
+
   it('TLS alone or auth alone is not enough', () => {
     const binds = { grpc: '0.0.0.0:7070' };
     assert.throws(() => checkBindPolicy({ binds, tls: true, authEnabled: false, insecureAllowRemote: false }), (err: unknown) => err instanceof BindPolicyError && err.missing.join() === 'authentication');
