@@ -7,8 +7,9 @@
  * and names other than localhost (they may resolve anywhere). A Unix socket
  * (grpc `unix:PATH`) is local.
  *
- * A remote bind needs TLS (--tls-cert/--tls-key) AND authentication (--auth FILE), or the
- * explicit --insecure-allow-remote, which is logged as a warning at every start.
+ * A remote bind needs TLS on that listener (--tls-cert/--tls-key; for NBD, STARTTLS
+ * required) AND authentication (--auth FILE), or the explicit --insecure-allow-remote,
+ * which is logged as a warning at every start.
  * The check runs before the volume is opened: a refused start touches nothing.
  */
 
@@ -53,7 +54,8 @@ function bindsSomething(listener: Listener, address: string): boolean {
 export interface BindPolicyInput {
   /** The listeners that will be bound (absent ones are not checked). */
   binds: Partial<Record<Listener, string>>;
-  tls: boolean;
+  /** Which listeners serve TLS (NBD only when its STARTTLS is required). */
+  tls: Record<Listener, boolean>;
   authEnabled: boolean;
   insecureAllowRemote: boolean;
 }
@@ -76,11 +78,12 @@ export class BindPolicyError extends Error {
 
 /** Throws BindPolicyError when the binds are not allowed; else says whether to warn. */
 export function checkBindPolicy(input: BindPolicyInput): BindPolicyVerdict {
-  const remote = (Object.keys(FLAG) as Listener[])
-    .filter((l) => input.binds[l] !== undefined && bindsSomething(l, input.binds[l] as string) && isRemoteAddress(input.binds[l] as string))
-    .map((l) => `${FLAG[l]} ${input.binds[l]}`);
-  if (remote.length === 0 || (input.tls && input.authEnabled)) return { remote, insecure: false };
+  const listeners = (Object.keys(FLAG) as Listener[])
+    .filter((l) => input.binds[l] !== undefined && bindsSomething(l, input.binds[l] as string) && isRemoteAddress(input.binds[l] as string));
+  const remote = listeners.map((l) => `${FLAG[l]} ${input.binds[l]}`);
+  const plaintext = listeners.some((l) => !input.tls[l]);
+  if (remote.length === 0 || (!plaintext && input.authEnabled)) return { remote, insecure: false };
   if (input.insecureAllowRemote) return { remote, insecure: true };
-  const missing = [...(input.tls ? [] : ['TLS']), ...(input.authEnabled ? [] : ['authentication'])];
+  const missing = [...(plaintext ? ['TLS'] : []), ...(input.authEnabled ? [] : ['authentication'])];
   throw new BindPolicyError(remote, missing);
 }

@@ -103,8 +103,9 @@ export class Daxd {
     // Before the volume is opened: a refused start touches nothing.
     const bindPolicy = checkBindPolicy({
       binds: { grpc: options.grpcAddress, http: options.httpAddress, nbd: options.nbdAddress },
-      // NBD takes its TLS from the same material (STARTTLS).
-      tls: options.tls !== undefined,
+      // TODO(lead): nbd - true once NBD requires STARTTLS with this material (--nbd-tls require):
+      // until then NBD is plaintext, and a remote NBD bind needs --insecure-allow-remote.
+      tls: { grpc: options.tls !== undefined, http: options.tls !== undefined, nbd: false },
       authEnabled: false, // TODO(lead): auth - options.auth !== undefined once --auth FILE is wired
       insecureAllowRemote: options.insecureAllowRemote ?? false,
     });
