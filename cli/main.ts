@@ -7,10 +7,12 @@
  * Exit status: 0 success, 1 failure (fsck findings, a failed call), 2 usage error.
  */
 import { DaxClientError } from '../client/errors';
+import { BindPolicyError } from '../server/bind-policy';
 import { DaxError } from '../server/errors';
 import { HttpListenError } from '../server/http/http-server';
 import { NbdListenError } from '../server/nbd/nbd-server';
 import { ListenError } from '../server/rpc/rpc-server';
+import { TlsConfigError } from '../server/tls/config';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parse, UsageError } from './args';
 import { clientCommands } from './client-commands';
 import type { Command } from './command';
@@ -55,6 +57,12 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof UsageError) {
       process.stderr.write(`daxd ${name}: ${err.message}\n\n${command.help}\n`);
+      return EXIT_USAGE;
+    }
+    // A refused start of `serve` (a remote bind without TLS and auth, a bad TLS file):
+    // the arguments are at fault, so the usage exit code, with the one-line reason.
+    if (err instanceof BindPolicyError || err instanceof TlsConfigError) {
+      process.stderr.write(`daxd ${name}: ${err.message}\n`);
       return EXIT_USAGE;
     }
     const oneLine = describeFailure(err);

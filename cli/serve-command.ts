@@ -1,7 +1,8 @@
 /**
  * `daxd serve`: create the volume when missing, mount it, serve it over gRPC until
  * SIGTERM or SIGINT (graceful: in-flight calls finish, the volume is synced and unlocked);
- * a second signal exits at once (the journal makes that safe).
+ * a second signal exits at once (the journal makes that safe). SIGHUP re-reads the TLS
+ * certificates (Daxd.reloadTls) without dropping the volume.
  */
 import path from 'node:path';
 import pino from 'pino';
@@ -10,6 +11,7 @@ import { NBD_LAYOUT_BREAK_TIMEOUT_MS } from '../server/nbd/limits';
 import { Daxd } from '../server/server';
 import { AuthFileError, loadAuthFile } from '../server/auth/auth-file';
 import { Authenticator } from '../server/auth/authenticator';
+import { CLIENT_AUTH_MODES, TlsConfigError, tlsConfigFromFlags, type TlsConfig } from '../server/tls/config';
 import {
   DEFAULT_GRPC_ADDRESS, DEFAULT_HTTP_ADDRESS, DEFAULT_NBD_ADDRESS, DEFAULT_VOLUME_BYTES, DEFAULT_VOLUME_PATH, EXIT_OK, parseCount, parseSize, stringOption, UsageError, type Parsed,
 } from './args';
@@ -19,6 +21,19 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 
 /** Exit status after a second signal: 128 + SIGINT, as shells report it. */
 const EXIT_FORCED = 130;
+
+/** The --tls-* flags as a config (null: plaintext); a bad combination is a usage error. */
+function tlsFlags(parsed: Parsed): TlsConfig | null {
+  try {
+    return tlsConfigFromFlags({
+      cert: stringOption(parsed.values, 'tls-cert'), key: stringOption(parsed.values, 'tls-key'),
+      ca: stringOption(parsed.values, 'tls-ca'), clientAuth: stringOption(parsed.values, 'tls-client-auth'),
+    });
+  } catch (err) {
+    if (err instanceof TlsConfigError) throw new UsageError(err.message);
+    throw err;
+  }
+}
 
 async function serve(parsed: Parsed): Promise<number> {
   const volumeOption = stringOption(parsed.values, 'volume');
@@ -32,6 +47,7 @@ async function serve(parsed: Parsed): Promise<number> {
     throw new UsageError(`--nbd-layout-break: ${JSON.stringify(nbdLayoutBreak)} is not one of WAIT, FAIL, RECALL`);
   }
   const nbdTimeoutOption = stringOption(parsed.values, 'nbd-layout-break-timeout-ms');
+  const tls = tlsFlags(parsed);
   if (!LOG_LEVELS.includes(level)) throw new UsageError(`--log-level: ${JSON.stringify(level)} is not one of ${LOG_LEVELS.join(', ')}`);
   const authFile = stringOption(parsed.values, 'auth');
   const auth = authFile === undefined ? undefined : authenticatorOf(authFile);
@@ -50,8 +66,16 @@ async function serve(parsed: Parsed): Promise<number> {
     log.info({ signal }, 'signal: stopping gracefully (send it again to force)');
     stopNow(signal);
   };
+  // SIGHUP: reload the certificates. Installed before the mount too: its default action
+  // would kill the process.
+  let serving: Daxd | null = null;
+  const onHangup = () => {
+    if (serving === null) log.warn('SIGHUP before the server serves: nothing reloaded');
+    else serving.reloadTls();
+  };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  process.on('SIGHUP', onHangup);
   try {
     const daxd = await Daxd.start({
       volumePath: path.resolve(volumeOption ?? DEFAULT_VOLUME_PATH),
@@ -65,7 +89,10 @@ async function serve(parsed: Parsed): Promise<number> {
       nbdLayoutBreak,
       nbdLimits: nbdTimeoutOption === undefined ? undefined : { layoutBreakTimeoutMs: parseCount(nbdTimeoutOption, '--nbd-layout-break-timeout-ms') },
       auth,
+      tls: tls ?? undefined,
+      insecureAllowRemote: parsed.values['insecure-allow-remote'] === true,
     });
+    serving = daxd;
     await stopRequested;
     await daxd.stop();
     // The volume is clean and unlocked. Something still referenced (a socket a peer
@@ -79,6 +106,7 @@ async function serve(parsed: Parsed): Promise<number> {
   } finally {
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
+    process.off('SIGHUP', onHangup);
   }
 }
 
@@ -97,9 +125,12 @@ export const serveCommand: Command = {
   name: 'serve',
   summary: 'serve a volume over gRPC and NBD (creating it when missing)',
   help: `usage: daxd serve [--volume PATH] [--size N] [--grpc HOST:PORT] [--http HOST:PORT] [--nbd HOST:PORT|off]
+                  [--tls-cert FILE --tls-key FILE [--tls-ca FILE] [--tls-client-auth none|request|require]] [--insecure-allow-remote]
 
 Mounts the volume (replaying its journal) and serves it until SIGTERM/SIGINT.
 Prints one JSON log line naming the bound addresses ("msg":"daxd serving").
+SIGHUP re-reads the TLS files: new connections get the new certificates, open ones and the
+volume are untouched; a bad file keeps the old certificates (logged at warn).
 
   --volume PATH      volume file (default ${DEFAULT_VOLUME_PATH}, created when missing)
   --size N           size of a volume created here (default 1GiB; e.g. 64M, 1G)
@@ -111,7 +142,19 @@ Prints one JSON log line naming the bound addresses ("msg":"daxd serving").
   --nbd-layout-break-timeout-ms N       longest WAIT for such a pin before the request fails with EIO (default ${NBD_LAYOUT_BREAK_TIMEOUT_MS})
   --auth FILE        principals (JSON or YAML): who may call, their roles, prefixes and quotas (default: auth off; docs/SECURITY.md)
   --log-level LEVEL  ${LOG_LEVELS.join(' | ')} (default info; debug logs every call with its request id)
-  --shutdown-grace-ms N  how long a graceful stop waits for in-flight calls (default ${SHUTDOWN_GRACE_MS})`,
+  --shutdown-grace-ms N  how long a graceful stop waits for in-flight calls (default ${SHUTDOWN_GRACE_MS})
+  --tls-cert FILE    PEM server certificate (chain): gRPC and HTTP are served over TLS
+  --tls-key FILE     PEM private key of --tls-cert (unencrypted)
+  --tls-ca FILE      PEM CA bundle client certificates are verified against
+  --tls-client-auth MODE  ${CLIENT_AUTH_MODES.join(' | ')}: none asks no client certificate; request asks
+                     for one and refuses one that does not verify against --tls-ca; require
+                     refuses a handshake without a valid one (default: require with --tls-ca, else none)
+  --insecure-allow-remote  allow a bind beyond loopback without TLS and --auth (warned at every start)
+
+Secure by default: loopback is exactly 127.0.0.1, ::1 and localhost. Any other address
+(0.0.0.0, ::, a LAN address, and also the rest of 127.0.0.0/8, which is commonly used to
+expose services to containers or other network namespaces) is remote: binding --grpc,
+--http or --nbd to it needs --tls-cert/--tls-key and --auth FILE, or --insecure-allow-remote.`,
   options: {
     volume: { type: 'string' },
     size: { type: 'string' },
@@ -124,6 +167,11 @@ Prints one JSON log line naming the bound addresses ("msg":"daxd serving").
     'log-level': { type: 'string' },
     auth: { type: 'string' },
     'shutdown-grace-ms': { type: 'string' },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
+    'tls-ca': { type: 'string' },
+    'tls-client-auth': { type: 'string' },
+    'insecure-allow-remote': { type: 'boolean' },
   },
   positionals: { min: 0, max: 0 },
   run: serve,

@@ -11,6 +11,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { checkBindPolicy } from './bind-policy';
 import { Dax } from './dax/dax';
 import type { FileSystem } from './fs/filesystem';
 import type { HttpDeps } from './http/deps';
@@ -21,6 +22,8 @@ import { NbdServer, type NbdServerOptions } from './nbd/nbd-server';
 import { SHUTDOWN_GRACE_MS } from './rpc/limits';
 import { RpcServer } from './rpc/rpc-server';
 import { daxObserver, observeJournal } from './slow-ops';
+import type { TlsConfig } from './tls/config';
+import { TlsMaterial, type TlsReloadResult } from './tls/material';
 import { openVolume } from './volume';
 import type { Authenticator } from './auth/authenticator';
 
@@ -57,6 +60,10 @@ export interface DaxdOptions {
   nbdLimits?: NbdServerOptions['limits'];
   /** Who may call (`--auth FILE`, server/auth); absent = auth off (every call is an admin: loopback zero-config). */
   auth?: Authenticator;
+  /** TLS for gRPC and HTTP (--tls-cert ...); plaintext when absent. */
+  tls?: TlsConfig;
+  /** Serve non-loopback binds without TLS and auth (--insecure-allow-remote): warned at every start. */
+  insecureAllowRemote?: boolean;
 }
 
 export class Daxd {
@@ -76,6 +83,9 @@ export class Daxd {
 
   /** The NBD export (server/nbd), when started with an nbdAddress. */
   nbd: NbdServer | null = null;
+
+  /** The TLS material (certificates, client-auth mode), when started with `tls`; reloadTls() re-reads it. */
+  tls: TlsMaterial | null = null;
 
   /** host:port of the NBD side, or null without one. */
   get nbdAddress(): string | null {
@@ -98,6 +108,20 @@ export class Daxd {
 
   static async start(options: DaxdOptions): Promise<Daxd> {
     const { log } = options;
+    // Before the volume is opened: a refused start touches nothing.
+    const bindPolicy = checkBindPolicy({
+      binds: { grpc: options.grpcAddress, http: options.httpAddress, nbd: options.nbdAddress },
+      // TODO(lead): nbd - true once NBD requires STARTTLS with this material (--nbd-tls require):
+      // until then NBD is plaintext, and a remote NBD bind needs --insecure-allow-remote.
+      tls: { grpc: options.tls !== undefined, http: options.tls !== undefined, nbd: false },
+      authEnabled: false, // TODO(lead): auth - options.auth !== undefined once --auth FILE is wired
+      insecureAllowRemote: options.insecureAllowRemote ?? false,
+    });
+    if (bindPolicy.insecure) {
+      log.warn({ remote: bindPolicy.remote }, 'serving beyond loopback without TLS and authentication (--insecure-allow-remote): anyone who reaches these ports can read, overwrite and delete every file');
+    }
+    // Throws TlsConfigError (naming the flag and file) before anything is opened.
+    const tls = options.tls === undefined ? null : TlsMaterial.load(options.tls);
     const volume = await openVolume(options.volumePath, options.sizeBytes);
     const metrics = new Metrics();
     const dax = new Dax(volume.fs, {
@@ -106,13 +130,14 @@ export class Daxd {
     observeJournal(volume.fs.journal, metrics);
     let rpc: RpcServer;
     try {
-      rpc = await RpcServer.start({ fs: volume.fs, dax, log, address: options.grpcAddress, metrics, auth: options.auth ?? null });
+      rpc = await RpcServer.start({ fs: volume.fs, dax, log, address: options.grpcAddress, metrics, tls: tls ?? undefined, auth: options.auth ?? null });
     } catch (err) {
       await volume.fs.unmount();
       throw err;
     }
     metrics.attach({ fs: volume.fs, dax, sessions: rpc.sessions, streamMemory: rpc.streamMemory });
     const daxd = new Daxd(volume.fs, dax, rpc, metrics, options);
+    daxd.tls = tls;
     if (options.nbdAddress !== undefined) {
       try {
         daxd.nbd = await NbdServer.start({
@@ -128,7 +153,7 @@ export class Daxd {
     }
     if (options.httpAddress !== undefined) {
       try {
-        daxd.http = await startHttpServer(daxd.httpDeps(volume.report), log, options.httpAddress);
+        daxd.http = await startHttpServer(daxd.httpDeps(volume.report), log, options.httpAddress, tls ?? undefined);
       } catch (err) {
         await daxd.stop();
         throw err;
@@ -138,6 +163,7 @@ export class Daxd {
     log.info({
       grpc: rpc.address, http: daxd.httpAddress, nbd: daxd.nbdAddress, volume: options.volumePath, created: volume.created,
       auth: options.auth === undefined ? 'off' : `${options.auth.principals.length} principals`,
+      tls: tls === null ? null : { clientAuth: tls.clientAuth, subject: tls.current.subject, notAfter: tls.current.notAfter },
       wasClean, replayed: replay, orphansFreed, mountMs: Math.round(mountMs),
     }, 'daxd serving');
     return daxd;
@@ -154,6 +180,23 @@ export class Daxd {
       // Mount replays the journal before it returns, so a mounted volume is a replayed one.
       readiness: () => ({ volumeMounted: this.mounted, journalReplayed: this.mounted, acceptingCalls: this.rpc.accepting }),
     };
+  }
+
+  /**
+   * Re-reads the TLS files (SIGHUP). Success: new gRPC, HTTP (and NBD) connections get
+   * the new certificates, open ones keep theirs, the volume stays mounted. Failure (a
+   * missing or bad file): the old certificates stay in use. Logs one line either way.
+   */
+  reloadTls(): TlsReloadResult | null {
+    const { log } = this.options;
+    if (this.tls === null) {
+      log.info('tls reload: no TLS configured, nothing to reload');
+      return null;
+    }
+    const result = this.tls.reload();
+    if (result.ok) log.info({ subject: result.subject, notAfter: result.notAfter }, 'tls reloaded');
+    else log.warn({ flag: result.error.flag, file: result.error.file, reason: result.error.message }, 'tls reload failed: kept the old certificates');
+    return result;
   }
 
   /** Graceful stop; idempotent. */

@@ -10,8 +10,12 @@
  * network only operators reach; a non-loopback bind is logged at warn. Requests are
  * logged at debug with their request id; buildHttpApp serves tests through inject().
  */
+import type https from 'node:https';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { refuseUnverifiedPeers } from '../tls/client-auth';
+import type { TlsMaterial } from '../tls/material';
+import { isLoopbackHost } from '../bind-policy';
 import { adminPlugin } from './admin-plugin';
 import { dashboardPlugin } from './dashboard-plugin';
 import type { HttpDeps } from './deps';
@@ -35,16 +39,19 @@ export interface HttpServer {
 
 let lastRequestId = 0;
 
-export function buildHttpApp(deps: HttpDeps, log: Logger): FastifyInstance {
+/** With `tls`, the app serves https with the material's certificates and client-auth mode. */
+export function buildHttpApp(deps: HttpDeps, log: Logger, tls?: TlsMaterial): FastifyInstance {
   const httpLog = log.child({ component: 'http' });
+  // fastify types an https app apart from an http one; the routes do not care which.
   const app = Fastify({
+    ...(tls === undefined ? {} : { https: tls.serverOptions() }),
     loggerInstance: httpLog as FastifyBaseLogger,
     // fastify's own per-request lines (info) would drown the log: onResponse logs at debug.
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'reqId' }),
     genReqId: () => `h-${(++lastRequestId).toString(36)}`,
     // The dashboard keeps a connection open; a stop closes idle ones at once.
     forceCloseConnections: 'idle',
-  });
+  }) as unknown as FastifyInstance;
   app.addHook('onResponse', async (request, reply) => {
     if (httpLog.isLevelEnabled('debug')) {
       request.log.debug({ method: request.method, url: request.url, status: reply.statusCode, durationMs: Math.round(reply.elapsedTime * 1000) / 1000 }, 'http');
@@ -65,12 +72,23 @@ export function parseHostPort(address: string): { host: string; port: number } {
   return { host: m[1] ?? m[2], port };
 }
 
-export async function startHttpServer(deps: HttpDeps, log: Logger, address: string): Promise<HttpServer> {
+/**
+ * With `tls`: https, and a reload of the material reaches new connections through the
+ * Node server's setSecureContext (open connections keep their certificate).
+ */
+export async function startHttpServer(deps: HttpDeps, log: Logger, address: string, tls?: TlsMaterial): Promise<HttpServer> {
   const { host, port } = parseHostPort(address);
-  const app = buildHttpApp(deps, log);
+  const app = buildHttpApp(deps, log, tls);
+  let unsubscribe: () => void = () => undefined;
+  if (tls !== undefined) {
+    const server = app.server as unknown as https.Server;
+    if (tls.clientAuth === 'request') refuseUnverifiedPeers(server, (reason) => log.debug({ reason }, 'http: refused a client certificate that does not verify'));
+    unsubscribe = tls.onReload((snapshot) => server.setSecureContext(snapshot.options));
+  }
   try {
     await app.listen({ host, port });
   } catch (err) {
+    unsubscribe();
     await app.close();
     throw new HttpListenError(address, err as Error);
   }
@@ -79,10 +97,11 @@ export async function startHttpServer(deps: HttpDeps, log: Logger, address: stri
   const bracketed = host.includes(':') ? `[${host}]` : host;
   const httpAddress = `${bracketed}:${boundPort}`;
   deps.facts.httpAddress = httpAddress;
-  if (!isLoopback(host)) log.warn({ http: httpAddress }, 'the HTTP admin API and dashboard have no authentication: bound beyond loopback');
-  return { address: httpAddress, app, close: () => app.close() };
-}
-
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+  if (!isLoopbackHost(host)) log.warn({ http: httpAddress }, 'the HTTP admin API and dashboard have no authentication: bound beyond loopback');
+  return {
+    address: httpAddress, app, close: () => {
+      unsubscribe();
+      return app.close();
+    },
+  };
 }

@@ -43,6 +43,9 @@ import { principalOf } from '../auth/call-principal';
 import { PrincipalFs } from '../auth/principal-fs';
 import type { Principal } from '../auth/principal';
 import { QuotaLedger } from '../auth/quota';
+import { refuseUnverifiedPeers } from '../tls/client-auth';
+import { grpcServerCredentials, onEachHttp2Server } from '../tls/grpc-credentials';
+import type { TlsMaterial } from '../tls/material';
 
 /** The gRPC address could not be bound (in use, not local, malformed). */
 export class ListenError extends Error {
@@ -62,6 +65,8 @@ export interface RpcServerOptions {
   maxSessions?: number;
   /** Where calls are timed and counted (instrument.ts); a private registry when absent. */
   metrics?: Metrics;
+  /** TLS (--tls-cert ...): served over TLS, following the material's reloads; plaintext when absent. */
+  tls?: TlsMaterial;
   /** Bounds of the stream memory account (tests use small ones; defaults from limits.ts). */
   streamLimits?: Partial<StreamMemoryLimits>;
   /** Who may call (--auth); null or absent = auth off, every call acts for OPEN_ACCESS. */
@@ -108,12 +113,23 @@ export class RpcServer {
     add(proto.Files.service, filesHandlers(fsOf, log, streams, (ino, datasync) => options.dax.fsync(ino, datasync), metrics));
     add(proto.Mapping.service, mappingHandlers(options.dax, sessions, fsOf, log));
     add(proto.Dma.service, dmaHandlers(options.dax, sessions, fsOf, quota, log));
+    // `--tls-client-auth request`: refuse a client certificate that does not verify
+    // (client-auth.ts), hooked on each HTTP/2 server before it can accept a connection.
+    const requestChecked = options.tls?.clientAuth === 'request'
+      ? onEachHttp2Server(server, (h) => refuseUnverifiedPeers(h, (reason) => log.debug({ reason }, 'grpc: refused a client certificate that does not verify')))
+      : null;
     const port = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(options.address, grpc.ServerCredentials.createInsecure(), (err, boundPort) => {
+      const credentials = options.tls === undefined ? grpc.ServerCredentials.createInsecure() : grpcServerCredentials(options.tls);
+      server.bindAsync(options.address, credentials, (err, boundPort) => {
         if (err) reject(new ListenError(options.address, err));
         else resolve(boundPort);
       });
     });
+    if (requestChecked !== null && !requestChecked()) {
+      // Fail closed: without the check, `request` would accept any client certificate.
+      server.forceShutdown();
+      throw new ListenError(options.address, new Error('grpc-js internals changed: --tls-client-auth request cannot be enforced (use require)'));
+    }
     if (!raiseConnectionWindow(server)) log.warn('grpc-js internals changed: HTTP/2 connection window left at its default');
     const sockets = trackSockets(server);
     if (sockets === null) log.warn('grpc-js internals changed: a stuck connection can delay shutdown past SHUTDOWN_FORCE_MS');

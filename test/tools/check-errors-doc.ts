@@ -11,6 +11,7 @@ import * as engineLimits from '../../server/limits';
 import * as nbdLimits from '../../server/nbd/limits';
 import * as rpcLimits from '../../server/rpc/limits';
 import * as sessionLimits from '../../server/session/limits';
+import * as tlsLimits from '../../server/tls/limits';
 import * as wireLimits from '../../wire/limits';
 
 function repoRoot(): string {
@@ -20,7 +21,7 @@ function repoRoot(): string {
 }
 
 export function undocumented(readme: string): string[] {
-  const limitNames = [wireLimits, engineLimits, rpcLimits, sessionLimits, httpLimits, nbdLimits].flatMap((m) => Object.keys(m)).filter((k) => /^[A-Z][A-Z0-9_]+$/.test(k));
+  const limitNames = [wireLimits, engineLimits, rpcLimits, sessionLimits, httpLimits, nbdLimits, tlsLimits].flatMap((m) => Object.keys(m)).filter((k) => /^[A-Z][A-Z0-9_]+$/.test(k));
   const names = [...Object.keys(REASONS), ...limitNames];
   return names.filter((n) => !readme.includes(`| \`${n}\``));
 }
