@@ -25,7 +25,8 @@ import { daxObserver, observeJournal } from './slow-ops';
 import type { TlsConfig } from './tls/config';
 import { TlsMaterial, type TlsReloadResult } from './tls/material';
 import { openVolume } from './volume';
-import type { Authenticator } from './auth/authenticator';
+import { X509Certificate } from 'node:crypto';
+import { pemCertificates, type Authenticator } from './auth/authenticator';
 
 /** package.json's version (reported by /api/v1/volume): the nearest one above this module. */
 function packageVersion(): string {
@@ -114,7 +115,7 @@ export class Daxd {
       // TODO(lead): nbd - true once NBD requires STARTTLS with this material (--nbd-tls require):
       // until then NBD is plaintext, and a remote NBD bind needs --insecure-allow-remote.
       tls: { grpc: options.tls !== undefined, http: options.tls !== undefined, nbd: false },
-      authEnabled: false, // TODO(lead): auth - options.auth !== undefined once --auth FILE is wired
+      authEnabled: options.auth !== undefined,
       insecureAllowRemote: options.insecureAllowRemote ?? false,
     });
     if (bindPolicy.insecure) {
@@ -122,6 +123,16 @@ export class Daxd {
     }
     // Throws TlsConfigError (naming the flag and file) before anything is opened.
     const tls = options.tls === undefined ? null : TlsMaterial.load(options.tls);
+    if (tls !== null && options.auth !== undefined) {
+      // Client certificates name principals only if they chain to the current --tls-ca
+      // (checked again by the authenticator; parsed once per reload).
+      let cached: { ca: Buffer | undefined; cas: X509Certificate[] } | null = null;
+      options.auth.trust(() => {
+        const ca = tls.current.options.ca;
+        if (cached === null || cached.ca !== ca) cached = { ca, cas: pemCertificates(ca) };
+        return cached.cas;
+      });
+    }
     const volume = await openVolume(options.volumePath, options.sizeBytes);
     const metrics = new Metrics();
     const dax = new Dax(volume.fs, {

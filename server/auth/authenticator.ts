@@ -48,7 +48,7 @@ export class Authenticator {
   constructor(
     readonly principals: readonly Principal[],
     /** The CAs client certificates must chain to (the --tls-ca file's certificates); read at each check so a reload applies. */
-    private readonly trustedCas: () => readonly X509Certificate[] = () => [],
+    private trustedCas: () => readonly X509Certificate[] = () => [],
     limits: Partial<FailureLimits> = {},
     now: () => number = Date.now,
   ) {
@@ -67,6 +67,11 @@ export class Authenticator {
       throw new UnauthenticatedError(found);
     }
     return found;
+  }
+
+  /** Where the trusted CAs come from: the server's TLS material, once it is loaded (server.ts). */
+  trust(cas: () => readonly X509Certificate[]): void {
+    this.trustedCas = cas;
   }
 
   /** The principal by name (NBD and HTTP show names; tests). */
@@ -108,4 +113,11 @@ export class Authenticator {
       (p.credentials.certCn !== undefined && p.credentials.certCn === cn) || (p.credentials.certSan !== undefined && sans.includes(p.credentials.certSan)));
     return principal ?? 'the client certificate names no principal';
   }
+}
+
+/** Every certificate of a PEM bundle (X509Certificate itself reads only the first). */
+export function pemCertificates(pem: Buffer | undefined): X509Certificate[] {
+  if (pem === undefined) return [];
+  const blocks = pem.toString('latin1').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  return blocks.map((block) => new X509Certificate(block));
 }
