@@ -7,6 +7,11 @@
  * ones finish (bounded), ends every session, then unmounts: sync (fsync of every file and
  * a journal commit), clean flag, unmap, lock released. Killing the process at any point
  * instead is safe: the journal replays at the next mount.
+ *
+ * Before anything is opened, start() checks the binds (bind-policy.ts: beyond loopback
+ * only with TLS and auth, or --insecure-allow-remote) and loads the TLS files
+ * (tls/material.ts); either refuses the start with the flag at fault. `tls` is shared by
+ * gRPC and HTTP (and is there for NBD's STARTTLS); reloadTls() swaps it on SIGHUP.
  */
 import fs from 'node:fs';
 import path from 'node:path';
