@@ -22,7 +22,7 @@
  * zeroes and its journal transaction are then durable).
  */
 import type { Dax } from '../dax/dax';
-import { BusyError, DaxError, InvalidArgumentError, LimitError, NotFastError, PastEndError } from '../errors';
+import { BusyError, DaxError, InvalidArgumentError, LimitError, NotFastError, PastEndError, PermissionDeniedError } from '../errors';
 import { entryState, STATE_UNWRITTEN, STATE_WRITTEN } from '../fs/block-map';
 import type { FileSystem } from '../fs/filesystem';
 import type { LayoutBreakOptions } from '../fs/types';
@@ -45,6 +45,8 @@ export interface CommandTarget {
   exportBytes: number;
   structured: boolean;
   blockStatus: boolean;
+  /** The principal may not write (role ro): the export went out NBD_FLAG_READ_ONLY, and changes are NBD_EPERM. */
+  readOnly: boolean;
 }
 
 /** Flags each command accepts (FUA is valid on every command once SEND_FUA is advertised). */
@@ -62,7 +64,7 @@ const FLAGS_ALLOWED: Record<number, number> = {
 /**
  * The request's problem before any engine call, or null. Order: command, flags, length
  * limit, range (so a huge out-of-range WRITE gets EINVAL for its length, as its payload
- * is refused whole). Spec answers: unknown command or flag EINVAL; past the end ENOSPC for
+ * is refused whole; a change to a read-only export is EPERM before its range is looked at). Spec answers: unknown command or flag EINVAL; past the end ENOSPC for
  * WRITE / WRITE_ZEROES and EINVAL otherwise; READ/WRITE over the payload limit EINVAL.
  */
 export function checkRequest(req: Request, t: CommandTarget): DaxError | null {
@@ -70,6 +72,9 @@ export function checkRequest(req: Request, t: CommandTarget): DaxError | null {
   if (allowed === undefined) return new InvalidArgumentError(`unknown NBD command ${req.type}`);
   if ((req.flags & ~allowed) !== 0) return new InvalidArgumentError(`flags 0x${req.flags.toString(16)} not valid for this command (allowed 0x${allowed.toString(16)})`);
   if ((req.flags & NBD_CMD_FLAG_DF) !== 0 && !t.structured) return new InvalidArgumentError('NBD_CMD_FLAG_DF needs structured replies');
+  if (t.readOnly && (req.type === NBD_CMD_WRITE || req.type === NBD_CMD_TRIM || req.type === NBD_CMD_WRITE_ZEROES)) {
+    return new PermissionDeniedError('the export is read-only for this principal (role ro): nothing was changed');
+  }
   switch (req.type) {
     case NBD_CMD_DISC:
       return null;

@@ -16,8 +16,15 @@
  * first drops the replies; requests already in the engine still finish (the engine has no
  * way to cancel a write halfway) and a layout-break wait is aborted. `done` resolves once
  * nothing of this connection runs in the engine any more and its inode is released.
+ *
+ * TLS (starttls.ts): after NBD_OPT_STARTTLS the TLS socket takes over the TCP socket and
+ * every listener moves to it; `socket` is always the one to read, write and close. With
+ * auth on, the connection's principal comes from the client certificate once TLS is up
+ * (none before, or without a known certificate: it sees and opens nothing).
  */
 import type net from 'node:net';
+import type { Authenticator } from '../auth/authenticator';
+import { OPEN_ACCESS, type Principal } from '../auth/principal';
 import type { Logger } from 'pino';
 import type { Dax } from '../dax/dax';
 import { CancelledError, DaxError, ShutdownError, TimedOutError } from '../errors';
@@ -31,9 +38,10 @@ import { blockStatusReply, checkRequest, readReply, runCommand, type CommandTarg
 import { nbdErrno } from './errno';
 import type { ExportInfo, Exports } from './exports';
 import { HardDisconnect, negotiate, type HandshakeIo } from './handshake';
+import { isLoopbackPeer, upgradeToTls, type NbdTlsOptions } from './starttls';
 import {
   COMMAND_NAMES, decodeRequest, errorChunkBytes, NBD_CMD_BLOCK_STATUS, NBD_CMD_DISC, NBD_CMD_READ, NBD_CMD_WRITE, NBD_FLAG_CAN_MULTI_CONN,
-  NBD_FLAG_HAS_FLAGS, NBD_FLAG_SEND_CACHE, NBD_FLAG_SEND_DF, NBD_FLAG_SEND_FAST_ZERO, NBD_FLAG_SEND_FLUSH, NBD_FLAG_SEND_FUA, NBD_FLAG_SEND_TRIM,
+  NBD_FLAG_HAS_FLAGS, NBD_FLAG_READ_ONLY, NBD_FLAG_SEND_CACHE, NBD_FLAG_SEND_DF, NBD_FLAG_SEND_FAST_ZERO, NBD_FLAG_SEND_FLUSH, NBD_FLAG_SEND_FUA, NBD_FLAG_SEND_TRIM,
   NBD_FLAG_SEND_WRITE_ZEROES, REQUEST_HEADER_BYTES, SIMPLE_REPLY_BYTES, utf8Bounded, writeErrorChunk, writeSimpleReply, type CommandName, type Request,
 } from './wire-format';
 
@@ -53,6 +61,8 @@ export interface NbdObserver {
   connectionClosed?(): void;
   /** A request answered (errno 0: success); `bytes`: data read or written. */
   request?(command: CommandName, seconds: number, errno: number, bytes: number): void;
+  /** A STARTTLS upgrade ended: `ok`, or `failed` (handshake error, certificate refused, client gone, timeout). */
+  tlsHandshake?(outcome: 'ok' | 'failed'): void;
 }
 
 export interface ConnectionDeps {
@@ -66,6 +76,10 @@ export interface ConnectionDeps {
   /** Large reply and payload buffers for reuse (server-wide). */
   pool: BufferPool;
   shuttingDown(): boolean;
+  /** STARTTLS (absent: mode off). */
+  tls?: NbdTlsOptions;
+  /** Principals from client certificates (null: auth off, every connection is OPEN_ACCESS). */
+  auth: Authenticator | null;
 }
 
 /**
@@ -74,8 +88,8 @@ export interface ConnectionDeps {
  * connection reads it, and FLUSH is the file's fsync, which flushes every block of the
  * file written since the last flush whoever wrote it, then commits the journal.
  */
-function transmissionFlags(structured: boolean): number {
-  return NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES
+function transmissionFlags(structured: boolean, readOnly: boolean): number {
+  return (readOnly ? NBD_FLAG_READ_ONLY : 0) | NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES
     | NBD_FLAG_SEND_FAST_ZERO | NBD_FLAG_CAN_MULTI_CONN | NBD_FLAG_SEND_CACHE | (structured ? NBD_FLAG_SEND_DF : 0);
 }
 
@@ -93,6 +107,15 @@ let nextId = 1;
 export class NbdConnection {
   readonly id = nextId++;
   readonly peer: string;
+  /** The principal's name once known (the admin side lists it); null: none. */
+  get principalName(): string | null {
+    return this.principal === null || this.principal === OPEN_ACCESS ? null : this.principal.name;
+  }
+
+  get tls(): boolean {
+    return this.tlsOn;
+  }
+
   readonly openedAtMs = Date.now();
   private readonly queue = new ByteQueue();
   private phase: 'handshake' | 'transmission' | 'closed' = 'handshake';
@@ -121,17 +144,30 @@ export class NbdConnection {
   private settled: () => void = () => undefined;
   /** Resolves when the socket is closed and nothing of this connection runs in the engine. */
   readonly done: Promise<void>;
+  /** The TCP socket, or the TLS socket over it after STARTTLS. */
+  private socket: net.Socket;
+  /** The peer's address (no port): the loopback test and the authenticator's rate limit. */
+  private readonly remoteAddress: string;
+  /** Who this connection acts for: OPEN_ACCESS with auth off; with auth on null until a known client certificate. */
+  private principal: Principal | null;
+  private tlsOn = false;
+  private readonly listeners = {
+    data: (chunk: Buffer) => this.onData(chunk),
+    drain: () => this.pump(),
+    error: (err: Error) => this.deps.log.debug({ conn: this.id, err: err.message }, 'nbd socket error'),
+    close: () => this.onClose(),
+    end: () => this.onEnd(),
+  };
 
-  constructor(private readonly socket: net.Socket, private readonly deps: ConnectionDeps) {
+  constructor(socket: net.Socket, private readonly deps: ConnectionDeps) {
+    this.socket = socket;
+    this.remoteAddress = socket.remoteAddress ?? '';
     this.peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.principal = deps.auth === null ? OPEN_ACCESS : null;
     this.done = new Promise((resolve) => (this.settled = resolve));
     this.out = new ReplyWriter(socket, deps.pool, () => this.phase === 'closed');
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('drain', () => this.pump());
-    socket.on('error', (err) => deps.log.debug({ conn: this.id, err: err.message }, 'nbd socket error'));
-    socket.on('close', () => this.onClose());
-    socket.on('end', () => this.onEnd());
+    this.attach(socket);
     this.handshakeTimer = setTimeout(() => this.hardDisconnect(`no handshake step within ${deps.limits.handshakeMsMax} ms (NBD_HANDSHAKE_MS_MAX)`), deps.limits.handshakeMsMax);
     void this.handshake();
   }
@@ -153,12 +189,16 @@ export class NbdConnection {
     try {
       negotiated = await negotiate(io, {
         exports: {
-          resolve: (name) => deps.exports.resolve(name),
-          all: () => deps.exports.all(),
+          resolve: (name) => deps.exports.resolveFor(this.principal, name),
+          all: () => deps.exports.all(this.principal),
           // GO / EXPORT_NAME: the inode is held from the moment the export is chosen.
           open: (name) => this.open(name),
         },
-        transmissionFlags, shuttingDown: deps.shuttingDown,
+        transmissionFlags: (structured) => transmissionFlags(structured, this.readOnly()),
+        tlsOffered: deps.tls !== undefined && deps.tls.mode !== 'off',
+        plaintextRefused: () => this.plaintextRefused(),
+        startTls: (ack) => this.startTls(ack),
+        shuttingDown: deps.shuttingDown,
         optionsMax: deps.limits.optionsMax, optionBytesMax: deps.limits.optionBytesMax,
       });
     } catch (err) {
@@ -181,6 +221,7 @@ export class NbdConnection {
     const exp = negotiated.export;
     this.target = {
       fs: deps.fs, dax: deps.dax, ino: exp.ino, exportBytes: exp.sizeBytes, structured: negotiated.structured, blockStatus: negotiated.blockStatus,
+      readOnly: this.readOnly(),
     };
     this.phase = 'transmission';
     deps.log.debug({ conn: this.id, peer: this.peer, export: exp.name, structured: negotiated.structured }, 'nbd transmission');
@@ -188,10 +229,77 @@ export class NbdConnection {
   }
 
   private open(name: string): ExportInfo {
-    const exp = this.deps.exports.resolve(name);
+    const exp = this.deps.exports.resolveFor(this.principal, name);
     this.deps.fs.acquire(exp.ino);
     this.exportInfo = exp;
     return exp;
+  }
+
+  private readOnly(): boolean {
+    return this.principal !== null && !this.principal.can('write');
+  }
+
+  private attach(socket: net.Socket): void {
+    for (const [event, fn] of Object.entries(this.listeners)) socket.on(event, fn);
+  }
+
+  private detach(socket: net.Socket): void {
+    for (const [event, fn] of Object.entries(this.listeners)) socket.off(event, fn);
+  }
+
+  /** Before TLS: why this connection may not go on in plaintext (null: it may). */
+  private plaintextRefused(): string | null {
+    const mode = this.deps.tls?.mode ?? 'off';
+    if (mode === 'require') return 'this daxd requires TLS for NBD (--nbd-tls require): send NBD_OPT_STARTTLS first (nbds:// URIs do)';
+    if (!isLoopbackPeer(this.remoteAddress)) {
+      return mode === 'off'
+        ? 'without TLS daxd serves NBD only to loopback clients: start daxd with --tls-cert/--tls-key to offer NBD_OPT_STARTTLS'
+        : 'without TLS daxd serves NBD only to loopback clients: send NBD_OPT_STARTTLS first (nbds:// URIs do)';
+    }
+    return null;
+  }
+
+  /**
+   * STARTTLS answered NBD_REP_ACK: the upgrade (starttls.ts). Bytes the client sent after
+   * STARTTLS before reading the ACK came in plaintext: a hard disconnect, never read as TLS.
+   * The raw socket is paused before the ACK goes out, so the client's first TLS bytes stay
+   * in it for the TLS socket to take over. The wait is bounded by the handshake timer.
+   */
+  private async startTls(ack: Buffer): Promise<void> {
+    const tlsOptions = this.deps.tls as NbdTlsOptions;
+    const raw = this.socket;
+    if (this.queue.length > 0 || raw.readableLength > 0) {
+      throw new HardDisconnect('data sent after NBD_OPT_STARTTLS before its reply (plaintext is not read as TLS)');
+    }
+    raw.pause();
+    raw.off('data', this.listeners.data);
+    this.out.flush();
+    await new Promise<void>((resolve) => raw.write(ack, () => resolve()));
+    if (this.phase === 'closed' || raw.destroyed) throw new Error('connection closed');
+    this.detach(raw);
+    const upgrade = upgradeToTls(raw, tlsOptions);
+    this.socket = upgrade.socket;
+    this.out.retarget(upgrade.socket);
+    this.attach(upgrade.socket);
+    try {
+      await upgrade.secured;
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      this.deps.observer.tlsHandshake?.('failed');
+      this.deps.log.info({ conn: this.id, peer: this.peer, why }, 'nbd TLS handshake failed: connection closed');
+      throw new HardDisconnect(why);
+    }
+    this.deps.observer.tlsHandshake?.('ok');
+    this.tlsOn = true;
+    if (this.deps.auth !== null) {
+      try {
+        this.principal = this.deps.auth.authenticate({ certificate: upgrade.socket.getPeerCertificate(), peer: this.remoteAddress });
+      } catch (err) {
+        // No principal: the connection sees and opens nothing (exports.ts), as for a client without TLS.
+        this.deps.log.info({ conn: this.id, peer: this.peer, why: err instanceof Error ? err.message : String(err) }, 'nbd client certificate names no principal');
+      }
+    }
+    this.deps.log.debug({ conn: this.id, peer: this.peer, principal: this.principal?.name ?? null }, 'nbd TLS on');
   }
 
   /** The next n bytes (skip: discarded as they come). Rejects once the socket closed. */
