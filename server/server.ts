@@ -10,6 +10,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import type tls from 'node:tls';
 import type { Logger } from 'pino';
 import { Dax } from './dax/dax';
 import type { FileSystem } from './fs/filesystem';
@@ -17,7 +18,7 @@ import type { HttpDeps } from './http/deps';
 import { startHttpServer, type HttpServer } from './http/http-server';
 import { Metrics } from './metrics';
 import { nbdObserver } from './nbd-metrics';
-import { NbdServer, type NbdServerOptions } from './nbd/nbd-server';
+import { NbdServer, type NbdServerOptions, type NbdTlsMode, type NbdTlsOptions } from './nbd/nbd-server';
 import { SHUTDOWN_GRACE_MS } from './rpc/limits';
 import { RpcServer } from './rpc/rpc-server';
 import { daxObserver, observeJournal } from './slow-ops';
@@ -57,6 +58,24 @@ export interface DaxdOptions {
   nbdLimits?: NbdServerOptions['limits'];
   /** Who may call (`--auth FILE`, server/auth); absent = auth off (every call is an admin: loopback zero-config). */
   auth?: Authenticator;
+  /** NBD_OPT_STARTTLS (--nbd-tls, server/nbd/starttls.ts); default off. on/require need nbdTlsContext. */
+  nbdTls?: NbdTlsMode;
+  /** The certificate NBD's STARTTLS presents, read at each upgrade (so a reload applies to the next one). */
+  nbdTlsContext?: () => tls.SecureContext;
+  /**
+   * Client certificates over NBD TLS: none (not asked for), request (asked; a known one names the
+   * principal), require (the handshake fails without one the context's CAs issued). Default request.
+   */
+  nbdTlsClientAuth?: 'none' | 'request' | 'require';
+}
+
+/** The NBD server's TLS options from DaxdOptions (undefined: off). */
+function nbdTlsOptions(options: DaxdOptions): NbdTlsOptions | undefined {
+  const mode = options.nbdTls ?? 'off';
+  if (mode === 'off') return undefined;
+  if (options.nbdTlsContext === undefined) throw new Error(`nbdTls ${mode} needs nbdTlsContext (the --tls-cert material)`);
+  const clientAuth = options.nbdTlsClientAuth ?? 'request';
+  return { mode, secureContext: options.nbdTlsContext, requestCert: clientAuth !== 'none', rejectUnauthorized: clientAuth === 'require' };
 }
 
 export class Daxd {
@@ -120,6 +139,7 @@ export class Daxd {
           limits: options.nbdLimits,
           // Connections, request durations, and NBD I/O with the other paths (daxd_io_*{path="nbd"}).
           observer: nbdObserver(metrics),
+          tls: nbdTlsOptions(options), auth: options.auth ?? null,
         });
       } catch (err) {
         await daxd.stop();
