@@ -24,7 +24,6 @@
  */
 import type net from 'node:net';
 import type { Authenticator } from '../auth/authenticator';
-import { OPEN_ACCESS, type Principal } from '../auth/principal';
 import type { Logger } from 'pino';
 import type { Dax } from '../dax/dax';
 import { CancelledError, DaxError, ShutdownError, TimedOutError } from '../errors';
@@ -34,15 +33,14 @@ import { ByteQueue } from './byte-queue';
 import type { BufferPool } from './buffer-pool';
 import { NBD_BLOCK_STATUS_BYTES_MAX, NBD_POOLED_BUFFER_BYTES_MAX } from './limits';
 import { ReplyWriter } from './reply-writer';
-import { blockStatusReply, checkRequest, readReply, runCommand, type CommandTarget } from './commands';
+import { blockStatusReply, checkRequest, readReply, runCommand, transmissionFlags, type CommandTarget } from './commands';
 import { nbdErrno } from './errno';
 import type { ExportInfo, Exports } from './exports';
 import { HardDisconnect, negotiate, type HandshakeIo } from './handshake';
-import { isLoopbackPeer, upgradeToTls, type NbdTlsOptions } from './starttls';
+import { PeerAccess } from './peer-access';
+import { upgradeToTls, type NbdTlsOptions } from './starttls';
 import {
-  COMMAND_NAMES, decodeRequest, errorChunkBytes, NBD_CMD_BLOCK_STATUS, NBD_CMD_DISC, NBD_CMD_READ, NBD_CMD_WRITE, NBD_FLAG_CAN_MULTI_CONN,
-  NBD_FLAG_HAS_FLAGS, NBD_FLAG_READ_ONLY, NBD_FLAG_SEND_CACHE, NBD_FLAG_SEND_DF, NBD_FLAG_SEND_FAST_ZERO, NBD_FLAG_SEND_FLUSH, NBD_FLAG_SEND_FUA, NBD_FLAG_SEND_TRIM,
-  NBD_FLAG_SEND_WRITE_ZEROES, REQUEST_HEADER_BYTES, SIMPLE_REPLY_BYTES, utf8Bounded, writeErrorChunk, writeSimpleReply, type CommandName, type Request,
+  COMMAND_NAMES, decodeRequest, errorChunkBytes, NBD_CMD_BLOCK_STATUS, NBD_CMD_DISC, NBD_CMD_READ, NBD_CMD_WRITE, REQUEST_HEADER_BYTES, SIMPLE_REPLY_BYTES, utf8Bounded, writeErrorChunk, writeSimpleReply, type CommandName, type Request,
 } from './wire-format';
 
 export interface NbdLimits {
@@ -82,17 +80,6 @@ export interface ConnectionDeps {
   auth: Authenticator | null;
 }
 
-/**
- * CAN_MULTI_CONN holds: no connection has a cache of its own. Every connection calls the
- * one engine of the process; a write is in the mapped volume when it is answered, so any
- * connection reads it, and FLUSH is the file's fsync, which flushes every block of the
- * file written since the last flush whoever wrote it, then commits the journal.
- */
-function transmissionFlags(structured: boolean, readOnly: boolean): number {
-  return (readOnly ? NBD_FLAG_READ_ONLY : 0) | NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES
-    | NBD_FLAG_SEND_FAST_ZERO | NBD_FLAG_CAN_MULTI_CONN | NBD_FLAG_SEND_CACHE | (structured ? NBD_FLAG_SEND_DF : 0);
-}
-
 /** Reply bytes besides the data a request's cost counts (headers, an error chunk). */
 const REPLY_OVERHEAD_BYTES = 1024;
 /** Error chunk messages are cut to this (so an error reply fits REPLY_OVERHEAD_BYTES). */
@@ -107,14 +94,6 @@ let nextId = 1;
 export class NbdConnection {
   readonly id = nextId++;
   readonly peer: string;
-  /** The principal's name once known (the admin side lists it); null: none. */
-  get principalName(): string | null {
-    return this.principal === null || this.principal === OPEN_ACCESS ? null : this.principal.name;
-  }
-
-  get tls(): boolean {
-    return this.tlsOn;
-  }
 
   readonly openedAtMs = Date.now();
   private readonly queue = new ByteQueue();
@@ -146,11 +125,8 @@ export class NbdConnection {
   readonly done: Promise<void>;
   /** The TCP socket, or the TLS socket over it after STARTTLS. */
   private socket: net.Socket;
-  /** The peer's address (no port): the loopback test and the authenticator's rate limit. */
-  private readonly remoteAddress: string;
-  /** Who this connection acts for: OPEN_ACCESS with auth off; with auth on null until a known client certificate. */
-  private principal: Principal | null;
-  private tlsOn = false;
+  /** TLS required or not, and who the connection acts for (peer-access.ts). */
+  readonly access: PeerAccess;
   private readonly listeners = {
     data: (chunk: Buffer) => this.onData(chunk),
     drain: () => this.pump(),
@@ -161,9 +137,8 @@ export class NbdConnection {
 
   constructor(socket: net.Socket, private readonly deps: ConnectionDeps) {
     this.socket = socket;
-    this.remoteAddress = socket.remoteAddress ?? '';
     this.peer = `${socket.remoteAddress}:${socket.remotePort}`;
-    this.principal = deps.auth === null ? OPEN_ACCESS : null;
+    this.access = new PeerAccess(socket.remoteAddress ?? '', deps.tls, deps.auth);
     this.done = new Promise((resolve) => (this.settled = resolve));
     this.out = new ReplyWriter(socket, deps.pool, () => this.phase === 'closed');
     socket.setNoDelay(true);
@@ -189,14 +164,14 @@ export class NbdConnection {
     try {
       negotiated = await negotiate(io, {
         exports: {
-          resolve: (name) => deps.exports.resolveFor(this.principal, name),
-          all: () => deps.exports.all(this.principal),
+          resolve: (name) => deps.exports.resolveFor(this.access.principal, name),
+          all: () => deps.exports.all(this.access.principal),
           // GO / EXPORT_NAME: the inode is held from the moment the export is chosen.
           open: (name) => this.open(name),
         },
-        transmissionFlags: (structured) => transmissionFlags(structured, this.readOnly()),
-        tlsOffered: deps.tls !== undefined && deps.tls.mode !== 'off',
-        plaintextRefused: () => this.plaintextRefused(),
+        transmissionFlags: (structured) => transmissionFlags(structured, this.access.readOnly),
+        tlsOffered: this.access.tlsOffered,
+        plaintextRefused: () => this.access.plaintextRefused(),
         startTls: (ack) => this.startTls(ack),
         shuttingDown: deps.shuttingDown,
         optionsMax: deps.limits.optionsMax, optionBytesMax: deps.limits.optionBytesMax,
@@ -221,7 +196,7 @@ export class NbdConnection {
     const exp = negotiated.export;
     this.target = {
       fs: deps.fs, dax: deps.dax, ino: exp.ino, exportBytes: exp.sizeBytes, structured: negotiated.structured, blockStatus: negotiated.blockStatus,
-      readOnly: this.readOnly(),
+      readOnly: this.access.readOnly,
     };
     this.phase = 'transmission';
     deps.log.debug({ conn: this.id, peer: this.peer, export: exp.name, structured: negotiated.structured }, 'nbd transmission');
@@ -229,14 +204,10 @@ export class NbdConnection {
   }
 
   private open(name: string): ExportInfo {
-    const exp = this.deps.exports.resolveFor(this.principal, name);
+    const exp = this.deps.exports.resolveFor(this.access.principal, name);
     this.deps.fs.acquire(exp.ino);
     this.exportInfo = exp;
     return exp;
-  }
-
-  private readOnly(): boolean {
-    return this.principal !== null && !this.principal.can('write');
   }
 
   private attach(socket: net.Socket): void {
@@ -245,18 +216,6 @@ export class NbdConnection {
 
   private detach(socket: net.Socket): void {
     for (const [event, fn] of Object.entries(this.listeners)) socket.off(event, fn);
-  }
-
-  /** Before TLS: why this connection may not go on in plaintext (null: it may). */
-  private plaintextRefused(): string | null {
-    const mode = this.deps.tls?.mode ?? 'off';
-    if (mode === 'require') return 'this daxd requires TLS for NBD (--nbd-tls require): send NBD_OPT_STARTTLS first (nbds:// URIs do)';
-    if (!isLoopbackPeer(this.remoteAddress)) {
-      return mode === 'off'
-        ? 'without TLS daxd serves NBD only to loopback clients: start daxd with --tls-cert/--tls-key to offer NBD_OPT_STARTTLS'
-        : 'without TLS daxd serves NBD only to loopback clients: send NBD_OPT_STARTTLS first (nbds:// URIs do)';
-    }
-    return null;
   }
 
   /**
@@ -290,16 +249,10 @@ export class NbdConnection {
       throw new HardDisconnect(why);
     }
     this.deps.observer.tlsHandshake?.('ok');
-    this.tlsOn = true;
-    if (this.deps.auth !== null) {
-      try {
-        this.principal = this.deps.auth.authenticate({ certificate: upgrade.socket.getPeerCertificate(), peer: this.remoteAddress });
-      } catch (err) {
-        // No principal: the connection sees and opens nothing (exports.ts), as for a client without TLS.
-        this.deps.log.info({ conn: this.id, peer: this.peer, why: err instanceof Error ? err.message : String(err) }, 'nbd client certificate names no principal');
-      }
-    }
-    this.deps.log.debug({ conn: this.id, peer: this.peer, principal: this.principal?.name ?? null }, 'nbd TLS on');
+    const why = this.access.secured(upgrade.socket.getPeerCertificate());
+    // No principal: the connection sees and opens nothing (exports.ts), as a client without TLS.
+    if (why !== null) this.deps.log.info({ conn: this.id, peer: this.peer, why }, 'nbd client certificate names no principal');
+    this.deps.log.debug({ conn: this.id, peer: this.peer, principal: this.access.principal?.name ?? null }, 'nbd TLS on');
   }
 
   /** The next n bytes (skip: discarded as they come). Rejects once the socket closed. */
