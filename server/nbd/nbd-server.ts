@@ -104,6 +104,10 @@ export class NbdServer {
       policy: options.layoutBreak ?? 'WAIT', limits, pool: new BufferPool(), shuttingDown: () => nbd.stopping !== null,
       tls: options.tls, auth: options.auth ?? null,
     };
+    if (deps.auth !== null && (deps.tls === undefined || deps.tls.mode === 'off')) {
+      // Principals come from client certificates only: without TLS no NBD client has one.
+      options.log.warn('--auth without NBD TLS: NBD clients have no principal, so they see no export (add --tls-cert/--tls-key, or --nbd off)');
+    }
     server.on('error', (err) => options.log.error({ err }, 'nbd listener error'));
     server.on('connection', (socket) => {
       if (nbd.stopping !== null || nbd.connections.size >= limits.connectionsMax) {
