@@ -277,6 +277,22 @@ describe('NBD server: TLS and principals', function () {
       assert.equal((await go(ok, 'disk')).last.type, W.NBD_REP_ACK);
     });
 
+    it('the certificate is read at each STARTTLS: a reload serves the next upgrade', async function () {
+      let current = certs.server;
+      const fx = await start({ tls: tlsOptions('on', { secureContext: () => tls.createSecureContext({ cert: current.certPem, key: current.keyPem }) }) });
+      const first = await greeted(fx);
+      assert.equal((await first.startTls(clientTls(null))).type, W.NBD_REP_ACK);
+      current = certs.foreignServer;
+      const second = await greeted(fx);
+      // The old CA no longer vouches for the server; the foreign CA does.
+      await assert.rejects(second.startTls(clientTls(null)), /self-signed|unable to verify|certificate/i);
+      const third = await greeted(fx);
+      assert.equal((await third.startTls({ ca: certs.foreignCa.certPem })).type, W.NBD_REP_ACK);
+      assert.equal((await go(third, 'disk')).last.type, W.NBD_REP_ACK);
+      // The first connection keeps the certificate it was upgraded with.
+      assert.equal((await go(first, 'disk')).last.type, W.NBD_REP_ACK);
+    });
+
     it('counts TLS handshakes by outcome', async function () {
       const outcomes: string[] = [];
       const fx = await start({ tls: tlsOptions('on'), observer: { tlsHandshake: (o) => outcomes.push(o) } });
