@@ -40,7 +40,8 @@ import { HardDisconnect, negotiate, type HandshakeIo } from './handshake';
 import { PeerAccess } from './peer-access';
 import { upgradeToTls, type NbdTlsOptions } from './starttls';
 import {
-  COMMAND_NAMES, decodeRequest, errorChunkBytes, NBD_CMD_BLOCK_STATUS, NBD_CMD_DISC, NBD_CMD_READ, NBD_CMD_WRITE, REQUEST_HEADER_BYTES, SIMPLE_REPLY_BYTES, utf8Bounded, writeErrorChunk, writeSimpleReply, type CommandName, type Request,
+  COMMAND_NAMES, decodeRequest, errorChunkBytes, NBD_CMD_BLOCK_STATUS, NBD_CMD_DISC, NBD_CMD_READ, NBD_CMD_WRITE, REQUEST_HEADER_BYTES, SIMPLE_REPLY_BYTES,
+  utf8Bounded, writeErrorChunk, writeSimpleReply, type CommandName, type Request,
 } from './wire-format';
 
 export interface NbdLimits {
@@ -94,7 +95,6 @@ let nextId = 1;
 export class NbdConnection {
   readonly id = nextId++;
   readonly peer: string;
-
   readonly openedAtMs = Date.now();
   private readonly queue = new ByteQueue();
   private phase: 'handshake' | 'transmission' | 'closed' = 'handshake';

@@ -64,7 +64,7 @@ export interface HandshakeContext {
   transmissionFlags(structured: boolean): number;
   /** Whether STARTTLS is offered (false: NBD_REP_ERR_POLICY). */
   tlsOffered: boolean;
-  /** Before TLS: may this connection negotiate without it? (false: NBD_REP_ERR_TLS_REQD, with `why`) */
+  /** Before TLS: why this connection may not negotiate without it (answered NBD_REP_ERR_TLS_REQD), or null: it may. */
   plaintextRefused(): string | null;
   /**
    * Sends NBD_REP_ACK for STARTTLS and upgrades the connection; resolves once TLS is on.
