@@ -8,6 +8,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { SHUTDOWN_FORCE_MS, SHUTDOWN_GRACE_MS } from '../server/rpc/limits';
 import { NBD_LAYOUT_BREAK_TIMEOUT_MS } from '../server/nbd/limits';
+import { NBD_TLS_MODES, type NbdTlsMode } from '../server/nbd/starttls';
 import { Daxd } from '../server/server';
 import { AuthFileError, loadAuthFile } from '../server/auth/auth-file';
 import { Authenticator } from '../server/auth/authenticator';
@@ -48,6 +49,7 @@ async function serve(parsed: Parsed): Promise<number> {
   }
   const nbdTimeoutOption = stringOption(parsed.values, 'nbd-layout-break-timeout-ms');
   const tls = tlsFlags(parsed);
+  const nbdTls = nbdTlsMode(parsed);
   if (!LOG_LEVELS.includes(level)) throw new UsageError(`--log-level: ${JSON.stringify(level)} is not one of ${LOG_LEVELS.join(', ')}`);
   const authFile = stringOption(parsed.values, 'auth');
   const auth = authFile === undefined ? undefined : authenticatorOf(authFile);
@@ -91,6 +93,7 @@ async function serve(parsed: Parsed): Promise<number> {
       auth,
       tls: tls ?? undefined,
       insecureAllowRemote: parsed.values['insecure-allow-remote'] === true,
+      nbdTls,
     });
     serving = daxd;
     await stopRequested;
@@ -108,6 +111,19 @@ async function serve(parsed: Parsed): Promise<number> {
     process.off('SIGINT', onSignal);
     process.off('SIGHUP', onHangup);
   }
+}
+
+/**
+ * --nbd-tls off|on|require (nbdkit's --tls): default on with --tls-cert (STARTTLS offered,
+ * loopback may stay plaintext), off without; on/require need the --tls-cert material.
+ */
+function nbdTlsMode(parsed: Parsed): NbdTlsMode {
+  const value = stringOption(parsed.values, 'nbd-tls');
+  const hasCert = stringOption(parsed.values, 'tls-cert') !== undefined;
+  if (value === undefined) return hasCert ? 'on' : 'off';
+  if (!(NBD_TLS_MODES as readonly string[]).includes(value)) throw new UsageError(`--nbd-tls: ${JSON.stringify(value)} is not one of ${NBD_TLS_MODES.join(', ')}`);
+  if (value !== 'off' && !hasCert) throw new UsageError(`--nbd-tls ${value} needs --tls-cert and --tls-key (the certificate NBD_OPT_STARTTLS presents)`);
+  return value as NbdTlsMode;
 }
 
 /** The --auth file's principals; a file that cannot be used is a usage error naming it. */
@@ -140,6 +156,8 @@ volume are untouched; a bad file keeps the old certificates (logged at warn).
   --nbd-default-export NAME   the file the empty NBD export name means (default: none, the empty name is refused)
   --nbd-layout-break WAIT|FAIL|RECALL   what NBD TRIM/WRITE_ZEROES do over a page pinned for DMA (default WAIT)
   --nbd-layout-break-timeout-ms N       longest WAIT for such a pin before the request fails with EIO (default ${NBD_LAYOUT_BREAK_TIMEOUT_MS})
+  --nbd-tls off|on|require   NBD_OPT_STARTTLS with the --tls-cert certificate: on offers it, require refuses NBD without it
+                     (default on with --tls-cert, else off); without TLS, NBD serves only loopback clients
   --auth FILE        principals (JSON or YAML): who may call, their roles, prefixes and quotas (default: auth off; docs/SECURITY.md)
   --log-level LEVEL  ${LOG_LEVELS.join(' | ')} (default info; debug logs every call with its request id)
   --shutdown-grace-ms N  how long a graceful stop waits for in-flight calls (default ${SHUTDOWN_GRACE_MS})
@@ -164,6 +182,7 @@ expose services to containers or other network namespaces) is remote: binding --
     'nbd-default-export': { type: 'string' },
     'nbd-layout-break': { type: 'string' },
     'nbd-layout-break-timeout-ms': { type: 'string' },
+    'nbd-tls': { type: 'string' },
     'log-level': { type: 'string' },
     auth: { type: 'string' },
     'shutdown-grace-ms': { type: 'string' },

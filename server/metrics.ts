@@ -74,6 +74,7 @@ export class Metrics {
   private readonly journalCommitSeconds: prom.Histogram;
   private readonly nbdConnections: prom.Gauge;
   private readonly nbdConnectionsOpened: prom.Counter;
+  private readonly nbdTlsHandshakes: prom.Counter<'outcome'>;
   private readonly nbdRequestDuration: HotHistogram;
   private readonly nbdRequestChildren = new Map<string, HotRecorder>();
   /** NBD READ/WRITE ops and bytes not yet added to daxd_io_*: added at scrape time (flushNbdIo). */
@@ -132,6 +133,10 @@ export class Metrics {
     });
     this.nbdConnectionsOpened = new prom.Counter({
       name: 'daxd_nbd_connections_opened_total', help: 'NBD connections accepted.', registers,
+    });
+    this.nbdTlsHandshakes = new prom.Counter({
+      name: 'daxd_nbd_tls_handshakes_total', help: 'NBD_OPT_STARTTLS upgrades by outcome: ok, or failed (handshake error, certificate refused, client gone, timeout).',
+      labelNames: ['outcome'], registers,
     });
     this.nbdRequestDuration = new HotHistogram('daxd_nbd_request_duration_seconds',
       'NBD requests by command and outcome (ok, or the NBD error name), from the header read to the reply handed to the socket.',
@@ -205,6 +210,10 @@ export class Metrics {
 
   nbdConnectionClosed(): void {
     this.nbdConnections.dec();
+  }
+
+  nbdTlsHandshake(outcome: 'ok' | 'failed'): void {
+    this.nbdTlsHandshakes.inc({ outcome });
   }
 
   /** One NBD request answered: `outcome` is 'ok' or the NBD error name (EINVAL, ENOSPC, ...). */

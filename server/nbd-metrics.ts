@@ -2,6 +2,7 @@
  * The server's observer of its NBD front end (server/nbd): every connection and every
  * answered request goes to the metrics registry (server/metrics.ts):
  *   - daxd_nbd_connections (gauge) and daxd_nbd_connections_opened_total;
+ *   - daxd_nbd_tls_handshakes_total{outcome}: STARTTLS upgrades, ok or failed;
  *   - daxd_nbd_request_duration_seconds{command, outcome}: outcome `ok` or the NBD error
  *     name, a fixed set (the protocol's eight values, anything else `other`);
  *   - daxd_io_ops_total / daxd_io_bytes_total{path="nbd"} for READ and WRITE that succeeded,
@@ -28,6 +29,7 @@ export function nbdObserver(metrics: Metrics): NbdObserver {
   return {
     connectionOpened: () => metrics.nbdConnectionOpened(),
     connectionClosed: () => metrics.nbdConnectionClosed(),
+    tlsHandshake: (outcome) => metrics.nbdTlsHandshake(outcome),
     request: (command, seconds, errno, bytes) => {
       if (errno === 0 && command === 'READ') metrics.nbdIo('read', bytes);
       else if (errno === 0 && command === 'WRITE') metrics.nbdIo('write', bytes);

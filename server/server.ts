@@ -15,6 +15,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import type tls from 'node:tls';
 import type { Logger } from 'pino';
 import { checkBindPolicy } from './bind-policy';
 import { Dax } from './dax/dax';
@@ -23,7 +24,7 @@ import type { HttpDeps } from './http/deps';
 import { startHttpServer, type HttpServer } from './http/http-server';
 import { Metrics } from './metrics';
 import { nbdObserver } from './nbd-metrics';
-import { NbdServer, type NbdServerOptions } from './nbd/nbd-server';
+import { NbdServer, type NbdServerOptions, type NbdTlsMode, type NbdTlsOptions } from './nbd/nbd-server';
 import { SHUTDOWN_GRACE_MS } from './rpc/limits';
 import { RpcServer } from './rpc/rpc-server';
 import { daxObserver, observeJournal } from './slow-ops';
@@ -70,6 +71,29 @@ export interface DaxdOptions {
   tls?: TlsConfig;
   /** Serve non-loopback binds without TLS and auth (--insecure-allow-remote): warned at every start. */
   insecureAllowRemote?: boolean;
+  /** NBD_OPT_STARTTLS (--nbd-tls, server/nbd/starttls.ts); default off. on/require need nbdTlsContext. */
+  nbdTls?: NbdTlsMode;
+  /** The certificate NBD's STARTTLS presents, read at each upgrade (so a reload applies to the next one). */
+  nbdTlsContext?: () => tls.SecureContext;
+  /**
+   * Client certificates over NBD TLS: none (not asked for), request (asked; a known one names the
+   * principal), require (the handshake fails without one the context's CAs issued). Default request.
+   */
+  nbdTlsClientAuth?: 'none' | 'request' | 'require';
+}
+
+/**
+ * The NBD server's TLS options (undefined: off). The certificate is the server's TLS
+ * material (read at each STARTTLS, so a SIGHUP reload applies to the next upgrade) and so
+ * is the client-auth mode; tests may pass their own context instead.
+ */
+function nbdTlsOptions(options: DaxdOptions, material: TlsMaterial | null): NbdTlsOptions | undefined {
+  const mode = options.nbdTls ?? 'off';
+  if (mode === 'off') return undefined;
+  const secureContext = options.nbdTlsContext ?? (material === null ? undefined : () => material.secureContext);
+  if (secureContext === undefined) throw new Error(`nbdTls ${mode} needs --tls-cert (or nbdTlsContext)`);
+  const clientAuth = options.nbdTlsClientAuth ?? material?.clientAuth ?? 'request';
+  return { mode, secureContext, requestCert: clientAuth !== 'none', rejectUnauthorized: clientAuth === 'require' };
 }
 
 export class Daxd {
@@ -117,9 +141,9 @@ export class Daxd {
     // Before the volume is opened: a refused start touches nothing.
     const bindPolicy = checkBindPolicy({
       binds: { grpc: options.grpcAddress, http: options.httpAddress, nbd: options.nbdAddress },
-      // TODO(lead): nbd - true once NBD requires STARTTLS with this material (--nbd-tls require):
-      // until then NBD is plaintext, and a remote NBD bind needs --insecure-allow-remote.
-      tls: { grpc: options.tls !== undefined, http: options.tls !== undefined, nbd: false },
+      // NBD counts as TLS with --nbd-tls on or require: either way a client from beyond
+      // loopback must STARTTLS before anything else (server/nbd/peer-access.ts).
+      tls: { grpc: options.tls !== undefined, http: options.tls !== undefined, nbd: options.tls !== undefined && (options.nbdTls ?? 'off') !== 'off' },
       authEnabled: options.auth !== undefined,
       insecureAllowRemote: options.insecureAllowRemote ?? false,
     });
@@ -161,6 +185,7 @@ export class Daxd {
           limits: options.nbdLimits,
           // Connections, request durations, and NBD I/O with the other paths (daxd_io_*{path="nbd"}).
           observer: nbdObserver(metrics),
+          tls: nbdTlsOptions(options, tls), auth: options.auth ?? null,
         });
       } catch (err) {
         await daxd.stop();

@@ -22,13 +22,14 @@
  * zeroes and its journal transaction are then durable).
  */
 import type { Dax } from '../dax/dax';
-import { BusyError, DaxError, InvalidArgumentError, LimitError, NotFastError, PastEndError } from '../errors';
+import { BusyError, DaxError, InvalidArgumentError, LimitError, NotFastError, PastEndError, PermissionDeniedError } from '../errors';
 import { entryState, STATE_UNWRITTEN, STATE_WRITTEN } from '../fs/block-map';
 import type { FileSystem } from '../fs/filesystem';
 import type { LayoutBreakOptions } from '../fs/types';
 import { NBD_BLOCK_STATUS_BYTES_MAX, NBD_REQUEST_BYTES_MAX } from './limits';
 import {
-  BASE_ALLOCATION_ID, blockStatusBytes, CHUNK_HEADER_BYTES, NBD_CMD_BLOCK_STATUS, NBD_CMD_CACHE, NBD_CMD_DISC, NBD_CMD_FLAG_DF, NBD_CMD_FLAG_FAST_ZERO,
+  BASE_ALLOCATION_ID, blockStatusBytes, CHUNK_HEADER_BYTES, NBD_FLAG_CAN_MULTI_CONN, NBD_FLAG_HAS_FLAGS, NBD_FLAG_READ_ONLY, NBD_FLAG_SEND_CACHE,
+  NBD_FLAG_SEND_DF, NBD_FLAG_SEND_FAST_ZERO, NBD_FLAG_SEND_FLUSH, NBD_FLAG_SEND_FUA, NBD_FLAG_SEND_TRIM, NBD_FLAG_SEND_WRITE_ZEROES, NBD_CMD_BLOCK_STATUS, NBD_CMD_CACHE, NBD_CMD_DISC, NBD_CMD_FLAG_DF, NBD_CMD_FLAG_FAST_ZERO,
   NBD_CMD_FLAG_FUA, NBD_CMD_FLAG_NO_HOLE, NBD_CMD_FLAG_REQ_ONE, NBD_CMD_FLUSH, NBD_CMD_READ, NBD_CMD_TRIM, NBD_CMD_WRITE, NBD_CMD_WRITE_ZEROES,
   NBD_REPLY_FLAG_DONE, NBD_STATE_HOLE, NBD_STATE_ZERO, OFFSET_DATA_HEADER_BYTES, OFFSET_HOLE_BYTES, SIMPLE_REPLY_BYTES, writeBlockStatus,
   writeNoneDone, writeOffsetDataHeader, writeOffsetHole, writeSimpleReply, type Request,
@@ -45,6 +46,20 @@ export interface CommandTarget {
   exportBytes: number;
   structured: boolean;
   blockStatus: boolean;
+  /** The principal may not write (role ro): the export went out NBD_FLAG_READ_ONLY, and changes are NBD_EPERM. */
+  readOnly: boolean;
+}
+
+/**
+ * CAN_MULTI_CONN holds: no connection has a cache of its own. Every connection calls the
+ * one engine of the process; a write is in the mapped volume when it is answered, so any
+ * connection reads it, and FLUSH is the file's fsync, which flushes every block of the
+ * file written since the last flush whoever wrote it, then commits the journal.
+ * READ_ONLY: the connection's principal may not write (checkRequest then answers EPERM).
+ */
+export function transmissionFlags(structured: boolean, readOnly: boolean): number {
+  return (readOnly ? NBD_FLAG_READ_ONLY : 0) | NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES
+    | NBD_FLAG_SEND_FAST_ZERO | NBD_FLAG_CAN_MULTI_CONN | NBD_FLAG_SEND_CACHE | (structured ? NBD_FLAG_SEND_DF : 0);
 }
 
 /** Flags each command accepts (FUA is valid on every command once SEND_FUA is advertised). */
@@ -62,7 +77,7 @@ const FLAGS_ALLOWED: Record<number, number> = {
 /**
  * The request's problem before any engine call, or null. Order: command, flags, length
  * limit, range (so a huge out-of-range WRITE gets EINVAL for its length, as its payload
- * is refused whole). Spec answers: unknown command or flag EINVAL; past the end ENOSPC for
+ * is refused whole; a change to a read-only export is EPERM before its range is looked at). Spec answers: unknown command or flag EINVAL; past the end ENOSPC for
  * WRITE / WRITE_ZEROES and EINVAL otherwise; READ/WRITE over the payload limit EINVAL.
  */
 export function checkRequest(req: Request, t: CommandTarget): DaxError | null {
@@ -70,6 +85,9 @@ export function checkRequest(req: Request, t: CommandTarget): DaxError | null {
   if (allowed === undefined) return new InvalidArgumentError(`unknown NBD command ${req.type}`);
   if ((req.flags & ~allowed) !== 0) return new InvalidArgumentError(`flags 0x${req.flags.toString(16)} not valid for this command (allowed 0x${allowed.toString(16)})`);
   if ((req.flags & NBD_CMD_FLAG_DF) !== 0 && !t.structured) return new InvalidArgumentError('NBD_CMD_FLAG_DF needs structured replies');
+  if (t.readOnly && (req.type === NBD_CMD_WRITE || req.type === NBD_CMD_TRIM || req.type === NBD_CMD_WRITE_ZEROES)) {
+    return new PermissionDeniedError('the export is read-only for this principal (role ro): nothing was changed');
+  }
   switch (req.type) {
     case NBD_CMD_DISC:
       return null;

@@ -16,8 +16,14 @@
  * first drops the replies; requests already in the engine still finish (the engine has no
  * way to cancel a write halfway) and a layout-break wait is aborted. `done` resolves once
  * nothing of this connection runs in the engine any more and its inode is released.
+ *
+ * TLS (starttls.ts): after NBD_OPT_STARTTLS the TLS socket takes over the TCP socket and
+ * every listener moves to it; `socket` is always the one to read, write and close. With
+ * auth on, the connection's principal comes from the client certificate once TLS is up
+ * (none before, or without a known certificate: it sees and opens nothing).
  */
 import type net from 'node:net';
+import type { Authenticator } from '../auth/authenticator';
 import type { Logger } from 'pino';
 import type { Dax } from '../dax/dax';
 import { CancelledError, DaxError, ShutdownError, TimedOutError } from '../errors';
@@ -27,14 +33,15 @@ import { ByteQueue } from './byte-queue';
 import type { BufferPool } from './buffer-pool';
 import { NBD_BLOCK_STATUS_BYTES_MAX, NBD_POOLED_BUFFER_BYTES_MAX } from './limits';
 import { ReplyWriter } from './reply-writer';
-import { blockStatusReply, checkRequest, readReply, runCommand, type CommandTarget } from './commands';
+import { blockStatusReply, checkRequest, readReply, runCommand, transmissionFlags, type CommandTarget } from './commands';
 import { nbdErrno } from './errno';
 import type { ExportInfo, Exports } from './exports';
 import { HardDisconnect, negotiate, type HandshakeIo } from './handshake';
+import { PeerAccess } from './peer-access';
+import { upgradeToTls, type NbdTlsOptions } from './starttls';
 import {
-  COMMAND_NAMES, decodeRequest, errorChunkBytes, NBD_CMD_BLOCK_STATUS, NBD_CMD_DISC, NBD_CMD_READ, NBD_CMD_WRITE, NBD_FLAG_CAN_MULTI_CONN,
-  NBD_FLAG_HAS_FLAGS, NBD_FLAG_SEND_CACHE, NBD_FLAG_SEND_DF, NBD_FLAG_SEND_FAST_ZERO, NBD_FLAG_SEND_FLUSH, NBD_FLAG_SEND_FUA, NBD_FLAG_SEND_TRIM,
-  NBD_FLAG_SEND_WRITE_ZEROES, REQUEST_HEADER_BYTES, SIMPLE_REPLY_BYTES, utf8Bounded, writeErrorChunk, writeSimpleReply, type CommandName, type Request,
+  COMMAND_NAMES, decodeRequest, errorChunkBytes, NBD_CMD_BLOCK_STATUS, NBD_CMD_DISC, NBD_CMD_READ, NBD_CMD_WRITE, REQUEST_HEADER_BYTES, SIMPLE_REPLY_BYTES,
+  utf8Bounded, writeErrorChunk, writeSimpleReply, type CommandName, type Request,
 } from './wire-format';
 
 export interface NbdLimits {
@@ -53,6 +60,8 @@ export interface NbdObserver {
   connectionClosed?(): void;
   /** A request answered (errno 0: success); `bytes`: data read or written. */
   request?(command: CommandName, seconds: number, errno: number, bytes: number): void;
+  /** A STARTTLS upgrade ended: `ok`, or `failed` (handshake error, certificate refused, client gone, timeout). */
+  tlsHandshake?(outcome: 'ok' | 'failed'): void;
 }
 
 export interface ConnectionDeps {
@@ -66,17 +75,10 @@ export interface ConnectionDeps {
   /** Large reply and payload buffers for reuse (server-wide). */
   pool: BufferPool;
   shuttingDown(): boolean;
-}
-
-/**
- * CAN_MULTI_CONN holds: no connection has a cache of its own. Every connection calls the
- * one engine of the process; a write is in the mapped volume when it is answered, so any
- * connection reads it, and FLUSH is the file's fsync, which flushes every block of the
- * file written since the last flush whoever wrote it, then commits the journal.
- */
-function transmissionFlags(structured: boolean): number {
-  return NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES
-    | NBD_FLAG_SEND_FAST_ZERO | NBD_FLAG_CAN_MULTI_CONN | NBD_FLAG_SEND_CACHE | (structured ? NBD_FLAG_SEND_DF : 0);
+  /** STARTTLS (absent: mode off). */
+  tls?: NbdTlsOptions;
+  /** Principals from client certificates (null: auth off, every connection is OPEN_ACCESS). */
+  auth: Authenticator | null;
 }
 
 /** Reply bytes besides the data a request's cost counts (headers, an error chunk). */
@@ -121,17 +123,26 @@ export class NbdConnection {
   private settled: () => void = () => undefined;
   /** Resolves when the socket is closed and nothing of this connection runs in the engine. */
   readonly done: Promise<void>;
+  /** The TCP socket, or the TLS socket over it after STARTTLS. */
+  private socket: net.Socket;
+  /** TLS required or not, and who the connection acts for (peer-access.ts). */
+  readonly access: PeerAccess;
+  private readonly listeners = {
+    data: (chunk: Buffer) => this.onData(chunk),
+    drain: () => this.pump(),
+    error: (err: Error) => this.deps.log.debug({ conn: this.id, err: err.message }, 'nbd socket error'),
+    close: () => this.onClose(),
+    end: () => this.onEnd(),
+  };
 
-  constructor(private readonly socket: net.Socket, private readonly deps: ConnectionDeps) {
+  constructor(socket: net.Socket, private readonly deps: ConnectionDeps) {
+    this.socket = socket;
     this.peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.access = new PeerAccess(socket.remoteAddress ?? '', deps.tls, deps.auth);
     this.done = new Promise((resolve) => (this.settled = resolve));
     this.out = new ReplyWriter(socket, deps.pool, () => this.phase === 'closed');
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('drain', () => this.pump());
-    socket.on('error', (err) => deps.log.debug({ conn: this.id, err: err.message }, 'nbd socket error'));
-    socket.on('close', () => this.onClose());
-    socket.on('end', () => this.onEnd());
+    this.attach(socket);
     this.handshakeTimer = setTimeout(() => this.hardDisconnect(`no handshake step within ${deps.limits.handshakeMsMax} ms (NBD_HANDSHAKE_MS_MAX)`), deps.limits.handshakeMsMax);
     void this.handshake();
   }
@@ -153,12 +164,16 @@ export class NbdConnection {
     try {
       negotiated = await negotiate(io, {
         exports: {
-          resolve: (name) => deps.exports.resolve(name),
-          all: () => deps.exports.all(),
+          resolve: (name) => deps.exports.resolveFor(this.access.principal, name),
+          all: () => deps.exports.all(this.access.principal),
           // GO / EXPORT_NAME: the inode is held from the moment the export is chosen.
           open: (name) => this.open(name),
         },
-        transmissionFlags, shuttingDown: deps.shuttingDown,
+        transmissionFlags: (structured) => transmissionFlags(structured, this.access.readOnly),
+        tlsOffered: this.access.tlsOffered,
+        plaintextRefused: () => this.access.plaintextRefused(),
+        startTls: (ack) => this.startTls(ack),
+        shuttingDown: deps.shuttingDown,
         optionsMax: deps.limits.optionsMax, optionBytesMax: deps.limits.optionBytesMax,
       });
     } catch (err) {
@@ -181,6 +196,7 @@ export class NbdConnection {
     const exp = negotiated.export;
     this.target = {
       fs: deps.fs, dax: deps.dax, ino: exp.ino, exportBytes: exp.sizeBytes, structured: negotiated.structured, blockStatus: negotiated.blockStatus,
+      readOnly: this.access.readOnly,
     };
     this.phase = 'transmission';
     deps.log.debug({ conn: this.id, peer: this.peer, export: exp.name, structured: negotiated.structured }, 'nbd transmission');
@@ -188,10 +204,55 @@ export class NbdConnection {
   }
 
   private open(name: string): ExportInfo {
-    const exp = this.deps.exports.resolve(name);
+    const exp = this.deps.exports.resolveFor(this.access.principal, name);
     this.deps.fs.acquire(exp.ino);
     this.exportInfo = exp;
     return exp;
+  }
+
+  private attach(socket: net.Socket): void {
+    for (const [event, fn] of Object.entries(this.listeners)) socket.on(event, fn);
+  }
+
+  private detach(socket: net.Socket): void {
+    for (const [event, fn] of Object.entries(this.listeners)) socket.off(event, fn);
+  }
+
+  /**
+   * STARTTLS answered NBD_REP_ACK: the upgrade (starttls.ts). Bytes the client sent after
+   * STARTTLS before reading the ACK came in plaintext: a hard disconnect, never read as TLS.
+   * The raw socket is paused before the ACK goes out, so the client's first TLS bytes stay
+   * in it for the TLS socket to take over. The wait is bounded by the handshake timer.
+   */
+  private async startTls(ack: Buffer): Promise<void> {
+    const tlsOptions = this.deps.tls as NbdTlsOptions;
+    const raw = this.socket;
+    if (this.queue.length > 0 || raw.readableLength > 0) {
+      throw new HardDisconnect('data sent after NBD_OPT_STARTTLS before its reply (plaintext is not read as TLS)');
+    }
+    raw.pause();
+    raw.off('data', this.listeners.data);
+    this.out.flush();
+    await new Promise<void>((resolve) => raw.write(ack, () => resolve()));
+    if (this.phase === 'closed' || raw.destroyed) throw new Error('connection closed');
+    this.detach(raw);
+    const upgrade = upgradeToTls(raw, tlsOptions);
+    this.socket = upgrade.socket;
+    this.out.retarget(upgrade.socket);
+    this.attach(upgrade.socket);
+    try {
+      await upgrade.secured;
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      this.deps.observer.tlsHandshake?.('failed');
+      this.deps.log.info({ conn: this.id, peer: this.peer, why }, 'nbd TLS handshake failed: connection closed');
+      throw new HardDisconnect(why);
+    }
+    this.deps.observer.tlsHandshake?.('ok');
+    const why = this.access.secured(upgrade.socket.getPeerCertificate());
+    // No principal: the connection sees and opens nothing (exports.ts), as a client without TLS.
+    if (why !== null) this.deps.log.info({ conn: this.id, peer: this.peer, why }, 'nbd client certificate names no principal');
+    this.deps.log.debug({ conn: this.id, peer: this.peer, principal: this.access.principal?.name ?? null }, 'nbd TLS on');
   }
 
   /** The next n bytes (skip: discarded as they come). Rejects once the socket closed. */

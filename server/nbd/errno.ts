@@ -11,11 +11,12 @@
  *   device is fine" (EINVAL would say the request was malformed). The file is unchanged,
  *   and with structured replies the error chunk's message names the real reason;
  * - ESHUTDOWN -> NBD_ESHUTDOWN; ENOTSUP -> NBD_ENOTSUP;
+ * - EACCES (a change to an export its principal may only read) -> NBD_EPERM;
  * - ENOENT (cannot happen while the export holds its inode), EIO, ECORRUPT and anything
  *   else -> NBD_EIO. A non-DaxError is a bug: it is logged by the caller and answered EIO.
  */
 import { DaxError, type ReasonCode } from '../errors';
-import { NBD_EINVAL, NBD_EIO, NBD_ENOSPC, NBD_ENOTSUP, NBD_ESHUTDOWN } from './wire-format';
+import { NBD_EINVAL, NBD_EIO, NBD_ENOSPC, NBD_ENOTSUP, NBD_EPERM, NBD_ESHUTDOWN } from './wire-format';
 
 const BY_REASON: Partial<Record<ReasonCode, number>> = {
   ENOSPC: NBD_ENOSPC,
@@ -28,6 +29,7 @@ const BY_REASON: Partial<Record<ReasonCode, number>> = {
   SIGBUS: NBD_EIO,
   ESHUTDOWN: NBD_ESHUTDOWN,
   ENOTSUP: NBD_ENOTSUP,
+  EACCES: NBD_EPERM,
 };
 
 export function nbdErrno(err: unknown): number {

@@ -10,7 +10,17 @@
  *
  * Malformed input: a bad option magic or unknown client flags end the connection (the
  * spec's hard disconnect); an unknown option is NBD_REP_ERR_UNSUP; a known option with a
- * malformed body is NBD_REP_ERR_INVALID; STARTTLS is NBD_REP_ERR_POLICY (no TLS yet).
+ * malformed body is NBD_REP_ERR_INVALID.
+ *
+ * TLS (starttls.ts has the modes): STARTTLS is NBD_REP_ERR_POLICY when TLS is off, else
+ * NBD_REP_ACK and the upgrade, after which haggling goes on over TLS with the state of the
+ * plaintext part forgotten (structured replies, the metadata context: a man in the middle
+ * could have injected them before TLS). STARTTLS again after the upgrade is
+ * NBD_REP_ERR_INVALID; bytes sent after STARTTLS before the ACK are a hard disconnect
+ * (they came in plaintext and must not be read as if they came over TLS). Until TLS is on,
+ * a connection that must use it (mode require, or a peer that is not loopback) gets
+ * NBD_REP_ERR_TLS_REQD for every option but STARTTLS and ABORT; EXPORT_NAME, which cannot
+ * be answered with an error, is a hard disconnect.
  */
 import { DaxError } from '../errors';
 import type { FileInfo } from '../fs/types';
@@ -20,7 +30,7 @@ import {
   BASE_ALLOCATION, BASE_ALLOCATION_ID, CLIENT_FLAGS_KNOWN, exportNameReply, IHAVEOPT, infoBlockSize, infoExport, infoString,
   NBD_FLAG_C_NO_ZEROES, NBD_INFO_DESCRIPTION, NBD_INFO_NAME, NBD_OPT_ABORT, NBD_OPT_EXPORT_NAME, NBD_OPT_GO, NBD_OPT_INFO, NBD_OPT_LIST,
   NBD_OPT_LIST_META_CONTEXT, NBD_OPT_SET_META_CONTEXT, NBD_OPT_STARTTLS, NBD_OPT_STRUCTURED_REPLY, NBD_REP_ACK, NBD_REP_ERR_INVALID,
-  NBD_REP_ERR_POLICY, NBD_REP_ERR_SHUTDOWN, NBD_REP_ERR_TOO_BIG, NBD_REP_ERR_UNKNOWN, NBD_REP_ERR_UNSUP, NBD_REP_INFO, NBD_REP_META_CONTEXT,
+  NBD_REP_ERR_POLICY, NBD_REP_ERR_SHUTDOWN, NBD_REP_ERR_TLS_REQD, NBD_REP_ERR_TOO_BIG, NBD_REP_ERR_UNKNOWN, NBD_REP_ERR_UNSUP, NBD_REP_INFO, NBD_REP_META_CONTEXT,
   NBD_REP_SERVER, NBD_STRING_BYTES_MAX, optionError, optionReply, repMetaContext, repServer, serverGreeting,
 } from './wire-format';
 
@@ -50,8 +60,17 @@ export interface HandshakeContext {
     /** Every export, page by page (LIST). */
     all(): AsyncIterable<FileInfo[]>;
   };
-  /** Transmission flags for an export (SEND_DF only with structured replies). */
+  /** Transmission flags for an export (SEND_DF only with structured replies; READ_ONLY for a principal that may not write). */
   transmissionFlags(structured: boolean): number;
+  /** Whether STARTTLS is offered (false: NBD_REP_ERR_POLICY). */
+  tlsOffered: boolean;
+  /** Before TLS: why this connection may not negotiate without it (answered NBD_REP_ERR_TLS_REQD), or null: it may. */
+  plaintextRefused(): string | null;
+  /**
+   * Sends NBD_REP_ACK for STARTTLS and upgrades the connection; resolves once TLS is on.
+   * Throws HardDisconnect when the client sent data ahead or the handshake failed.
+   */
+  startTls(ack: Buffer): Promise<void>;
   shuttingDown(): boolean;
   optionsMax: number;
   optionBytesMax: number;
@@ -87,6 +106,7 @@ export async function negotiate(io: HandshakeIo, ctx: HandshakeContext): Promise
   let structured = false;
   /** The canonical export name base:allocation was last selected for (null: none selected). */
   let metaExport: string | null = null;
+  let tlsOn = false;
   for (let count = 1; ; count++) {
     if (count > 1) io.answered();
     const header = await io.read(16);
@@ -104,6 +124,12 @@ export async function negotiate(io: HandshakeIo, ctx: HandshakeContext): Promise
     if (ctx.shuttingDown() && option !== NBD_OPT_ABORT) {
       if (option === NBD_OPT_EXPORT_NAME) throw new HardDisconnect('server shutting down');
       io.send(optionError(option, NBD_REP_ERR_SHUTDOWN, 'the server is shutting down'));
+      continue;
+    }
+    const tlsRequired = tlsOn || option === NBD_OPT_STARTTLS || option === NBD_OPT_ABORT ? null : ctx.plaintextRefused();
+    if (tlsRequired !== null) {
+      if (option === NBD_OPT_EXPORT_NAME) throw new HardDisconnect(`NBD_OPT_EXPORT_NAME without TLS: ${tlsRequired}`);
+      io.send(optionError(option, NBD_REP_ERR_TLS_REQD, tlsRequired));
       continue;
     }
     try {
@@ -132,7 +158,17 @@ export async function negotiate(io: HandshakeIo, ctx: HandshakeContext): Promise
           io.send(optionReply(option, NBD_REP_ACK));
           break;
         case NBD_OPT_STARTTLS:
-          io.send(optionError(option, NBD_REP_ERR_POLICY, 'TLS is not offered by this daxd yet: connect without TLS'));
+          if (!ctx.tlsOffered) {
+            io.send(optionError(option, NBD_REP_ERR_POLICY, 'TLS is off on this daxd (--nbd-tls off): connect without TLS'));
+            break;
+          }
+          if (length !== 0) throw new InvalidOption('NBD_OPT_STARTTLS takes no data');
+          if (tlsOn) throw new InvalidOption('TLS is already on');
+          await ctx.startTls(optionReply(option, NBD_REP_ACK));
+          tlsOn = true;
+          // Nothing negotiated in plaintext carries over (see the top of the file).
+          structured = false;
+          metaExport = null;
           break;
         case NBD_OPT_INFO:
         case NBD_OPT_GO: {

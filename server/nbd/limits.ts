@@ -29,7 +29,8 @@ export const NBD_REQUEST_BYTES_MAX = 32 * 1024 * 1024;
 
 /**
  * The handshake waits this long for each of the client's steps: from TCP accept to its
- * first option, and from each option's answer to the next option complete. Past it the
+ * first option, and from each option's answer to the next option complete (after
+ * STARTTLS's answer: to the end of the TLS handshake). Past it the
  * connection is closed. Per step, not in total: libnbd's `nbdinfo --list` sends part of each
  * metadata-context query with MSG_MORE, which the kernel holds ~200 ms, so listing 300
  * exports takes a minute. The total is bounded by NBD_OPTIONS_MAX steps.

@@ -12,6 +12,7 @@
  */
 import net from 'node:net';
 import type { Logger } from 'pino';
+import type { Authenticator } from '../auth/authenticator';
 import type { Dax } from '../dax/dax';
 import type { FileSystem } from '../fs/filesystem';
 import type { LayoutBreakPolicy } from '../fs/types';
@@ -23,7 +24,10 @@ import {
   NBD_REQUESTS_IN_FLIGHT_MAX,
 } from './limits';
 
+import type { NbdTlsOptions } from './starttls';
+
 export type { NbdObserver } from './connection';
+export type { NbdTlsMode, NbdTlsOptions } from './starttls';
 
 /** The NBD address could not be bound (in use, not local, malformed). */
 export class NbdListenError extends Error {
@@ -46,6 +50,10 @@ export interface NbdServerOptions {
   observer?: NbdObserver;
   /** Tests use small ones; defaults from limits.ts. */
   limits?: Partial<NbdLimits>;
+  /** NBD_OPT_STARTTLS (starttls.ts); absent: mode off. */
+  tls?: NbdTlsOptions;
+  /** Principals from client certificates; absent or null: auth off (every connection acts as OPEN_ACCESS). */
+  auth?: Authenticator | null;
 }
 
 /** One open connection, as the admin side lists it. */
@@ -94,7 +102,12 @@ export class NbdServer {
     const deps = {
       fs: options.fs, dax: options.dax, exports: new Exports(options.fs, options.defaultExport), log: options.log, observer,
       policy: options.layoutBreak ?? 'WAIT', limits, pool: new BufferPool(), shuttingDown: () => nbd.stopping !== null,
+      tls: options.tls, auth: options.auth ?? null,
     };
+    if (deps.auth !== null && (deps.tls === undefined || deps.tls.mode === 'off')) {
+      // Principals come from client certificates only: without TLS no NBD client has one.
+      options.log.warn('--auth without NBD TLS: NBD clients have no principal, so they see no export (add --tls-cert/--tls-key, or --nbd off)');
+    }
     server.on('error', (err) => options.log.error({ err }, 'nbd listener error'));
     server.on('connection', (socket) => {
       if (nbd.stopping !== null || nbd.connections.size >= limits.connectionsMax) {

@@ -46,7 +46,12 @@ export class ReplyWriter implements ReplySink {
   private flushScheduled = false;
 
   /** `closed()`: the connection is closed; a flush then drops what it holds. */
-  constructor(private readonly socket: net.Socket, private readonly pool: BufferPool, private readonly closed: () => boolean) {}
+  constructor(private socket: net.Socket, private readonly pool: BufferPool, private readonly closed: () => boolean) {}
+
+  /** Writes go to `socket` from now on (the TLS socket after STARTTLS; nothing is pending then). */
+  retarget(socket: net.Socket): void {
+    this.socket = socket;
+  }
 
   /** Reply bytes made and not yet handed to the socket. */
   get pendingBytes(): number {

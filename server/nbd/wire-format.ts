@@ -37,6 +37,7 @@ export const NBD_REP_ERR_UNSUP = REP_ERR + 1;
 export const NBD_REP_ERR_POLICY = REP_ERR + 2;
 export const NBD_REP_ERR_INVALID = REP_ERR + 3;
 export const NBD_REP_ERR_UNKNOWN = REP_ERR + 6;
+export const NBD_REP_ERR_TLS_REQD = REP_ERR + 5;
 export const NBD_REP_ERR_SHUTDOWN = REP_ERR + 7;
 export const NBD_REP_ERR_TOO_BIG = REP_ERR + 9;
 
@@ -47,6 +48,7 @@ export const NBD_INFO_BLOCK_SIZE = 3;
 
 /** Transmission flags. */
 export const NBD_FLAG_HAS_FLAGS = 1 << 0;
+export const NBD_FLAG_READ_ONLY = 1 << 1;
 export const NBD_FLAG_SEND_FLUSH = 1 << 2;
 export const NBD_FLAG_SEND_FUA = 1 << 3;
 export const NBD_FLAG_SEND_TRIM = 1 << 5;

@@ -17,7 +17,7 @@ import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import { CLIENT_CHANNEL_OPTIONS, loadDaxdProto } from '../../client';
 import { RawClients } from '../../client/raw-clients';
-import { Daxd } from '../../server/server';
+import { Daxd, type DaxdOptions } from '../../server/server';
 import { call } from '../support/raw-rpc';
 import { tempDir } from '../support/start-server';
 import { MiB } from '../support/units';
@@ -36,7 +36,7 @@ export interface HttpDaxd {
   stop(): Promise<void>;
 }
 
-export async function startHttpDaxd(name: string, opts: { level?: pino.Level; sizeBytes?: number } = {}): Promise<HttpDaxd> {
+export async function startHttpDaxd(name: string, opts: { level?: pino.Level; sizeBytes?: number; daxd?: Partial<DaxdOptions> } = {}): Promise<HttpDaxd> {
   const tmp = tempDir(`daxd-${name}-`);
   const volumePath = path.join(tmp.dir, `${name}.vol`);
   const logs: Array<Record<string, unknown>> = [];
@@ -49,7 +49,7 @@ export async function startHttpDaxd(name: string, opts: { level?: pino.Level; si
   const log = pino({ level: opts.level ?? 'warn' }, sink);
   const daxd = await Daxd.start({
     volumePath, sizeBytes: opts.sizeBytes ?? 64 * MiB, grpcAddress: '127.0.0.1:0', httpAddress: '127.0.0.1:0', nbdAddress: '127.0.0.1:0', log,
-    failpoints: true, shutdownGraceMs: 2_000,
+    failpoints: true, shutdownGraceMs: 2_000, ...opts.daxd,
   });
   const raw = new RawClients(loadDaxdProto(), daxd.grpcAddress, CLIENT_CHANNEL_OPTIONS);
   return {

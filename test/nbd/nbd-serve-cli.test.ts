@@ -1,13 +1,13 @@
 /**
  * The NBD flags of `daxd serve` and `daxd create`, through the real CLI: the "daxd serving"
  * line names the NBD address (or null with --nbd off), bad flag values are usage errors
- * (exit 2) or one-line listen failures (exit 1), and `daxd create NAME --size N` makes a
+ * (exit 2) or one-line listen failures (exit 1), --nbd-tls on/require needs --tls-cert, and `daxd create NAME --size N` makes a
  * sparse file an NBD client then sees at that size.
  */
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { clientFor, runCli, startServer, tempDir } from '../support/start-server';
-import { RawNbd } from '../support/raw-nbd';
+import { RawNbd, W } from '../support/raw-nbd';
 
 describe('daxd serve --nbd (CLI)', function () {
   let tmp: ReturnType<typeof tempDir>;
@@ -68,5 +68,27 @@ describe('daxd serve --nbd (CLI)', function () {
     assert.match(address.stderr, /cannot listen for NBD on nonsense/);
     const timeout = await runCli([...base, '--nbd', '127.0.0.1:0', '--nbd-layout-break-timeout-ms', 'soon']);
     assert.equal(timeout.code, 2);
+  });
+
+  it('--nbd-tls: a value not off/on/require, or on/require without --tls-cert, is a usage error (2); off serves', async function () {
+    const base = ['serve', '--volume', path.join(tmp.dir, 'd.vol'), '--size', '32M', '--grpc', '127.0.0.1:0', '--http', '127.0.0.1:0', '--nbd', '127.0.0.1:0'];
+    const bad = await runCli([...base, '--nbd-tls', 'sometimes']);
+    assert.equal(bad.code, 2, bad.stderr);
+    assert.match(bad.stderr, /--nbd-tls: "sometimes" is not one of off, on, require/);
+    for (const mode of ['on', 'require']) {
+      const noCert = await runCli([...base, '--nbd-tls', mode]);
+      assert.equal(noCert.code, 2, noCert.stderr);
+      assert.match(noCert.stderr, /--nbd-tls (on|require) needs --tls-cert/);
+    }
+    const server = await startServer({ volumePath: path.join(tmp.dir, 'e.vol'), extraArgs: ['--nbd-tls', 'off'] });
+    try {
+      const c = await RawNbd.connect(server.nbd);
+      await c.greet();
+      c.sendOption(W.NBD_OPT_STARTTLS);
+      assert.equal((await c.optionReply()).type, W.NBD_REP_ERR_POLICY);
+      c.end();
+    } finally {
+      await server.stop();
+    }
   });
 });

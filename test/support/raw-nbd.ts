@@ -6,8 +6,10 @@
  *
  * Reads are event-driven: `bytes(n)` resolves when n bytes arrived and rejects when the
  * server closed first; `closed` resolves when the server closed the connection.
+ * `startTls` sends NBD_OPT_STARTTLS and, on NBD_REP_ACK, goes on over TLS.
  */
 import net from 'node:net';
+import tls from 'node:tls';
 import pino from 'pino';
 import { NbdServer, type NbdServerOptions } from '../../server/nbd/nbd-server';
 import * as W from '../../server/nbd/wire-format';
@@ -47,13 +49,15 @@ export class RawNbd {
   private readonly simpleReadBytes = new Map<bigint, number>();
   structured = false;
 
-  private constructor(readonly socket: net.Socket) {
+  private readonly onData = (b: Buffer) => {
+    this.chunks.push(b);
+    this.length += b.length;
+    this.serve();
+  };
+
+  private constructor(public socket: net.Socket) {
     this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
-    socket.on('data', (b: Buffer) => {
-      this.chunks.push(b);
-      this.length += b.length;
-      this.serve();
-    });
+    socket.on('data', this.onData);
     socket.on('error', () => undefined);
     socket.on('close', () => {
       this.isClosed = true;
@@ -63,12 +67,37 @@ export class RawNbd {
     });
   }
 
-  static connect(address: string): Promise<RawNbd> {
+  /** `localAddress`: the address to connect from (127.0.0.2 plays a remote peer without leaving loopback). */
+  static connect(address: string, opts: { localAddress?: string } = {}): Promise<RawNbd> {
     const [host, port] = [address.slice(0, address.lastIndexOf(':')), Number(address.slice(address.lastIndexOf(':') + 1))];
     return new Promise((resolve, reject) => {
-      const s = net.connect({ host, port }, () => resolve(new RawNbd(s)));
+      const s = net.connect({ host, port, localAddress: opts.localAddress }, () => resolve(new RawNbd(s)));
       s.once('error', reject);
     });
+  }
+
+  /**
+   * NBD_OPT_STARTTLS; on NBD_REP_ACK the TLS handshake (`tlsOptions`: ca, cert, key...),
+   * after which every read and write goes over TLS. Returns the STARTTLS reply; rejects
+   * when the handshake fails.
+   */
+  async startTls(tlsOptions: tls.ConnectionOptions): Promise<OptionReply> {
+    this.sendOption(W.NBD_OPT_STARTTLS);
+    const r = await this.optionReply();
+    if (r.type !== W.NBD_REP_ACK) return r;
+    if (this.length > 0) throw new Error(`${this.length} bytes after the STARTTLS ACK in plaintext`);
+    const raw = this.socket;
+    raw.off('data', this.onData);
+    const secure = tls.connect({ socket: raw, servername: 'localhost', ...tlsOptions });
+    secure.on('error', () => undefined);
+    await new Promise<void>((resolve, reject) => {
+      secure.once('secureConnect', () => resolve());
+      secure.once('error', reject);
+      secure.once('close', () => reject(new ClosedError('closed during the TLS handshake')));
+    });
+    secure.on('data', this.onData);
+    this.socket = secure;
+    return r;
   }
 
   get isOpen(): boolean {
