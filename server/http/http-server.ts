@@ -6,13 +6,17 @@
  *   admin-plugin.ts      GET /api/v1/...         volume, files, sessions, pins, locks (JSON)
  *   dashboard-plugin.ts  GET /                   the live dashboard (self-contained page)
  *
- * Everything is read-only and unauthenticated: bind it to loopback (the default) or to a
- * network only operators reach; a non-loopback bind is logged at warn. Requests are
- * logged at debug with their request id; buildHttpApp serves tests through inject().
+ *   auth-hook.ts         with --auth: who may fetch what (tokens); GET /api/v1/auth (open)
+ *
+ * Everything is read-only. Without --auth it is unauthenticated: bind it to loopback (the
+ * default) or to a network only operators reach; a non-loopback bind is logged at warn.
+ * Requests are logged at debug with their request id (never their headers);
+ * buildHttpApp serves tests through inject().
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { adminPlugin } from './admin-plugin';
+import { HTTP_LOG_REDACT, installHttpAuth } from './auth-hook';
 import { dashboardPlugin } from './dashboard-plugin';
 import type { HttpDeps } from './deps';
 import { healthPlugin } from './health-plugin';
@@ -36,7 +40,7 @@ export interface HttpServer {
 let lastRequestId = 0;
 
 export function buildHttpApp(deps: HttpDeps, log: Logger): FastifyInstance {
-  const httpLog = log.child({ component: 'http' });
+  const httpLog = log.child({ component: 'http' }, { redact: HTTP_LOG_REDACT });
   const app = Fastify({
     loggerInstance: httpLog as FastifyBaseLogger,
     // fastify's own per-request lines (info) would drown the log: onResponse logs at debug.
@@ -50,6 +54,8 @@ export function buildHttpApp(deps: HttpDeps, log: Logger): FastifyInstance {
       request.log.debug({ method: request.method, url: request.url, status: reply.statusCode, durationMs: Math.round(reply.elapsedTime * 1000) / 1000 }, 'http');
     }
   });
+  // First: the auth hook has to be on the root before the plugins add their routes.
+  installHttpAuth(app, deps);
   void app.register(metricsPlugin, { deps });
   void app.register(healthPlugin, { deps });
   void app.register(adminPlugin, { deps });
