@@ -8,6 +8,8 @@ import pino from 'pino';
 import { SHUTDOWN_FORCE_MS, SHUTDOWN_GRACE_MS } from '../server/rpc/limits';
 import { NBD_LAYOUT_BREAK_TIMEOUT_MS } from '../server/nbd/limits';
 import { Daxd } from '../server/server';
+import { AuthFileError, loadAuthFile } from '../server/auth/auth-file';
+import { Authenticator } from '../server/auth/authenticator';
 import {
   DEFAULT_GRPC_ADDRESS, DEFAULT_HTTP_ADDRESS, DEFAULT_NBD_ADDRESS, DEFAULT_VOLUME_BYTES, DEFAULT_VOLUME_PATH, EXIT_OK, parseCount, parseSize, stringOption, UsageError, type Parsed,
 } from './args';
@@ -31,6 +33,8 @@ async function serve(parsed: Parsed): Promise<number> {
   }
   const nbdTimeoutOption = stringOption(parsed.values, 'nbd-layout-break-timeout-ms');
   if (!LOG_LEVELS.includes(level)) throw new UsageError(`--log-level: ${JSON.stringify(level)} is not one of ${LOG_LEVELS.join(', ')}`);
+  const authFile = stringOption(parsed.values, 'auth');
+  const auth = authFile === undefined ? undefined : authenticatorOf(authFile);
   const log = pino({ name: 'daxd', level });
   // Handlers first: a signal that arrives while the volume mounts (or right after the
   // "daxd serving" line) must stop the server gracefully, not kill it.
@@ -60,6 +64,7 @@ async function serve(parsed: Parsed): Promise<number> {
       nbdDefaultExport: stringOption(parsed.values, 'nbd-default-export'),
       nbdLayoutBreak,
       nbdLimits: nbdTimeoutOption === undefined ? undefined : { layoutBreakTimeoutMs: parseCount(nbdTimeoutOption, '--nbd-layout-break-timeout-ms') },
+      auth,
     });
     await stopRequested;
     await daxd.stop();
@@ -74,6 +79,17 @@ async function serve(parsed: Parsed): Promise<number> {
   } finally {
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
+  }
+}
+
+/** The --auth file's principals; a file that cannot be used is a usage error naming it. */
+function authenticatorOf(file: string): Authenticator {
+  try {
+    // Client certificates are checked against the --tls-ca certificates (none without TLS).
+    return new Authenticator(loadAuthFile(file), () => []);
+  } catch (err) {
+    if (err instanceof AuthFileError) throw new UsageError(err.message);
+    throw err;
   }
 }
 
@@ -93,6 +109,7 @@ Prints one JSON log line naming the bound addresses ("msg":"daxd serving").
   --nbd-default-export NAME   the file the empty NBD export name means (default: none, the empty name is refused)
   --nbd-layout-break WAIT|FAIL|RECALL   what NBD TRIM/WRITE_ZEROES do over a page pinned for DMA (default WAIT)
   --nbd-layout-break-timeout-ms N       longest WAIT for such a pin before the request fails with EIO (default ${NBD_LAYOUT_BREAK_TIMEOUT_MS})
+  --auth FILE        principals (JSON or YAML): who may call, their roles, prefixes and quotas (default: auth off; docs/SECURITY.md)
   --log-level LEVEL  ${LOG_LEVELS.join(' | ')} (default info; debug logs every call with its request id)
   --shutdown-grace-ms N  how long a graceful stop waits for in-flight calls (default ${SHUTDOWN_GRACE_MS})`,
   options: {
@@ -105,6 +122,7 @@ Prints one JSON log line naming the bound addresses ("msg":"daxd serving").
     'nbd-layout-break': { type: 'string' },
     'nbd-layout-break-timeout-ms': { type: 'string' },
     'log-level': { type: 'string' },
+    auth: { type: 'string' },
     'shutdown-grace-ms': { type: 'string' },
   },
   positionals: { min: 0, max: 0 },

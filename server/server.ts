@@ -22,6 +22,7 @@ import { SHUTDOWN_GRACE_MS } from './rpc/limits';
 import { RpcServer } from './rpc/rpc-server';
 import { daxObserver, observeJournal } from './slow-ops';
 import { openVolume } from './volume';
+import type { Authenticator } from './auth/authenticator';
 
 /** package.json's version (reported by /api/v1/volume): the nearest one above this module. */
 function packageVersion(): string {
@@ -54,6 +55,8 @@ export interface DaxdOptions {
   nbdLayoutBreak?: NbdServerOptions['layoutBreak'];
   /** Tests only: smaller NBD limits. */
   nbdLimits?: NbdServerOptions['limits'];
+  /** Who may call (`--auth FILE`, server/auth); absent = auth off (every call is an admin: loopback zero-config). */
+  auth?: Authenticator;
 }
 
 export class Daxd {
@@ -79,6 +82,11 @@ export class Daxd {
     return this.nbd?.address ?? null;
   }
 
+  /** The authenticator (--auth), or null with auth off. */
+  get auth(): Authenticator | null {
+    return this.options.auth ?? null;
+  }
+
   get grpcAddress(): string {
     return this.rpc.address;
   }
@@ -98,7 +106,7 @@ export class Daxd {
     observeJournal(volume.fs.journal, metrics);
     let rpc: RpcServer;
     try {
-      rpc = await RpcServer.start({ fs: volume.fs, dax, log, address: options.grpcAddress, metrics });
+      rpc = await RpcServer.start({ fs: volume.fs, dax, log, address: options.grpcAddress, metrics, auth: options.auth ?? null });
     } catch (err) {
       await volume.fs.unmount();
       throw err;
@@ -129,6 +137,7 @@ export class Daxd {
     const { replay, wasClean, orphansFreed, mountMs } = volume.report;
     log.info({
       grpc: rpc.address, http: daxd.httpAddress, nbd: daxd.nbdAddress, volume: options.volumePath, created: volume.created,
+      auth: options.auth === undefined ? 'off' : `${options.auth.principals.length} principals`,
       wasClean, replayed: replay, orphansFreed, mountMs: Math.round(mountMs),
     }, 'daxd serving');
     return daxd;

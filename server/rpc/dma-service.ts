@@ -11,6 +11,9 @@ import type { SessionTable } from '../session/session-table';
 import type { DmaHandlers } from '../../wire/generated/daxd/v1/Dma';
 import type { PinResponse } from '../../wire/generated/daxd/v1/PinResponse';
 import { unary } from './unary';
+import { principalOf } from '../auth/call-principal';
+import type { QuotaLedger } from '../auth/quota';
+import type { FsOfCall } from './files-service';
 import * as v from './validate';
 
 function pinId(value: string): string {
@@ -23,30 +26,39 @@ function pinToWire(p: Pin): PinResponse {
   return { pin_id: p.id, pfns: p.pfns, lease_ms: p.leaseMs };
 }
 
-export function dmaHandlers(dax: Dax, sessions: SessionTable, log: Logger): DmaHandlers {
-  const session = (id: string): Session => sessions.get(v.sessionId(id));
+/**
+ * Pins and DMA act for the call's principal: its own sessions only (another's id is
+ * SESSION_UNKNOWN), files inside its prefix, within its pins / pinned-blocks quotas and,
+ * for a writable pin (which allocates the holes it covers), its allocated-bytes quota.
+ */
+export function dmaHandlers(dax: Dax, sessions: SessionTable, fsOf: FsOfCall, quota: QuotaLedger, log: Logger): DmaHandlers {
+  const session = (id: string, call: object): Session => sessions.get(v.sessionId(id), principalOf(call));
   return {
-    Pin: unary(log, 'Dma.Pin', async (req) => {
-      const owner = session(req.session_id);
-      const p = await dax.pin(owner, { ...v.pinRequest(req.ino, req.first_pgoff, req.npages, req.writable), leaseMs: owner.leaseMs });
+    Pin: unary(log, 'Dma.Pin', async (req, call) => {
+      const owner = session(req.session_id, call);
+      const args = v.pinRequest(req.ino, req.first_pgoff, req.npages, req.writable);
+      const access = fsOf(call);
+      access.ino(args.ino);
+      const pin = () => dax.pin(owner, { ...args, leaseMs: owner.leaseMs });
+      const p = await quota.withPin(access.principal, args.npages, () => (args.writable ? access.allocating(args.ino, args.firstPgoff, args.firstPgoff + args.npages - 1, pin) : pin()));
       return pinToWire(p);
     }),
 
-    Unpin: unary(log, 'Dma.Unpin', (req) => {
-      dax.unpin(session(req.session_id), pinId(req.pin_id));
+    Unpin: unary(log, 'Dma.Unpin', (req, call) => {
+      dax.unpin(session(req.session_id, call), pinId(req.pin_id));
       return {};
     }),
 
-    Renew: unary(log, 'Dma.Renew', (req) => pinToWire(dax.renewPin(session(req.session_id), pinId(req.pin_id)))),
+    Renew: unary(log, 'Dma.Renew', (req, call) => pinToWire(dax.renewPin(session(req.session_id, call), pinId(req.pin_id)))),
 
-    Read: unary(log, 'Dma.Read', async (req) => {
-      const owner = session(req.session_id);
+    Read: unary(log, 'Dma.Read', async (req, call) => {
+      const owner = session(req.session_id, call);
       const a = v.dmaAccess(req.page, req.offset, v.u64(req.length, 'length'));
       return { data: await dax.dmaRead(owner, pinId(req.pin_id), a.page, a.offset, a.length) };
     }),
 
-    Write: unary(log, 'Dma.Write', async (req) => {
-      const owner = session(req.session_id);
+    Write: unary(log, 'Dma.Write', async (req, call) => {
+      const owner = session(req.session_id, call);
       const a = v.dmaAccess(req.page, req.offset, req.data.length);
       await dax.dmaWrite(owner, pinId(req.pin_id), a.page, a.offset, req.data);
       return {};

@@ -11,7 +11,8 @@
 import type { Logger } from 'pino';
 import type * as grpc from '@grpc/grpc-js';
 import { CancelledError, DaxError, InvalidArgumentError, TimedOutError } from '../errors';
-import type { FallocateMode, FileInfo, FileSystemApi, LayoutBreakOptions, VolumeInfo } from '../fs/types';
+import type { FallocateMode, FileInfo, LayoutBreakOptions, VolumeInfo } from '../fs/types';
+import type { PrincipalFs } from '../auth/principal-fs';
 import type { FileInfo as WireFileInfo } from '../../wire/generated/daxd/v1/FileInfo';
 import type { _daxd_v1_FallocateRequest_Mode__Output as WireFallocateMode } from '../../wire/generated/daxd/v1/FallocateRequest';
 import type { FilesHandlers } from '../../wire/generated/daxd/v1/Files';
@@ -46,47 +47,51 @@ function volumeInfoToWire(info: VolumeInfo): WireVolumeInfo {
   };
 }
 
+/** The file system as the call's principal may use it (server/auth/principal-fs.ts). */
+export type FsOfCall = (call: object) => PrincipalFs;
+
 /**
- * `fsync` defaults to the file layer's; the server passes the dax layer's, which first
- * writes back pages dirtied through mappings (S5).
+ * `fsOf` gives each call the file system as its principal may use it (names and inodes
+ * checked against its prefix, quotas). `fsync` is the dax layer's, which first writes
+ * back pages dirtied through mappings (S5); the inode is checked before it runs.
  */
 export function filesHandlers(
-  fs: FileSystemApi, log: Logger, streams: OpStreamRegistry,
-  fsync: (ino: number, datasync: boolean) => Promise<void> = (ino, datasync) => fs.fsync(ino, datasync),
+  fsOf: FsOfCall, log: Logger, streams: OpStreamRegistry,
+  fsync: (ino: number, datasync: boolean) => Promise<void>,
   metrics?: Metrics,
 ): FilesHandlers {
   return {
-    Create: unary(log, 'Files.Create', async (req) => fileInfoToWire(await fs.create(v.fileName(req.name), req.exclusive))),
+    Create: unary(log, 'Files.Create', async (req, call) => fileInfoToWire(await fsOf(call).create(v.fileName(req.name), req.exclusive))),
 
-    Lookup: unary(log, 'Files.Lookup', (req) => fileInfoToWire(fs.lookup(v.fileName(req.name)))),
+    Lookup: unary(log, 'Files.Lookup', (req, call) => fileInfoToWire(fsOf(call).lookup(v.fileName(req.name)))),
 
-    Stat: unary(log, 'Files.Stat', (req) => fileInfoToWire(fs.stat(v.ino(req.ino)))),
+    Stat: unary(log, 'Files.Stat', (req, call) => fileInfoToWire(fsOf(call).stat(v.ino(req.ino)))),
 
-    List: unary(log, 'Files.List', (req) => {
+    List: unary(log, 'Files.List', (req, call) => {
       const prefix = v.namePrefix(req.prefix);
       const pageSize = req.page_size === 0 ? LIST_PAGE_ENTRIES_DEFAULT : Math.min(req.page_size, LIST_PAGE_ENTRIES_MAX);
-      const page = fs.list(prefix, pageTokenOf(req.page_token), pageSize);
+      const page = fsOf(call).list(prefix, pageTokenOf(req.page_token), pageSize);
       return { files: page.files.map(fileInfoToWire), next_page_token: page.nextPageToken };
     }),
 
-    Unlink: unary(log, 'Files.Unlink', async (req) => {
-      await fs.unlink(v.fileName(req.name));
+    Unlink: unary(log, 'Files.Unlink', async (req, call) => {
+      await fsOf(call).unlink(v.fileName(req.name));
       return {};
     }),
 
-    Read: unary(log, 'Files.Read', async (req) => {
+    Read: unary(log, 'Files.Read', async (req, call) => {
       const { ino, offset, length } = v.readArgs(req.ino, req.offset, req.length);
-      return { data: await fs.read(ino, offset, length) };
+      return { data: await fsOf(call).read(ino, offset, length) };
     }),
 
-    Write: unary(log, 'Files.Write', async (req) => {
+    Write: unary(log, 'Files.Write', async (req, call) => {
       const { ino, offset } = v.writeArgs(req.ino, req.offset, req.data);
-      const result = await fs.write(ino, offset, req.data, req.sync);
+      const result = await fsOf(call).write(ino, offset, req.data, req.sync);
       return { written: result.written, size: result.sizeBytes };
     }),
 
-    Fsync: unary(log, 'Files.Fsync', async (req) => {
-      await fsync(v.ino(req.ino), req.datasync);
+    Fsync: unary(log, 'Files.Fsync', async (req, call) => {
+      await fsync(fsOf(call).ino(v.ino(req.ino)), req.datasync);
       return {};
     }),
 
@@ -94,21 +99,21 @@ export function filesHandlers(
       const ino = v.ino(req.ino);
       const size = v.u64(req.size, 'size');
       v.fileEnd(size, 0);
-      await fs.truncate(ino, size, layoutBreakOf(req.layout_break, call));
+      await fsOf(call).truncate(ino, size, layoutBreakOf(req.layout_break, call));
       return {};
     }),
 
     Fallocate: unary(log, 'Files.Fallocate', async (req, call) => {
       const ino = v.ino(req.ino);
       const { mode, offset, length } = v.fallocateRequest(v.fallocateMode(req.mode), req.offset, req.length);
-      await fs.fallocate(ino, mode, offset, length, layoutBreakOf(req.layout_break, call));
+      await fsOf(call).fallocate(ino, mode, offset, length, layoutBreakOf(req.layout_break, call));
       return {};
     }),
 
-    StatVolume: unary(log, 'Files.StatVolume', () => volumeInfoToWire(fs.statVolume())),
+    StatVolume: unary(log, 'Files.StatVolume', (_req, call) => volumeInfoToWire(fsOf(call).statVolume())),
 
-    ReadStream: readStreamHandler(fs, log, streams, metrics),
-    WriteStream: writeStreamHandler(fs, log, streams, metrics),
+    ReadStream: readStreamHandler(fsOf, log, streams, metrics),
+    WriteStream: writeStreamHandler(fsOf, log, streams, metrics),
   };
 }
 

@@ -80,14 +80,13 @@ function serve<Req, Res, Op extends { id: number }, Result>(
   streams.add(stream);
 }
 
-export function readStreamHandler(fs: FileSystemApi, log: Logger, streams: OpStreamRegistry, metrics?: Metrics): grpc.handleBidiStreamingCall<ReadStreamRequest__Output, ReadStreamResponse> {
-  const kind = readKind(fs, metrics);
+/** Each stream's ops run as its principal (fsOf: prefix and quota checks per op). */
+export function readStreamHandler(fsOf: (call: object) => FileSystemApi, log: Logger, streams: OpStreamRegistry, metrics?: Metrics): grpc.handleBidiStreamingCall<ReadStreamRequest__Output, ReadStreamResponse> {
   const batch = { opsOf: (req: ReadStreamRequest__Output) => req.ops, reply: (results: ReadResult[]) => ({ results }) };
-  return (call) => serve(call, kind, batch, log, streams);
+  return (call) => serve(call, readKind(fsOf(call), metrics), batch, log, streams);
 }
 
-export function writeStreamHandler(fs: FileSystemApi, log: Logger, streams: OpStreamRegistry, metrics?: Metrics): grpc.handleBidiStreamingCall<WriteStreamRequest__Output, WriteStreamResponse> {
-  const kind = writeKind(fs, metrics);
+export function writeStreamHandler(fsOf: (call: object) => FileSystemApi, log: Logger, streams: OpStreamRegistry, metrics?: Metrics): grpc.handleBidiStreamingCall<WriteStreamRequest__Output, WriteStreamResponse> {
   const batch = { opsOf: (req: WriteStreamRequest__Output) => req.ops, reply: (results: WriteResult[]) => ({ results }) };
-  return (call) => serve(call, kind, batch, log, streams);
+  return (call) => serve(call, writeKind(fsOf(call), metrics), batch, log, streams);
 }

@@ -6,6 +6,10 @@
  * call is logged with its id: at debug, or at warn when it took SLOW_RPC_MS or more. A
  * failed call returns its request id in the trailer `daxd-request-id`, so a client error
  * report leads to the server's log lines.
+ *
+ * Here too every call is admitted (server/auth/call-principal.ts): authenticated (with
+ * --auth) and checked against its role, before its handler runs. A refused call is
+ * answered here and counted like any other failure.
  */
 import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
@@ -16,6 +20,9 @@ import { IO_ACCOUNTING } from './io-accounting';
 import { toServiceError } from './status';
 import { idLength } from './validate';
 import { REQUEST_ID_METADATA_KEY } from '../../wire/metadata';
+import type { Authenticator } from '../auth/authenticator';
+import { admitCall } from '../auth/call-principal';
+import { METHOD_ACTIONS } from '../auth/method-actions';
 
 /** A unary call this slow (or slower) is logged at warn. */
 export const SLOW_RPC_MS = 1000;
@@ -64,25 +71,41 @@ function assignRequestId(call: { metadata: grpc.Metadata }): { id: string; refus
 
 type AnyHandler = (call: never, callback?: never) => void;
 
-/** The same handlers, instrumented; `service` is the generated service definition. */
-export function instrument<H extends object>(service: grpc.ServiceDefinition, handlers: H, metrics: Metrics, log: Logger): H {
+/**
+ * Admits the call (authentication, role); the refusal, if any. Runs after the request id
+ * is assigned, so a refused call's trailer carries it too.
+ */
+function admission(call: Parameters<typeof admitCall>[0], method: string, request: unknown, auth: Authenticator | null): DaxError | null {
+  try {
+    admitCall(call, method, request, auth);
+    return null;
+  } catch (err) {
+    if (err instanceof DaxError) return err;
+    throw err;
+  }
+}
+
+/** The same handlers, instrumented; `service` is the generated service definition. `auth` null = auth off. */
+export function instrument<H extends object>(service: grpc.ServiceDefinition, handlers: H, metrics: Metrics, log: Logger, auth: Authenticator | null = null): H {
   const out: Record<string, unknown> = {};
   for (const [name, handler] of Object.entries(handlers) as Array<[string, AnyHandler]>) {
     const def = service[name];
     if (!def) throw new Error(`bug: handler ${name} is not a method of the service`);
     const method = methodLabel(def.path);
+    if (METHOD_ACTIONS[method] === undefined) throw new Error(`bug: ${method} has no entry in METHOD_ACTIONS (server/auth/method-actions.ts)`);
     out[name] = def.requestStream || def.responseStream
-      ? streamCall(method, handler as unknown as (call: grpc.ServerReadableStream<unknown, unknown>) => void, log)
-      : unaryCall(method, handler as unknown as grpc.handleUnaryCall<unknown, unknown>, metrics, log);
+      ? streamCall(method, handler as unknown as (call: grpc.ServerReadableStream<unknown, unknown>) => void, log, auth)
+      : unaryCall(method, handler as unknown as grpc.handleUnaryCall<unknown, unknown>, metrics, log, auth);
   }
   return out as H;
 }
 
-function unaryCall(method: string, handler: grpc.handleUnaryCall<unknown, unknown>, metrics: Metrics, log: Logger): grpc.handleUnaryCall<unknown, unknown> {
+function unaryCall(method: string, handler: grpc.handleUnaryCall<unknown, unknown>, metrics: Metrics, log: Logger, auth: Authenticator | null): grpc.handleUnaryCall<unknown, unknown> {
   const account = IO_ACCOUNTING[method];
   return (call, callback) => {
     const startMs = performance.now();
-    const { id: reqId, refusal } = assignRequestId(call);
+    const { id: reqId, refusal: badId } = assignRequestId(call);
+    const refusal = badId ?? admission(call, method, call.request, auth);
     const run: grpc.handleUnaryCall<unknown, unknown> = refusal === null ? handler : (_call, callback) => callback(toServiceError(refusal, log, method));
     run(call, (err, value, trailer, flags) => {
       const durationMs = performance.now() - startMs;
@@ -104,9 +127,11 @@ function unaryCall(method: string, handler: grpc.handleUnaryCall<unknown, unknow
   };
 }
 
-function streamCall(method: string, handler: (call: grpc.ServerReadableStream<unknown, unknown>) => void, log: Logger) {
+function streamCall(method: string, handler: (call: grpc.ServerReadableStream<unknown, unknown>) => void, log: Logger, auth: Authenticator | null) {
   return (call: grpc.ServerReadableStream<unknown, unknown>): void => {
-    const { id: reqId, refusal } = assignRequestId(call);
+    const { id: reqId, refusal: badId } = assignRequestId(call);
+    // A server stream (Events) has its request already; a client stream's rule is a constant.
+    const refusal = badId ?? admission(call, method, (call as { request?: unknown }).request, auth);
     if (log.isLevelEnabled('debug')) log.debug({ reqId, method }, 'rpc stream opened');
     if (refusal !== null) {
       const err = toServiceError(refusal, log, method);

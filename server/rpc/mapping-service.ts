@@ -18,6 +18,9 @@ import type { Pte as WirePte } from '../../wire/generated/daxd/v1/Pte';
 import { MAPPING_BATCH_OPS_MAX } from './limits';
 import { toWireStatus } from './status';
 import { unary } from './unary';
+import { principalOf } from '../auth/call-principal';
+import type { PrincipalFs } from '../auth/principal-fs';
+import type { FsOfCall } from './files-service';
 import * as v from './validate';
 
 const FAULT_KINDS = ['READ', 'WRITE', 'COW'] as const;
@@ -63,42 +66,52 @@ function batchSize(n: number): void {
   if (n > MAPPING_BATCH_OPS_MAX) throw new LimitError('mapping batch ops', n, MAPPING_BATCH_OPS_MAX);
 }
 
-export function mappingHandlers(dax: Dax, sessions: SessionTable, log: Logger): MappingHandlers {
-  const session = (id: string): Session => sessions.get(v.sessionId(id));
+/**
+ * Faults, loads and stores act for the call's principal: its own sessions only (another's
+ * id is SESSION_UNKNOWN; PTE tokens belong to sessions), files inside its prefix, and
+ * write faults (which allocate a hole's block) within its allocated-bytes quota.
+ */
+export function mappingHandlers(dax: Dax, sessions: SessionTable, fsOf: FsOfCall, log: Logger): MappingHandlers {
+  const session = (id: string, call: object): Session => sessions.get(v.sessionId(id), principalOf(call));
+  const fault = (access: PrincipalFs, owner: Session, ino: number, pg: number, kind: FaultKind, sync: boolean): Promise<FaultResult> =>
+    (kind === 'READ' ? dax.fault(owner, ino, pg, kind, sync) : access.allocating(ino, pg, pg, () => dax.fault(owner, ino, pg, kind, sync)));
+  const storeFaulting = (access: PrincipalFs, owner: Session, tokenValue: string, offset: number, data: Buffer, target: StoreTarget): Promise<Pte | null> =>
+    access.allocating(access.ino(target.ino), target.pgoff, target.pgoff, () => dax.storeFaultIfStale(owner, tokenValue, offset, data, target));
   const opError = (err: unknown, where: string) => {
     const s = toWireStatus(err, log, where);
     return { code: s.code, reason: s.reason ?? '', message: s.details };
   };
 
   return {
-    Fault: unary(log, 'Mapping.Fault', async (req) => {
-      const owner = session(req.session_id);
-      const ino = v.ino(req.ino);
+    Fault: unary(log, 'Mapping.Fault', async (req, call) => {
+      const owner = session(req.session_id, call);
+      const access = fsOf(call);
+      const ino = access.ino(v.ino(req.ino));
       const pg = pgoff(req.pgoff, 'pgoff');
       const kind: FaultKind = v.enumValue(req.kind, FAULT_KINDS, 'kind');
-      return ptetoWire(await dax.fault(owner, ino, pg, kind, req.sync), pg);
+      return ptetoWire(await fault(access, owner, ino, pg, kind, req.sync), pg);
     }),
 
-    Load: unary(log, 'Mapping.Load', (req) => {
-      const owner = session(req.session_id);
+    Load: unary(log, 'Mapping.Load', (req, call) => {
+      const owner = session(req.session_id, call);
       const { offset, length } = v.pageAccess(req.offset, v.u64(req.length, 'length'));
       return { data: dax.load(owner, token(req.token), offset, length) };
     }),
 
-    Store: unary(log, 'Mapping.Store', async (req) => {
-      const owner = session(req.session_id);
+    Store: unary(log, 'Mapping.Store', async (req, call) => {
+      const owner = session(req.session_id, call);
       const { offset } = v.pageAccess(req.offset, req.data.length);
       if (req.fault_if_stale) {
-        const pte = await dax.storeFaultIfStale(owner, tokenOrEmpty(req.token), offset, req.data, storeTarget(req));
+        const pte = await storeFaulting(fsOf(call), owner, tokenOrEmpty(req.token), offset, req.data, storeTarget(req));
         return { pte: pte ? pteToWire(pte) : null };
       }
       dax.store(owner, token(req.token), offset, req.data);
       return {};
     }),
 
-    Msync: unary(log, 'Mapping.Msync', async (req) => {
-      const caller = session(req.session_id);
-      const ino = v.ino(req.ino);
+    Msync: unary(log, 'Mapping.Msync', async (req, call) => {
+      const caller = session(req.session_id, call);
+      const ino = fsOf(call).ino(v.ino(req.ino));
       const [first, last] = pageRange(req.first_pgoff, req.last_pgoff);
       await dax.msync(ino, first, last, caller);
       // Durable on return: the allocations behind the written pages commit too.
@@ -106,32 +119,33 @@ export function mappingHandlers(dax: Dax, sessions: SessionTable, log: Logger): 
       return {};
     }),
 
-    Unmap: unary(log, 'Mapping.Unmap', (req) => {
-      const owner = session(req.session_id);
+    Unmap: unary(log, 'Mapping.Unmap', (req, call) => {
+      const owner = session(req.session_id, call);
       const [first, last] = pageRange(req.first_pgoff, req.last_pgoff);
-      dax.unmap(owner, v.ino(req.ino), first, last);
+      dax.unmap(owner, fsOf(call).ino(v.ino(req.ino)), first, last);
       return {};
     }),
 
-    Inspect: unary(log, 'Mapping.Inspect', (req) => {
+    Inspect: unary(log, 'Mapping.Inspect', (req, call) => {
       const [first, last] = pageRange(req.first_pgoff, req.last_pgoff);
-      const entries = dax.inspect(v.ino(req.ino), first, last).map((e) => ({
+      const entries = dax.inspect(fsOf(call).ino(v.ino(req.ino)), first, last).map((e) => ({
         pgoff: e.pgoff, state: e.state, pfn: e.pfn, locked: e.locked, dirty: e.dirty,
         pin_count: e.pinCount, mappers: e.mappers, towrite: e.towrite, waiters: e.waiters,
       }));
       return { entries };
     }),
 
-    FaultBatch: unary(log, 'Mapping.FaultBatch', async (req) => {
-      const owner = session(req.session_id);
-      const ino = v.ino(req.ino);
+    FaultBatch: unary(log, 'Mapping.FaultBatch', async (req, call) => {
+      const owner = session(req.session_id, call);
+      const access = fsOf(call);
+      const ino = access.ino(v.ino(req.ino));
       batchSize(req.ops.length);
       const results: FaultOutcome[] = [];
       for (const op of req.ops) {
         try {
           const pg = pgoff(op.pgoff, 'pgoff');
           const kind: FaultKind = v.enumValue(op.kind, FAULT_KINDS, 'kind');
-          results.push(ptetoWire(await dax.fault(owner, ino, pg, kind, op.sync), pg));
+          results.push(ptetoWire(await fault(access, owner, ino, pg, kind, op.sync), pg));
         } catch (err) {
           results.push({ error: opError(err, 'Mapping.FaultBatch') });
         }
@@ -139,8 +153,9 @@ export function mappingHandlers(dax: Dax, sessions: SessionTable, log: Logger): 
       return { results };
     }),
 
-    AccessBatch: unary(log, 'Mapping.AccessBatch', async (req) => {
-      const owner = session(req.session_id);
+    AccessBatch: unary(log, 'Mapping.AccessBatch', async (req, call) => {
+      const owner = session(req.session_id, call);
+      const access = fsOf(call);
       batchSize(req.ops.length);
       const results: AccessOutcome[] = [];
       // In order. Only a fault_if_stale store that faults awaits; the rest run synchronously.
@@ -148,7 +163,7 @@ export function mappingHandlers(dax: Dax, sessions: SessionTable, log: Logger): 
         try {
           if (op.fault_if_stale) {
             if (!op.store) throw new InvalidArgumentError('fault_if_stale applies to stores only');
-            const pte = await dax.storeFaultIfStale(owner, tokenOrEmpty(op.token), v.pageAccess(op.offset, op.data.length).offset, op.data, storeTarget(op));
+            const pte = await storeFaulting(access, owner, tokenOrEmpty(op.token), v.pageAccess(op.offset, op.data.length).offset, op.data, storeTarget(op));
             results.push(pte ? { pte: pteToWire(pte) } : {});
           } else if (op.store) {
             dax.store(owner, token(op.token), v.pageAccess(op.offset, op.data.length).offset, op.data);

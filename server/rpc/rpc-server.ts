@@ -38,6 +38,11 @@ import { strictService } from './strict-decode';
 import { StreamMemory, type StreamMemoryLimits } from './stream-memory';
 import { unaryMemory } from './unary-memory';
 import { wireGuard } from './wire-guard';
+import type { Authenticator } from '../auth/authenticator';
+import { principalOf } from '../auth/call-principal';
+import { PrincipalFs } from '../auth/principal-fs';
+import type { Principal } from '../auth/principal';
+import { QuotaLedger } from '../auth/quota';
 
 /** The gRPC address could not be bound (in use, not local, malformed). */
 export class ListenError extends Error {
@@ -59,6 +64,8 @@ export interface RpcServerOptions {
   metrics?: Metrics;
   /** Bounds of the stream memory account (tests use small ones; defaults from limits.ts). */
   streamLimits?: Partial<StreamMemoryLimits>;
+  /** Who may call (--auth); null or absent = auth off, every call acts for OPEN_ACCESS. */
+  auth?: Authenticator | null;
 }
 
 export class RpcServer {
@@ -83,11 +90,24 @@ export class RpcServer {
     const metrics = options.metrics ?? new Metrics();
     const server = new grpc.Server({ ...SERVER_OPTIONS, interceptors: [wireGuard(log, metrics), unaryMemory(streams.memory, log)] });
     if (!raiseStreamWindow(server)) log.warn('grpc-js internals changed: HTTP/2 stream window left at its default');
-    const add = <H extends grpc.UntypedServiceImplementation>(service: grpc.ServiceDefinition, handlers: H) => server.addService(strictService(service), instrument(service, handlers, metrics, log));
-    add(proto.Session.service, sessionHandlers(sessions, log));
-    add(proto.Files.service, filesHandlers(fs, log, streams, (ino, datasync) => options.dax.fsync(ino, datasync), metrics));
-    add(proto.Mapping.service, mappingHandlers(options.dax, sessions, log));
-    add(proto.Dma.service, dmaHandlers(options.dax, sessions, log));
+    const auth = options.auth ?? null;
+    const add = <H extends grpc.UntypedServiceImplementation>(service: grpc.ServiceDefinition, handlers: H) => server.addService(strictService(service), instrument(service, handlers, metrics, log, auth));
+    const quota = new QuotaLedger(options.dax.fs, options.dax, sessions);
+    // One view of the file system per principal (principals are fixed at start: --auth is read once).
+    const views = new Map<Principal, PrincipalFs>();
+    const fsOf = (call: object): PrincipalFs => {
+      const principal = principalOf(call);
+      let view = views.get(principal);
+      if (view === undefined) {
+        view = new PrincipalFs(principal, fs, quota);
+        views.set(principal, view);
+      }
+      return view;
+    };
+    add(proto.Session.service, sessionHandlers(sessions, quota, log));
+    add(proto.Files.service, filesHandlers(fsOf, log, streams, (ino, datasync) => options.dax.fsync(ino, datasync), metrics));
+    add(proto.Mapping.service, mappingHandlers(options.dax, sessions, fsOf, log));
+    add(proto.Dma.service, dmaHandlers(options.dax, sessions, fsOf, quota, log));
     const port = await new Promise<number>((resolve, reject) => {
       server.bindAsync(options.address, grpc.ServerCredentials.createInsecure(), (err, boundPort) => {
         if (err) reject(new ListenError(options.address, err));

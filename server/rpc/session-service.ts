@@ -16,6 +16,8 @@ import type { SessionHandlers } from '../../wire/generated/daxd/v1/Session';
 import type { SessionInfo } from '../../wire/generated/daxd/v1/SessionInfo';
 import type { SessionRef__Output } from '../../wire/generated/daxd/v1/SessionRef';
 import { toServiceError } from './status';
+import { principalOf } from '../auth/call-principal';
+import type { QuotaLedger } from '../auth/quota';
 import { unary } from './unary';
 import * as v from './validate';
 
@@ -53,7 +55,7 @@ function endError(sessionId: string, reason: SinkEndReason): DaxError | null {
 function serveEvents(call: grpc.ServerWritableStream<SessionRef__Output, Event>, sessions: SessionTable, log: Logger): void {
   let session: Session;
   try {
-    session = sessions.get(v.sessionId(call.request.session_id));
+    session = sessions.get(v.sessionId(call.request.session_id), principalOf(call));
   } catch (err) {
     call.emit('error', toServiceError(err, log, 'Session.Events'));
     return;
@@ -79,17 +81,21 @@ function serveEvents(call: grpc.ServerWritableStream<SessionRef__Output, Event>,
   });
 }
 
-export function sessionHandlers(sessions: SessionTable, log: Logger): SessionHandlers {
+/** A session belongs to the principal that opened it; any other gets SESSION_UNKNOWN for it (session-table.ts). */
+export function sessionHandlers(sessions: SessionTable, quota: QuotaLedger, log: Logger): SessionHandlers {
   return {
-    Open: unary(log, 'Session.Open', (req) => {
+    Open: unary(log, 'Session.Open', (req, call) => {
       const lease = v.leaseMs(req.lease_ms);
-      return sessionInfo(sessions.open(v.clientName(req.client_name), lease));
+      const clientName = v.clientName(req.client_name);
+      const principal = principalOf(call);
+      quota.checkSession(principal);
+      return sessionInfo(sessions.open(clientName, lease, principal));
     }),
 
-    KeepAlive: unary(log, 'Session.KeepAlive', (req) => sessionInfo(sessions.keepAlive(v.sessionId(req.session_id)))),
+    KeepAlive: unary(log, 'Session.KeepAlive', (req, call) => sessionInfo(sessions.keepAlive(v.sessionId(req.session_id), principalOf(call)))),
 
-    Close: unary(log, 'Session.Close', async (req) => {
-      await sessions.close(v.sessionId(req.session_id));
+    Close: unary(log, 'Session.Close', async (req, call) => {
+      await sessions.close(v.sessionId(req.session_id), principalOf(call));
       return {};
     }),
 

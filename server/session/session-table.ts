@@ -10,6 +10,7 @@ import { LimitError, SessionExpiredError, SessionUnknownError } from '../errors'
 import { LEASE_MS_MAX, LEASE_MS_MIN, SESSIONS_MAX, SESSION_TOMBSTONES_MAX } from './limits';
 import { Session } from './session';
 import type { SessionEndReason } from './session-event';
+import { OPEN_ACCESS, type Principal } from '../auth/principal';
 
 export interface SessionTableOptions {
   maxSessions?: number;
@@ -23,8 +24,8 @@ export interface SessionTableOptions {
 
 export class SessionTable {
   private readonly sessions = new Map<string, Session>();
-  /** Ended session ids -> how they ended; insertion order = age. */
-  private readonly tombstones = new Map<string, SessionEndReason>();
+  /** Ended session ids -> how they ended and whose they were; insertion order = age. */
+  private readonly tombstones = new Map<string, { reason: SessionEndReason; principal: Principal }>();
   private readonly maxSessions: number;
   private readonly now: () => number;
   private closedForShutdown = false;
@@ -45,7 +46,14 @@ export class SessionTable {
     return [...this.sessions.values()];
   }
 
-  open(clientName: string, leaseMs: number): Session {
+  /** Open sessions of `principal` (its sessions quota; O(sessions)). */
+  countOf(principal: Principal): number {
+    let n = 0;
+    for (const s of this.sessions.values()) if (s.principal === principal) n++;
+    return n;
+  }
+
+  open(clientName: string, leaseMs: number, principal: Principal = OPEN_ACCESS): Session {
     assert(Number.isSafeInteger(leaseMs) && leaseMs >= LEASE_MS_MIN && leaseMs <= LEASE_MS_MAX, `lease ${leaseMs} not validated`);
     assert(!this.closedForShutdown, 'open after shutdown began (the gRPC server stops accepting first)');
     if (this.sessions.size >= this.maxSessions) {
@@ -56,30 +64,38 @@ export class SessionTable {
     const session = new Session(
       id, clientName, leaseMs, this.now(),
       (s) => this.endInBackground(s, 'expired'),
+      principal,
     );
     this.sessions.set(id, session);
     this.stats.opened++;
     return session;
   }
 
-  /** The open session with this id; SESSION_EXPIRED if it ended, SESSION_UNKNOWN if never seen. */
-  get(id: string): Session {
+  /**
+   * The open session with this id, opened by `principal`; SESSION_EXPIRED if it ended,
+   * SESSION_UNKNOWN if never seen. A session of another principal is SESSION_UNKNOWN too,
+   * open or ended: the same answer as an id never issued, so presenting a stolen or guessed
+   * id reveals nothing about it (and changes nothing: no renew, no close).
+   */
+  get(id: string, principal: Principal = OPEN_ACCESS): Session {
     const session = this.sessions.get(id);
-    if (session !== undefined) return session;
+    if (session !== undefined && session.principal === principal) return session;
     const ended = this.tombstones.get(id);
-    if (ended !== undefined) throw new SessionExpiredError(id, ended === 'closed' ? 'was closed' : `ended (${ended})`);
+    if (session === undefined && ended !== undefined && ended.principal === principal) {
+      throw new SessionExpiredError(id, ended.reason === 'closed' ? 'was closed' : `ended (${ended.reason})`);
+    }
     throw new SessionUnknownError(id);
   }
 
-  keepAlive(id: string): Session {
-    const session = this.get(id);
+  keepAlive(id: string, principal: Principal = OPEN_ACCESS): Session {
+    const session = this.get(id, principal);
     session.renew(this.now());
     return session;
   }
 
   /** Close: the same end as expiry, awaited. */
-  async close(id: string): Promise<void> {
-    await this.end(this.get(id), 'closed');
+  async close(id: string, principal: Principal = OPEN_ACCESS): Promise<void> {
+    await this.end(this.get(id, principal), 'closed');
   }
 
   /** Shutdown: end every session (releasing their resources) before the volume unmounts. */
@@ -97,7 +113,7 @@ export class SessionTable {
     // nothing new can attach to it while its resources are being released.
     if (this.sessions.get(session.id) === session) {
       this.sessions.delete(session.id);
-      this.remember(session.id, reason);
+      this.remember(session, reason);
       this.stats.ended[reason]++;
     }
     return session.end(reason);
@@ -110,11 +126,11 @@ export class SessionTable {
     });
   }
 
-  private remember(id: string, reason: SessionEndReason): void {
+  private remember(session: Session, reason: SessionEndReason): void {
     if (this.tombstones.size >= SESSION_TOMBSTONES_MAX) {
       const oldest = this.tombstones.keys().next();
       if (!oldest.done) this.tombstones.delete(oldest.value);
     }
-    this.tombstones.set(id, reason);
+    this.tombstones.set(session.id, { reason, principal: session.principal });
   }
 }

@@ -10,6 +10,7 @@ import { EventQueue } from './event-queue';
 import { SESSION_EVENTS_QUEUED_MAX } from './limits';
 import { ResourceRegistry, type ResourceHandle, type SessionResource } from './resource-registry';
 import { SessionExpiredError } from '../errors';
+import { OPEN_ACCESS, type Principal } from '../auth/principal';
 import type { SessionEndReason, SessionEvent } from './session-event';
 
 export type SessionState = 'open' | 'ending' | 'ended';
@@ -29,6 +30,8 @@ export class Session {
     readonly openedAtMs: number,
     /** Called once when the lease runs out; the table then ends the session. */
     onExpire: (session: Session) => void,
+    /** Who opened it: only calls acting for the same principal may name it (server/auth). */
+    readonly principal: Principal = OPEN_ACCESS,
   ) {
     this.renewedAtMs = openedAtMs;
     this.events = new EventQueue(SESSION_EVENTS_QUEUED_MAX);
