@@ -35,6 +35,9 @@ async function serve(parsed: Parsed): Promise<number> {
   if (!LOG_LEVELS.includes(level)) throw new UsageError(`--log-level: ${JSON.stringify(level)} is not one of ${LOG_LEVELS.join(', ')}`);
   const authFile = stringOption(parsed.values, 'auth');
   const auth = authFile === undefined ? undefined : authenticatorOf(authFile);
+  const metricsAuth = stringOption(parsed.values, 'metrics-auth') ?? 'none';
+  if (metricsAuth !== 'none' && metricsAuth !== 'token') throw new UsageError(`--metrics-auth: ${JSON.stringify(metricsAuth)} is not one of none, token`);
+  if (metricsAuth === 'token' && auth === undefined) throw new UsageError('--metrics-auth token needs --auth FILE: the principals whose tokens /metrics accepts');
   const log = pino({ name: 'daxd', level });
   // Handlers first: a signal that arrives while the volume mounts (or right after the
   // "daxd serving" line) must stop the server gracefully, not kill it.
@@ -65,6 +68,7 @@ async function serve(parsed: Parsed): Promise<number> {
       nbdLayoutBreak,
       nbdLimits: nbdTimeoutOption === undefined ? undefined : { layoutBreakTimeoutMs: parseCount(nbdTimeoutOption, '--nbd-layout-break-timeout-ms') },
       auth,
+      metricsAuth,
     });
     await stopRequested;
     await daxd.stop();
@@ -110,6 +114,8 @@ Prints one JSON log line naming the bound addresses ("msg":"daxd serving").
   --nbd-layout-break WAIT|FAIL|RECALL   what NBD TRIM/WRITE_ZEROES do over a page pinned for DMA (default WAIT)
   --nbd-layout-break-timeout-ms N       longest WAIT for such a pin before the request fails with EIO (default ${NBD_LAYOUT_BREAK_TIMEOUT_MS})
   --auth FILE        principals (JSON or YAML): who may call, their roles, prefixes and quotas (default: auth off; docs/SECURITY.md)
+  --metrics-auth none|token   /metrics open (none, default), or for any principal's bearer token (token; needs --auth).
+                     With --auth, /api/v1/* and the dashboard's data always need an admin token; /healthz, /readyz stay open
   --log-level LEVEL  ${LOG_LEVELS.join(' | ')} (default info; debug logs every call with its request id)
   --shutdown-grace-ms N  how long a graceful stop waits for in-flight calls (default ${SHUTDOWN_GRACE_MS})`,
   options: {
@@ -123,6 +129,7 @@ Prints one JSON log line naming the bound addresses ("msg":"daxd serving").
     'nbd-layout-break-timeout-ms': { type: 'string' },
     'log-level': { type: 'string' },
     auth: { type: 'string' },
+    'metrics-auth': { type: 'string' },
     'shutdown-grace-ms': { type: 'string' },
   },
   positionals: { min: 0, max: 0 },

@@ -13,7 +13,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { Dax } from './dax/dax';
 import type { FileSystem } from './fs/filesystem';
-import type { HttpDeps } from './http/deps';
+import type { HttpDeps, MetricsAuth } from './http/deps';
 import { startHttpServer, type HttpServer } from './http/http-server';
 import { Metrics } from './metrics';
 import { nbdObserver } from './nbd-metrics';
@@ -57,6 +57,8 @@ export interface DaxdOptions {
   nbdLimits?: NbdServerOptions['limits'];
   /** Who may call (`--auth FILE`, server/auth); absent = auth off (every call is an admin: loopback zero-config). */
   auth?: Authenticator;
+  /** `--metrics-auth`: /metrics open (none, the default) or for any principal's token (token; needs auth). */
+  metricsAuth?: MetricsAuth;
 }
 
 export class Daxd {
@@ -150,7 +152,7 @@ export class Daxd {
     };
     return {
       fs: this.fs, dax: this.dax, sessions: this.rpc.sessions, metrics: this.metrics, facts,
-      nbd: this.nbd,
+      nbd: this.nbd, auth: this.auth, metricsAuth: this.options.metricsAuth ?? 'none',
       // Mount replays the journal before it returns, so a mounted volume is a replayed one.
       readiness: () => ({ volumeMounted: this.mounted, journalReplayed: this.mounted, acceptingCalls: this.rpc.accepting }),
     };
