@@ -4,7 +4,8 @@
  * /api/v1/auth); a wrong token and a non-admin token show the server's refusal; the
  * admin token shows the volume and is sent on every fetch; the token lives in
  * sessionStorage, so a reload keeps working; a stored token the server refuses brings the
- * form back with the error.
+ * form back with the error. The form, showing a refusal, is captured as
+ * test-artifacts/dashboard-auth-form.png.
  *
  * A missing Chromium FAILS this test (CI installs it).
  */
@@ -16,6 +17,7 @@ import path from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { Authenticator, sha256 } from '../../server/auth/authenticator';
 import { Principal } from '../../server/auth/principal';
+import { REPO_ROOT } from '../support/start-server';
 import { startHttpDaxd, type HttpDaxd } from './fixture';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -24,6 +26,7 @@ const CHROMIUM_FLAGS = [
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
 ];
 const TOKEN_KEY = 'daxd.token';
+const SCREENSHOT = path.join(REPO_ROOT, 'test-artifacts', 'dashboard-auth-form.png');
 
 // What the page functions below touch in the browser (tsconfig has no DOM lib).
 interface El {
@@ -135,6 +138,8 @@ describe('the dashboard with --auth in headless Chromium', function () {
     assert.match(now.error, /HTTP 403: .*\bapp\b.*admin/);
     assert.equal(now.stored, null);
     assert.equal(now.ticks, 0, 'no data was shown');
+    fs.mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
+    await page.screenshot({ path: SCREENSHOT });
   });
 
   it('the admin token shows the volume, goes with every fetch, and stays in sessionStorage across a reload', async function () {
