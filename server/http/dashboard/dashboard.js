@@ -40,7 +40,7 @@
   // ---- the token (auth on) -----------------------------------------------------------------
 
   const auth = {
-    token: sessionStorage.getItem(TOKEN_KEY),
+    token: window.sessionStorage.getItem(TOKEN_KEY),
     /** The current token has been accepted by a fetch of /api/v1/*. */
     accepted: false,
     /** Bumped to stop the running poll loop (a refused token, a new token). */
@@ -58,7 +58,7 @@
       try {
         const body = await r.json();
         reason = body.message || body.reason || '';
-      } catch (_) { /* not JSON: the status says enough */ }
+      } catch { /* not JSON: the status says enough */ }
       throw new AuthRefused('HTTP ' + r.status + (reason ? ': ' + reason : ''));
     }
     if (!r.ok) throw new Error(path + ': HTTP ' + r.status);
@@ -77,7 +77,7 @@
     auth.generation++;
     auth.token = null;
     auth.accepted = false;
-    sessionStorage.removeItem(TOKEN_KEY);
+    window.sessionStorage.removeItem(TOKEN_KEY);
     Object.assign(state, { prev: null, lockSnapshots: [], volume: null, sessions: null, pins: null, locks: null, nbd: null, rates: null });
     document.querySelector('main').hidden = true;
     document.getElementById('auth').hidden = false;
@@ -100,7 +100,7 @@
     }
     auth.token = token;
     auth.accepted = false;
-    sessionStorage.setItem(TOKEN_KEY, token);
+    window.sessionStorage.setItem(TOKEN_KEY, token);
     document.getElementById('auth').hidden = true;
     document.querySelector('main').hidden = false;
     setStatus('connecting…', 'pill-wait', 'connecting');
