@@ -25,16 +25,30 @@
  * an admin, so an unauthenticated peer cannot even map the routes.
  *
  * The header is never logged: fastify's request logging is off (http-server.ts logs method,
- * url and status only), and HTTP_LOG_REDACT censors it should a log line ever carry headers.
+ * url and status only), and every request's logger (redactingChildLogger) censors it
+ * should a line ever carry the request's headers.
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify';
 import type { Authenticator } from '../auth/authenticator';
 import type { Principal } from '../auth/principal';
 import { AuthRateLimitedError, DaxError, PermissionDeniedError, UnauthenticatedError } from '../errors';
 import type { HttpDeps, MetricsAuth } from './deps';
 
-/** pino redact paths for the HTTP logger: an `authorization` header wherever headers are logged. */
+/** pino redact paths for request loggers: an `authorization` header wherever headers are logged. */
 export const HTTP_LOG_REDACT = ['headers.authorization', '*.headers.authorization', '*.*.headers.authorization'];
+
+/** One redacting child per parent logger: pino compiles the redaction once, not per request. */
+const redactingParents = new WeakMap<FastifyBaseLogger, FastifyBaseLogger>();
+
+/** fastify's childLoggerFactory: request loggers are children of a redacting child of the app's logger. */
+export const redactingChildLogger: NonNullable<FastifyServerOptions['childLoggerFactory']> = (logger, bindings, opts) => {
+  let parent = redactingParents.get(logger);
+  if (parent === undefined) {
+    parent = logger.child({}, { redact: HTTP_LOG_REDACT });
+    redactingParents.set(logger, parent);
+  }
+  return parent.child(bindings, opts);
+};
 
 /** Routes anyone may fetch, auth on or off (matched route patterns). */
 const OPEN_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/', '/dashboard.js', '/dashboard.css', '/api/v1/auth']);

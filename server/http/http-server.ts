@@ -16,7 +16,7 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { adminPlugin } from './admin-plugin';
-import { HTTP_LOG_REDACT, installHttpAuth } from './auth-hook';
+import { installHttpAuth, redactingChildLogger } from './auth-hook';
 import { dashboardPlugin } from './dashboard-plugin';
 import type { HttpDeps } from './deps';
 import { healthPlugin } from './health-plugin';
@@ -40,12 +40,14 @@ export interface HttpServer {
 let lastRequestId = 0;
 
 export function buildHttpApp(deps: HttpDeps, log: Logger): FastifyInstance {
-  const httpLog = log.child({ component: 'http' }, { redact: HTTP_LOG_REDACT });
+  const httpLog = log.child({ component: 'http' });
   const app = Fastify({
     loggerInstance: httpLog as FastifyBaseLogger,
     // fastify's own per-request lines (info) would drown the log: onResponse logs at debug.
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'reqId' }),
     genReqId: () => `h-${(++lastRequestId).toString(36)}`,
+    // Request loggers censor an authorization header (auth-hook.ts).
+    childLoggerFactory: redactingChildLogger,
     // The dashboard keeps a connection open; a stop closes idle ones at once.
     forceCloseConnections: 'idle',
   });
