@@ -53,6 +53,9 @@ async function serve(parsed: Parsed): Promise<number> {
   if (!LOG_LEVELS.includes(level)) throw new UsageError(`--log-level: ${JSON.stringify(level)} is not one of ${LOG_LEVELS.join(', ')}`);
   const authFile = stringOption(parsed.values, 'auth');
   const auth = authFile === undefined ? undefined : authenticatorOf(authFile);
+  const metricsAuth = stringOption(parsed.values, 'metrics-auth') ?? 'none';
+  if (metricsAuth !== 'none' && metricsAuth !== 'token') throw new UsageError(`--metrics-auth: ${JSON.stringify(metricsAuth)} is not one of none, token`);
+  if (metricsAuth === 'token' && auth === undefined) throw new UsageError('--metrics-auth token needs --auth FILE: the principals whose tokens /metrics accepts');
   const log = pino({ name: 'daxd', level });
   // Handlers first: a signal that arrives while the volume mounts (or right after the
   // "daxd serving" line) must stop the server gracefully, not kill it.
@@ -94,6 +97,7 @@ async function serve(parsed: Parsed): Promise<number> {
       tls: tls ?? undefined,
       insecureAllowRemote: parsed.values['insecure-allow-remote'] === true,
       nbdTls,
+      metricsAuth,
     });
     serving = daxd;
     await stopRequested;
@@ -159,6 +163,8 @@ volume are untouched; a bad file keeps the old certificates (logged at warn).
   --nbd-tls off|on|require   NBD_OPT_STARTTLS with the --tls-cert certificate: on offers it, require refuses NBD without it
                      (default on with --tls-cert, else off); without TLS, NBD serves only loopback clients
   --auth FILE        principals (JSON or YAML): who may call, their roles, prefixes and quotas (default: auth off; docs/SECURITY.md)
+  --metrics-auth none|token   /metrics open (none, default), or for any principal's bearer token (token; needs --auth).
+                     With --auth, /api/v1/* and the dashboard's data always need an admin token; /healthz, /readyz stay open
   --log-level LEVEL  ${LOG_LEVELS.join(' | ')} (default info; debug logs every call with its request id)
   --shutdown-grace-ms N  how long a graceful stop waits for in-flight calls (default ${SHUTDOWN_GRACE_MS})
   --tls-cert FILE    PEM server certificate (chain): gRPC and HTTP are served over TLS
@@ -185,6 +191,7 @@ expose services to containers or other network namespaces) is remote: binding --
     'nbd-tls': { type: 'string' },
     'log-level': { type: 'string' },
     auth: { type: 'string' },
+    'metrics-auth': { type: 'string' },
     'shutdown-grace-ms': { type: 'string' },
     'tls-cert': { type: 'string' },
     'tls-key': { type: 'string' },

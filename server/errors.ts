@@ -215,5 +215,6 @@ export class QuotaError extends DaxError {
 }
 /** A peer that failed authentication too often lately (server/auth/failure-limiter.ts). */
 export class AuthRateLimitedError extends DaxError {
-  constructor(retryAfterMs: number) { super('AUTH_RATE_LIMITED', `too many failed authentications from this address; retry in ${Math.ceil(retryAfterMs / 1000)} s`); }
+  /** retryAfterMs: until the peer may try again (HTTP sends it as Retry-After). */
+  constructor(readonly retryAfterMs: number) { super('AUTH_RATE_LIMITED', `too many failed authentications from this address; retry in ${Math.ceil(retryAfterMs / 1000)} s`); }
 }

@@ -20,7 +20,7 @@ import type { Logger } from 'pino';
 import { checkBindPolicy } from './bind-policy';
 import { Dax } from './dax/dax';
 import type { FileSystem } from './fs/filesystem';
-import type { HttpDeps } from './http/deps';
+import type { HttpDeps, MetricsAuth } from './http/deps';
 import { startHttpServer, type HttpServer } from './http/http-server';
 import { Metrics } from './metrics';
 import { nbdObserver } from './nbd-metrics';
@@ -94,6 +94,8 @@ function nbdTlsOptions(options: DaxdOptions, material: TlsMaterial | null): NbdT
   if (secureContext === undefined) throw new Error(`nbdTls ${mode} needs --tls-cert (or nbdTlsContext)`);
   const clientAuth = options.nbdTlsClientAuth ?? material?.clientAuth ?? 'request';
   return { mode, secureContext, requestCert: clientAuth !== 'none', rejectUnauthorized: clientAuth === 'require' };
+  /** `--metrics-auth`: /metrics open (none, the default) or for any principal's token (token; needs auth). */
+  metricsAuth?: MetricsAuth;
 }
 
 export class Daxd {
@@ -217,7 +219,7 @@ export class Daxd {
     };
     return {
       fs: this.fs, dax: this.dax, sessions: this.rpc.sessions, metrics: this.metrics, facts,
-      nbd: this.nbd,
+      nbd: this.nbd, auth: this.auth, metricsAuth: this.options.metricsAuth ?? 'none',
       // Mount replays the journal before it returns, so a mounted volume is a replayed one.
       readiness: () => ({ volumeMounted: this.mounted, journalReplayed: this.mounted, acceptingCalls: this.rpc.accepting }),
     };

@@ -2,6 +2,7 @@
  * What the HTTP plugins read: the live server's layers, its metrics registry, and a few
  * facts about the process. Every plugin takes these as its options; none keeps state.
  */
+import type { Authenticator } from '../auth/authenticator';
 import type { Dax } from '../dax/dax';
 import type { FileSystem, MountReport } from '../fs/filesystem';
 import type { Metrics } from '../metrics';
@@ -45,6 +46,9 @@ export interface NbdView {
   list(): NbdConnectionRow[];
 }
 
+/** `--metrics-auth`: /metrics open (none), or for any principal's token (token; needs --auth). */
+export type MetricsAuth = 'none' | 'token';
+
 export interface HttpDeps {
   fs: FileSystem;
   dax: Dax;
@@ -54,4 +58,7 @@ export interface HttpDeps {
   nbd?: NbdView | null;
   readiness(): Readiness;
   facts: ServerFacts;
+  /** `--auth`: who may call (auth-hook.ts); null = auth off, every route open. */
+  auth: Authenticator | null;
+  metricsAuth: MetricsAuth;
 }

@@ -6,9 +6,12 @@
  *   admin-plugin.ts      GET /api/v1/...         volume, files, sessions, pins, locks (JSON)
  *   dashboard-plugin.ts  GET /                   the live dashboard (self-contained page)
  *
- * Everything is read-only and unauthenticated: bind it to loopback (the default) or to a
- * network only operators reach; a non-loopback bind is logged at warn. Requests are
- * logged at debug with their request id; buildHttpApp serves tests through inject().
+ *   auth-hook.ts         with --auth: who may fetch what (tokens); GET /api/v1/auth (open)
+ *
+ * Everything is read-only. Without --auth it is unauthenticated: bind it to loopback (the
+ * default) or to a network only operators reach; a non-loopback bind is logged at warn.
+ * Requests are logged at debug with their request id (never their headers);
+ * buildHttpApp serves tests through inject().
  */
 import type https from 'node:https';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
@@ -17,6 +20,7 @@ import { refuseUnverifiedPeers } from '../tls/client-auth';
 import type { TlsMaterial } from '../tls/material';
 import { isLoopbackHost } from '../bind-policy';
 import { adminPlugin } from './admin-plugin';
+import { installHttpAuth, redactingChildLogger } from './auth-hook';
 import { dashboardPlugin } from './dashboard-plugin';
 import type { HttpDeps } from './deps';
 import { healthPlugin } from './health-plugin';
@@ -49,6 +53,8 @@ export function buildHttpApp(deps: HttpDeps, log: Logger, tls?: TlsMaterial): Fa
     // fastify's own per-request lines (info) would drown the log: onResponse logs at debug.
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'reqId' }),
     genReqId: () => `h-${(++lastRequestId).toString(36)}`,
+    // Request loggers censor an authorization header (auth-hook.ts).
+    childLoggerFactory: redactingChildLogger,
     // The dashboard keeps a connection open; a stop closes idle ones at once.
     forceCloseConnections: 'idle',
   }) as unknown as FastifyInstance;
@@ -57,6 +63,8 @@ export function buildHttpApp(deps: HttpDeps, log: Logger, tls?: TlsMaterial): Fa
       request.log.debug({ method: request.method, url: request.url, status: reply.statusCode, durationMs: Math.round(reply.elapsedTime * 1000) / 1000 }, 'http');
     }
   });
+  // First: the auth hook has to be on the root before the plugins add their routes.
+  installHttpAuth(app, deps);
   void app.register(metricsPlugin, { deps });
   void app.register(healthPlugin, { deps });
   void app.register(adminPlugin, { deps });

@@ -169,6 +169,7 @@ describe('HTTP endpoints and their schemas', function () {
       fs: s.daxd.fs, dax: s.daxd.dax, sessions: s.daxd.rpc.sessions, metrics: s.daxd.metrics,
       facts: { version: 'test', volumePath: s.volumePath, grpcAddress: s.grpc, httpAddress: '', startedAtMs: Date.now(), mount: s.daxd.fs.mountReport },
       readiness: () => ({ volumeMounted: true, journalReplayed: true, acceptingCalls: false }),
+      auth: null, metricsAuth: 'none',
     };
     const app = buildHttpApp(deps, pino({ level: 'silent' }));
     try {

@@ -17,6 +17,8 @@ import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import { CLIENT_CHANNEL_OPTIONS, loadDaxdProto } from '../../client';
 import { RawClients } from '../../client/raw-clients';
+import type { Authenticator } from '../../server/auth/authenticator';
+import type { MetricsAuth } from '../../server/http/deps';
 import { Daxd, type DaxdOptions } from '../../server/server';
 import { call } from '../support/raw-rpc';
 import { tempDir } from '../support/start-server';
@@ -36,7 +38,17 @@ export interface HttpDaxd {
   stop(): Promise<void>;
 }
 
-export async function startHttpDaxd(name: string, opts: { level?: pino.Level; sizeBytes?: number; daxd?: Partial<DaxdOptions> } = {}): Promise<HttpDaxd> {
+export interface HttpDaxdOptions {
+  level?: pino.Level;
+  sizeBytes?: number;
+  /** --auth: the HTTP side and gRPC want tokens of these principals. */
+  auth?: Authenticator;
+  metricsAuth?: MetricsAuth;
+  /** Any other Daxd option (e.g. NBD TLS). */
+  daxd?: Partial<DaxdOptions>;
+}
+
+export async function startHttpDaxd(name: string, opts: HttpDaxdOptions = {}): Promise<HttpDaxd> {
   const tmp = tempDir(`daxd-${name}-`);
   const volumePath = path.join(tmp.dir, `${name}.vol`);
   const logs: Array<Record<string, unknown>> = [];
@@ -49,7 +61,7 @@ export async function startHttpDaxd(name: string, opts: { level?: pino.Level; si
   const log = pino({ level: opts.level ?? 'warn' }, sink);
   const daxd = await Daxd.start({
     volumePath, sizeBytes: opts.sizeBytes ?? 64 * MiB, grpcAddress: '127.0.0.1:0', httpAddress: '127.0.0.1:0', nbdAddress: '127.0.0.1:0', log,
-    failpoints: true, shutdownGraceMs: 2_000, ...opts.daxd,
+    failpoints: true, shutdownGraceMs: 2_000, auth: opts.auth, metricsAuth: opts.metricsAuth, ...opts.daxd,
   });
   const raw = new RawClients(loadDaxdProto(), daxd.grpcAddress, CLIENT_CHANNEL_OPTIONS);
   return {

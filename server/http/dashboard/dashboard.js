@@ -4,6 +4,15 @@
 //
 // For tests and the curious, window.daxdDashboard holds the last snapshot it rendered:
 // { ticks, volume, sessions, pins, locks, nbd, rates }.
+//
+// With `daxd serve --auth`, /api/v1/* needs an admin token (and /metrics a token under
+// --metrics-auth token). The page learns that from GET /api/v1/auth (open: {required}),
+// then shows a form instead of the data until a token is entered. The token is kept in
+// sessionStorage (this tab only; gone when it closes) and sent as `Authorization: Bearer`
+// on every fetch. A 401/403/429 stops the polling, forgets the token and shows the form
+// again with the server's reason. After a token is (re)entered, the first poll fetches one
+// URL before the others, so a wrong token costs one failed attempt, not six (failures
+// are rate-limited per address).
 'use strict';
 
 (function () {
@@ -13,6 +22,7 @@
   const LOCK_WINDOW_MS = 10000;
   const TABLE_ROWS = 10;
   const COLORS = ['#2563eb', '#ea580c', '#16a34a', '#9333ea', '#dc2626', '#0891b2'];
+  const TOKEN_KEY = 'daxd.token';
 
   const state = {
     ticks: 0, prev: null, lockSnapshots: [], volume: null, sessions: null, pins: null, locks: null, nbd: null, rates: null,
@@ -26,6 +36,76 @@
     },
   };
   window.daxdDashboard = state;
+
+  // ---- the token (auth on) -----------------------------------------------------------------
+
+  const auth = {
+    token: window.sessionStorage.getItem(TOKEN_KEY),
+    /** The current token has been accepted by a fetch of /api/v1/*. */
+    accepted: false,
+    /** Bumped to stop the running poll loop (a refused token, a new token). */
+    generation: 0,
+  };
+
+  /** A fetch refused for its credentials (401, 403, 429): the form comes back with `message`. */
+  class AuthRefused extends Error {}
+
+  async function get(path) {
+    const headers = auth.token ? { authorization: 'Bearer ' + auth.token } : {};
+    const r = await fetch(path, { cache: 'no-store', headers });
+    if (r.status === 401 || r.status === 403 || r.status === 429) {
+      let reason = '';
+      try {
+        const body = await r.json();
+        reason = body.message || body.reason || '';
+      } catch { /* not JSON: the status says enough */ }
+      throw new AuthRefused('HTTP ' + r.status + (reason ? ': ' + reason : ''));
+    }
+    if (!r.ok) throw new Error(path + ': HTTP ' + r.status);
+    return r;
+  }
+
+  function setStatus(text, cls, dataState) {
+    const status = document.getElementById('status');
+    status.textContent = text;
+    status.className = 'pill ' + cls;
+    status.dataset.state = dataState;
+  }
+
+  /** Hides the data, stops polling and asks for a token (error: why, '' at first). */
+  function askForToken(error) {
+    auth.generation++;
+    auth.token = null;
+    auth.accepted = false;
+    window.sessionStorage.removeItem(TOKEN_KEY);
+    Object.assign(state, { prev: null, lockSnapshots: [], volume: null, sessions: null, pins: null, locks: null, nbd: null, rates: null });
+    document.querySelector('main').hidden = true;
+    document.getElementById('auth').hidden = false;
+    document.getElementById('auth-error').textContent = error;
+    document.getElementById('meta').textContent = '';
+    document.getElementById('updated').textContent = '';
+    setStatus('token needed', 'pill-wait', 'auth');
+    const input = document.getElementById('auth-token');
+    input.value = '';
+    input.focus();
+  }
+
+  document.getElementById('auth').addEventListener('submit', (event) => {
+    // No navigation (the CSP forbids form actions anyway): the token stays in this page.
+    event.preventDefault();
+    const token = document.getElementById('auth-token').value.trim();
+    if (token === '') {
+      document.getElementById('auth-error').textContent = 'Enter a token.';
+      return;
+    }
+    auth.token = token;
+    auth.accepted = false;
+    window.sessionStorage.setItem(TOKEN_KEY, token);
+    document.getElementById('auth').hidden = true;
+    document.querySelector('main').hidden = false;
+    setStatus('connecting…', 'pill-wait', 'connecting');
+    startPolling();
+  });
 
   // ---- Prometheus text format ----------------------------------------------------------
 
@@ -302,9 +382,7 @@
   // ---- one poll --------------------------------------------------------------------------
 
   async function json(path) {
-    const r = await fetch(path, { cache: 'no-store' });
-    if (!r.ok) throw new Error(path + ': HTTP ' + r.status);
-    return r.json();
+    return (await get(path)).json();
   }
 
   function rates(samples, nowMs) {
@@ -346,9 +424,12 @@
 
   async function tick() {
     const started = performance.now();
+    // A token not yet accepted is tried on one URL first (one failure if it is wrong).
+    const first = auth.accepted ? null : await json('/api/v1/volume');
+    auth.accepted = true;
     const [text, volume, sessions, pins, locks, nbd] = await Promise.all([
-      fetch('/metrics', { cache: 'no-store' }).then((r) => { if (!r.ok) throw new Error('/metrics: HTTP ' + r.status); return r.text(); }),
-      json('/api/v1/volume'), json('/api/v1/sessions'), json('/api/v1/pins'), json('/api/v1/locks'), json('/api/v1/nbd'),
+      get('/metrics').then((r) => r.text()),
+      first === null ? json('/api/v1/volume') : first, json('/api/v1/sessions'), json('/api/v1/pins'), json('/api/v1/locks'), json('/api/v1/nbd'),
     ]);
     const samples = parseMetrics(text);
     const r = rates(samples, started);
@@ -381,22 +462,42 @@
     document.body.dataset.ticks = String(state.ticks);
   }
 
-  async function loop() {
-    const status = document.getElementById('status');
+  async function loop(generation) {
     try {
       await tick();
-      status.textContent = 'live';
-      status.className = 'pill pill-ok';
-      status.dataset.state = 'live';
+      if (generation !== auth.generation) return;
+      setStatus('live', 'pill-ok', 'live');
       document.getElementById('updated').textContent = 'updated ' + new Date().toLocaleTimeString() + ' · every ' + POLL_MS / 1000 + ' s';
     } catch (err) {
-      status.textContent = 'unreachable';
-      status.className = 'pill pill-bad';
-      status.dataset.state = 'error';
+      if (generation !== auth.generation) return;
+      if (err instanceof AuthRefused) return askForToken(err.message);
+      setStatus('unreachable', 'pill-bad', 'error');
       document.getElementById('updated').textContent = String(err && err.message ? err.message : err);
     }
-    setTimeout(loop, POLL_MS);
+    setTimeout(() => { if (generation === auth.generation) loop(generation); }, POLL_MS);
   }
 
-  loop();
+  function startPolling() {
+    loop(++auth.generation);
+  }
+
+  /** Asks the server whether it wants a token (GET /api/v1/auth, open), then polls or shows the form. */
+  async function start() {
+    let required = false;
+    try {
+      const r = await fetch('/api/v1/auth', { cache: 'no-store' });
+      // A daxd without the endpoint (404) has no auth.
+      if (r.ok) required = (await r.json()).required === true;
+      else if (r.status !== 404) throw new Error('/api/v1/auth: HTTP ' + r.status);
+    } catch (err) {
+      setStatus('unreachable', 'pill-bad', 'error');
+      document.getElementById('updated').textContent = String(err && err.message ? err.message : err);
+      setTimeout(start, POLL_MS);
+      return;
+    }
+    if (required && !auth.token) askForToken('');
+    else startPolling();
+  }
+
+  start();
 })();
