@@ -16,6 +16,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { DaxClient, DaxClientOptions } from '../../client';
+import { BLOCK_SIZE } from '../../server/limits';
 import { clientFor, startServer, tempDir, type StartedServer } from './start-server';
 
 export interface PrincipalSpec {
@@ -28,7 +29,7 @@ export interface PrincipalSpec {
 
 /** Quota edges of the quota'd principals (small, so a test reaches them in a few calls). */
 export const QUOTA = { sessions: 2, pins: 2, pinnedBlocks: 8, allocatedBlocks: 16 } as const;
-export const BLOCK_BYTES = 4096;
+export const BLOCK_BYTES = BLOCK_SIZE;
 
 export const PRINCIPALS: readonly PrincipalSpec[] = [
   { name: 'admin', role: 'admin' },
