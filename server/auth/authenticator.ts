@@ -3,10 +3,12 @@
  * --auth file. With auth off there is no Authenticator and every call acts for
  * OPEN_ACCESS.
  *
- * Tokens: the presented token is hashed (SHA-256) and compared with every principal's
- * stored hash in constant time (crypto.timingSafeEqual, and no early exit: the time taken
- * does not depend on which principal, if any, matched). The token itself is never stored
- * or logged.
+ * Tokens: the presented token is hashed (SHA-256) first, and only the hash is looked up
+ * (a Map by hex digest, then crypto.timingSafeEqual against the stored hash). Whatever
+ * timing the lookup shows depends on SHA-256(token), never on the token's characters, so
+ * it cannot be used to guess a token byte by byte; and the cost per call stays O(1) with
+ * PRINCIPALS_MAX principals (comparing against every stored hash would cost O(principals)
+ * per call, a denial of service of its own). The token itself is never stored or logged.
  *
  * Certificates: the TLS layer verifies the chain under `--tls-client-auth require`; under
  * `request` a client may present a certificate the handshake did not reject, so it is
@@ -40,7 +42,8 @@ export function sha256(text: string): Buffer {
 
 export class Authenticator {
   private readonly limiter: FailureLimiter;
-  private readonly byToken: ReadonlyArray<{ hash: Buffer; principal: Principal }>;
+  /** Principals by the hex SHA-256 of their token. */
+  private readonly byToken: ReadonlyMap<string, Principal>;
 
   constructor(
     readonly principals: readonly Principal[],
@@ -50,7 +53,7 @@ export class Authenticator {
     now: () => number = Date.now,
   ) {
     this.limiter = new FailureLimiter(limits, now);
-    this.byToken = principals.flatMap((p) => (p.credentials.tokenSha256 ? [{ hash: p.credentials.tokenSha256, principal: p }] : []));
+    this.byToken = new Map(principals.flatMap((p) => (p.credentials.tokenSha256 ? [[p.credentials.tokenSha256.toString('hex'), p]] : [])));
   }
 
   /** The principal these credentials prove; EAUTH or AUTH_RATE_LIMITED otherwise. */
@@ -84,12 +87,9 @@ export class Authenticator {
     if (m === null) return 'authorization is not `Bearer TOKEN`';
     if (m[1].length < TOKEN_BYTES_MIN) return 'the token is not valid';
     const hash = sha256(m[1]);
-    let match: Principal | null = null;
-    for (const entry of this.byToken) {
-      // No early exit: every stored hash is compared, whatever matched.
-      if (timingSafeEqual(entry.hash, hash) && match === null) match = entry.principal;
-    }
-    return match ?? 'the token is not valid';
+    const principal = this.byToken.get(hash.toString('hex'));
+    const stored = principal?.credentials.tokenSha256;
+    return stored !== undefined && timingSafeEqual(stored, hash) ? principal! : 'the token is not valid';
   }
 
   private byCertificate(cert: PeerCertificate): Principal | string {

@@ -75,13 +75,17 @@ type AnyHandler = (call: never, callback?: never) => void;
  * Admits the call (authentication, role); the refusal, if any. Runs after the request id
  * is assigned, so a refused call's trailer carries it too.
  */
-function admission(call: Parameters<typeof admitCall>[0], method: string, request: unknown, auth: Authenticator | null): DaxError | null {
+function admission(call: Parameters<typeof admitCall>[0], method: string, request: unknown, auth: Authenticator | null, log: Logger): DaxError | null {
   try {
     admitCall(call, method, request, auth);
     return null;
   } catch (err) {
-    if (err instanceof DaxError) return err;
-    throw err;
+    if (!(err instanceof DaxError)) throw err;
+    // Who failed, never with what: credentials are not logged. A limited address is at
+    // debug, so a guessing peer cannot flood the log (its first failures are at info).
+    const level = err.code === 'AUTH_RATE_LIMITED' ? 'debug' : 'info';
+    log[level]({ peer: call.getPeer(), method, reason: err.code }, 'call refused');
+    return err;
   }
 }
 
@@ -105,7 +109,7 @@ function unaryCall(method: string, handler: grpc.handleUnaryCall<unknown, unknow
   return (call, callback) => {
     const startMs = performance.now();
     const { id: reqId, refusal: badId } = assignRequestId(call);
-    const refusal = badId ?? admission(call, method, call.request, auth);
+    const refusal = badId ?? admission(call, method, call.request, auth, log);
     const run: grpc.handleUnaryCall<unknown, unknown> = refusal === null ? handler : (_call, callback) => callback(toServiceError(refusal, log, method));
     run(call, (err, value, trailer, flags) => {
       const durationMs = performance.now() - startMs;
@@ -131,7 +135,7 @@ function streamCall(method: string, handler: (call: grpc.ServerReadableStream<un
   return (call: grpc.ServerReadableStream<unknown, unknown>): void => {
     const { id: reqId, refusal: badId } = assignRequestId(call);
     // A server stream (Events) has its request already; a client stream's rule is a constant.
-    const refusal = badId ?? admission(call, method, (call as { request?: unknown }).request, auth);
+    const refusal = badId ?? admission(call, method, (call as { request?: unknown }).request, auth, log);
     if (log.isLevelEnabled('debug')) log.debug({ reqId, method }, 'rpc stream opened');
     if (refusal !== null) {
       const err = toServiceError(refusal, log, method);
