@@ -1,6 +1,7 @@
 /**
  * The client subcommands: ls, stat, put, get, rm, truncate, df. Each connects with the
- * SDK to --server (default $DAXD_SERVER, else 127.0.0.1:7070), and reports a failure as
+ * SDK to --server (default $DAXD_SERVER, else 127.0.0.1:7070), over TLS with --tls-ca /
+ * --tls-cert / --tls-key, as the principal of --token (else $DAXD_TOKEN), and reports a failure as
  * one line `daxd CMD: STATUS/REASON: details` with exit status 1.
  */
 import fs from 'node:fs';
@@ -8,17 +9,28 @@ import { pipeline } from 'node:stream/promises';
 import { SingleBar, Presets } from 'cli-progress';
 import { DaxClient, readChunks, writeChunks, type FileInfo } from '../client';
 import { CHUNK_BYTES } from '../client/limits';
+import { connectionOptions, TOKEN_ENV } from '../client/loadtest/connect-flags';
 import { DEFAULT_GRPC_ADDRESS, EXIT_OK, formatBytes, parseSize, stringOption, UsageError, type Options, type Parsed } from './args';
 import type { Command } from './command';
 
 /** Transfers at least this large show a progress bar (on a terminal, unless --no-progress). */
 const PROGRESS_BYTES_MIN = 8 * 1024 * 1024;
 
-const SERVER_OPTION: Options = { server: { type: 'string', short: 's' } };
-const SERVER_HELP = `  -s, --server HOST:PORT   daxd to talk to (default $DAXD_SERVER, else ${DEFAULT_GRPC_ADDRESS})`;
+const SERVER_OPTION: Options = {
+  server: { type: 'string', short: 's' },
+  'tls-ca': { type: 'string' }, 'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' }, token: { type: 'string' },
+};
+const SERVER_HELP = `  -s, --server HOST:PORT   daxd to talk to (default $DAXD_SERVER, else ${DEFAULT_GRPC_ADDRESS})\n`
+  + '  --tls-ca FILE            talk TLS; the server\'s certificate must chain to this PEM CA file\n'
+  + '  --tls-cert FILE          client certificate (PEM) to present (mTLS), with --tls-key\n'
+  + '  --tls-key FILE           private key (PEM) of --tls-cert\n'
+  + `  --token TOKEN            bearer token of a principal of the server's --auth file (default $${TOKEN_ENV};\n`
+  + '                           prefer the variable: a command line is visible to other users)';
 
 function connect(parsed: Parsed): DaxClient {
-  return DaxClient.connect(stringOption(parsed.values, 'server') ?? process.env.DAXD_SERVER ?? DEFAULT_GRPC_ADDRESS);
+  // Files are read and the token checked before connecting: a bad flag is a usage error.
+  const connection = connectionOptions(parsed.values);
+  return DaxClient.connect(stringOption(parsed.values, 'server') ?? process.env.DAXD_SERVER ?? DEFAULT_GRPC_ADDRESS, connection);
 }
 
 /** Run `body` with a client, closing it afterwards. */

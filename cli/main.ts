@@ -2,6 +2,7 @@
  * `daxd`: the command line. bin/daxd.js calls main(argv) and exits with its result.
  *
  *   daxd serve | mkfs | fsck          the server and the offline volume tools
+ *   daxd token                        a bearer token and its hash for --auth
  *   daxd ls | stat | put | get | rm | truncate | df     client commands (SDK)
  *
  * Exit status: 0 success, 1 failure (fsck findings, a failed call), 2 usage error.
@@ -17,9 +18,10 @@ import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parse, UsageError } from './args';
 import { clientCommands } from './client-commands';
 import type { Command } from './command';
 import { serveCommand } from './serve-command';
+import { tokenCommand } from './token-command';
 import { fsckCommand, mkfsCommand } from './volume-commands';
 
-const COMMANDS: Command[] = [serveCommand, mkfsCommand, fsckCommand, ...clientCommands];
+const COMMANDS: Command[] = [serveCommand, mkfsCommand, fsckCommand, tokenCommand, ...clientCommands];
 
 function overview(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

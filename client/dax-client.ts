@@ -38,6 +38,7 @@ import { OpPipeline } from './op-pipeline';
 import { ServerLimits, type DataPathLimits } from './server-limits';
 import { loadDaxdProto } from '../wire/proto';
 import { RawClients } from './raw-clients';
+import { bearerInterceptor, channelCredentials, tlsChannelOptions, type DaxTlsOptions } from './credentials';
 import type { MappedFile, MmapOptions } from './mapped-file';
 import { DmaPin, type PinOptions } from './dma-pin';
 import { DaxSession, type OpenSessionOptions } from './session';
@@ -50,6 +51,18 @@ export interface DaxClientOptions {
   retries?: number;
   /** Extra grpc-js channel options (they win over the SDK's). */
   channelOptions?: grpc.ChannelOptions;
+  /**
+   * Talk TLS: trust `ca` (PEM; the system's roots when absent), present `cert` + `key` as a
+   * client certificate (mTLS), check the server's certificate against `servername`.
+   * Without it the channel is plaintext (loopback).
+   */
+  tls?: DaxTlsOptions;
+  /**
+   * A bearer token of a principal of the server's --auth file, sent as `authorization:
+   * Bearer TOKEN` on every call and stream (with or without TLS). Kept only inside the
+   * channel: no error, log or toString() shows it.
+   */
+  token?: string;
 }
 
 export interface FileInfo {
@@ -111,7 +124,8 @@ export class DaxClient {
   private constructor(readonly address: string, options: DaxClientOptions) {
     this.deadlineMs = options.deadlineMs ?? DEADLINE_MS_DEFAULT;
     this.retries = options.retries ?? RETRIES_MAX;
-    this.raw = new RawClients(loadDaxdProto(), address, { ...CLIENT_CHANNEL_OPTIONS, ...options.channelOptions });
+    this.raw = new RawClients(loadDaxdProto(), address, { ...CLIENT_CHANNEL_OPTIONS, ...tlsChannelOptions(options.tls), ...options.channelOptions },
+      channelCredentials(options.tls), options.token === undefined ? [] : [bearerInterceptor(options.token)]);
     const files: FilesClient = this.raw.files;
     // Sent once, not retried: a failure leaves the wire defaults and the next I/O asks again.
     this.serverLimits = new ServerLimits(() => callUnary<object, VolumeInfo__Output>(files.StatVolume.bind(files) as UnaryMethod<object, VolumeInfo__Output>, {}, {
@@ -132,7 +146,10 @@ export class DaxClient {
     });
   }
 
-  /** A client for host:port. Connecting is lazy; see ready(). */
+  /**
+   * A client for host:port. Connecting is lazy; see ready(). Throws a TypeError at once for
+   * a token that cannot be sent or a client certificate without its key.
+   */
   static connect(address: string, options: DaxClientOptions = {}): DaxClient {
     return new DaxClient(address, options);
   }

@@ -41,11 +41,50 @@ export class DaxClientError extends Error {
   static fromServiceError(err: Partial<grpc.ServiceError>): DaxClientError {
     const reasons = err.metadata?.get(REASON_METADATA_KEY) ?? [];
     const reason = reasons.length > 0 ? String(reasons[0]) : null;
-    return new DaxClientError(err.code ?? grpc.status.UNKNOWN, reason, err.details ?? err.message ?? 'unknown failure');
+    return DaxClientError.of(err.code ?? grpc.status.UNKNOWN, reason, err.details ?? err.message ?? 'unknown failure');
   }
 
   static fromOpError(err: OpError__Output): DaxClientError {
-    return new DaxClientError(err.code as grpc.status, err.reason === '' ? null : err.reason, err.message);
+    return DaxClientError.of(err.code as grpc.status, err.reason === '' ? null : err.reason, err.message);
+  }
+
+  /** The error of a failed call: the typed subclass its reason calls for, else DaxClientError. */
+  static of(code: grpc.status, reason: ReceivedReason | null, details: string): DaxClientError {
+    if (reason !== null && (AUTH_REASONS as readonly string[]).includes(reason)) return new DaxAuthError(code, reason as AuthReason, details);
+    if (reason === 'EDQUOT') return new DaxQuotaError(code, details);
+    return new DaxClientError(code, reason, details);
+  }
+}
+
+/** The reasons of a refusal by authentication or authorization (DaxAuthError.reason). */
+export const AUTH_REASONS = ['EAUTH', 'AUTH_RATE_LIMITED', 'EACCES'] as const;
+export type AuthReason = (typeof AUTH_REASONS)[number];
+
+/**
+ * The server refused who is calling: UNAUTHENTICATED / EAUTH (no or bad credentials: a
+ * missing or wrong token, an unknown client certificate), AUTH_RATE_LIMITED (too many
+ * failures from this address lately: even good credentials are refused until the window
+ * passes), or PERMISSION_DENIED / EACCES (the principal's role or name prefix does not
+ * allow the call). `.reason` says which. Never carries the token: the server's details
+ * do not echo it and the SDK adds nothing.
+ */
+export class DaxAuthError extends DaxClientError {
+  declare readonly reason: AuthReason;
+
+  constructor(code: grpc.status, reason: AuthReason, details: string) {
+    super(code, reason, details);
+    this.name = 'DaxAuthError';
+  }
+}
+
+/**
+ * Over one of the principal's quotas (RESOURCE_EXHAUSTED / EDQUOT: sessions, pins, pinned
+ * blocks, allocated bytes; the details say which). Nothing of the refused call was done.
+ */
+export class DaxQuotaError extends DaxClientError {
+  constructor(code: grpc.status, details: string) {
+    super(code, 'EDQUOT', details);
+    this.name = 'DaxQuotaError';
   }
 }
 

@@ -21,15 +21,19 @@ export class RawClients implements DaxRawClients {
   readonly mapping: MappingClient;
   readonly dma: DmaClient;
 
-  constructor(proto: ProtoGrpcType, address: string, channelOptions: grpc.ChannelOptions) {
+  /**
+   * `credentials`: plaintext or TLS (credentials.ts); `interceptors` run on every call of
+   * every stub (the bearer token's).
+   */
+  constructor(proto: ProtoGrpcType, address: string, channelOptions: grpc.ChannelOptions,
+    credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(), interceptors: grpc.Interceptor[] = []) {
     const v1 = proto.daxd.v1;
-    const credentials = grpc.credentials.createInsecure();
-    this.files = new v1.Files(address, credentials, channelOptions);
+    this.files = new v1.Files(address, credentials, { ...channelOptions, interceptors });
     // The other stubs ride on the same channel: one connection per client.
     const channelOverride = this.files.getChannel();
-    this.session = new v1.Session(address, credentials, { ...channelOptions, channelOverride });
-    this.mapping = new v1.Mapping(address, credentials, { ...channelOptions, channelOverride });
-    this.dma = new v1.Dma(address, credentials, { ...channelOptions, channelOverride });
+    this.session = new v1.Session(address, credentials, { ...channelOptions, channelOverride, interceptors });
+    this.mapping = new v1.Mapping(address, credentials, { ...channelOptions, channelOverride, interceptors });
+    this.dma = new v1.Dma(address, credentials, { ...channelOptions, channelOverride, interceptors });
   }
 
   close(): void {

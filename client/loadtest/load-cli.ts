@@ -18,6 +18,7 @@ import {
   type LoadOptions, type WorkloadName,
 } from './load-options';
 import { startPrivateServer, type PrivateServer } from './private-server';
+import { CONNECT_FLAGS, connectionOptions, hasConnectionFlags, type ConnectionOptions } from './connect-flags';
 import { ProgressBar } from './progress';
 import { reportHtml } from './report-html';
 import { freshSeed } from './rng';
@@ -31,6 +32,7 @@ const PRIVATE_VOLUME_BYTES_MIN = 256 * 1024 * 1024;
 export const LOAD_FLAGS: FlagSpec[] = [
   { name: 'workload', short: 'w', value: 'NAME', default: D.workload, help: 'what to run; see "workloads" below' },
   { name: 'server', value: 'HOST:PORT', help: 'the daxd to load; without it a private daxd is started on 127.0.0.1 (port 0) with a temporary volume and stopped at the end' },
+  ...CONNECT_FLAGS,
   { name: 'clients', value: 'N', default: String(D.clients), help: `connections (DaxClient instances), each with its own channel and sessions (1..${CLIENTS_MAX})` },
   { name: 'qd', value: 'N', default: String(D.qd), help: `queue depth: workers per client, each with one request outstanding (1..${QD_MAX}; clients x qd <= ${WORKERS_MAX})` },
   { name: 'bs', value: 'SIZE', default: '4k', help: `request size: bytes per read/write/load/store, pages per pin (4k, 1M, ...; at most ${BS_BYTES_MAX / 1048576}M)` },
@@ -104,6 +106,8 @@ function writeOut(file: string, text: string): void {
 export async function main(argv: string[]): Promise<number> {
   let values: FlagValues;
   let options: LoadOptions;
+  // Kept apart from `options`, which the reports print: the token must not reach them.
+  let connection: ConnectionOptions;
   try {
     values = parseFlags(argv, LOAD_FLAGS);
     if (values.help === true) {
@@ -113,6 +117,8 @@ export async function main(argv: string[]): Promise<number> {
     const server = str(values, 'server');
     options = toOptions(values, server === undefined ? '127.0.0.1:0' : addressValue(server, 'server'));
     validateOptions(options);
+    if (server === undefined && hasConnectionFlags(values)) throw new UsageError('--tls-ca, --tls-cert, --tls-key and --token are for --server (the private daxd needs none)');
+    connection = server === undefined ? {} : connectionOptions(values);
   } catch (err) {
     if (err instanceof UsageError || err instanceof LoadUsageError) {
       process.stderr.write(`daxd-load: ${err.message}\n(daxd-load --help lists the options)\n`);
@@ -136,7 +142,7 @@ export async function main(argv: string[]): Promise<number> {
     result = await runLoad(options, {
       onPhase: (m) => process.stderr.write(`daxd-load: ${m}\n`),
       onSample: (point, fraction, errors) => bar?.update(point, fraction, errors),
-    });
+    }, null, connection);
   } catch (err) {
     bar?.stop();
     if (err instanceof LoadUsageError) {

@@ -10,6 +10,7 @@
  */
 import assert from 'node:assert';
 import { DaxClient } from '../dax-client';
+import type { ConnectionOptions } from './connect-flags';
 import { PAGE_BYTES } from './block-header';
 import { DRAIN_MS_MAX, ERRORS_MAX, type LoadOptions } from './load-options';
 import type { KindReport, SeriesPoint } from './recorder';
@@ -75,12 +76,13 @@ export interface PreparedFiles {
   files: LoadFile[];
 }
 
-export async function runLoad(options: LoadOptions, hooks: RunHooks = {}, prepared: PreparedFiles | null = null): Promise<RunResult> {
+/** `connection`: TLS and token of the clients (kept out of `options`, which the result carries). */
+export async function runLoad(options: LoadOptions, hooks: RunHooks = {}, prepared: PreparedFiles | null = null, connection: ConnectionOptions = {}): Promise<RunResult> {
   validateOptions(options);
   const workload = WORKLOADS.get(options.workload);
   assert(workload);
   const startedAt = new Date().toISOString();
-  const clients = Array.from({ length: options.clients }, () => DaxClient.connect(options.address));
+  const clients = Array.from({ length: options.clients }, () => DaxClient.connect(options.address, connection));
   let run: RunContext | null = null;
   const loops: WorkerLoop[] = [];
   let files: LoadFile[] = [];

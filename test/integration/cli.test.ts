@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { runCli, startServer, tempDir, type StartedServer } from '../support/start-server';
 
-const COMMANDS = ['serve', 'mkfs', 'fsck', 'ls', 'stat', 'create', 'put', 'get', 'rm', 'truncate', 'df'];
+const COMMANDS = ['serve', 'mkfs', 'fsck', 'token', 'ls', 'stat', 'create', 'put', 'get', 'rm', 'truncate', 'df'];
 
 describe('daxd command line', function () {
   let tmp: ReturnType<typeof tempDir>;

@@ -15,8 +15,8 @@ export interface BinResult {
   timedOut: boolean;
 }
 
-export function runBin(bin: string, args: string[], timeoutMs: number): Promise<BinResult> {
-  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin', bin), ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd: REPO_ROOT });
+export function runBin(bin: string, args: string[], timeoutMs: number, env: NodeJS.ProcessEnv = process.env): Promise<BinResult> {
+  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin', bin), ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd: REPO_ROOT, env });
   let stdout = '';
   let stderr = '';
   let timedOut = false;

@@ -61,8 +61,8 @@ export interface StartOptions {
   extraArgs?: string[];
 }
 
-function spawnDaxd(args: string[], cwd = REPO_ROOT): ChildProcess {
-  return spawn(process.execPath, [DAXD_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd });
+function spawnDaxd(args: string[], cwd = REPO_ROOT, env: NodeJS.ProcessEnv = process.env): ChildProcess {
+  return spawn(process.execPath, [DAXD_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd, env });
 }
 
 function exitOf(child: ChildProcess): Promise<ExitStatus> {
@@ -117,9 +117,9 @@ export interface CliResult extends ExitStatus {
   stderr: string;
 }
 
-/** Run `daxd ARGS...` to completion. */
-export async function runCli(args: string[]): Promise<CliResult> {
-  const child = spawnDaxd(args);
+/** Run `daxd ARGS...` to completion (in `options.env`, default this process's environment). */
+export async function runCli(args: string[], options: { env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+  const child = spawnDaxd(args, REPO_ROOT, options.env);
   let stdout = '';
   let stderr = '';
   child.stdout?.setEncoding('utf8').on('data', (s: string) => (stdout += s));

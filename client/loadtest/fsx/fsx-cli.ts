@@ -14,6 +14,7 @@ import {
   type FlagSpec, type FlagValues,
 } from '../flags';
 import { startPrivateServer, type PrivateServer } from '../private-server';
+import { CONNECT_FLAGS, connectionOptions, hasConnectionFlags, type ConnectionOptions } from '../connect-flags';
 import { freshSeed } from '../rng';
 import { DEFAULT_WEIGHTS, FSX_OP_NAMES, OP_HELP, type FsxOpName } from './fsx-ops';
 import { runFsx, type FsxOptions, type FsxResult } from './fsx-run';
@@ -25,6 +26,7 @@ const PRIVATE_VOLUME_BYTES = 256 * 1024 * 1024;
 
 export const FSX_FLAGS: FlagSpec[] = [
   { name: 'server', value: 'HOST:PORT', help: 'the daxd to exercise; without it a private daxd is started on 127.0.0.1 (port 0) with a temporary volume and stopped at the end' },
+  ...CONNECT_FLAGS,
   { name: 'seed', value: 'N', default: 'from the clock, printed', help: 'seed of the op sequence: the same seed and options replay the same ops' },
   { name: 'ops', short: 'N', value: 'N', default: '1000', help: 'operations to run' },
   { name: 'duration', value: 'TIME', default: '60s', help: 'stop (passing) after this long even if --ops are not done' },
@@ -95,6 +97,8 @@ function report(r: FsxResult): string {
 export async function main(argv: string[]): Promise<number> {
   let values: FlagValues;
   let options: FsxOptions;
+  // Kept apart from `options`, which --json writes out: the token must not reach it.
+  let connection: ConnectionOptions;
   try {
     values = parseFlags(argv, FSX_FLAGS);
     if (values.help === true) {
@@ -103,6 +107,8 @@ export async function main(argv: string[]): Promise<number> {
     }
     const server = str(values, 'server');
     options = toOptions(values, server === undefined ? '127.0.0.1:0' : addressValue(server, 'server'));
+    if (server === undefined && hasConnectionFlags(values)) throw new UsageError('--tls-ca, --tls-cert, --tls-key and --token are for --server (the private daxd needs none)');
+    connection = server === undefined ? {} : connectionOptions(values);
   } catch (err) {
     if (err instanceof UsageError) {
       process.stderr.write(`daxd-fsx: ${err.message}\n(daxd-fsx --help lists the options)\n`);
@@ -120,7 +126,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`daxd-fsx: started a private daxd (pid ${server.pid}) on ${server.address}\n`);
     }
     process.stderr.write(`daxd-fsx: seed ${options.seed}, ${options.opsMax} ops, ${options.sessions} sessions, max size ${options.maxSizeBytes}\n`);
-    result = await runFsx(options);
+    result = await runFsx(options, connection);
   } catch (err) {
     process.stderr.write(`daxd-fsx: ${err instanceof Error ? err.message : String(err)} (seed ${options.seed})\n`);
     return EXIT_FAILURE;

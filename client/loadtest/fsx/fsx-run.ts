@@ -9,6 +9,7 @@
  * Bounded by --ops and --duration; each call by the SDK's deadline.
  */
 import { DaxClient } from '../../dax-client';
+import type { ConnectionOptions } from '../connect-flags';
 import { PAGE_BYTES } from '../block-header';
 import { Rng } from '../rng';
 import { FileModel, PrivatePages } from './file-model';
@@ -46,10 +47,11 @@ export interface FsxResult {
   failure: { op: number; line: string; message: string; lastOps: string[] } | null;
 }
 
-export async function runFsx(o: FsxOptions): Promise<FsxResult> {
+/** `connection`: TLS and token of the clients (kept out of `o`, which --json writes out). */
+export async function runFsx(o: FsxOptions, connection: ConnectionOptions = {}): Promise<FsxResult> {
   const rng = new Rng(o.seed);
   const model = new FileModel(Math.ceil(o.maxSizeBytes / PAGE_BYTES) * PAGE_BYTES);
-  const clients = Array.from({ length: o.sessions }, () => DaxClient.connect(o.address, { deadlineMs: CALL_DEADLINE_MS }));
+  const clients = Array.from({ length: o.sessions }, () => DaxClient.connect(o.address, { ...connection, deadlineMs: CALL_DEADLINE_MS }));
   const sessions: FsxSession[] = [];
   const log: string[] = [];
   const counts: Partial<Record<FsxOpName, number>> = {};
