@@ -80,6 +80,8 @@ export interface DaxdOptions {
    * principal), require (the handshake fails without one the context's CAs issued). Default request.
    */
   nbdTlsClientAuth?: 'none' | 'request' | 'require';
+  /** `--metrics-auth`: /metrics open (none, the default) or for any principal's token (token; needs auth). */
+  metricsAuth?: MetricsAuth;
 }
 
 /**
@@ -94,8 +96,6 @@ function nbdTlsOptions(options: DaxdOptions, material: TlsMaterial | null): NbdT
   if (secureContext === undefined) throw new Error(`nbdTls ${mode} needs --tls-cert (or nbdTlsContext)`);
   const clientAuth = options.nbdTlsClientAuth ?? material?.clientAuth ?? 'request';
   return { mode, secureContext, requestCert: clientAuth !== 'none', rejectUnauthorized: clientAuth === 'require' };
-  /** `--metrics-auth`: /metrics open (none, the default) or for any principal's token (token; needs auth). */
-  metricsAuth?: MetricsAuth;
 }
 
 export class Daxd {
