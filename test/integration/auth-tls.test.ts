@@ -34,8 +34,6 @@ describe('auth over TLS: SDK and command line', function () {
   let tmp: ReturnType<typeof tempDir>;
 
   before(async function () {
-    // Until the server's TLS is merged, `serve` has no --tls-cert: nothing to test against.
-    if (!(await runCli(['serve', '--help'])).stdout.includes('--tls-cert')) this.skip();
     certs = makeCerts();
     tmp = tempDir('daxd-auth-tls-');
     auth = await startAuthServer({
