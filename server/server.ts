@@ -187,7 +187,7 @@ export class Daxd {
           limits: options.nbdLimits,
           // Connections, request durations, and NBD I/O with the other paths (daxd_io_*{path="nbd"}).
           observer: nbdObserver(metrics),
-          tls: nbdTlsOptions(options, tls), auth: options.auth ?? null,
+          tls: nbdTlsOptions(options, tls), auth: options.auth ?? null, quota: rpc.quota,
         });
       } catch (err) {
         await daxd.stop();

@@ -105,7 +105,7 @@ export async function startHttpServer(deps: HttpDeps, log: Logger, address: stri
   const bracketed = host.includes(':') ? `[${host}]` : host;
   const httpAddress = `${bracketed}:${boundPort}`;
   deps.facts.httpAddress = httpAddress;
-  if (!isLoopbackHost(host)) log.warn({ http: httpAddress }, 'the HTTP admin API and dashboard have no authentication: bound beyond loopback');
+  if (!isLoopbackHost(host) && deps.auth === null) log.warn({ http: httpAddress }, 'the HTTP admin API and dashboard have no authentication: bound beyond loopback');
   return {
     address: httpAddress, app, close: () => {
       unsubscribe();

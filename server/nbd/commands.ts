@@ -48,6 +48,13 @@ export interface CommandTarget {
   blockStatus: boolean;
   /** The principal may not write (role ro): the export went out NBD_FLAG_READ_ONLY, and changes are NBD_EPERM. */
   readOnly: boolean;
+  /** Runs a change that may allocate pages [first, last] within the principal's allocated-bytes quota (EDQUOT: nothing done). */
+  allocating<T>(first: number, last: number, change: () => Promise<T>): Promise<T>;
+}
+
+/** The pages [first, last] of the byte range [offset, offset + length), length > 0. */
+function pagesOf(offset: number, length: number): [number, number] {
+  return [Math.floor(offset / PAGE), Math.floor((offset + length - 1) / PAGE)];
 }
 
 /**
@@ -126,7 +133,7 @@ export async function runCommand(req: Request, t: CommandTarget, data: Buffer | 
   const fua = (req.flags & NBD_CMD_FLAG_FUA) !== 0;
   switch (req.type) {
     case NBD_CMD_WRITE:
-      if (req.length > 0) await t.fs.write(t.ino, req.offset, data as Buffer, fua);
+      if (req.length > 0) await t.allocating(...pagesOf(req.offset, req.length), () => t.fs.write(t.ino, req.offset, data as Buffer, fua));
       break;
     case NBD_CMD_FLUSH:
       await t.dax.fsync(t.ino, false);
@@ -141,13 +148,15 @@ export async function runCommand(req: Request, t: CommandTarget, data: Buffer | 
       // into ENOTSUP; the file is unchanged, and the client falls back to writing zeroes.
       if (req.type === NBD_CMD_WRITE_ZEROES && (req.flags & NBD_CMD_FLAG_FAST_ZERO) !== 0) {
         try {
-          await t.fs.fallocate(t.ino, mode, req.offset, req.length, { ...layoutBreak(), policy: 'FAIL' });
+          await t.allocating(...pagesOf(req.offset, req.length), () => t.fs.fallocate(t.ino, mode, req.offset, req.length, { ...layoutBreak(), policy: 'FAIL' }));
         } catch (err) {
           if (err instanceof BusyError) throw new NotFastError(`FAST_ZERO: a pinned page in the range would make zeroing wait (${err.message})`);
           throw err;
         }
       } else {
-        await t.fs.fallocate(t.ino, mode, req.offset, req.length, layoutBreak());
+        // PUNCH_HOLE frees; ZERO_RANGE (NO_HOLE) may allocate unwritten blocks for holes.
+        const zeroing = () => t.fs.fallocate(t.ino, mode, req.offset, req.length, layoutBreak());
+        await (mode === 'ZERO_RANGE' ? t.allocating(...pagesOf(req.offset, req.length), zeroing) : zeroing());
       }
       if (fua) await t.dax.fsync(t.ino, false);
       break;

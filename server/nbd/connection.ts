@@ -39,6 +39,8 @@ import type { ExportInfo, Exports } from './exports';
 import { HardDisconnect, negotiate, type HandshakeIo } from './handshake';
 import { PeerAccess } from './peer-access';
 import { upgradeToTls, type NbdTlsOptions } from './starttls';
+import type { QuotaLedger } from '../auth/quota';
+import type { Principal } from '../auth/principal';
 import {
   COMMAND_NAMES, decodeRequest, errorChunkBytes, NBD_CMD_BLOCK_STATUS, NBD_CMD_DISC, NBD_CMD_READ, NBD_CMD_WRITE, REQUEST_HEADER_BYTES, SIMPLE_REPLY_BYTES,
   utf8Bounded, writeErrorChunk, writeSimpleReply, type CommandName, type Request,
@@ -64,6 +66,12 @@ export interface NbdObserver {
   tlsHandshake?(outcome: 'ok' | 'failed'): void;
 }
 
+/** How the connection's allocating commands run: within its principal's allocated-bytes quota (quota.ts). */
+function allocatingAs(quota: QuotaLedger | undefined, principal: Principal | null, ino: number): CommandTarget['allocating'] {
+  if (quota === undefined || principal === null || principal.quotas.allocatedBytes === undefined) return (_first, _last, change) => change();
+  return (first, last, change) => quota.withAllocation(principal, ino, first, last, change);
+}
+
 export interface ConnectionDeps {
   fs: FileSystem;
   dax: Dax;
@@ -77,6 +85,8 @@ export interface ConnectionDeps {
   shuttingDown(): boolean;
   /** STARTTLS (absent: mode off). */
   tls?: NbdTlsOptions;
+  /** Quotas of principals (absent: none are enforced over NBD, as in tests of the NBD server alone). */
+  quota?: QuotaLedger;
   /** Principals from client certificates (null: auth off, every connection is OPEN_ACCESS). */
   auth: Authenticator | null;
 }
@@ -197,6 +207,7 @@ export class NbdConnection {
     this.target = {
       fs: deps.fs, dax: deps.dax, ino: exp.ino, exportBytes: exp.sizeBytes, structured: negotiated.structured, blockStatus: negotiated.blockStatus,
       readOnly: this.access.readOnly,
+      allocating: allocatingAs(deps.quota, this.access.principal, exp.ino),
     };
     this.phase = 'transmission';
     deps.log.debug({ conn: this.id, peer: this.peer, export: exp.name, structured: negotiated.structured }, 'nbd transmission');

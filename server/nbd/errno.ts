@@ -2,7 +2,8 @@
  * daxd's reasons (server/errors.ts) as NBD error values. The protocol allows only EPERM,
  * EIO, ENOMEM, EINVAL, ENOSPC, EOVERFLOW, ENOTSUP and ESHUTDOWN; the choices:
  *
- * - ENOSPC, EFBIG, EMAXFILES -> NBD_ENOSPC (the spec maps EFBIG and EDQUOT there too);
+ * - ENOSPC, EFBIG, EMAXFILES, EDQUOT (the principal's allocated-bytes quota) -> NBD_ENOSPC
+ *   (the spec maps EFBIG and EDQUOT there);
  * - EINVAL, EBADMSG, ENAMETOOLONG, ELIMIT -> NBD_EINVAL (the request is at fault);
  * - SIGBUS (a page past the file's end meets a mapping fault) -> NBD_EIO: an I/O failure, not a malformed request;
  * - EBUSY (--nbd-layout-break FAIL met a pinned page), ETIMEDOUT (WAIT or RECALL still
@@ -22,6 +23,7 @@ const BY_REASON: Partial<Record<ReasonCode, number>> = {
   ENOSPC: NBD_ENOSPC,
   EFBIG: NBD_ENOSPC,
   EMAXFILES: NBD_ENOSPC,
+  EDQUOT: NBD_ENOSPC,
   EINVAL: NBD_EINVAL,
   EBADMSG: NBD_EINVAL,
   ENAMETOOLONG: NBD_EINVAL,

@@ -13,6 +13,7 @@
 import net from 'node:net';
 import type { Logger } from 'pino';
 import type { Authenticator } from '../auth/authenticator';
+import type { QuotaLedger } from '../auth/quota';
 import type { Dax } from '../dax/dax';
 import type { FileSystem } from '../fs/filesystem';
 import type { LayoutBreakPolicy } from '../fs/types';
@@ -54,6 +55,8 @@ export interface NbdServerOptions {
   tls?: NbdTlsOptions;
   /** Principals from client certificates; absent or null: auth off (every connection acts as OPEN_ACCESS). */
   auth?: Authenticator | null;
+  /** The principals' quotas (server/auth/quota.ts, shared with gRPC): NBD writes count toward allocated bytes. */
+  quota?: QuotaLedger;
 }
 
 /** One open connection, as the admin side lists it. */
@@ -102,7 +105,7 @@ export class NbdServer {
     const deps = {
       fs: options.fs, dax: options.dax, exports: new Exports(options.fs, options.defaultExport), log: options.log, observer,
       policy: options.layoutBreak ?? 'WAIT', limits, pool: new BufferPool(), shuttingDown: () => nbd.stopping !== null,
-      tls: options.tls, auth: options.auth ?? null,
+      tls: options.tls, auth: options.auth ?? null, quota: options.quota,
     };
     if (deps.auth !== null && (deps.tls === undefined || deps.tls.mode === 'off')) {
       // Principals come from client certificates only: without TLS no NBD client has one.

@@ -79,6 +79,8 @@ export class RpcServer {
   private constructor(
     private readonly server: grpc.Server,
     readonly sessions: SessionTable,
+    /** The principals' quotas (server/auth/quota.ts); NBD shares it. */
+    readonly quota: QuotaLedger,
     private readonly streams: OpStreamRegistry,
     /** The bound address, host:port with the real port. */
     readonly address: string,
@@ -133,7 +135,7 @@ export class RpcServer {
     if (!raiseConnectionWindow(server)) log.warn('grpc-js internals changed: HTTP/2 connection window left at its default');
     const sockets = trackSockets(server);
     if (sockets === null) log.warn('grpc-js internals changed: a stuck connection can delay shutdown past SHUTDOWN_FORCE_MS');
-    return new RpcServer(server, sessions, streams, withPort(options.address, port), log, sockets);
+    return new RpcServer(server, sessions, quota, streams, withPort(options.address, port), log, sockets);
   }
 
   /** The memory the op streams hold (bounded: STREAM/CONNECTION/SERVER_BYTES_BUFFERED_MAX). */

@@ -1,0 +1,56 @@
+/**
+ * NBD writes count toward the principal's allocated-bytes quota, as gRPC writes do
+ * (server/auth/quota.ts, shared by both through the Daxd): a WRITE or a NO_HOLE
+ * WRITE_ZEROES that would fill holes past the quota fails NBD_ENOSPC (the spec's value for
+ * EDQUOT) and changes nothing; overwriting allocated blocks needs no quota.
+ */
+import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
+import tls from 'node:tls';
+import { Authenticator } from '../../server/auth/authenticator';
+import { Principal } from '../../server/auth/principal';
+import { makeCerts, type CertSet } from '../support/certs';
+import { RawNbd, W } from '../support/raw-nbd';
+import { KiB } from '../support/units';
+import { startHttpDaxd, type HttpDaxd } from '../http/fixture';
+
+describe('NBD and the allocated-bytes quota', function () {
+  this.timeout(60_000);
+  let certs: CertSet;
+  let s: HttpDaxd;
+
+  before(async function () {
+    certs = makeCerts();
+    s = await startHttpDaxd('nbd-quota', {
+      daxd: {
+        nbdTls: 'require',
+        nbdTlsContext: () => tls.createSecureContext({ cert: certs.server.certPem, key: certs.server.keyPem, ca: certs.ca.certPem }),
+        auth: new Authenticator([new Principal('alice', 'rw', 'alice/', { allocatedBytes: 8 * KiB }, { certCn: 'alice' })], () => [new X509Certificate(certs.ca.certPem)]),
+      },
+    });
+  });
+
+  after(async function () {
+    await s?.stop();
+    certs?.remove();
+  });
+
+  it('a write past the quota fails ENOSPC with nothing written; overwrites within it succeed', async function () {
+    const info = await s.daxd.fs.create('alice/disk', true);
+    await s.daxd.fs.truncate(info.ino, 64 * KiB);
+    const nbd = await RawNbd.connect(s.nbd);
+    await nbd.greet();
+    await nbd.startTls({ ca: certs.ca.certPem, cert: certs.alice.certPem, key: certs.alice.keyPem });
+    await nbd.go('alice/disk', { structured: true });
+    assert.equal((await nbd.command(W.NBD_CMD_WRITE, { offset: 0, length: 8 * KiB, data: Buffer.alloc(8 * KiB, 0xaa) })).error, 0);
+    const over = await nbd.command(W.NBD_CMD_WRITE, { offset: 16 * KiB, length: 4 * KiB, data: Buffer.alloc(4 * KiB, 0xbb) });
+    assert.equal(over.error, W.NBD_ENOSPC);
+    assert.match(over.message, /EDQUOT/);
+    const zero = await nbd.command(W.NBD_CMD_WRITE_ZEROES, { flags: W.NBD_CMD_FLAG_NO_HOLE, offset: 32 * KiB, length: 4 * KiB });
+    assert.equal(zero.error, W.NBD_ENOSPC);
+    assert.equal(s.daxd.fs.stat(info.ino).blocks, 2, 'only the 8 KiB within the quota is allocated');
+    assert.deepEqual(await nbd.read(16 * KiB, 4 * KiB), Buffer.alloc(4 * KiB));
+    assert.equal((await nbd.command(W.NBD_CMD_WRITE, { offset: 100, length: 1000, data: Buffer.alloc(1000, 0xcc) })).error, 0, 'an overwrite needs no quota');
+    nbd.end();
+  });
+});
