@@ -59,7 +59,7 @@ export const REASONS = {
   PTE_STALE: { status: GrpcStatus.ABORTED, doc: 'The PTE token was invalidated, downgraded by writeback, or its session is gone: fault again.' },
   PIN_REVOKED: { status: GrpcStatus.ABORTED, doc: 'The pin was revoked by a RECALL layout break (or its session ended).' },
   SESSION_EXPIRED: { status: GrpcStatus.UNAUTHENTICATED, doc: 'The session missed its lease or was closed.' },
-  SESSION_UNKNOWN: { status: GrpcStatus.UNAUTHENTICATED, doc: 'No such session, or the token/pin belongs to another session.' },
+  SESSION_UNKNOWN: { status: GrpcStatus.UNAUTHENTICATED, doc: 'No such session, or a session another principal opened (answered alike).' },
   LEASE_TOO_LONG: { status: GrpcStatus.INVALID_ARGUMENT, doc: 'A requested lease is longer than the maximum lease.' },
   ETIMEDOUT: { status: GrpcStatus.DEADLINE_EXCEEDED, doc: 'The call deadline passed while waiting (e.g. for pins to drop); nothing was changed.' },
   ECANCELED: { status: GrpcStatus.CANCELLED, doc: 'The call was cancelled while waiting; nothing was changed.' },
@@ -164,10 +164,6 @@ export class SessionUnknownError extends DaxError {
 }
 export class LeaseTooLongError extends DaxError {
   constructor(leaseMs: number, maxMs: number) { super('LEASE_TOO_LONG', `lease of ${leaseMs} ms is too long (${leaseMs} vs. max ${maxMs})`); }
-}
-/** A PTE token or a pin of another session (SESSION_UNKNOWN: the caller may not even learn it exists). */
-export class ForeignTokenError extends DaxError {
-  constructor(what: 'PTE token' | 'pin') { super('SESSION_UNKNOWN', `the ${what} belongs to another session`); }
 }
 
 // ---- mappings and pins (server/dax) -------------------------------------------------

@@ -5,7 +5,7 @@
  * block belongs to the file (revocation happens before any entry is removed).
  */
 import assert from 'node:assert';
-import { ForeignTokenError, InvalidArgumentError, PteStaleError } from '../errors';
+import { InvalidArgumentError, PteStaleError } from '../errors';
 import { BLOCK_SIZE } from '../limits';
 import type { DaxContext } from './dax-context';
 import type { Pte } from './address-space';
@@ -25,8 +25,9 @@ function assertInPage(offset: number, length: number): void {
 function checkedPte(ctx: DaxContext, owner: MappingOwner, token: string, offset: number, length: number): Pte {
   assertInPage(offset, length);
   const pte = ctx.ptes.lookup(token);
-  if (!pte || !pte.valid) throw new PteStaleError('the PTE token is stale or unknown');
-  if (pte.mapping.owner.id !== owner.id) throw new ForeignTokenError('PTE token');
+  // Another session's token answers exactly as an unknown one (S7): its holder learns
+  // nothing about the other session, and nothing is done through it.
+  if (!pte || !pte.valid || pte.mapping.owner.id !== owner.id) throw new PteStaleError('the PTE token is stale or unknown');
   return pte;
 }
 
@@ -62,16 +63,16 @@ export interface StoreTarget {
  * valid writable token of this session for the target page: a plain store, null
  * returned. A stale, unknown, empty or read-only one: a WRITE fault on the target page
  * whose store runs under the fault's entry lock, before any writeback can downgrade the
- * new PTE (S1, S5); that PTE is returned. A valid token of another page or session is
- * refused as a plain store would be (EINVAL / SESSION_UNKNOWN): nothing is faulted.
+ * new PTE (S1, S5); that PTE is returned. Another session's token counts as unknown (S7:
+ * its holder learns nothing from the answer): the caller's own fault is taken. A valid
+ * token of this session for another page is refused (EINVAL): nothing is faulted.
  */
 export async function storeFaultIfStale(
   ctx: DaxContext, owner: MappingOwner, token: string, offset: number, data: Uint8Array, target: StoreTarget,
 ): Promise<Pte | null> {
   assertInPage(offset, data.length);
   const known = token === '' ? undefined : ctx.ptes.lookup(token);
-  if (known?.valid) {
-    if (known.mapping.owner.id !== owner.id) throw new ForeignTokenError('PTE token');
+  if (known?.valid && known.mapping.owner.id === owner.id) {
     if (known.mapping.as.ino !== target.ino || known.entry.pgoff !== target.pgoff) {
       throw new InvalidArgumentError(`the token maps page ${known.entry.pgoff} of inode ${known.mapping.as.ino}, not page ${target.pgoff} of inode ${target.ino}`);
     }

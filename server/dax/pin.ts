@@ -12,7 +12,7 @@
  */
 import assert from 'node:assert';
 import { randomBytes } from 'node:crypto';
-import { ForeignTokenError, InvalidArgumentError, LimitError, NotFoundError, PinRevokedError, ReadOnlyPinError, SigbusError } from '../errors';
+import { InvalidArgumentError, LimitError, NotFoundError, PinRevokedError, ReadOnlyPinError, SigbusError } from '../errors';
 import { BLOCK_SIZE, PIN_LEASE_MS_MAX, PIN_PAGES_MAX, PINS_PER_SESSION_MAX } from '../limits';
 import type { AddressSpace, Entry, EntryLockOwner } from './address-space';
 import type { DaxContext } from './dax-context';
@@ -136,8 +136,9 @@ function revokeZeroPage(ctx: DaxContext, e: Entry): void {
 
 export function lookupPin(pins: PinTable, owner: MappingOwner, pinId: string): Pin {
   const p = pins.byId.get(pinId);
-  if (!p) throw new NotFoundError(`no pin ${pinId} (unpinned, revoked long ago, or never issued)`);
-  if (p.owner.id !== owner.id) throw new ForeignTokenError('pin');
+  // Another session's pin answers exactly as an unknown one (S7): its holder learns
+  // nothing about the other session's pins, and nothing is done through it.
+  if (!p || p.owner.id !== owner.id) throw new NotFoundError(`no pin ${pinId} (unpinned, revoked long ago, or never issued)`);
   return p;
 }
 

@@ -3,7 +3,8 @@
  * on every access, so correctness never depends on a client having seen an Invalidate.
  * - Tokens are refused with PTE_STALE after truncate, punch hole, zero range, collapse,
  *   and (stores) after a writeback downgrade; a refused access changes nothing.
- * - A token presented by another session gets SESSION_UNKNOWN and changes nothing.
+ * - A token presented by another session gets what a made-up token gets (PTE_STALE):
+ *   its holder learns nothing, and nothing changes.
  * - Session end drops every PTE of the session (tokens stale, Inspect mappers 0).
  * - Accesses stay inside the token's page.
  */
@@ -99,11 +100,11 @@ describe('dax token fence: stale and foreign tokens (S7)', function () {
     assert.equal((await m.v.fs.read(m.ino, 0, 1))[0], 0x10);
   });
 
-  it("another session's token: SESSION_UNKNOWN, nothing read or changed", async function () {
+  it("another session's token: PTE_STALE, as a made-up token, nothing read or changed", async function () {
     const m = await mapped();
     const thief = new TestOwner('thief');
-    await expectCode(() => m.v.dax.load(thief, m.write[0], 0, 8), 'SESSION_UNKNOWN', 'foreign load');
-    await expectCode(() => m.v.dax.store(thief, m.write[0], 0, Buffer.from([0xff])), 'SESSION_UNKNOWN', 'foreign store');
+    await expectCode(() => m.v.dax.load(thief, m.write[0], 0, 8), 'PTE_STALE', 'foreign load');
+    await expectCode(() => m.v.dax.store(thief, m.write[0], 0, Buffer.from([0xff])), 'PTE_STALE', 'foreign store');
     assert.equal((await m.v.fs.read(m.ino, 0, 1))[0], 0x10);
     assert.equal(m.v.dax.load(m.a, m.write[0], 0, 1)[0], 0x10, "the owner's token still works");
     await expectCode(() => m.v.dax.load(m.a, 'AAAAAAAAAAAAAAAAAAAAAA', 0, 1), 'PTE_STALE', 'a made-up token');

@@ -66,11 +66,11 @@ describe('dma: bad input', function () {
     await expect(renew(sid, UNKNOWN_PIN), 'NOT_FOUND', 'ENOENT', 'Renew');
   });
 
-  it("another session's pin: UNAUTHENTICATED / SESSION_UNKNOWN, and the pin is untouched", async function () {
-    await expect(read(otherSid, pinId, 0, 0, 1), 'UNAUTHENTICATED', 'SESSION_UNKNOWN', 'Read');
-    await expect(write(otherSid, pinId, 0, 0, Buffer.from([9])), 'UNAUTHENTICATED', 'SESSION_UNKNOWN', 'Write');
-    await expect(unpin(otherSid, pinId), 'UNAUTHENTICATED', 'SESSION_UNKNOWN', 'Unpin');
-    await expect(renew(otherSid, pinId), 'UNAUTHENTICATED', 'SESSION_UNKNOWN', 'Renew');
+  it("another session's pin: NOT_FOUND / ENOENT, as a pin never issued (nothing learnt), and the pin is untouched", async function () {
+    await expect(read(otherSid, pinId, 0, 0, 1), 'NOT_FOUND', 'ENOENT', 'Read');
+    await expect(write(otherSid, pinId, 0, 0, Buffer.from([9])), 'NOT_FOUND', 'ENOENT', 'Write');
+    await expect(unpin(otherSid, pinId), 'NOT_FOUND', 'ENOENT', 'Unpin');
+    await expect(renew(otherSid, pinId), 'NOT_FOUND', 'ENOENT', 'Renew');
     assert.ok(server.dax.hasPin(pinId));
     assert.deepEqual(await read(sid, pinId, 0, 0, 1), { data: Buffer.from([0x11]) });
   });

@@ -92,8 +92,9 @@ describe('Mapping bad input: exact status and reason for every malformed request
     { name: 'AccessBatch with an expired session', run: () => call((cb) => m().AccessBatch({ session_id: expired.sessionId, ops: loadOps(1) }, cb)), code: S.UNAUTHENTICATED, reason: 'SESSION_EXPIRED' },
     { name: 'Msync with an expired session', run: () => call((cb) => m().Msync({ session_id: expired.sessionId, ino, first_pgoff: 0, last_pgoff: 0 }, cb)), code: S.UNAUTHENTICATED, reason: 'SESSION_EXPIRED' },
     // ---- tokens
-    { name: 'Load with the token of another session', run: () => load({ session_id: other.sessionId }), code: S.UNAUTHENTICATED, reason: 'SESSION_UNKNOWN' },
-    { name: 'Store with the token of another session', run: () => store({ session_id: other.sessionId }), code: S.UNAUTHENTICATED, reason: 'SESSION_UNKNOWN' },
+    // Another session's token answers as a token never issued: the caller learns nothing.
+    { name: 'Load with the token of another session', run: () => load({ session_id: other.sessionId }), code: S.ABORTED, reason: 'PTE_STALE' },
+    { name: 'Store with the token of another session', run: () => store({ session_id: other.sessionId }), code: S.ABORTED, reason: 'PTE_STALE' },
     { name: 'Load with an empty token', run: () => load({ token: '' }), code: S.INVALID_ARGUMENT, reason: 'EINVAL' },
     { name: 'Store with an empty token', run: () => store({ token: '' }), code: S.INVALID_ARGUMENT, reason: 'EINVAL' },
     { name: 'Load with a token never issued', run: () => load({ token: 'AAAAAAAAAAAAAAAAAAAAAA' }), code: S.ABORTED, reason: 'PTE_STALE' },
@@ -131,7 +132,7 @@ describe('Mapping bad input: exact status and reason for every malformed request
     { name: 'FaultBatch op at pgoff 2^64-1 (fails alone)', run: () => s.faultBatch(ino, [{ pgoff: U64_MAX, kind: 'READ' }]).then(opErrors), code: S.INVALID_ARGUMENT, reason: 'EINVAL' },
     { name: 'AccessBatch op with an empty token (fails alone)', run: () => s.accessBatch([{ token: '', offset: 0, length: 1 }]).then(opErrors), code: S.INVALID_ARGUMENT, reason: 'EINVAL' },
     { name: 'AccessBatch store crossing the page (fails alone)', run: () => s.accessBatch([{ token, offset: 4090, data: Buffer.alloc(7), store: true }]).then(opErrors), code: S.INVALID_ARGUMENT, reason: 'EINVAL' },
-    { name: 'AccessBatch op with the token of another session', run: () => other.accessBatch([{ token, offset: 0, length: 1 }]).then(opErrors), code: S.UNAUTHENTICATED, reason: 'SESSION_UNKNOWN' },
+    { name: 'AccessBatch op with the token of another session', run: () => other.accessBatch([{ token, offset: 0, length: 1 }]).then(opErrors), code: S.ABORTED, reason: 'PTE_STALE' },
     // ---- ranges
     { name: 'Msync with last_pgoff < first_pgoff', run: () => range('Msync', 2, 1), code: S.INVALID_ARGUMENT, reason: 'EINVAL' },
     { name: 'Unmap with last_pgoff < first_pgoff', run: () => range('Unmap', 5, 0), code: S.INVALID_ARGUMENT, reason: 'EINVAL' },
