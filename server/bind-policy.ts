@@ -7,8 +7,8 @@
  * and names other than localhost (they may resolve anywhere). A Unix socket
  * (grpc `unix:PATH`) is local.
  *
- * A remote bind needs TLS on that listener (--tls-cert/--tls-key; for NBD, STARTTLS
- * required) AND authentication (--auth FILE), or the explicit --insecure-allow-remote,
+ * A remote bind needs TLS on that listener (--tls-cert/--tls-key; for NBD, --nbd-tls on or
+ * require: either way a client from beyond loopback must STARTTLS first) AND authentication (--auth FILE), or the explicit --insecure-allow-remote,
  * which is logged as a warning at every start.
  * The check runs before the volume is opened: a refused start touches nothing.
  */

@@ -201,7 +201,7 @@ export class ShutdownError extends DaxError {
 export class UnauthenticatedError extends DaxError {
   constructor(message: string) { super('EAUTH', message); }
 }
-/** A role or name-prefix violation (server/auth/call-access.ts). */
+/** A role or name-prefix violation (server/auth/call-principal.ts, principal-fs.ts). */
 export class PermissionDeniedError extends DaxError {
   constructor(message: string) { super('EACCES', message); }
 }

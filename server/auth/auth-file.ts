@@ -9,7 +9,7 @@
  *       token_sha256: 9f86...  # optional: hex SHA-256 of its bearer token (`daxd token`)
  *       cert_cn: alice         # optional: client-certificate subject CN
  *       cert_san: "DNS:alice.example"  # optional: one subjectAltName entry
- *       quotas: { sessions: 4, pins: 64, pinned_blocks: 4096, allocated_bytes: 1073741824 }
+ *       quotas: { sessions: 4, pins: 64, pinned_blocks: 4096, allocated_bytes: 1073741824, files: 1000 }
  *
  * Every principal needs at least one credential. A plaintext `token` is refused: the
  * file holds hashes only, so reading it does not hand out tokens. Tokens and certificate
@@ -32,7 +32,7 @@ export class AuthFileError extends Error {
 const NAME = /^[A-Za-z0-9._@-]+$/;
 const SHA256_HEX = /^[0-9a-fA-F]{64}$/;
 const FIELDS = new Set(['name', 'role', 'prefix', 'token_sha256', 'cert_cn', 'cert_san', 'quotas']);
-const QUOTA_FIELDS = { sessions: 'sessions', pins: 'pins', pinned_blocks: 'pinnedBlocks', allocated_bytes: 'allocatedBytes' } as const;
+const QUOTA_FIELDS = { sessions: 'sessions', pins: 'pins', pinned_blocks: 'pinnedBlocks', allocated_bytes: 'allocatedBytes', files: 'files' } as const;
 const TEXT_BYTES_MAX = 1024;
 
 export function loadAuthFile(file: string): Principal[] {

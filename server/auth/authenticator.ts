@@ -15,8 +15,9 @@
  * checked here as well (issued by one of the trusted CAs, inside its validity period)
  * before its CN or a SAN entry names a principal.
  *
- * A token wins over a certificate when both are present. Failures count per peer address
- * (failure-limiter.ts); a limited address is refused before its credentials are looked at.
+ * A token wins over a certificate when both are present. Wrong credentials count as
+ * failures per peer address (failure-limiter.ts; missing ones do not: they guess nothing);
+ * a limited address is refused before its credentials are looked at.
  */
 import { createHash, timingSafeEqual, X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
@@ -35,6 +36,7 @@ export interface PresentedCredentials {
 }
 
 const BEARER = /^Bearer ([\x21-\x7e]+)$/;
+const NO_CREDENTIALS = 'no credentials: send `authorization: Bearer TOKEN` or a client certificate';
 
 export function sha256(text: string): Buffer {
   return createHash('sha256').update(text, 'utf8').digest();
@@ -62,7 +64,11 @@ export class Authenticator {
     const waitMs = this.limiter.retryAfterMs(peer);
     if (waitMs > 0) throw new AuthRateLimitedError(waitMs);
     const found = this.lookup(presented);
+    if (found === NO_CREDENTIALS) throw new UnauthenticatedError(found);
     if (typeof found === 'string') {
+      // Only credentials that were presented and are wrong count: a caller that sent none
+      // guessed nothing (and an NBD probe without a certificate must not lock its address
+      // out of gRPC and HTTP).
       this.limiter.failed(peer);
       throw new UnauthenticatedError(found);
     }
@@ -83,7 +89,7 @@ export class Authenticator {
     if (presented.authorization !== undefined) return this.byBearer(presented.authorization);
     const cert = presented.certificate;
     if (cert && cert.raw) return this.byCertificate(cert);
-    return 'no credentials: send `authorization: Bearer TOKEN` or a client certificate';
+    return NO_CREDENTIALS;
   }
 
   private byBearer(header: string): Principal | string {

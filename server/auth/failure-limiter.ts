@@ -69,7 +69,12 @@ export class FailureLimiter {
  */
 export function peerAddress(peer: string): string {
   const bare = peer.replace(/^ipv[46]:/, '');
-  if (bare.startsWith('[')) return bare.slice(1, bare.indexOf(']'));
-  const colon = bare.lastIndexOf(':');
-  return colon > 0 && bare.indexOf(':') === colon ? bare.slice(0, colon) : bare;
+  let address: string;
+  if (bare.startsWith('[')) address = bare.slice(1, bare.indexOf(']'));
+  else {
+    const colon = bare.lastIndexOf(':');
+    address = colon > 0 && bare.indexOf(':') === colon ? bare.slice(0, colon) : bare;
+  }
+  // An IPv4 client of a dual-stack socket shows as ::ffff:a.b.c.d: the same address.
+  return address.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/i, '$1');
 }

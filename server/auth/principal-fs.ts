@@ -10,7 +10,7 @@
  * inode number, only that the number is in use (EACCES instead of ENOENT). StatVolume
  * shows its files and blocks, and its quota as the volume size when it has one.
  */
-import { PermissionDeniedError } from '../errors';
+import { NotFoundError, PermissionDeniedError } from '../errors';
 import { BLOCK_SIZE } from '../limits';
 import { excerpt } from '../excerpt';
 import type { FallocateMode, FileInfo, FileSystemApi, LayoutBreakOptions, ListPage, VolumeInfo, WriteResult } from '../fs/types';
@@ -42,8 +42,21 @@ export class PrincipalFs implements FileSystemApi {
     return this.quota.withAllocation(this.principal, ino, first, last, change);
   }
 
+  /** A new name counts toward the files quota; an existing one (opened, or EEXIST when exclusive) does not. */
   create(name: string, exclusive: boolean): Promise<FileInfo> {
-    return this.fs.create(this.name(name), exclusive);
+    this.name(name);
+    if (this.principal.quotas.files === undefined || this.exists(name)) return this.fs.create(name, exclusive);
+    return this.quota.withNewFile(this.principal, () => this.fs.create(name, exclusive));
+  }
+
+  private exists(name: string): boolean {
+    try {
+      this.fs.lookup(name);
+      return true;
+    } catch (err) {
+      if (err instanceof NotFoundError) return false;
+      throw err;
+    }
   }
 
   lookup(name: string): FileInfo {

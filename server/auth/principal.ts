@@ -4,7 +4,7 @@
  * call acts for OPEN_ACCESS, an admin with no prefix and no quotas (the loopback default).
  *
  * Roles:
- *   admin: everything, including the admin API (and failpoints when enabled);
+ *   admin: everything, including the admin API and dashboard;
  *   rw:    files, mappings and pins;
  *   ro:    reads, READ faults, loads and read-only pins.
  */
@@ -21,6 +21,8 @@ export interface Quotas {
   readonly pins?: number;
   readonly pinnedBlocks?: number;
   readonly allocatedBytes?: number;
+  /** Files under its prefix (names; an unlinked file still held counts no more). */
+  readonly files?: number;
 }
 
 /** How a principal proves who it is: a token's SHA-256 and/or a client certificate's CN or SAN entry. */
@@ -59,7 +61,7 @@ export class Principal {
   /** True when some quota is set (usage has to be counted for it). */
   get hasQuotas(): boolean {
     const q = this.quotas;
-    return q.sessions !== undefined || q.pins !== undefined || q.pinnedBlocks !== undefined || q.allocatedBytes !== undefined;
+    return q.sessions !== undefined || q.pins !== undefined || q.pinnedBlocks !== undefined || q.allocatedBytes !== undefined || q.files !== undefined;
   }
 }
 

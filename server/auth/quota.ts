@@ -30,14 +30,33 @@ const HOLE_SCAN_PAGES = 65536;
 /** Files listed per page while summing a prefix's blocks. */
 const USAGE_LIST_PAGE = 1000;
 
-interface Reserved {
-  pins: number;
-  pinnedBlocks: number;
-  blocks: number;
+/** What calls of one principal (pins) or one prefix (blocks, files) have reserved and not yet finished. */
+class Reservations<K> {
+  private readonly byKey = new Map<K, number>();
+
+  of(key: K): number {
+    return this.byKey.get(key) ?? 0;
+  }
+
+  /** Runs `fn` with `n` reserved under `key`; the entry goes when nothing is reserved (bounded by live keys). */
+  async hold<T>(key: K, n: number, fn: () => Promise<T>): Promise<T> {
+    this.byKey.set(key, this.of(key) + n);
+    try {
+      return await fn();
+    } finally {
+      const left = this.of(key) - n;
+      if (left === 0) this.byKey.delete(key);
+      else this.byKey.set(key, left);
+    }
+  }
 }
 
 export class QuotaLedger {
-  private readonly reserved = new Map<Principal, Reserved>();
+  /** Pins and pinned pages are the principal's; blocks and files belong to the prefix (two principals may share one). */
+  private readonly pins = new Reservations<Principal>();
+  private readonly pinnedPages = new Reservations<Principal>();
+  private readonly blocks = new Reservations<string>();
+  private readonly files = new Reservations<string>();
 
   constructor(private readonly fs: FileSystem, private readonly dax: Dax, private readonly sessions: SessionTable) {}
 
@@ -49,47 +68,47 @@ export class QuotaLedger {
     if (open + 1 > max) throw new QuotaError('sessions', open + 1, max);
   }
 
+  /** Runs `create` (of a name that does not exist yet) with one file reserved against the files quota. */
+  withNewFile<T>(principal: Principal, create: () => Promise<T>): Promise<T> {
+    const max = principal.quotas.files;
+    if (max === undefined) return create();
+    const after = this.prefixUsage(principal).files + this.files.of(principal.prefix) + 1;
+    if (after > max) throw new QuotaError('files', after, max);
+    return this.files.hold(principal.prefix, 1, create);
+  }
+
   /** Runs `pin` with a pin of `pages` pages reserved against the pins and pinned-blocks quotas. */
-  async withPin<T>(principal: Principal, pages: number, pin: () => Promise<T>): Promise<T> {
+  withPin<T>(principal: Principal, pages: number, pin: () => Promise<T>): Promise<T> {
     const { pins: pinsMax, pinnedBlocks: blocksMax } = principal.quotas;
     if (pinsMax === undefined && blocksMax === undefined) return pin();
-    const r = this.reservedOf(principal);
     const held = this.pinUsage(principal);
-    if (pinsMax !== undefined && held.pins + r.pins + 1 > pinsMax) throw new QuotaError('pins', held.pins + r.pins + 1, pinsMax);
-    if (blocksMax !== undefined && held.blocks + r.pinnedBlocks + pages > blocksMax) {
-      throw new QuotaError('pinned blocks', held.blocks + r.pinnedBlocks + pages, blocksMax);
-    }
-    r.pins++;
-    r.pinnedBlocks += pages;
-    try {
-      return await pin();
-    } finally {
-      r.pins--;
-      r.pinnedBlocks -= pages;
-      this.forgetIfIdle(principal, r);
-    }
+    const pinsAfter = held.pins + this.pins.of(principal) + 1;
+    if (pinsMax !== undefined && pinsAfter > pinsMax) throw new QuotaError('pins', pinsAfter, pinsMax);
+    const blocksAfter = held.blocks + this.pinnedPages.of(principal) + pages;
+    if (blocksMax !== undefined && blocksAfter > blocksMax) throw new QuotaError('pinned blocks', blocksAfter, blocksMax);
+    return this.pins.hold(principal, 1, () => this.pinnedPages.hold(principal, pages, pin));
   }
 
   /**
    * Runs `change` with the blocks it can newly allocate in pages [first, last] of `ino`
-   * (its holes) reserved against the allocated-bytes quota.
+   * (its holes) reserved against the allocated-bytes quota. An unlinked file (still held
+   * by a mapping, pin or NBD connection) counts in no prefix any more, so under this
+   * quota it may allocate nothing: its blocks could not be charged.
    */
-  async withAllocation<T>(principal: Principal, ino: number, first: number, last: number, change: () => Promise<T>): Promise<T> {
+  withAllocation<T>(principal: Principal, ino: number, first: number, last: number, change: () => Promise<T>): Promise<T> {
     const maxBytes = principal.quotas.allocatedBytes;
     if (maxBytes === undefined || last < first) return change();
-    const need = this.holes(ino, first, last);
+    const usedBlocks = this.allocatedBlocks(principal) + this.blocks.of(principal.prefix);
+    const budget = Math.max(0, Math.floor(maxBytes / BLOCK_SIZE) - usedBlocks);
+    // Counted only up to the budget + 1: a huge range over a small quota is refused
+    // without scanning it all.
+    const need = this.holes(ino, first, last, budget + 1);
     if (need === 0) return change();
-    const r = this.reservedOf(principal);
-    const usedBlocks = this.allocatedBlocks(principal) + r.blocks;
-    const afterBytes = (usedBlocks + need) * BLOCK_SIZE;
-    if (afterBytes > maxBytes) throw new QuotaError('allocated bytes', afterBytes, maxBytes);
-    r.blocks += need;
-    try {
-      return await change();
-    } finally {
-      r.blocks -= need;
-      this.forgetIfIdle(principal, r);
+    if (this.fs.isUnlinked(ino)) {
+      throw new QuotaError('allocated bytes of an unlinked file (its blocks count in no prefix)', need * BLOCK_SIZE, 0);
     }
+    if (need > budget) throw new QuotaError('allocated bytes', (usedBlocks + need) * BLOCK_SIZE, maxBytes);
+    return this.blocks.hold(principal.prefix, need, change);
   }
 
   /** Data blocks of the files under the principal's prefix. */
@@ -125,26 +144,14 @@ export class QuotaLedger {
     return { pins, blocks };
   }
 
-  /** Holes (pages with no block) in [first, last], past EOF included: what a write there allocates. */
-  private holes(ino: number, first: number, last: number): number {
+  /** Holes (pages with no block) in [first, last], past EOF included, counted up to `cap`: what a write there allocates. */
+  private holes(ino: number, first: number, last: number, cap: number): number {
     let holes = 0;
-    for (let lo = first; lo <= last; lo += HOLE_SCAN_PAGES) {
+    // Bounded: at most (last - first + 1) / HOLE_SCAN_PAGES steps, fewer once `cap` is reached.
+    for (let lo = first; lo <= last && holes < cap; lo += HOLE_SCAN_PAGES) {
       const entries = this.fs.mapRange(ino, lo, Math.min(HOLE_SCAN_PAGES, last - lo + 1));
-      for (let i = 0; i < entries.length; i++) if (entryState(entries[i]) === 0) holes++;
+      for (let i = 0; i < entries.length && holes < cap; i++) if (entryState(entries[i]) === 0) holes++;
     }
     return holes;
-  }
-
-  private reservedOf(principal: Principal): Reserved {
-    let r = this.reserved.get(principal);
-    if (r === undefined) {
-      r = { pins: 0, pinnedBlocks: 0, blocks: 0 };
-      this.reserved.set(principal, r);
-    }
-    return r;
-  }
-
-  private forgetIfIdle(principal: Principal, r: Reserved): void {
-    if (r.pins === 0 && r.pinnedBlocks === 0 && r.blocks === 0) this.reserved.delete(principal);
   }
 }

@@ -148,13 +148,14 @@ export async function runCommand(req: Request, t: CommandTarget, data: Buffer | 
       // into ENOTSUP; the file is unchanged, and the client falls back to writing zeroes.
       if (req.type === NBD_CMD_WRITE_ZEROES && (req.flags & NBD_CMD_FLAG_FAST_ZERO) !== 0) {
         try {
-          await t.allocating(...pagesOf(req.offset, req.length), () => t.fs.fallocate(t.ino, mode, req.offset, req.length, { ...layoutBreak(), policy: 'FAIL' }));
+          const zeroing = () => t.fs.fallocate(t.ino, mode, req.offset, req.length, { ...layoutBreak(), policy: 'FAIL' });
+          // PUNCH_HOLE frees; ZERO_RANGE (NO_HOLE) may allocate unwritten blocks for holes.
+          await (mode === 'ZERO_RANGE' ? t.allocating(...pagesOf(req.offset, req.length), zeroing) : zeroing());
         } catch (err) {
           if (err instanceof BusyError) throw new NotFastError(`FAST_ZERO: a pinned page in the range would make zeroing wait (${err.message})`);
           throw err;
         }
       } else {
-        // PUNCH_HOLE frees; ZERO_RANGE (NO_HOLE) may allocate unwritten blocks for holes.
         const zeroing = () => t.fs.fallocate(t.ino, mode, req.offset, req.length, layoutBreak());
         await (mode === 'ZERO_RANGE' ? t.allocating(...pagesOf(req.offset, req.length), zeroing) : zeroing());
       }

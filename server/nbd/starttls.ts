@@ -77,7 +77,11 @@ export function upgradeToTls(raw: net.Socket, options: NbdTlsOptions): TlsUpgrad
     const onSecure = () => {
       socket.off('error', onError);
       socket.off('close', onClose);
-      if (options.requestCert && reject) {
+      // require: a certificate that verifies, or nothing. request: a certificate that was
+      // sent must verify too (as gRPC and HTTP do under --tls-client-auth request): an
+      // unverified one (another CA, expired, not for client auth) never names a principal.
+      const presented = options.requestCert && Object.keys(socket.getPeerCertificate() ?? {}).length > 0;
+      if (options.requestCert && (reject || presented)) {
         const verifyError = (socket as unknown as { _handle: VerifyingHandle | null })._handle?.verifyError() ?? null;
         if (verifyError !== null) {
           failed(`the client certificate is not accepted: ${verifyError.code ?? verifyError.message}`);

@@ -51,6 +51,26 @@ describe('NBD and the allocated-bytes quota', function () {
     assert.equal(s.daxd.fs.stat(info.ino).blocks, 2, 'only the 8 KiB within the quota is allocated');
     assert.deepEqual(await nbd.read(16 * KiB, 4 * KiB), Buffer.alloc(4 * KiB));
     assert.equal((await nbd.command(W.NBD_CMD_WRITE, { offset: 100, length: 1000, data: Buffer.alloc(1000, 0xcc) })).error, 0, 'an overwrite needs no quota');
+    // At the quota, zeroing that punches (FAST_ZERO without NO_HOLE) frees, so it is no quota matter.
+    assert.equal((await nbd.command(W.NBD_CMD_WRITE_ZEROES, { flags: W.NBD_CMD_FLAG_FAST_ZERO, offset: 0, length: 4 * KiB })).error, 0);
+    assert.equal(s.daxd.fs.stat(info.ino).blocks, 1);
+    nbd.end();
+  });
+
+  it('an unlinked file the connection still holds allocates nothing more: its blocks would count in no prefix', async function () {
+    const info = await s.daxd.fs.create('alice/orphan', true);
+    await s.daxd.fs.truncate(info.ino, 64 * KiB);
+    const nbd = await RawNbd.connect(s.nbd);
+    await nbd.greet();
+    await nbd.startTls({ ca: certs.ca.certPem, cert: certs.alice.certPem, key: certs.alice.keyPem });
+    await nbd.go('alice/orphan', { structured: true });
+    assert.equal((await nbd.command(W.NBD_CMD_WRITE, { offset: 0, length: 4 * KiB, data: Buffer.alloc(4 * KiB, 0xaa) })).error, 0);
+    await s.daxd.fs.unlink('alice/orphan');
+    const refused = [];
+    for (let i = 1; i <= 16; i++) refused.push((await nbd.command(W.NBD_CMD_WRITE, { offset: i * 4 * KiB, length: 4 * KiB, data: Buffer.alloc(4 * KiB, 0xbb) })).error);
+    assert.deepEqual(refused, Array(16).fill(W.NBD_ENOSPC));
+    assert.equal(s.daxd.fs.stat(info.ino).blocks, 1);
+    assert.equal((await nbd.command(W.NBD_CMD_WRITE, { offset: 10, length: 10, data: Buffer.alloc(10, 0xcc) })).error, 0, 'its allocated block can still be overwritten');
     nbd.end();
   });
 });

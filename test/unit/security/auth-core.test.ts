@@ -128,11 +128,19 @@ describe('auth core', function () {
       assert.equal(auth.authenticate({ authorization: `Bearer ${ALICE_TOKEN}`, peer: 'ipv4:127.0.0.1:4000' }).name, 'alice');
     });
 
+    it('no credentials at all is EAUTH but not counted: it guesses nothing (an NBD probe without a certificate cannot lock an address out)', () => {
+      const auth = make();
+      for (let i = 0; i < 100; i++) assert.equal(reason(() => auth.authenticate({ peer: '127.0.0.1:1' })), 'EAUTH');
+      for (let i = 0; i < 100; i++) assert.equal(reason(() => auth.authenticate({ certificate: {} as PeerCertificate, peer: '127.0.0.1:1' })), 'EAUTH');
+      assert.equal(auth.authenticate({ authorization: `Bearer ${ALICE_TOKEN}`, peer: '127.0.0.1:1' }).name, 'alice');
+    });
+
     it('peer addresses: grpc-js and socket forms', () => {
       assert.equal(peerAddress('ipv4:127.0.0.1:5000'), '127.0.0.1');
       assert.equal(peerAddress('ipv6:[::1]:5000'), '::1');
       assert.equal(peerAddress('127.0.0.1:5000'), '127.0.0.1');
-      assert.equal(peerAddress('::ffff:127.0.0.1'), '::ffff:127.0.0.1');
+      assert.equal(peerAddress('::ffff:127.0.0.1'), '127.0.0.1', 'an IPv4-mapped address is its IPv4 address');
+      assert.equal(peerAddress('ipv6:[::ffff:127.0.0.1]:5000'), '127.0.0.1');
     });
   });
 
