@@ -74,7 +74,7 @@ describe('auth core', function () {
       ['a short hash', '{"principals":[{"name":"a","role":"rw","token_sha256":"abcd"}]}', /64 hex digits/],
       ['a duplicate name', '{"principals":[{"name":"a","role":"rw","cert_cn":"x"},{"name":"a","role":"ro","cert_cn":"y"}]}', /share name "a"/],
       ['one token for two principals', `{"principals":[{"name":"a","role":"rw","token_sha256":"${'a'.repeat(64)}"},{"name":"b","role":"ro","token_sha256":"${'a'.repeat(64)}"}]}`, /share token_sha256/],
-      ['an unknown quota', '{"principals":[{"name":"a","role":"rw","cert_cn":"a","quotas":{"files":1}}]}', /quotas.files is not a quota/],
+      ['an unknown quota', '{"principals":[{"name":"a","role":"rw","cert_cn":"a","quotas":{"inodes":1}}]}', /quotas.inodes is not a quota/],
       ['a negative quota', '{"principals":[{"name":"a","role":"rw","cert_cn":"a","quotas":{"pins":-1}}]}', /quotas.pins must be a non-negative integer/],
       ['an unknown field', '{"principals":[{"name":"a","role":"rw","cert_cn":"a","admin":true}]}', /admin is not a field/],
       ['no principals', '{"principals":[]}', /is empty/],
