@@ -24,7 +24,7 @@ export interface PrincipalSpec {
   role: 'admin' | 'rw' | 'ro';
   prefix?: string;
   cert_cn?: string;
-  quotas?: { sessions?: number; pins?: number; pinned_blocks?: number; allocated_bytes?: number };
+  quotas?: { sessions?: number; pins?: number; pinned_blocks?: number; allocated_bytes?: number; files?: number };
 }
 
 /** Quota edges of the quota'd principals (small, so a test reaches them in a few calls). */
