@@ -30,7 +30,14 @@ const SERVER_HELP = `  -s, --server HOST:PORT   daxd to talk to (default $DAXD_S
 function connect(parsed: Parsed): DaxClient {
   // Files are read and the token checked before connecting: a bad flag is a usage error.
   const connection = connectionOptions(parsed.values);
-  return DaxClient.connect(stringOption(parsed.values, 'server') ?? process.env.DAXD_SERVER ?? DEFAULT_GRPC_ADDRESS, connection);
+  const server = stringOption(parsed.values, 'server') ?? process.env.DAXD_SERVER ?? DEFAULT_GRPC_ADDRESS;
+  try {
+    return DaxClient.connect(server, connection);
+  } catch (err) {
+    // A token in plaintext beyond loopback, a certificate without its key: the flags are at fault.
+    if (err instanceof TypeError) throw new UsageError(err.message);
+    throw err;
+  }
 }
 
 /** Run `body` with a client, closing it afterwards. */

@@ -67,3 +67,16 @@ export function bearerInterceptor(token: string): grpc.Interceptor {
     },
   });
 }
+
+/**
+ * A token goes in plaintext only to loopback (127.0.0.1, ::1, localhost: the addresses
+ * daxd serves without TLS by default); anywhere else it needs TLS, or the caller's explicit
+ * allowPlaintextToken. TypeError otherwise (the token is not in the message).
+ */
+export function assertLoopbackTarget(address: string): void {
+  const target = address.replace(/^(dns|ipv4|ipv6):(\/\/\/)?/, '');
+  if (target.startsWith('unix:')) return;
+  const host = target.startsWith('[') ? target.slice(1, target.indexOf(']')) : target.replace(/:\d+$/, '');
+  if (host === '127.0.0.1' || host === '::1' || host === 'localhost') return;
+  throw new TypeError(`refusing to send a bearer token in plaintext to ${address}: connect with tls (the server's --tls-cert), or over loopback`);
+}

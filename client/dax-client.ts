@@ -38,7 +38,7 @@ import { OpPipeline } from './op-pipeline';
 import { ServerLimits, type DataPathLimits } from './server-limits';
 import { loadDaxdProto } from '../wire/proto';
 import { RawClients } from './raw-clients';
-import { bearerInterceptor, channelCredentials, tlsChannelOptions, type DaxTlsOptions } from './credentials';
+import { assertLoopbackTarget, bearerInterceptor, channelCredentials, tlsChannelOptions, type DaxTlsOptions } from './credentials';
 import type { MappedFile, MmapOptions } from './mapped-file';
 import { DmaPin, type PinOptions } from './dma-pin';
 import { DaxSession, type OpenSessionOptions } from './session';
@@ -63,6 +63,12 @@ export interface DaxClientOptions {
    * channel: no error, log or toString() shows it.
    */
   token?: string;
+  /**
+   * Send `token` without `tls` to a host beyond loopback (127.0.0.1, ::1, localhost).
+   * Off by default: anyone on the path could read the token. Only for a server started
+   * with --insecure-allow-remote on a network you trust.
+   */
+  allowPlaintextToken?: boolean;
 }
 
 export interface FileInfo {
@@ -124,6 +130,7 @@ export class DaxClient {
   private constructor(readonly address: string, options: DaxClientOptions) {
     this.deadlineMs = options.deadlineMs ?? DEADLINE_MS_DEFAULT;
     this.retries = options.retries ?? RETRIES_MAX;
+    if (options.token !== undefined && options.tls === undefined && !options.allowPlaintextToken) assertLoopbackTarget(address);
     this.raw = new RawClients(loadDaxdProto(), address, { ...CLIENT_CHANNEL_OPTIONS, ...tlsChannelOptions(options.tls), ...options.channelOptions },
       channelCredentials(options.tls), options.token === undefined ? [] : [bearerInterceptor(options.token)]);
     const files: FilesClient = this.raw.files;

@@ -119,6 +119,16 @@ describe('SDK TLS and token options (in-process TLS server)', function () {
     assert.equal(err.code, grpc.status.UNAVAILABLE);
   });
 
+  it('a token is never sent in plaintext beyond loopback: TypeError at connect unless tls (or allowPlaintextToken)', function () {
+    const token = 'a-token-of-32-characters-or-so-00';
+    for (const address of ['10.0.0.5:7070', '127.0.0.2:7070', 'daxd.example.com:7070', '[2001:db8::1]:7070']) {
+      assert.throws(() => DaxClient.connect(address, { token }), (err: Error) => err instanceof TypeError && !err.message.includes(token) && /plaintext/.test(err.message), address);
+    }
+    for (const address of ['127.0.0.1:7070', 'localhost:7070', '[::1]:7070']) DaxClient.connect(address, { token }).close();
+    DaxClient.connect('10.0.0.5:7070', { token, tls: { ca: certs.ca.certPem } }).close();
+    DaxClient.connect('10.0.0.5:7070', { token, allowPlaintextToken: true }).close();
+  });
+
   it('tls.cert without tls.key (or the reverse) is a TypeError at connect', function () {
     assert.throws(() => DaxClient.connect(mtls.address, { tls: { ca: certs.ca.certPem, cert: certs.alice.certPem } }), TypeError);
     assert.throws(() => DaxClient.connect(mtls.address, { tls: { ca: certs.ca.certPem, key: certs.alice.keyPem } }), TypeError);
