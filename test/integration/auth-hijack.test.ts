@@ -1,7 +1,8 @@
 /**
  * Session hijack across principals, against `daxd serve --auth FILE`: bob presents alice's
  * session id (and her pin id) on every call that takes one: Session.KeepAlive, Close,
- * Events; Mapping.Fault; Dma.Pin, Read, Renew, Unpin. Each answer must be exactly what an id
+ * Events; Mapping.Fault, FaultBatch, Load, Store, AccessBatch, Msync, Unmap; Dma.Pin,
+ * Read, Write, Renew, Unpin. Each answer must be exactly what an id
  * never issued gets (UNAUTHENTICATED / SESSION_UNKNOWN, the same message but for the id):
  * the refusal tells bob nothing about alice's session. And nothing of alice's changed: her
  * pin still DMA-reads her data and renews, her session still renews, her mapping still
@@ -74,6 +75,13 @@ describe('auth: session hijack across principals', function () {
       'Dma.Read': (s, p) => failure(call((cb) => bob.raw.dma.Read({ session_id: s, pin_id: p, page: 0, offset: 0, length: 8 }, cb))),
       'Dma.Renew': (s, p) => failure(call((cb) => bob.raw.dma.Renew({ session_id: s, pin_id: p }, cb))),
       'Dma.Unpin': (s, p) => failure(call((cb) => bob.raw.dma.Unpin({ session_id: s, pin_id: p }, cb))),
+      'Dma.Write': (s, p) => failure(call((cb) => bob.raw.dma.Write({ session_id: s, pin_id: p, page: 0, offset: 0, data: Buffer.from('x') }, cb))),
+      'Mapping.Load': (s) => failure(call((cb) => bob.raw.mapping.Load({ session_id: s, token: 'AAAAAAAAAAAAAAAAAAAAAA', offset: 0, length: 8 }, cb))),
+      'Mapping.Store': (s) => failure(call((cb) => bob.raw.mapping.Store({ session_id: s, token: 'AAAAAAAAAAAAAAAAAAAAAA', offset: 0, data: Buffer.from('x') }, cb))),
+      'Mapping.AccessBatch': (s) => failure(call((cb) => bob.raw.mapping.AccessBatch({ session_id: s, ops: [{ token: 'AAAAAAAAAAAAAAAAAAAAAA', offset: 0, length: 8 }] }, cb))),
+      'Mapping.FaultBatch': (s) => failure(call((cb) => bob.raw.mapping.FaultBatch({ session_id: s, ino: bobFile.ino, ops: [{ pgoff: 0, kind: 'READ' }] }, cb))),
+      'Mapping.Msync': (s) => failure(call((cb) => bob.raw.mapping.Msync({ session_id: s, ino: bobFile.ino, first_pgoff: 0, last_pgoff: 0 }, cb))),
+      'Mapping.Unmap': (s) => failure(call((cb) => bob.raw.mapping.Unmap({ session_id: s, ino: bobFile.ino, first_pgoff: 0, last_pgoff: 0 }, cb))),
     };
     for (const [method, attempt] of Object.entries(calls)) {
       const hijack = answer(await attempt(session.id, pin.id), [session.id, pin.id]);
