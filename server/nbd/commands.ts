@@ -34,6 +34,8 @@ import {
   NBD_REPLY_FLAG_DONE, NBD_STATE_HOLE, NBD_STATE_ZERO, OFFSET_DATA_HEADER_BYTES, OFFSET_HOLE_BYTES, SIMPLE_REPLY_BYTES, writeBlockStatus,
   writeNoneDone, writeOffsetDataHeader, writeOffsetHole, writeSimpleReply, type Request,
 } from './wire-format';
+import type { QuotaLedger } from '../auth/quota';
+import type { Principal } from '../auth/principal';
 
 const PAGE = 4096;
 
@@ -50,6 +52,12 @@ export interface CommandTarget {
   readOnly: boolean;
   /** Runs a change that may allocate pages [first, last] within the principal's allocated-bytes quota (EDQUOT: nothing done). */
   allocating<T>(first: number, last: number, change: () => Promise<T>): Promise<T>;
+}
+
+/** How a connection's allocating commands run: within its principal's allocated-bytes quota (server/auth/quota.ts). */
+export function allocatingAs(quota: QuotaLedger | undefined, principal: Principal | null, ino: number): CommandTarget['allocating'] {
+  if (quota === undefined || principal === null || principal.quotas.allocatedBytes === undefined) return (_first, _last, change) => change();
+  return (first, last, change) => quota.withAllocation(principal, ino, first, last, change);
 }
 
 /** The pages [first, last] of the byte range [offset, offset + length), length > 0. */

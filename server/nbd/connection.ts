@@ -33,14 +33,13 @@ import { ByteQueue } from './byte-queue';
 import type { BufferPool } from './buffer-pool';
 import { NBD_BLOCK_STATUS_BYTES_MAX, NBD_POOLED_BUFFER_BYTES_MAX } from './limits';
 import { ReplyWriter } from './reply-writer';
-import { blockStatusReply, checkRequest, readReply, runCommand, transmissionFlags, type CommandTarget } from './commands';
+import { allocatingAs, blockStatusReply, checkRequest, readReply, runCommand, transmissionFlags, type CommandTarget } from './commands';
 import { nbdErrno } from './errno';
 import type { ExportInfo, Exports } from './exports';
 import { HardDisconnect, negotiate, type HandshakeIo } from './handshake';
 import { PeerAccess } from './peer-access';
 import { upgradeToTls, type NbdTlsOptions } from './starttls';
 import type { QuotaLedger } from '../auth/quota';
-import type { Principal } from '../auth/principal';
 import {
   COMMAND_NAMES, decodeRequest, errorChunkBytes, NBD_CMD_BLOCK_STATUS, NBD_CMD_DISC, NBD_CMD_READ, NBD_CMD_WRITE, REQUEST_HEADER_BYTES, SIMPLE_REPLY_BYTES,
   utf8Bounded, writeErrorChunk, writeSimpleReply, type CommandName, type Request,
@@ -64,12 +63,6 @@ export interface NbdObserver {
   request?(command: CommandName, seconds: number, errno: number, bytes: number): void;
   /** A STARTTLS upgrade ended: `ok`, or `failed` (handshake error, certificate refused, client gone, timeout). */
   tlsHandshake?(outcome: 'ok' | 'failed'): void;
-}
-
-/** How the connection's allocating commands run: within its principal's allocated-bytes quota (quota.ts). */
-function allocatingAs(quota: QuotaLedger | undefined, principal: Principal | null, ino: number): CommandTarget['allocating'] {
-  if (quota === undefined || principal === null || principal.quotas.allocatedBytes === undefined) return (_first, _last, change) => change();
-  return (first, last, change) => quota.withAllocation(principal, ino, first, last, change);
 }
 
 export interface ConnectionDeps {

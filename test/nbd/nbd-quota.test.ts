@@ -35,13 +35,19 @@ describe('NBD and the allocated-bytes quota', function () {
     certs?.remove();
   });
 
-  it('a write past the quota fails ENOSPC with nothing written; overwrites within it succeed', async function () {
-    const info = await s.daxd.fs.create('alice/disk', true);
-    await s.daxd.fs.truncate(info.ino, 64 * KiB);
+  /** An NBD connection upgraded to TLS with alice's certificate, transmitting `name`. */
+  async function openAsAlice(name: string): Promise<RawNbd> {
     const nbd = await RawNbd.connect(s.nbd);
     await nbd.greet();
     await nbd.startTls({ ca: certs.ca.certPem, cert: certs.alice.certPem, key: certs.alice.keyPem });
-    await nbd.go('alice/disk', { structured: true });
+    await nbd.go(name, { structured: true });
+    return nbd;
+  }
+
+  it('a write past the quota fails ENOSPC with nothing written; overwrites within it succeed', async function () {
+    const info = await s.daxd.fs.create('alice/disk', true);
+    await s.daxd.fs.truncate(info.ino, 64 * KiB);
+    const nbd = await openAsAlice('alice/disk');
     assert.equal((await nbd.command(W.NBD_CMD_WRITE, { offset: 0, length: 8 * KiB, data: Buffer.alloc(8 * KiB, 0xaa) })).error, 0);
     const over = await nbd.command(W.NBD_CMD_WRITE, { offset: 16 * KiB, length: 4 * KiB, data: Buffer.alloc(4 * KiB, 0xbb) });
     assert.equal(over.error, W.NBD_ENOSPC);
@@ -60,10 +66,7 @@ describe('NBD and the allocated-bytes quota', function () {
   it('an unlinked file the connection still holds allocates nothing more: its blocks would count in no prefix', async function () {
     const info = await s.daxd.fs.create('alice/orphan', true);
     await s.daxd.fs.truncate(info.ino, 64 * KiB);
-    const nbd = await RawNbd.connect(s.nbd);
-    await nbd.greet();
-    await nbd.startTls({ ca: certs.ca.certPem, cert: certs.alice.certPem, key: certs.alice.keyPem });
-    await nbd.go('alice/orphan', { structured: true });
+    const nbd = await openAsAlice('alice/orphan');
     assert.equal((await nbd.command(W.NBD_CMD_WRITE, { offset: 0, length: 4 * KiB, data: Buffer.alloc(4 * KiB, 0xaa) })).error, 0);
     await s.daxd.fs.unlink('alice/orphan');
     const refused = [];
