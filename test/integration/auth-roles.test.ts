@@ -49,7 +49,7 @@ describe('auth: roles (ro) and name prefixes over gRPC', function () {
     let session: DaxSession;
 
     before(async function () {
-      file = await admin.create('shared/ro-target');
+      file = await admin.create('common/ro-target');
       await admin.write(file.ino, 0, content, { sync: true });
       reader = auth.as('reader');
       session = await reader.openSession({ clientName: 'ro' });
@@ -63,7 +63,7 @@ describe('auth: roles (ro) and name prefixes over gRPC', function () {
       assert.deepEqual(await reader.read(file.ino, 0, content.length), content);
       const unary = await call<{ data: Buffer }>((cb) => reader.raw.files.Read({ ino: file.ino, offset: 0, length: 10 }, cb));
       assert.deepEqual(unary.data, content.subarray(0, 10));
-      assert.ok((await reader.list()).files.some((f) => f.name === 'shared/ro-target'));
+      assert.ok((await reader.list()).files.some((f) => f.name === 'common/ro-target'));
       assert.equal((await reader.stat(file.ino)).size, content.length);
       const map = session.mmap(file.ino, { shared: true });
       assert.deepEqual(await map.read(PAGE, 16), content.subarray(PAGE, PAGE + 16));
@@ -78,10 +78,10 @@ describe('auth: roles (ro) and name prefixes over gRPC', function () {
       const ones = Buffer.alloc(PAGE, 1);
       await denied(call((cb) => reader.raw.files.Write({ ino: file.ino, offset: 0, data: ones }, cb)), 'Files.Write');
       await denied(reader.write(file.ino, 0, ones), 'WriteStream');
-      await denied(reader.create('shared/ro-new'), 'Create');
+      await denied(reader.create('common/ro-new'), 'Create');
       await denied(reader.truncate(file.ino, 0), 'Truncate');
       await denied(reader.fallocate(file.ino, 'ALLOCATE', 0, 8 * PAGE), 'Fallocate');
-      await denied(reader.unlink('shared/ro-target'), 'Unlink');
+      await denied(reader.unlink('common/ro-target'), 'Unlink');
       await denied(reader.fsync(file.ino), 'Fsync');
       await denied(call((cb) => reader.raw.mapping.Fault({ session_id: session.id, ino: file.ino, pgoff: 0, kind: 'WRITE' }, cb)), 'WRITE fault');
       await denied(call((cb) => reader.raw.mapping.Fault({ session_id: session.id, ino: file.ino, pgoff: 5, kind: 'COW' }, cb)), 'COW fault');
@@ -89,7 +89,7 @@ describe('auth: roles (ro) and name prefixes over gRPC', function () {
       await denied(map.write(0, ones), 'store through a mapping');
       await denied(reader.pin(file.ino, 0, 1, { session, writable: true }), 'writable pin');
       assert.deepEqual(await snapshot(file), before);
-      await assert.rejects(admin.lookup('shared/ro-new'), /ENOENT/);
+      await assert.rejects(admin.lookup('common/ro-new'), /ENOENT/);
     });
   });
 
