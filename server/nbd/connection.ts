@@ -23,66 +23,22 @@
  * (none before, or without a known certificate: it sees and opens nothing).
  */
 import type net from 'node:net';
-import type { Authenticator } from '../auth/authenticator';
-import type { Logger } from 'pino';
-import type { Dax } from '../dax/dax';
 import { CancelledError, DaxError, ShutdownError, TimedOutError } from '../errors';
-import type { FileSystem } from '../fs/filesystem';
-import type { LayoutBreakOptions, LayoutBreakPolicy } from '../fs/types';
+import type { LayoutBreakOptions } from '../fs/types';
 import { ByteQueue } from './byte-queue';
-import type { BufferPool } from './buffer-pool';
 import { NBD_BLOCK_STATUS_BYTES_MAX, NBD_POOLED_BUFFER_BYTES_MAX } from './limits';
 import { ReplyWriter } from './reply-writer';
 import { allocatingAs, blockStatusReply, checkRequest, readReply, runCommand, transmissionFlags, type CommandTarget } from './commands';
 import { nbdErrno } from './errno';
-import type { ExportInfo, Exports } from './exports';
+import type { ExportInfo } from './exports';
+import type { ConnectionDeps } from './connection-deps';
 import { HardDisconnect, negotiate, type HandshakeIo } from './handshake';
 import { PeerAccess } from './peer-access';
 import { upgradeToTls, type NbdTlsOptions } from './starttls';
-import type { QuotaLedger } from '../auth/quota';
 import {
   COMMAND_NAMES, decodeRequest, errorChunkBytes, NBD_CMD_BLOCK_STATUS, NBD_CMD_DISC, NBD_CMD_READ, NBD_CMD_WRITE, REQUEST_HEADER_BYTES, SIMPLE_REPLY_BYTES,
-  utf8Bounded, writeErrorChunk, writeSimpleReply, type CommandName, type Request,
+  utf8Bounded, writeErrorChunk, writeSimpleReply, type Request,
 } from './wire-format';
-
-export interface NbdLimits {
-  connectionsMax: number;
-  requestsInFlightMax: number;
-  connectionBytesBufferedMax: number;
-  handshakeMsMax: number;
-  optionsMax: number;
-  optionBytesMax: number;
-  layoutBreakTimeoutMs: number;
-}
-
-/** Where the server's I/O and requests are reported (metrics: server/server.ts wires it). */
-export interface NbdObserver {
-  connectionOpened?(): void;
-  connectionClosed?(): void;
-  /** A request answered (errno 0: success); `bytes`: data read or written. */
-  request?(command: CommandName, seconds: number, errno: number, bytes: number): void;
-  /** A STARTTLS upgrade ended: `ok`, or `failed` (handshake error, certificate refused, client gone, timeout). */
-  tlsHandshake?(outcome: 'ok' | 'failed'): void;
-}
-
-export interface ConnectionDeps {
-  fs: FileSystem;
-  dax: Dax;
-  exports: Exports;
-  log: Logger;
-  observer: NbdObserver;
-  policy: LayoutBreakPolicy;
-  limits: NbdLimits;
-  /** Large reply and payload buffers for reuse (server-wide). */
-  pool: BufferPool;
-  shuttingDown(): boolean;
-  /** STARTTLS (absent: mode off). */
-  tls?: NbdTlsOptions;
-  /** Quotas of principals (absent: none are enforced over NBD, as in tests of the NBD server alone). */
-  quota?: QuotaLedger;
-  /** Principals from client certificates (null: auth off, every connection is OPEN_ACCESS). */
-  auth: Authenticator | null;
-}
 
 /** Reply bytes besides the data a request's cost counts (headers, an error chunk). */
 const REPLY_OVERHEAD_BYTES = 1024;

@@ -18,7 +18,8 @@ import type { Dax } from '../dax/dax';
 import type { FileSystem } from '../fs/filesystem';
 import type { LayoutBreakPolicy } from '../fs/types';
 import { BufferPool } from './buffer-pool';
-import { NbdConnection, type NbdLimits, type NbdObserver } from './connection';
+import { NbdConnection } from './connection';
+import type { NbdLimits, NbdObserver } from './connection-deps';
 import { Exports } from './exports';
 import {
   NBD_CONNECTION_BYTES_BUFFERED_MAX, NBD_CONNECTIONS_MAX, NBD_HANDSHAKE_MS_MAX, NBD_LAYOUT_BREAK_TIMEOUT_MS, NBD_OPTION_BYTES_MAX, NBD_OPTIONS_MAX,
@@ -27,7 +28,7 @@ import {
 
 import type { NbdTlsOptions } from './starttls';
 
-export type { NbdObserver } from './connection';
+export type { NbdObserver } from './connection-deps';
 export type { NbdTlsMode, NbdTlsOptions } from './starttls';
 
 /** The NBD address could not be bound (in use, not local, malformed). */
