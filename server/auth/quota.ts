@@ -30,7 +30,10 @@ const HOLE_SCAN_PAGES = 65536;
 /** Files listed per page while summing a prefix's blocks. */
 const USAGE_LIST_PAGE = 1000;
 
-/** What calls of one principal (pins) or one prefix (blocks, files) have reserved and not yet finished. */
+/**
+ * What calls of one principal (pins) or one prefix (blocks, files) have reserved and not yet
+ * finished. The with* methods are async: a refusal is a rejected promise, never a throw.
+ */
 class Reservations<K> {
   private readonly byKey = new Map<K, number>();
 
@@ -69,7 +72,7 @@ export class QuotaLedger {
   }
 
   /** Runs `create` (of a name that does not exist yet) with one file reserved against the files quota. */
-  withNewFile<T>(principal: Principal, create: () => Promise<T>): Promise<T> {
+  async withNewFile<T>(principal: Principal, create: () => Promise<T>): Promise<T> {
     const max = principal.quotas.files;
     if (max === undefined) return create();
     const after = this.prefixUsage(principal).files + this.files.of(principal.prefix) + 1;
@@ -78,7 +81,7 @@ export class QuotaLedger {
   }
 
   /** Runs `pin` with a pin of `pages` pages reserved against the pins and pinned-blocks quotas. */
-  withPin<T>(principal: Principal, pages: number, pin: () => Promise<T>): Promise<T> {
+  async withPin<T>(principal: Principal, pages: number, pin: () => Promise<T>): Promise<T> {
     const { pins: pinsMax, pinnedBlocks: blocksMax } = principal.quotas;
     if (pinsMax === undefined && blocksMax === undefined) return pin();
     const held = this.pinUsage(principal);
@@ -95,7 +98,7 @@ export class QuotaLedger {
    * by a mapping, pin or NBD connection) counts in no prefix any more, so under this
    * quota it may allocate nothing: its blocks could not be charged.
    */
-  withAllocation<T>(principal: Principal, ino: number, first: number, last: number, change: () => Promise<T>): Promise<T> {
+  async withAllocation<T>(principal: Principal, ino: number, first: number, last: number, change: () => Promise<T>): Promise<T> {
     const maxBytes = principal.quotas.allocatedBytes;
     if (maxBytes === undefined || last < first) return change();
     const usedBlocks = this.allocatedBlocks(principal) + this.blocks.of(principal.prefix);
