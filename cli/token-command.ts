@@ -1,6 +1,6 @@
 /**
  * `daxd token`: a fresh bearer token for a principal of the --auth file. Prints the token
- * (32 bytes from the CSPRNG, base64url: 43 characters), its SHA-256 in hex, and a principal
+ * (`daxd_` and 32 bytes from the CSPRNG in base64url: 48 characters), its SHA-256 in hex, and a principal
  * entry to paste under `principals:` of the --auth file. Only the hash goes into the file;
  * the token goes to the client (--token or $DAXD_TOKEN) and is not stored by daxd.
  */
@@ -10,11 +10,17 @@ import type { Command } from './command';
 
 /** Bytes of randomness in a token. */
 export const TOKEN_RANDOM_BYTES = 32;
+/**
+ * Every token starts with this. It keeps a token from starting with "-" (a base64url string
+ * does once in 64), which `--token VALUE` would read as an option, and it lets secret
+ * scanners recognise a leaked token.
+ */
+export const TOKEN_PREFIX = 'daxd_';
 const ROLES = ['admin', 'rw', 'ro'];
 const NAME = /^[A-Za-z0-9._@-]{1,128}$/;
 
 export function newToken(): { token: string; sha256: string } {
-  const token = randomBytes(TOKEN_RANDOM_BYTES).toString('base64url');
+  const token = TOKEN_PREFIX + randomBytes(TOKEN_RANDOM_BYTES).toString('base64url');
   return { token, sha256: createHash('sha256').update(token, 'utf8').digest('hex') };
 }
 
@@ -48,7 +54,7 @@ export const tokenCommand: Command = {
   name: 'token',
   summary: 'make a bearer token and its SHA-256 for the --auth file',
   help: 'usage: daxd token [--name NAME] [--role admin|rw|ro] [--prefix PREFIX] [--json]\n\n'
-    + `Prints a fresh random token (${TOKEN_RANDOM_BYTES} bytes, base64url), its SHA-256 (hex), and a principal\n`
+    + `Prints a fresh random token (${TOKEN_PREFIX} and ${TOKEN_RANDOM_BYTES} random bytes in base64url), its SHA-256 (hex), and a principal\n`
     + 'entry for the --auth file of `daxd serve` (which stores only the hash).\n'
     + '  --name NAME       the principal\'s name in the entry (default NAME)\n'
     + '  --role ROLE       admin, rw or ro (default rw)\n'

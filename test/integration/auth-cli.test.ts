@@ -24,15 +24,15 @@ function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
 }
 
 describe('daxd token', function () {
-  it('prints a 32-byte base64url token and its SHA-256; two tokens differ', async function () {
+  it('prints daxd_ and a 32-byte base64url token, and its SHA-256; two tokens differ', async function () {
     const runs = [await runCli(['token'], { env: cleanEnv() }), await runCli(['token'], { env: cleanEnv() })];
     const tokens = runs.map((r) => {
       assert.equal(r.code, 0, r.stderr);
       const token = /^token: +(\S+)$/m.exec(r.stdout)?.[1];
       const hash = /^token_sha256: +([0-9a-f]{64})$/m.exec(r.stdout)?.[1];
       assert.ok(token !== undefined && hash !== undefined, r.stdout);
-      assert.match(token, /^[A-Za-z0-9_-]{43}$/);
-      assert.equal(Buffer.from(token, 'base64url').length, 32);
+      assert.match(token, /^daxd_[A-Za-z0-9_-]{43}$/);
+      assert.equal(Buffer.from(token.slice('daxd_'.length), 'base64url').length, 32);
       assert.equal(createHash('sha256').update(token).digest('hex'), hash);
       return token;
     });

@@ -12,9 +12,10 @@
  * AUTH_FAILURES_PER_WINDOW_MAX of them refuse the address for a minute: a test that fails
  * on purpose more than a few times starts its own server.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { newToken as newCliToken } from '../../cli/token-command';
 import type { DaxClient, DaxClientOptions } from '../../client';
 import { BLOCK_SIZE } from '../../server/limits';
 import { clientFor, startServer, tempDir, type StartedServer } from './start-server';
@@ -42,9 +43,9 @@ export const PRINCIPALS: readonly PrincipalSpec[] = [
   { name: 'q-bytes', role: 'rw', prefix: 'q-bytes/', quotas: { allocated_bytes: QUOTA.allocatedBlocks * BLOCK_BYTES } },
 ];
 
-/** A token as `daxd token` makes one: 32 random bytes, base64url. */
+/** A token as `daxd token` makes one. */
 export function newToken(): string {
-  return randomBytes(32).toString('base64url');
+  return newCliToken().token;
 }
 
 export function sha256Hex(text: string): string {
