@@ -1,8 +1,8 @@
 /**
  * The ceiling for bench:rpc: a bare grpc-js server speaking daxd's Files wire format with
  * no engine, no validation and no pipeline behind it. Read returns `length` bytes of a
- * static buffer, Write returns the length it got; ReadStream/WriteStream answer each
- * incoming batch at once with one batch of results. It uses daxd's server options and
+ * static buffer, Write returns the length it got, StatVolume daxd's data-path limits;
+ * ReadStream/WriteStream answer each incoming batch at once with one batch of results. It uses daxd's server options and
  * flow-control windows, so the only difference from daxd is daxd itself.
  *
  * Run as a child process: prints {"echo": "127.0.0.1:PORT"} on stdout, exits on SIGTERM.
@@ -14,6 +14,7 @@ import type { ReadStreamRequest__Output } from '../../wire/generated/daxd/v1/Rea
 import type { WriteStreamRequest__Output } from '../../wire/generated/daxd/v1/WriteStreamRequest';
 import { raiseConnectionWindow, raiseStreamWindow, SERVER_OPTIONS } from '../../server/rpc/flow-control';
 import { RPC_IO_BYTES_MAX } from '../../server/rpc/limits';
+import { MESSAGE_BYTES_MAX } from '../../wire/limits';
 
 const PAYLOAD = Buffer.alloc(RPC_IO_BYTES_MAX, 0xab);
 
@@ -33,7 +34,10 @@ const handlers: FilesHandlers = {
     call.on('end', () => call.end());
   },
   Create: unimplemented, Lookup: unimplemented, Stat: unimplemented, List: unimplemented, Unlink: unimplemented,
-  Fsync: unimplemented, Truncate: unimplemented, Fallocate: unimplemented, StatVolume: unimplemented,
+  Fsync: unimplemented, Truncate: unimplemented, Fallocate: unimplemented,
+  // daxd's data-path limits, as daxd reports them: the SDK fetches them once. Unanswered,
+  // it would ask again before every I/O (an extra call per op that daxd does not cost).
+  StatVolume: (_call, callback) => callback(null, { block_size: 4096, max_io_bytes: RPC_IO_BYTES_MAX, max_message_bytes: MESSAGE_BYTES_MAX }),
 };
 
 export async function startEchoServer(address = '127.0.0.1:0'): Promise<{ address: string; server: grpc.Server }> {
