@@ -14,8 +14,8 @@ export function processCpuUs(pid: number): number {
 }
 
 /** The bare grpc-js echo server (echo-server.ts) as a child process, stopped by PID. */
-export function startEcho(): Promise<{ address: string; pid: number; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, [path.join(__dirname, 'echo-server.js')], { stdio: ['ignore', 'pipe', 'inherit'] });
+export function startEcho(nodeArgs: string[] = []): Promise<{ address: string; pid: number; stop(): Promise<void> }> {
+  const child = spawn(process.execPath, [...nodeArgs, path.join(__dirname, 'echo-server.js')], { stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   return new Promise((resolve, reject) => {
     child.stdout.setEncoding('utf8').once('data', (line: string) => {

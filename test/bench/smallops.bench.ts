@@ -10,7 +10,7 @@
  * --before DIR (or BENCH_BEFORE=DIR): also runs an older build (DIR/dist/cli/main.js),
  * alternating with this one each round. --profile: then runs each case once more against
  * a daxd under --cpu-prof (this process under the inspector) and prints where the CPU goes
- * (profiles kept in test-artifacts/smallops-*.cpuprofile).
+ * (profiles kept in test-artifacts/smallops-*.cpuprofile); --profile-echo: the echo's too.
  * BENCH_SECONDS (default 1.5) per run, BENCH_ROUNDS (default 3); medians.
  */
 import fs from 'node:fs';
@@ -113,17 +113,21 @@ function medianOf(runs: SmallFigures[]): SmallFigures {
   return { opsPerSec: mid((m) => m.opsPerSec), clientCpuUsPerOp: mid((m) => m.clientCpuUsPerOp), serverCpuUsPerOp: mid((m) => m.serverCpuUsPerOp) };
 }
 
-/** Profiles case c against a fresh daxd under --cpu-prof (and this process): both summaries. */
-async function profileSmall(dir: string, c: SmallCase, seconds: number): Promise<string> {
-  const profDir = path.join(dir, `prof-${c}`);
+/**
+ * Profiles case c against a fresh daxd (or echo) under --cpu-prof, and this process under
+ * the inspector: both summaries over the measured run only.
+ */
+async function profileSmall(dir: string, c: SmallCase, seconds: number, what: 'daxd' | 'echo'): Promise<string> {
+  const profDir = path.join(dir, `prof-${what}-${c}`);
   fs.mkdirSync(profDir, { recursive: true });
-  const server = await startDaxdChild({ volumePath: path.join(profDir, 'p.vol'), size: '256M', nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] });
+  const nodeArgs = ['--cpu-prof', `--cpu-prof-dir=${profDir}`];
+  const server = what === 'daxd' ? await startDaxdChild({ volumePath: path.join(profDir, 'p.vol'), size: '256M', nodeArgs }) : await startEcho(nodeArgs);
   const session = new inspector.Session();
   session.connect();
   const post = <T>(method: string, params?: object) => new Promise<T>((resolve, reject) => session.post(method, params ?? {}, (err, res) => (err ? reject(err) : resolve(res as T))));
   try {
-    const file = await layOutSmall(server.address);
-    const target = { name: 'daxd', address: server.address, pid: server.pid, file };
+    const file: LoadFile = what === 'daxd' ? await layOutSmall(server.address) : { index: 0, ino: 1, name: 'echo', pages: FILE_BYTES / KIB4, sizeBytes: FILE_BYTES };
+    const target = { name: what, address: server.address, pid: server.pid, file };
     await measureSmall(target, c, 0.5);
     await post('Profiler.enable');
     await post('Profiler.start');
@@ -132,15 +136,17 @@ async function profileSmall(dir: string, c: SmallCase, seconds: number): Promise
     const window = { fromUs, toUs: Number(process.hrtime.bigint() / 1000n) };
     const { profile } = await post<{ profile: CpuProfile }>('Profiler.stop');
     await server.stop();
-    const out = [`profile of ${c} QD1 (${m.opsPerSec.toFixed(0)} ops/s, CPU us/op client ${m.clientCpuUsPerOp.toFixed(0)} server ${m.serverCpuUsPerOp.toFixed(0)} while profiled):`,
+    const out = [`profile of ${c} QD1 against ${what} (${m.opsPerSec.toFixed(0)} ops/s, CPU us/op client ${m.clientCpuUsPerOp.toFixed(0)} server ${m.serverCpuUsPerOp.toFixed(0)} while profiled):`,
       formatSummary('client', summarize(profile, 25, window))];
-    fs.mkdirSync(path.join(REPO_ROOT, 'test-artifacts'), { recursive: true });
-    fs.writeFileSync(path.join(REPO_ROOT, 'test-artifacts', `smallops-${c}-client.cpuprofile`), JSON.stringify(profile));
+    const stem = path.join(REPO_ROOT, 'test-artifacts', `smallops-${what}-${c}`);
+    fs.mkdirSync(path.dirname(stem), { recursive: true });
+    fs.writeFileSync(`${stem}-client.cpuprofile`, JSON.stringify(profile));
+    fs.writeFileSync(`${stem}-window.json`, JSON.stringify({ ...window, ops: Math.round(m.opsPerSec * seconds) }));
     const serverProfile = fs.readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
     if (serverProfile) {
       const p = JSON.parse(fs.readFileSync(path.join(profDir, serverProfile), 'utf8')) as CpuProfile;
       out.push(formatSummary('server', summarize(p, 25, window)));
-      fs.copyFileSync(path.join(profDir, serverProfile), path.join(REPO_ROOT, 'test-artifacts', `smallops-${c}-server.cpuprofile`));
+      fs.copyFileSync(path.join(profDir, serverProfile), `${stem}-server.cpuprofile`);
     }
     return out.join('\n');
   } finally {
@@ -196,8 +202,9 @@ async function main(): Promise<void> {
         ...targets.filter((t) => t.name !== 'echo').map((t) => `${(total(m[t.name]) / total(m.echo)).toFixed(2)}x`)].join(' | '));
     }
     process.stdout.write(`${lines.join('\n')}\n`);
-    if (process.argv.includes('--profile')) {
-      for (const c of cases) process.stdout.write(`\n${await profileSmall(tmp.dir, c, 3)}\n`);
+    if (process.argv.includes('--profile') || process.argv.includes('--profile-echo')) {
+      const whats: Array<'daxd' | 'echo'> = process.argv.includes('--profile-echo') ? ['daxd', 'echo'] : ['daxd'];
+      for (const c of cases) for (const what of whats) process.stdout.write(`\n${await profileSmall(tmp.dir, c, 3, what)}\n`);
     }
     process.stdout.write(`${JSON.stringify({ bench: 'smallops', seconds: SECONDS, rounds: ROUNDS, loadAverage: os.loadavg(), before, figures: json })}\n`);
   } finally {
