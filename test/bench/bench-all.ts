@@ -24,7 +24,18 @@
  *
  * Each (case, target) runs BENCH_ROUNDS times (default 3) for BENCH_SECONDS (default 1.5),
  * alternating the order of the targets; the table shows medians. The run is bounded
- * (RUN_BUDGET_MS: later rounds are skipped past it). `--profile` (or BENCH_PROFILE=1)
+ * (RUN_BUDGET_MS: later rounds are skipped past it).
+ *
+ * `--before DIR` (or BENCH_BEFORE=DIR): an older build (DIR/dist/cli/main.js, e.g. a
+ * worktree of main built beforehand) runs as a second daxd next to this one; every daxd
+ * case also runs against it, in the same rounds (the order alternates), and the table gets
+ * its figure and the ratio after/before: a before/after table from one run.
+ *
+ * Rows: CASES are the daxd-load cases (one engine, many targets). Anything else (a bench
+ * module of its own: in-process faults, DMA, ...) is a RowSource in EXTRA_ROWS: a function
+ * returning BenchRows, called once after the rounds and printed in the second table. Adding
+ * one is one line there. CPU us/op is printed per target, client and server separately
+ * (client: process.cpuUsage of this process or fio's figure; server: /proc/PID/stat). `--profile` (or BENCH_PROFILE=1)
  * then runs 4 KiB randread QD 64 and 1 MiB seqread QD 4 again with the server under
  * --cpu-prof and the client under the inspector's profiler, and prints where the CPU time
  * goes (the profiles are kept in test-artifacts/).
@@ -33,7 +44,6 @@ import fs from 'node:fs';
 import inspector from 'node:inspector';
 import os from 'node:os';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
 import { DaxClient } from '../../client';
 import { DEFAULT_LOAD_OPTIONS, type LoadOptions, type WorkloadName } from '../../client/loadtest/load-options';
 import { startPrivateServer } from '../../client/loadtest/private-server';
@@ -46,16 +56,25 @@ import { measureRawMmap, type RawMmapFigures } from './baselines/raw-mmap';
 import { startTcpSink, tcpBandwidth } from './baselines/tcp-loopback';
 import { formatSummary, summarize, type CpuProfile } from './cpu-profile-summary';
 import { MiB } from '../support/units';
+import { startDaxdChild, type DaxdChild } from './daxd-child';
+import { processCpuUs, startEcho } from './bench-util';
+import { runInProcess } from './faults-inprocess';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 1.5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const PROFILE = process.argv.includes('--profile') || process.env.BENCH_PROFILE === '1';
-/** Rounds that would start past this are skipped: the whole bench stays under 5 minutes. */
+/** Rounds that would start past this are skipped: the whole bench stays under 6 minutes. */
 const RUN_BUDGET_MS = 200_000;
+/** With --before every daxd case runs twice per round: a larger budget, same bound overall. */
+const RUN_BUDGET_BEFORE_MS = 250_000;
+/** The older build to compare with (--before DIR / BENCH_BEFORE=DIR), or null. */
+const BEFORE_DIR = (() => {
+  const i = process.argv.indexOf('--before');
+  return i >= 0 ? (process.argv[i + 1] ?? null) : (process.env.BENCH_BEFORE ?? null);
+})();
 const FILE_BYTES = 256 * 1024 * 1024;
 const HOLES_BYTES = 64 * 1024 * 1024;
 const KIB4 = 4096;
-const CLK_TCK = 100;
 
 export interface Measured {
   opsPerSec: number;
@@ -67,7 +86,7 @@ export interface Measured {
   serverCpuUsPerOp: number;
 }
 
-type TargetName = 'daxd' | 'echo' | 'nbd' | 'daxd-nbd' | 'tcp';
+type TargetName = 'daxd' | 'before' | 'echo' | 'nbd' | 'daxd-nbd' | 'tcp';
 
 export interface Case {
   id: string;
@@ -94,17 +113,65 @@ export const CASES: Case[] = [
   { id: 'fault-mapped', label: 'MappedFile first touches (64/round, QD4)', unit: 'faults/s', workload: 'fault-mapped', bs: KIB4, qd: 4, with: [] },
   { id: 'pin-write', label: 'pin + 4 KiB DMA write + unpin, QD16', unit: 'cycles/s', workload: 'pin-churn', bs: KIB4, qd: 16, mixPct: 0, with: [] },
   { id: 'pin-read', label: 'pin + 4 KiB DMA read + unpin, QD16', unit: 'cycles/s', workload: 'pin-churn', bs: KIB4, qd: 16, mixPct: 100, with: [] },
+  // 1 MiB DMA: a 256-page pin, every page DMAed, unpinned; "other" is 1 MiB Files seqread of the same run.
+  { id: 'dma-read-1m', label: '1 MiB DMA read (pin + DMA + unpin), QD4', unit: 'MB/s', workload: 'pin-churn', bs: MiB, qd: 4, mixPct: 100, with: [] },
+  // MappedFile reads of 1 MiB (random slots; PTEs cached after the first touch); "other": 1 MiB Files seqread.
+  { id: 'mapped-read-1m', label: 'MappedFile 1 MiB reads, QD4', unit: 'MB/s', workload: 'mapped-load', bs: MiB, qd: 4, with: [] },
+];
+
+/**
+ * A row of a bench module of its own (not a daxd-load case): its figures as they are, one
+ * value per target it measured. `ref` is what the row is compared with (d/ref column).
+ */
+export interface BenchRow {
+  id: string;
+  label: string;
+  unit: string;
+  daxd: number;
+  /** The same measured against the --before build, when the module can. */
+  before?: number;
+  ref?: { name: string; value: number };
+  clientCpuUsPerOp?: number;
+  serverCpuUsPerOp?: number;
+}
+
+/** What a row module gets: where to put files, how long to run, how to log, the --before build. */
+export interface RowContext {
+  tmpDir: string;
+  seconds: number;
+  rounds: number;
+  beforeDir: string | null;
+  log(line: string): void;
+}
+
+export type RowSource = (ctx: RowContext) => Promise<BenchRow[]>;
+
+/** In-process faults (server/dax driven directly, faults-inprocess.ts), a short configuration. */
+async function faultsInProcessRows(ctx: RowContext): Promise<BenchRow[]> {
+  const dir = fs.mkdtempSync(path.join(ctx.tmpDir, 'faults-'));
+  const r = await runInProcess({
+    reps: ctx.rounds, holePages: 8_192, allocPages: 4_096, mappedPasses: 2, lockOps: 50_000, faulters: 64, faultsPerFaulter: 100, memoryEntries: 50_000,
+  }, dir, ctx.log);
+  return [
+    { id: 'faults-inprocess-read-hole', label: 'in-process READ faults on holes', unit: 'faults/s', daxd: r.readHoleFaultsPerSec, ref: { name: 'target', value: 500_000 } },
+    { id: 'faults-inprocess-write-allocate', label: 'in-process WRITE faults allocating', unit: 'faults/s', daxd: r.writeAllocateFaultsPerSec },
+    { id: 'faults-inprocess-mapped', label: 'in-process faults on mapped pages', unit: 'faults/s', daxd: r.mappedFaultsPerSec, ref: { name: 'target', value: 500_000 } },
+  ];
+}
+
+/**
+ * Bench modules with rows of their own, run once after the rounds, in this order. To add
+ * one: write test/bench/<name>.ts exporting a RowSource and add one line here.
+ */
+export const EXTRA_ROWS: Array<{ name: string; rows: RowSource }> = [
+  { name: 'faults in-process', rows: faultsInProcessRows },
 ];
 
 function log(line: string): void {
   process.stderr.write(`${line}\n`);
 }
 
-export function processCpuUs(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLK_TCK;
-}
+export { processCpuUs };
 
 export function median(runs: Measured[]): Measured {
   const mid = (pick: (m: Measured) => number) => {
@@ -165,18 +232,6 @@ export function runNbd(nbd: { uri: string; pid: number }, c: { id: string; qd: n
   return { opsPerSec: f.opsPerSec, bytesPerSec: f.bytesPerSec, p50Us: f.p50Us, p99Us: f.p99Us, clientCpuUsPerOp: f.clientCpuUsPerOp, serverCpuUsPerOp: serverUs / ops };
 }
 
-function startEcho(): Promise<{ address: string; pid: number; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, [path.join(__dirname, 'echo-server.js')], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  return new Promise((resolve, reject) => {
-    child.stdout.setEncoding('utf8').once('data', (line: string) => {
-      const { echo } = JSON.parse(line) as { echo: string };
-      resolve({ address: echo, pid: child.pid as number, stop: () => { process.kill(child.pid as number, 'SIGTERM'); return exited; } });
-    });
-    void exited.then(() => reject(new Error('echo server exited')));
-  });
-}
-
 /** Unary Files.Read of 4 KiB against echo at QD16: the ceiling of one unary call (pins make 3 per cycle). */
 async function echoUnary(address: string, seconds: number): Promise<number> {
   const client = DaxClient.connect(address);
@@ -224,6 +279,8 @@ export async function prepareDaxd(address: string): Promise<{ data: LoadFile; ho
 interface Row {
   c: Case;
   daxd: Measured;
+  /** The --before build, same case, same rounds. */
+  before?: Measured;
   echo?: Measured;
   nbd?: Measured;
   /** daxd's own NBD export, same fio commands as nbd. */
@@ -248,23 +305,60 @@ function ratio(a: number | undefined, b: number | undefined): string {
   return a === undefined || b === undefined || b === 0 ? '-' : `${(a / b).toFixed(2)}x`;
 }
 
-function table(rows: Row[]): string {
-  const header = ['case', 'unit', 'daxd', 'echo', 'nbdkit', 'daxd-nbd', 'TCP', 'mmap', 'other', 'd/echo', 'd/nbd', 'dn/nbd', 'd/TCP', 'd/mmap', 'd/other', 'daxd p50/p99 us', 'CPU us/op daxd c+s', 'nbd c+s', 'daxd-nbd c+s'];
+function render(header: string[], lines: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
+  const line = (cells: string[]) => `| ${cells.map((cell, i) => cell.padEnd(widths[i])).join(' | ')} |`;
+  return [line(header), `| ${widths.map((w) => '-'.repeat(w)).join(' | ')} |`, ...lines.map(line)].join('\n');
+}
+
+const num = (v: number | undefined) => (v === undefined ? '-' : v >= 1e4 ? `${(v / 1000).toFixed(1)}k` : v.toFixed(0));
+
+/** Throughput per target and the ratios (d = daxd, this build). */
+function table(rows: Row[], withBefore: boolean): string {
+  const header = ['case', 'unit', 'daxd', ...(withBefore ? ['before', 'd/before'] : []), 'echo', 'nbdkit', 'daxd-nbd', 'TCP', 'mmap', 'other',
+    'd/echo', 'd/nbd', 'dn/nbd', 'd/TCP', 'd/mmap', 'd/other', 'daxd p50/p99 us'];
   const lines = rows.map((r) => {
     const d = value(r.c, r.daxd);
-    const cpu = (m: Measured | undefined) => (m ? `${m.clientCpuUsPerOp.toFixed(0)}+${m.serverCpuUsPerOp.toFixed(0)}` : '-');
-    const num = (v: number | undefined) => (v === undefined ? '-' : v >= 1e4 ? `${(v / 1000).toFixed(1)}k` : v.toFixed(0));
     return [
-      r.c.label, r.c.unit, fig(r.c, r.daxd), fig(r.c, r.echo), fig(r.c, r.nbd), fig(r.c, r.daxdNbd), num(r.tcp), num(r.mmap),
+      r.c.label, r.c.unit, fig(r.c, r.daxd), ...(withBefore ? [fig(r.c, r.before), ratio(d, r.before && value(r.c, r.before))] : []),
+      fig(r.c, r.echo), fig(r.c, r.nbd), fig(r.c, r.daxdNbd), num(r.tcp), num(r.mmap),
       r.ref ? `${num(r.ref.value)} (${r.ref.name})` : '-',
       ratio(d, r.echo && value(r.c, r.echo)), ratio(d, r.nbd && value(r.c, r.nbd)), ratio(r.daxdNbd && value(r.c, r.daxdNbd), r.nbd && value(r.c, r.nbd)),
       ratio(d, r.tcp), ratio(d, r.mmap), ratio(d, r.ref?.value),
-      `${r.daxd.p50Us.toFixed(0)}/${r.daxd.p99Us.toFixed(0)}`, cpu(r.daxd), cpu(r.nbd), cpu(r.daxdNbd),
+      `${r.daxd.p50Us.toFixed(0)}/${r.daxd.p99Us.toFixed(0)}`,
     ];
   });
-  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
-  const render = (cells: string[]) => `| ${cells.map((cell, i) => cell.padEnd(widths[i])).join(' | ')} |`;
-  return [render(header), `| ${widths.map((w) => '-'.repeat(w)).join(' | ')} |`, ...lines.map(render)].join('\n');
+  return render(header, lines);
+}
+
+/** CPU us per op, client and server separately, per target (and daxd's total over echo's). */
+function cpuTable(rows: Row[], withBefore: boolean): string {
+  const targets: Array<[string, (r: Row) => Measured | undefined]> = [
+    ['daxd', (r) => r.daxd], ...(withBefore ? [['before', (r: Row) => r.before] as [string, (r: Row) => Measured | undefined]] : []),
+    ['echo', (r) => r.echo], ['nbdkit', (r) => r.nbd], ['daxd-nbd', (r) => r.daxdNbd],
+  ];
+  const us = (v: number) => (v >= 100 ? v.toFixed(0) : v.toFixed(1));
+  const total = (m: Measured) => m.clientCpuUsPerOp + m.serverCpuUsPerOp;
+  const header = ['case', ...targets.flatMap(([t]) => [`${t} client`, `${t} server`]), 'd/echo CPU', ...(withBefore ? ['d/before CPU'] : [])];
+  const lines = rows.map((r) => {
+    const cells = targets.flatMap(([, pick]) => {
+      const m = pick(r);
+      return m ? [us(m.clientCpuUsPerOp), us(m.serverCpuUsPerOp)] : ['-', '-'];
+    });
+    return [r.c.label, ...cells, ratio(total(r.daxd), r.echo && total(r.echo)), ...(withBefore ? [ratio(total(r.daxd), r.before && total(r.before))] : [])];
+  });
+  return render(header, lines);
+}
+
+/** The rows of the bench modules (EXTRA_ROWS). */
+function extraTable(rows: BenchRow[], withBefore: boolean): string {
+  const header = ['case', 'unit', 'daxd', ...(withBefore ? ['before', 'd/before'] : []), 'ref', 'd/ref', 'CPU us/op client', 'CPU us/op server'];
+  const lines = rows.map((r) => [
+    r.label, r.unit, num(r.daxd), ...(withBefore ? [num(r.before), ratio(r.daxd, r.before)] : []),
+    r.ref ? `${num(r.ref.value)} (${r.ref.name})` : '-', ratio(r.daxd, r.ref?.value),
+    r.clientCpuUsPerOp === undefined ? '-' : r.clientCpuUsPerOp.toFixed(1), r.serverCpuUsPerOp === undefined ? '-' : r.serverCpuUsPerOp.toFixed(1),
+  ]);
+  return render(header, lines);
 }
 
 function targets(rows: Row[]): string[] {
@@ -352,6 +446,11 @@ async function main(): Promise<void> {
   commands.add(`node bin/daxd.js serve --volume ${path.join(tmp.dir, 'bench.vol')} --size 1G --grpc 127.0.0.1:0 --nbd 127.0.0.1:0   # daxd, pid ${daxd.pid}, NBD on ${daxdNbdAddress}`);
   const echo = await startEcho();
   commands.add(`node ${path.relative(REPO_ROOT, path.join(__dirname, 'echo-server.js'))}   # grpc-js echo, pid ${echo.pid}`);
+  let before: DaxdChild | null = null;
+  if (BEFORE_DIR !== null) {
+    before = await startDaxdChild({ volumePath: path.join(tmp.dir, 'before.vol'), size: '1G', buildDir: path.resolve(BEFORE_DIR) });
+    commands.add(`node test/bench/daxd-launch.js ${before.mainJs} serve --volume ${path.join(tmp.dir, 'before.vol')} --size 1G ...   # the --before build, pid ${before.pid}`);
+  }
   const sink = await startTcpSink();
   commands.add(`node ${path.relative(REPO_ROOT, path.join(__dirname, 'baselines', 'tcp-sink.js'))}   # TCP sink; client: net.connect + 1 MiB socket.write() with 'drain'`);
   let nbd: Nbdkit | null = null;
@@ -366,29 +465,36 @@ async function main(): Promise<void> {
     const files = await prepareDaxd(daxd.address);
     // Export name = file name; the same fio commands as nbdkit's but for this URI.
     const daxdNbd = { uri: `nbd://${daxdNbdAddress}/${files.data.name}`, pid: daxd.pid };
-    const endpoints: Record<'daxd' | 'echo', Endpoint> = {
+    const endpoints: Record<'daxd' | 'echo', Endpoint> & { before?: Endpoint } = {
       daxd: { address: daxd.address, pid: daxd.pid, data: files.data, holes: files.holes },
       echo: { address: echo.address, pid: echo.pid, data: { ...files.data, ino: 1 }, holes: null },
     };
+    if (before) {
+      log(`bench: laying out the same files on the --before build (${before.mainJs})`);
+      const bf = await prepareDaxd(before.address);
+      endpoints.before = { address: before.address, pid: before.pid, data: bf.data, holes: bf.holes };
+    }
     log('bench: raw mmap baseline');
     const raw: RawMmapFigures = measureRawMmap(tmp.dir, FILE_BYTES, SECONDS);
     commands.add('raw mmap: native.mmap of a 256 MiB file (MAP_SHARED), Buffer.copy of 4 KiB at random aligned offsets / 1 MiB sequential, in and out; first touch of each page of a fresh sparse 256 MiB mapping (read, write)');
     // Warm-up (JIT, connections, page cache), not measured.
     await runEngine(endpoints.daxd, CASES[1], 0.5);
     await runEngine(endpoints.echo, CASES[1], 0.5);
+    if (endpoints.before) await runEngine(endpoints.before, CASES[1], 0.5);
+    const budgetMs = endpoints.before ? RUN_BUDGET_BEFORE_MS : RUN_BUDGET_MS;
     const runs = new Map<string, Record<TargetName, Measured[]>>();
     const tcpRuns: number[] = [];
     const echoUnaryRuns: number[] = [];
     let rounds = 0;
     for (let round = 0; round < ROUNDS; round++) {
-      if (round > 0 && performance.now() - started > RUN_BUDGET_MS) {
+      if (round > 0 && performance.now() - started > budgetMs) {
         log(`bench: time budget reached, ${round} round(s) done`);
         break;
       }
       for (const c of CASES) {
-        const r = runs.get(c.id) ?? { daxd: [], echo: [], nbd: [], 'daxd-nbd': [], tcp: [] };
+        const r = runs.get(c.id) ?? { daxd: [], before: [], echo: [], nbd: [], 'daxd-nbd': [], tcp: [] };
         runs.set(c.id, r);
-        const order: TargetName[] = ['daxd', ...c.with.filter((t) => t !== 'tcp')];
+        const order: TargetName[] = ['daxd', ...(endpoints.before ? ['before' as const] : []), ...c.with.filter((t) => t !== 'tcp')];
         if (round % 2 === 1) order.reverse();
         for (const t of order) {
           if (t === 'nbd') {
@@ -397,6 +503,8 @@ async function main(): Promise<void> {
             if (!nbdMissing) r['daxd-nbd'].push(runNbd(daxdNbd, c, SECONDS, commands));
           } else if (t === 'daxd' || t === 'echo') {
             r[t].push(await runEngine(endpoints[t], c, SECONDS));
+          } else if (t === 'before' && endpoints.before) {
+            r.before.push(await runEngine(endpoints.before, c, SECONDS));
           }
         }
         log(`bench: round ${round + 1}: ${c.label}`);
@@ -412,6 +520,7 @@ async function main(): Promise<void> {
     const rows: Row[] = CASES.map((c) => {
       const r = runs.get(c.id) as Record<TargetName, Measured[]>;
       const row: Row = { c, daxd: median(r.daxd) };
+      if (r.before.length > 0) row.before = median(r.before);
       if (r.echo.length > 0) row.echo = median(r.echo);
       if (r.nbd.length > 0) row.nbd = median(r.nbd);
       if (r['daxd-nbd'].length > 0) row.daxdNbd = median(r['daxd-nbd']);
@@ -423,14 +532,36 @@ async function main(): Promise<void> {
       if (c.unit === 'cycles/s') row.ref = { name: 'echo unary/3', value: unary / 3 };
       return row;
     });
+    // DMA and mapped 1 MiB rows: compared with 1 MiB Files reads of the same run.
+    const filesRead1m = rows.find((row) => row.c.id === 'seqread-1m-qd4');
+    for (const row of rows) {
+      if ((row.c.id === 'dma-read-1m' || row.c.id === 'mapped-read-1m') && filesRead1m) row.ref = { name: 'Files 1 MiB read', value: filesRead1m.daxd.bytesPerSec / 1e6 };
+    }
+    const extra: BenchRow[] = [];
+    for (const source of EXTRA_ROWS) {
+      if (performance.now() - started > budgetMs + 60_000) {
+        log(`bench: time budget reached, ${source.name} skipped`);
+        continue;
+      }
+      log(`bench: ${source.name}`);
+      try {
+        extra.push(...await source.rows({ tmpDir: tmp.dir, seconds: SECONDS, rounds: Math.min(ROUNDS, 3), beforeDir: BEFORE_DIR, log }));
+      } catch (err) {
+        log(`bench: ${source.name} failed: ${(err as Error).stack ?? String(err)}`);
+      }
+    }
     const out: string[] = [];
     out.push(`daxd bench: medians of ${rounds} run(s) of ${SECONDS} s per case; ${os.cpus().length} CPUs, load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
-    out.push(table(rows));
+    out.push(table(rows, before !== null));
+    if (before) out.push(`before = ${before.mainJs} (the --before build), run in the same rounds as daxd (this build); d/before = daxd / before.`);
+    out.push('', 'CPU us/op, client and server separately (client: this process, or fio for NBD; server: the server process, from /proc/PID/stat):');
+    out.push(cpuTable(rows, before !== null));
+    if (extra.length > 0) out.push('', 'bench modules (EXTRA_ROWS):', extraTable(extra, before !== null));
     out.push('d/X = daxd / X in the same run. echo = bare grpc-js server, same SDK and payloads (transport ceiling); nbdkit = nbdkit file plugin + fio nbd engine;');
     out.push('daxd-nbd = daxd\'s NBD export of the same daxd, the same fio commands; dn/nbd = daxd-nbd / nbdkit;');
     out.push(`TCP = Node net loopback, 1 MiB writes (${tcp.toFixed(0)} MB/s); mmap = copy into/out of a MAP_SHARED mapping (4 KiB random: ops/s; 1 MiB: MB/s);`);
     out.push(`other: raw first-touch page faults of a mapped sparse file (read ${raw.readFaultsPerSec.toFixed(0)}/s, write ${raw.writeFaultsPerSec.toFixed(0)}/s), echo unary 4 KiB QD16 ${unary.toFixed(0)} req/s / 3 calls per pin cycle.`);
-    out.push('CPU us/op: client + server process CPU per op (daxd: this process + daxd; nbd: fio + nbdkit; daxd-nbd: fio + daxd).');
+    out.push('1 MiB DMA / MappedFile rows: other = 1 MiB Files seqread of daxd in the same run.');
     out.push('', 'targets:', ...targets(rows).map((t) => `  ${t}`));
     out.push('', 'commands:', ...[...commands].map((c) => `  ${c}`));
     if (nbdMissing) out.push(`  (nbdkit baseline missing: ${nbdMissing})`);
@@ -447,7 +578,9 @@ async function main(): Promise<void> {
     }
     const json = JSON.stringify({
       bench: 'all', seconds: SECONDS, rounds, loadAverage: os.loadavg(), cpus: os.cpus().length, nodeVersion: process.version,
-      rows: rows.map((r) => ({ id: r.c.id, label: r.c.label, unit: r.c.unit, daxd: r.daxd, echo: r.echo, nbd: r.nbd, daxdNbd: r.daxdNbd, tcpMBps: r.tcp, mmap: r.mmap, ref: r.ref })),
+      before: before?.mainJs ?? null,
+      rows: rows.map((r) => ({ id: r.c.id, label: r.c.label, unit: r.c.unit, daxd: r.daxd, before: r.before, echo: r.echo, nbd: r.nbd, daxdNbd: r.daxdNbd, tcpMBps: r.tcp, mmap: r.mmap, ref: r.ref })),
+      extraRows: extra,
       raw, tcpMBps: tcp, echoUnaryPerSec: unary, targets: targets(rows), commands: [...commands], nbdMissing, profile,
       elapsedS: (performance.now() - started) / 1000,
     });
@@ -459,6 +592,7 @@ async function main(): Promise<void> {
     await nbd?.stop();
     await sink.stop();
     await echo.stop();
+    await before?.stop();
     await daxd.stop();
     tmp.remove();
   }
