@@ -95,7 +95,10 @@ function callGone(call: unknown): boolean {
 export function unaryMemory(memory: StreamMemory, log: Logger): grpc.ServerInterceptor {
   return (method, nextCall) => {
     const cost = method.requestStream || method.responseStream ? undefined : UNARY_COST[methodLabel(method.path)];
-    if (cost === undefined) return new grpc.ServerInterceptingCall(nextCall);
+    // Nothing to charge: no layer at all (grpc-js chains interceptors by what each returns). A
+    // pass-through ServerInterceptingCall forwarded every message, read and write of every
+    // op stream: ~2 us of the ~60 us of server JS per 4 KiB stream op (profiled).
+    if (cost === undefined) return nextCall as grpc.ServerInterceptingCall;
     const where = methodLabel(method.path);
     let account: StreamAccount | null = null;
     let admitted = false;
