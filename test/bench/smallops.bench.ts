@@ -41,6 +41,15 @@ export interface SmallFigures {
   opsPerSec: number;
   clientCpuUsPerOp: number;
   serverCpuUsPerOp: number;
+  /** read(2)-like and write(2)-like syscalls per op (/proc/PID/io syscr, syscw): socket wake-ups and sends. */
+  clientSyscallsPerOp: { r: number; w: number };
+  serverSyscallsPerOp: { r: number; w: number };
+}
+
+function syscalls(pid: number | 'self'): { r: number; w: number } {
+  const io = fs.readFileSync(`/proc/${pid}/io`, 'utf8');
+  const field = (name: string) => Number(new RegExp(`^${name}: (\\d+)$`, 'm').exec(io)?.[1] ?? NaN);
+  return { r: field('syscr'), w: field('syscw') };
 }
 
 export interface SmallTarget {
@@ -54,6 +63,7 @@ export interface SmallTarget {
 export async function measureSmall(t: SmallTarget, c: SmallCase, seconds: number): Promise<SmallFigures> {
   const cpu0 = process.cpuUsage();
   const server0 = processCpuUs(t.pid);
+  const sys0 = { client: syscalls('self'), server: syscalls(t.pid) };
   let ops: number;
   let elapsedS: number;
   if (c === 'stream-read' || c === 'stream-write') {
@@ -90,8 +100,13 @@ export async function measureSmall(t: SmallTarget, c: SmallCase, seconds: number
   }
   const cpu = process.cpuUsage(cpu0);
   const serverUs = processCpuUs(t.pid) - server0;
+  const sys1 = { client: syscalls('self'), server: syscalls(t.pid) };
   const n = Math.max(1, ops);
-  return { opsPerSec: n / elapsedS, clientCpuUsPerOp: (cpu.user + cpu.system) / n, serverCpuUsPerOp: serverUs / n };
+  const per = (a: { r: number; w: number }, b: { r: number; w: number }) => ({ r: (b.r - a.r) / n, w: (b.w - a.w) / n });
+  return {
+    opsPerSec: n / elapsedS, clientCpuUsPerOp: (cpu.user + cpu.system) / n, serverCpuUsPerOp: serverUs / n,
+    clientSyscallsPerOp: per(sys0.client, sys1.client), serverSyscallsPerOp: per(sys0.server, sys1.server),
+  };
 }
 
 /** Creates and writes the 64 MiB file the cases use on a daxd. */
@@ -110,7 +125,11 @@ export async function layOutSmall(address: string): Promise<LoadFile> {
 
 function medianOf(runs: SmallFigures[]): SmallFigures {
   const mid = (pick: (m: SmallFigures) => number) => runs.map(pick).sort((a, b) => a - b)[Math.floor(runs.length / 2)];
-  return { opsPerSec: mid((m) => m.opsPerSec), clientCpuUsPerOp: mid((m) => m.clientCpuUsPerOp), serverCpuUsPerOp: mid((m) => m.serverCpuUsPerOp) };
+  return {
+    opsPerSec: mid((m) => m.opsPerSec), clientCpuUsPerOp: mid((m) => m.clientCpuUsPerOp), serverCpuUsPerOp: mid((m) => m.serverCpuUsPerOp),
+    clientSyscallsPerOp: { r: mid((m) => m.clientSyscallsPerOp.r), w: mid((m) => m.clientSyscallsPerOp.w) },
+    serverSyscallsPerOp: { r: mid((m) => m.serverSyscallsPerOp.r), w: mid((m) => m.serverSyscallsPerOp.w) },
+  };
 }
 
 /**
@@ -190,7 +209,8 @@ async function main(): Promise<void> {
       process.stderr.write(`smallops: round ${round + 1} done\n`);
     }
     const lines = [`4 KiB QD1, medians of ${ROUNDS} x ${SECONDS} s; load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}; CPU us/op client+server (ratio of the total to echo's)`];
-    const header = ['case', ...targets.map((t) => `${t.name} ops/s`), ...targets.map((t) => `${t.name} c+s us`), ...targets.filter((t) => t.name !== 'echo').map((t) => `${t.name}/echo CPU`)];
+    const header = ['case', ...targets.map((t) => `${t.name} ops/s`), ...targets.map((t) => `${t.name} c+s us`), ...targets.filter((t) => t.name !== 'echo').map((t) => `${t.name}/echo CPU`),
+      ...targets.map((t) => `${t.name} syscalls r/w c;s`)];
     lines.push(header.join(' | '));
     const json: Record<string, Record<string, SmallFigures>> = {};
     for (const c of cases) {
@@ -199,7 +219,11 @@ async function main(): Promise<void> {
       const total = (f: SmallFigures) => f.clientCpuUsPerOp + f.serverCpuUsPerOp;
       lines.push([c, ...targets.map((t) => m[t.name].opsPerSec.toFixed(0)),
         ...targets.map((t) => `${m[t.name].clientCpuUsPerOp.toFixed(0)}+${m[t.name].serverCpuUsPerOp.toFixed(0)}=${total(m[t.name]).toFixed(0)}`),
-        ...targets.filter((t) => t.name !== 'echo').map((t) => `${(total(m[t.name]) / total(m.echo)).toFixed(2)}x`)].join(' | '));
+        ...targets.filter((t) => t.name !== 'echo').map((t) => `${(total(m[t.name]) / total(m.echo)).toFixed(2)}x`),
+        ...targets.map((t) => {
+          const f = m[t.name];
+          return `${f.clientSyscallsPerOp.r.toFixed(1)}/${f.clientSyscallsPerOp.w.toFixed(1)};${f.serverSyscallsPerOp.r.toFixed(1)}/${f.serverSyscallsPerOp.w.toFixed(1)}`;
+        })].join(' | '));
     }
     process.stdout.write(`${lines.join('\n')}\n`);
     if (process.argv.includes('--profile') || process.argv.includes('--profile-echo')) {
