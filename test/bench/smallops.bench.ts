@@ -10,7 +10,8 @@
  * --before DIR (or BENCH_BEFORE=DIR): also runs an older build (DIR/dist/cli/main.js),
  * alternating with this one each round. --profile: then runs each case once more against
  * a daxd under --cpu-prof (this process under the inspector) and prints where the CPU goes
- * (profiles kept in test-artifacts/smallops-*.cpuprofile); --profile-echo: the echo's too.
+ * (profiles kept in test-artifacts/smallops-*.cpuprofile); --profile-echo: the echo's too; with
+ * --before, the older build's too.
  * BENCH_SECONDS (default 1.5) per run, BENCH_ROUNDS (default 3); medians.
  */
 import fs from 'node:fs';
@@ -136,16 +137,17 @@ function medianOf(runs: SmallFigures[]): SmallFigures {
  * Profiles case c against a fresh daxd (or echo) under --cpu-prof, and this process under
  * the inspector: both summaries over the measured run only.
  */
-async function profileSmall(dir: string, c: SmallCase, seconds: number, what: 'daxd' | 'echo'): Promise<string> {
+async function profileSmall(dir: string, c: SmallCase, seconds: number, what: 'daxd' | 'before' | 'echo', beforeDir: string | null): Promise<string> {
   const profDir = path.join(dir, `prof-${what}-${c}`);
   fs.mkdirSync(profDir, { recursive: true });
   const nodeArgs = ['--cpu-prof', `--cpu-prof-dir=${profDir}`];
-  const server = what === 'daxd' ? await startDaxdChild({ volumePath: path.join(profDir, 'p.vol'), size: '256M', nodeArgs }) : await startEcho(nodeArgs);
+  const server = what === 'echo' ? await startEcho(nodeArgs)
+    : await startDaxdChild({ volumePath: path.join(profDir, 'p.vol'), size: '256M', nodeArgs, buildDir: what === 'before' ? (beforeDir ?? undefined) : undefined });
   const session = new inspector.Session();
   session.connect();
   const post = <T>(method: string, params?: object) => new Promise<T>((resolve, reject) => session.post(method, params ?? {}, (err, res) => (err ? reject(err) : resolve(res as T))));
   try {
-    const file: LoadFile = what === 'daxd' ? await layOutSmall(server.address) : { index: 0, ino: 1, name: 'echo', pages: FILE_BYTES / KIB4, sizeBytes: FILE_BYTES };
+    const file: LoadFile = what !== 'echo' ? await layOutSmall(server.address) : { index: 0, ino: 1, name: 'echo', pages: FILE_BYTES / KIB4, sizeBytes: FILE_BYTES };
     const target = { name: what, address: server.address, pid: server.pid, file };
     await measureSmall(target, c, 0.5);
     await post('Profiler.enable');
@@ -227,8 +229,8 @@ async function main(): Promise<void> {
     }
     process.stdout.write(`${lines.join('\n')}\n`);
     if (process.argv.includes('--profile') || process.argv.includes('--profile-echo')) {
-      const whats: Array<'daxd' | 'echo'> = process.argv.includes('--profile-echo') ? ['daxd', 'echo'] : ['daxd'];
-      for (const c of cases) for (const what of whats) process.stdout.write(`\n${await profileSmall(tmp.dir, c, 3, what)}\n`);
+      const whats: Array<'daxd' | 'before' | 'echo'> = ['daxd', ...(before ? ['before' as const] : []), ...(process.argv.includes('--profile-echo') ? ['echo' as const] : [])];
+      for (const c of cases) for (const what of whats) process.stdout.write(`\n${await profileSmall(tmp.dir, c, 3, what, before)}\n`);
     }
     process.stdout.write(`${JSON.stringify({ bench: 'smallops', seconds: SECONDS, rounds: ROUNDS, loadAverage: os.loadavg(), before, figures: json })}\n`);
   } finally {
