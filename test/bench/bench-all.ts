@@ -32,13 +32,15 @@
  * its figure and the ratio after/before: a before/after table from one run.
  *
  * Rows: CASES are the daxd-load cases (one engine, many targets). Anything else (a bench
- * module of its own: in-process faults, DMA, ...) is a RowSource in EXTRA_ROWS: a function
- * returning BenchRows, called once after the rounds and printed in the second table. Adding
- * one is one line there. CPU us/op is printed per target, client and server separately
- * (client: process.cpuUsage of this process or fio's figure; server: /proc/PID/stat). `--profile` (or BENCH_PROFILE=1)
- * then runs 4 KiB randread QD 64 and 1 MiB seqread QD 4 again with the server under
- * --cpu-prof and the client under the inspector's profiler, and prints where the CPU time
- * goes (the profiles are kept in test-artifacts/).
+ * module of its own: in-process faults, DMA, ...) is a RowSource (bench-rows.ts) listed in
+ * EXTRA_ROWS: a function returning BenchRows, called once after the rounds and printed in
+ * the second table. Adding one is one line there. CPU us/op is printed per target, client
+ * and server separately (client: process.cpuUsage of this process or fio's figure; server:
+ * /proc/PID/stat).
+ *
+ * `--profile` (or BENCH_PROFILE=1) then runs 4 KiB randread QD 64 and 1 MiB seqread QD 4
+ * again with the server under --cpu-prof and the client under the inspector's profiler,
+ * and prints where the CPU time goes (the profiles are kept in test-artifacts/).
  */
 import fs from 'node:fs';
 import inspector from 'node:inspector';
@@ -58,7 +60,8 @@ import { formatSummary, summarize, type CpuProfile } from './cpu-profile-summary
 import { MiB } from '../support/units';
 import { startDaxdChild, type DaxdChild } from './daxd-child';
 import { processCpuUs, startEcho } from './bench-util';
-import { runInProcess } from './faults-inprocess';
+import { faultsInProcessRows, type BenchRow, type RowSource } from './bench-rows';
+import { grpcTargets } from './bench-targets';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 1.5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -118,46 +121,6 @@ export const CASES: Case[] = [
   // MappedFile reads of 1 MiB (random slots; PTEs cached after the first touch); "other": 1 MiB Files seqread.
   { id: 'mapped-read-1m', label: 'MappedFile 1 MiB reads, QD4', unit: 'MB/s', workload: 'mapped-load', bs: MiB, qd: 4, with: [] },
 ];
-
-/**
- * A row of a bench module of its own (not a daxd-load case): its figures as they are, one
- * value per target it measured. `ref` is what the row is compared with (d/ref column).
- */
-export interface BenchRow {
-  id: string;
-  label: string;
-  unit: string;
-  daxd: number;
-  /** The same measured against the --before build, when the module can. */
-  before?: number;
-  ref?: { name: string; value: number };
-  clientCpuUsPerOp?: number;
-  serverCpuUsPerOp?: number;
-}
-
-/** What a row module gets: where to put files, how long to run, how to log, the --before build. */
-export interface RowContext {
-  tmpDir: string;
-  seconds: number;
-  rounds: number;
-  beforeDir: string | null;
-  log(line: string): void;
-}
-
-export type RowSource = (ctx: RowContext) => Promise<BenchRow[]>;
-
-/** In-process faults (server/dax driven directly, faults-inprocess.ts), a short configuration. */
-async function faultsInProcessRows(ctx: RowContext): Promise<BenchRow[]> {
-  const dir = fs.mkdtempSync(path.join(ctx.tmpDir, 'faults-'));
-  const r = await runInProcess({
-    reps: ctx.rounds, holePages: 8_192, allocPages: 4_096, mappedPasses: 2, lockOps: 50_000, faulters: 64, faultsPerFaulter: 100, memoryEntries: 50_000,
-  }, dir, ctx.log);
-  return [
-    { id: 'faults-inprocess-read-hole', label: 'in-process READ faults on holes', unit: 'faults/s', daxd: r.readHoleFaultsPerSec, ref: { name: 'target', value: 500_000 } },
-    { id: 'faults-inprocess-write-allocate', label: 'in-process WRITE faults allocating', unit: 'faults/s', daxd: r.writeAllocateFaultsPerSec },
-    { id: 'faults-inprocess-mapped', label: 'in-process faults on mapped pages', unit: 'faults/s', daxd: r.mappedFaultsPerSec, ref: { name: 'target', value: 500_000 } },
-  ];
-}
 
 /**
  * Bench modules with rows of their own, run once after the rounds, in this order. To add
@@ -361,7 +324,7 @@ function extraTable(rows: BenchRow[], withBefore: boolean): string {
   return render(header, lines);
 }
 
-function targets(rows: Row[]): string[] {
+function targets(rows: Row[], extra: BenchRow[]): string[] {
   const get = (id: string) => rows.find((r) => r.c.id === id);
   const out: string[] = [];
   for (const id of ['randread-4k-qd64', 'randwrite-4k-qd64']) {
@@ -380,6 +343,7 @@ function targets(rows: Row[]): string[] {
     out.push(`${r.c.label} >= 0.80x loopback TCP: ${x.toFixed(2)}x ${x >= 0.8 ? 'MET' : 'NOT MET'}`);
   }
   out.push(...daxdNbdTargets(rows.map((r) => ({ id: r.c.id, label: r.c.label, nbdkit: r.nbd, daxdNbd: r.daxdNbd }))));
+  out.push(...grpcTargets(rows.map((r) => ({ id: r.c.id, label: r.c.label, unit: r.c.unit, bs: r.c.bs, qd: r.c.qd, daxd: r.daxd, before: r.before, echo: r.echo, tcp: r.tcp })), extra));
   return out;
 }
 
@@ -562,7 +526,7 @@ async function main(): Promise<void> {
     out.push(`TCP = Node net loopback, 1 MiB writes (${tcp.toFixed(0)} MB/s); mmap = copy into/out of a MAP_SHARED mapping (4 KiB random: ops/s; 1 MiB: MB/s);`);
     out.push(`other: raw first-touch page faults of a mapped sparse file (read ${raw.readFaultsPerSec.toFixed(0)}/s, write ${raw.writeFaultsPerSec.toFixed(0)}/s), echo unary 4 KiB QD16 ${unary.toFixed(0)} req/s / 3 calls per pin cycle.`);
     out.push('1 MiB DMA / MappedFile rows: other = 1 MiB Files seqread of daxd in the same run.');
-    out.push('', 'targets:', ...targets(rows).map((t) => `  ${t}`));
+    out.push('', 'targets:', ...targets(rows, extra).map((t) => `  ${t}`));
     out.push('', 'commands:', ...[...commands].map((c) => `  ${c}`));
     if (nbdMissing) out.push(`  (nbdkit baseline missing: ${nbdMissing})`);
     process.stdout.write(`${out.join('\n')}\n`);
@@ -581,7 +545,7 @@ async function main(): Promise<void> {
       before: before?.mainJs ?? null,
       rows: rows.map((r) => ({ id: r.c.id, label: r.c.label, unit: r.c.unit, daxd: r.daxd, before: r.before, echo: r.echo, nbd: r.nbd, daxdNbd: r.daxdNbd, tcpMBps: r.tcp, mmap: r.mmap, ref: r.ref })),
       extraRows: extra,
-      raw, tcpMBps: tcp, echoUnaryPerSec: unary, targets: targets(rows), commands: [...commands], nbdMissing, profile,
+      raw, tcpMBps: tcp, echoUnaryPerSec: unary, targets: targets(rows, extra), commands: [...commands], nbdMissing, profile,
       elapsedS: (performance.now() - started) / 1000,
     });
     fs.mkdirSync(path.join(REPO_ROOT, 'test-artifacts'), { recursive: true });
