@@ -34,7 +34,7 @@ export function grpcTargets(rows: TargetRow[], extra: BenchRow[]): string[] {
   const out: string[] = [];
   const check = (what: string, x: number | undefined, min: number, max = Infinity) => {
     if (x === undefined || !Number.isFinite(x)) out.push(`${what}: no figure`);
-    else out.push(`${what}: ${x.toFixed(2)}${min === 0 ? '' : 'x'} ${x >= min && x <= max ? 'MET' : 'NOT MET'}`);
+    else out.push(`${what}: ${x.toFixed(2)}x ${x >= min && x <= max ? 'MET' : 'NOT MET'}`);
   };
   const get = (id: string) => rows.find((r) => r.id === id);
   const total = (m: Figures | undefined) => (m ? m.clientCpuUsPerOp + m.serverCpuUsPerOp : undefined);
