@@ -143,38 +143,66 @@ export function lookupPin(pins: PinTable, owner: MappingOwner, pinId: string): P
 }
 
 /**
- * The edge checked the access's shape (server/rpc/validate.ts dmaAccess); what depends
- * on the pin is checked here: revoked (PIN_REVOKED), and the page against its length.
+ * The edge checked the access's shape (server/rpc/validate.ts dmaAccess, dmaRange); what
+ * depends on the pin is checked here: revoked (PIN_REVOKED), and the range against its
+ * pages. A range starts at byte `offset` of pinned page `page` and may run on into the
+ * pin's following pages (Dma.Stream); the unary Read/Write keep to one page at the edge.
  */
-function checkAccess(p: Pin, page: number, offset: number, length: number): number {
+function checkRange(p: Pin, page: number, offset: number, length: number): void {
   assert(Number.isSafeInteger(page) && page >= 0, `DMA page ${page} reached the engine unchecked`);
-  assert(Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0 && offset + length <= BLOCK_SIZE,
+  assert(Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0 && offset < BLOCK_SIZE,
     `DMA [${offset}, ${offset + length}) reached the engine unchecked`);
   if (p.state === 'revoked') throw new PinRevokedError(p.id);
   if (page >= p.pfns.length) throw new InvalidArgumentError(`page ${page} outside the pin (${p.pfns.length} pages)`);
-  return p.pfns[page];
+  const endBytes = page * BLOCK_SIZE + offset + length;
+  if (endBytes > p.pfns.length * BLOCK_SIZE) {
+    throw new InvalidArgumentError(`DMA of ${length} bytes from page ${page} offset ${offset} runs past the pin's ${p.pfns.length} pages`);
+  }
 }
 
-/** DMA read from a pinned block. `during` (tests) runs while the DMA counts as in flight. */
+/**
+ * Calls `each(pfn, offsetInBlock, length, at)` for every page piece of the range, in
+ * order; `at` is the piece's position in the range.
+ */
+function forEachPiece(p: Pin, page: number, offset: number, length: number, each: (pfn: number, offsetInBlock: number, len: number, at: number) => void): void {
+  let at = 0;
+  let pg = page;
+  let off = offset;
+  while (at < length) {
+    const len = Math.min(BLOCK_SIZE - off, length - at);
+    each(p.pfns[pg], off, len, at);
+    at += len;
+    pg++;
+    off = 0;
+  }
+}
+
+/** DMA read from pinned blocks, [offset, offset + length) from page `page` on (it may span pages). */
 export async function dmaRead(ctx: DaxContext, p: Pin, page: number, offset: number, length: number): Promise<Buffer> {
-  const pfn = checkAccess(p, page, offset, length);
+  checkRange(p, page, offset, length);
   return inFlight(ctx, p, page, () => {
-    const out = Buffer.alloc(length);
-    if (pfn !== 0) out.set(ctx.fs.storage.view(pfn * BLOCK_SIZE + offset, length));
+    const out = Buffer.allocUnsafe(length);
+    forEachPiece(p, page, offset, length, (pfn, off, len, at) => {
+      if (pfn === 0) out.fill(0, at, at + len); // the zero page of a read-only pin over a hole
+      else out.set(ctx.fs.storage.view(pfn * BLOCK_SIZE + off, len), at);
+    });
     return out;
   });
 }
 
+/** DMA write into pinned blocks from page `page` on (it may span pages). */
 export async function dmaWrite(ctx: DaxContext, p: Pin, page: number, offset: number, data: Uint8Array): Promise<void> {
-  const pfn = checkAccess(p, page, offset, data.length);
+  checkRange(p, page, offset, data.length);
   if (!p.writable) throw new ReadOnlyPinError(`DMA write through read-only pin ${p.id}: the file is unchanged`);
-  assert(pfn !== 0, 'writable pin on the zero page');
   await inFlight(ctx, p, page, () => {
-    ctx.fs.storage.view(pfn * BLOCK_SIZE + offset, data.length).set(data);
-    // S6: "DMA followed by Fsync" is a durable point. The block joins the file's dirty
-    // set (flushed by fsync), not the entry's DIRTY flag, which writeback may clear while
-    // this pin keeps writing.
-    ctx.fs.markDirty(p.as.ino, pfn);
+    forEachPiece(p, page, offset, data.length, (pfn, off, len, at) => {
+      assert(pfn !== 0, 'writable pin on the zero page');
+      ctx.fs.storage.view(pfn * BLOCK_SIZE + off, len).set(data.subarray(at, at + len));
+      // S6: "DMA followed by Fsync" is a durable point. The block joins the file's dirty
+      // set (flushed by fsync), not the entry's DIRTY flag, which writeback may clear while
+      // this pin keeps writing.
+      ctx.fs.markDirty(p.as.ino, pfn);
+    });
   });
 }
 

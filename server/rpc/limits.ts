@@ -29,6 +29,13 @@ export const STREAM_BYTES_BUFFERED_MAX = 32 * 1024 * 1024;
 export const CONNECTION_BYTES_BUFFERED_MAX = 64 * 1024 * 1024;
 export const SERVER_BYTES_BUFFERED_MAX = 256 * 1024 * 1024;
 
+/**
+ * Bytes one Dma.Stream op reads or writes (its range may span the pages of its pin, which
+ * covers at most PIN_PAGES_MAX pages = 4 MiB); more is ELIMIT. One op's data fits one
+ * message, as for Files streams.
+ */
+export const DMA_OP_BYTES_MAX = 4 * 1024 * 1024;
+
 /** A reply batch is sent once it holds this many data bytes (or at the end of the tick). */
 export const STREAM_REPLY_FLUSH_BYTES = 1024 * 1024;
 
