@@ -161,18 +161,25 @@ function checkRange(p: Pin, page: number, offset: number, length: number): void 
 }
 
 /**
- * Calls `each(pfn, offsetInBlock, length, at)` for every page piece of the range, in
- * order; `at` is the piece's position in the range.
+ * Calls `each(pfn, offsetInBlock, length, at)` for every run of the range, in order: a run
+ * covers pages whose blocks are physically contiguous (one copy for the run, not one per
+ * page), or a single zero page (pfn 0); `at` is the run's position in the range.
  */
-function forEachPiece(p: Pin, page: number, offset: number, length: number, each: (pfn: number, offsetInBlock: number, len: number, at: number) => void): void {
+function forEachRun(p: Pin, page: number, offset: number, length: number, each: (pfn: number, offsetInBlock: number, len: number, at: number) => void): void {
   let at = 0;
   let pg = page;
   let off = offset;
   while (at < length) {
-    const len = Math.min(BLOCK_SIZE - off, length - at);
-    each(p.pfns[pg], off, len, at);
-    at += len;
+    const first = p.pfns[pg];
+    let len = Math.min(BLOCK_SIZE - off, length - at);
     pg++;
+    // Extend over the next pages while their blocks follow this one's (never over zero pages).
+    while (first !== 0 && at + len < length && p.pfns[pg] === p.pfns[pg - 1] + 1) {
+      len += Math.min(BLOCK_SIZE, length - at - len);
+      pg++;
+    }
+    each(first, off, len, at);
+    at += len;
     off = 0;
   }
 }
@@ -182,7 +189,7 @@ export async function dmaRead(ctx: DaxContext, p: Pin, page: number, offset: num
   checkRange(p, page, offset, length);
   return inFlight(ctx, p, page, () => {
     const out = Buffer.allocUnsafe(length);
-    forEachPiece(p, page, offset, length, (pfn, off, len, at) => {
+    forEachRun(p, page, offset, length, (pfn, off, len, at) => {
       if (pfn === 0) out.fill(0, at, at + len); // the zero page of a read-only pin over a hole
       else out.set(ctx.fs.storage.view(pfn * BLOCK_SIZE + off, len), at);
     });
@@ -195,13 +202,14 @@ export async function dmaWrite(ctx: DaxContext, p: Pin, page: number, offset: nu
   checkRange(p, page, offset, data.length);
   if (!p.writable) throw new ReadOnlyPinError(`DMA write through read-only pin ${p.id}: the file is unchanged`);
   await inFlight(ctx, p, page, () => {
-    forEachPiece(p, page, offset, data.length, (pfn, off, len, at) => {
+    forEachRun(p, page, offset, data.length, (pfn, off, len, at) => {
       assert(pfn !== 0, 'writable pin on the zero page');
       ctx.fs.storage.view(pfn * BLOCK_SIZE + off, len).set(data.subarray(at, at + len));
       // S6: "DMA followed by Fsync" is a durable point. The block joins the file's dirty
       // set (flushed by fsync), not the entry's DIRTY flag, which writeback may clear while
-      // this pin keeps writing.
-      ctx.fs.markDirty(p.as.ino, pfn);
+      // this pin keeps writing. Every block of the run.
+      const last = pfn + Math.floor((off + len - 1) / BLOCK_SIZE);
+      for (let b = pfn; b <= last; b++) ctx.fs.markDirty(p.as.ino, b);
     });
   });
 }
