@@ -90,7 +90,7 @@ export class Metrics {
       labelNames: ['method', 'code'], buckets: RPC_DURATION_BUCKETS_SECONDS, registers,
     });
     this.streamOpErrors = new prom.Counter({
-      name: 'daxd_stream_op_errors_total', help: 'Ops of Files.ReadStream/WriteStream that failed, by status code.',
+      name: 'daxd_stream_op_errors_total', help: 'Ops of Files.ReadStream/WriteStream and Dma.Stream that failed, by status code.',
       labelNames: ['method', 'code'], registers,
     });
     const ioOps = new prom.Counter({
