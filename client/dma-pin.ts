@@ -358,6 +358,11 @@ export class DmaPin extends EventEmitter {
     try {
       return await stream.op(this.session, op);
     } catch (err) {
+      // DmaStream already typed it: mark this pin revoked as translate() does for the unary path.
+      if (err instanceof PinRevokedError) {
+        this.revoked('the server refused the DMA: the pin was revoked');
+        throw new PinRevokedError(this.id, err.details);
+      }
       throw this.translate(err);
     } finally {
       this.inflightCount--;

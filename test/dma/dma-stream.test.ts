@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import { DaxClientError, PinRevokedError, type DaxClient, type DaxSession } from '../../client';
+import { DaxClientError, DmaPin, PinRevokedError, type DaxClient, type DaxSession } from '../../client';
 import type { RawClients } from '../../client/raw-clients';
 import type { DmaOp } from '../../wire/generated/daxd/v1/DmaOp';
 import type { DmaResult__Output } from '../../wire/generated/daxd/v1/DmaResult';
@@ -315,6 +315,20 @@ describe('dma: Dma.Stream (pipelined pin / DMA / unpin)', function () {
       await pin.unpin();
       const err = await failure(pin.streamRead(0, 0, 1));
       assert.equal(err.reason, 'ENOENT');
+    });
+
+    it('a PIN_REVOKED answer on the stream path marks the DmaPin revoked (as the unary path does)', async function () {
+      const { ino } = await file(1);
+      // The stream path answers PIN_REVOKED before any PinRevoked event could: the pin must not wait for the event.
+      const refusing = { op: () => Promise.reject(new PinRevokedError('x', 'PIN_REVOKED: revoked')) };
+      const pin = await DmaPin.pin(server.raw.dma, session, ino, 0, 1, {}, { deadlineMs: 10_000, retries: 0, stream: refusing });
+      try {
+        await assert.rejects(pin.streamRead(0, 0, 1), (err: unknown) => err instanceof PinRevokedError && err.pinId === pin.id);
+        assert.equal(pin.state, 'revoked');
+        await assert.rejects(pin.streamRead(0, 0, 1), PinRevokedError, 'later DMA is refused locally');
+      } finally {
+        await pin.unpin();
+      }
     });
 
     it('typed errors: PIN_REVOKED is PinRevokedError, others DaxClientError with their reason', async function () {
