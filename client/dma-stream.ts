@@ -18,6 +18,7 @@
 import { DaxClientError } from './errors';
 import { PinRevokedError } from './dma-pin';
 import { OpPipeline } from './op-pipeline';
+import { DMA_OP_BYTES_MAX } from '../wire/limits';
 import type { DaxSession } from './session';
 import type { DmaClient } from '../wire/generated/daxd/v1/Dma';
 import type { DmaOp } from '../wire/generated/daxd/v1/DmaOp';
@@ -25,8 +26,8 @@ import type { DmaResult__Output } from '../wire/generated/daxd/v1/DmaResult';
 import type { DmaStreamRequest } from '../wire/generated/daxd/v1/DmaStreamRequest';
 import type { DmaStreamResponse__Output } from '../wire/generated/daxd/v1/DmaStreamResponse';
 
-/** Bytes one Dma.Stream op may move (the server's DMA_OP_BYTES_MAX). */
-export const DMA_OP_BYTES_MAX = 4 * 1024 * 1024;
+/** Bytes one Dma.Stream op may move (wire/limits.ts). */
+export { DMA_OP_BYTES_MAX };
 
 export interface DmaPinSpec {
   ino: number;

@@ -6,7 +6,7 @@
  * re-exported here so the server names all of its limits in one place.
  */
 export {
-  FLOW_CONTROL_WINDOW_BYTES, MAPPING_BATCH_OPS_MAX, MESSAGE_BYTES_MAX, RPC_IO_BYTES_MAX, STREAM_OPS_PER_MESSAGE_MAX,
+  DMA_OP_BYTES_MAX, FLOW_CONTROL_WINDOW_BYTES, MAPPING_BATCH_OPS_MAX, MESSAGE_BYTES_MAX, RPC_IO_BYTES_MAX, STREAM_OPS_PER_MESSAGE_MAX,
 } from '../../wire/limits';
 
 /**
@@ -28,13 +28,6 @@ export const STREAM_OPS_IN_FLIGHT_MAX = 1024;
 export const STREAM_BYTES_BUFFERED_MAX = 32 * 1024 * 1024;
 export const CONNECTION_BYTES_BUFFERED_MAX = 64 * 1024 * 1024;
 export const SERVER_BYTES_BUFFERED_MAX = 256 * 1024 * 1024;
-
-/**
- * Bytes one Dma.Stream op reads or writes (its range may span the pages of its pin, which
- * covers at most PIN_PAGES_MAX pages = 4 MiB); more is ELIMIT. One op's data fits one
- * message, as for Files streams.
- */
-export const DMA_OP_BYTES_MAX = 4 * 1024 * 1024;
 
 /** A reply batch is sent once it holds this many data bytes (or at the end of the tick). */
 export const STREAM_REPLY_FLUSH_BYTES = 1024 * 1024;
