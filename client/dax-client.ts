@@ -41,6 +41,7 @@ import { RawClients } from './raw-clients';
 import { assertLoopbackTarget, bearerInterceptor, channelCredentials, tlsChannelOptions, type DaxTlsOptions } from './credentials';
 import type { MappedFile, MmapOptions } from './mapped-file';
 import { DmaPin, type PinOptions } from './dma-pin';
+import { DmaStream } from './dma-stream';
 import { DaxSession, type OpenSessionOptions } from './session';
 import { callUnary, type UnaryMethod } from './unary-call';
 
@@ -124,6 +125,8 @@ export class DaxClient {
   private defaultSession: Promise<DaxSession> | null = null;
   private readonly reads: OpPipeline<ReadOp, ReadStreamRequest, ReadStreamResponse__Output, ReadResult__Output>;
   private readonly writes: OpPipeline<WriteOp, WriteStreamRequest, WriteStreamResponse__Output, WriteResult__Output>;
+  /** Pins and DMA pipelined over Dma.Stream (dma-stream.ts): pin + DMA + unpin in one op. */
+  readonly dma: DmaStream;
   /** The server's max_io_bytes / max_message_bytes, fetched once by the first I/O. */
   private readonly serverLimits: ServerLimits;
 
@@ -134,6 +137,7 @@ export class DaxClient {
     this.raw = new RawClients(loadDaxdProto(), address, { ...CLIENT_CHANNEL_OPTIONS, ...tlsChannelOptions(options.tls), ...options.channelOptions },
       channelCredentials(options.tls), options.token === undefined ? [] : [bearerInterceptor(options.token)]);
     const files: FilesClient = this.raw.files;
+    this.dma = new DmaStream(this.raw.dma, this.deadlineMs);
     // Sent once, not retried: a failure leaves the wire defaults and the next I/O asks again.
     this.serverLimits = new ServerLimits(() => callUnary<object, VolumeInfo__Output>(files.StatVolume.bind(files) as UnaryMethod<object, VolumeInfo__Output>, {}, {
       deadlineMs: this.deadlineMs, idempotent: false, retries: 0, backoffMs: RETRY_BACKOFF_MS,
@@ -177,6 +181,7 @@ export class DaxClient {
     this.sessions.clear();
     this.reads.close();
     this.writes.close();
+    this.dma.close();
     this.raw.close();
   }
 
@@ -306,7 +311,7 @@ export class DaxClient {
    */
   async pin(ino: number, firstPgoff: number, npages: number, options: PinOptions & { session?: DaxSession } = {}): Promise<DmaPin> {
     const session = options.session ?? (await this.sessionForMmap());
-    return DmaPin.pin(this.raw.dma, session, ino, firstPgoff, npages, options, { deadlineMs: this.deadlineMs, retries: this.retries });
+    return DmaPin.pin(this.raw.dma, session, ino, firstPgoff, npages, options, { deadlineMs: this.deadlineMs, retries: this.retries, stream: this.dma });
   }
 
   private sessionForMmap(): Promise<DaxSession> {

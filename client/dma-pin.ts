@@ -54,6 +54,17 @@ export interface PinOptions {
 export interface PinCallDefaults {
   deadlineMs: number;
   retries: number;
+  /** The client's Dma.Stream path (dma-stream.ts), for streamRead / streamWrite. */
+  stream?: PinStreamPath;
+}
+
+/** What DmaPin needs of DmaStream (declared here: dma-stream.ts imports this file). */
+export interface PinStreamPath {
+  op(session: DaxSession, op: {
+    pinId: string;
+    read?: { page: number; offset: number; length: number };
+    write?: { page: number; offset: number; data: Uint8Array };
+  }): Promise<{ data: Buffer }>;
 }
 
 /** A DMA on a revoked (or recalled and being given back) pin: ABORTED / PIN_REVOKED. */
@@ -230,6 +241,24 @@ export class DmaPin extends EventEmitter {
   }
 
   /**
+   * Read `length` bytes from `offset` of pinned page `page` on, over Dma.Stream: the range
+   * may span the pin's pages (at most 4 MiB), and concurrent calls share messages.
+   */
+  async streamRead(page: number, offset: number, length: number): Promise<Buffer> {
+    assertIndex(page, 'page');
+    assertIndex(offset, 'offset');
+    assertIndex(length, 'length');
+    return (await this.streamCall({ pinId: this.id, read: { page, offset, length } })).data;
+  }
+
+  /** Write `data` from `offset` of pinned page `page` on, over Dma.Stream (may span pages). */
+  async streamWrite(page: number, offset: number, data: Uint8Array): Promise<void> {
+    assertIndex(page, 'page');
+    assertIndex(offset, 'offset');
+    await this.streamCall({ pinId: this.id, write: { page, offset, data } });
+  }
+
+  /**
    * Drop the pin (Dma.Unpin): layout changes waiting for it go on. Idempotent; on a revoked
    * pin it frees the server's slot and ignores "already gone" answers.
    */
@@ -311,6 +340,29 @@ export class DmaPin extends EventEmitter {
       // DMA to the same bytes of a pinned block may run twice: retried on UNAVAILABLE.
       return await callUnary(method, request, { deadlineMs: this.defaults.deadlineMs, idempotent: true, retries: this.defaults.retries, backoffMs: RETRY_BACKOFF_MS });
     } catch (err) {
+      throw this.translate(err);
+    } finally {
+      this.inflightCount--;
+      if (this.inflightCount === 0) for (const done of this.drainWaiters.splice(0)) done();
+    }
+  }
+
+  /** As dmaCall, over the client's Dma.Stream (not retried: the pipeline's rule). */
+  private async streamCall(op: Parameters<PinStreamPath['op']>[1]): Promise<{ data: Buffer }> {
+    const stream = this.defaults.stream;
+    if (stream === undefined) throw new Error('bug: DmaPin without the client\'s Dma.Stream path');
+    this.throwIfRevoked();
+    if (this.givingBack) throw new PinRevokedError(this.id, `pin ${this.id} was recalled and is being given back: no new DMA`);
+    if (this.stateValue === 'unpinned') throw new DaxClientError(grpc.status.NOT_FOUND, 'ENOENT', `pin ${this.id} was unpinned`);
+    this.inflightCount++;
+    try {
+      return await stream.op(this.session, op);
+    } catch (err) {
+      // DmaStream already typed it: mark this pin revoked as translate() does for the unary path.
+      if (err instanceof PinRevokedError) {
+        this.revoked('the server refused the DMA: the pin was revoked');
+        throw new PinRevokedError(this.id, err.details);
+      }
       throw this.translate(err);
     } finally {
       this.inflightCount--;

@@ -9,6 +9,8 @@ export type { MmapOptions, MappedFileStats } from './mapped-file';
 export type { ClientPte, FaultKind } from './mapping-rpc';
 export { DmaPin, PinRevokedError } from './dma-pin';
 export type { DmaPinState, PinOptions, RecallHandler } from './dma-pin';
+export { DmaStream, DMA_OP_BYTES_MAX } from './dma-stream';
+export type { DmaStreamOp, DmaStreamOutcome, DmaPinSpec, DmaRange } from './dma-stream';
 export { DaxClientError, SigbusError, type ReceivedReason } from './errors';
 export { DaxAuthError, DaxQuotaError, AUTH_REASONS, type AuthReason } from './errors';
 export { REASON_METADATA_KEY, REQUEST_ID_METADATA_KEY } from '../wire/metadata';

@@ -95,7 +95,7 @@ export class Metrics {
     this.rpcDuration = new HotHistogram('daxd_rpc_duration_seconds', 'Unary RPCs by method and gRPC status code, from call to reply.',
       RPC_DURATION_BUCKETS_SECONDS, this.registry);
     this.streamOpErrors = new prom.Counter({
-      name: 'daxd_stream_op_errors_total', help: 'Ops of Files.ReadStream/WriteStream that failed, by status code.',
+      name: 'daxd_stream_op_errors_total', help: 'Ops of Files.ReadStream/WriteStream and Dma.Stream that failed, by status code.',
       labelNames: ['method', 'code'], registers,
     });
     const ioOps = new prom.Counter({

@@ -26,6 +26,13 @@ export const RPC_IO_BYTES_MAX = 4 * 1024 * 1024;
  */
 export const MESSAGE_BYTES_MAX = RPC_IO_BYTES_MAX + 64 * 1024;
 
+/**
+ * Bytes one Dma.Stream op reads or writes (its range may span the pages of its pin, which
+ * covers at most 1024 pages = 4 MiB); more is ELIMIT. One op's data fits one message, as
+ * for the Files streams.
+ */
+export const DMA_OP_BYTES_MAX = RPC_IO_BYTES_MAX;
+
 /** Ops one ReadStream/WriteStream message may carry, and results one reply carries. */
 export const STREAM_OPS_PER_MESSAGE_MAX = 1024;
 

@@ -40,7 +40,7 @@ export const LOAD_FLAGS: FlagSpec[] = [
   { name: 'files', value: 'N', default: String(D.files), help: `files to spread the load over, named PREFIX.0 .. PREFIX.N-1 (1..${FILES_MAX})` },
   { name: 'duration', value: 'TIME', default: '10s', help: `length of the measured phase (500ms, 10s, 2m); with --ops alone the run ends at the op count or after ${OPS_ONLY_DURATION_MS_MAX / 1000}s` },
   { name: 'ops', value: 'N', help: 'stop after N requests in all (a read, a write, a fault batch, a pin cycle, a layout change each count one)' },
-  { name: 'mix', value: 'PCT', default: String(D.mixPct), help: 'percentage of reads in randrw, of loads in mapped-rw, of read cycles in pin-churn' },
+  { name: 'mix', value: 'PCT', default: String(D.mixPct), help: 'percentage of reads in randrw, of loads in mapped-rw, of read cycles in pin-churn and pin-stream' },
   { name: 'batch', value: 'N', default: String(D.batch), help: `pages per request in fault storms (FaultBatch size, MappedFile round) (1..${BATCH_MAX})` },
   { name: 'seed', value: 'N', default: 'from the clock, printed', help: 'seed of every random choice: the same seed replays the same requests' },
   { name: 'verify', help: 'stamp every written 4 KiB page with a header (file, page, generation, checksum) and check every page read; any mismatch is printed with its location and fails the run' },

@@ -6,7 +6,7 @@ export const WORKLOAD_NAMES = [
   'randread', 'randwrite', 'randrw', 'seqread', 'seqwrite',
   'fault-read-hole', 'fault-write-allocate', 'fault-mapped',
   'mapped-load', 'mapped-store', 'mapped-rw',
-  'pin-churn', 'truncate-vs-pin', 'mixed',
+  'pin-churn', 'pin-stream', 'truncate-vs-pin', 'mixed',
 ] as const;
 export type WorkloadName = (typeof WORKLOAD_NAMES)[number];
 
@@ -44,7 +44,7 @@ export interface LoadOptions {
   opsMax: number | null;
   seed: number;
   verify: boolean;
-  /** randrw, mapped-rw, pin-churn: percentage of reads. */
+  /** randrw, mapped-rw, pin-churn, pin-stream: percentage of reads. */
   mixPct: number;
   /** Fault storms: pages per FaultBatch (and per mapped round). */
   batch: number;

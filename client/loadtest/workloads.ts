@@ -5,10 +5,10 @@ import { faultStormWorkloads } from './workloads/fault-storms';
 import { fileIoWorkloads } from './workloads/file-io';
 import { mappedWorkloads } from './workloads/mapped-access';
 import { mixedWorkload } from './workloads/mixed';
-import { pinChurnWorkload } from './workloads/pin-churn';
+import { pinChurnWorkload, pinStreamWorkload } from './workloads/pin-churn';
 import { truncateVsPinWorkload } from './workloads/truncate-vs-pin';
 
-const ALL: Workload[] = [...fileIoWorkloads, ...faultStormWorkloads, ...mappedWorkloads, pinChurnWorkload, truncateVsPinWorkload, mixedWorkload];
+const ALL: Workload[] = [...fileIoWorkloads, ...faultStormWorkloads, ...mappedWorkloads, pinChurnWorkload, pinStreamWorkload, truncateVsPinWorkload, mixedWorkload];
 
 export const WORKLOADS: ReadonlyMap<WorkloadName, Workload> = new Map(WORKLOAD_NAMES.map((name) => {
   const w = ALL.find((x) => x.name === name);

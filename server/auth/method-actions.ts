@@ -48,6 +48,9 @@ export const METHOD_ACTIONS: Readonly<Record<string, Rule>> = {
   'Dma.Read': 'read',
   'Dma.Write': 'write',
   'Dma.Renew': 'read',
+  // Admitted as a reader; each op that writes (writable pin, WRITE) is checked against the
+  // role in server/rpc/dma-streams.ts (checkRole), so an `ro` principal's pin + READ cycles run.
+  'Dma.Stream': 'read',
 };
 
 /** The action `method` ("Files.Read") needs for this request (undefined for a stream: its rule is a constant). */

@@ -71,7 +71,7 @@ export async function pin(ctx: DaxContext, pins: PinTable, owner: MappingOwner, 
     // registered: count again now that nothing awaits between here and pins.add.
     if (pins.countOf(owner.id) >= PINS_PER_SESSION_MAX) throw new LimitError('pins per session', pins.countOf(owner.id) + 1, PINS_PER_SESSION_MAX);
     const p: Pin = {
-      id: randomBytes(16).toString('hex'), owner, as, firstPgoff, writable, pfns, entries,
+      id: newPinId(), owner, as, firstPgoff, writable, pfns, entries,
       state: 'active', revokedAtMs: 0, createdAtMs: Date.now(), leaseMs, leaseTimer: null, recallTimer: null, inflight: 0, drained: [], handle: 0,
     };
     // S7: attach after the last await: a session that ended meanwhile refuses, and the
@@ -89,6 +89,25 @@ export async function pin(ctx: DaxContext, pins: PinTable, owner: MappingOwner, 
   } finally {
     ctx.maybeDrop(as);
   }
+}
+
+/**
+ * Pin ids: 16 random bytes (hex), drawn from a pool refilled PIN_ID_POOL ids at a time, so
+ * a pin costs no getrandom() call of its own (pin + DMA + unpin cycles run at 10k/s). The
+ * bytes are the CSPRNG's either way; an id is still checked against its session (S7).
+ */
+const PIN_ID_POOL = 256;
+let pinIdPool = Buffer.alloc(0);
+let pinIdAt = 0;
+
+function newPinId(): string {
+  if (pinIdAt >= pinIdPool.length) {
+    pinIdPool = randomBytes(16 * PIN_ID_POOL);
+    pinIdAt = 0;
+  }
+  const id = pinIdPool.toString('hex', pinIdAt, pinIdAt + 16);
+  pinIdAt += 16;
+  return id;
 }
 
 /** generic/462: a writable pin into pages the session maps read-only only is refused. */
@@ -143,38 +162,74 @@ export function lookupPin(pins: PinTable, owner: MappingOwner, pinId: string): P
 }
 
 /**
- * The edge checked the access's shape (server/rpc/validate.ts dmaAccess); what depends
- * on the pin is checked here: revoked (PIN_REVOKED), and the page against its length.
+ * The edge checked the access's shape (server/rpc/validate.ts dmaAccess, dmaRange); what
+ * depends on the pin is checked here: revoked (PIN_REVOKED), and the range against its
+ * pages. A range starts at byte `offset` of pinned page `page` and may run on into the
+ * pin's following pages (Dma.Stream); the unary Read/Write keep to one page at the edge.
  */
-function checkAccess(p: Pin, page: number, offset: number, length: number): number {
+function checkRange(p: Pin, page: number, offset: number, length: number): void {
   assert(Number.isSafeInteger(page) && page >= 0, `DMA page ${page} reached the engine unchecked`);
-  assert(Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0 && offset + length <= BLOCK_SIZE,
+  assert(Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0 && offset < BLOCK_SIZE,
     `DMA [${offset}, ${offset + length}) reached the engine unchecked`);
   if (p.state === 'revoked') throw new PinRevokedError(p.id);
   if (page >= p.pfns.length) throw new InvalidArgumentError(`page ${page} outside the pin (${p.pfns.length} pages)`);
-  return p.pfns[page];
+  const endBytes = page * BLOCK_SIZE + offset + length;
+  if (endBytes > p.pfns.length * BLOCK_SIZE) {
+    throw new InvalidArgumentError(`DMA of ${length} bytes from page ${page} offset ${offset} runs past the pin's ${p.pfns.length} pages`);
+  }
 }
 
-/** DMA read from a pinned block. `during` (tests) runs while the DMA counts as in flight. */
+/**
+ * Calls `each(pfn, offsetInBlock, length, at)` for every run of the range, in order: a run
+ * covers pages whose blocks are physically contiguous (one copy for the run, not one per
+ * page), or a single zero page (pfn 0); `at` is the run's position in the range.
+ */
+function forEachRun(p: Pin, page: number, offset: number, length: number, each: (pfn: number, offsetInBlock: number, len: number, at: number) => void): void {
+  let at = 0;
+  let pg = page;
+  let off = offset;
+  while (at < length) {
+    const first = p.pfns[pg];
+    let len = Math.min(BLOCK_SIZE - off, length - at);
+    pg++;
+    // Extend over the next pages while their blocks follow this one's (never over zero pages).
+    while (first !== 0 && at + len < length && p.pfns[pg] === p.pfns[pg - 1] + 1) {
+      len += Math.min(BLOCK_SIZE, length - at - len);
+      pg++;
+    }
+    each(first, off, len, at);
+    at += len;
+    off = 0;
+  }
+}
+
+/** DMA read from pinned blocks, [offset, offset + length) from page `page` on (it may span pages). */
 export async function dmaRead(ctx: DaxContext, p: Pin, page: number, offset: number, length: number): Promise<Buffer> {
-  const pfn = checkAccess(p, page, offset, length);
+  checkRange(p, page, offset, length);
   return inFlight(ctx, p, page, () => {
-    const out = Buffer.alloc(length);
-    if (pfn !== 0) out.set(ctx.fs.storage.view(pfn * BLOCK_SIZE + offset, length));
+    const out = Buffer.allocUnsafe(length);
+    forEachRun(p, page, offset, length, (pfn, off, len, at) => {
+      if (pfn === 0) out.fill(0, at, at + len); // the zero page of a read-only pin over a hole
+      else out.set(ctx.fs.storage.view(pfn * BLOCK_SIZE + off, len), at);
+    });
     return out;
   });
 }
 
+/** DMA write into pinned blocks from page `page` on (it may span pages). */
 export async function dmaWrite(ctx: DaxContext, p: Pin, page: number, offset: number, data: Uint8Array): Promise<void> {
-  const pfn = checkAccess(p, page, offset, data.length);
+  checkRange(p, page, offset, data.length);
   if (!p.writable) throw new ReadOnlyPinError(`DMA write through read-only pin ${p.id}: the file is unchanged`);
-  assert(pfn !== 0, 'writable pin on the zero page');
   await inFlight(ctx, p, page, () => {
-    ctx.fs.storage.view(pfn * BLOCK_SIZE + offset, data.length).set(data);
-    // S6: "DMA followed by Fsync" is a durable point. The block joins the file's dirty
-    // set (flushed by fsync), not the entry's DIRTY flag, which writeback may clear while
-    // this pin keeps writing.
-    ctx.fs.markDirty(p.as.ino, pfn);
+    forEachRun(p, page, offset, data.length, (pfn, off, len, at) => {
+      assert(pfn !== 0, 'writable pin on the zero page');
+      ctx.fs.storage.view(pfn * BLOCK_SIZE + off, len).set(data.subarray(at, at + len));
+      // S6: "DMA followed by Fsync" is a durable point. The block joins the file's dirty
+      // set (flushed by fsync), not the entry's DIRTY flag, which writeback may clear while
+      // this pin keeps writing. Every block of the run.
+      const last = pfn + Math.floor((off + len - 1) / BLOCK_SIZE);
+      for (let b = pfn; b <= last; b++) ctx.fs.markDirty(p.as.ino, b);
+    });
   });
 }
 

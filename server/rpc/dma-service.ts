@@ -3,7 +3,6 @@
  * renewal (server/dax/pin.ts does the work; S4, S7).
  */
 import type { Logger } from 'pino';
-import { InvalidArgumentError } from '../errors';
 import type { Dax } from '../dax/dax';
 import type { Pin } from '../dax/pin-table';
 import type { Session } from '../session/session';
@@ -14,13 +13,10 @@ import { unary } from './unary';
 import { principalOf } from '../auth/call-principal';
 import type { QuotaLedger } from '../auth/quota';
 import type { FsOfCall } from './files-service';
+import type { Metrics } from '../metrics';
+import { dmaStreamHandler, pinFor, pinId } from './dma-streams';
+import type { OpStreamRegistry } from './files-streams';
 import * as v from './validate';
-
-function pinId(value: string): string {
-  v.idLength(value, 'pin_id');
-  if (!/^[0-9a-f]{32}$/.test(value)) throw new InvalidArgumentError('pin_id is not a pin id (32 hex digits)');
-  return value;
-}
 
 function pinToWire(p: Pin): PinResponse {
   return { pin_id: p.id, pfns: p.pfns, lease_ms: p.leaseMs };
@@ -31,17 +27,13 @@ function pinToWire(p: Pin): PinResponse {
  * SESSION_UNKNOWN), files inside its prefix, within its pins / pinned-blocks quotas and,
  * for a writable pin (which allocates the holes it covers), its allocated-bytes quota.
  */
-export function dmaHandlers(dax: Dax, sessions: SessionTable, fsOf: FsOfCall, quota: QuotaLedger, log: Logger): DmaHandlers {
+export function dmaHandlers(dax: Dax, sessions: SessionTable, fsOf: FsOfCall, quota: QuotaLedger, log: Logger, streams: OpStreamRegistry, metrics?: Metrics): DmaHandlers {
   const session = (id: string, call: object): Session => sessions.get(v.sessionId(id), principalOf(call));
   return {
     Pin: unary(log, 'Dma.Pin', async (req, call) => {
       const owner = session(req.session_id, call);
       const args = v.pinRequest(req.ino, req.first_pgoff, req.npages, req.writable);
-      const access = fsOf(call);
-      access.ino(args.ino);
-      const pin = () => dax.pin(owner, { ...args, leaseMs: owner.leaseMs });
-      const p = await quota.withPin(access.principal, args.npages, () => (args.writable ? access.allocating(args.ino, args.firstPgoff, args.firstPgoff + args.npages - 1, pin) : pin()));
-      return pinToWire(p);
+      return pinToWire(await pinFor(dax, quota, fsOf(call), owner, args));
     }),
 
     Unpin: unary(log, 'Dma.Unpin', (req, call) => {
@@ -63,5 +55,8 @@ export function dmaHandlers(dax: Dax, sessions: SessionTable, fsOf: FsOfCall, qu
       await dax.dmaWrite(owner, pinId(req.pin_id), a.page, a.offset, req.data);
       return {};
     }),
+
+    // Pins and DMA pipelined, many pages per op (dma-streams.ts).
+    Stream: dmaStreamHandler({ dax, sessions, fsOf, quota, metrics }, log, streams),
   };
 }

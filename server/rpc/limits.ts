@@ -6,7 +6,7 @@
  * re-exported here so the server names all of its limits in one place.
  */
 export {
-  FLOW_CONTROL_WINDOW_BYTES, MAPPING_BATCH_OPS_MAX, MESSAGE_BYTES_MAX, RPC_IO_BYTES_MAX, STREAM_OPS_PER_MESSAGE_MAX,
+  DMA_OP_BYTES_MAX, FLOW_CONTROL_WINDOW_BYTES, MAPPING_BATCH_OPS_MAX, MESSAGE_BYTES_MAX, RPC_IO_BYTES_MAX, STREAM_OPS_PER_MESSAGE_MAX,
 } from '../../wire/limits';
 
 /**

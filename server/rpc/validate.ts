@@ -19,7 +19,7 @@ import { excerpt } from '../excerpt';
 import { validateName } from '../fs/namespace';
 import { BLOCK_SIZE, FILE_BYTES_MAX, PIN_PAGES_MAX } from '../limits';
 import { LEASE_MS_DEFAULT, LEASE_MS_MAX, LEASE_MS_MIN } from '../session/limits';
-import { CLIENT_NAME_BYTES_MAX, ID_BYTES_MAX, RPC_IO_BYTES_MAX } from './limits';
+import { CLIENT_NAME_BYTES_MAX, DMA_OP_BYTES_MAX, ID_BYTES_MAX, RPC_IO_BYTES_MAX } from './limits';
 
 export type { CheckedAccess, CheckedFallocate, CheckedPin, CheckedRange };
 
@@ -167,6 +167,19 @@ export function pageAccess(offsetField: string | number, length: number, what = 
 export function dmaAccess(page: number, offsetField: string | number, length: number): CheckedAccess {
   const range = pageAccess(offsetField, length, 'DMA');
   return { page: u64(page, 'page'), ...range };
+}
+
+/**
+ * A Dma.Stream access: from byte `offset` (< BLOCK_SIZE) of pin page `page`, `length`
+ * bytes that may run on into the following pages (checked against the pin by the engine),
+ * at most DMA_OP_BYTES_MAX.
+ */
+export function dmaRange(page: number, offsetField: string | number, lengthField: string | number): CheckedAccess {
+  const offset = u64(offsetField, 'offset');
+  const length = u64(lengthField, 'length');
+  if (offset >= BLOCK_SIZE) throw new InvalidArgumentError(`offset ${offset} is not inside a page (${BLOCK_SIZE} bytes)`);
+  if (length > DMA_OP_BYTES_MAX) throw new LimitError('bytes per DMA op', length, DMA_OP_BYTES_MAX);
+  return { page: u64(page, 'page'), offset, length };
 }
 
 /** A pin request: 1..PIN_PAGES_MAX pages from firstPgoff (past EOF is the engine's SIGBUS). */

@@ -114,12 +114,16 @@ export const CASES: Case[] = [
   { id: 'fault-read-hole', label: 'READ faults on holes (batch 64, QD4)', unit: 'faults/s', workload: 'fault-read-hole', bs: KIB4, qd: 4, holes: true, with: [] },
   { id: 'fault-write-allocate', label: 'WRITE faults allocating (batch 64, QD4)', unit: 'faults/s', workload: 'fault-write-allocate', bs: KIB4, qd: 4, holes: true, with: [] },
   { id: 'fault-mapped', label: 'MappedFile first touches (64/round, QD4)', unit: 'faults/s', workload: 'fault-mapped', bs: KIB4, qd: 4, with: [] },
+  // Three unary calls per cycle (Pin, Dma.Write/Read, Unpin), as before Dma.Stream.
   { id: 'pin-write', label: 'pin + 4 KiB DMA write + unpin, QD16', unit: 'cycles/s', workload: 'pin-churn', bs: KIB4, qd: 16, mixPct: 0, with: [] },
   { id: 'pin-read', label: 'pin + 4 KiB DMA read + unpin, QD16', unit: 'cycles/s', workload: 'pin-churn', bs: KIB4, qd: 16, mixPct: 100, with: [] },
-  // 1 MiB DMA: a 256-page pin, every page DMAed, unpinned; "other" is 1 MiB Files seqread of the same run.
-  { id: 'dma-read-1m', label: '1 MiB DMA read (pin + DMA + unpin), QD4', unit: 'MB/s', workload: 'pin-churn', bs: MiB, qd: 4, mixPct: 100, with: [] },
   // MappedFile reads of 1 MiB (random slots; PTEs cached after the first touch); "other": 1 MiB Files seqread.
   { id: 'mapped-read-1m', label: 'MappedFile 1 MiB reads, QD4', unit: 'MB/s', workload: 'mapped-load', bs: MiB, qd: 4, with: [] },
+  // Dma.Stream: a pin cycle is one op (client.dma); the 1 MiB rows compare with the seq 1 MiB QD4 rows above (Files I/O).
+  { id: 'pin-write-stream', label: 'pin + 4 KiB DMA write + unpin, QD16, Dma.Stream', unit: 'cycles/s', workload: 'pin-stream', bs: KIB4, qd: 16, mixPct: 0, with: [] },
+  { id: 'pin-read-stream', label: 'pin + 4 KiB DMA read + unpin, QD16, Dma.Stream', unit: 'cycles/s', workload: 'pin-stream', bs: KIB4, qd: 16, mixPct: 100, with: [] },
+  { id: 'dma-read-1m-qd4', label: '1 MiB DMA read (pin+read+unpin) QD4, Dma.Stream', unit: 'MB/s', workload: 'pin-stream', bs: MiB, qd: 4, mixPct: 100, with: [] },
+  { id: 'dma-write-1m-qd4', label: '1 MiB DMA write (pin+write+unpin) QD4, Dma.Stream', unit: 'MB/s', workload: 'pin-stream', bs: MiB, qd: 4, mixPct: 0, with: [] },
 ];
 
 /**
@@ -489,7 +493,7 @@ async function main(): Promise<void> {
       if (r.nbd.length > 0) row.nbd = median(r.nbd);
       if (r['daxd-nbd'].length > 0) row.daxdNbd = median(r['daxd-nbd']);
       if (c.with.includes('tcp')) row.tcp = tcp;
-      if (c.unit === 'MB/s') row.mmap = (c.workload === 'seqread' ? raw.copyOut1mBytesPerSec : raw.copyIn1mBytesPerSec) / 1e6;
+      if (c.unit === 'MB/s') row.mmap = (c.workload === 'seqread' || c.mixPct === 100 ? raw.copyOut1mBytesPerSec : raw.copyIn1mBytesPerSec) / 1e6;
       if (c.unit === 'IOPS') row.mmap = c.workload === 'randread' ? raw.copyOut4kOpsPerSec : raw.copyIn4kOpsPerSec;
       if (c.workload === 'fault-write-allocate') row.ref = { name: 'raw write faults', value: raw.writeFaultsPerSec };
       else if (c.unit === 'faults/s') row.ref = { name: 'raw read faults', value: raw.readFaultsPerSec };

@@ -58,13 +58,16 @@ export function grpcTargets(rows: TargetRow[], extra: BenchRow[]): string[] {
   }
   const mapped = extra.find((r) => r.id === 'faults-inprocess-mapped');
   if (mapped) check(`${mapped.label} >= 500k/s`, mapped.daxd / 500_000, 1);
-  for (const id of ['pin-write', 'pin-read']) {
+  for (const id of ['pin-write-stream', 'pin-read-stream']) {
     const r = get(id);
     if (r) check(`${r.label} >= 10k cycles/s`, r.daxd.opsPerSec / 10_000, 1);
   }
   const files1m = get('seqread-1m-qd4');
-  const dma = get('dma-read-1m');
-  if (dma && files1m) check(`${dma.label} >= 0.8x Files 1 MiB read`, dma.daxd.bytesPerSec / files1m.daxd.bytesPerSec, 0.8);
+  for (const [id, filesId] of [['dma-read-1m-qd4', 'seqread-1m-qd4'], ['dma-write-1m-qd4', 'seqwrite-1m-qd4']]) {
+    const dma = get(id);
+    const files = get(filesId);
+    if (dma && files) check(`${dma.label} >= 0.8x ${files.label}`, dma.daxd.bytesPerSec / files.daxd.bytesPerSec, 0.8);
+  }
   const mappedRead = get('mapped-read-1m');
   if (mappedRead && files1m) check(`${mappedRead.label} >= 0.5x Files 1 MiB read`, mappedRead.daxd.bytesPerSec / files1m.daxd.bytesPerSec, 0.5);
   return out;

@@ -7,7 +7,11 @@
  *   - DMA 4 KiB read / write through a pin (DmaPin.dmaRead / dmaWrite), QD1 and QD16,
  *     next to Files.Read / Write of 4 KiB (unary, same stubs) at the same queue depth;
  *   - 1 MiB: DMA over 256 pinned pages (256 page calls, 64 in flight) next to one Files
- *     Read / Write of 1 MiB (unary) and the SDK's pipelined read / write.
+ *     Read / Write of 1 MiB (unary) and the SDK's pipelined read / write;
+ *   - Dma.Stream (client.dma): pin + 4 KiB DMA + unpin as one op next to the same cycle in
+ *     three unary calls (QD16), and 1 MiB DMA as one op (DmaPin.streamRead / streamWrite,
+ *     and pin + read + unpin) next to the SDK's 1 MiB read / write, QD1 and QD4.
+ *   - BENCH_ONLY=stream runs only the Dma.Stream rows and their unary / Files neighbours.
  * In-process (Daxd.start in this process over a sparse volume file; calls go to the dax
  * layer directly, no network):
  *   - latency from the last unpin to the truncate's completion (the truncate waits on a
@@ -37,6 +41,8 @@ const GIB = 1024 * MiB;
 const FILE_BYTES = 16 * MiB;
 const UNPIN_ROUNDS = Number(process.env.BENCH_UNPIN_ROUNDS ?? 2000);
 const DMA_LANES_1MIB = 64;
+/** BENCH_ONLY=stream: only the Dma.Stream rows and their neighbours (no in-process cases). */
+const ONLY_STREAM = process.env.BENCH_ONLY === 'stream';
 
 interface Measured {
   ops: number;
@@ -129,6 +135,7 @@ async function grpcCases(rows: Row[], tmpDir: string): Promise<void> {
     const page4k = Buffer.alloc(PAGE, 0x5a);
     const mib = Buffer.alloc(MiB, 0x5b);
 
+    if (!ONLY_STREAM) {
     for (const qd of [1, 16]) {
       rows.push({
         case: `pin + unpin 1 page, QD${qd}`, group: 'pin',
@@ -146,6 +153,7 @@ async function grpcCases(rows: Row[], tmpDir: string): Promise<void> {
       }),
     });
 
+    }
     // 4 KiB: one long-lived pin over the whole 16 MiB file per lane (4096 pages = 4 pins of 1024).
     const pins: DmaPin[] = [];
     for (let first = 0; first < pages; first += 1024) pins.push(await client.pin(ino, first, 1024, { writable: true, session }));
@@ -153,11 +161,13 @@ async function grpcCases(rows: Row[], tmpDir: string): Promise<void> {
       const pg = randomPage();
       return { pin: pins[Math.floor(pg / 1024)], page: pg % 1024 };
     };
+    if (!ONLY_STREAM) {
     for (const qd of [1, 16]) {
       rows.push({ case: `DMA read 4 KiB, QD${qd}`, group: 'dma-4k', measured: await bench(qd, PAGE, async () => { const t = pinnedPage(); await t.pin.dmaRead(t.page, 0, PAGE); }) });
       rows.push({ case: `Files.Read 4 KiB (unary), QD${qd}`, group: 'dma-4k', measured: await bench(qd, PAGE, async () => { await unary((cb) => files.Read({ ino, offset: randomPage() * PAGE, length: PAGE }, cb)); }) });
       rows.push({ case: `DMA write 4 KiB, QD${qd}`, group: 'dma-4k', measured: await bench(qd, PAGE, async () => { const t = pinnedPage(); await t.pin.dmaWrite(t.page, 0, page4k); }) });
       rows.push({ case: `Files.Write 4 KiB (unary), QD${qd}`, group: 'dma-4k', measured: await bench(qd, PAGE, async () => { await unary((cb) => files.Write({ ino, offset: randomPage() * PAGE, data: page4k }, cb)); }) });
+    }
     }
 
     // 1 MiB = 256 pinned pages of one pin, 64 page calls in flight.
@@ -174,12 +184,43 @@ async function grpcCases(rows: Row[], tmpDir: string): Promise<void> {
       }));
     };
     const randomMib = () => Math.floor(Math.random() * (FILE_BYTES / MiB)) * MiB;
+    if (!ONLY_STREAM) {
     rows.push({ case: 'DMA read 1 MiB (256 pages, 64 in flight)', group: 'dma-1m', measured: await bench(1, MiB, () => dma1m(false)) });
     rows.push({ case: 'Files.Read 1 MiB (unary)', group: 'dma-1m', measured: await bench(1, MiB, async () => { await unary((cb) => files.Read({ ino, offset: randomMib(), length: MiB }, cb)); }) });
     rows.push({ case: 'SDK read 1 MiB (ReadStream)', group: 'dma-1m', measured: await bench(1, MiB, async () => { await client.read(ino, randomMib(), MiB); }) });
     rows.push({ case: 'DMA write 1 MiB (256 pages, 64 in flight)', group: 'dma-1m', measured: await bench(1, MiB, () => dma1m(true)) });
     rows.push({ case: 'Files.Write 1 MiB (unary)', group: 'dma-1m', measured: await bench(1, MiB, async () => { await unary((cb) => files.Write({ ino, offset: randomMib(), data: mib }, cb)); }) });
     rows.push({ case: 'SDK write 1 MiB (WriteStream)', group: 'dma-1m', measured: await bench(1, MiB, async () => { await client.write(ino, randomMib(), mib); }) });
+    }
+    // Dma.Stream (client.dma): a whole pin cycle is one op; a 1 MiB DMA is one op through the pin.
+    for (const qd of [16]) {
+      for (const write of [false, true]) {
+        const what = write ? 'write' : 'read';
+        rows.push({
+          case: `pin + DMA ${what} 4 KiB + unpin, 3 unary calls, QD${qd}`, group: 'pin',
+          measured: await bench(qd, PAGE, async () => {
+            const p = await client.pin(ino, randomPage(), 1, { writable: write, session });
+            if (write) await p.dmaWrite(0, 0, page4k);
+            else await p.dmaRead(0, 0, PAGE);
+            await p.unpin();
+          }),
+        });
+        rows.push({
+          case: `pin + DMA ${what} 4 KiB + unpin, Dma.Stream (1 op), QD${qd}`, group: 'pin',
+          measured: await bench(qd, PAGE, async () => {
+            if (write) await client.dma.writeCycle(session, ino, randomPage(), 1, { page: 0, offset: 0, data: page4k });
+            else await client.dma.readCycle(session, ino, randomPage(), 1, { page: 0, offset: 0, length: PAGE });
+          }),
+        });
+      }
+    }
+    for (const qd of [1, 4]) {
+      rows.push({ case: `DMA read 1 MiB (Dma.Stream, 1 op), QD${qd}`, group: 'dma-1m', measured: await bench(qd, MiB, async () => { const t = pinnedPage(); await t.pin.streamRead(t.page - (t.page % 256), 0, MiB); }) });
+      rows.push({ case: `SDK read 1 MiB (ReadStream), QD${qd}`, group: 'dma-1m', measured: await bench(qd, MiB, async () => { await client.read(ino, randomMib(), MiB); }) });
+      rows.push({ case: `DMA write 1 MiB (Dma.Stream, 1 op), QD${qd}`, group: 'dma-1m', measured: await bench(qd, MiB, async () => { const t = pinnedPage(); await t.pin.streamWrite(t.page - (t.page % 256), 0, mib); }) });
+      rows.push({ case: `SDK write 1 MiB (WriteStream), QD${qd}`, group: 'dma-1m', measured: await bench(qd, MiB, async () => { await client.write(ino, randomMib(), mib); }) });
+      rows.push({ case: `pin + DMA read 1 MiB + unpin (Dma.Stream, 1 op), QD${qd}`, group: 'dma-1m', measured: await bench(qd, MiB, async () => { await client.dma.readCycle(session, ino, randomMib() / PAGE, 256, { page: 0, offset: 0, length: MiB }); }) });
+    }
     for (const p of pins) await p.unpin();
     await session.close();
   } finally {
@@ -283,7 +324,7 @@ async function main(): Promise<void> {
   try {
     await grpcCases(rows, tmp.dir);
     process.stderr.write('  measured the gRPC cases\n');
-    await inProcessCases(rows, tmp.dir);
+    if (!ONLY_STREAM) await inProcessCases(rows, tmp.dir);
   } finally {
     tmp.remove();
   }
@@ -298,7 +339,8 @@ async function main(): Promise<void> {
     fs.writeFileSync(jsonPath, `${JSON.stringify(summary, null, 2)}\n`);
   }
   process.stdout.write(`load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} on ${os.cpus().length} CPUs\n`);
-  process.stdout.write(`p99 last unpin -> truncate done: ${unpin?.measured.p99Us} us (target <= 1000 us: ${summary.unpinToTruncateP99TargetMet ? 'met' : 'NOT met'}); total ${summary.totalSeconds.toFixed(1)} s\n`);
+  if (unpin) process.stdout.write(`p99 last unpin -> truncate done: ${unpin.measured.p99Us} us (target <= 1000 us: ${summary.unpinToTruncateP99TargetMet ? 'met' : 'NOT met'})\n`);
+  process.stdout.write(`total ${summary.totalSeconds.toFixed(1)} s\n`);
 }
 
 main().catch((err: unknown) => {

@@ -24,6 +24,21 @@ describe('dma: DMA writes reach the medium at msync / fsync (S5)', function () {
     assert.deepEqual(durableBlock(v.storage, p.pfns[0]), data, 'Msync did not flush the DMA data');
   });
 
+  it('a DMA write spanning pages (Dma.Stream) dirties every block it touched: fsync flushes them all', async function () {
+    const v = await freshDax();
+    const ino = await writtenFile(v, 'span', 6, () => 0x01);
+    await v.fs.fsync(ino, false);
+    const owner = new TestOwner('dev');
+    const p = await v.dax.pin(owner, { ino, firstPgoff: 0, npages: 6, writable: true, leaseMs: 0 });
+    const data = Buffer.alloc(4 * PAGE, 0xd3);
+    await v.dax.dmaWrite(owner, p.id, 1, 0, data); // pages 1..4 in one DMA
+    v.dax.unpin(owner, p.id);
+    for (let i = 1; i <= 4; i++) assert.notDeepEqual(durableBlock(v.storage, p.pfns[i]), Buffer.alloc(PAGE, 0xd3), `page ${i} flushed before fsync (the test proves nothing)`);
+    await v.fs.fsync(ino, false);
+    for (let i = 1; i <= 4; i++) assert.deepEqual(durableBlock(v.storage, p.pfns[i]), Buffer.alloc(PAGE, 0xd3), `fsync did not flush page ${i} of the DMA`);
+    assert.deepEqual(durableBlock(v.storage, p.pfns[5]), Buffer.alloc(PAGE, 0x01));
+  });
+
   it('writable pin over a hole: fsync makes the allocation and the DMA data durable', async function () {
     const v = await freshDax();
     const { ino } = await v.fs.create('sparse', true);

@@ -7,6 +7,10 @@
  *
  * Recorded: 'pin-cycle' (primary: the whole cycle, bytes = pages DMAed), and the calls
  * inside it as 'pin', 'dma-read' / 'dma-write' and 'unpin'.
+ *
+ * pin-stream: the same cycles, each one Dma.Stream op (client.dma.readCycle / writeCycle:
+ * pin, one DMA over all the pages, unpin), pipelined with the worker's other ops.
+ * Recorded: 'pin-cycle' only.
  */
 import { PAGE_BYTES } from '../block-header';
 import { PIN_PAGES_MAX, type LoadOptions } from '../load-options';
@@ -65,6 +69,49 @@ export async function pinCycle(w: Worker, file: LoadFile, offset: number, length
     release?.();
   }
 }
+
+/** One pin cycle as one Dma.Stream op (pin + DMA of every page + unpin). */
+export async function pinStreamCycle(w: Worker, file: LoadFile, offset: number, length: number, reads: boolean): Promise<void> {
+  const run = w.run;
+  const session = await w.session();
+  const first = offset / PAGE_BYTES;
+  const n = length / PAGE_BYTES;
+  const release = !reads && run.book ? await run.book.locks.lock(file.index, first, n) : null;
+  try {
+    const genMins = reads ? run.book?.snapshot(file.index, first, n) : undefined;
+    const gens = !reads && run.book ? run.book.beginWrite(file.index, first, n) : null;
+    const t0 = performance.now();
+    if (reads) {
+      const data = await w.client.dma.readCycle(session, file.ino, first, n, { page: 0, offset: 0, length });
+      run.recorder.record('pin-cycle', 1, length, (performance.now() - t0) * 1e6);
+      if (genMins && run.book) run.book.check(data, file.index, first, genMins, 'DmaStream.readCycle');
+    } else {
+      const data = run.book ? Buffer.allocUnsafe(length) : run.payload.subarray(0, length);
+      if (gens && run.book) run.book.stamp(data, file.index, first, gens, w.id);
+      await w.client.dma.writeCycle(session, file.ino, first, n, { page: 0, offset: 0, data });
+      run.recorder.record('pin-cycle', 1, length, (performance.now() - t0) * 1e6);
+      if (gens && run.book) run.book.endWrite(file.index, first, gens);
+    }
+  } finally {
+    release?.();
+  }
+}
+
+export const pinStreamWorkload: Workload = {
+  name: 'pin-stream',
+  summary: 'as pin-churn, each cycle one Dma.Stream op (pin + DMA of --bs + unpin)',
+  files: 'written',
+  validate: validatePins,
+  async createWorker(w: Worker): Promise<WorkerLoop> {
+    const bs = w.run.options.bsBytes;
+    return {
+      async step() {
+        const { file, offset } = randomSlot(w, bs);
+        await pinStreamCycle(w, file, offset, bs, w.rng.percent(w.run.options.mixPct));
+      },
+    };
+  },
+};
 
 export const pinChurnWorkload: Workload = {
   name: 'pin-churn',

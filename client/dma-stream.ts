@@ -1,0 +1,139 @@
+/**
+ * DmaStream (`client.dma`): pins and DMA pipelined over Dma.Stream (op-pipeline.ts), so
+ * many pin / DMA / unpin ops share each gRPC message, and one op may do all three:
+ *
+ *   const data = await client.dma.readCycle(session, ino, 8, 4, { page: 0, offset: 0, length: 16384 });
+ *   await client.dma.writeCycle(session, ino, 8, 1, { page: 0, offset: 0, data });
+ *   const r = await client.dma.op(session, { pinId: pin.id, read: { page: 0, offset: 100, length: 9000 } });
+ *
+ * A DMA may span the pages of its pin, up to DMA_OP_BYTES_MAX (4 MiB) per op. Errors are
+ * the unary calls' (DaxClientError and its typed subclasses; PIN_REVOKED is
+ * PinRevokedError). A pin an op takes and keeps (no unpin) comes back as a bare id: its
+ * lease is not renewed here; take long-lived pins with client.pin() (DmaPin), whose
+ * streamRead / streamWrite use this stream.
+ *
+ * Ops are not retried: a DMA or an unpin whose stream died may have run (the pipeline's
+ * rule for writes).
+ */
+import { DaxClientError } from './errors';
+import { PinRevokedError } from './dma-pin';
+import { OpPipeline } from './op-pipeline';
+import { DMA_OP_BYTES_MAX } from '../wire/limits';
+import type { DaxSession } from './session';
+import type { DmaClient } from '../wire/generated/daxd/v1/Dma';
+import type { DmaOp } from '../wire/generated/daxd/v1/DmaOp';
+import type { DmaResult__Output } from '../wire/generated/daxd/v1/DmaResult';
+import type { DmaStreamRequest } from '../wire/generated/daxd/v1/DmaStreamRequest';
+import type { DmaStreamResponse__Output } from '../wire/generated/daxd/v1/DmaStreamResponse';
+
+/** Bytes one Dma.Stream op may move (wire/limits.ts). */
+export { DMA_OP_BYTES_MAX };
+
+export interface DmaPinSpec {
+  ino: number;
+  firstPgoff: number;
+  npages: number;
+  writable?: boolean;
+}
+
+export interface DmaRange {
+  /** Index into the pin's pages. */
+  page: number;
+  /** Byte offset inside that page (< 4096); the range may run on into the next pages. */
+  offset: number;
+}
+
+/** One op: pin (or use pinId), then read or write (or neither), then unpin if asked. */
+export interface DmaStreamOp {
+  pin?: DmaPinSpec;
+  pinId?: string;
+  read?: DmaRange & { length: number };
+  write?: DmaRange & { data: Uint8Array };
+  unpin?: boolean;
+}
+
+export interface DmaStreamOutcome {
+  /** The pin the op took and kept (null if it took none, or unpinned it). */
+  pinId: string | null;
+  pfns: number[];
+  leaseMs: number;
+  /** A read's bytes (empty otherwise). */
+  data: Buffer;
+}
+
+function assertIndex(value: number, what: string): void {
+  if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`${what} must be a non-negative safe integer, got ${value}`);
+}
+
+export class DmaStream {
+  private readonly pipeline: OpPipeline<DmaOp, DmaStreamRequest, DmaStreamResponse__Output, DmaResult__Output>;
+
+  constructor(dma: DmaClient, private readonly deadlineMs: number) {
+    this.pipeline = new OpPipeline<DmaOp, DmaStreamRequest, DmaStreamResponse__Output, DmaResult__Output>({
+      open: () => dma.Stream(),
+      request: (ops) => ({ ops }),
+      results: (response) => response.results,
+    });
+  }
+
+  /** Runs one op in `session`; see DmaStreamOp. */
+  async op(session: DaxSession, op: DmaStreamOp): Promise<DmaStreamOutcome> {
+    const wire = toWire(session.id, op);
+    const bytes = op.read?.length ?? op.write?.data.length ?? 0;
+    let result: DmaResult__Output;
+    try {
+      result = await this.pipeline.submit((id) => ({ ...wire, id }), bytes, this.deadlineMs);
+    } catch (err) {
+      if (err instanceof DaxClientError && err.reason === 'PIN_REVOKED') throw new PinRevokedError(op.pinId ?? '', err.details);
+      throw err;
+    }
+    return { pinId: result.pin_id === '' ? null : result.pin_id, pfns: result.pfns.map(Number), leaseMs: Number(result.lease_ms), data: result.data };
+  }
+
+  /** Pin read-only, read, unpin: one op. */
+  async readCycle(session: DaxSession, ino: number, firstPgoff: number, npages: number, read: DmaRange & { length: number }): Promise<Buffer> {
+    return (await this.op(session, { pin: { ino, firstPgoff, npages, writable: false }, read, unpin: true })).data;
+  }
+
+  /** Pin writable (allocating holes), write, unpin: one op. */
+  async writeCycle(session: DaxSession, ino: number, firstPgoff: number, npages: number, write: DmaRange & { data: Uint8Array }): Promise<void> {
+    await this.op(session, { pin: { ino, firstPgoff, npages, writable: true }, write, unpin: true });
+  }
+
+  /** Fail what is in flight and close the stream. */
+  close(): void {
+    this.pipeline.close();
+  }
+}
+
+function toWire(sessionId: string, op: DmaStreamOp): Omit<DmaOp, 'id'> {
+  if (op.read !== undefined && op.write !== undefined) throw new RangeError('an op reads or writes, not both');
+  if ((op.pin === undefined) === (op.pinId === undefined)) throw new RangeError('an op needs exactly one of pin and pinId');
+  const wire: Omit<DmaOp, 'id'> = { session_id: sessionId, unpin: op.unpin ?? false };
+  if (op.pin !== undefined) {
+    assertIndex(op.pin.ino, 'ino');
+    assertIndex(op.pin.firstPgoff, 'firstPgoff');
+    assertIndex(op.pin.npages, 'npages');
+    wire.pin = { ino: op.pin.ino, first_pgoff: op.pin.firstPgoff, npages: op.pin.npages, writable: op.pin.writable ?? false };
+  } else {
+    wire.pin_id = op.pinId;
+  }
+  const range = op.read ?? op.write;
+  if (range !== undefined) {
+    assertIndex(range.page, 'page');
+    assertIndex(range.offset, 'offset');
+    wire.page = range.page;
+    wire.offset = range.offset;
+  }
+  if (op.read !== undefined) {
+    assertIndex(op.read.length, 'length');
+    if (op.read.length > DMA_OP_BYTES_MAX) throw new RangeError(`a DMA op moves at most ${DMA_OP_BYTES_MAX} bytes, asked ${op.read.length}`);
+    wire.access = 'READ';
+    wire.length = op.read.length;
+  } else if (op.write !== undefined) {
+    if (op.write.data.length > DMA_OP_BYTES_MAX) throw new RangeError(`a DMA op moves at most ${DMA_OP_BYTES_MAX} bytes, given ${op.write.data.length}`);
+    wire.access = 'WRITE';
+    wire.data = op.write.data;
+  }
+  return wire;
+}
