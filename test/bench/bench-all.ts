@@ -500,10 +500,12 @@ async function main(): Promise<void> {
       if (c.unit === 'cycles/s') row.ref = { name: 'echo unary/3', value: unary / 3 };
       return row;
     });
-    // DMA and mapped 1 MiB rows: compared with 1 MiB Files reads of the same run.
+    // DMA and mapped 1 MiB rows: compared with 1 MiB Files reads (writes) of the same run.
     const filesRead1m = rows.find((row) => row.c.id === 'seqread-1m-qd4');
+    const filesWrite1m = rows.find((row) => row.c.id === 'seqwrite-1m-qd4');
     for (const row of rows) {
-      if ((row.c.id === 'dma-read-1m' || row.c.id === 'mapped-read-1m') && filesRead1m) row.ref = { name: 'Files 1 MiB read', value: filesRead1m.daxd.bytesPerSec / 1e6 };
+      if ((row.c.id === 'dma-read-1m-qd4' || row.c.id === 'mapped-read-1m') && filesRead1m) row.ref = { name: 'Files 1 MiB read', value: filesRead1m.daxd.bytesPerSec / 1e6 };
+      if (row.c.id === 'dma-write-1m-qd4' && filesWrite1m) row.ref = { name: 'Files 1 MiB write', value: filesWrite1m.daxd.bytesPerSec / 1e6 };
     }
     const extra: BenchRow[] = [];
     for (const source of EXTRA_ROWS) {
