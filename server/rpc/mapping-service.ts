@@ -54,7 +54,7 @@ function ptetoWire(result: FaultResult, pg: number): { pte: WirePte | null; data
 }
 
 function pteToWire(pte: Pte): WirePte {
-  return { pgoff: pte.entry.pgoff, pfn: pte.pfn, writable: pte.writable, token: pte.token };
+  return { pgoff: pte.pgoff, pfn: pte.pfn, writable: pte.writable, token: pte.token };
 }
 
 /** The page a fault_if_stale store names (ino, pgoff) and whether its fault is MAP_SYNC. */
