@@ -13,7 +13,7 @@
 const EMPTY = -1;
 const DELETED = -2;
 const MIN_CAP = 8;
-const MAX_LOAD = 0.75;
+const MAX_LOAD = 0.8;
 const TWO_32 = 2 ** 32;
 
 /** The largest vpn (pgoff * 2 + 1) a table holds: tokens carry it in 48 bits. */
