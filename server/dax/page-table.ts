@@ -27,6 +27,11 @@ export class PageTable {
   /** PTEs in the table. */
   size = 0;
 
+  /** Bytes of the table's arrays (what it costs besides its object). */
+  get bytes(): number {
+    return this.vpns.byteLength + this.keys.byteLength;
+  }
+
   private home(vpn: number): number {
     const lo = vpn >>> 0;
     const hi = (vpn / TWO_32) >>> 0;
