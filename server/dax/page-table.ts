@@ -58,7 +58,12 @@ export class PageTable {
 
   /** Copies the key of slot `i` into `out` at `at` (4 words). */
   keyOf(i: number, out: Uint32Array, at: number): void {
-    out.set(this.keys.subarray(i * 4, i * 4 + 4), at);
+    const k = this.keys;
+    const o = i * 4;
+    out[at] = k[o];
+    out[at + 1] = k[o + 1];
+    out[at + 2] = k[o + 2];
+    out[at + 3] = k[o + 3];
   }
 
   /** Inserts an absent `vpn` with the key `src[at..at+4)`. */
@@ -68,7 +73,12 @@ export class PageTable {
     while (this.vpns[i] >= 0) i = (i + 1) & this.mask;
     if (this.vpns[i] === EMPTY) this.used++;
     this.vpns[i] = vpn;
-    this.keys.set(src.subarray(at, at + 4), i * 4);
+    const k = this.keys;
+    const o = i * 4;
+    k[o] = src[at];
+    k[o + 1] = src[at + 1];
+    k[o + 2] = src[at + 2];
+    k[o + 3] = src[at + 3];
     this.size++;
   }
 

@@ -110,7 +110,12 @@ export class PteTable {
         this.poolNext = 0;
       }
       const at = this.poolNext++ * 4;
-      this.words.set(this.pool.subarray(at, at + 4), 0);
+      const w = this.words;
+      const pool = this.pool;
+      w[0] = pool[at];
+      w[1] = pool[at + 1];
+      w[2] = pool[at + 2];
+      w[3] = pool[at + 3];
       mapping.table.insert(vpn, this.words, 0);
       entry.pteCount++;
       this.count++;
