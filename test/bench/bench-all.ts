@@ -45,6 +45,7 @@ import { daxdNbdTargets } from './nbd-targets';
 import { measureRawMmap, type RawMmapFigures } from './baselines/raw-mmap';
 import { startTcpSink, tcpBandwidth } from './baselines/tcp-loopback';
 import { formatSummary, summarize, type CpuProfile } from './cpu-profile-summary';
+import { faultsRows, formatFaultRows } from './faults-rows';
 import { MiB } from '../support/units';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 1.5);
@@ -435,6 +436,9 @@ async function main(): Promise<void> {
     out.push('', 'commands:', ...[...commands].map((c) => `  ${c}`));
     if (nbdMissing) out.push(`  (nbdkit baseline missing: ${nbdMissing})`);
     process.stdout.write(`${out.join('\n')}\n`);
+    // Fault and mapping rows (faults-rows.ts), next to BENCH_BEFORE's build when given.
+    const faultRows = await faultsRows({ tmpDir: tmp.dir, seconds: SECONDS, rounds: ROUNDS, beforeDir: process.env.BENCH_BEFORE ?? null, log });
+    process.stdout.write(`\n${formatFaultRows(faultRows)}\n`);
     let profile: string | null = null;
     if (PROFILE) {
       const parts: string[] = [];
@@ -448,7 +452,7 @@ async function main(): Promise<void> {
     const json = JSON.stringify({
       bench: 'all', seconds: SECONDS, rounds, loadAverage: os.loadavg(), cpus: os.cpus().length, nodeVersion: process.version,
       rows: rows.map((r) => ({ id: r.c.id, label: r.c.label, unit: r.c.unit, daxd: r.daxd, echo: r.echo, nbd: r.nbd, daxdNbd: r.daxdNbd, tcpMBps: r.tcp, mmap: r.mmap, ref: r.ref })),
-      raw, tcpMBps: tcp, echoUnaryPerSec: unary, targets: targets(rows), commands: [...commands], nbdMissing, profile,
+      faultRows, raw, tcpMBps: tcp, echoUnaryPerSec: unary, targets: targets(rows), commands: [...commands], nbdMissing, profile,
       elapsedS: (performance.now() - started) / 1000,
     });
     fs.mkdirSync(path.join(REPO_ROOT, 'test-artifacts'), { recursive: true });
