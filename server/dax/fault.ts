@@ -149,7 +149,12 @@ export function mappingOf(ctx: DaxContext, owner: MappingOwner, as: AddressSpace
   let m = as.mappings.get(owner.id);
   if (!m) {
     const mapping = ctx.ptes.newMapping(owner, as, (id) => new SessionMapping(id, owner, as));
-    mapping.handle = owner.attach({ kind: 'mapping', release: () => dropMapping(ctx, mapping) });
+    try {
+      mapping.handle = owner.attach({ kind: 'mapping', release: () => dropMapping(ctx, mapping) });
+    } catch (err) {
+      ctx.ptes.dropMapping(mapping); // a session that ended: its token route goes too
+      throw err;
+    }
     as.mappings.set(owner.id, mapping);
     m = mapping;
   }
