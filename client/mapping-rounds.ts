@@ -3,7 +3,9 @@
  * ops queued so far (every op submitted in the same event-loop turn, up to
  * MAPPING_ROUND_OPS_MAX), faults in the pages that lack a usable PTE with FaultBatch,
  * then runs every load and store with AccessBatch: two round trips per 1024 pages, not
- * two per page. At most MAPPING_ROUNDS_IN_FLIGHT_MAX rounds run at once; the rest wait in
+ * two per page. A READ fault brings its page along (FaultBatch with load), so the loads
+ * of pages faulted in the round need no AccessBatch: a sequential read is one round trip
+ * per 1024 pages. At most MAPPING_ROUNDS_IN_FLIGHT_MAX rounds run at once; the rest wait in
  * the queue (bounded by the callers' outstanding reads and writes).
  *
  * A page op is one access inside one page: a load (copied into the caller's buffer) or a
@@ -152,14 +154,19 @@ export class MappingRounds {
 
   private async round(ops: PageOp[]): Promise<void> {
     try {
-      const faultErrors = await this.faultMissing(ops);
+      const { errors: faultErrors, loaded } = await this.faultMissing(ops);
       const accesses: Array<{ op: PageOp; access: AccessOp }> = [];
       for (const op of ops) {
         if (op.settled) continue;
         const failed = faultErrors.get(op.pgoff);
+        const page = op.data === null ? loaded.get(op.pgoff) : undefined;
         if (failed) op.settle(failed);
         else if (this.servedPrivately(op)) op.settle(null);
-        else {
+        else if (page !== undefined) {
+          // Loaded by this round's READ fault (FaultBatch with load): no access needed.
+          page.copy(op.target as Buffer, op.targetOffset, op.offset, op.offset + op.length);
+          op.settle(null);
+        } else {
           const access = this.accessFor(op);
           if (access) accesses.push({ op, access });
           else this.retry(op, null); // an Invalidate dropped the PTE after the fault
@@ -183,8 +190,12 @@ export class MappingRounds {
     return table.pte(op.pgoff) ? null : 'READ';
   }
 
-  /** Faults the pages the ops lack (one FaultBatch per 1024 pages); per-page errors returned. */
-  private async faultMissing(ops: readonly PageOp[]): Promise<Map<number, Error>> {
+  /**
+   * Faults the pages the ops lack (one FaultBatch per 1024 pages). READ faults ask for the
+   * page too (load): the round's loads of it are then served from the reply, with no
+   * AccessBatch. Returns the per-page errors and the pages loaded.
+   */
+  private async faultMissing(ops: readonly PageOp[]): Promise<{ errors: Map<number, Error>; loaded: Map<number, Buffer> }> {
     const need = new Map<number, FaultKind>();
     const waits: Promise<void>[] = [];
     for (const op of ops) {
@@ -200,24 +211,27 @@ export class MappingRounds {
       if (had === undefined || had === 'READ') need.set(op.pgoff, kind);
     }
     const errors = new Map<number, Error>();
-    if (need.size > 0) await this.fault([...need].sort((a, b) => a[0] - b[0]), errors);
+    const loaded = new Map<number, Buffer>();
+    if (need.size > 0) await this.fault([...need].sort((a, b) => a[0] - b[0]), errors, loaded);
     await Promise.all(waits);
-    return errors;
+    return { errors, loaded };
   }
 
-  private async fault(faults: Array<[number, FaultKind]>, errors: Map<number, Error>): Promise<void> {
+  private async fault(faults: Array<[number, FaultKind]>, errors: Map<number, Error>, loaded: Map<number, Buffer>): Promise<void> {
     const { table, rpc, ino } = this.host;
     let finish!: () => void;
     const done = new Promise<void>((resolve) => (finish = resolve));
     for (const [pg, kind] of faults) this.faulting.set(pg, { kind, done });
     try {
       const sync = this.host.sync;
-      const outcomes = await rpc.faultBatch(ino, faults.map(([pgoff, kind]) => ({ pgoff, kind, sync: sync && kind === 'WRITE' })));
+      const outcomes = await rpc.faultBatch(ino, faults.map(([pgoff, kind]) => ({ pgoff, kind, sync: sync && kind === 'WRITE', load: kind === 'READ' })));
       outcomes.forEach((outcome, i) => {
         const pg = faults[i][0];
         if (!outcome.ok) errors.set(pg, outcome.error);
-        else if (outcome.pte) table.install(outcome.pte);
-        else if (outcome.data) {
+        else if (outcome.pte) {
+          table.install(outcome.pte);
+          if (outcome.data !== null && faults[i][1] === 'READ') loaded.set(pg, outcome.data);
+        } else if (outcome.data) {
           try {
             table.installPrivate(pg, outcome.data);
           } catch (err) {

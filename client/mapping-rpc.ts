@@ -15,7 +15,7 @@ import type { FaultBatchRequest } from '../wire/generated/daxd/v1/FaultBatchRequ
 import type { FaultBatchResponse__Output } from '../wire/generated/daxd/v1/FaultBatchResponse';
 import type { OpError__Output } from '../wire/generated/daxd/v1/OpError';
 import { DaxClientError, SigbusError } from './errors';
-import { RPC_IO_BYTES_MAX, MAPPING_BATCH_OPS_MAX, RETRY_BACKOFF_MS } from './limits';
+import { PAGE_BYTES, RPC_IO_BYTES_MAX, MAPPING_BATCH_OPS_MAX, RETRY_BACKOFF_MS } from './limits';
 import { callUnary, type UnaryMethod } from './unary-call';
 
 export type FaultKind = 'READ' | 'WRITE' | 'COW';
@@ -25,6 +25,8 @@ export interface FaultOp {
   kind: FaultKind;
   /** MAP_SYNC: the allocation is durable before the reply. */
   sync?: boolean;
+  /** READ only: the reply carries the page's bytes too (a bulk load; no AccessBatch needed). */
+  load?: boolean;
 }
 
 /** A page table entry as the server handed it out. */
@@ -35,7 +37,11 @@ export interface ClientPte {
   token: string;
 }
 
-/** One fault's outcome: a PTE (READ / WRITE), the private copy (COW), or why it failed. */
+/**
+ * One fault's outcome: a PTE (READ / WRITE), the private copy (COW), or why it failed.
+ * data: the private copy (COW), or the page (a READ with load, when the server sent it:
+ * an older server, or a PTE revoked right after its fault, sends none).
+ */
 export type FaultOutcome =
   | { ok: true; pte: ClientPte | null; data: Buffer | null }
   | { ok: false; error: DaxClientError };
@@ -109,12 +115,13 @@ export class MappingRpc {
 
   /** Faults of one file, in order per call; outcomes in the order of `ops`. */
   async faultBatch(ino: number, ops: readonly FaultOp[]): Promise<FaultOutcome[]> {
-    const batches = splitBatches(ops, MAPPING_BATCH_OPS_MAX, Infinity, () => 0);
+    const ioBytesMax = this.options.ioBytesMax?.() ?? RPC_IO_BYTES_MAX;
+    const batches = splitBatches(ops, MAPPING_BATCH_OPS_MAX, ioBytesMax, (op) => (op.load ? PAGE_BYTES : 0));
     const replies = await Promise.all(batches.map(async (batch) => {
       this.counts.faultBatchCalls++;
       this.counts.faultOps += batch.length;
       const request: FaultBatchRequest = {
-        session_id: this.sessionId, ino, ops: batch.map((op) => ({ pgoff: op.pgoff, kind: op.kind, sync: op.sync ?? false })),
+        session_id: this.sessionId, ino, ops: batch.map((op) => ({ pgoff: op.pgoff, kind: op.kind, sync: op.sync ?? false, ...(op.load ? { load: true } : {}) })),
       };
       const response = await this.call<FaultBatchRequest, FaultBatchResponse__Output>(this.client.FaultBatch, request, true);
       if (response.results.length !== batch.length) {
@@ -123,7 +130,8 @@ export class MappingRpc {
       return response.results.map((r, i): FaultOutcome => {
         if (r.error) return { ok: false, error: opFailure(r.error) };
         const pte = r.pte ? { pgoff: batch[i].pgoff, pfn: Number(r.pte.pfn), writable: r.pte.writable, token: r.pte.token } : null;
-        return { ok: true, pte, data: batch[i].kind === 'COW' ? r.data : null };
+        const loaded = batch[i].load === true && r.data.length === PAGE_BYTES;
+        return { ok: true, pte, data: batch[i].kind === 'COW' || loaded ? r.data : null };
       });
     }));
     return replies.flat();

@@ -8,7 +8,8 @@ import assert from 'node:assert';
 import { InvalidArgumentError, PteStaleError } from '../errors';
 import { BLOCK_SIZE } from '../limits';
 import type { DaxContext } from './dax-context';
-import type { Pte } from './address-space';
+import type { Entry, Pte } from './address-space';
+import type { ResolvedPte } from './pte';
 import { fault } from './fault';
 import type { MappingOwner } from './owner';
 
@@ -22,32 +23,34 @@ function assertInPage(offset: number, length: number): void {
     `access [${offset}, ${offset + length}) outside the page reached the engine unchecked`);
 }
 
-function checkedPte(ctx: DaxContext, owner: MappingOwner, token: string, offset: number, length: number): Pte {
+function checkedPte(ctx: DaxContext, owner: MappingOwner, token: string, offset: number, length: number): ResolvedPte {
   assertInPage(offset, length);
-  const pte = ctx.ptes.lookup(token);
+  const pte = ctx.ptes.resolve(owner, token);
   // Another session's token answers exactly as an unknown one (S7): its holder learns
   // nothing about the other session, and nothing is done through it.
-  if (!pte || !pte.valid || pte.mapping.owner.id !== owner.id) throw new PteStaleError('the PTE token is stale or unknown');
+  if (pte === null) throw new PteStaleError('the PTE token is stale or unknown');
   return pte;
 }
 
 export function load(ctx: DaxContext, owner: MappingOwner, token: string, offset: number, length: number): Buffer {
-  const pte = checkedPte(ctx, owner, token, offset, length);
+  const { entry } = checkedPte(ctx, owner, token, offset, length);
   const out = Buffer.alloc(length);
-  if (pte.pfn !== 0) out.set(ctx.fs.storage.view(pte.pfn * BLOCK_SIZE + offset, length));
+  // A valid PTE's entry has kept its block since the PTE was installed (a ZERO entry is
+  // replaced only after its PTEs are revoked, S1): its pfn is the PTE's.
+  if (entry.state === 'MAPPED') out.set(ctx.fs.storage.view(entry.pfn * BLOCK_SIZE + offset, length));
   return out;
 }
 
 export function store(ctx: DaxContext, owner: MappingOwner, token: string, offset: number, data: Uint8Array): void {
   const pte = checkedPte(ctx, owner, token, offset, data.length);
   if (!pte.writable) throw new PteStaleError('store through a read-only PTE');
-  storeThrough(ctx, pte, offset, data);
+  storeThrough(ctx, pte.entry, offset, data);
 }
 
-function storeThrough(ctx: DaxContext, pte: Pte, offset: number, data: Uint8Array): void {
+function storeThrough(ctx: DaxContext, e: Entry, offset: number, data: Uint8Array): void {
   // S5: a writable PTE exists only on a DIRTY entry (writeback revokes them before cleaning).
-  assert(pte.valid && pte.writable && pte.entry.dirty && pte.entry.state === 'MAPPED' && pte.pfn !== 0, 'writable PTE on a clean or unmapped entry');
-  ctx.fs.storage.view(pte.pfn * BLOCK_SIZE + offset, data.length).set(data);
+  assert(e.dirty && e.state === 'MAPPED' && e.pfn !== 0, 'writable PTE on a clean or unmapped entry');
+  ctx.fs.storage.view(e.pfn * BLOCK_SIZE + offset, data.length).set(data);
 }
 
 /** The page a fault_if_stale store is meant for (the token may be stale: it cannot say). */
@@ -71,17 +74,24 @@ export async function storeFaultIfStale(
   ctx: DaxContext, owner: MappingOwner, token: string, offset: number, data: Uint8Array, target: StoreTarget,
 ): Promise<Pte | null> {
   assertInPage(offset, data.length);
-  const known = token === '' ? undefined : ctx.ptes.lookup(token);
-  if (known?.valid && known.mapping.owner.id === owner.id) {
+  const known = token === '' ? null : ctx.ptes.resolve(owner, token);
+  if (known !== null) {
     if (known.mapping.as.ino !== target.ino || known.entry.pgoff !== target.pgoff) {
       throw new InvalidArgumentError(`the token maps page ${known.entry.pgoff} of inode ${known.mapping.as.ino}, not page ${target.pgoff} of inode ${target.ino}`);
     }
     if (known.writable) {
-      storeThrough(ctx, known, offset, data);
+      storeThrough(ctx, known.entry, offset, data);
       return null;
     }
   }
-  const { pte } = await fault(ctx, owner, target.ino, target.pgoff, 'WRITE', target.sync, (fresh) => storeThrough(ctx, fresh, offset, data));
+  const { pte } = await fault(ctx, owner, target.ino, target.pgoff, 'WRITE', target.sync, (fresh) => storeThrough(ctx, entryOf(ctx, fresh), offset, data));
   assert(pte, 'a WRITE fault returned no PTE');
   return pte;
+}
+
+/** The entry a PTE just installed points at (the caller holds its lock). */
+function entryOf(ctx: DaxContext, pte: Pte): Entry {
+  const e = ctx.spaces.get(pte.ino)?.entries.get(pte.pgoff);
+  assert(e !== undefined && e.locked && e.pfn === pte.pfn, `the new PTE's entry at pgoff ${pte.pgoff} is gone`);
+  return e;
 }

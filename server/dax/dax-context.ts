@@ -100,7 +100,7 @@ export class DaxContext {
  */
 function forgetDirt(as: AddressSpace): void {
   for (const e of as.entries.values()) {
-    if (e.locked || e.pins > 0 || e.ptes.length > 0) continue;
+    if (e.locked || e.pins > 0 || e.pteCount > 0) continue;
     e.dirty = false;
     e.towrite = false;
   }

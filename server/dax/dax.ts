@@ -136,13 +136,8 @@ export class Dax {
     const as = this.#ctx.spaces.get(ino);
     const m = as?.mappings.get(owner.id);
     if (!as || !m) return;
-    for (const pte of [...m.ptes]) {
-      if (pte.entry.pgoff >= first && pte.entry.pgoff <= last) {
-        this.#ctx.ptes.revoke(pte, null);
-        this.#ctx.counters.revokedPtes++;
-      }
-    }
-    if (m.ptes.size === 0) {
+    this.#ctx.counters.revokedPtes += this.#ctx.ptes.revokeRange(m, first, last);
+    if (m.table.size === 0) {
       owner.detach(m.handle);
       dropMapping(this.#ctx, m);
     }
@@ -154,7 +149,7 @@ export class Dax {
     if (!as) return [];
     return as.entriesInRange(first, last).map((e) => ({
       pgoff: e.pgoff, state: e.state, pfn: e.pfn, locked: e.locked, dirty: e.dirty, towrite: e.towrite,
-      pinCount: e.pins, mappers: e.ptes.length, waiters: as.waitQueues.get(e.pgoff)?.length ?? 0,
+      pinCount: e.pins, mappers: e.pteCount, waiters: as.waitQueues.get(e.pgoff)?.length ?? 0,
     }));
   }
 

@@ -105,7 +105,7 @@ export function unlockEntry(as: AddressSpace, e: Entry, owner: EntryLockOwner = 
   assert(e.locked, `unlock of unlocked entry at pgoff ${e.pgoff}`);
   assertHolds(e, owner);
   assert(as.entries.get(e.pgoff) === e, `unlock of an entry no longer in the table (pgoff ${e.pgoff})`);
-  if (e.state === 'EMPTY' && e.ptes.length === 0 && e.pins === 0 && !e.dirty) {
+  if (e.state === 'EMPTY' && e.pteCount === 0 && e.pins === 0 && !e.dirty) {
     // A placeholder nobody filled (the fault failed or only looked): drop it.
     removeEntry(as, e, owner);
     return;
@@ -129,7 +129,7 @@ export function unlockEntry(as: AddressSpace, e: Entry, owner: EntryLockOwner = 
 export function removeEntry(as: AddressSpace, e: Entry, owner: EntryLockOwner = UNNAMED_OWNER): void {
   assert(e.locked, `remove of unlocked entry at pgoff ${e.pgoff}`);
   assertHolds(e, owner);
-  assert(e.ptes.length === 0, `remove of entry at pgoff ${e.pgoff} that still has ${e.ptes.length} PTEs`);
+  assert(e.pteCount === 0, `remove of entry at pgoff ${e.pgoff} that still has ${e.pteCount} PTEs`);
   assert(e.pins === 0, `remove of entry at pgoff ${e.pgoff} whose block is pinned (S4)`);
   as.entries.delete(e.pgoff);
   e.locked = false;

@@ -60,7 +60,7 @@ function assertFaultResult(r: FaultResult, e: Entry, kind: FaultKind): FaultResu
   if (kind === 'COW') {
     assert(r.pte === undefined && r.data?.length === BLOCK_SIZE, 'COW fault result');
   } else {
-    assert(r.pte !== undefined && r.pte.entry === e && r.pte.pfn === e.pfn, `${kind} fault at pgoff ${e.pgoff}: no PTE on the entry's block`);
+    assert(r.pte !== undefined && r.pte.pgoff === e.pgoff && r.pte.pfn === e.pfn, `${kind} fault at pgoff ${e.pgoff}: no PTE on the entry's block`);
     assert(kind === 'WRITE' || !r.pte.writable, `READ fault at pgoff ${e.pgoff} returned a writable PTE`);
   }
   return r;
@@ -148,8 +148,13 @@ async function slowFault(
 export function mappingOf(ctx: DaxContext, owner: MappingOwner, as: AddressSpace): SessionMapping {
   let m = as.mappings.get(owner.id);
   if (!m) {
-    const mapping = new SessionMapping(owner, as);
-    mapping.handle = owner.attach({ kind: 'mapping', release: () => dropMapping(ctx, mapping) });
+    const mapping = ctx.ptes.newMapping(owner, as, (id) => new SessionMapping(id, owner, as));
+    try {
+      mapping.handle = owner.attach({ kind: 'mapping', release: () => dropMapping(ctx, mapping) });
+    } catch (err) {
+      ctx.ptes.dropMapping(mapping); // a session that ended: its token route goes too
+      throw err;
+    }
     as.mappings.set(owner.id, mapping);
     m = mapping;
   }
@@ -158,8 +163,7 @@ export function mappingOf(ctx: DaxContext, owner: MappingOwner, as: AddressSpace
 
 /** Session end or full unmap: every PTE of the mapping goes. */
 export function dropMapping(ctx: DaxContext, m: SessionMapping): void {
-  ctx.counters.revokedPtes += m.ptes.size;
-  for (const pte of [...m.ptes]) ctx.ptes.revoke(pte, null);
+  ctx.counters.revokedPtes += ctx.ptes.dropMapping(m);
   if (m.as.mappings.get(m.owner.id) === m) m.as.mappings.delete(m.owner.id);
   ctx.maybeDrop(m.as);
 }
@@ -204,7 +208,7 @@ async function writeFault(ctx: DaxContext, as: AddressSpace, locks: WriteFaultLo
     if (e.state === 'ZERO') {
       // S1: a ZERO entry is replaced only after every zero-page PTE on it is revoked.
       const notices = new InvalidationNotices('HOLE_FILLED');
-      ctx.countInvalidations('HOLE_FILLED', ctx.ptes.revokeEntry(e, notices));
+      ctx.countInvalidations('HOLE_FILLED', ctx.ptes.revokeEntry(as, e, notices));
       notices.send(owner); // the faulting session's own zero-page PTE: its own action
     }
     await ctx.failpoints.hit('fault:before-install', { ino: as.ino, pgoff: e.pgoff });

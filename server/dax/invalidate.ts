@@ -31,7 +31,7 @@ export async function invalidateAllocated(ctx: DaxContext, ino: number, first: n
     if (!e) continue;
     await ctx.failpoints.hit('invalidate:entry-locked', { ino, pgoff: e.pgoff });
     if ((e.state === 'ZERO' || e.state === 'EMPTY') && !e.dirty && !e.towrite && e.pins === 0) {
-      revoked += ctx.ptes.revokeEntry(e, notices);
+      revoked += ctx.ptes.revokeEntry(as, e, notices);
       as.stats.invalidations++;
       removeEntry(as, e, me);
     } else {
@@ -68,7 +68,7 @@ export async function breakLayout(ctx: DaxContext, ino: number, first: number, l
     // caller has been told DEADLINE_EXCEEDED / CANCELLED, so nothing may change now.
     if (opts.signal?.aborted) throw abortReason(opts.signal);
     for (;;) {
-      for (const e of as.entriesInRange(first, last)) revoked += ctx.ptes.revokeEntry(e, notices);
+      for (const e of as.entriesInRange(first, last)) revoked += ctx.ptes.revokeEntry(as, e, notices);
       notices.send();
       await ctx.failpoints.hit('layout:after-revoke', { ino, pgoff: first });
       const busy = as.busyEntry(first, last);
@@ -105,7 +105,7 @@ export async function breakLayout(ctx: DaxContext, ino: number, first: number, l
       const e = await lockExistingEntry(as, snap.pgoff, me);
       if (!e) continue;
       // Writeback or S3 invalidation held it; neither installs PTEs, so none appeared.
-      revoked += ctx.ptes.revokeEntry(e, notices);
+      revoked += ctx.ptes.revokeEntry(as, e, notices);
       // S4: the scan above found no pin in the range with the mmap lock held exclusive,
       // which excludes new pins: a pinned entry here is a bug. Fail the change (INTERNAL)
       // with the entry unlocked and kept, rather than free a block under DMA.

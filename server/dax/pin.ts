@@ -50,7 +50,7 @@ export async function pin(ctx: DaxContext, pins: PinTable, owner: MappingOwner, 
       for (let pg = firstPgoff; pg <= lastPgoff; pg++) {
         const e = await lockEntry(as, pg, me);
         try {
-          if (writable) refuseReadOnlyMapping(owner, e);
+          if (writable) refuseReadOnlyMapping(as, owner, e);
           as.mmapLock.assertHeld(unlockMmap); // faultForPin may allocate without the inode lock
           const pfn = faultForPin(ctx, as, e, writable, me);
           pfns.push(pfn);
@@ -111,9 +111,9 @@ function newPinId(): string {
 }
 
 /** generic/462: a writable pin into pages the session maps read-only only is refused. */
-function refuseReadOnlyMapping(owner: MappingOwner, e: Entry): void {
-  const mine = e.ptes.filter((p) => p.mapping.owner.id === owner.id);
-  if (mine.length > 0 && !mine.some((p) => p.writable)) {
+function refuseReadOnlyMapping(as: AddressSpace, owner: MappingOwner, e: Entry): void {
+  const mine = as.mappings.get(owner.id)?.table;
+  if (mine !== undefined && mine.find(e.pgoff * 2) >= 0 && mine.find(e.pgoff * 2 + 1) < 0) {
     throw new ReadOnlyPinError(`writable pin of pgoff ${e.pgoff}, which this session maps read-only`);
   }
 }
@@ -131,14 +131,14 @@ function faultForPin(ctx: DaxContext, as: AddressSpace, e: Entry, writable: bool
     // A ZERO entry over a WRITTEN block: write(2) allocated it and its S3 invalidation
     // waits behind our entry lock. It drops only ZERO entries, so the zero-page PTEs must
     // go here, or their mappers would read zeros over the written data.
-    if (e.state === 'ZERO') revokeZeroPage(ctx, e);
+    if (e.state === 'ZERO') revokeZeroPage(ctx, as, e);
     e.state = 'MAPPED';
     e.pfn = m.pfn;
     return e.pfn;
   }
   const { pfn, allocated } = ctx.fs.allocateForFault(as.ino, e.pgoff);
   ctx.counters.faults[allocated ? 'allocate' : 'mapped']++;
-  if (e.state === 'ZERO') revokeZeroPage(ctx, e);
+  if (e.state === 'ZERO') revokeZeroPage(ctx, as, e);
   e.state = 'MAPPED';
   e.pfn = pfn;
   // DMA writes land in the block without a store: fsync must flush it (S5).
@@ -147,9 +147,9 @@ function faultForPin(ctx: DaxContext, as: AddressSpace, e: Entry, writable: bool
 }
 
 /** S1: zero-page PTEs go before the entry points at a real block. */
-function revokeZeroPage(ctx: DaxContext, e: Entry): void {
+function revokeZeroPage(ctx: DaxContext, as: AddressSpace, e: Entry): void {
   const notices = new InvalidationNotices('HOLE_FILLED');
-  ctx.countInvalidations('HOLE_FILLED', ctx.ptes.revokeEntry(e, notices));
+  ctx.countInvalidations('HOLE_FILLED', ctx.ptes.revokeEntry(as, e, notices));
   notices.send();
 }
 

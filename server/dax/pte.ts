@@ -1,17 +1,30 @@
 /**
- * PTEs handed to sessions: opaque, unguessable tokens (128 random bits), each bound to
- * one session and one entry. The server checks the token on every Load and Store: that
- * check is the fence (S7), so correctness never depends on a client having received an
- * Invalidate event. Revoking a PTE makes its token stale at once. The Pte and
- * SessionMapping records are declared in address-space.ts, the owner types in owner.ts.
+ * PTEs handed to sessions. Each session's mapping of a file keeps its PTEs in its own
+ * page table (page-table.ts: keyed by page, 24 bytes a PTE, no object or string kept per
+ * PTE). A token is opaque and unguessable: 128 random bits from the CSPRNG (drawn per PTE),
+ * followed by the id of the session mapping and the page, which route it to its table in
+ * O(1). The server checks the token on every Load and Store: that check is the fence (S7),
+ * so correctness never depends on a client having received an Invalidate event. Revoking
+ * a PTE removes it from its table, so its token is stale at once; a new PTE on the same
+ * page gets new random bits. Another session's token, a token altered in any bit, and one
+ * never issued all resolve to nothing alike. The SessionMapping and Entry records are
+ * declared in address-space.ts, the owner types in owner.ts.
  */
 import assert from 'node:assert';
 import { randomFillSync } from 'node:crypto';
-import type { Entry, Pte, SessionMapping } from './address-space';
+import type { AddressSpace, Entry, Pte, SessionMapping } from './address-space';
 import type { InvalidateReason, MappingOwner } from './owner';
+import { VPN_MAX } from './page-table';
 
-const TOKEN_BYTES = 16;
-const POOL_TOKENS = 4096;
+/** 16 key bytes, the mapping id (4), the vpn (6), a zero byte: 27 bytes, 36 base64url characters. */
+const TOKEN_BYTES = 27;
+const TOKEN_CHARS = 36;
+const POOL_KEYS = 4096;
+const TWO_32 = 2 ** 32;
+const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+/** base64url character code -> its 6 bits, -1 for anything else (no padding, no '+' or '/'). */
+const SEXTET = new Int8Array(128).fill(-1);
+for (let i = 0; i < 64; i++) SEXTET[B64URL.charCodeAt(i)] = i;
 
 /** Aggregates revocations per (session, file) so each gets one Invalidate per operation. */
 export class InvalidationNotices {
@@ -46,23 +59,36 @@ export class InvalidationNotices {
   }
 }
 
+/** What a valid token of the asking session names. */
+export interface ResolvedPte {
+  readonly mapping: SessionMapping;
+  readonly entry: Entry;
+  readonly writable: boolean;
+}
+
 export class PteTable {
-  private readonly byToken = new Map<string, Pte>();
-  private pool = Buffer.alloc(TOKEN_BYTES * POOL_TOKENS);
-  private poolNext = POOL_TOKENS;
+  /** Live session mappings by id: a token's route to its page table. */
+  private readonly mappingsById = new Map<number, SessionMapping>();
+  private nextMappingId = 1;
+  private readonly pool = new Uint32Array(4 * POOL_KEYS);
+  private poolNext = POOL_KEYS;
+  /** Token bytes being encoded or decoded (32 bytes: word-aligned for the key words). */
+  private readonly scratch = Buffer.from(new ArrayBuffer(32));
+  private readonly words = new Uint32Array(this.scratch.buffer, 0, 8);
+  /** PTEs in every page table. */
+  private count = 0;
 
   get size(): number {
-    return this.byToken.size;
+    return this.count;
   }
 
-  /** 128 random bits per token, drawn from a pool refilled by the CSPRNG. */
-  private newToken(): string {
-    if (this.poolNext === POOL_TOKENS) {
-      randomFillSync(this.pool);
-      this.poolNext = 0;
-    }
-    const off = this.poolNext++ * TOKEN_BYTES;
-    return this.pool.toString('base64url', off, off + TOKEN_BYTES);
+  /** A new session mapping of `as`, with an id no earlier mapping had (tokens of a dropped one stay stale). */
+  newMapping(owner: MappingOwner, as: AddressSpace, make: (id: number) => SessionMapping): SessionMapping {
+    assert(this.nextMappingId < TWO_32, 'session mapping ids exhausted');
+    const m = make(this.nextMappingId++);
+    assert(m.owner === owner && m.as === as, 'session mapping made for another owner or file');
+    this.mappingsById.set(m.id, m);
+    return m;
   }
 
   /** Installs a PTE on a locked entry (S1: every state change under the entry lock). */
@@ -70,51 +96,101 @@ export class PteTable {
     assert(entry.locked, 'PTE install needs the entry lock');
     assert(entry.state !== 'EMPTY', 'PTE install on an EMPTY entry');
     assert(!writable || entry.state === 'MAPPED', 'writable PTE on the zero page');
+    assert(this.mappingsById.get(mapping.id) === mapping, 'PTE install into a dropped mapping');
+    const vpn = entry.pgoff * 2 + (writable ? 1 : 0);
+    assert(vpn <= VPN_MAX, `pgoff ${entry.pgoff} beyond what a token can name`);
     // A session faulting a page it already maps with the same permission gets that PTE
     // back (as a CPU re-fault finds the PTE present): a session holds at most a read-only
     // and a writable PTE per page, so PTEs are bounded by pages mapped, not by faults.
-    for (const existing of entry.ptes) {
-      if (existing.mapping === mapping && existing.valid && existing.pfn === entry.pfn && existing.writable === writable) return existing;
+    const slot = mapping.table.find(vpn);
+    if (slot >= 0) mapping.table.keyOf(slot, this.words, 0);
+    else {
+      if (this.poolNext === POOL_KEYS) {
+        randomFillSync(this.pool);
+        this.poolNext = 0;
+      }
+      const at = this.poolNext++ * 4;
+      const w = this.words;
+      const pool = this.pool;
+      w[0] = pool[at];
+      w[1] = pool[at + 1];
+      w[2] = pool[at + 2];
+      w[3] = pool[at + 3];
+      mapping.table.insert(vpn, this.words, 0);
+      entry.pteCount++;
+      this.count++;
     }
-    const pte: Pte = { token: this.newToken(), mapping, entry, pfn: entry.pfn, writable, valid: true, slot: entry.ptes.length };
-    this.byToken.set(pte.token, pte);
-    // The first PTE of an entry gets an exact-size array: a push onto [] reserves 17 slots,
-    // ~130 bytes more per mapped page (bench:faults, memory per mapped entry).
-    if (entry.ptes.length === 0) entry.ptes = [pte];
-    else entry.ptes.push(pte);
-    mapping.ptes.add(pte);
-    return pte;
+    return { token: this.encode(mapping.id, vpn), ino: mapping.as.ino, pgoff: entry.pgoff, pfn: entry.pfn, writable };
   }
 
-  lookup(token: string): Pte | undefined {
-    return this.byToken.get(token);
+  /** The key in words[0..4) with the route: the token. */
+  private encode(mappingId: number, vpn: number): string {
+    const w = this.words;
+    w[4] = mappingId;
+    w[5] = vpn >>> 0;
+    w[6] = Math.floor(vpn / TWO_32); // < 2^16: bytes 24-25; byte 26 stays 0
+    return this.scratch.toString('base64url', 0, TOKEN_BYTES);
   }
 
-  /** Makes the token stale and unlinks it everywhere. */
-  revoke(pte: Pte, notices: InvalidationNotices | null): void {
-    if (!pte.valid) return;
-    pte.valid = false;
-    pte.writable = false;
-    this.byToken.delete(pte.token);
-    // Swap-remove by slot, O(1): indexOf + splice made dropping n PTEs of one entry O(n^2)
-    // (50k PTEs one session faulted on one page: a 5 s Unmap, event loop blocked).
-    const list = pte.entry.ptes;
-    assert(list[pte.slot] === pte, 'PTE missing from its entry');
-    const last = list.pop() as Pte;
-    if (last !== pte) {
-      list[pte.slot] = last;
-      last.slot = pte.slot;
+  /**
+   * The PTE a token names, if it is one this session holds now; null for anything else:
+   * malformed, never issued, revoked, or another session's (S7: alike, so its holder
+   * learns nothing). Constant work: decode, one map lookup, one table probe.
+   */
+  resolve(owner: MappingOwner, token: string): ResolvedPte | null {
+    if (token.length !== TOKEN_CHARS) return null;
+    const b = this.scratch;
+    for (let c = 0, o = 0; c < TOKEN_CHARS; c += 4, o += 3) {
+      const s0 = sextet(token, c);
+      const s1 = sextet(token, c + 1);
+      const s2 = sextet(token, c + 2);
+      const s3 = sextet(token, c + 3);
+      if ((s0 | s1 | s2 | s3) < 0) return null;
+      const n = (s0 << 18) | (s1 << 12) | (s2 << 6) | s3;
+      b[o] = n >>> 16;
+      b[o + 1] = (n >>> 8) & 0xff;
+      b[o + 2] = n & 0xff;
     }
-    pte.mapping.ptes.delete(pte);
-    notices?.add(pte.mapping, pte.entry.pgoff);
+    const w = this.words;
+    if (b[26] !== 0) return null;
+    const mapping = this.mappingsById.get(w[4]);
+    if (mapping === undefined || mapping.owner.id !== owner.id) return null;
+    const vpn = (w[6] & 0xffff) * TWO_32 + w[5];
+    if (!mapping.table.matches(vpn, w[0], w[1], w[2], w[3])) return null;
+    const pgoff = Math.floor(vpn / 2);
+    const entry = mapping.as.entries.get(pgoff);
+    // A PTE is revoked before its entry is removed (removeEntry asserts pteCount === 0).
+    assert(entry !== undefined && entry.state !== 'EMPTY' && entry.pteCount > 0, `a live PTE on pgoff ${pgoff} without its entry`);
+    return { mapping, entry, writable: vpn % 2 === 1 };
   }
 
-  /** Revokes every PTE on an entry (the caller holds its lock or the mmap lock exclusive). */
-  revokeEntry(entry: Entry, notices: InvalidationNotices | null): number {
-    const n = entry.ptes.length;
+  /** Makes one PTE's token stale; false when the table did not hold it. */
+  private revokeVpn(m: SessionMapping, vpn: number, notices: InvalidationNotices | null): boolean {
+    if (!m.table.remove(vpn)) return false;
+    const pgoff = Math.floor(vpn / 2);
+    const e = m.as.entries.get(pgoff);
+    assert(e !== undefined && e.pteCount > 0, `PTE on pgoff ${pgoff} missing from its entry's count`);
+    e.pteCount--;
+    this.count--;
+    notices?.add(m, pgoff);
+    return true;
+  }
+
+  /**
+   * Revokes every PTE on an entry (the caller holds its lock or the mmap lock exclusive):
+   * the read-only and writable PTE of each session mapping the file, O(mappers).
+   */
+  revokeEntry(as: AddressSpace, entry: Entry, notices: InvalidationNotices | null): number {
+    const n = entry.pteCount;
+    if (n === 0) return 0;
     // The entry's own lock, or (layout break) the mmap lock exclusive over its file.
-    assert(n === 0 || entry.locked || entry.ptes[0].mapping.as.mmapLock.heldExclusive, `PTE revoke on entry at pgoff ${entry.pgoff}: neither its lock nor the mmap lock is held`);
-    for (const pte of [...entry.ptes]) this.revoke(pte, notices);
+    assert(entry.locked || as.mmapLock.heldExclusive, `PTE revoke on entry at pgoff ${entry.pgoff}: neither its lock nor the mmap lock is held`);
+    for (const m of as.mappings.values()) {
+      this.revokeVpn(m, entry.pgoff * 2, notices);
+      this.revokeVpn(m, entry.pgoff * 2 + 1, notices);
+      if (entry.pteCount === 0) break;
+    }
+    assert(entry.pteCount === 0, `${entry.pteCount} PTEs on pgoff ${entry.pgoff} outside every session mapping of the file`);
     return n;
   }
 
@@ -122,14 +198,45 @@ export class PteTable {
    * S5: writeback write-protects an entry: writable PTEs become stale (the client must
    * take a write fault, which re-dirties under the entry lock). Read-only PTEs stay.
    */
-  downgradeEntry(entry: Entry, notices: InvalidationNotices): number {
+  downgradeEntry(as: AddressSpace, entry: Entry, notices: InvalidationNotices): number {
     assert(entry.locked, 'downgrade needs the entry lock');
     let n = 0;
-    for (const pte of [...entry.ptes]) {
-      if (!pte.writable) continue;
-      this.revoke(pte, notices);
-      n++;
+    if (entry.pteCount === 0) return 0;
+    for (const m of as.mappings.values()) if (this.revokeVpn(m, entry.pgoff * 2 + 1, notices)) n++;
+    return n;
+  }
+
+  /** Revokes the mapping's PTEs on pages [first, last] (munmap); all of them when dropping it. */
+  revokeRange(m: SessionMapping, first: number, last: number): number {
+    let n = 0;
+    for (const vpn of m.table.vpnList()) {
+      const pgoff = Math.floor(vpn / 2);
+      if (pgoff >= first && pgoff <= last && this.revokeVpn(m, vpn, null)) n++;
     }
     return n;
   }
+
+  /** Session end or full unmap: every PTE of the mapping goes, and its id with it. */
+  dropMapping(m: SessionMapping): number {
+    const n = this.revokeRange(m, 0, Number.MAX_SAFE_INTEGER);
+    assert(m.table.size === 0, 'a dropped mapping kept PTEs');
+    this.mappingsById.delete(m.id);
+    return n;
+  }
+
+  /** The PTEs on an entry, per session: for the pin checks and the tests' reverse-map checks. */
+  ptesOn(as: AddressSpace, entry: Entry): { mapping: SessionMapping; writable: boolean }[] {
+    const out: { mapping: SessionMapping; writable: boolean }[] = [];
+    if (entry.pteCount === 0) return out;
+    for (const m of as.mappings.values()) {
+      if (m.table.find(entry.pgoff * 2) >= 0) out.push({ mapping: m, writable: false });
+      if (m.table.find(entry.pgoff * 2 + 1) >= 0) out.push({ mapping: m, writable: true });
+    }
+    return out;
+  }
+}
+
+function sextet(token: string, i: number): number {
+  const c = token.charCodeAt(i);
+  return c < 128 ? SEXTET[c] : -1;
 }

@@ -28,7 +28,7 @@ export async function writeback(ctx: DaxContext, ino: number, first: number, las
         // Replaced by a new entry, or another writeback got here first: nothing to do.
         if (e !== snap || !e.towrite) continue;
         e.towrite = false;
-        ctx.countInvalidations('WRITEBACK', ctx.ptes.downgradeEntry(e, notices));
+        ctx.countInvalidations('WRITEBACK', ctx.ptes.downgradeEntry(as, e, notices));
         await ctx.failpoints.hit('writeback:after-downgrade', { ino, pgoff: e.pgoff });
         try {
           await ctx.fs.storage.flush(e.pfn * BLOCK_SIZE, BLOCK_SIZE);

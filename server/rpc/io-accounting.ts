@@ -37,12 +37,22 @@ function accessBatch(request: unknown, response: unknown, metrics: Metrics): voi
   }
 }
 
+/** Mapping.FaultBatch: each page a READ op with load returned is a read, as a Load's (a COW copy is not). */
+function faultBatch(request: unknown, response: unknown, metrics: Metrics): void {
+  const ops = (request as { ops: Array<{ load?: boolean }> }).ops;
+  const results = (response as { results: AccessOutcomeLike[] }).results;
+  for (let i = 0; i < ops.length && i < results.length; i++) {
+    if (ops[i].load === true && !results[i].error && bytes(results[i]) > 0) metrics.io('mapping', 'read', bytes(results[i]));
+  }
+}
+
 export const IO_ACCOUNTING: Readonly<Record<string, Account>> = {
   'Files.Read': (_req, res, m) => m.io('file', 'read', bytes(res)),
   'Files.Write': (req, _res, m) => m.io('file', 'write', bytes(req)),
   'Mapping.Load': (_req, res, m) => m.io('mapping', 'read', bytes(res)),
   'Mapping.Store': (req, _res, m) => m.io('mapping', 'write', bytes(req)),
   'Mapping.AccessBatch': accessBatch,
+  'Mapping.FaultBatch': faultBatch,
   'Dma.Read': (_req, res, m) => m.io('dma', 'read', bytes(res)),
   'Dma.Write': (req, _res, m) => m.io('dma', 'write', bytes(req)),
 };

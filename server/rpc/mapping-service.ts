@@ -4,7 +4,9 @@
  * up once per call; it owns every PTE the call creates.
  */
 import type { Logger } from 'pino';
-import { InvalidArgumentError, LimitError } from '../errors';
+import assert from 'node:assert';
+import { InvalidArgumentError, LimitError, PteStaleError } from '../errors';
+import { BLOCK_SIZE } from '../limits';
 import type { Dax } from '../dax/dax';
 import type { StoreTarget } from '../dax/access';
 import type { FaultKind, FaultResult } from '../dax/fault';
@@ -15,7 +17,7 @@ import type { MappingHandlers } from '../../wire/generated/daxd/v1/Mapping';
 import type { FaultOutcome } from '../../wire/generated/daxd/v1/FaultOutcome';
 import type { AccessOutcome } from '../../wire/generated/daxd/v1/AccessOutcome';
 import type { Pte as WirePte } from '../../wire/generated/daxd/v1/Pte';
-import { MAPPING_BATCH_OPS_MAX } from './limits';
+import { MAPPING_BATCH_OPS_MAX, RPC_IO_BYTES_MAX } from './limits';
 import { toWireStatus } from './status';
 import { unary } from './unary';
 import { principalOf } from '../auth/call-principal';
@@ -48,13 +50,19 @@ function tokenOrEmpty(value: string): string {
   return value.length === 0 ? value : token(value);
 }
 
+const NO_DATA = Buffer.alloc(0);
+
 function ptetoWire(result: FaultResult, pg: number): { pte: WirePte | null; data: Buffer } {
   const pte = result.pte ? { pgoff: pg, pfn: result.pte.pfn, writable: result.pte.writable, token: result.pte.token } : null;
-  return { pte, data: result.data ?? Buffer.alloc(0) };
+  return { pte, data: result.data ?? NO_DATA };
 }
 
+// A FaultBatch of READ ops with load carries a page per op: the batch limit keeps its
+// reply within what one call may return.
+assert(MAPPING_BATCH_OPS_MAX * BLOCK_SIZE <= RPC_IO_BYTES_MAX, 'a FaultBatch of loads would exceed RPC_IO_BYTES_MAX');
+
 function pteToWire(pte: Pte): WirePte {
-  return { pgoff: pte.entry.pgoff, pfn: pte.pfn, writable: pte.writable, token: pte.token };
+  return { pgoff: pte.pgoff, pfn: pte.pfn, writable: pte.writable, token: pte.token };
 }
 
 /** The page a fault_if_stale store names (ino, pgoff) and whether its fault is MAP_SYNC. */
@@ -77,6 +85,16 @@ export function mappingHandlers(dax: Dax, sessions: SessionTable, fsOf: FsOfCall
     (kind === 'READ' ? dax.fault(owner, ino, pg, kind, sync) : access.allocating(ino, pg, pg, () => dax.fault(owner, ino, pg, kind, sync)));
   const storeFaulting = (access: PrincipalFs, owner: Session, tokenValue: string, offset: number, data: Buffer, target: StoreTarget): Promise<Pte | null> =>
     access.allocating(access.ino(target.ino), target.pgoff, target.pgoff, () => dax.storeFaultIfStale(owner, tokenValue, offset, data, target));
+  // The page through the fault's new PTE: the token check is the fence (S7), so a PTE
+  // revoked since the fault (a slow fault resumes after its locks are gone) loads nothing.
+  const loadThrough = (owner: Session, pteToken: string): Buffer => {
+    try {
+      return dax.load(owner, pteToken, 0, BLOCK_SIZE);
+    } catch (err) {
+      if (err instanceof PteStaleError) return NO_DATA;
+      throw err;
+    }
+  };
   const opError = (err: unknown, where: string) => {
     const s = toWireStatus(err, log, where);
     return { code: s.code, reason: s.reason ?? '', message: s.details };
@@ -145,7 +163,11 @@ export function mappingHandlers(dax: Dax, sessions: SessionTable, fsOf: FsOfCall
         try {
           const pg = pgoff(op.pgoff, 'pgoff');
           const kind: FaultKind = v.enumValue(op.kind, FAULT_KINDS, 'kind');
-          results.push(ptetoWire(await fault(access, owner, ino, pg, kind, op.sync), pg));
+          if (op.load && kind !== 'READ') throw new InvalidArgumentError(`load applies to READ faults only, not ${kind}`);
+          const result = await fault(access, owner, ino, pg, kind, op.sync);
+          const outcome = ptetoWire(result, pg);
+          if (op.load && result.pte) outcome.data = loadThrough(owner, result.pte.token);
+          results.push(outcome);
         } catch (err) {
           results.push({ error: opError(err, 'Mapping.FaultBatch') });
         }

@@ -28,6 +28,7 @@ import { SessionTable } from '../session/session-table';
 import { loadDaxdProto } from '../../wire/proto';
 import { filesHandlers } from './files-service';
 import { mappingHandlers } from './mapping-service';
+import { withFaultBatchEncoder } from '../../wire/fault-codec';
 import { dmaHandlers } from './dma-service';
 import { OpStreamRegistry } from './files-streams';
 import { instrument } from './instrument';
@@ -113,7 +114,7 @@ export class RpcServer {
     };
     add(proto.Session.service, sessionHandlers(sessions, quota, log));
     add(proto.Files.service, filesHandlers(fsOf, log, streams, (ino, datasync) => options.dax.fsync(ino, datasync), metrics));
-    add(proto.Mapping.service, mappingHandlers(options.dax, sessions, fsOf, log));
+    add(withFaultBatchEncoder(proto.Mapping.service), mappingHandlers(options.dax, sessions, fsOf, log));
     add(proto.Dma.service, dmaHandlers(options.dax, sessions, fsOf, quota, log, streams, metrics));
     // `--tls-client-auth request`: refuse a client certificate that does not verify
     // (client-auth.ts), hooked on each HTTP/2 server before it can accept a connection.

@@ -5,7 +5,8 @@
  *
  * What is charged, per call (UNARY_COST): a read's reply (the length asked, clamped to
  * what the call can return: RPC_IO_BYTES_MAX, a page for Mapping loads), a write's request
- * data, AccessBatch the sum of both over its ops (at most MESSAGE_BYTES_MAX). Taken at
+ * data, AccessBatch the sum of both over its ops (at most MESSAGE_BYTES_MAX), FaultBatch a
+ * page per op whose reply carries one (READ with load, COW). Taken at
  * all three levels (the call, its connection: CONNECTION_BYTES_BUFFERED_MAX, the server:
  * SERVER_BYTES_BUFFERED_MAX) before the handler runs; given back when the call's status
  * is sent (for an answered call that is after its reply was handed to HTTP/2: grpc-js
@@ -58,6 +59,14 @@ function accessBatchCost(req: unknown): number {
   return Math.min(bytes, MESSAGE_BYTES_MAX);
 }
 
+/** FaultBatch: a page per op whose reply carries one (a READ with load, a COW copy). */
+function faultBatchCost(req: unknown): number {
+  const ops = (req as { ops?: Array<{ load?: boolean; kind?: unknown }> }).ops ?? [];
+  let pages = 0;
+  for (const op of ops) if (op.load === true || op.kind === 'COW') pages++;
+  return Math.min(pages * BLOCK_SIZE, MESSAGE_BYTES_MAX);
+}
+
 /** Bytes a data-moving unary call holds, by method label (instrument.ts's methodLabel). */
 export const UNARY_COST: Readonly<Record<string, Cost>> = {
   'Files.Read': readCost(RPC_IO_BYTES_MAX),
@@ -67,6 +76,7 @@ export const UNARY_COST: Readonly<Record<string, Cost>> = {
   'Mapping.Load': readCost(BLOCK_SIZE),
   'Mapping.Store': dataOf,
   'Mapping.AccessBatch': accessBatchCost,
+  'Mapping.FaultBatch': faultBatchCost,
 };
 
 interface StreamLike {

@@ -57,6 +57,7 @@ import { daxdNbdTargets } from './nbd-targets';
 import { measureRawMmap, type RawMmapFigures } from './baselines/raw-mmap';
 import { startTcpSink, tcpBandwidth } from './baselines/tcp-loopback';
 import { formatSummary, summarize, type CpuProfile } from './cpu-profile-summary';
+import { faultsRows } from './faults-rows';
 import { MiB } from '../support/units';
 import { startDaxdChild, type DaxdChild } from './daxd-child';
 import { processCpuUs, startEcho } from './bench-util';
@@ -132,6 +133,7 @@ export const CASES: Case[] = [
  */
 export const EXTRA_ROWS: Array<{ name: string; rows: RowSource }> = [
   { name: 'faults in-process', rows: faultsInProcessRows },
+  { name: 'faults and mappings (FaultBatch, page table, MappedFile)', rows: faultsRows },
 ];
 
 function log(line: string): void {

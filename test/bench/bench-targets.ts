@@ -58,6 +58,13 @@ export function grpcTargets(rows: TargetRow[], extra: BenchRow[]): string[] {
   }
   const mapped = extra.find((r) => r.id === 'faults-inprocess-mapped');
   if (mapped) check(`${mapped.label} >= 500k/s`, mapped.daxd / 500_000, 1);
+  const extraRow = (id: string) => extra.find((r) => r.id === id);
+  const batch = extraRow('faults-grpc-mapped');
+  if (batch) check(`${batch.label} >= 150k/s`, batch.daxd / 150_000, 1);
+  const perEntry = extraRow('faults-bytes-per-entry');
+  if (perEntry) check(`${perEntry.label} <= 200 B`, perEntry.daxd / 200, 0, 1);
+  const seq = extraRow('mappedfile-over-files-read');
+  if (seq) check(`MappedFile sequential >= 0.5x Files.Read`, seq.daxd, 0.5);
   for (const id of ['pin-write-stream', 'pin-read-stream']) {
     const r = get(id);
     if (r) check(`${r.label} >= 10k cycles/s`, r.daxd.opsPerSec / 10_000, 1);

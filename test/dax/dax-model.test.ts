@@ -420,13 +420,15 @@ function checkEntries(w: World, context: string): void {
       assert.ok(e.pgoff < pagesOf(model.size), `${where} past EOF (size ${model.size})`);
       const m = v.fs.iomap(ino, e.pgoff);
       if (e.state === 'MAPPED') assert.ok(m.state === 'WRITTEN' && m.pfn === e.pfn, `${where}: MAPPED(${e.pfn}) but the map says ${JSON.stringify(m)}`);
-      else assert.ok(m.state !== 'WRITTEN' || e.ptes.length === 0, `${where}: ZERO with PTEs but the map says ${JSON.stringify(m)}`);
+      else assert.ok(m.state !== 'WRITTEN' || e.pteCount === 0, `${where}: ZERO with PTEs but the map says ${JSON.stringify(m)}`);
       assert.ok(!e.towrite, `${where}: TOWRITE left set`);
-      for (const p of e.ptes) {
-        assert.ok(p.valid && p.pfn === e.pfn, `${where}: a PTE disagrees with its entry`);
+      const onEntry = Dax.contextForTests(v.dax).ptes.ptesOn(as, e);
+      assert.equal(onEntry.length, e.pteCount, `${where}: the session page tables and the entry's PTE count disagree`);
+      for (const p of onEntry) {
+        assert.equal(p.mapping.as, as, `${where}: a PTE in another file's mapping`);
         assert.ok(!p.writable || (e.dirty && e.state === 'MAPPED'), `${where}: writable PTE on a clean entry`);
       }
-      ptes += e.ptes.length;
+      ptes += e.pteCount;
     }
   }
   assert.equal(v.dax.stats().ptes, ptes, `${context}: PTE table and reverse maps disagree`);

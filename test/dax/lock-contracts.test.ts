@@ -5,7 +5,7 @@
  * AssertionError before it changes anything.
  */
 import assert from 'node:assert/strict';
-import { AddressSpace } from '../../server/dax/address-space';
+import { AddressSpace, Entry } from '../../server/dax/address-space';
 import { assertHolds, lockEntry, newOwner, removeEntry, unlockEntry } from '../../server/dax/entry-lock';
 import { InvalidationNotices, PteTable } from '../../server/dax/pte';
 import { mappingOf } from '../../server/dax/fault';
@@ -84,14 +84,17 @@ describe('lock contracts are assertions', function () {
       assert.equal(e.locked, false);
       const ptes = new PteTable();
       assert.throws(() => ptes.install(mappingOf(ctx, owner, as), e, false), assert.AssertionError);
-      assert.throws(() => ctx.ptes.downgradeEntry(e, new InvalidationNotices('WRITEBACK')), assert.AssertionError);
-      assert.throws(() => ctx.ptes.revokeEntry(e, null), assert.AssertionError);
+      assert.throws(() => ctx.ptes.downgradeEntry(as, e, new InvalidationNotices('WRITEBACK')), assert.AssertionError);
+      assert.throws(() => ctx.ptes.revokeEntry(as, e, null), assert.AssertionError);
       assert.equal(v.dax.stats().ptes, 1, 'the PTE is still there');
     });
 
     it('an unpin of an unpinned entry is an AssertionError (was a plain Error)', function () {
       const as = new AddressSpace(1);
-      as.entries.set(0, { pgoff: 0, state: 'MAPPED', pfn: 9, locked: false, holder: null, dirty: false, towrite: false, ptes: [], pins: 0 });
+      const e = new Entry(0);
+      e.state = 'MAPPED';
+      e.pfn = 9;
+      as.entries.set(0, e);
       assert.throws(() => as.unpinEntry(as.entries.get(0)!), assert.AssertionError);
     });
   });

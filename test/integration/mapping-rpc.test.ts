@@ -128,6 +128,33 @@ describe('Mapping RPCs: faults, loads, stores, msync, unmap, inspect', function 
     tokens.zero0 = read0.pte?.token ?? '';
   });
 
+  it('FaultBatch with load: a READ op returns its page (written bytes, zeros for a hole) and a PTE that loads the same; load on WRITE or COW fails only its op (EINVAL)', async function () {
+    const { ino: f } = await client.create('loaded');
+    await client.truncate(f, 3 * PAGE);
+    await client.write(f, PAGE, pattern(7, PAGE));
+    const r = await s.faultBatch(f, [
+      { pgoff: 1, kind: 'READ', load: true }, { pgoff: 0, kind: 'READ', load: true }, { pgoff: 2, kind: 'WRITE', load: true },
+      { pgoff: 2, kind: 'COW', load: true }, { pgoff: 1, kind: 'READ' }, { pgoff: 3, kind: 'READ', load: true },
+    ]);
+    assert.equal(r.results.length, 6);
+    const [data1, hole0, write2, cow2, plain1, past] = r.results;
+    assert.deepEqual(data1.data, pattern(7, PAGE));
+    assert.equal(data1.pte?.writable, false);
+    assert.deepEqual(hole0.data, Buffer.alloc(PAGE));
+    assert.equal(hole0.pte?.pfn, '0');
+    for (const bad of [write2, cow2]) {
+      assert.equal(bad.error?.code, S.INVALID_ARGUMENT);
+      assert.equal(bad.error?.reason, 'EINVAL');
+      assert.equal(bad.pte, null);
+    }
+    assert.equal(plain1.data.length, 0, 'without load: no data');
+    assert.equal(plain1.pte?.token, data1.pte?.token, 'the same read-only PTE, faulted again');
+    assert.equal(past.error?.reason, 'SIGBUS');
+    const loaded = await s.accessBatch([{ token: data1.pte?.token ?? '', offset: 0, length: PAGE }]);
+    assert.deepEqual(loaded.results[0].data, pattern(7, PAGE), 'the PTE loads what the fault returned');
+    assert.equal((await client.stat(f)).blocks, 1, 'the refused WRITE op allocated nothing');
+  });
+
   it('AccessBatch: loads and stores in order; a stale op fails alone', async function () {
     const r = await s.accessBatch([
       { token: tokens.w3, offset: 10, data: Buffer.from('abc'), store: true },
