@@ -1,6 +1,6 @@
 /**
  * grpc-js frames every message by copying it behind a 5-byte prefix into a new Buffer:
- * on the server in ServerInterceptingCall.serializeMessage, on the client in
+ * on the server in BaseServerInterceptingCall.serializeMessage, on the client in
  * CompressionFilter.sendMessage (identity encoding). For a 1 MiB read or write that is a
  * full extra copy (and a 1 MiB allocation for the GC). The bulk encoders
  * (wire/bulk-codec.ts) leave room for the prefix in front of the messages they build;
@@ -35,7 +35,7 @@ const PATCHED = Symbol('daxd.framedInPlace');
 
 /** Server replies: see the top of this file. False if grpc-js's internals moved. */
 export function frameRepliesInPlace(): boolean {
-  const proto = (serverInterceptors as unknown as { ServerInterceptingCall?: { prototype: ServerCallInternals & { [PATCHED]?: true } } }).ServerInterceptingCall?.prototype;
+  const proto = (serverInterceptors as unknown as { BaseServerInterceptingCall?: { prototype: ServerCallInternals & { [PATCHED]?: true } } }).BaseServerInterceptingCall?.prototype;
   if (proto === undefined || typeof proto.serializeMessage !== 'function') return false;
   if (proto[PATCHED]) return true;
   const original = proto.serializeMessage;

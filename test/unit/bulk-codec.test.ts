@@ -24,6 +24,9 @@ import {
 } from '../../wire/bulk-codec';
 import { MalformedRequest, strictDeserializer } from '../../server/rpc/strict-decode';
 import { randInt, seededRng } from '../support/rng';
+import * as serverInterceptors from '@grpc/grpc-js/build/src/server-interceptors';
+import * as compressionFilter from '@grpc/grpc-js/build/src/compression-filter';
+import { frameRepliesInPlace, frameRequestsInPlace } from '../../wire/frame-in-place';
 
 const root = new protobuf.Root();
 root.loadSync(PROTO_PATH, { keepCase: true });
@@ -271,4 +274,41 @@ describe('strict decoding of Files.Write / WriteStream through the fast decoder'
       assert.ok(decode(Buffer.from([0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01])) instanceof MalformedRequest, 'varint over 10 bytes');
     });
   }
+});
+
+describe('framing in place (wire/frame-in-place.ts)', function () {
+  const payload = Buffer.alloc(70_000, 3);
+  function expectedFrame(m: Buffer): Buffer {
+    const out = Buffer.alloc(m.length + 5);
+    out.writeUInt32BE(m.length, 1);
+    m.copy(out, 5);
+    return out;
+  }
+
+  it('the server hook is installed on this grpc-js and frames a bulk reply without a copy, any other message by copying', function () {
+    assert.equal(frameRepliesInPlace(), true, 'grpc-js internals moved: BaseServerInterceptingCall.serializeMessage');
+    const proto = (serverInterceptors as unknown as { BaseServerInterceptingCall: { prototype: { serializeMessage(v: unknown): Buffer } } }).BaseServerInterceptingCall.prototype;
+    const data = withHeadroom(payload.length);
+    payload.copy(data);
+    const call = (message: unknown, encode: (v: unknown) => Buffer) => proto.serializeMessage.call({ handler: { serialize: encode } }, message);
+    const encode = (v: unknown) => encodeReadStreamResponse(v, reference('ReadStreamResponse'));
+    const framed = call({ results: [{ id: 7, data }] }, encode);
+    assert.deepEqual(framed, expectedFrame(reference('ReadStreamResponse')({ results: [{ id: 7, data: payload }] })));
+    assert.equal(framed.buffer, data.buffer, 'framed over the read buffer');
+    // In an ArrayBuffer of its own, so "not the same memory" is a meaningful check.
+    const small = Buffer.from(new Uint8Array(reference('ReadStreamResponse')({ results: [{ id: 1, data: Buffer.from('abc') }] })).buffer);
+    const copied = call({}, () => small);
+    assert.deepEqual(copied, expectedFrame(small));
+    assert.notEqual(copied.buffer, small.buffer);
+  });
+
+  it('the client hook is installed on this grpc-js and frames a large bulk request without a copy', async function () {
+    assert.equal(frameRequestsInPlace(), true, 'grpc-js internals moved: CompressionFilter.sendMessage');
+    const proto = (compressionFilter as unknown as { CompressionFilter: { prototype: { sendMessage(m: Promise<{ message: Buffer; flags?: number }>): Promise<{ message: Buffer }> } } }).CompressionFilter.prototype;
+    const message = encodeWriteStreamRequest({ ops: [{ id: 1, ino: 2, offset: 0, data: payload }] }, reference('WriteStreamRequest'));
+    const filter = { maxSendMessageLength: -1, sendCompression: new (class IdentityHandler {})() };
+    const out = await proto.sendMessage.call(filter, Promise.resolve({ message }));
+    assert.deepEqual(out.message, expectedFrame(reference('WriteStreamRequest')({ ops: [{ id: 1, ino: 2, offset: 0, data: payload }] })));
+    assert.equal(out.message.buffer, message.buffer, 'framed over the encoded request');
+  });
 });
