@@ -3,7 +3,10 @@
  * no engine, no validation and no pipeline behind it. Read returns `length` bytes of a
  * static buffer, Write returns the length it got; ReadStream/WriteStream answer each
  * incoming batch at once with one batch of results. It uses daxd's server options and
- * flow-control windows, so the only difference from daxd is daxd itself.
+ * flow-control windows, and daxd's tuned bulk path: the hand-written codecs of the
+ * data-carrying messages (wire/bulk-service.ts, no strict walk: the echo checks nothing)
+ * and replies framed in place (wire/frame-in-place.ts). So it is the tuned transport
+ * ceiling, and the only difference from daxd is daxd itself.
  *
  * Run as a child process: prints {"echo": "127.0.0.1:PORT"} on stdout, exits on SIGTERM.
  */
@@ -14,6 +17,8 @@ import type { ReadStreamRequest__Output } from '../../wire/generated/daxd/v1/Rea
 import type { WriteStreamRequest__Output } from '../../wire/generated/daxd/v1/WriteStreamRequest';
 import { raiseConnectionWindow, raiseStreamWindow, SERVER_OPTIONS } from '../../server/rpc/flow-control';
 import { RPC_IO_BYTES_MAX } from '../../server/rpc/limits';
+import { BULK_REQUEST_DECODERS, withBulkResponseEncoders } from '../../wire/bulk-service';
+import { frameRepliesInPlace } from '../../wire/frame-in-place';
 
 const PAYLOAD = Buffer.alloc(RPC_IO_BYTES_MAX, 0xab);
 
@@ -36,10 +41,21 @@ const handlers: FilesHandlers = {
   Fsync: unimplemented, Truncate: unimplemented, Fallocate: unimplemented, StatVolume: unimplemented,
 };
 
+/** The Files service with daxd's bulk codecs on both sides of the server. */
+function bulkCodecs(service: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const [name, def] of Object.entries(withBulkResponseEncoders(service))) {
+    const decode = BULK_REQUEST_DECODERS[def.path];
+    out[name] = decode === undefined ? def : { ...def, requestDeserialize: decode };
+  }
+  return out as grpc.ServiceDefinition;
+}
+
 export async function startEchoServer(address = '127.0.0.1:0'): Promise<{ address: string; server: grpc.Server }> {
   const server = new grpc.Server(SERVER_OPTIONS);
   raiseStreamWindow(server);
-  server.addService(loadDaxdProto().daxd.v1.Files.service, handlers);
+  frameRepliesInPlace();
+  server.addService(bulkCodecs(loadDaxdProto().daxd.v1.Files.service), handlers);
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
   });
