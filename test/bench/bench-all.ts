@@ -46,6 +46,7 @@ import { measureRawMmap, type RawMmapFigures } from './baselines/raw-mmap';
 import { startTcpSink, tcpBandwidth } from './baselines/tcp-loopback';
 import { formatSummary, summarize, type CpuProfile } from './cpu-profile-summary';
 import { MiB } from '../support/units';
+import { formatBulk, runBulkBench } from './bulk.bench';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 1.5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -435,6 +436,9 @@ async function main(): Promise<void> {
     out.push('', 'commands:', ...[...commands].map((c) => `  ${c}`));
     if (nbdMissing) out.push(`  (nbdkit baseline missing: ${nbdMissing})`);
     process.stdout.write(`${out.join('\n')}\n`);
+    // 1 MiB gRPC read/write next to the tuned echo and TCP, with CPU and GC per MiB (bulk.bench.ts).
+    const bulk = await runBulkBench({ trees: [{ name: 'this', root: REPO_ROOT }], seconds: SECONDS, rounds: ROUNDS, log });
+    process.stdout.write(`\n${formatBulk(bulk)}\n`);
     let profile: string | null = null;
     if (PROFILE) {
       const parts: string[] = [];
@@ -448,7 +452,7 @@ async function main(): Promise<void> {
     const json = JSON.stringify({
       bench: 'all', seconds: SECONDS, rounds, loadAverage: os.loadavg(), cpus: os.cpus().length, nodeVersion: process.version,
       rows: rows.map((r) => ({ id: r.c.id, label: r.c.label, unit: r.c.unit, daxd: r.daxd, echo: r.echo, nbd: r.nbd, daxdNbd: r.daxdNbd, tcpMBps: r.tcp, mmap: r.mmap, ref: r.ref })),
-      raw, tcpMBps: tcp, echoUnaryPerSec: unary, targets: targets(rows), commands: [...commands], nbdMissing, profile,
+      raw, tcpMBps: tcp, echoUnaryPerSec: unary, bulk, targets: targets(rows), commands: [...commands], nbdMissing, profile,
       elapsedS: (performance.now() - started) / 1000,
     });
     fs.mkdirSync(path.join(REPO_ROOT, 'test-artifacts'), { recursive: true });
