@@ -104,12 +104,16 @@ const headroomOwned = new WeakSet<ArrayBufferLike>();
 
 /**
  * A Buffer of `bytes` data bytes preceded by HEADROOM_BYTES of free space, in memory of
- * its own (never Node's shared pool). Fill it (e.g. the engine's readInto), then put the
+ * its own (never Node's shared pool), when bytes >= FRAMABLE_BYTES_MIN; a pooled Buffer
+ * (no headroom) below that. Fill it (e.g. the engine's readInto), then put the
  * result (or a prefix of it, `subarray(0, n)`) in a ReadResponse / ReadResult: its
  * encoder writes the header into the headroom and sends data and header as one Buffer,
  * without copying the data.
  */
 export function withHeadroom(bytes: number): Buffer {
+  // Small reads come from Node's pool (an ArrayBuffer of its own costs more than copying
+  // a few KiB): their reply is encoded by copying.
+  if (bytes < FRAMABLE_BYTES_MIN) return Buffer.allocUnsafe(bytes);
   // allocUnsafeSlow: memory of its own, not zero-filled (the caller fills the data area;
   // the headroom is overwritten by the header and frame prefix before anything is sent).
   const whole = Buffer.allocUnsafeSlow(HEADROOM_BYTES + bytes);

@@ -19,6 +19,8 @@ export interface DriverInput {
   workload: 'seqread' | 'seqwrite';
   bsBytes: number;
   qd: number;
+  /** Connections (SDK clients, one channel each), qd ops in flight on each; default 1. */
+  clients?: number;
   seconds: number;
   warmupSeconds: number;
 }
@@ -50,7 +52,7 @@ async function main(): Promise<void> {
   const { DEFAULT_LOAD_OPTIONS } = require(path.join(dist, 'load-options.js')) as OptionsModule;
   const file = { index: 0, ino: input.ino, name: 'bulk.data', pages: input.sizeBytes / 4096, sizeBytes: input.sizeBytes };
   const options = (seconds: number): LoadOptions => ({
-    ...DEFAULT_LOAD_OPTIONS, address: input.address, workload: input.workload, clients: 1, qd: input.qd, bsBytes: input.bsBytes,
+    ...DEFAULT_LOAD_OPTIONS, address: input.address, workload: input.workload, clients: input.clients ?? 1, qd: input.qd, bsBytes: input.bsBytes,
     sizeBytes: input.sizeBytes, files: 1, durationMs: seconds * 1000, opsMax: null, seed: 1, verify: false, mixPct: 50, batch: 64,
     sampleMs: 500, progress: false,
   });

@@ -191,7 +191,7 @@ describe('bulk codecs (wire/bulk-codec.ts) against protobufjs', function () {
   it('a reply read into a withHeadroom buffer is encoded in place: protobufjs\'s bytes, the same memory, no copy', function () {
     const rng = seededRng(4);
     for (let i = 0; i < 50; i++) {
-      const src = data(rng);
+      const src = Buffer.concat([data(rng), Buffer.alloc(16 * 1024, 9)]); // in-place sizes (>= 16 KiB)
       const buf = withHeadroom(src.length + 10);
       src.copy(buf);
       const view = buf.subarray(0, src.length); // a short read uses a prefix
@@ -205,6 +205,9 @@ describe('bulk codecs (wire/bulk-codec.ts) against protobufjs', function () {
       assert.equal(unary.buffer, view.buffer);
     }
     assert.ok(HEADROOM_BYTES >= 19 + 5);
+    // Small reads come from the pool and are copied into their reply, bytes unchanged.
+    const small = withHeadroom(100).fill(5);
+    assert.deepEqual(encodeReadResponse({ data: small }, never), reference('ReadResponse')({ data: Buffer.alloc(100, 5) }));
     // A view of memory that is not a withHeadroom buffer's is copied, never written in front of.
     const foreign = Buffer.alloc(64, 7);
     const inner = foreign.subarray(HEADROOM_BYTES, 40);
