@@ -24,6 +24,7 @@ import { REPO_ROOT, tempDir } from '../support/start-server';
 import { MiB } from '../support/units';
 import { startTcpSink, tcpBandwidth } from './baselines/tcp-loopback';
 import type { DriverInput, DriverOutput } from './bulk-driver';
+import { codecMicro, formatCodecMicro } from './bulk-codec.micro';
 
 const CLK_TCK = 100;
 const FILE_BYTES = 128 * MiB;
@@ -266,7 +267,9 @@ async function main(): Promise<void> {
   log(`bench:bulk: node ${process.version}, ${os.cpus().length} CPUs, load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
   const result = await runBulkBench({ trees, seconds: Number(process.env.BENCH_SECONDS ?? 1.5), rounds: Number(process.env.BENCH_ROUNDS ?? 3), log });
   process.stdout.write(`${formatBulk(result)}\n`);
-  const json = JSON.stringify({ bench: 'bulk', ...result });
+  const codec = codecMicro();
+  process.stdout.write(`\ncodec CPU, in-process:\n${formatCodecMicro(codec)}\n`);
+  const json = JSON.stringify({ bench: 'bulk', ...result, codec });
   fs.mkdirSync(path.join(REPO_ROOT, 'test-artifacts'), { recursive: true });
   fs.writeFileSync(path.join(REPO_ROOT, 'test-artifacts', 'bench-bulk.json'), `${json}\n`);
   process.stdout.write(`${json}\n`);
