@@ -30,6 +30,7 @@
  * streams drop the op once answered), so the message's memory is freed with the request.
  */
 import * as protobuf from 'protobufjs';
+import { REPLY_BUFFERS_POOLED_MAX } from './limits';
 
 const utf8 = protobuf.util.utf8;
 
@@ -114,11 +115,54 @@ export function withHeadroom(bytes: number): Buffer {
   // Small reads come from Node's pool (an ArrayBuffer of its own costs more than copying
   // a few KiB): their reply is encoded by copying.
   if (bytes < FRAMABLE_BYTES_MIN) return Buffer.allocUnsafe(bytes);
+  if (bytes <= POOLED_DATA_BYTES) {
+    const pooled = replyPool.pop();
+    if (pooled !== undefined) {
+      inPool.delete(pooled.buffer);
+      return pooled.subarray(HEADROOM_BYTES, HEADROOM_BYTES + bytes);
+    }
+  }
+  return wholeBuffer(bytes).subarray(HEADROOM_BYTES);
+}
+
+/** A headroom buffer's whole memory (headroom + data), marked as ours. */
+function wholeBuffer(bytes: number): Buffer {
   // allocUnsafeSlow: memory of its own, not zero-filled (the caller fills the data area;
   // the headroom is overwritten by the header and frame prefix before anything is sent).
   const whole = Buffer.allocUnsafeSlow(HEADROOM_BYTES + bytes);
   headroomOwned.add(whole.buffer);
-  return whole.subarray(HEADROOM_BYTES);
+  return whole;
+}
+
+/**
+ * Reuse of read-reply buffers (the SDK reads in 1 MiB chunks, so most bulk replies are
+ * exactly this size). Only whole buffers of HEADROOM_BYTES + POOLED_DATA_BYTES return to
+ * the pool, at most REPLY_BUFFERS_POOLED_MAX of them.
+ */
+const POOLED_DATA_BYTES = 1024 * 1024;
+const replyPool: Buffer[] = [];
+/** The ArrayBuffers now in replyPool: a buffer released twice is pooled once. */
+const inPool = new WeakSet<ArrayBufferLike>();
+
+/**
+ * Gives `data` (a withHeadroom buffer, or a view of one) back for reuse. Ownership: call
+ * it only once nothing will read or send that memory again. The op streams call it from
+ * the write callback of the reply that carried it: grpc-js runs that callback after
+ * HTTP/2 has written the framed bytes to the socket (server/rpc/op-stream.ts). A reply
+ * whose write failed or was cancelled is never released (the GC takes it). Anything that
+ * is not a whole pooled-size headroom buffer is ignored.
+ */
+export function releaseHeadroom(data: Uint8Array): void {
+  const backing = data.buffer;
+  if (backing.byteLength !== HEADROOM_BYTES + POOLED_DATA_BYTES || !headroomOwned.has(backing) || inPool.has(backing)) return;
+  if (replyPool.length >= REPLY_BUFFERS_POOLED_MAX) return;
+  inPool.add(backing);
+  replyPool.push(Buffer.from(backing, 0, backing.byteLength));
+}
+
+/** Buffers idle in the pool (tests). */
+export function pooledReplyBuffers(): number {
+  return replyPool.length;
 }
 
 /**

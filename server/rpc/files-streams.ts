@@ -16,7 +16,7 @@ import type { WriteResult } from '../../wire/generated/daxd/v1/WriteResult';
 import type { WriteStreamRequest__Output } from '../../wire/generated/daxd/v1/WriteStreamRequest';
 import type { WriteStreamResponse } from '../../wire/generated/daxd/v1/WriteStreamResponse';
 import { readArgs, writeArgs } from './validate';
-import { withHeadroom } from '../../wire/bulk-codec';
+import { releaseHeadroom, withHeadroom } from '../../wire/bulk-codec';
 import { RPC_IO_BYTES_MAX } from './limits';
 import { OpStream, type Drainable, type OpKind } from './op-stream';
 import { StreamMemory } from './stream-memory';
@@ -53,6 +53,8 @@ function readKind(fs: FileSystemApi, metrics: Metrics | undefined): OpKind<ReadO
       return { id: op.id, data: EMPTY, error };
     },
     replyBytes: (result) => (result.data as Buffer).length,
+    // Written to the socket: the read buffer goes back to the reply pool.
+    sent: (result) => releaseHeadroom(result.data as Buffer),
   };
 }
 

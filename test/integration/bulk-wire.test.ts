@@ -60,6 +60,25 @@ describe('bulk wire path: outside (proto-loader) clients and the SDK agree byte 
     return results.map((r) => r.data);
   }
 
+  it('48 MiB of distinct 1 MiB chunks read back 3 times through pipelined ReadStreams: reused reply buffers never mix replies', async function () {
+    const f = await sdk.create('bulk-pool');
+    const chunks = 48;
+    // Chunk i is filled with a pattern that names it, so a reply carrying another chunk's bytes shows.
+    const chunkOf = (i: number) => {
+      const b = Buffer.alloc(MiB);
+      for (let at = 0; at < MiB; at += 8) {
+        b.writeUInt32LE(i, at);
+        b.writeUInt32LE(at, at + 4);
+      }
+      return b;
+    };
+    for (let i = 0; i < chunks; i += 8) await Promise.all(Array.from({ length: 8 }, (_, k) => sdk.write(f.ino, (i + k) * MiB, chunkOf(i + k))));
+    for (let round = 0; round < 3; round++) {
+      const reads = await Promise.all(Array.from({ length: chunks }, (_, i) => sdk.read(f.ino, i * MiB, MiB)));
+      reads.forEach((r, i) => assert.ok(r.equals(chunkOf(i)), `round ${round}: chunk ${i} came back with other bytes`));
+    }
+  });
+
   for (const [label, size, chunk] of [['1 MiB chunks (one result per reply: in place)', 4 * MiB, MiB], ['4 KiB chunks (batched replies: copied)', 256 * 1024, 4096]] as const) {
     it(`${label}: plain Write/WriteStream -> SDK and plain reads, SDK writes -> plain reads`, async function () {
       const rng = seededRng(size + chunk);

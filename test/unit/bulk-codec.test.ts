@@ -20,8 +20,11 @@ import * as protobuf from 'protobufjs';
 import { PROTO_PATH } from '../../wire/proto';
 import {
   decodeReadResponse, decodeReadStreamResponse, decodeWriteRequest, decodeWriteStreamRequest,
-  encodeReadResponse, encodeReadStreamResponse, encodeWriteRequest, encodeWriteStreamRequest, HEADROOM_BYTES, withHeadroom,
+  encodeReadResponse, encodeReadStreamResponse, encodeWriteRequest, encodeWriteStreamRequest, HEADROOM_BYTES, pooledReplyBuffers,
+  releaseHeadroom, withHeadroom,
 } from '../../wire/bulk-codec';
+import { REPLY_BUFFERS_POOLED_MAX } from '../../wire/limits';
+import { MiB } from '../support/units';
 import { MalformedRequest, strictDeserializer } from '../../server/rpc/strict-decode';
 import { randInt, seededRng } from '../support/rng';
 import * as serverInterceptors from '@grpc/grpc-js/build/src/server-interceptors';
@@ -277,6 +280,32 @@ describe('strict decoding of Files.Write / WriteStream through the fast decoder'
       assert.ok(decode(Buffer.from([0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01])) instanceof MalformedRequest, 'varint over 10 bytes');
     });
   }
+});
+
+describe('read-reply buffer pool (withHeadroom / releaseHeadroom)', function () {
+  it(`a released 1 MiB reply buffer is reused by the next read, once, and the pool holds at most ${REPLY_BUFFERS_POOLED_MAX}`, function () {
+    while (pooledReplyBuffers() > 0) withHeadroom(MiB); // start empty
+    const a = withHeadroom(MiB);
+    releaseHeadroom(a);
+    releaseHeadroom(a); // twice: pooled once
+    assert.equal(pooledReplyBuffers(), 1);
+    const b = withHeadroom(MiB - 100); // a short read takes the pooled buffer, at the same offset
+    assert.equal(b.buffer, a.buffer);
+    assert.equal(b.byteOffset, HEADROOM_BYTES);
+    assert.equal(b.length, MiB - 100);
+    assert.equal(pooledReplyBuffers(), 0);
+    assert.notEqual(withHeadroom(MiB).buffer, a.buffer, 'taken buffers are not handed out again');
+    // Only whole pooled-size headroom buffers go back: not a smaller one, not foreign memory.
+    releaseHeadroom(withHeadroom(64 * 1024));
+    releaseHeadroom(Buffer.alloc(MiB + HEADROOM_BYTES).subarray(HEADROOM_BYTES));
+    assert.equal(pooledReplyBuffers(), 0);
+    for (let i = 0; i < REPLY_BUFFERS_POOLED_MAX + 5; i++) releaseHeadroom(withHeadroom(MiB));
+    assert.equal(pooledReplyBuffers(), 1, 'each take reuses what the previous release put back');
+    const many = Array.from({ length: REPLY_BUFFERS_POOLED_MAX + 5 }, () => withHeadroom(MiB));
+    for (const m of many) releaseHeadroom(m);
+    assert.equal(pooledReplyBuffers(), REPLY_BUFFERS_POOLED_MAX);
+    while (pooledReplyBuffers() > 0) withHeadroom(MiB);
+  });
 });
 
 describe('framing in place (wire/frame-in-place.ts)', function () {
