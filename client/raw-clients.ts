@@ -7,6 +7,23 @@ import type { DmaClient } from '../wire/generated/daxd/v1/Dma';
 import type { FilesClient } from '../wire/generated/daxd/v1/Files';
 import type { MappingClient } from '../wire/generated/daxd/v1/Mapping';
 import type { SessionClient } from '../wire/generated/daxd/v1/Session';
+import { withBulkClientCodecs } from '../wire/bulk-service';
+import { frameRequestsInPlace } from '../wire/frame-in-place';
+
+/**
+ * The Files stub with the data-carrying messages (Write/WriteStream requests, Read/ReadStream
+ * replies) encoded and decoded by hand (wire/bulk-codec.ts: the same bytes as protobufjs,
+ * one copy of the data on the way out, replies' data as views of the received message).
+ */
+const filesClients = new WeakMap<ProtoGrpcType, grpc.ServiceClientConstructor>();
+function filesClientOf(proto: ProtoGrpcType): grpc.ServiceClientConstructor {
+  let ctor = filesClients.get(proto);
+  if (ctor === undefined) {
+    ctor = grpc.makeGenericClientConstructor(withBulkClientCodecs(proto.daxd.v1.Files.service), 'Files');
+    filesClients.set(proto, ctor);
+  }
+  return ctor;
+}
 
 export interface DaxRawClients {
   readonly session: SessionClient;
@@ -28,7 +45,8 @@ export class RawClients implements DaxRawClients {
   constructor(proto: ProtoGrpcType, address: string, channelOptions: grpc.ChannelOptions,
     credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(), interceptors: grpc.Interceptor[] = []) {
     const v1 = proto.daxd.v1;
-    this.files = new v1.Files(address, credentials, { ...channelOptions, interceptors });
+    frameRequestsInPlace(); // false if grpc-js moved: requests are then framed by copying, as before
+    this.files = new (filesClientOf(proto))(address, credentials, { ...channelOptions, interceptors }) as unknown as FilesClient;
     // The other stubs ride on the same channel: one connection per client.
     const channelOverride = this.files.getChannel();
     this.session = new v1.Session(address, credentials, { ...channelOptions, channelOverride, interceptors });

@@ -43,7 +43,16 @@ export const MAPPING_BATCH_OPS_MAX = 1024;
 export const PAGE_BYTES = 4096;
 
 /**
+ * Read-reply buffers (1 MiB each, wire/bulk-codec.ts withHeadroom) kept for reuse once
+ * their reply has been written: at most this many (16 MiB) sit idle in the pool; past
+ * it a released buffer is left to the GC.
+ */
+export const REPLY_BUFFERS_POOLED_MAX = 16;
+
+/**
  * HTTP/2 flow-control window (per stream and per connection) both ends advertise, so a
- * 1 MiB message does not crawl through the 64 KiB default window.
+ * 1 MiB message does not crawl through the 64 KiB default window. Measured with
+ * `npm run bench:bulk` (README "Performance of bulk I/O, and tuning"): 4 MiB was no
+ * faster, 64 MiB cost more server CPU per MiB written; 16 MiB kept.
  */
 export const FLOW_CONTROL_WINDOW_BYTES = 16 * 1024 * 1024;

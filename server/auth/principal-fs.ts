@@ -83,8 +83,8 @@ export class PrincipalFs implements FileSystemApi {
     return this.fs.isUnlinked(this.ino(ino));
   }
 
-  read(ino: number, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
-    return this.fs.read(this.ino(ino), offsetBytes, lengthBytes);
+  read(ino: number, offsetBytes: number, lengthBytes: number, alloc?: (bytes: number) => Buffer): Promise<Buffer> {
+    return this.fs.read(this.ino(ino), offsetBytes, lengthBytes, alloc);
   }
 
   write(ino: number, offsetBytes: number, data: Uint8Array, sync: boolean): Promise<WriteResult> {

@@ -244,9 +244,12 @@ export class FileSystem implements FileSystemApi {
 
   // ---- data --------------------------------------------------------------------
 
-  async read(ino: number, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
+  async read(ino: number, offsetBytes: number, lengthBytes: number, alloc?: (bytes: number) => Buffer): Promise<Buffer> {
     const n = this.readableBytes(ino, offsetBytes, lengthBytes);
-    return readData(this.ctx, this.inode(ino), offsetBytes, n);
+    if (alloc === undefined) return readData(this.ctx, this.inode(ino), offsetBytes, n);
+    const out = alloc(n);
+    readDataInto(this.ctx, this.inode(ino), offsetBytes, n, out, 0);
+    return out;
   }
 
   /**

@@ -132,7 +132,12 @@ export interface FileSystemApi {
   unlink(name: string): Promise<void>;
   /** True once the file's name is gone (unlinked while mapped or pinned: an orphan). */
   isUnlinked(ino: number): boolean;
-  read(ino: number, offsetBytes: number, lengthBytes: number): Promise<Buffer>;
+  /**
+   * `alloc`: makes the Buffer the bytes are copied into (given the byte count, clamped to
+   * EOF), e.g. wire/bulk-codec.ts withHeadroom so the gRPC reply is encoded around it
+   * without a second copy. Default: Buffer.allocUnsafe.
+   */
+  read(ino: number, offsetBytes: number, lengthBytes: number, alloc?: (bytes: number) => Buffer): Promise<Buffer>;
   write(ino: number, offsetBytes: number, data: Uint8Array, sync: boolean): Promise<WriteResult>;
   fsync(ino: number, datasync: boolean): Promise<void>;
   truncate(ino: number, sizeBytes: number, opts?: LayoutBreakOptions): Promise<void>;

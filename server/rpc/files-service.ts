@@ -22,6 +22,7 @@ import { readStreamHandler, writeStreamHandler, type OpStreamRegistry } from './
 import type { Metrics } from '../metrics';
 import { requestIdOf } from './instrument';
 import { unary } from './unary';
+import { withHeadroom } from '../../wire/bulk-codec';
 import * as v from './validate';
 
 const LAYOUT_BREAKS = ['WAIT', 'FAIL', 'RECALL'] as const;
@@ -81,7 +82,8 @@ export function filesHandlers(
 
     Read: unary(log, 'Files.Read', async (req, call) => {
       const { ino, offset, length } = v.readArgs(req.ino, req.offset, req.length);
-      return { data: await fsOf(call).read(ino, offset, length) };
+      // Read straight into the reply's buffer: its encoder writes the header in front (one copy).
+      return { data: await fsOf(call).read(ino, offset, length, withHeadroom) };
     }),
 
     Write: unary(log, 'Files.Write', async (req, call) => {

@@ -16,6 +16,7 @@ import type { WriteResult } from '../../wire/generated/daxd/v1/WriteResult';
 import type { WriteStreamRequest__Output } from '../../wire/generated/daxd/v1/WriteStreamRequest';
 import type { WriteStreamResponse } from '../../wire/generated/daxd/v1/WriteStreamResponse';
 import { readArgs, writeArgs } from './validate';
+import { releaseHeadroom, withHeadroom } from '../../wire/bulk-codec';
 import { RPC_IO_BYTES_MAX } from './limits';
 import { OpStream, type Drainable, type OpKind } from './op-stream';
 import { StreamMemory } from './stream-memory';
@@ -41,7 +42,9 @@ function readKind(fs: FileSystemApi, metrics: Metrics | undefined): OpKind<ReadO
     costBytes: (op) => Math.max(0, Math.min(Number(op.length) || 0, RPC_IO_BYTES_MAX)),
     run: async (op) => {
       const { ino, offset, length } = readArgs(op.ino, op.offset, op.length);
-      const data = await fs.read(ino, offset, length);
+      // Into a reply buffer with headroom: a result alone in its message is sent from it
+      // with no further copy (wire/bulk-codec.ts); batched results are copied once.
+      const data = await fs.read(ino, offset, length, withHeadroom);
       metrics?.io('file', 'read', data.length);
       return { id: op.id, data };
     },
@@ -50,6 +53,8 @@ function readKind(fs: FileSystemApi, metrics: Metrics | undefined): OpKind<ReadO
       return { id: op.id, data: EMPTY, error };
     },
     replyBytes: (result) => (result.data as Buffer).length,
+    // Written to the socket: the read buffer goes back to the reply pool.
+    sent: (result) => releaseHeadroom(result.data as Buffer),
   };
 }
 

@@ -14,6 +14,11 @@ import type http2 from 'node:http2';
 import type * as grpc from '@grpc/grpc-js';
 import { FLOW_CONTROL_WINDOW_BYTES, MESSAGE_BYTES_MAX, STREAMS_PER_CONNECTION_MAX } from './limits';
 
+/**
+ * Tried and not set (README "Performance of bulk I/O, and tuning"): a larger HTTP/2
+ * maxFrameSize (no CPU gain per MiB), grpc-node.max_session_memory (grpc-js leaves it
+ * unbounded; stream-memory.ts bounds what daxd holds).
+ */
 export const SERVER_OPTIONS: grpc.ServerOptions = {
   'grpc.max_receive_message_length': MESSAGE_BYTES_MAX,
   'grpc.max_send_message_length': MESSAGE_BYTES_MAX,

@@ -56,6 +56,13 @@ export interface OpKind<Op extends { id: number }, Result> {
   failed(op: Op, error: OpErrorWire): Result;
   /** Data bytes a result adds to a reply message. */
   replyBytes(result: Result): number;
+  /**
+   * The reply carrying `result` has been written to the connection (its write callback
+   * ran without error): its memory may be reused (files-streams.ts gives read buffers
+   * back to wire/bulk-codec.ts's pool). Not called for replies cut off by a cancel or an
+   * error: their memory is left to the GC.
+   */
+  sent?(result: Result): void;
 }
 
 /** Shutdown hook: the set of live op streams, drained before the volume unmounts. */
@@ -247,7 +254,8 @@ export class OpStream<Req, Res, Op extends { id: number }, Result> implements Dr
     this.replyBytes = 0;
     this.replyHeldBytes = 0;
     this.writesPending++;
-    const written = this.call.write(this.batch.reply(results), () => {
+    const written = this.call.write(this.batch.reply(results), (err?: Error | null) => {
+      if (!err && this.kind.sent !== undefined) for (const result of results) this.kind.sent(result);
       this.writesPending--;
       this.account.give(held);
       if (this.finished && this.writesPending === 0) this.account.close();

@@ -39,6 +39,7 @@ import { strictService } from './strict-decode';
 import { StreamMemory, type StreamMemoryLimits } from './stream-memory';
 import { unaryMemory } from './unary-memory';
 import { wireGuard } from './wire-guard';
+import { frameRepliesInPlace } from '../../wire/frame-in-place';
 import type { Authenticator } from '../auth/authenticator';
 import { principalOf } from '../auth/call-principal';
 import { PrincipalFs } from '../auth/principal-fs';
@@ -98,6 +99,7 @@ export class RpcServer {
     const metrics = options.metrics ?? new Metrics();
     const server = new grpc.Server({ ...SERVER_OPTIONS, interceptors: [wireGuard(log, metrics), unaryMemory(streams.memory, log)] });
     if (!raiseStreamWindow(server)) log.warn('grpc-js internals changed: HTTP/2 stream window left at its default');
+    if (!frameRepliesInPlace()) log.warn('grpc-js internals changed: bulk replies are framed by copying');
     const auth = options.auth ?? null;
     const add = <H extends grpc.UntypedServiceImplementation>(service: grpc.ServiceDefinition, handlers: H) => server.addService(strictService(service), instrument(service, handlers, metrics, log, auth));
     const quota = new QuotaLedger(options.dax.fs, options.dax, sessions);

@@ -17,7 +17,10 @@
  *   - unknown fields are skipped once their framing is checked (proto3: a newer client's
  *     fields are not an error).
  * A message that passes is decoded by protobufjs with the same options as the rest of the
- * wire contract (wire/proto.ts), so handlers see exactly what they saw before. One that
+ * wire contract (wire/proto.ts), so handlers see exactly what they saw before; the
+ * data-carrying requests (Files.Write, Files.WriteStream) by the hand-written decoders of
+ * wire/bulk-codec.ts instead, which return the same objects with `data` as a view of the
+ * request (no copy), and run only on bytes this walk accepted. One that
  * fails becomes a MalformedRequest, which wire-guard.ts answers with INVALID_ARGUMENT /
  * EBADMSG before any handler runs. Never a partial decode.
  *
@@ -27,6 +30,7 @@
 import * as protobuf from 'protobufjs';
 import type * as grpc from '@grpc/grpc-js';
 import { PROTO_LOADER_OPTIONS, PROTO_PATH } from '../../wire/proto';
+import { BULK_REQUEST_DECODERS, withBulkResponseEncoders } from '../../wire/bulk-service';
 
 /** Nested messages deeper than this are refused (the contract nests 2 deep). */
 const NESTING_DEPTH_MAX = 16;
@@ -229,6 +233,7 @@ export function strictDeserializer(path: string): (bytes: Buffer) => unknown {
   const type = method.resolvedRequestType;
   if (type === null) throw new Error(`bug: ${path} has no resolved request type`);
   const plan = planOf(type);
+  const fast = BULK_REQUEST_DECODERS[path];
   const options: protobuf.IConversionOptions = {
     longs: String, enums: String, defaults: PROTO_LOADER_OPTIONS.defaults, oneofs: PROTO_LOADER_OPTIONS.oneofs,
   };
@@ -240,22 +245,24 @@ export function strictDeserializer(path: string): (bytes: Buffer) => unknown {
       throw err;
     }
     try {
-      return type.toObject(type.decode(bytes), options);
+      return fast !== undefined ? fast(bytes) : type.toObject(type.decode(bytes), options);
     } catch (err) {
       // check() passed yet protobufjs gave up (its bool reader refuses varints longer than
-      // it expects): still the client's bytes, so EBADMSG, never a throw (INTERNAL).
+      // it expects; the fast decoders accept every message check() accepts): still the
+      // client's bytes, so EBADMSG, never a throw (INTERNAL).
       return new MalformedRequest(path, `protobufjs could not decode it: ${err instanceof Error ? err.message : String(err)}`);
     }
   };
 }
 
 /**
- * The same service with every request deserializer replaced by the strict one (the
- * response side is ours, encoded by protobufjs, and stays as loaded).
+ * The same service with every request deserializer replaced by the strict one. The
+ * response side is ours: encoded by protobufjs as loaded, but for the replies that carry
+ * file data (Read, ReadStream), encoded by hand (wire/bulk-service.ts).
  */
 export function strictService(service: grpc.ServiceDefinition): grpc.ServiceDefinition {
   const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
-  for (const [name, def] of Object.entries(service)) {
+  for (const [name, def] of Object.entries(withBulkResponseEncoders(service))) {
     out[name] = { ...def, requestDeserialize: strictDeserializer(def.path) };
   }
   return out as grpc.ServiceDefinition;

@@ -63,6 +63,7 @@ import { startDaxdChild, type DaxdChild } from './daxd-child';
 import { processCpuUs, startEcho } from './bench-util';
 import { faultsInProcessRows, type BenchRow, type RowSource } from './bench-rows';
 import { grpcTargets } from './bench-targets';
+import { formatBulk, runBulkBench } from './bulk.bench';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 1.5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -538,6 +539,10 @@ async function main(): Promise<void> {
     out.push('', 'commands:', ...[...commands].map((c) => `  ${c}`));
     if (nbdMissing) out.push(`  (nbdkit baseline missing: ${nbdMissing})`);
     process.stdout.write(`${out.join('\n')}\n`);
+    // 1 MiB gRPC read/write next to the tuned echo and TCP, with CPU and GC per MiB (bulk.bench.ts).
+    const bulkTrees = [{ name: 'after', root: REPO_ROOT }, ...(BEFORE_DIR === null ? [] : [{ name: 'before', root: path.resolve(BEFORE_DIR) }])];
+    const bulk = await runBulkBench({ trees: bulkTrees, seconds: SECONDS, rounds: ROUNDS, log });
+    process.stdout.write(`\n${formatBulk(bulk)}\n`);
     let profile: string | null = null;
     if (PROFILE) {
       const parts: string[] = [];
@@ -552,7 +557,7 @@ async function main(): Promise<void> {
       bench: 'all', seconds: SECONDS, rounds, loadAverage: os.loadavg(), cpus: os.cpus().length, nodeVersion: process.version,
       before: before?.mainJs ?? null,
       rows: rows.map((r) => ({ id: r.c.id, label: r.c.label, unit: r.c.unit, daxd: r.daxd, before: r.before, echo: r.echo, nbd: r.nbd, daxdNbd: r.daxdNbd, tcpMBps: r.tcp, mmap: r.mmap, ref: r.ref })),
-      extraRows: extra,
+      extraRows: extra, bulk,
       raw, tcpMBps: tcp, echoUnaryPerSec: unary, targets: targets(rows, extra), commands: [...commands], nbdMissing, profile,
       elapsedS: (performance.now() - started) / 1000,
     });

@@ -2,8 +2,12 @@
  * The ceiling for bench:rpc: a bare grpc-js server speaking daxd's Files wire format with
  * no engine, no validation and no pipeline behind it. Read returns `length` bytes of a
  * static buffer, Write returns the length it got, StatVolume daxd's data-path limits;
- * ReadStream/WriteStream answer each incoming batch at once with one batch of results. It uses daxd's server options and
- * flow-control windows, so the only difference from daxd is daxd itself.
+ * ReadStream/WriteStream answer each
+ * incoming batch at once with one batch of results. It uses daxd's server options and
+ * flow-control windows, and daxd's tuned bulk path: the hand-written codecs of the
+ * data-carrying messages (wire/bulk-service.ts, no strict walk: the echo checks nothing)
+ * and replies framed in place (wire/frame-in-place.ts). So it is the tuned transport
+ * ceiling, and the only difference from daxd is daxd itself.
  *
  * Run as a child process: prints {"echo": "127.0.0.1:PORT"} on stdout, exits on SIGTERM.
  */
@@ -15,6 +19,8 @@ import type { WriteStreamRequest__Output } from '../../wire/generated/daxd/v1/Wr
 import { raiseConnectionWindow, raiseStreamWindow, SERVER_OPTIONS } from '../../server/rpc/flow-control';
 import { RPC_IO_BYTES_MAX } from '../../server/rpc/limits';
 import { MESSAGE_BYTES_MAX } from '../../wire/limits';
+import { BULK_REQUEST_DECODERS, withBulkResponseEncoders } from '../../wire/bulk-service';
+import { frameRepliesInPlace } from '../../wire/frame-in-place';
 
 const PAYLOAD = Buffer.alloc(RPC_IO_BYTES_MAX, 0xab);
 
@@ -40,10 +46,21 @@ const handlers: FilesHandlers = {
   StatVolume: (_call, callback) => callback(null, { block_size: 4096, max_io_bytes: RPC_IO_BYTES_MAX, max_message_bytes: MESSAGE_BYTES_MAX }),
 };
 
+/** The Files service with daxd's bulk codecs on both sides of the server. */
+function bulkCodecs(service: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const [name, def] of Object.entries(withBulkResponseEncoders(service))) {
+    const decode = BULK_REQUEST_DECODERS[def.path];
+    out[name] = decode === undefined ? def : { ...def, requestDeserialize: decode };
+  }
+  return out as grpc.ServiceDefinition;
+}
+
 export async function startEchoServer(address = '127.0.0.1:0'): Promise<{ address: string; server: grpc.Server }> {
   const server = new grpc.Server(SERVER_OPTIONS);
   raiseStreamWindow(server);
-  server.addService(loadDaxdProto().daxd.v1.Files.service, handlers);
+  frameRepliesInPlace();
+  server.addService(bulkCodecs(loadDaxdProto().daxd.v1.Files.service), handlers);
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
   });
