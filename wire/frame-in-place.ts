@@ -7,9 +7,10 @@
  * these hooks frame exactly those messages in place (framedInPlace) and leave every other
  * message to grpc-js's own code, unchanged.
  *
- * Both hooks patch a prototype of grpc-js internals (pinned to @grpc/grpc-js 1.14, as
- * server/rpc/flow-control.ts reaches into grpc.Server). Each checks the shape it relies
- * on and reports false if it moved: daxd then runs with grpc-js's copy (slower, never
+ * Both hooks patch a prototype of grpc-js internals, as server/rpc/flow-control.ts reaches
+ * into grpc.Server. They install only on the grpc-js minor release they were written and
+ * tested against (GRPC_JS_FRAMED_MINOR), and only if the shape they rely on is there;
+ * otherwise they report false and daxd runs with grpc-js's own copy (slower, never
  * incorrect). Idempotent.
  *
  * Ownership: the framed Buffer is the encoder's own memory (a headroom buffer nothing
@@ -33,8 +34,23 @@ interface ClientFilterInternals {
 
 const PATCHED = Symbol('daxd.framedInPlace');
 
+/** The grpc-js release line whose internals the hooks replace (see the top of this file). */
+export const GRPC_JS_FRAMED_MINOR = '1.14.';
+
+/** Is the grpc-js this process loads one the hooks were written for? */
+function grpcJsMatches(): boolean {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- its package.json, read once
+    const { version } = require('@grpc/grpc-js/package.json') as { version?: unknown };
+    return typeof version === 'string' && version.startsWith(GRPC_JS_FRAMED_MINOR);
+  } catch {
+    return false;
+  }
+}
+
 /** Server replies: see the top of this file. False if grpc-js's internals moved. */
 export function frameRepliesInPlace(): boolean {
+  if (!grpcJsMatches()) return false;
   const proto = (serverInterceptors as unknown as { BaseServerInterceptingCall?: { prototype: ServerCallInternals & { [PATCHED]?: true } } }).BaseServerInterceptingCall?.prototype;
   if (proto === undefined || typeof proto.serializeMessage !== 'function') return false;
   if (proto[PATCHED]) return true;
@@ -58,6 +74,7 @@ export function frameRepliesInPlace(): boolean {
 
 /** Client requests: see the top of this file. False if grpc-js's internals moved. */
 export function frameRequestsInPlace(): boolean {
+  if (!grpcJsMatches()) return false;
   const proto = (compressionFilter as unknown as { CompressionFilter?: { prototype: ClientFilterInternals & { [PATCHED]?: true } } }).CompressionFilter?.prototype;
   if (proto === undefined || typeof proto.sendMessage !== 'function') return false;
   if (proto[PATCHED]) return true;
