@@ -82,10 +82,21 @@ export class PteTable {
     return this.count;
   }
 
-  /** A new session mapping of `as`, with an id no earlier mapping had (tokens of a dropped one stay stale). */
+  /**
+   * A new session mapping of `as`, with an id no live mapping has. Ids count up and wrap
+   * past 2^32 - 1 to 1, skipping live ones, so a long-running server never runs out. A
+   * reused id does not revive a dropped mapping's tokens: a token must also match its
+   * PTE's 128 random bits, and the new mapping's PTEs draw new ones.
+   */
   newMapping(owner: MappingOwner, as: AddressSpace, make: (id: number) => SessionMapping): SessionMapping {
-    assert(this.nextMappingId < TWO_32, 'session mapping ids exhausted');
-    const m = make(this.nextMappingId++);
+    // Terminates: fewer than 2^32 - 1 mappings are live (each holds memory).
+    let id = this.nextMappingId;
+    for (let tries = 0; this.mappingsById.has(id); tries++) {
+      assert(tries < this.mappingsById.size, 'every session mapping id is live');
+      id = id === TWO_32 - 1 ? 1 : id + 1;
+    }
+    this.nextMappingId = id === TWO_32 - 1 ? 1 : id + 1;
+    const m = make(id);
     assert(m.owner === owner && m.as === as, 'session mapping made for another owner or file');
     this.mappingsById.set(m.id, m);
     return m;

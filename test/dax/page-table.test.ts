@@ -5,7 +5,9 @@
  * and an altered or foreign token answers as one never issued (S7).
  */
 import assert from 'node:assert/strict';
+import type { AddressSpace, SessionMapping } from '../../server/dax/address-space';
 import { VPN_MAX, PageTable } from '../../server/dax/page-table';
+import { PteTable } from '../../server/dax/pte';
 import { expectCode, freshDax, writtenFile } from '../support/dax-volume';
 import { randInt, seededRng } from '../support/rng';
 import { TestOwner } from '../support/test-owner';
@@ -103,5 +105,26 @@ describe('per-session page table', function () {
     await a.end();
     assert.equal(v.dax.stats().ptes, 0);
     await expectCode(() => v.dax.load(a, second, 0, 1), 'PTE_STALE', 'after the session ended');
+  });
+});
+
+describe('session mapping ids', function () {
+  it('wrap past 2^32 - 1 to the lowest free id, skipping live ones (a server never runs out)', function () {
+    const table = new PteTable();
+    const owner = new TestOwner('ids');
+    const as = {} as AddressSpace;
+    const make = (id: number) => ({ id, owner, as, table: new PageTable() }) as unknown as SessionMapping;
+    const live = table.newMapping(owner, as, make); // id 1 stays live throughout
+    assert.equal(live.id, 1);
+    // White box: as if 2^32 - 3 mappings had come and gone since.
+    (table as unknown as { nextMappingId: number }).nextMappingId = 2 ** 32 - 2;
+    const ids: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const m = table.newMapping(owner, as, make);
+      ids.push(m.id);
+      table.dropMapping(m);
+    }
+    // 2^32 - 2, 2^32 - 1, then past the top: 1 is live, so 2, then 3.
+    assert.deepEqual(ids, [2 ** 32 - 2, 2 ** 32 - 1, 2, 3]);
   });
 });
