@@ -46,6 +46,8 @@ export class Entry {
   private bits = 0;
   /** PTEs pointing at this entry, over every session's page table (the reverse-map count). */
   pteCount = 0;
+  /** Of those, the writable ones: writeback (S5) revokes only these, and skips an entry with none. */
+  writablePteCount = 0;
   /** DMA references on the block (issue: pins); an entry with pins is never removed (S4). */
   pins = 0;
 

@@ -129,6 +129,7 @@ export class PteTable {
       w[3] = pool[at + 3];
       mapping.table.insert(vpn, this.words, 0);
       entry.pteCount++;
+      if (writable) entry.writablePteCount++;
       this.count++;
     }
     return { token: this.encode(mapping.id, vpn), ino: mapping.as.ino, pgoff: entry.pgoff, pfn: entry.pfn, writable };
@@ -182,6 +183,10 @@ export class PteTable {
     const e = m.as.entries.get(pgoff);
     assert(e !== undefined && e.pteCount > 0, `PTE on pgoff ${pgoff} missing from its entry's count`);
     e.pteCount--;
+    if (vpn % 2 === 1) {
+      assert(e.writablePteCount > 0, `writable PTE on pgoff ${pgoff} missing from its entry's count`);
+      e.writablePteCount--;
+    }
     this.count--;
     notices?.add(m, pgoff);
     return true;
@@ -212,8 +217,13 @@ export class PteTable {
   downgradeEntry(as: AddressSpace, entry: Entry, notices: InvalidationNotices): number {
     assert(entry.locked, 'downgrade needs the entry lock');
     let n = 0;
-    if (entry.pteCount === 0) return 0;
-    for (const m of as.mappings.values()) if (this.revokeVpn(m, entry.pgoff * 2 + 1, notices)) n++;
+    // An entry dirtied by write(2) or DMA, not through a mapping, has no writable PTE: no scan.
+    if (entry.writablePteCount === 0) return 0;
+    for (const m of as.mappings.values()) {
+      if (this.revokeVpn(m, entry.pgoff * 2 + 1, notices)) n++;
+      if (entry.writablePteCount === 0) break;
+    }
+    assert(entry.writablePteCount === 0, `${entry.writablePteCount} writable PTEs on pgoff ${entry.pgoff} outside every session mapping of the file`);
     return n;
   }
 

@@ -424,6 +424,7 @@ function checkEntries(w: World, context: string): void {
       assert.ok(!e.towrite, `${where}: TOWRITE left set`);
       const onEntry = Dax.contextForTests(v.dax).ptes.ptesOn(as, e);
       assert.equal(onEntry.length, e.pteCount, `${where}: the session page tables and the entry's PTE count disagree`);
+      assert.equal(onEntry.filter((p) => p.writable).length, e.writablePteCount, `${where}: the session page tables and the entry's writable PTE count disagree`);
       for (const p of onEntry) {
         assert.equal(p.mapping.as, as, `${where}: a PTE in another file's mapping`);
         assert.ok(!p.writable || (e.dirty && e.state === 'MAPPED'), `${where}: writable PTE on a clean entry`);
