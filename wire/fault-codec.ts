@@ -14,6 +14,7 @@
  * reply: same bytes, the old cost.
  */
 import type * as grpc from '@grpc/grpc-js';
+import { decodeFaultBatchResponse } from './fault-decode';
 
 export type Serialize = (value: unknown) => Buffer;
 
@@ -161,6 +162,19 @@ export function withFaultBatchEncoder(service: grpc.ServiceDefinition): grpc.Ser
     }
     const fallback = def.responseSerialize as Serialize;
     out[name] = { ...def, responseSerialize: (value: unknown) => encodeFaultBatchResponse(value, fallback) };
+  }
+  return out as grpc.ServiceDefinition;
+}
+
+/**
+ * The Mapping service with FaultBatch replies decoded by hand (the SDK's side: the
+ * outcomes' page data as views of the reply, wire/fault-decode.ts). Build a client
+ * constructor from it with grpc.makeGenericClientConstructor.
+ */
+export function withFaultBatchDecoder(service: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const [name, def] of Object.entries(service) as Array<[string, grpc.MethodDefinition<unknown, unknown>]>) {
+    out[name] = def.path === '/daxd.v1.Mapping/FaultBatch' ? { ...def, responseDeserialize: decodeFaultBatchResponse } : def;
   }
   return out as grpc.ServiceDefinition;
 }
