@@ -46,27 +46,49 @@ class Reader {
       this.pos = pos + 1;
       return;
     }
+    // Bit operations on 32-bit halves (no floating-point powers: this runs per field).
     let lo = 0;
     let hi = 0;
-    for (let i = 0; i < 10; i++) {
+    for (let shift = 0; shift < 28; shift += 7) { // bytes 1..4: bits 0..27
       if (pos >= end) throw new WireDecodeError('a varint is cut short');
       const b = buf[pos++];
-      const bits = b & 0x7f;
-      if (i < 4) lo += bits * 2 ** (7 * i);
-      else if (i === 4) {
-        lo += (bits & 0x0f) * 2 ** 28;
-        hi = bits >> 4;
-      } else if (i < 9) hi += bits * 2 ** (7 * i - 32);
-      else {
-        if (bits > 1) throw new WireDecodeError('a varint does not fit 64 bits');
-        hi += bits * 2 ** 31;
-      }
+      lo |= (b & 0x7f) << shift;
       if (b < 128) {
         this.lo = lo;
-        this.hi = hi;
+        this.hi = 0;
         this.pos = pos;
         return;
       }
+    }
+    if (pos >= end) throw new WireDecodeError('a varint is cut short');
+    let b = buf[pos++]; // byte 5: bits 28..34
+    lo = (lo | ((b & 0x0f) << 28)) >>> 0;
+    hi = (b & 0x7f) >> 4;
+    if (b < 128) {
+      this.lo = lo;
+      this.hi = hi;
+      this.pos = pos;
+      return;
+    }
+    for (let shift = 3; shift < 31; shift += 7) { // bytes 6..9: bits 35..62
+      if (pos >= end) throw new WireDecodeError('a varint is cut short');
+      b = buf[pos++];
+      hi |= (b & 0x7f) << shift;
+      if (b < 128) {
+        this.lo = lo;
+        this.hi = hi >>> 0;
+        this.pos = pos;
+        return;
+      }
+    }
+    if (pos >= end) throw new WireDecodeError('a varint is cut short');
+    b = buf[pos++]; // byte 10: bit 63
+    if ((b & 0x7f) > 1) throw new WireDecodeError('a varint does not fit 64 bits');
+    if (b < 128) {
+      this.lo = lo;
+      this.hi = (hi | ((b & 1) << 31)) >>> 0;
+      this.pos = pos;
+      return;
     }
     throw new WireDecodeError('a varint is longer than 10 bytes');
   }
@@ -279,7 +301,7 @@ function decodeOutcome(r: Reader, buf: Buffer, end: number): DecodedFaultOutcome
       const at = r.pos;
       // A repeated occurrence of a message field replaces the first, as protobufjs does.
       if (field === 1) o.pte = decodePte(r, at + n);
-      else if (field === 2) o.data = buf.subarray(at, at + n); // a view: see the file comment
+      else if (field === 2) o.data = n === 0 ? EMPTY : buf.subarray(at, at + n); // a view: see the file comment
       else o.error = decodeOpError(r, at + n);
       r.pos = at + n;
     } else r.skip(wire, `unknown field ${field}`);
