@@ -48,7 +48,6 @@ class Reader {
     }
     // Bit operations on 32-bit halves (no floating-point powers: this runs per field).
     let lo = 0;
-    let hi = 0;
     for (let shift = 0; shift < 28; shift += 7) { // bytes 1..4: bits 0..27
       if (pos >= end) throw new WireDecodeError('a varint is cut short');
       const b = buf[pos++];
@@ -63,7 +62,7 @@ class Reader {
     if (pos >= end) throw new WireDecodeError('a varint is cut short');
     let b = buf[pos++]; // byte 5: bits 28..34
     lo = (lo | ((b & 0x0f) << 28)) >>> 0;
-    hi = (b & 0x7f) >> 4;
+    let hi = (b & 0x7f) >> 4;
     if (b < 128) {
       this.lo = lo;
       this.hi = hi;
