@@ -108,7 +108,9 @@ export class MappedFile {
   async read(offset: number, length: number): Promise<Buffer> {
     assertByteRange(offset, length);
     this.assertMapped();
-    const out = Buffer.alloc(length);
+    // Not zero-filled: the call resolves only once every page op has copied its bytes into
+    // its own range of out (the ops tile [0, length)); on a failure out is never returned.
+    const out = Buffer.allocUnsafe(length);
     await this.run(offset, length, (call, pgoff, inPage, n, at) => new PageOp(call, pgoff, inPage, n, null, out, at));
     return out;
   }

@@ -163,7 +163,10 @@ export class MappingRounds {
         if (failed) op.settle(failed);
         else if (this.servedPrivately(op)) op.settle(null);
         else if (page !== undefined) {
-          // Loaded by this round's READ fault (FaultBatch with load): no access needed.
+          // Loaded by this round's READ fault (FaultBatch with load): no access needed. The
+          // page is a view of the reply (wire/fault-decode.ts); this is its one copy, into
+          // the caller's buffer. Handing the view itself out would alias it between ops of
+          // the same page and keep the whole reply (up to 4 MiB) alive per 4 KiB page kept.
           page.copy(op.target as Buffer, op.targetOffset, op.offset, op.offset + op.length);
           op.settle(null);
         } else {

@@ -120,9 +120,9 @@ export class MappingRpc {
     const replies = await Promise.all(batches.map(async (batch) => {
       this.counts.faultBatchCalls++;
       this.counts.faultOps += batch.length;
-      const request: FaultBatchRequest = {
-        session_id: this.sessionId, ino, ops: batch.map((op) => ({ pgoff: op.pgoff, kind: op.kind, sync: op.sync ?? false, ...(op.load ? { load: true } : {}) })),
-      };
+      // The ops go as they are (FaultOp has the wire's field names; an absent sync or load
+      // is false on the wire too): no second object per op.
+      const request: FaultBatchRequest = { session_id: this.sessionId, ino, ops: batch as FaultOp[] };
       const response = await this.call<FaultBatchRequest, FaultBatchResponse__Output>(this.client.FaultBatch, request, true);
       if (response.results.length !== batch.length) {
         throw new Error(`FaultBatch answered ${response.results.length} outcomes for ${batch.length} ops`);

@@ -95,6 +95,9 @@ export class PageTable {
         `private pages of one mapping exceeded (${this.privatePages.size + 1} vs. max ${this.maxPrivatePages})`);
     }
     if (copy.length !== PAGE_BYTES) throw new Error(`COW fault returned ${copy.length} bytes, not a page`);
+    // Kept as given, no copy: a COW outcome's data is a view of its FaultBatch reply, which
+    // grpc-js handed to the decoder alone and never reuses, and no other outcome covers
+    // those bytes; so this page owns them (the reply stays alive while its pages do).
     this.privatePages.set(pgoff, copy);
     // The shared PTE is no use any more: this page now reads from the copy.
     this.ptes.delete(pgoff);

@@ -8,6 +8,7 @@ import type { FilesClient } from '../wire/generated/daxd/v1/Files';
 import type { MappingClient } from '../wire/generated/daxd/v1/Mapping';
 import type { SessionClient } from '../wire/generated/daxd/v1/Session';
 import { withBulkClientCodecs } from '../wire/bulk-service';
+import { withFaultBatchDecoder } from '../wire/fault-codec';
 import { frameRequestsInPlace } from '../wire/frame-in-place';
 
 /**
@@ -21,6 +22,18 @@ function filesClientOf(proto: ProtoGrpcType): grpc.ServiceClientConstructor {
   if (ctor === undefined) {
     ctor = grpc.makeGenericClientConstructor(withBulkClientCodecs(proto.daxd.v1.Files.service), 'Files');
     filesClients.set(proto, ctor);
+  }
+  return ctor;
+}
+
+/** Mapping stubs whose FaultBatch replies are decoded by hand (pages as views, no protobufjs). */
+const mappingClients = new WeakMap<object, grpc.ServiceClientConstructor>();
+function mappingClient(proto: ProtoGrpcType): grpc.ServiceClientConstructor {
+  const loaded = proto.daxd.v1.Mapping as unknown as grpc.ServiceClientConstructor;
+  let ctor = mappingClients.get(loaded);
+  if (ctor === undefined) {
+    ctor = grpc.makeGenericClientConstructor(withFaultBatchDecoder(loaded.service), 'Mapping');
+    mappingClients.set(loaded, ctor);
   }
   return ctor;
 }
@@ -50,7 +63,8 @@ export class RawClients implements DaxRawClients {
     // The other stubs ride on the same channel: one connection per client.
     const channelOverride = this.files.getChannel();
     this.session = new v1.Session(address, credentials, { ...channelOptions, channelOverride, interceptors });
-    this.mapping = new v1.Mapping(address, credentials, { ...channelOptions, channelOverride, interceptors });
+    const Mapping = mappingClient(proto);
+    this.mapping = new Mapping(address, credentials, { ...channelOptions, channelOverride, interceptors }) as unknown as MappingClient;
     this.dma = new v1.Dma(address, credentials, { ...channelOptions, channelOverride, interceptors });
   }
 

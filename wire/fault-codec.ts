@@ -14,6 +14,7 @@
  * reply: same bytes, the old cost.
  */
 import type * as grpc from '@grpc/grpc-js';
+import { decodeFaultBatchResponse } from './fault-decode';
 
 export type Serialize = (value: unknown) => Buffer;
 
@@ -163,4 +164,110 @@ export function withFaultBatchEncoder(service: grpc.ServiceDefinition): grpc.Ser
     out[name] = { ...def, responseSerialize: (value: unknown) => encodeFaultBatchResponse(value, fallback) };
   }
   return out as grpc.ServiceDefinition;
+}
+
+/**
+ * The Mapping service with FaultBatch requests encoded and replies decoded by hand (the
+ * SDK's side: the outcomes' page data as views of the reply, wire/fault-decode.ts). Build
+ * a client constructor from it with grpc.makeGenericClientConstructor.
+ */
+export function withFaultBatchDecoder(service: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const [name, def] of Object.entries(service) as Array<[string, grpc.MethodDefinition<unknown, unknown>]>) {
+    if (def.path !== '/daxd.v1.Mapping/FaultBatch') {
+      out[name] = def;
+      continue;
+    }
+    const fallback = def.requestSerialize as Serialize;
+    out[name] = { ...def, requestSerialize: (value: unknown) => encodeFaultBatchRequest(value, fallback), responseDeserialize: decodeFaultBatchResponse };
+  }
+  return out as grpc.ServiceDefinition;
+}
+
+interface FaultOpLike {
+  pgoff?: unknown;
+  kind?: unknown;
+  sync?: unknown;
+  load?: unknown;
+}
+
+const FAULT_KIND_NUMBERS: Readonly<Record<string, number>> = { KIND_UNSPECIFIED: 0, READ: 1, WRITE: 2, COW: 3 };
+
+/** Bytes of a FaultOp, or -1 if this encoder does not take it on. */
+function faultOpSize(op: FaultOpLike): number {
+  if (op === null || typeof op !== 'object') return -1;
+  let n = 0;
+  if (op.pgoff !== undefined && op.pgoff !== null) {
+    if (!isU64(op.pgoff)) return -1;
+    n += 1 + varintSize(op.pgoff);
+  }
+  if (op.kind !== undefined && op.kind !== null) {
+    if (typeof op.kind !== 'string' || FAULT_KIND_NUMBERS[op.kind] === undefined) return -1;
+    n += 2;
+  }
+  for (const b of [op.sync, op.load]) {
+    if (b === undefined || b === null) continue;
+    if (typeof b !== 'boolean') return -1;
+    n += 2;
+  }
+  return n;
+}
+
+/**
+ * FaultBatchRequest { string session_id = 1; uint64 ino = 2; repeated FaultOp ops = 3 }
+ * (the SDK's side), or protobufjs's encoding of it. As the reply encoder: protobufjs's
+ * bytes (a field written when present, in field-number order); anything else (a uint64 as
+ * a string, a kind given as a number, a non-ASCII session id) falls back to protobufjs.
+ */
+export function encodeFaultBatchRequest(value: unknown, fallback: Serialize): Buffer {
+  const req = value as { session_id?: unknown; ino?: unknown; ops?: unknown } | null;
+  if (req === null || typeof req !== 'object' || !Array.isArray(req.ops)) return fallback(value);
+  const hasSession = req.session_id !== undefined && req.session_id !== null;
+  const hasIno = req.ino !== undefined && req.ino !== null;
+  if ((hasSession && !isAscii(req.session_id)) || (hasIno && !isU64(req.ino))) return fallback(value);
+  const ops = req.ops as FaultOpLike[];
+  const sizes = new Array<number>(ops.length);
+  let total = hasSession ? 1 + varintSize((req.session_id as string).length) + (req.session_id as string).length : 0;
+  if (hasIno) total += 1 + varintSize(req.ino as number);
+  for (let i = 0; i < ops.length; i++) {
+    const n = faultOpSize(ops[i]);
+    if (n < 0) return fallback(value);
+    sizes[i] = n;
+    total += 1 + varintSize(n) + n;
+  }
+  const buf = Buffer.allocUnsafe(total);
+  let at = 0;
+  if (hasSession) {
+    const s = req.session_id as string;
+    buf[at++] = 0x0a; // session_id = 1, LEN
+    at = writeVarint(buf, at, s.length);
+    at += buf.write(s, at, s.length, 'latin1');
+  }
+  if (hasIno) {
+    buf[at++] = 0x10; // ino = 2, VARINT
+    at = writeVarint(buf, at, req.ino as number);
+  }
+  for (let i = 0; i < ops.length; i++) {
+    const op = ops[i];
+    buf[at++] = 0x1a; // ops = 3, LEN
+    at = writeVarint(buf, at, sizes[i]);
+    if (op.pgoff !== undefined && op.pgoff !== null) {
+      buf[at++] = 0x08; // pgoff = 1, VARINT
+      at = writeVarint(buf, at, op.pgoff as number);
+    }
+    if (op.kind !== undefined && op.kind !== null) {
+      buf[at++] = 0x10; // kind = 2, VARINT (0..3: one byte)
+      buf[at++] = FAULT_KIND_NUMBERS[op.kind as string];
+    }
+    if (op.sync !== undefined && op.sync !== null) {
+      buf[at++] = 0x18; // sync = 3, VARINT
+      buf[at++] = op.sync === true ? 1 : 0;
+    }
+    if (op.load !== undefined && op.load !== null) {
+      buf[at++] = 0x20; // load = 4, VARINT
+      buf[at++] = op.load === true ? 1 : 0;
+    }
+  }
+  if (at !== total) throw new Error(`FaultBatchRequest encoder wrote ${at} of ${total} bytes`);
+  return buf;
 }
