@@ -5,7 +5,8 @@
  *    once the op finishes (its result, the pin's only trace, has no reader);
  *  - the SDK unpins a pin whose result arrives after the op's deadline;
  *  - a reply message counts pin ids and pfns, not only data, so a message of many large
- *    pins plus a 4 MiB read stays under the send limit;
+ *    pins plus a 4 MiB read stays under the send limit; a pin op's pfns are charged to the
+ *    stream memory account while it runs;
  *  - the SDK refuses page / npages of 2^32 and more (uint32 on the wire) instead of wrapping;
  *  - PinRevokedError names the pin the op itself took.
  * Synchronised on failpoint dma:in-flight, the stream account's 'closed' signal and the
@@ -142,6 +143,26 @@ describe('dma: Dma.Stream pins nobody hears of, reply sizes, SDK argument bounds
     for (const r of results.values()) if (r.pin_id !== '') assert.equal(r.pfns.length, PIN_PAGES_MAX, `op ${r.id}`);
     assert.deepEqual(results.get(pins + 1)?.data, bytes);
     assert.equal(server.dax.pinCountOf(session.id), before);
+  });
+
+  it('an op that takes a pin holds its pfns\' reply bytes in the stream memory account while it runs', async function () {
+    const { ino } = await file(PIN_PAGES_MAX);
+    const memory = server.daxd.rpc.streamMemory;
+    const idle = memory.bytes;
+    const fp = server.dax.failpoints.arm('pin:after-fault', { ino, pgoff: 0 });
+    const stream = server.raw.dma.Stream();
+    const outcome = streamOutcome(stream);
+    stream.write({ ops: [{ id: 1, session_id: session.id, pin: { ino, first_pgoff: 0, npages: PIN_PAGES_MAX }, unpin: true }] });
+    await fp.reached;
+    try {
+      assert.equal(memory.bytes - idle, 10 * PIN_PAGES_MAX, 'a pin of PIN_PAGES_MAX pages is charged 10 bytes per pfn');
+    } finally {
+      fp.release();
+      stream.end();
+    }
+    const { messages, error } = await outcome;
+    assert.equal(error, null);
+    assert.equal(messages[0]?.results[0]?.error, null);
   });
 
   describe('SDK', function () {
