@@ -27,7 +27,8 @@
  * drain() (server shutdown) answers ops not yet started with ESHUTDOWN, lets the started
  * ones finish and be answered, then ends the stream with UNAVAILABLE / ESHUTDOWN. A
  * cancelled call stops at once (results are dropped: nobody can read them; the kind's
- * discarded() releases what they held, e.g. a pin) and gives back all its memory (grpc-js never calls the callbacks of writes cut off by a cancel).
+ * discarded() releases what they held, e.g. a pin) and gives back all its memory
+ * (grpc-js never calls the callbacks of writes cut off by a cancel).
  */
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
