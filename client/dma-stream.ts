@@ -13,7 +13,9 @@
  * streamRead / streamWrite use this stream.
  *
  * Ops are not retried: a DMA or an unpin whose stream died may have run (the pipeline's
- * rule for writes).
+ * rule for writes). A pin an op took and kept whose result arrives after the op's deadline
+ * (the caller got DEADLINE_EXCEEDED) is unpinned here, best effort (an unpin op on the
+ * same stream; its failure is ignored: the pin's lease ends it anyway).
  */
 import { DaxClientError } from './errors';
 import { PinRevokedError } from './dma-pin';
@@ -65,6 +67,11 @@ function assertIndex(value: number, what: string): void {
   if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`${what} must be a non-negative safe integer, got ${value}`);
 }
 
+/** A uint32 field on the wire: a larger value would wrap (2^32 + k arrives as k). */
+function assertUint32(value: number, what: string): void {
+  if (!Number.isSafeInteger(value) || value < 0 || value > 0xffff_ffff) throw new RangeError(`${what} must be an integer in [0, 2^32), got ${value}`);
+}
+
 export class DmaStream {
   private readonly pipeline: OpPipeline<DmaOp, DmaStreamRequest, DmaStreamResponse__Output, DmaResult__Output>;
 
@@ -73,6 +80,16 @@ export class DmaStream {
       open: () => dma.Stream(),
       request: (ops) => ({ ops }),
       results: (response) => response.results,
+      error: (result) => {
+        const err = DaxClientError.fromOpError(result.error as NonNullable<DmaResult__Output['error']>);
+        // A PIN_REVOKED answer names the pin when the op took it itself.
+        return err.reason === 'PIN_REVOKED' ? new PinRevokedError(result.pin_id, err.details) : err;
+      },
+      late: (op, result) => {
+        if ((result.error !== null && result.error !== undefined) || result.pin_id === '') return;
+        // The op took a pin and kept it, but its caller has given up: nobody else knows of it.
+        this.pipeline.submit((id) => ({ id, session_id: op.session_id, pin_id: result.pin_id, unpin: true }), 0, this.deadlineMs).catch(() => undefined);
+      },
     });
   }
 
@@ -84,6 +101,7 @@ export class DmaStream {
     try {
       result = await this.pipeline.submit((id) => ({ ...wire, id }), bytes, this.deadlineMs);
     } catch (err) {
+      if (err instanceof PinRevokedError && op.pinId === undefined) throw err; // names the pin the op took
       if (err instanceof DaxClientError && err.reason === 'PIN_REVOKED') throw new PinRevokedError(op.pinId ?? '', err.details);
       throw err;
     }
@@ -113,14 +131,14 @@ function toWire(sessionId: string, op: DmaStreamOp): Omit<DmaOp, 'id'> {
   if (op.pin !== undefined) {
     assertIndex(op.pin.ino, 'ino');
     assertIndex(op.pin.firstPgoff, 'firstPgoff');
-    assertIndex(op.pin.npages, 'npages');
+    assertUint32(op.pin.npages, 'npages');
     wire.pin = { ino: op.pin.ino, first_pgoff: op.pin.firstPgoff, npages: op.pin.npages, writable: op.pin.writable ?? false };
   } else {
     wire.pin_id = op.pinId;
   }
   const range = op.read ?? op.write;
   if (range !== undefined) {
-    assertIndex(range.page, 'page');
+    assertUint32(range.page, 'page');
     assertIndex(range.offset, 'offset');
     wire.page = range.page;
     wire.offset = range.offset;

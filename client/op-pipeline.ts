@@ -13,7 +13,9 @@
  * Failure: if the stream fails (server gone, shutting down), every op sent on it fails
  * with that status; ops not yet sent go out on a fresh stream. Whether a failed op may be
  * retried is the caller's decision (reads may, writes may not). An op gets no answer
- * within its deadline: it fails with DEADLINE_EXCEEDED (its late result is dropped).
+ * within its deadline: it fails with DEADLINE_EXCEEDED; its late result is dropped, or
+ * handed to the kind's late() (Dma.Stream unpins a pin it carries): the pipeline keeps
+ * the last PIPELINE_OPS_IN_FLIGHT_MAX expired ops of the current stream for that.
  * The stream is half-closed after STREAM_IDLE_CLOSE_MS without ops, so an idle client
  * does not keep the process alive; it reopens on the next op.
  */
@@ -31,6 +33,10 @@ export interface PipelineKind<Op, Req, Res, Result extends { id: number; error: 
   results(response: Res): Result[];
   /** Most data one message carries: the server's max_io_bytes (RPC_IO_BYTES_MAX if not given). */
   messageDataBytesMax?: () => number;
+  /** The error for a failed result (default: DaxClientError.fromOpError of its error). */
+  error?(result: Result): Error;
+  /** A result that arrived after its op's deadline (the caller got DEADLINE_EXCEEDED). */
+  late?(op: Op, result: Result): void;
 }
 
 interface Waiting<Op, Result> {
@@ -39,12 +45,16 @@ interface Waiting<Op, Result> {
   deadlineMs: number;
   resolve(result: Result): void;
   reject(err: Error): void;
+  /** The op as sent (set once it has an id). */
+  sent?: Op;
 }
 
 export class OpPipeline<Op, Req, Res, Result extends { id: number; error: OpError__Output | null }> {
   private readonly waiting: Waiting<Op, Result>[] = [];
   private waitingHead = 0;
   private readonly inFlight = new Map<number, Waiting<Op, Result>>();
+  /** Ops of the current stream that missed their deadline, by id, for kind.late (oldest first). */
+  private readonly expired = new Map<number, Op>();
   private bytesInFlight = 0;
   private stream: grpc.ClientDuplexStream<Req, Res> | null = null;
   private writeBlocked = false;
@@ -74,6 +84,7 @@ export class OpPipeline<Op, Req, Res, Result extends { id: number; error: OpErro
     for (let i = this.waitingHead; i < this.waiting.length; i++) this.waiting[i].reject(err);
     this.waiting.length = 0;
     this.waitingHead = 0;
+    this.expired.clear();
     this.failInFlight(err);
     this.clearTimers();
     const stream = this.stream;
@@ -89,7 +100,8 @@ export class OpPipeline<Op, Req, Res, Result extends { id: number; error: OpErro
       const id = this.allocateId();
       this.inFlight.set(id, op);
       this.bytesInFlight += op.bytes;
-      this.batch.push(op.make(id));
+      op.sent = op.make(id);
+      this.batch.push(op.sent);
       this.batchBytes += op.bytes;
       if (this.batch.length >= STREAM_OPS_PER_MESSAGE_MAX || this.batchBytes >= BATCH_FLUSH_BYTES) this.flush();
     }
@@ -119,7 +131,7 @@ export class OpPipeline<Op, Req, Res, Result extends { id: number; error: OpErro
     // uint32 ids, wrapping; skipping any still in flight (at most 1024 are).
     do {
       this.nextId = this.nextId >= 0xffff_ffff ? 1 : this.nextId + 1;
-    } while (this.inFlight.has(this.nextId));
+    } while (this.inFlight.has(this.nextId) || this.expired.has(this.nextId));
     return this.nextId;
   }
 
@@ -152,10 +164,18 @@ export class OpPipeline<Op, Req, Res, Result extends { id: number; error: OpErro
   private onResults(results: Result[]): void {
     for (const result of results) {
       const op = this.inFlight.get(result.id);
-      if (op === undefined) continue; // timed out already
+      if (op === undefined) {
+        // Timed out already: the caller has its error; the kind may still act on the result.
+        const sent = this.expired.get(result.id);
+        if (sent !== undefined) {
+          this.expired.delete(result.id);
+          this.kind.late?.(sent, result);
+        }
+        continue;
+      }
       this.inFlight.delete(result.id);
       this.bytesInFlight -= op.bytes;
-      if (result.error !== null && result.error !== undefined) op.reject(DaxClientError.fromOpError(result.error));
+      if (result.error !== null && result.error !== undefined) op.reject(this.kind.error?.(result) ?? DaxClientError.fromOpError(result.error));
       else op.resolve(result);
     }
     this.pump();
@@ -165,6 +185,7 @@ export class OpPipeline<Op, Req, Res, Result extends { id: number; error: OpErro
     if (this.stream !== stream) return; // an idle stream we closed ourselves
     this.stream = null;
     this.writeBlocked = false;
+    this.expired.clear(); // their results can no longer arrive
     this.failInFlight(err);
     this.pump();
   }
@@ -213,6 +234,11 @@ export class OpPipeline<Op, Req, Res, Result extends { id: number; error: OpErro
       if (!late(op)) continue;
       this.inFlight.delete(id);
       this.bytesInFlight -= op.bytes;
+      if (this.kind.late !== undefined && op.sent !== undefined) {
+        this.expired.set(id, op.sent);
+        // Bounded: the oldest expired op's result is given up on (dropped if it comes).
+        if (this.expired.size > PIPELINE_OPS_IN_FLIGHT_MAX) this.expired.delete(this.expired.keys().next().value as number);
+      }
       op.reject(err());
     }
     const stillWaiting: Waiting<Op, Result>[] = [];

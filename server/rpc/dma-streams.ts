@@ -12,7 +12,14 @@
  *      so no block under DMA is freed by a truncate meanwhile (S4);
  *   3. unpin (op.unpin), whether or not the DMA succeeded.
  * A pin taken in step 1 whose DMA fails is dropped before the op answers: a failed op
- * never leaves a pin its client was not told about.
+ * never leaves a pin its client was not told about (a PIN_REVOKED answer names it in
+ * pin_id, so the client can tell which pin was revoked). Likewise a pin an op took and
+ * kept whose result is never sent (the stream was cancelled or failed while the op ran)
+ * is dropped then (discarded): nobody else could ever release it before its lease ends.
+ *
+ * Reply size: a result counts its data, its pin id and its pfns (up to PIN_PAGES_MAX of
+ * 10 bytes each), so a message of many large pins stays within MESSAGE_BYTES_MAX; an op
+ * charges the stream's memory account for its pfns as for its data.
  *
  * Role: the stream is admitted with the read rule (method-actions.ts); each op that
  * writes (a writable pin, a WRITE) is checked here against the principal's role, before
@@ -21,7 +28,7 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { InvalidArgumentError, PermissionDeniedError } from '../errors';
+import { InvalidArgumentError, PermissionDeniedError, PinRevokedError } from '../errors';
 import type { Dax } from '../dax/dax';
 import type { Pin } from '../dax/pin-table';
 import type { Principal } from '../auth/principal';
@@ -38,9 +45,14 @@ import type { PrincipalFs } from '../auth/principal-fs';
 import { OpStream, type OpKind } from './op-stream';
 import type { OpStreamRegistry } from './files-streams';
 import { DMA_OP_BYTES_MAX } from './limits';
+import { PIN_PAGES_MAX } from '../limits';
 import * as v from './validate';
 
 const EMPTY: Buffer = Buffer.alloc(0);
+/** Most bytes one pfn takes in a reply (a uint64 varint). */
+const PFN_WIRE_BYTES_MAX = 10;
+/** A result's framing in a reply (tag, length, id, lease, error's fields but its message). */
+const RESULT_WIRE_BYTES = 16;
 const ACCESSES = ['NONE', 'READ', 'WRITE'] as const;
 type Access = (typeof ACCESSES)[number];
 
@@ -114,10 +126,16 @@ function dmaKind(deps: DmaStreamDeps, call: object): OpKind<DmaOp__Output, DmaRe
   const { dax, sessions, quota, metrics } = deps;
   const principal = principalOf(call);
   const fs = deps.fsOf(call);
+  /** Who holds the pin a result carries, for discarded(); gone with the result. */
+  const ownerOf = new WeakMap<DmaResult, Session>();
+  /** The pin an op took that was revoked under its DMA, for failed() to name. */
+  const revokedPinOf = new WeakMap<DmaOp__Output, string>();
   return {
     name: 'Dma.Stream',
-    // What the op holds in flight: a read's reply (run() refuses more than DMA_OP_BYTES_MAX), a write's data.
-    costBytes: (op) => (op.access === 'READ' ? Math.max(0, Math.min(Number(op.length) || 0, DMA_OP_BYTES_MAX)) : op.data.length),
+    // What the op holds in flight: a read's reply (run() refuses more than DMA_OP_BYTES_MAX),
+    // a write's data, and the pfns of a pin it takes (run() refuses more than PIN_PAGES_MAX).
+    costBytes: (op) => (op.access === 'READ' ? Math.max(0, Math.min(Number(op.length) || 0, DMA_OP_BYTES_MAX)) : op.data.length)
+      + (op.pin === null ? 0 : PFN_WIRE_BYTES_MAX * Math.max(0, Math.min(op.pin.npages, PIN_PAGES_MAX))),
     run: async (op) => {
       checkRole(principal, op);
       const checked = checkOp(op);
@@ -140,25 +158,33 @@ function dmaKind(deps: DmaStreamDeps, call: object): OpKind<DmaOp__Output, DmaRe
         // The DMA failed: a pin this op took is dropped (nobody knows its id); an existing
         // pin is unpinned if asked. The op answers with the DMA's error either way.
         if (taken !== null || op.unpin) unpinQuietly(dax, owner, id);
+        if (taken !== null && err instanceof PinRevokedError) revokedPinOf.set(op, id);
         throw err;
       }
       if (op.unpin) {
         dax.unpin(owner, id);
         return { id: op.id, pin_id: '', pfns: [], lease_ms: 0, data };
       }
-      return taken === null
-        ? { id: op.id, pin_id: '', pfns: [], lease_ms: 0, data }
-        : { id: op.id, pin_id: taken.id, pfns: taken.pfns, lease_ms: taken.leaseMs, data };
+      if (taken === null) return { id: op.id, pin_id: '', pfns: [], lease_ms: 0, data };
+      const kept: DmaResult = { id: op.id, pin_id: taken.id, pfns: taken.pfns, lease_ms: taken.leaseMs, data };
+      ownerOf.set(kept, owner);
+      return kept;
     },
     failed: (op, error) => {
       metrics?.streamOpFailed('Dma.Stream', statusName(error.code));
-      return { id: op.id, pin_id: '', pfns: [], lease_ms: 0, data: EMPTY, error };
+      return { id: op.id, pin_id: revokedPinOf.get(op) ?? '', pfns: [], lease_ms: 0, data: EMPTY, error };
     },
-    replyBytes: (result) => (result.data as Buffer).length,
+    replyBytes: (result) => (result.data as Buffer).length + PFN_WIRE_BYTES_MAX * (result.pfns?.length ?? 0)
+      + (result.pin_id?.length ?? 0) + RESULT_WIRE_BYTES,
+    // The client never learns of this pin: drop it now rather than at its lease's end.
+    discarded: (result) => {
+      const owner = ownerOf.get(result);
+      if (owner !== undefined && result.pin_id !== undefined && result.pin_id !== '') unpinQuietly(dax, owner, result.pin_id);
+    },
   };
 }
 
-/** Unpin after a failed DMA; a pin already gone (unpinned meanwhile, session ended) is fine. */
+/** Unpin after a failed DMA or for a discarded result; a pin already gone (unpinned meanwhile, revoked, session ended) is fine. */
 function unpinQuietly(dax: Dax, owner: Session, id: string): void {
   try {
     dax.unpin(owner, id);

@@ -26,8 +26,9 @@
  * Ending: after the client half-closes, the stream ends OK once every op is answered.
  * drain() (server shutdown) answers ops not yet started with ESHUTDOWN, lets the started
  * ones finish and be answered, then ends the stream with UNAVAILABLE / ESHUTDOWN. A
- * cancelled call stops at once (results are dropped: nobody can read them) and gives back
- * all its memory (grpc-js never calls the callbacks of writes cut off by a cancel).
+ * cancelled call stops at once (results are dropped: nobody can read them; the kind's
+ * discarded() releases what they held, e.g. a pin) and gives back all its memory
+ * (grpc-js never calls the callbacks of writes cut off by a cancel).
  */
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
@@ -54,7 +55,7 @@ export interface OpKind<Op extends { id: number }, Result> {
   run(op: Op): Promise<Result>;
   /** The result for an op that failed. */
   failed(op: Op, error: OpErrorWire): Result;
-  /** Data bytes a result adds to a reply message. */
+  /** Bytes a result adds to a reply message (its data and any other field that can be large). */
   replyBytes(result: Result): number;
   /**
    * The reply carrying `result` has been written to the connection (its write callback
@@ -63,6 +64,12 @@ export interface OpKind<Op extends { id: number }, Result> {
    * error: their memory is left to the GC.
    */
   sent?(result: Result): void;
+  /**
+   * `result` will never be sent: the stream finished (cancelled, failed) before it could
+   * be. Anything the op left for its client to release (Dma.Stream: a pin it took and
+   * kept) is released here, since the client cannot know of it.
+   */
+  discarded?(result: Result): void;
 }
 
 /** Shutdown hook: the set of live op streams, drained before the volume unmounts. */
@@ -222,7 +229,11 @@ export class OpStream<Req, Res, Op extends { id: number }, Result> implements Dr
     // unread part of a short read) is given back now.
     const held = this.finished ? 0 : Math.min(cost, this.kind.replyBytes(result));
     this.account.give(cost - held);
-    if (this.finished) return;
+    if (this.finished) {
+      // Cancelled or failed while the op ran: nobody will read its result.
+      this.kind.discarded?.(result);
+      return;
+    }
     this.addResult(result, held);
     this.pump();
   }
@@ -294,6 +305,8 @@ export class OpStream<Req, Res, Op extends { id: number }, Result> implements Dr
     this.finished = true;
     this.pending.length = 0;
     this.pendingHead = 0;
+    // Results not yet written (a cancel; fail() flushes first) never reach the client.
+    if (this.kind.discarded !== undefined) for (const result of this.replyResults) this.kind.discarded(result);
     this.replyResults = [];
     this.account.give(this.replyHeldBytes);
     this.replyHeldBytes = 0;
