@@ -95,13 +95,15 @@ export class PageTable {
         `private pages of one mapping exceeded (${this.privatePages.size + 1} vs. max ${this.maxPrivatePages})`);
     }
     if (copy.length !== PAGE_BYTES) throw new Error(`COW fault returned ${copy.length} bytes, not a page`);
-    // Kept as given, no copy: a COW outcome's data is a view of its FaultBatch reply, which
-    // grpc-js handed to the decoder alone and never reuses, and no other outcome covers
-    // those bytes; so this page owns them (the reply stays alive while its pages do).
-    this.privatePages.set(pgoff, copy);
+    // A COW outcome's data is a view of its FaultBatch reply, which also carries the pages
+    // of the batch's READ faults (up to MAPPING_BATCH_OPS_MAX of them): kept as a view, one
+    // 4 KiB private page would keep the whole reply alive, uncounted by maxPrivatePages. So
+    // a view is copied into a page of its own; a Buffer that is exactly its page is kept.
+    const page = copy.byteOffset === 0 && copy.buffer.byteLength === PAGE_BYTES ? copy : Buffer.from(copy);
+    this.privatePages.set(pgoff, page);
     // The shared PTE is no use any more: this page now reads from the copy.
     this.ptes.delete(pgoff);
-    return copy;
+    return page;
   }
 
   private *ptesInRange(first: number, last: number): Generator<[number, ClientPte]> {

@@ -132,6 +132,18 @@ describe('MappedFile client rules (scripted server)', function () {
     assert.equal(second.toString('latin1', 0, 4), 'mine');
   });
 
+  it('private: a COW copy that is a view of a larger reply is copied, so the page does not keep the reply alive', function () {
+    const table = new PageTable();
+    // A FaultBatch reply of 64 pages (READ faults carry their pages), one of them the COW copy.
+    const reply = Buffer.alloc(64 * PAGE, 7);
+    const view = reply.subarray(5 * PAGE, 6 * PAGE);
+    const page = table.installPrivate(3, view);
+    assert.deepEqual(page, view);
+    assert.equal(page.buffer.byteLength, PAGE, 'the private page holds its own 4 KiB, not the 256 KiB reply');
+    reply.fill(0);
+    assert.equal(page[0], 7, 'the private page does not alias the reply');
+  });
+
   it('a stale answer drops the cached PTE only if it is still the one that failed', function () {
     const table = new PageTable();
     table.install({ pgoff: 5, pfn: 9, writable: true, token: 'new' });
