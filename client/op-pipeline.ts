@@ -15,7 +15,7 @@
  * retried is the caller's decision (reads may, writes may not). An op gets no answer
  * within its deadline: it fails with DEADLINE_EXCEEDED; its late result is dropped, or
  * handed to the kind's late() (Dma.Stream unpins a pin it carries): the pipeline keeps
- * the last PIPELINE_OPS_IN_FLIGHT_MAX expired ops of the current stream for that.
+ * the last PIPELINE_OPS_IN_FLIGHT_MAX expired ops for that, each until its stream ends.
  * The stream is half-closed after STREAM_IDLE_CLOSE_MS without ops, so an idle client
  * does not keep the process alive; it reopens on the next op.
  */
@@ -53,8 +53,12 @@ export class OpPipeline<Op, Req, Res, Result extends { id: number; error: OpErro
   private readonly waiting: Waiting<Op, Result>[] = [];
   private waitingHead = 0;
   private readonly inFlight = new Map<number, Waiting<Op, Result>>();
-  /** Ops of the current stream that missed their deadline, by id, for kind.late (oldest first). */
-  private readonly expired = new Map<number, Op>();
+  /**
+   * Ops that missed their deadline, by id, with the stream that carried them, for kind.late
+   * (oldest first). Kept until that stream ends: a stream the SDK half-closed as idle still
+   * delivers the answers the server sends before it ends.
+   */
+  private readonly expired = new Map<number, { sent: Op; stream: grpc.ClientDuplexStream<Req, Res> }>();
   private bytesInFlight = 0;
   private stream: grpc.ClientDuplexStream<Req, Res> | null = null;
   private writeBlocked = false;
@@ -158,6 +162,7 @@ export class OpPipeline<Op, Req, Res, Result extends { id: number; error: OpErro
     stream.on('data', (response: Res) => this.onResults(this.kind.results(response)));
     stream.on('error', (err: grpc.ServiceError) => this.onStreamEnd(stream, DaxClientError.fromServiceError(err)));
     stream.on('end', () => this.onStreamEnd(stream, new DaxClientError(grpc.status.UNAVAILABLE, null, 'op stream ended by the server')));
+    stream.on('close', () => this.forgetExpired(stream));
     return stream;
   }
 
@@ -166,10 +171,10 @@ export class OpPipeline<Op, Req, Res, Result extends { id: number; error: OpErro
       const op = this.inFlight.get(result.id);
       if (op === undefined) {
         // Timed out already: the caller has its error; the kind may still act on the result.
-        const sent = this.expired.get(result.id);
-        if (sent !== undefined) {
+        const expired = this.expired.get(result.id);
+        if (expired !== undefined) {
           this.expired.delete(result.id);
-          this.kind.late?.(sent, result);
+          this.kind.late?.(expired.sent, result);
         }
         continue;
       }
@@ -181,11 +186,16 @@ export class OpPipeline<Op, Req, Res, Result extends { id: number; error: OpErro
     this.pump();
   }
 
+  /** The expired ops a stream carried: their results can no longer arrive once it ended. */
+  private forgetExpired(stream: grpc.ClientDuplexStream<Req, Res>): void {
+    for (const [id, e] of this.expired) if (e.stream === stream) this.expired.delete(id);
+  }
+
   private onStreamEnd(stream: grpc.ClientDuplexStream<Req, Res>, err: DaxClientError): void {
+    this.forgetExpired(stream);
     if (this.stream !== stream) return; // an idle stream we closed ourselves
     this.stream = null;
     this.writeBlocked = false;
-    this.expired.clear(); // their results can no longer arrive
     this.failInFlight(err);
     this.pump();
   }
@@ -234,8 +244,9 @@ export class OpPipeline<Op, Req, Res, Result extends { id: number; error: OpErro
       if (!late(op)) continue;
       this.inFlight.delete(id);
       this.bytesInFlight -= op.bytes;
-      if (this.kind.late !== undefined && op.sent !== undefined) {
-        this.expired.set(id, op.sent);
+      if (this.kind.late !== undefined && op.sent !== undefined && this.stream !== null) {
+        // In flight means sent on the current stream.
+        this.expired.set(id, { sent: op.sent, stream: this.stream });
         // Bounded: the oldest expired op's result is given up on (dropped if it comes).
         if (this.expired.size > PIPELINE_OPS_IN_FLIGHT_MAX) this.expired.delete(this.expired.keys().next().value as number);
       }

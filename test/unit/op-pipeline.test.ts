@@ -133,3 +133,38 @@ describe('SDK op pipeline: batching, window, backpressure, failure', function ()
     await assert.rejects(pending, (e: DaxClientError) => e.code === grpc.status.CANCELLED);
   });
 });
+
+describe('SDK op pipeline: late results of expired ops', function () {
+  it('a late result on a stream the SDK closed as idle still reaches kind.late after a newer stream failed', async function () {
+    const streams: FakeStream[] = [];
+    const late: number[] = [];
+    const pipeline = new OpPipeline<Op, Req, Res, Result>({
+      open: () => {
+        const s = new FakeStream();
+        streams.push(s);
+        return s as unknown as grpc.ClientDuplexStream<Req, Res>;
+      },
+      request: (ops) => ({ ops }),
+      results: (res) => res.results,
+      late: (op) => late.push(op.n),
+    });
+    // op 1 misses its deadline on stream 0.
+    await assert.rejects(pipeline.submit((id) => ({ id, n: 1 }), 1, 1), (e: DaxClientError) => e.code === grpc.status.DEADLINE_EXCEEDED);
+    const id1 = streams[0].ops[0].id;
+    // Nothing in flight: the SDK half-closes stream 0 as idle (what its idle timer does).
+    (pipeline as unknown as { closeIdle(): void }).closeIdle();
+    assert.ok(streams[0].ended);
+    // A newer stream fails; its failure says nothing about stream 0's answers.
+    const lost = pipeline.submit((id) => ({ id, n: 2 }), 1, 10_000);
+    await nextTick();
+    assert.equal(streams.length, 2);
+    streams[1].emit('error', Object.assign(new Error('gone'), { code: grpc.status.UNAVAILABLE, details: 'gone', metadata: new grpc.Metadata() }));
+    await assert.rejects(lost);
+    // Stream 0's answer to op 1 arrives late: the kind still hears of it (e.g. to unpin).
+    streams[0].answer([id1]);
+    assert.deepEqual(late, [1]);
+    // Once stream 0 ends, nothing of it is kept.
+    streams[0].emit('end');
+    pipeline.close();
+  });
+});
