@@ -3,10 +3,6 @@
  * WriteStreamRequest (server), ReadResponse and ReadStreamResponse (SDK), `data` always a
  * view of the received message.
  */
-import * as protobuf from 'protobufjs';
-
-const utf8 = protobuf.util.utf8;
-
 /** The input does not parse as the message (a decoder throws this; callers map it). */
 export class BulkDecodeError extends Error {}
 
@@ -162,7 +158,9 @@ function decodeOpError(buf: Buffer, start: number, end: number): OpErrorObject {
     if (field === 1 && wireType === 0) out.code = r.u32();
     else if ((field === 2 || field === 3) && wireType === 2) {
       const [s, e] = r.len();
-      const text = utf8.read(buf, s, e);
+      // Node's decoder, as protobufjs's Buffer reader uses: invalid UTF-8 becomes U+FFFD
+      // and never reads past the field (its pure-JS utf8.read may).
+      const text = buf.toString('utf8', s, e);
       if (field === 2) out.reason = text;
       else out.message = text;
     } else r.skip(wireType);
