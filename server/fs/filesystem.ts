@@ -22,8 +22,9 @@ import { coalesceRuns } from '../journal/transaction';
 import { Allocator } from '../alloc/allocator';
 import { BlockMap, entryPfn, entryState, makeEntry, STATE_UNWRITTEN, STATE_WRITTEN, toPageMapping } from './block-map';
 import { blockView, DataContext, readData, readDataInto, reserve, writeData } from './file-data';
-import { layoutImagesBound, removeBlocks, zeroInPage, zeroPastEof } from './file-layout';
-import { FALLOCATE_HANDLERS, type FallocateRange } from './fallocate-modes';
+import { removeBlocks, zeroPastEof } from './file-layout';
+import { FALLOCATE_HANDLERS, type FallocateEnv, type FallocateRange } from './fallocate-modes';
+import { truncateFile } from './truncate';
 import { Inode, INODE_LINKED, INODE_ORPHAN } from './inode';
 import { InodeTable } from './inode-table';
 import { Namespace, validateName } from './namespace';
@@ -426,44 +427,7 @@ export class FileSystem implements FileSystemApi {
   async truncate(ino: number, sizeBytes: number, opts: LayoutBreakOptions = DEFAULT_LAYOUT_BREAK): Promise<void> {
     if (!Number.isSafeInteger(sizeBytes) || sizeBytes < 0) throw new InvalidArgumentError(`size ${sizeBytes} is not a non-negative integer`);
     if (sizeBytes > FILE_BYTES_MAX) throw new FileTooBigError(sizeBytes, FILE_BYTES_MAX);
-    await this.withLayoutLock(ino, async (inode, persist) => {
-      const firstGone = Math.ceil(sizeBytes / BLOCK_SIZE);
-      if (sizeBytes <= inode.sizeBytes) {
-        // Truncate down (or to the same size) also drops blocks preallocated past EOF.
-        const release = await this.hooks.breakLayout(ino, Math.floor(sizeBytes / BLOCK_SIZE), Number.MAX_SAFE_INTEGER, 'TRUNCATE', opts);
-        try {
-          // Free first, shrink last: a crash between the steps of a long truncate leaves
-          // holes inside the old size (reading zeros), never old blocks past a new EOF
-          // that a later extension would expose.
-          // S6: in one transaction when the change fits one (Journal.withinOneTransaction).
-          await this.journal.withinOneTransaction(layoutImagesBound(this.ctx, inode, firstGone, Number.MAX_SAFE_INTEGER, 0, 0), async () => {
-            await removeBlocks(this.ctx, inode, firstGone, Number.MAX_SAFE_INTEGER, persist);
-            inode.sizeBytes = sizeBytes;
-            this.touch(inode);
-          });
-          // Bytes past EOF in the last page are zero (a later extension or a mapping of
-          // the page reads zeros). S6: they are acknowledged bytes under the old size, so
-          // they are zeroed only once the new size is durable; zeroed before, a crash
-          // ahead of the commit would bring the old size back over zeros. Until then the
-          // layout break keeps the page unmapped and reads stop at the new size.
-          const tail = firstGone - 1;
-          if (sizeBytes % BLOCK_SIZE !== 0 && entryState(this.map.get(inode, tail)) === STATE_WRITTEN) {
-            await this.journal.commit();
-            zeroInPage(this.ctx, inode, tail, sizeBytes, firstGone * BLOCK_SIZE);
-            // Durable now: after a crash, a mapping of the EOF page shows no old tail.
-            await this.storage.flush(entryPfn(this.map.get(inode, tail)) * BLOCK_SIZE, BLOCK_SIZE);
-          }
-        } finally {
-          release();
-        }
-        return;
-      }
-      // Growing: the bytes zeroed lie past the old EOF (never acknowledged), and their
-      // zeroes are ordered data of the transaction that grows the size.
-      zeroPastEof(this.ctx, inode, sizeBytes);
-      inode.sizeBytes = sizeBytes;
-      this.touch(inode);
-    });
+    await this.withLayoutLock(ino, (inode, persist) => truncateFile(this.layoutEnv, ino, inode, sizeBytes, opts, persist));
   }
 
   /**
@@ -489,7 +453,7 @@ export class FileSystem implements FileSystemApi {
         ino, inode, mode, offsetBytes, lengthBytes, end, opts,
         first: Math.floor(offsetBytes / BLOCK_SIZE), last: Math.floor((end - 1) / BLOCK_SIZE), persist,
       };
-      await FALLOCATE_HANDLERS[mode]({ ctx: this.ctx, journal: this.journal, hooks: this.hooks, touch: (i) => this.touch(i) }, range);
+      await FALLOCATE_HANDLERS[mode](this.layoutEnv, range);
       this.touch(inode);
     });
   }
@@ -508,6 +472,11 @@ export class FileSystem implements FileSystemApi {
    * first asserts that this change still holds the lock: file-layout.ts's steps (which
    * await between them) persist after each one, so each step checks its caller's lock.
    */
+  /** What truncate and the fallocate handlers may use of the file layer. */
+  private get layoutEnv(): FallocateEnv {
+    return { ctx: this.ctx, journal: this.journal, hooks: this.hooks, touch: (i) => this.touch(i) };
+  }
+
   private async withLayoutLock(ino: number, fn: (inode: Inode, persist: () => void) => Promise<void>): Promise<void> {
     this.inode(ino);
     const lock = this.lockOf(ino);
