@@ -234,6 +234,15 @@ describe('bulk codecs (wire/bulk-codec.ts) against protobufjs', function () {
     assert.deepEqual(decodeWriteRequest(Buffer.alloc(0)), referenceDecode('WriteRequest', Buffer.alloc(0)));
   });
 
+  it('an op error message of invalid UTF-8 decodes as protobufjs decodes it (U+FFFD), never reading past its field', function () {
+    // ReadStreamResponse { results: [{ id: 1, error: { code: 5, message: <0xE2> } }, { id: 2 }] }:
+    // 0xE2 opens a 3-byte sequence that the field ends after one byte.
+    const reply = Buffer.from('0a09' + '0801' + '1a05' + '0805' + '1a01e2' + '0a02' + '0802', 'hex');
+    const got = decodeReadStreamResponse(reply);
+    assert.deepEqual(got, referenceDecode('ReadStreamResponse', reply));
+    assert.equal(got.results[0].error?.message, '\uFFFD');
+  });
+
   it('decoded data is a view of the incoming message (no copy)', function () {
     const payload = Buffer.from('payload bytes');
     const bytes = reference('WriteStreamRequest')({ ops: [{ id: 1, ino: 2, offset: 0, data: payload }] });
