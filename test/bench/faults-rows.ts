@@ -17,28 +17,11 @@ import os from 'node:os';
 import path from 'node:path';
 import v8 from 'node:v8';
 import vm from 'node:vm';
+import type { BenchRow, RowContext } from './bench-rows';
 
 const REPO = path.resolve(__dirname, '..', '..', '..');
 const FILE_PAGES = 4096;
 const BATCH = 1024;
-
-/** Shaped as bench-all's BenchRow / RowContext, so it plugs in as a row source. */
-export interface FaultBenchRow {
-  id: string;
-  label: string;
-  unit: string;
-  daxd: number;
-  before?: number;
-  ref?: { name: string; value: number };
-}
-
-export interface FaultRowContext {
-  tmpDir: string;
-  seconds: number;
-  rounds: number;
-  beforeDir: string | null;
-  log(line: string): void;
-}
 
 interface ChildFigures {
   grpcReadHole: number;
@@ -59,7 +42,7 @@ function measureIn(tree: string, seconds: number, tmpDir: string): ChildFigures 
   return JSON.parse(line) as ChildFigures;
 }
 
-export async function faultsRows(ctx: FaultRowContext): Promise<FaultBenchRow[]> {
+export async function faultsRows(ctx: RowContext): Promise<BenchRow[]> {
   const trees: Array<{ name: 'after' | 'before'; dir: string }> = [{ name: 'after', dir: REPO }];
   if (ctx.beforeDir) trees.push({ name: 'before', dir: ctx.beforeDir });
   const runs: Record<'after' | 'before', ChildFigures[]> = { after: [], before: [] };
@@ -72,7 +55,7 @@ export async function faultsRows(ctx: FaultRowContext): Promise<FaultBenchRow[]>
   }
   const pick = (name: 'after' | 'before', k: keyof ChildFigures): number | undefined => (runs[name].length === 0 ? undefined : median(runs[name].map((x) => x[k])));
   const ratio = (name: 'after' | 'before'): number | undefined => (runs[name].length === 0 ? undefined : median(runs[name].map((x) => x.mappedMiBs / x.filesReadMiBs)));
-  const row = (id: string, label: string, unit: string, k: keyof ChildFigures, ref?: { name: string; value: number }): FaultBenchRow => ({
+  const row = (id: string, label: string, unit: string, k: keyof ChildFigures, ref?: { name: string; value: number }): BenchRow => ({
     id, label, unit, daxd: pick('after', k) ?? 0, ...(ctx.beforeDir ? { before: pick('before', k) } : {}), ...(ref ? { ref } : {}),
   });
   return [
@@ -256,7 +239,7 @@ async function child(argv: string[]): Promise<void> {
 }
 
 /** Prints rows as a table: this build, the before build, after/before, and the reference. */
-export function formatFaultRows(rows: FaultBenchRow[]): string {
+export function formatFaultRows(rows: BenchRow[]): string {
   const f = (n: number | undefined): string => (n === undefined ? '' : n >= 100 ? Math.round(n).toLocaleString('en-US') : n.toFixed(2));
   const cells = rows.map((r) => [r.label, r.unit, f(r.daxd), f(r.before), r.before ? `${(r.daxd / r.before).toFixed(2)}x` : '', r.ref ? `${r.ref.name} ${f(r.ref.value)}` : '']);
   const head = ['faults and mappings', 'unit', 'after', 'before', 'a/b', 'ref'];

@@ -30,7 +30,7 @@ class FakeStream extends EventEmitter {
   get ops(): Op[] { return this.sent.flatMap((r) => r.ops); }
 }
 
-function setup(): { pipeline: OpPipeline<Op, Req, Res, Result>; streams: FakeStream[] } {
+function setup(late?: (op: Op) => void): { pipeline: OpPipeline<Op, Req, Res, Result>; streams: FakeStream[] } {
   const streams: FakeStream[] = [];
   const pipeline = new OpPipeline<Op, Req, Res, Result>({
     open: () => {
@@ -40,6 +40,7 @@ function setup(): { pipeline: OpPipeline<Op, Req, Res, Result>; streams: FakeStr
     },
     request: (ops) => ({ ops }),
     results: (res) => res.results,
+    ...(late === undefined ? {} : { late }),
   });
   return { pipeline, streams };
 }
@@ -136,18 +137,8 @@ describe('SDK op pipeline: batching, window, backpressure, failure', function ()
 
 describe('SDK op pipeline: late results of expired ops', function () {
   it('a late result on a stream the SDK closed as idle still reaches kind.late after a newer stream failed', async function () {
-    const streams: FakeStream[] = [];
     const late: number[] = [];
-    const pipeline = new OpPipeline<Op, Req, Res, Result>({
-      open: () => {
-        const s = new FakeStream();
-        streams.push(s);
-        return s as unknown as grpc.ClientDuplexStream<Req, Res>;
-      },
-      request: (ops) => ({ ops }),
-      results: (res) => res.results,
-      late: (op) => late.push(op.n),
-    });
+    const { pipeline, streams } = setup((op) => late.push(op.n));
     // op 1 misses its deadline on stream 0.
     await assert.rejects(pipeline.submit((id) => ({ id, n: 1 }), 1, 1), (e: DaxClientError) => e.code === grpc.status.DEADLINE_EXCEEDED);
     const id1 = streams[0].ops[0].id;

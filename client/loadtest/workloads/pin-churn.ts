@@ -97,34 +97,25 @@ export async function pinStreamCycle(w: Worker, file: LoadFile, offset: number, 
   }
 }
 
-export const pinStreamWorkload: Workload = {
-  name: 'pin-stream',
-  summary: 'as pin-churn, each cycle one Dma.Stream op (pin + DMA of --bs + unpin)',
-  files: 'written',
-  validate: validatePins,
-  async createWorker(w: Worker): Promise<WorkerLoop> {
-    const bs = w.run.options.bsBytes;
-    return {
-      async step() {
-        const { file, offset } = randomSlot(w, bs);
-        await pinStreamCycle(w, file, offset, bs, w.rng.percent(w.run.options.mixPct));
-      },
-    };
-  },
-};
+/** A pin workload: `cycle` runs over random --bs slots, --mix % of them read cycles. */
+function pinWorkload(name: string, summary: string, cycle: typeof pinCycle): Workload {
+  return {
+    name,
+    summary,
+    files: 'written',
+    validate: validatePins,
+    async createWorker(w: Worker): Promise<WorkerLoop> {
+      const bs = w.run.options.bsBytes;
+      return {
+        async step() {
+          const { file, offset } = randomSlot(w, bs);
+          await cycle(w, file, offset, bs, w.rng.percent(w.run.options.mixPct));
+        },
+      };
+    },
+  };
+}
 
-export const pinChurnWorkload: Workload = {
-  name: 'pin-churn',
-  summary: 'pin -> DMA every page -> unpin cycles of --bs; --mix % read cycles',
-  files: 'written',
-  validate: validatePins,
-  async createWorker(w: Worker): Promise<WorkerLoop> {
-    const bs = w.run.options.bsBytes;
-    return {
-      async step() {
-        const { file, offset } = randomSlot(w, bs);
-        await pinCycle(w, file, offset, bs, w.rng.percent(w.run.options.mixPct));
-      },
-    };
-  },
-};
+export const pinStreamWorkload = pinWorkload('pin-stream', 'as pin-churn, each cycle one Dma.Stream op (pin + DMA of --bs + unpin)', pinStreamCycle);
+
+export const pinChurnWorkload = pinWorkload('pin-churn', 'pin -> DMA every page -> unpin cycles of --bs; --mix % read cycles', pinCycle);
