@@ -26,7 +26,8 @@ function assertInPmd(offset: number, length: number): void {
 
 function checkInPte(pte: ResolvedPte, offset: number, length: number): void {
   const size = pte.order === 0 ? BLOCK_SIZE : PMD_BYTES;
-  if (offset + length > size) {
+  // offset == size is outside too (a zero-length access at the end names no byte of it).
+  if (offset >= size || length > size - offset) {
     throw new InvalidArgumentError(`access [${offset}, ${offset + length}) runs past the ${pte.order === 0 ? '4 KiB page' : '2 MiB PMD'} the token maps (${size} bytes)`);
   }
 }
