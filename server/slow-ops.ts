@@ -5,6 +5,8 @@
  *   - every layout change that met a pinned page (S4): a wait for pins is never routine;
  *   - an entry-lock wait of SLOW_ENTRY_LOCK_WAIT_MS or more (S1: another request held
  *     the page across a commit or a flush).
+ * A PMD fault that fell back to 4 KiB is routine (a file's tail, a fragmented range): it
+ * goes to the log at debug, with its reason (counted in daxd_pmd_fallbacks_total).
  */
 import type { Logger } from 'pino';
 import type { DaxObserver } from './dax/observer';
@@ -28,6 +30,9 @@ export function daxObserver(metrics: Metrics, log: Logger): DaxObserver {
       log.warn({
         slowOp: 'layout-break-wait', reqId: opts.requestId, ino, change, policy: opts.policy, outcome, waitedMs: round(waitedMs),
       }, 'layout change met pinned pages');
+    },
+    pmdFallback: (ino, pgoff, reason) => {
+      if (log.isLevelEnabled('debug')) log.debug({ pmdFallback: reason, ino, pgoff }, 'PMD fault fell back to 4 KiB pages');
     },
   };
 }
