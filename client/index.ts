@@ -6,7 +6,7 @@ export { DaxSession } from './session';
 export type { OpenSessionOptions, InvalidateEvent, SessionStubs } from './session';
 export { MappedFile } from './mapped-file';
 export type { MmapOptions, MappedFileStats } from './mapped-file';
-export type { ClientPte, FaultKind } from './mapping-rpc';
+export type { ClientPte, FaultKind, FaultOp, FaultSize } from './mapping-rpc';
 export { DmaPin, PinRevokedError } from './dma-pin';
 export type { DmaPinState, PinOptions, RecallHandler } from './dma-pin';
 export { DmaStream, DMA_OP_BYTES_MAX } from './dma-stream';
