@@ -3,6 +3,10 @@
  * README.md's "Limits" table lists these; a lint step checks they stay in sync.
  */
 export const BLOCK_SIZE = 4096;
+/** A PMD (2 MiB) mapping entry: order 9, PMD_PAGES pages on PMD_PAGES contiguous, aligned blocks. */
+export const PMD_ORDER = 9;
+export const PMD_PAGES = 1 << PMD_ORDER;
+export const PMD_BYTES = PMD_PAGES * BLOCK_SIZE;
 export const BLOCK_SHIFT = 12;
 
 /** File names: 1..255 bytes of UTF-8, no NUL (as Linux NAME_MAX). */

@@ -31,9 +31,8 @@ export function daxObserver(metrics: Metrics, log: Logger): DaxObserver {
         slowOp: 'layout-break-wait', reqId: opts.requestId, ino, change, policy: opts.policy, outcome, waitedMs: round(waitedMs),
       }, 'layout change met pinned pages');
     },
-    pmdFallback: (ino, pgoff, reason) => {
-      if (log.isLevelEnabled('debug')) log.debug({ pmdFallback: reason, ino, pgoff }, 'PMD fault fell back to 4 KiB pages');
-    },
+    // Routine (a file's tail, a sparse range): debug, not warn; the metric counts by reason.
+    pmdFallback: (ino, pgoff, reason) => log.debug({ ino, pgoff, reason }, 'PMD fault fell back to 4 KiB pages'),
   };
 }
 

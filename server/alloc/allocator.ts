@@ -113,6 +113,44 @@ export class Allocator {
     return runs;
   }
 
+  /**
+   * One run of `count` free blocks (a power of two, 512 for a PMD) starting at a pfn that is
+   * a multiple of `count`, inside one storage chunk: the 2 MiB-aligned contiguous extent a
+   * PMD entry maps. Scans the groups from the cursor's, aligned slots only (whole bitmap
+   * words: a free slot is count/32 zero words, pending frees included as used). Null when
+   * no such run is free (the caller falls back to 4 KiB pages): never ENOSPC, never partial.
+   */
+  allocateAligned(count: number, init: BlockInit): BlockRun | null {
+    assert(count >= 32 && (count & (count - 1)) === 0 && count <= BITS_PER_BLOCK, `aligned run of ${count} blocks`);
+    if (count > this.freeTotal || this.chunkBlocks < count) return null;
+    const data = this.layout.data;
+    const groups = this.freeInGroup.length;
+    const firstGroup = Math.floor(this.cursor / BITS_PER_BLOCK);
+    const wordsPerRun = count / 32;
+    for (let i = 0; i < groups; i++) {
+      const g = (firstGroup + i) % groups;
+      if (this.freeInGroup[g] < count) continue;
+      const groupPfn = data.start + g * BITS_PER_BLOCK;
+      const limit = Math.min(BITS_PER_BLOCK, data.count - g * BITS_PER_BLOCK);
+      const ro = this.words(g, false);
+      const mask = this.pendingMask(g);
+      // The first bit whose pfn is aligned (the data zone starts 512-aligned: bit 0).
+      for (let b = (count - (groupPfn % count)) % count; b + count <= limit; b += count) {
+        if (!zeroWords(ro, b >>> 5, wordsPerRun) || (mask !== null && !zeroWords(mask, b >>> 5, wordsPerRun))) continue;
+        const rw = this.words(g, true);
+        rw.fill(-1, b >>> 5, (b >>> 5) + wordsPerRun);
+        this.freeInGroup[g] -= count;
+        this.freeTotal -= count;
+        const run = { pfn: groupPfn + b, count };
+        this.cursor = (run.pfn + count - data.start) % data.count;
+        assert(run.pfn % count === 0, `aligned run at pfn ${run.pfn}`);
+        this.initialise([run], init);
+        return run;
+      }
+    }
+    return null;
+  }
+
   private takeFromGroup(g: number, fromBit: number, want: number, runs: BlockRun[]): number {
     const ro = this.words(g, false);
     const mask = this.pendingMask(g);
@@ -236,6 +274,12 @@ export class Allocator {
 }
 
 const ZERO_GROUP = Buffer.alloc(BLOCK_SIZE);
+
+/** True when words[from, from + n) are all zero (n bitmap words: 32 free blocks each). */
+function zeroWords(words: Uint32Array, from: number, n: number): boolean {
+  for (let w = from, end = from + n; w < end; w++) if (words[w] !== 0) return false;
+  return true;
+}
 
 function isZeroGroup(words: Uint32Array): boolean {
   return Buffer.from(words.buffer, words.byteOffset, words.byteLength).equals(ZERO_GROUP);

@@ -9,9 +9,17 @@
  * shared zero page (pfn 0). MAPPED: pfn of the file's block. Flags: locked, dirty (a
  * write fault installed a writable PTE since the last writeback), towrite (writeback
  * snapshot). Memory is O(entries in use): the table is a Map keyed by pgoff.
+ *
+ * Orders (PMD entries): an entry of order 0 covers its page; one of order PMD_ORDER (9)
+ * covers the PMD_PAGES pages from its pgoff, which is a multiple of PMD_PAGES, and is
+ * stored once, at that pgoff. Its lock and wait-queue key is that aligned pgoff. A PMD
+ * entry and order-0 entries never overlap: lookup(pgoff) finds the one entry covering a
+ * page. A ZERO PMD entry is the huge zero page; a MAPPED one maps PMD_PAGES contiguous,
+ * aligned blocks from `pfn`.
  */
 import assert from 'node:assert';
 import { RwLock } from '../fs/rw-lock';
+import { PMD_ORDER, PMD_PAGES } from '../limits';
 import { NO_OBSERVER, type DaxObserver } from './observer';
 import type { MappingOwner } from './owner';
 import { PageTable } from './page-table';
@@ -51,7 +59,17 @@ export class Entry {
   /** DMA references on the block (issue: pins); an entry with pins is never removed (S4). */
   pins = 0;
 
-  constructor(readonly pgoff: number) {}
+  constructor(readonly pgoff: number, readonly order: 0 | typeof PMD_ORDER = 0) {}
+
+  /** Pages the entry covers: 1, or PMD_PAGES. */
+  get pages(): number {
+    return this.order === 0 ? 1 : PMD_PAGES;
+  }
+
+  /** The last page it covers. */
+  get lastPgoff(): number {
+    return this.pgoff + this.pages - 1;
+  }
 
   get state(): EntryState {
     return STATES[this.bits & STATE_BITS];
@@ -92,9 +110,13 @@ export class Entry {
 export interface Pte {
   readonly token: string;
   readonly ino: number;
+  /** Order 0: the page. Order 9 (PMD): the first of its PMD_PAGES pages (aligned). */
   readonly pgoff: number;
+  /** The block of `pgoff` (0: the zero page); a PMD's blocks follow it contiguously. */
   readonly pfn: number;
   readonly writable: boolean;
+  /** 0: the token addresses one page (BLOCK_SIZE bytes); 9: the whole PMD (PMD_BYTES). */
+  readonly order: 0 | typeof PMD_ORDER;
 }
 
 /**
@@ -139,21 +161,51 @@ export class AddressSpace {
   readonly pinned = new Set<Entry>();
   /** Layout changes waiting for a pin count to drop (S4); woken by every unpin. */
   readonly pinWaiters = new Set<() => void>();
+  /** PMD entries in `entries`: while 0, lookup is one Map get. */
+  pmdCount = 0;
 
   constructor(readonly ino: number, readonly observer: DaxObserver = NO_OBSERVER) {}
 
-  insertPlaceholder(pgoff: number, owner: EntryLockOwner): Entry {
-    const e = new Entry(pgoff);
+  /** The caller checked that the entry's pages hold no entry (lookup, pteEntriesIn). */
+  insertPlaceholder(pgoff: number, owner: EntryLockOwner, order: 0 | typeof PMD_ORDER = 0): Entry {
+    const e = new Entry(pgoff, order);
+    assert(pgoff % e.pages === 0, `order-${order} entry at unaligned pgoff ${pgoff}`);
     e.locked = true;
     e.holder = owner;
-    this.entries.set(pgoff, e);
+    this.insert(e);
     this.held.set(e, performance.now());
     return e;
   }
 
-  /** Entries with first <= pgoff <= last, ascending: O(min(range, entries) + k log k). */
+  /** Puts an entry in the table (entry-lock.ts's remove takes it out with forget()). */
+  insert(e: Entry): void {
+    assert(!this.entries.has(e.pgoff), `a second entry at pgoff ${e.pgoff}`);
+    this.entries.set(e.pgoff, e);
+    if (e.order !== 0) this.pmdCount++;
+  }
+
+  forget(e: Entry): void {
+    assert(this.entries.get(e.pgoff) === e, `forget of an entry not in the table (pgoff ${e.pgoff})`);
+    this.entries.delete(e.pgoff);
+    if (e.order !== 0) this.pmdCount--;
+  }
+
+  /** The entry covering page `pgoff`: its own, or the PMD entry over it. */
+  lookup(pgoff: number): Entry | undefined {
+    const e = this.entries.get(pgoff);
+    if (e !== undefined || this.pmdCount === 0) return e;
+    const pmd = this.entries.get(pgoff - (pgoff % PMD_PAGES));
+    return pmd !== undefined && pmd.order !== 0 ? pmd : undefined;
+  }
+
+  /**
+   * Entries covering any page of [first, last], ascending by pgoff: a PMD entry that
+   * starts before `first` but covers it is included. O(min(range, entries) + k log k).
+   */
   entriesInRange(first: number, last: number): Entry[] {
     const out: Entry[] = [];
+    const head = this.lookup(first);
+    if (head !== undefined && head.pgoff < first) out.push(head);
     if (last - first + 1 <= this.entries.size) {
       for (let pg = first; pg <= last; pg++) {
         const e = this.entries.get(pg);
@@ -163,6 +215,11 @@ export class AddressSpace {
     }
     for (const e of this.entries.values()) if (e.pgoff >= first && e.pgoff <= last) out.push(e);
     return out.sort((a, b) => a.pgoff - b.pgoff);
+  }
+
+  /** Order-0 entries in [base, base + PMD_PAGES): what stops a PMD entry there. */
+  pteEntriesIn(base: number): Entry[] {
+    return this.entriesInRange(base, base + PMD_PAGES - 1).filter((e) => e.order === 0);
   }
 
   /** Takes a DMA reference on a MAPPED entry's block. */
@@ -180,9 +237,9 @@ export class AddressSpace {
     for (const wake of [...this.pinWaiters]) wake();
   }
 
-  /** First pinned entry in [first, last], in O(pinned entries). */
+  /** First pinned entry covering a page of [first, last], in O(pinned entries). */
   busyEntry(first: number, last: number): Entry | undefined {
-    for (const e of this.pinned) if (e.pgoff >= first && e.pgoff <= last) return e;
+    for (const e of this.pinned) if (e.pgoff <= last && e.lastPgoff >= first) return e;
     return undefined;
   }
 

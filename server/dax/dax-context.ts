@@ -10,9 +10,17 @@ import type { Failpoints } from './failpoints';
 import type { DaxObserver } from './observer';
 import type { PteTable } from './pte';
 import { PinTable } from './pin-table';
+import { PMD_FALLBACK_REASONS, type PmdFallbackReason } from './pmd-reasons';
 
 export interface DaxCounters {
-  faults: Record<'hole' | 'allocate' | 'mapped' | 'cow' | 'sync', number>;
+  /**
+   * Faults by outcome; pmd: PMD faults that installed a PMD PTE (also counted as hole,
+   * allocate or mapped), pmd_fallback: PMD faults that fell back to a 4 KiB fault (counted
+   * again by the outcome of that fault).
+   */
+  faults: Record<'hole' | 'allocate' | 'mapped' | 'cow' | 'sync' | 'pmd' | 'pmd_fallback', number>;
+  /** PMD fallbacks by reason (pmd.ts). */
+  pmdFallbacks: Record<PmdFallbackReason, number>;
   invalidations: Record<string, number>;
   /** Every PTE revoked: invalidations of all reasons, unmaps and session ends. */
   revokedPtes: number;
@@ -27,7 +35,8 @@ export class DaxContext {
   /** RECALL grace period (PIN_RECALL_GRACE_MS unless a test shortens it). */
   recallGraceMs: number;
   readonly counters: DaxCounters = {
-    faults: { hole: 0, allocate: 0, mapped: 0, cow: 0, sync: 0 },
+    faults: { hole: 0, allocate: 0, mapped: 0, cow: 0, sync: 0, pmd: 0, pmd_fallback: 0 },
+    pmdFallbacks: Object.fromEntries(PMD_FALLBACK_REASONS.map((r) => [r, 0])) as Record<PmdFallbackReason, number>,
     invalidations: {},
     revokedPtes: 0,
     writebackFlushes: 0,

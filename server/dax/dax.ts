@@ -9,7 +9,7 @@ import type { LayoutHooks } from '../fs/types';
 import { load, store, storeFaultIfStale, type StoreTarget } from './access';
 import { DaxContext, type DaxCounters } from './dax-context';
 import type { DaxOccupancy, DaxStats, DeepReadonly, HeldLockView, PinsSnapshot, PinView, SpaceStats } from './stats';
-import { dropMapping, fault, FaultKind, FaultResult } from './fault';
+import { dropMapping, fault, faultPmd, FaultKind, FaultResult, type FaultSize } from './fault';
 import { Failpoints } from './failpoints';
 import { breakLayout, invalidateAllocated } from './invalidate';
 import { NO_OBSERVER, type DaxObserver } from './observer';
@@ -20,8 +20,15 @@ import { writeback } from './writeback';
 import { dmaRead, dmaWrite, lookupPin, pin, type PinRequestArgs, renewLease, unpin } from './pin';
 import type { Pin, PinStats } from './pin-table';
 
+export type { FaultSize } from './fault';
+export type { PmdFallbackReason } from './pmd-reasons';
+export { PMD_FALLBACK_REASONS } from './pmd-reasons';
+
 export interface InspectEntry {
+  /** The entry's first page (a PMD entry's aligned base: one row covers its PMD_PAGES pages). */
   pgoff: number;
+  /** 0: one page; 9: a PMD entry (ZERO: the huge zero page; MAPPED: 2 MiB of blocks from pfn). */
+  order: 0 | 9;
   state: 'EMPTY' | 'ZERO' | 'MAPPED';
   pfn: number;
   locked: boolean;
@@ -62,8 +69,9 @@ export class Dax {
     return this.#ctx.failpoints;
   }
 
-  fault(owner: MappingOwner, ino: number, pgoff: number, kind: FaultKind, sync: boolean): Promise<FaultResult> {
-    return fault(this.#ctx, owner, ino, pgoff, kind, sync);
+  /** A PAGE fault, or a PMD fault over the aligned 2 MiB holding `pgoff` (pmd.ts), which may fall back. */
+  fault(owner: MappingOwner, ino: number, pgoff: number, kind: FaultKind, sync: boolean, size: FaultSize = 'PAGE'): Promise<FaultResult> {
+    return size === 'PMD' ? faultPmd(this.#ctx, owner, ino, pgoff, kind, sync) : fault(this.#ctx, owner, ino, pgoff, kind, sync);
   }
 
   load(owner: MappingOwner, token: string, offset: number, length: number): Buffer {
@@ -148,7 +156,7 @@ export class Dax {
     const as = this.#ctx.spaces.get(ino);
     if (!as) return [];
     return as.entriesInRange(first, last).map((e) => ({
-      pgoff: e.pgoff, state: e.state, pfn: e.pfn, locked: e.locked, dirty: e.dirty, towrite: e.towrite,
+      pgoff: e.pgoff, order: e.order, state: e.state, pfn: e.pfn, locked: e.locked, dirty: e.dirty, towrite: e.towrite,
       pinCount: e.pins, mappers: e.pteCount, waiters: as.waitQueues.get(e.pgoff)?.length ?? 0,
     }));
   }
@@ -166,7 +174,7 @@ export class Dax {
   counters(): DeepReadonly<DaxCounters> {
     const c = this.#ctx.counters;
     return deepFreeze({
-      faults: { ...c.faults }, invalidations: { ...c.invalidations }, revokedPtes: c.revokedPtes,
+      faults: { ...c.faults }, pmdFallbacks: { ...c.pmdFallbacks }, invalidations: { ...c.invalidations }, revokedPtes: c.revokedPtes,
       writebackFlushes: c.writebackFlushes, layoutBreakWaits: { ...c.layoutBreakWaits },
     });
   }
@@ -179,16 +187,18 @@ export class Dax {
   /** O(address spaces + lock queues): the sums are taken when asked, not kept. */
   occupancy(): DaxOccupancy {
     let mappingEntries = 0;
+    let mappingEntriesPmd = 0;
     let entryLocksHeld = 0;
     let entryLockWaiters = 0;
     let layoutBreaksWaiting = 0;
     for (const as of this.#ctx.spaces.values()) {
       mappingEntries += as.entries.size;
+      mappingEntriesPmd += as.pmdCount;
       entryLocksHeld += as.held.size;
       entryLockWaiters += waitersOf(as);
       layoutBreaksWaiting += as.pinWaiters.size;
     }
-    return Object.freeze({ mappingEntries, entryLocksHeld, entryLockWaiters, layoutBreaksWaiting });
+    return Object.freeze({ mappingEntries, mappingEntriesPmd, entryLocksHeld, entryLockWaiters, layoutBreaksWaiting });
   }
 
   /** The file's address space, or null when it has none (nothing maps, pins or locks it). */

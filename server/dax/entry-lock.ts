@@ -26,7 +26,11 @@
  *   which passes the wake-up on: nobody sleeps forever behind a waiter that left.
  * - removeEntry wakes ALL waiters (the kernel's WAKE_ALL fix, 237388320dee); each looks
  *   the index up again: it may insert a new placeholder or find nothing.
- * - Waiters wait on exactly the key the holder wakes: (address space, pgoff).
+ * - Waiters wait on exactly the key the holder wakes: (address space, the entry's pgoff).
+ *   A page covered by a PMD entry waits on the PMD's aligned pgoff, which is the key the
+ *   PMD holder wakes. A PMD request never waits on an order-0 entry's key (it would wait
+ *   on the aligned pgoff, which a 4 KiB holder elsewhere in the range never wakes: the 5.3
+ *   missed-wakeup bug, 23c84eb78375): lockPmdEntry answers PTE_LOCKED at once instead.
  * - Owner tokens: each request locks with its own EntryLockOwner (newOwner), and unlock,
  *   remove and every function documented "the caller holds the entry lock" assert that
  *   the entry's holder is that token (assertHolds). A hand-off makes the waiter's token
@@ -38,6 +42,7 @@
  *   line of a long wait): bookkeeping only, no await, so the protocol is unchanged.
  */
 import assert from 'node:assert';
+import { PMD_ORDER, PMD_PAGES } from '../limits';
 import { EntryLockOwner, type AddressSpace, type Entry, type LockWaiter } from './address-space';
 
 /** The owner of locks taken without a token of their own (tests, tools). */
@@ -53,16 +58,20 @@ export function assertHolds(e: Entry, owner: EntryLockOwner): void {
   assert(e.locked && e.holder === owner, `entry at pgoff ${e.pgoff} is not locked by the caller (${owner.what}; holder ${e.holder?.what ?? 'none'})`);
 }
 
-/** Locks the entry at pgoff, inserting a locked EMPTY placeholder if there is none. */
+/**
+ * Locks the entry covering page pgoff, inserting a locked order-0 EMPTY placeholder if
+ * there is none. The entry may be a PMD entry over the page (e.pgoff is then its aligned
+ * base): the caller uses it, or downgrades it (pmd.ts lockPage).
+ */
 export async function lockEntry(as: AddressSpace, pgoff: number, owner: EntryLockOwner = UNNAMED_OWNER): Promise<Entry> {
   for (;;) {
-    const e = as.entries.get(pgoff);
+    const e = as.lookup(pgoff);
     if (!e) return as.insertPlaceholder(pgoff, owner);
     if (!e.locked) {
       take(as, e, owner);
       return e;
     }
-    const granted = await wait(as, pgoff, owner);
+    const granted = await wait(as, e.pgoff, owner);
     if (granted) return granted;
     // The entry was removed while we waited: look again.
   }
@@ -75,13 +84,13 @@ export async function lockEntry(as: AddressSpace, pgoff: number, owner: EntryLoc
  */
 export async function lockExistingEntry(as: AddressSpace, pgoff: number, owner: EntryLockOwner = UNNAMED_OWNER): Promise<Entry | null> {
   for (;;) {
-    const e = as.entries.get(pgoff);
+    const e = as.lookup(pgoff);
     if (!e) return null;
     if (!e.locked) {
       take(as, e, owner);
       return e;
     }
-    const granted = await wait(as, pgoff, owner);
+    const granted = await wait(as, e.pgoff, owner);
     if (granted) return granted;
   }
 }
@@ -93,8 +102,8 @@ export async function lockExistingEntry(as: AddressSpace, pgoff: number, owner: 
  * cost of an uncontended lock). unlockEntry's delete of an absent key is a no-op.
  */
 export function tryLockEntry(as: AddressSpace, pgoff: number, owner: EntryLockOwner = UNNAMED_OWNER): Entry | null {
-  const e = as.entries.get(pgoff);
-  if (!e || e.locked || as.waitQueues.has(pgoff)) return null;
+  const e = as.lookup(pgoff);
+  if (!e || e.locked || as.waitQueues.has(e.pgoff)) return null;
   e.locked = true;
   e.holder = owner;
   return e;
@@ -131,7 +140,7 @@ export function removeEntry(as: AddressSpace, e: Entry, owner: EntryLockOwner = 
   assertHolds(e, owner);
   assert(e.pteCount === 0, `remove of entry at pgoff ${e.pgoff} that still has ${e.pteCount} PTEs`);
   assert(e.pins === 0, `remove of entry at pgoff ${e.pgoff} whose block is pinned (S4)`);
-  as.entries.delete(e.pgoff);
+  as.forget(e);
   e.locked = false;
   e.holder = null;
   as.held.delete(e);
@@ -139,6 +148,31 @@ export function removeEntry(as: AddressSpace, e: Entry, owner: EntryLockOwner = 
   if (queue) {
     as.waitQueues.delete(e.pgoff);
     for (const wake of queue) wake(null);
+  }
+}
+
+/**
+ * Locks the PMD entry at the aligned pgoff `base`, inserting a locked order-9 EMPTY
+ * placeholder if the range holds no entry at all. Never waits on an order-0 entry: when
+ * the range holds one, answers 'PTE_LOCKED' (it is locked) or 'PTE_ENTRIES' at once, and
+ * the caller falls back to 4 KiB pages. Waiting on the PMD entry's own key is safe: its
+ * holder unlocks or removes it, waking that key.
+ */
+export async function lockPmdEntry(as: AddressSpace, base: number, owner: EntryLockOwner): Promise<Entry | 'PTE_LOCKED' | 'PTE_ENTRIES'> {
+  assert(base % PMD_PAGES === 0, `PMD lock at unaligned pgoff ${base}`);
+  for (;;) {
+    const ptes = as.pteEntriesIn(base);
+    if (ptes.length > 0) return ptes.some((e) => e.locked) ? 'PTE_LOCKED' : 'PTE_ENTRIES';
+    const e = as.entries.get(base);
+    if (!e) return as.insertPlaceholder(base, owner, PMD_ORDER);
+    assert(e.order === PMD_ORDER, `order-${e.order} entry at ${base} missed by the PTE scan`);
+    if (!e.locked) {
+      take(as, e, owner);
+      return e;
+    }
+    const granted = await wait(as, base, owner);
+    if (granted) return granted;
+    // Removed (downgraded, truncated): look again; 4 KiB entries may be there now.
   }
 }
 

@@ -26,6 +26,8 @@ export const FAILPOINT_NAMES = [
   'pin:after-fault',          // a pin faulted its pages in and took its references (mmap lock shared), before replying
   'dma:in-flight',            // a DMA read/write counts as in flight, before it copies
   'layout:pin-wait',          // a layout change found a pinned block and released the mmap lock, before waiting
+  'pmd:after-entry-lock',     // a PMD fault holds its PMD entry lock (placeholder or entry), before deciding
+  'pmd:before-install',       // a PMD fault decided (zero page, extent or allocation), before the entry changes
 ] as const;
 export type FailpointName = (typeof FAILPOINT_NAMES)[number];
 

@@ -16,11 +16,14 @@ import { BLOCK_SIZE } from '../limits';
 import { EntryLockOwner, SessionMapping, type AddressSpace, type Entry, type Pte } from './address-space';
 import type { DaxContext } from './dax-context';
 import type { RwLockHold } from '../fs/rw-lock';
-import { assertHolds, lockEntry, newOwner, tryLockEntry, unlockEntry } from './entry-lock';
+import { assertHolds, newOwner, tryLockEntry, unlockEntry } from './entry-lock';
 import type { MappingOwner } from './owner';
 import { InvalidationNotices } from './pte';
+import { lockPage, noteFallback, pmdFault, type PmdFallbackReason } from './pmd';
 
 export type FaultKind = 'READ' | 'WRITE' | 'COW';
+/** PAGE: a 4 KiB PTE. PMD: a 2 MiB PTE over the aligned range holding the page, or a fallback. */
+export type FaultSize = 'PAGE' | 'PMD';
 
 /** The fast path's entry-lock token: it never awaits while holding, so one token serves all. */
 const FAST_FAULT = new EntryLockOwner('fast fault');
@@ -29,6 +32,28 @@ export interface FaultResult {
   pte?: Pte;
   /** COW: the private copy of the page. */
   data?: Buffer;
+  /** A PMD fault that fell back: why; `pte` (or `data`) is then the 4 KiB fault's. */
+  fallback?: PmdFallbackReason;
+}
+
+/**
+ * A PMD fault (pmd.ts), falling back to the 4 KiB fault on the same page with the reason
+ * when the 2 MiB range cannot be one entry. COW always falls back (a private copy is a
+ * page). The fallback runs after the PMD attempt released every lock it took.
+ */
+export async function faultPmd(ctx: DaxContext, owner: MappingOwner, ino: number, pgoff: number, kind: FaultKind, sync: boolean): Promise<FaultResult> {
+  assert(Number.isSafeInteger(pgoff) && pgoff >= 0, `fault at pgoff ${pgoff}`);
+  if (kind !== 'COW') {
+    const got = await pmdFault(ctx, ino, pgoff, kind, sync, (as) => mappingOf(ctx, owner, as), owner);
+    if ('pte' in got) {
+      assert(got.pte.order === 9 && (kind === 'WRITE' || !got.pte.writable), `${kind} PMD fault result`);
+      return { pte: got.pte };
+    }
+    noteFallback(ctx, ino, pgoff, got.fallback);
+    return { ...(await fault(ctx, owner, ino, pgoff, kind, sync)), fallback: got.fallback };
+  }
+  noteFallback(ctx, ino, pgoff, 'COW');
+  return { ...(await fault(ctx, owner, ino, pgoff, kind, sync)), fallback: 'COW' };
 }
 
 /**
@@ -56,11 +81,12 @@ export function fault(
  * writable for READ. Not "still valid": a session end or an unmap revokes PTEs without
  * the entry lock (S7), and may have run at the fault's last await.
  */
-function assertFaultResult(r: FaultResult, e: Entry, kind: FaultKind): FaultResult {
+function assertFaultResult(r: FaultResult, e: Entry, kind: FaultKind, pgoff: number): FaultResult {
   if (kind === 'COW') {
     assert(r.pte === undefined && r.data?.length === BLOCK_SIZE, 'COW fault result');
   } else {
-    assert(r.pte !== undefined && r.pte.pgoff === e.pgoff && r.pte.pfn === e.pfn, `${kind} fault at pgoff ${e.pgoff}: no PTE on the entry's block`);
+    const pfn = e.state === 'MAPPED' ? e.pfn + (pgoff - e.pgoff) : 0;
+    assert(r.pte !== undefined && r.pte.order === 0 && r.pte.pgoff === pgoff && r.pte.pfn === pfn, `${kind} fault at pgoff ${pgoff}: no PTE on the entry's block`);
     assert(kind === 'WRITE' || !r.pte.writable, `READ fault at pgoff ${e.pgoff} returned a writable PTE`);
   }
   return r;
@@ -88,16 +114,17 @@ function fastFault(ctx: DaxContext, owner: MappingOwner, ino: number, pgoff: num
   if (!e) return null;
   try {
     if (e.state === 'EMPTY' || (kind === 'WRITE' && e.state !== 'MAPPED')) return null;
+    if (e.order !== 0 && e.state !== 'MAPPED') return null; // a PMD zero entry: the slow path downgrades it
     const mapping = mappingOf(ctx, owner, as); // may throw SESSION_EXPIRED: nothing changed yet
     if (kind === 'READ') {
       ctx.counters.faults[e.state === 'ZERO' ? 'hole' : 'mapped']++;
-      return assertFaultResult({ pte: ctx.ptes.install(mapping, e, false) }, e, kind);
+      return assertFaultResult({ pte: ctx.ptes.install(mapping, e, false, pgoff) }, e, kind, pgoff);
     }
     ctx.counters.faults.mapped++;
     e.dirty = true;
-    const pte = ctx.ptes.install(mapping, e, true);
+    const pte = ctx.ptes.install(mapping, e, true, pgoff);
     underLock?.(pte);
-    return assertFaultResult({ pte }, e, kind);
+    return assertFaultResult({ pte }, e, kind, pgoff);
   } finally {
     unlockEntry(as, e, FAST_FAULT);
     ctx.maybeDrop(as);
@@ -121,18 +148,19 @@ async function slowFault(
       const sizeBytes = ctx.fs.sizeOf(ino);
       if (pgoff >= Math.ceil(sizeBytes / BLOCK_SIZE)) throw new SigbusError(ino, pgoff, sizeBytes);
       const me = newOwner('fault');
-      const e = await lockEntry(as, pgoff, me);
+      // The page's entry, or the MAPPED PMD entry over it (a PMD zero entry is downgraded).
+      const e = await lockPage(ctx, as, pgoff, me);
       try {
         await ctx.failpoints.hit('fault:after-entry-lock', { ino, pgoff });
-        if (kind === 'COW') return assertFaultResult({ data: await cowCopy(ctx, as, e, me) }, e, kind);
+        if (kind === 'COW') return assertFaultResult({ data: await cowCopy(ctx, as, e, me, pgoff) }, e, kind, pgoff);
         // S7: the session's mapping is looked up (attached) only right before the PTE is
         // installed, after the fault's last await: a session that ended (or unmapped the
         // file) while the fault waited gets no PTE into a mapping nobody will release.
         const mappingNow = (): SessionMapping => mappingOf(ctx, owner, as);
-        if (kind === 'READ') return assertFaultResult({ pte: await readFault(ctx, as, e, me, mappingNow) }, e, kind);
-        const pte = await writeFault(ctx, as, { entry: e, me, mmap: unlockMmap }, mappingNow, sync, owner);
+        if (kind === 'READ') return assertFaultResult({ pte: await readFault(ctx, as, e, me, mappingNow, pgoff) }, e, kind, pgoff);
+        const pte = await writeFault(ctx, as, { entry: e, me, mmap: unlockMmap }, mappingNow, sync, owner, pgoff);
         underLock?.(pte); // still under the entry lock (S1)
-        return assertFaultResult({ pte }, e, kind);
+        return assertFaultResult({ pte }, e, kind, pgoff);
       } finally {
         unlockEntry(as, e, me);
       }
@@ -169,9 +197,10 @@ export function dropMapping(ctx: DaxContext, m: SessionMapping): void {
 }
 
 /** The caller holds the mmap lock shared and the entry lock (as `me`). */
-async function readFault(ctx: DaxContext, as: AddressSpace, e: Entry, me: EntryLockOwner, mappingNow: () => SessionMapping): Promise<Pte> {
+async function readFault(ctx: DaxContext, as: AddressSpace, e: Entry, me: EntryLockOwner, mappingNow: () => SessionMapping, pgoff: number): Promise<Pte> {
   assertHolds(e, me);
   if (e.state === 'EMPTY') {
+    assert(e.order === 0, 'a 4 KiB fault holding an EMPTY PMD entry');
     const m = ctx.fs.iomap(as.ino, e.pgoff);
     // A hole or an unwritten block reads as zeros: the shared zero page, no allocation.
     const written = m.state === 'WRITTEN';
@@ -185,7 +214,7 @@ async function readFault(ctx: DaxContext, as: AddressSpace, e: Entry, me: EntryL
     ctx.counters.faults[e.state === 'ZERO' ? 'hole' : 'mapped']++;
   }
   assertHolds(e, me); // the await above did not lose it (S1: install under the entry lock)
-  return ctx.ptes.install(mappingNow(), e, false);
+  return ctx.ptes.install(mappingNow(), e, false, pgoff);
 }
 
 /** What a write fault holds: its entry (locked by `me`) and the mmap lock (shared). */
@@ -195,10 +224,11 @@ interface WriteFaultLocks {
   mmap: RwLockHold;
 }
 
-async function writeFault(ctx: DaxContext, as: AddressSpace, locks: WriteFaultLocks, mappingNow: () => SessionMapping, sync: boolean, owner: MappingOwner): Promise<Pte> {
+async function writeFault(ctx: DaxContext, as: AddressSpace, locks: WriteFaultLocks, mappingNow: () => SessionMapping, sync: boolean, owner: MappingOwner, pgoff: number): Promise<Pte> {
   const e = locks.entry;
   assertHolds(e, locks.me);
   if (e.state !== 'MAPPED') {
+    assert(e.order === 0, `a 4 KiB write fault holding a ${e.state} PMD entry`);
     // S2: the block comes zeroed (or converted and zeroed) from the file layer, which
     // takes no inode lock here: the mmap lock (shared) and the entry lock exclude truncate
     // and other faults on the page (FileSystem.allocateForFault). Both checked.
@@ -224,22 +254,23 @@ async function writeFault(ctx: DaxContext, as: AddressSpace, locks: WriteFaultLo
   }
   const mapping = mappingNow(); // may throw SESSION_EXPIRED: then no PTE, entry stays clean
   assertHolds(e, locks.me); // the awaits above did not lose it (S1)
+  // A page of a MAPPED PMD entry: the whole entry becomes dirty (writeback flushes 2 MiB).
   e.dirty = true;
-  return ctx.ptes.install(mapping, e, true);
+  return ctx.ptes.install(mapping, e, true, pgoff);
 }
 
 /**
  * COW (S1; upstream "dax: Use radix tree entry lock to protect cow faults"): the entry stays locked from the block lookup until the private copy is
  * complete, so truncate cannot free the block mid-copy. Never allocates, keeps no PTE.
  */
-async function cowCopy(ctx: DaxContext, as: AddressSpace, e: Entry, me: EntryLockOwner): Promise<Buffer> {
+async function cowCopy(ctx: DaxContext, as: AddressSpace, e: Entry, me: EntryLockOwner, pgoff: number): Promise<Buffer> {
   assertHolds(e, me);
   // The source is the block map, as the kernel's COW fault copies from iomap and never from
   // the entry: a ZERO entry may still stand over a block write(2) just allocated and filled
   // (its S3 invalidation waits behind us), and a private copy is never revoked.
-  const m = ctx.fs.iomap(as.ino, e.pgoff);
+  const m = ctx.fs.iomap(as.ino, pgoff);
   const pfn = m.state === 'WRITTEN' ? m.pfn : 0;
-  await ctx.failpoints.hit('fault:before-cow-copy', { ino: as.ino, pgoff: e.pgoff });
+  await ctx.failpoints.hit('fault:before-cow-copy', { ino: as.ino, pgoff });
   assertHolds(e, me); // still locked after the failpoint: truncate cannot free the block mid-copy
   ctx.counters.faults.cow++;
   const copy = Buffer.alloc(BLOCK_SIZE);

@@ -11,6 +11,7 @@ import { recallPin } from './pin';
 import type { DaxContext } from './dax-context';
 import { lockExistingEntry, newOwner, removeEntry, unlockEntry } from './entry-lock';
 import { InvalidationNotices } from './pte';
+import { splitPinnedPmd } from './pmd';
 
 /**
  * S3: called by write(2) (inode lock held, no mmap lock) after it allocated blocks for
@@ -70,6 +71,9 @@ export async function breakLayout(ctx: DaxContext, ino: number, first: number, l
     for (;;) {
       for (const e of as.entriesInRange(first, last)) revoked += ctx.ptes.revokeEntry(as, e, notices);
       notices.send();
+      // A pinned PMD entry over the range is split into 4 KiB entries for its pinned pages
+      // (pmd.ts): only the pins on pages of the range hold the change up, as for 4 KiB.
+      for (const e of as.entriesInRange(first, last)) if (e.order !== 0 && e.pins > 0) await splitPinnedPmd(ctx, as, e.pgoff);
       await ctx.failpoints.hit('layout:after-revoke', { ino, pgoff: first });
       const busy = as.busyEntry(first, last);
       if (!busy) break;
@@ -115,7 +119,8 @@ export async function breakLayout(ctx: DaxContext, ino: number, first: number, l
       }
       // The block may survive (collapse shifts it, truncate keeps the partial page):
       // its unflushed stores must still reach the medium at the next fsync (S5).
-      if (e.dirty && e.state === 'MAPPED') ctx.fs.markDirty(ino, e.pfn);
+      // A PMD entry goes whole (pages outside the range re-fault): all its blocks.
+      if (e.dirty && e.state === 'MAPPED') for (let i = 0; i < e.pages; i++) ctx.fs.markDirty(ino, e.pfn + i);
       removeEntry(as, e, me);
     }
     // Postcondition (S4): with the mmap lock still held exclusive, nothing in the range is
@@ -145,10 +150,11 @@ export async function breakLayout(ctx: DaxContext, ino: number, first: number, l
   };
 }
 
+/** Recalls the pins holding a reference on a page of [first, last] (page i of a pin is firstPgoff + i). */
 function recallPinsInRange(ctx: DaxContext, as: AddressSpace, first: number, last: number): void {
   for (const p of ctx.pins.byId.values()) {
     if (p.as !== as || p.state !== 'active') continue;
-    if (p.entries.some((e) => e !== null && e.pgoff >= first && e.pgoff <= last)) recallPin(ctx, ctx.pins, p, ctx.recallGraceMs);
+    if (p.entries.some((e, i) => e !== null && p.firstPgoff + i >= first && p.firstPgoff + i <= last)) recallPin(ctx, ctx.pins, p, ctx.recallGraceMs);
   }
 }
 

@@ -5,6 +5,7 @@
  * be cheap: they run on the fault path, some with an entry lock held.
  */
 import type { LayoutBreakOptions, LayoutChange } from '../fs/types';
+import type { PmdFallbackReason } from './pmd-reasons';
 
 /** How a layout change that met a pinned page (S4) ended. */
 export type LayoutBreakOutcome = 'done' | 'failed' | 'timedout' | 'cancelled';
@@ -19,10 +20,13 @@ export interface DaxObserver {
    * waited for unpins until done, the deadline, or cancellation.
    */
   layoutBreakWaited(ino: number, change: LayoutChange, opts: LayoutBreakOptions, outcome: LayoutBreakOutcome, waitedMs: number): void;
+  /** A PMD fault fell back to 4 KiB pages (pmd.ts), before the page fault runs. */
+  pmdFallback(ino: number, pgoff: number, reason: PmdFallbackReason): void;
 }
 
 export const NO_OBSERVER: DaxObserver = {
   entryLockWaitStarted: () => undefined,
   entryLockWaited: () => undefined,
   layoutBreakWaited: () => undefined,
+  pmdFallback: () => undefined,
 };

@@ -16,7 +16,8 @@ import { InvalidArgumentError, LimitError, NotFoundError, PinRevokedError, ReadO
 import { BLOCK_SIZE, PIN_LEASE_MS_MAX, PIN_PAGES_MAX, PINS_PER_SESSION_MAX } from '../limits';
 import type { AddressSpace, Entry, EntryLockOwner } from './address-space';
 import type { DaxContext } from './dax-context';
-import { assertHolds, lockEntry, newOwner, unlockEntry } from './entry-lock';
+import { assertHolds, newOwner, unlockEntry } from './entry-lock';
+import { lockPage } from './pmd';
 import type { MappingOwner } from './owner';
 import type { CheckedPin } from '../checked-requests';
 import type { Pin, PinTable } from './pin-table';
@@ -48,11 +49,13 @@ export async function pin(ctx: DaxContext, pins: PinTable, owner: MappingOwner, 
       if (lastPgoff >= Math.ceil(sizeBytes / BLOCK_SIZE)) throw new SigbusError(ino, lastPgoff, sizeBytes);
       const me = newOwner('pin');
       for (let pg = firstPgoff; pg <= lastPgoff; pg++) {
-        const e = await lockEntry(as, pg, me);
+        // The page's entry, or the MAPPED PMD entry over it: a pin of a page inside a PMD
+        // references the PMD entry, once per page (a PMD zero entry is downgraded first).
+        const e = await lockPage(ctx, as, pg, me);
         try {
-          if (writable) refuseReadOnlyMapping(as, owner, e);
+          if (writable) refuseReadOnlyMapping(ctx, as, owner, pg);
           as.mmapLock.assertHeld(unlockMmap); // faultForPin may allocate without the inode lock
-          const pfn = faultForPin(ctx, as, e, writable, me);
+          const pfn = faultForPin(ctx, as, e, writable, me, pg);
           pfns.push(pfn);
           entries.push(pfn === 0 ? null : e);
           if (pfn !== 0) {
@@ -111,20 +114,24 @@ function newPinId(): string {
 }
 
 /** generic/462: a writable pin into pages the session maps read-only only is refused. */
-function refuseReadOnlyMapping(as: AddressSpace, owner: MappingOwner, e: Entry): void {
-  const mine = as.mappings.get(owner.id)?.table;
-  if (mine !== undefined && mine.find(e.pgoff * 2) >= 0 && mine.find(e.pgoff * 2 + 1) < 0) {
-    throw new ReadOnlyPinError(`writable pin of pgoff ${e.pgoff}, which this session maps read-only`);
+function refuseReadOnlyMapping(ctx: DaxContext, as: AddressSpace, owner: MappingOwner, pgoff: number): void {
+  const mine = as.mappings.get(owner.id);
+  if (mine !== undefined && ctx.ptes.accessOf(mine, pgoff) === 'ro') {
+    throw new ReadOnlyPinError(`writable pin of pgoff ${pgoff}, which this session maps read-only`);
   }
 }
 
-/** The fault path for a pin (entry locked by `me`): a writable pin allocates (S2), a read-only one maps. */
-function faultForPin(ctx: DaxContext, as: AddressSpace, e: Entry, writable: boolean, me: EntryLockOwner): number {
+/**
+ * The fault path for a pin of page `pgoff` (entry locked by `me`): a writable pin
+ * allocates (S2), a read-only one maps. A MAPPED PMD entry gives the page's block of it.
+ */
+function faultForPin(ctx: DaxContext, as: AddressSpace, e: Entry, writable: boolean, me: EntryLockOwner, pgoff: number): number {
   assertHolds(e, me);
   if (e.state === 'MAPPED') {
     if (writable) e.dirty = true;
-    return e.pfn;
+    return e.pfn + (pgoff - e.pgoff);
   }
+  assert(e.order === 0 && e.pgoff === pgoff, `a pin of pgoff ${pgoff} holding a ${e.state} PMD entry`);
   if (!writable) {
     const m = ctx.fs.iomap(as.ino, e.pgoff);
     if (m.state !== 'WRITTEN') return 0; // the zero page: nothing to hold

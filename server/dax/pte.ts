@@ -9,9 +9,15 @@
  * page gets new random bits. Another session's token, a token altered in any bit, and one
  * never issued all resolve to nothing alike. The SessionMapping and Entry records are
  * declared in address-space.ts, the owner types in owner.ts.
+ *
+ * PMD PTEs: a PTE on a whole PMD entry (order 9) sits in the same table under
+ * vpn = PMD_VPN + base * 2 + writable, with base the entry's aligned pgoff; a 4 KiB PTE
+ * on one page of a MAPPED PMD entry under the page's own vpn. Both count in the entry's
+ * pteCount (and writablePteCount), so revoking the entry revokes both.
  */
 import assert from 'node:assert';
 import { randomFillSync } from 'node:crypto';
+import { PMD_ORDER, PMD_PAGES } from '../limits';
 import type { AddressSpace, Entry, Pte, SessionMapping } from './address-space';
 import type { InvalidateReason, MappingOwner } from './owner';
 import { VPN_MAX } from './page-table';
@@ -25,6 +31,18 @@ const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_
 /** base64url character code -> its 6 bits, -1 for anything else (no padding, no '+' or '/'). */
 const SEXTET = new Int8Array(128).fill(-1);
 for (let i = 0; i < 64; i++) SEXTET[B64URL.charCodeAt(i)] = i;
+/** vpns from here on are PMD PTEs (page vpns stay below: pgoff < 2^28 on a 1 TiB volume). */
+const PMD_VPN = 2 ** 47;
+
+/** The first and last page a vpn's PTE covers. */
+function pagesOf(vpn: number): [number, number] {
+  if (vpn < PMD_VPN) {
+    const pgoff = Math.floor(vpn / 2);
+    return [pgoff, pgoff];
+  }
+  const base = Math.floor((vpn - PMD_VPN) / 2);
+  return [base, base + PMD_PAGES - 1];
+}
 
 /** Aggregates revocations per (session, file) so each gets one Invalidate per operation. */
 export class InvalidationNotices {
@@ -32,12 +50,12 @@ export class InvalidationNotices {
 
   constructor(readonly reason: InvalidateReason) {}
 
-  add(mapping: SessionMapping, pgoff: number): void {
+  add(mapping: SessionMapping, first: number, last: number = first): void {
     const r = this.byMapping.get(mapping);
-    if (!r) this.byMapping.set(mapping, { first: pgoff, last: pgoff });
+    if (!r) this.byMapping.set(mapping, { first, last });
     else {
-      r.first = Math.min(r.first, pgoff);
-      r.last = Math.max(r.last, pgoff);
+      r.first = Math.min(r.first, first);
+      r.last = Math.max(r.last, last);
     }
   }
 
@@ -62,8 +80,13 @@ export class InvalidationNotices {
 /** What a valid token of the asking session names. */
 export interface ResolvedPte {
   readonly mapping: SessionMapping;
+  /** The entry covering the PTE's page (a PMD entry for a PMD PTE or a page inside one). */
   readonly entry: Entry;
   readonly writable: boolean;
+  /** The PTE's first page: its page, or the PMD's base. */
+  readonly pgoff: number;
+  /** 0: one page; 9: the whole PMD entry. */
+  readonly order: 0 | typeof PMD_ORDER;
 }
 
 export class PteTable {
@@ -102,14 +125,31 @@ export class PteTable {
     return m;
   }
 
-  /** Installs a PTE on a locked entry (S1: every state change under the entry lock). */
-  install(mapping: SessionMapping, entry: Entry, writable: boolean): Pte {
+  /**
+   * Installs a 4 KiB PTE on page `pgoff` of a locked entry (S1: every state change under
+   * the entry lock): its own page, or a page of a MAPPED PMD entry.
+   */
+  install(mapping: SessionMapping, entry: Entry, writable: boolean, pgoff: number = entry.pgoff): Pte {
+    assert(pgoff >= entry.pgoff && pgoff <= entry.lastPgoff, `PTE on pgoff ${pgoff} outside its entry at ${entry.pgoff}`);
+    assert(entry.order === 0 || entry.state === 'MAPPED', 'a 4 KiB PTE inside a PMD zero entry (downgrade it first)');
+    const token = this.installVpn(mapping, entry, pgoff * 2 + (writable ? 1 : 0), writable);
+    const pfn = entry.state === 'MAPPED' ? entry.pfn + (pgoff - entry.pgoff) : 0;
+    return { token, ino: mapping.as.ino, pgoff, pfn, writable, order: 0 };
+  }
+
+  /** Installs a PTE on a whole locked PMD entry: its token addresses PMD_BYTES. */
+  installPmd(mapping: SessionMapping, entry: Entry, writable: boolean): Pte {
+    assert(entry.order === PMD_ORDER, `PMD PTE on an order-${entry.order} entry`);
+    const token = this.installVpn(mapping, entry, PMD_VPN + entry.pgoff * 2 + (writable ? 1 : 0), writable);
+    return { token, ino: mapping.as.ino, pgoff: entry.pgoff, pfn: entry.pfn, writable, order: PMD_ORDER };
+  }
+
+  private installVpn(mapping: SessionMapping, entry: Entry, vpn: number, writable: boolean): string {
     assert(entry.locked, 'PTE install needs the entry lock');
     assert(entry.state !== 'EMPTY', 'PTE install on an EMPTY entry');
     assert(!writable || entry.state === 'MAPPED', 'writable PTE on the zero page');
     assert(this.mappingsById.get(mapping.id) === mapping, 'PTE install into a dropped mapping');
-    const vpn = entry.pgoff * 2 + (writable ? 1 : 0);
-    assert(vpn <= VPN_MAX, `pgoff ${entry.pgoff} beyond what a token can name`);
+    assert(vpn <= VPN_MAX, `vpn ${vpn} beyond what a token can name`);
     // A session faulting a page it already maps with the same permission gets that PTE
     // back (as a CPU re-fault finds the PTE present): a session holds at most a read-only
     // and a writable PTE per page, so PTEs are bounded by pages mapped, not by faults.
@@ -132,7 +172,7 @@ export class PteTable {
       if (writable) entry.writablePteCount++;
       this.count++;
     }
-    return { token: this.encode(mapping.id, vpn), ino: mapping.as.ino, pgoff: entry.pgoff, pfn: entry.pfn, writable };
+    return this.encode(mapping.id, vpn);
   }
 
   /** The key in words[0..4) with the route: the token. */
@@ -169,32 +209,40 @@ export class PteTable {
     if (mapping === undefined || mapping.owner.id !== owner.id) return null;
     const vpn = (w[6] & 0xffff) * TWO_32 + w[5];
     if (!mapping.table.matches(vpn, w[0], w[1], w[2], w[3])) return null;
-    const pgoff = Math.floor(vpn / 2);
-    const entry = mapping.as.entries.get(pgoff);
+    const entry = this.entryOf(mapping.as, vpn);
+    return { mapping, entry, writable: vpn % 2 === 1, pgoff: pagesOf(vpn)[0], order: vpn < PMD_VPN ? 0 : PMD_ORDER };
+  }
+
+  /** The entry a live PTE's vpn points at. */
+  private entryOf(as: AddressSpace, vpn: number): Entry {
+    const [pgoff] = pagesOf(vpn);
+    const entry = as.lookup(pgoff);
     // A PTE is revoked before its entry is removed (removeEntry asserts pteCount === 0).
     assert(entry !== undefined && entry.state !== 'EMPTY' && entry.pteCount > 0, `a live PTE on pgoff ${pgoff} without its entry`);
-    return { mapping, entry, writable: vpn % 2 === 1 };
+    assert(vpn < PMD_VPN || entry.order === PMD_ORDER, `a PMD PTE on pgoff ${pgoff} over an order-${entry.order} entry`);
+    return entry;
   }
 
   /** Makes one PTE's token stale; false when the table did not hold it. */
   private revokeVpn(m: SessionMapping, vpn: number, notices: InvalidationNotices | null): boolean {
-    if (!m.table.remove(vpn)) return false;
-    const pgoff = Math.floor(vpn / 2);
-    const e = m.as.entries.get(pgoff);
-    assert(e !== undefined && e.pteCount > 0, `PTE on pgoff ${pgoff} missing from its entry's count`);
+    if (m.table.find(vpn) < 0) return false;
+    const e = this.entryOf(m.as, vpn);
+    m.table.remove(vpn);
+    const [first, last] = pagesOf(vpn);
     e.pteCount--;
     if (vpn % 2 === 1) {
-      assert(e.writablePteCount > 0, `writable PTE on pgoff ${pgoff} missing from its entry's count`);
+      assert(e.writablePteCount > 0, `writable PTE on pgoff ${first} missing from its entry's count`);
       e.writablePteCount--;
     }
     this.count--;
-    notices?.add(m, pgoff);
+    notices?.add(m, first, last);
     return true;
   }
 
   /**
    * Revokes every PTE on an entry (the caller holds its lock or the mmap lock exclusive):
-   * the read-only and writable PTE of each session mapping the file, O(mappers).
+   * the read-only and writable PTE of each session mapping the file, O(mappers); for a PMD
+   * entry also the 4 KiB PTEs on its pages, O(min(PTEs of the mapping, PMD_PAGES)) each.
    */
   revokeEntry(as: AddressSpace, entry: Entry, notices: InvalidationNotices | null): number {
     const n = entry.pteCount;
@@ -202,8 +250,7 @@ export class PteTable {
     // The entry's own lock, or (layout break) the mmap lock exclusive over its file.
     assert(entry.locked || as.mmapLock.heldExclusive, `PTE revoke on entry at pgoff ${entry.pgoff}: neither its lock nor the mmap lock is held`);
     for (const m of as.mappings.values()) {
-      this.revokeVpn(m, entry.pgoff * 2, notices);
-      this.revokeVpn(m, entry.pgoff * 2 + 1, notices);
+      this.revokeOn(m, entry, false, notices);
       if (entry.pteCount === 0) break;
     }
     assert(entry.pteCount === 0, `${entry.pteCount} PTEs on pgoff ${entry.pgoff} outside every session mapping of the file`);
@@ -220,10 +267,32 @@ export class PteTable {
     // An entry dirtied by write(2) or DMA, not through a mapping, has no writable PTE: no scan.
     if (entry.writablePteCount === 0) return 0;
     for (const m of as.mappings.values()) {
-      if (this.revokeVpn(m, entry.pgoff * 2 + 1, notices)) n++;
+      n += this.revokeOn(m, entry, true, notices);
       if (entry.writablePteCount === 0) break;
     }
     assert(entry.writablePteCount === 0, `${entry.writablePteCount} writable PTEs on pgoff ${entry.pgoff} outside every session mapping of the file`);
+    return n;
+  }
+
+  /** One mapping's PTEs on an entry (only the writable ones when asked); how many went. */
+  private revokeOn(m: SessionMapping, entry: Entry, writableOnly: boolean, notices: InvalidationNotices | null): number {
+    let n = 0;
+    const vpns: number[] = [];
+    if (entry.order === 0) vpns.push(entry.pgoff * 2);
+    else {
+      vpns.push(PMD_VPN + entry.pgoff * 2);
+      // The 4 KiB PTEs on its pages: walk the smaller of the mapping's table and the range.
+      if (m.table.size < PMD_PAGES * 2) {
+        for (const v of m.table.vpnList()) if (v < PMD_VPN && v % 2 === 0 && v >= entry.pgoff * 2 && v <= entry.lastPgoff * 2 + 1) vpns.push(v);
+        for (const v of m.table.vpnList()) if (v < PMD_VPN && v % 2 === 1 && v >= entry.pgoff * 2 && v <= entry.lastPgoff * 2 + 1) vpns.push(v - 1);
+      } else {
+        for (let pg = entry.pgoff; pg <= entry.lastPgoff; pg++) vpns.push(pg * 2);
+      }
+    }
+    for (const v of vpns) {
+      if (!writableOnly && this.revokeVpn(m, v, notices)) n++;
+      if (this.revokeVpn(m, v + 1, notices)) n++;
+    }
     return n;
   }
 
@@ -231,8 +300,9 @@ export class PteTable {
   revokeRange(m: SessionMapping, first: number, last: number): number {
     let n = 0;
     for (const vpn of m.table.vpnList()) {
-      const pgoff = Math.floor(vpn / 2);
-      if (pgoff >= first && pgoff <= last && this.revokeVpn(m, vpn, null)) n++;
+      // A PMD PTE goes when any of its pages is unmapped (its token addresses them all).
+      const [lo, hi] = pagesOf(vpn);
+      if (lo <= last && hi >= first && this.revokeVpn(m, vpn, null)) n++;
     }
     return n;
   }
@@ -245,15 +315,35 @@ export class PteTable {
     return n;
   }
 
-  /** The PTEs on an entry, per session: for the pin checks and the tests' reverse-map checks. */
-  ptesOn(as: AddressSpace, entry: Entry): { mapping: SessionMapping; writable: boolean }[] {
-    const out: { mapping: SessionMapping; writable: boolean }[] = [];
+  /** The PTEs on an entry, per session: for the tests' reverse-map checks. */
+  ptesOn(as: AddressSpace, entry: Entry): { mapping: SessionMapping; writable: boolean; pgoff: number; order: 0 | typeof PMD_ORDER }[] {
+    const out: { mapping: SessionMapping; writable: boolean; pgoff: number; order: 0 | typeof PMD_ORDER }[] = [];
     if (entry.pteCount === 0) return out;
     for (const m of as.mappings.values()) {
-      if (m.table.find(entry.pgoff * 2) >= 0) out.push({ mapping: m, writable: false });
-      if (m.table.find(entry.pgoff * 2 + 1) >= 0) out.push({ mapping: m, writable: true });
+      if (entry.order === 0) {
+        if (m.table.find(entry.pgoff * 2) >= 0) out.push({ mapping: m, writable: false, pgoff: entry.pgoff, order: 0 });
+        if (m.table.find(entry.pgoff * 2 + 1) >= 0) out.push({ mapping: m, writable: true, pgoff: entry.pgoff, order: 0 });
+        continue;
+      }
+      for (const vpn of m.table.vpnList()) {
+        const [lo, hi] = pagesOf(vpn);
+        if (lo < entry.pgoff || hi > entry.lastPgoff) continue;
+        out.push({ mapping: m, writable: vpn % 2 === 1, pgoff: lo, order: vpn < PMD_VPN ? 0 : PMD_ORDER });
+      }
     }
     return out;
+  }
+
+  /**
+   * How page `pgoff` is mapped by one session's table: 'rw' (a writable PTE on it, or on
+   * the PMD covering it), 'ro' (read-only ones only), or null. generic/462's check.
+   */
+  accessOf(m: SessionMapping, pgoff: number): 'rw' | 'ro' | null {
+    const base = pgoff - (pgoff % PMD_PAGES);
+    const t = m.table;
+    if (t.find(pgoff * 2 + 1) >= 0 || t.find(PMD_VPN + base * 2 + 1) >= 0) return 'rw';
+    if (t.find(pgoff * 2) >= 0 || t.find(PMD_VPN + base * 2) >= 0) return 'ro';
+    return null;
   }
 }
 

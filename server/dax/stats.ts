@@ -24,6 +24,8 @@ export interface DaxStats {
 export interface DaxOccupancy {
   /** Mapping entries in all address spaces. */
   readonly mappingEntries: number;
+  /** Of those, PMD (order 9) entries: each covers PMD_PAGES pages. */
+  readonly mappingEntriesPmd: number;
   /** Entry locks held now (the fault fast path's, never seen across an await, excluded). */
   readonly entryLocksHeld: number;
   /** Requests queued for an entry lock now. */

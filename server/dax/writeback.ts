@@ -31,7 +31,8 @@ export async function writeback(ctx: DaxContext, ino: number, first: number, las
         ctx.countInvalidations('WRITEBACK', ctx.ptes.downgradeEntry(as, e, notices));
         await ctx.failpoints.hit('writeback:after-downgrade', { ino, pgoff: e.pgoff });
         try {
-          await ctx.fs.storage.flush(e.pfn * BLOCK_SIZE, BLOCK_SIZE);
+          // A PMD entry's PMD_PAGES blocks are contiguous (and inside one storage chunk).
+          await ctx.fs.storage.flush(e.pfn * BLOCK_SIZE, e.pages * BLOCK_SIZE);
         } catch (err) {
           // Still dirty and still to write: a concurrent writeback must not skip it.
           e.towrite = true;

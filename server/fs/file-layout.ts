@@ -12,7 +12,7 @@
  * transaction runs inside a journal atomic section (filesystem.ts withinOneTransaction):
  * there makeRoom never commits, so the change is whole or absent across a crash (S6).
  */
-import { BLOCK_SIZE, LAYOUT_STEP_PAGES } from '../limits';
+import { BLOCK_SIZE, LAYOUT_STEP_PAGES, PMD_PAGES } from '../limits';
 import { NoSpaceError } from '../errors';
 import { coalesceRuns, type BlockRun } from '../journal/transaction';
 import { entryPfn, entryState, FANOUT, makeEntry, STATE_UNWRITTEN, STATE_WRITTEN } from './block-map';
@@ -71,10 +71,17 @@ export async function allocateUnwritten(ctx: DataContext, inode: Inode, first: n
   for (let lo = first; lo <= last; lo += LAYOUT_STEP_PAGES) {
     const hi = Math.min(last, lo + LAYOUT_STEP_PAGES - 1);
     const entries = ctx.map.getRange(inode, lo, hi - lo + 1);
+    reserve(ctx, entries.reduce((n, e) => n + (e === 0 ? 1 : 0), 0), hi - lo + 1);
+    // Whole 2 MiB-aligned ranges of holes get aligned extents when free ones exist, so a
+    // later PMD fault there maps one PMD entry instead of falling back (NOT_CONTIGUOUS).
+    const aligned = allocateAlignedExtents(ctx, inode, lo, entries);
+    added += aligned;
     const holes: number[] = [];
     entries.forEach((e, i) => { if (e === 0) holes.push(lo + i); });
-    if (holes.length === 0) continue;
-    reserve(ctx, holes.length, hi - lo + 1);
+    if (holes.length === 0) {
+      if (aligned > 0) persist();
+      continue;
+    }
     const prev = lo > 0 ? ctx.map.get(inode, lo - 1) : 0;
     const runs = ctx.alloc.allocate(holes.length, prev !== 0 ? entryPfn(prev) + 1 : 0, { kind: 'unwritten' });
     let k = 0;
@@ -85,6 +92,29 @@ export async function allocateUnwritten(ctx: DataContext, inode: Inode, first: n
     added += holes.length;
     persist();
     await ctx.journal.makeRoom();
+  }
+  return added;
+}
+
+/**
+ * Unwritten aligned extents for the whole PMD_PAGES-aligned ranges of holes in
+ * `entries` (the map of pages lo..): each range gets one run at a PMD_PAGES-aligned pfn,
+ * its entries in `entries` are set too (so the caller's hole scan skips them). Stops at
+ * the first range the allocator has no aligned run for. Space was reserved by the caller.
+ */
+function allocateAlignedExtents(ctx: DataContext, inode: Inode, lo: number, entries: Uint32Array): number {
+  let added = 0;
+  for (let base = Math.ceil(lo / PMD_PAGES) * PMD_PAGES; base + PMD_PAGES <= lo + entries.length; base += PMD_PAGES) {
+    const at = base - lo;
+    if (!entries.subarray(at, at + PMD_PAGES).every((e) => e === 0)) continue;
+    const run = ctx.alloc.allocateAligned(PMD_PAGES, { kind: 'unwritten' });
+    if (run === null) break;
+    for (let i = 0; i < PMD_PAGES; i++) {
+      entries[at + i] = makeEntry(STATE_UNWRITTEN, run.pfn + i);
+      ctx.map.set(inode, base + i, entries[at + i]);
+    }
+    inode.blocks += PMD_PAGES;
+    added += PMD_PAGES;
   }
   return added;
 }

@@ -25,6 +25,7 @@ import { blockView, DataContext, readData, readDataInto, reserve, writeData } fr
 import { removeBlocks, zeroPastEof } from './file-layout';
 import { FALLOCATE_HANDLERS, type FallocateEnv, type FallocateRange } from './fallocate-modes';
 import { truncateFile } from './truncate';
+import { allocatePmd, pmdExtent, type PmdAllocation, type PmdExtent } from './pmd-extent';
 import { Inode, INODE_LINKED, INODE_ORPHAN } from './inode';
 import { InodeTable } from './inode-table';
 import { Namespace, validateName } from './namespace';
@@ -381,6 +382,17 @@ export class FileSystem implements FileSystemApi {
     // Postcondition (S2): the page is WRITTEN at a real block (pfn 0 is the zero page).
     assert(pfn !== 0 && this.map.get(inode, pgoff) === makeEntry(STATE_WRITTEN, pfn), `write fault of inode ${ino} pgoff ${pgoff} left it unwritten`);
     return { pfn, allocated: true };
+  }
+
+  /** What the 2 MiB at page `base` reads as, for a READ PMD fault (pmd-extent.ts; no lock, as iomap). */
+  pmdExtent(ino: number, base: number): PmdExtent {
+    return pmdExtent(this.ctx, this.inode(ino), base);
+  }
+
+  /** A PMD write fault's aligned extent (pmd-extent.ts), under allocateForFault's locking contract. */
+  allocateForPmdFault(ino: number, base: number): PmdAllocation {
+    const inode = this.inode(ino);
+    return allocatePmd(this.ctx, inode, base, () => this.inodes.persist(inode));
   }
 
   /** A mapped page's block was written through a mapping: fsync must flush it. */

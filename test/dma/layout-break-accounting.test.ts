@@ -25,6 +25,7 @@ function recorder(): { observer: DaxObserver; waits: Array<{ outcome: LayoutBrea
       entryLockWaitStarted: () => undefined,
       entryLockWaited: () => undefined,
       layoutBreakWaited: (_ino, _change, _opts, outcome, waitedMs) => waits.push({ outcome, waitedMs }),
+      pmdFallback: () => undefined,
     },
   };
 }
