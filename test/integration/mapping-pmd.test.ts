@@ -5,7 +5,9 @@
  * edges of each, FaultBatch's PMD + load refusal, the metrics (pmd / pmd_fallback faults,
  * fallbacks by reason, mapping entries by order), and the SDK's MappedFile { huge: true }:
  * a 4 MiB write-then-read round trip on PMD faults, a transparent fallback at EOF, and
- * generic/428 at PMD size (a write(2) under a huge zero mapping shows through it).
+ * generic/428 at PMD size (a write(2) under a huge zero mapping shows through it); and a
+ * PMD write fault of a principal whose allocated-bytes quota cannot hold 2 MiB, which
+ * falls back to a 4 KiB fault (NO_ALIGNED_SPACE) instead of failing EDQUOT.
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -20,6 +22,7 @@ import { openRawSession, pattern, type RawMapping } from './mapping-fixture';
 import { scrape, startHttpDaxd, type HttpDaxd } from '../http/fixture';
 import { call, failure } from '../support/raw-rpc';
 import { clientFor } from '../support/start-server';
+import { QUOTA, startAuthServer, type AuthServer } from '../support/auth-server';
 import { MiB, PAGE } from '../support/units';
 
 const S = grpc.status;
@@ -222,5 +225,38 @@ describe('PMD faults over the wire (Fault, FaultBatch, Load, Inspect, metrics, M
       assert.deepEqual(await map.read(2 * MiB + 12, 4), Buffer.alloc(4));
       await map.unmap();
     });
+  });
+});
+
+describe('a PMD write fault over the allocated-bytes quota', function () {
+  this.timeout(60_000);
+  let auth: AuthServer;
+
+  before(async function () {
+    auth = await startAuthServer({ principals: [{ name: 'q-bytes', role: 'rw', prefix: 'q-bytes/', quotas: { allocated_bytes: QUOTA.allocatedBlocks * PAGE } }] });
+  });
+
+  after(async function () {
+    await auth?.stop();
+  });
+
+  it('falls back to a 4 KiB fault (NO_ALIGNED_SPACE) that fits the quota, instead of failing EDQUOT; MappedFile huge writes through it', async function () {
+    const q = auth.as('q-bytes');
+    const file = await q.create('q-bytes/huge');
+    await q.truncate(file.ino, 4 * MiB);
+    const session = await q.openSession({ clientName: 'pmd-quota' });
+    try {
+      const map = session.mmap(file.ino, { shared: true, writable: true, huge: true });
+      const [outcome] = await map.rpc.faultBatch(file.ino, [{ pgoff: 3, kind: 'WRITE', size: 'PMD' }]);
+      assert.ok(outcome.ok, outcome.ok ? '' : `${outcome.error.reason}: ${outcome.error.message}`);
+      assert.deepEqual([outcome.pte?.size, outcome.pte?.pgoff, outcome.pte?.writable, outcome.pte?.fallbackReason], ['PAGE', 3, true, 'NO_ALIGNED_SPACE']);
+      await map.write(PMD_BYTES + 10, Buffer.from('within quota'));
+      assert.deepEqual([map.stats.pmdFaults, map.stats.pmdFallbacks], [0, 1]);
+      assert.deepEqual(await q.read(file.ino, PMD_BYTES + 10, 12), Buffer.from('within quota'));
+      assert.equal((await q.stat(file.ino)).blocks, 2, 'one block per 4 KiB fault, not 2 MiB');
+      await map.unmap();
+    } finally {
+      await session.close();
+    }
   });
 });
