@@ -1,7 +1,7 @@
 /** The daxd client SDK. */
 export { DaxClient, CLIENT_CHANNEL_OPTIONS } from './dax-client';
 export type { DaxTlsOptions, Pem } from './credentials';
-export type { DaxClientOptions, FileInfo, VolumeInfo, WriteOutcome, FallocateMode, LayoutBreak } from './dax-client';
+export type { DaxClientOptions, FileInfo, VolumeInfo, WriteOutcome, FallocateMode, LayoutBreak, MappingEntry } from './dax-client';
 export { DaxSession } from './session';
 export type { OpenSessionOptions, InvalidateEvent, SessionStubs } from './session';
 export { MappedFile } from './mapped-file';
