@@ -167,7 +167,13 @@ export async function splitPinnedPmd(ctx: DaxContext, as: AddressSpace, base: nu
   }
   let counted = 0;
   for (const n of pinsPerPage.values()) counted += n;
-  assert(counted === e.pins, `PMD entry at ${base}: ${e.pins} pins, ${counted} found in the pin table`);
+  if (counted !== e.pins) {
+    // A pin released while its DMA was in flight keeps its references, outside the table,
+    // until the DMA drains (pin.ts releasePin): not split; the change waits for that unpin
+    // (or FAIL refuses) as for any pinned page of its range.
+    unlockEntry(as, e, me);
+    return;
+  }
   const dirty = e.dirty;
   as.pinned.delete(e);
   e.pins = 0;
