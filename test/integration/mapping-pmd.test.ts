@@ -210,6 +210,35 @@ describe('PMD faults over the wire (Fault, FaultBatch, Load, Inspect, metrics, M
       await map.unmap();
     });
 
+    it('ro -> rw upgrade: a huge zero mapping read first, then written in its middle: a PMD WRITE fault replaces it, the bytes land', async function () {
+      const ino = await sparse(2 * MiB);
+      const map = session.mmap(ino, { shared: true, writable: true, huge: true });
+      assert.deepEqual(await map.read(0, 64), Buffer.alloc(64));
+      assert.deepEqual(await inspectOrders(ino, 0, PMD_PAGES - 1), [[0, 9, 'ZERO', 0]]);
+      const data = pattern(17, 3 * PAGE + 11);
+      await map.write(MiB - 5, data);
+      assert.deepEqual(await map.read(MiB - 5, data.length), data);
+      assert.deepEqual([map.stats.pmdFaults, map.stats.pmdFallbacks], [2, 0], 'a READ then a WRITE PMD fault');
+      assert.deepEqual((await inspectOrders(ino, 0, PMD_PAGES - 1)).map(([pg, order, state]) => [pg, order, state]), [[0, 9, 'MAPPED']]);
+      assert.deepEqual(await client.read(ino, MiB - 5, data.length), data);
+      await map.unmap();
+    });
+
+    it('a private huge mapping reads through a PMD PTE and writes to 4 KiB private copies (COW stays 4 KiB); the file is unchanged', async function () {
+      const ino = await sparse(2 * MiB);
+      await client.fallocate(ino, 'ALLOCATE', 0, 2 * MiB); // one aligned extent (a plain write(2) allocates block by block)
+      await client.write(ino, 0, pattern(18, 2 * MiB));
+      const map = session.mmap(ino, { private: true, writable: true, huge: true });
+      assert.deepEqual(await map.read(PAGE, 16), pattern(18, 2 * MiB).subarray(PAGE, PAGE + 16));
+      assert.equal(map.stats.pmdFaults, 1);
+      await map.write(PAGE + 3, Buffer.from('private'));
+      assert.deepEqual(await map.read(PAGE, 16), Buffer.concat([pattern(18, 2 * MiB).subarray(PAGE, PAGE + 3), Buffer.from('private'), pattern(18, 2 * MiB).subarray(PAGE + 10, PAGE + 16)]));
+      assert.deepEqual(await map.read(5 * PAGE, 8), pattern(18, 2 * MiB).subarray(5 * PAGE, 5 * PAGE + 8), 'the other pages still through the PMD PTE');
+      assert.deepEqual([map.stats.privatePages, map.stats.pmdFaults], [1, 1]);
+      assert.deepEqual(await client.read(ino, 0, 2 * MiB), pattern(18, 2 * MiB));
+      await map.unmap();
+    });
+
     it('generic/428 at PMD size: a read-only huge zero mapping at 2 MiB; Files.Write of 12 bytes there; the mapping shows them (its PMD PTE revoked by the Invalidate)', async function () {
       const ino = await sparse(4 * MiB);
       const map = session.mmap(ino, { shared: true, huge: true });
