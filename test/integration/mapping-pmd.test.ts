@@ -120,6 +120,23 @@ describe('PMD faults over the wire (Fault, FaultBatch, Load, Inspect, metrics, M
     assert.equal((await s.load(page.pte!.token, 0, PAGE)).length, PAGE);
   });
 
+  it('AccessBatch: loads through a PMD token add up to at most RPC_IO_BYTES_MAX per call; the ops past it fail alone with ELIMIT', async function () {
+    const ino = await sparse(4 * MiB);
+    const pmd = await fault(ino, 0, 'READ', 'PMD');
+    const token = pmd.pte!.token;
+    const r = await s.accessBatch([
+      { token, offset: 0, length: PMD_BYTES },
+      { token, offset: 0, length: PMD_BYTES },
+      { token, offset: 0, length: 1 },
+      { token, offset: 8, data: Buffer.from('x'), store: true },
+    ]);
+    assert.deepEqual(r.results.map((o) => o.data.length), [PMD_BYTES, PMD_BYTES, 0, 0]);
+    assert.deepEqual([r.results[0].error, r.results[1].error], [null, null]);
+    assert.deepEqual([r.results[2].error?.code, r.results[2].error?.reason], [S.RESOURCE_EXHAUSTED, 'ELIMIT']);
+    assert.match(r.results[2].error!.message, /bytes loaded per AccessBatch exceeded \(4194305 vs\. max 4194304\)/);
+    assert.equal(r.results[3].error?.reason, 'PTE_STALE', 'the store after it still ran (through a read-only token)');
+  });
+
   it('an unknown size: INVALID_ARGUMENT / EINVAL for Fault, and for that op alone in a FaultBatch', async function () {
     const ino = await sparse(4 * MiB);
     const err = await failure(fault(ino, 0, 'READ', 7));
