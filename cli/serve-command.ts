@@ -5,7 +5,10 @@
  * certificates (Daxd.reloadTls) without dropping the volume.
  */
 import path from 'node:path';
+import { format } from 'node:util';
+import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
+import { listenAddress } from './listen-address';
 import { SHUTDOWN_FORCE_MS, SHUTDOWN_GRACE_MS } from '../server/rpc/limits';
 import { NBD_LAYOUT_BREAK_TIMEOUT_MS } from '../server/nbd/limits';
 import { NBD_TLS_MODES, type NbdTlsMode } from '../server/nbd/starttls';
@@ -39,10 +42,12 @@ function tlsFlags(parsed: Parsed): TlsConfig | null {
 async function serve(parsed: Parsed): Promise<number> {
   const volumeOption = stringOption(parsed.values, 'volume');
   const sizeOption = stringOption(parsed.values, 'size');
-  const httpAddress = stringOption(parsed.values, 'http') ?? DEFAULT_HTTP_ADDRESS;
+  const httpAddress = listenAddress(stringOption(parsed.values, 'http') ?? DEFAULT_HTTP_ADDRESS, '--http');
+  const grpcAddress = listenAddress(stringOption(parsed.values, 'grpc') ?? DEFAULT_GRPC_ADDRESS, '--grpc');
   const graceOption = stringOption(parsed.values, 'shutdown-grace-ms');
   const level = stringOption(parsed.values, 'log-level') ?? 'info';
-  const nbdOption = stringOption(parsed.values, 'nbd') ?? DEFAULT_NBD_ADDRESS;
+  const nbdFlag = stringOption(parsed.values, 'nbd') ?? DEFAULT_NBD_ADDRESS;
+  const nbdOption = nbdFlag === 'off' ? nbdFlag : listenAddress(nbdFlag, '--nbd');
   const nbdLayoutBreak = stringOption(parsed.values, 'nbd-layout-break') ?? 'WAIT';
   if (nbdLayoutBreak !== 'WAIT' && nbdLayoutBreak !== 'FAIL' && nbdLayoutBreak !== 'RECALL') {
     throw new UsageError(`--nbd-layout-break: ${JSON.stringify(nbdLayoutBreak)} is not one of WAIT, FAIL, RECALL`);
@@ -81,11 +86,15 @@ async function serve(parsed: Parsed): Promise<number> {
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   process.on('SIGHUP', onHangup);
+  // grpc-js writes its own errors to stderr ("E No address added out of total 1 resolved"
+  // before our "cannot listen on" line): into our log at debug instead. What matters of
+  // them reaches the user as our own errors.
+  grpc.setLogger({ error: (...args: unknown[]) => log.debug({ grpcjs: format(...args) }, 'grpc-js') });
   try {
     const daxd = await Daxd.start({
       volumePath: path.resolve(volumeOption ?? DEFAULT_VOLUME_PATH),
       sizeBytes: sizeOption === undefined ? DEFAULT_VOLUME_BYTES : parseSize(sizeOption, '--size'),
-      grpcAddress: stringOption(parsed.values, 'grpc') ?? DEFAULT_GRPC_ADDRESS,
+      grpcAddress,
       httpAddress,
       log,
       shutdownGraceMs: graceOption === undefined ? undefined : parseCount(graceOption, '--shutdown-grace-ms'),

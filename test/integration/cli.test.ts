@@ -156,7 +156,17 @@ describe('daxd command line', function () {
       const busy = await runCli(['serve', '--volume', volume, '--size', '32M', '--grpc', server.address]);
       assert.equal(busy.code, 1);
       assert.match(busy.stderr, /^daxd serve: cannot listen on 127\.0\.0\.1:\d+: .*EADDRINUSE/m);
+      assert.equal(busy.stderr.trim().split('\n').length, 1, `one line, no raw grpc-js line before it: ${busy.stderr}`);
       assert.equal((await runCli(['fsck', volume])).code, 0, 'fsck can take the lock: the failed serve released it');
+    });
+
+    it('serve --grpc with no port is a usage error (grpc-js would bind :443), exit 2', async function () {
+      for (const value of ['localhost', '127.0.0.1', '[::1]', 'localhost:99999']) {
+        const r = await runCli(['serve', '--volume', path.join(tmp.dir, 'noport.vol'), '--size', '32M', '--grpc', value, '--http', '127.0.0.1:0', '--nbd', 'off']);
+        assert.equal(r.code, 2, `${value}: ${r.stderr}`);
+        assert.match(r.stderr, /^daxd serve: --grpc "[^"]+": (not HOST:PORT|port \d+ is past 65535)/m, value);
+      }
+      assert.equal(fs.existsSync(path.join(tmp.dir, 'noport.vol')), false, 'nothing was created');
     });
 
     it('rm removes; errors are one line with status and reason, exit 1', async function () {

@@ -58,14 +58,14 @@ describe('daxd serve --nbd (CLI)', function () {
     }
   });
 
-  it('bad values: --nbd-layout-break is a usage error (2); an unusable --nbd address fails in one line (1)', async function () {
+  it('bad values: --nbd-layout-break is a usage error (2); an --nbd address without a port is a usage error (2)', async function () {
     const base = ['serve', '--volume', path.join(tmp.dir, 'c.vol'), '--size', '32M', '--grpc', '127.0.0.1:0', '--http', '127.0.0.1:0'];
     const policy = await runCli([...base, '--nbd', '127.0.0.1:0', '--nbd-layout-break', 'SOMETIMES']);
     assert.equal(policy.code, 2);
     assert.match(policy.stderr, /--nbd-layout-break/);
-    const address = await runCli([...base, '--nbd', 'nonsense']);
-    assert.equal(address.code, 1, address.stderr);
-    assert.match(address.stderr, /cannot listen for NBD on nonsense/);
+    const noPort = await runCli([...base, '--nbd', 'localhost']);
+    assert.equal(noPort.code, 2, noPort.stderr);
+    assert.match(noPort.stderr, /--nbd "localhost": not HOST:PORT/);
     const timeout = await runCli([...base, '--nbd', '127.0.0.1:0', '--nbd-layout-break-timeout-ms', 'soon']);
     assert.equal(timeout.code, 2);
   });
