@@ -14,7 +14,7 @@
 import assert from 'node:assert';
 import { PMD_PAGES } from '../limits';
 import { entryPfn, entryState, makeEntry, STATE_UNWRITTEN, STATE_WRITTEN } from './block-map';
-import { blockView, reserve, type DataContext } from './file-data';
+import { blockView, mapBlocksBound, type DataContext } from './file-data';
 import type { Inode } from './inode';
 
 /** What a 2 MiB range of a file reads as, for a READ PMD fault. */
@@ -76,7 +76,10 @@ export function allocatePmd(ctx: DataContext, inode: Inode, base: number, persis
     }
   } else {
     if (!entries.every((e) => e === 0)) return 'NOT_CONTIGUOUS';
-    reserve(ctx, PMD_PAGES, PMD_PAGES); // ENOSPC when even 4 KiB blocks would not fit
+    // Too little free space for the extent and its map blocks is no error here: the
+    // 4 KiB fault the caller falls back to needs one block, and answers ENOSPC itself
+    // when even that does not fit (as the kernel's PMD fault falls back on any failure).
+    if (PMD_PAGES + mapBlocksBound(PMD_PAGES) > ctx.alloc.freeBlocks) return 'NO_ALIGNED_SPACE';
     const run = ctx.alloc.allocateAligned(PMD_PAGES, { kind: 'zero' });
     if (run === null) return 'NO_ALIGNED_SPACE';
     pfn = run.pfn;
