@@ -153,10 +153,11 @@ export async function splitPinnedPmd(ctx: DaxContext, as: AddressSpace, base: nu
   const e = await lockPmdEntryForSplit(as, base, me);
   if (e === null) return;
   assert(e.state === 'MAPPED' && e.pteCount === 0, `split of a ${e.state} PMD entry with ${e.pteCount} PTEs`);
-  // The pins referencing the entry, per page: each pin's entries[i] names it for page firstPgoff + i.
+  // The pins referencing the entry, per page: each pin's entries[i] names it for page
+  // firstPgoff + i. Unpinned ones whose DMA is still in flight hold references too.
   const pinsPerPage = new Map<number, number>();
   const repoint: { entries: Array<Entry | null>; i: number; pgoff: number }[] = [];
-  for (const p of ctx.pins.byId.values()) {
+  for (const p of [...ctx.pins.byId.values(), ...ctx.pins.draining]) {
     if (p.as !== as) continue;
     p.entries.forEach((pe, i) => {
       if (pe !== e) return;
