@@ -76,10 +76,8 @@ export function allocatePmd(ctx: DataContext, inode: Inode, base: number, persis
     }
   } else {
     if (!entries.every((e) => e === 0)) return 'NOT_CONTIGUOUS';
-    // Too little free space for the extent and its map blocks is no error here: the
-    // 4 KiB fault the caller falls back to needs one block, and answers ENOSPC itself
-    // when even that does not fit (as the kernel's PMD fault falls back on any failure).
-    if (PMD_PAGES + mapBlocksBound(PMD_PAGES) > ctx.alloc.freeBlocks) return 'NO_ALIGNED_SPACE';
+    // Short of space for the extent and its map blocks: 4 KiB faults may still fit.
+    if (ctx.alloc.freeBlocks < PMD_PAGES + mapBlocksBound(PMD_PAGES)) return 'NO_ALIGNED_SPACE';
     const run = ctx.alloc.allocateAligned(PMD_PAGES, { kind: 'zero' });
     if (run === null) return 'NO_ALIGNED_SPACE';
     pfn = run.pfn;

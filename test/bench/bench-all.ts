@@ -58,6 +58,7 @@ import { measureRawMmap, type RawMmapFigures } from './baselines/raw-mmap';
 import { startTcpSink, tcpBandwidth } from './baselines/tcp-loopback';
 import { formatSummary, summarize, type CpuProfile } from './cpu-profile-summary';
 import { faultsRows } from './faults-rows';
+import { pmdRows } from './pmd-rows';
 import { MiB } from '../support/units';
 import { startDaxdChild, type DaxdChild } from './daxd-child';
 import { processCpuUs, startEcho } from './bench-util';
@@ -135,6 +136,7 @@ export const CASES: Case[] = [
 export const EXTRA_ROWS: Array<{ name: string; rows: RowSource }> = [
   { name: 'faults in-process', rows: faultsInProcessRows },
   { name: 'faults and mappings (FaultBatch, page table, MappedFile)', rows: faultsRows },
+  { name: 'PMD faults against PTE faults (in-process, per 4 KiB covered)', rows: pmdRows },
 ];
 
 function log(line: string): void {
