@@ -1,5 +1,5 @@
 /**
- * The client subcommands: ls, stat, put, get, rm, truncate, df. Each connects with the
+ * The client subcommands: ls, stat, put, get, rm, truncate, df, inspect. Each connects with the
  * SDK to --server (default $DAXD_SERVER, else 127.0.0.1:7070), over TLS with --tls-ca /
  * --tls-cert / --tls-key, as the principal of --token (else $DAXD_TOKEN), and reports a failure as
  * one line `daxd CMD: STATUS/REASON: details` with exit status 1.
@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { SingleBar, Presets } from 'cli-progress';
-import { DaxClient, readChunks, writeChunks, type FileInfo } from '../client';
+import { DaxClient, readChunks, writeChunks, type FileInfo, type MappingEntry } from '../client';
 import { CHUNK_BYTES } from '../client/limits';
 import { connectionOptions, TOKEN_ENV } from '../client/loadtest/connect-flags';
 import { DEFAULT_GRPC_ADDRESS, EXIT_OK, formatBytes, parseSize, stringOption, UsageError, type Options, type Parsed } from './args';
@@ -164,6 +164,38 @@ const df = clientCommand(async (client, parsed) => {
     + `${String(Math.round((100 * used) / Math.max(1, total))).padStart(3)}%  ${v.files}/${v.maxFiles}\n`);
 });
 
+/** A page index argument: a non-negative decimal integer. */
+function pgoffArg(text: string, what: string): number {
+  const n = /^[0-9]{1,16}$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(n)) throw new UsageError(`${what} must be a page index (a non-negative integer), got ${JSON.stringify(text)}`);
+  return n;
+}
+
+/** "PMD ZERO", "PTE MAPPED", ...: the entry's size and state in one column. */
+function entryKind(e: MappingEntry): string {
+  return `${e.order === 9 ? 'PMD' : e.order === 0 ? 'PTE' : `order-${e.order}`} ${e.state}`;
+}
+
+/** The mapping entries of a file's pages [FIRST, LAST] (default: every page before EOF). */
+const inspect = clientCommand(async (client, parsed) => {
+  const [name, firstText, lastText] = parsed.positionals;
+  const file = await client.lookup(name);
+  const first = firstText === undefined ? 0 : pgoffArg(firstText, 'FIRST');
+  const last = lastText === undefined ? Math.max(first, Math.ceil(file.size / 4096) - 1) : pgoffArg(lastText, 'LAST');
+  if (last < first) throw new UsageError(`LAST (${last}) is before FIRST (${first})`);
+  const entries = await client.inspect(file.ino, first, last);
+  if (parsed.values.json === true) {
+    for (const e of entries) process.stdout.write(`${JSON.stringify(e)}\n`);
+    return;
+  }
+  process.stdout.write(`${'pgoff'.padStart(12)} ${'pages'.padStart(5)}  ${'entry'.padEnd(10)} ${'pfn'.padStart(12)}  flags  pins mappers waiters\n`);
+  for (const e of entries) {
+    const flags = `${e.locked ? 'L' : '-'}${e.dirty ? 'D' : '-'}${e.towrite ? 'T' : '-'}`;
+    process.stdout.write(`${String(e.pgoff).padStart(12)} ${String(2 ** e.order).padStart(5)}  ${entryKind(e).padEnd(10)} ${String(e.pfn).padStart(12)}  ${flags.padEnd(5)} `
+      + `${String(e.pinCount).padStart(4)} ${String(e.mappers).padStart(7)} ${String(e.waiters).padStart(7)}\n`);
+  }
+});
+
 function command(name: string, summary: string, usage: string, details: string, options: Options, positionals: Command['positionals'], run: Command['run']): Command {
   return { name, summary, help: `usage: daxd ${usage}\n\n${details}\n${SERVER_HELP}`, options: { ...SERVER_OPTION, ...options }, positionals, run };
 }
@@ -184,5 +216,11 @@ export const clientCommands: Command[] = [
     { size: { type: 'string' } }, { min: 1, max: 1 }, create),
   command('rm', 'remove files', 'rm NAME...', 'Unlinks each NAME (in order; stops at the first failure).', {}, { min: 1, max: Infinity }, rm),
   command('truncate', 'set a file\'s size', 'truncate NAME SIZE', 'Sets the size of NAME to SIZE (e.g. 0, 4096, 10M).', {}, { min: 2, max: 2 }, truncate),
+  command('inspect', 'show a file\'s mapping entries (4 KiB PTE and 2 MiB PMD entries)', 'inspect NAME [FIRST [LAST]] [--json]',
+    'Lists the mapping entries of pages FIRST..LAST of NAME (default: every page before EOF), one line each:\n'
+    + 'its first page, pages covered, entry ("PTE ZERO", "PTE MAPPED", "PMD ZERO" = the huge zero page, "PMD MAPPED"),\n'
+    + 'pfn, flags (L locked, D dirty, T towrite), pins, mappers (sessions mapping it) and lock waiters.\n'
+    + '  --json   one JSON object per entry',
+    { json: { type: 'boolean' } }, { min: 1, max: 3 }, inspect),
   command('df', 'show volume usage', 'df [--json]', 'Shows size, used and free space and the file count.\n  --json   one JSON line', { json: { type: 'boolean' } }, { min: 0, max: 0 }, df),
 ];

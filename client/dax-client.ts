@@ -17,6 +17,8 @@ import { setTimeout as delay } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import type { _daxd_v1_FallocateRequest_Mode__Output as FallocateRequest_Mode } from '../wire/generated/daxd/v1/FallocateRequest';
 import type { FilesClient } from '../wire/generated/daxd/v1/Files';
+import type { InspectRequest } from '../wire/generated/daxd/v1/InspectRequest';
+import type { InspectResponse__Output } from '../wire/generated/daxd/v1/InspectResponse';
 import type { ListRequest } from '../wire/generated/daxd/v1/ListRequest';
 import type { ListResponse__Output } from '../wire/generated/daxd/v1/ListResponse';
 import type { FileInfo__Output } from '../wire/generated/daxd/v1/FileInfo';
@@ -94,6 +96,22 @@ export type VolumeInfo = FromWire<VolumeInfo__Output, WireVolumeInfo>;
 /** The proto's FallocateRequest.Mode names (the wire spelling), less the unset value. */
 export type FallocateMode = Exclude<FallocateRequest_Mode, 'MODE_UNSPECIFIED'>;
 export type LayoutBreak = 'WAIT' | 'FAIL' | 'RECALL';
+
+/** One mapping entry of a file (Mapping.Inspect): a page (order 0), or a 2 MiB PMD entry (order 9) at its first page. */
+export interface MappingEntry {
+  pgoff: number;
+  /** 0: covers page pgoff; 9: covers the 512 pages from pgoff. */
+  order: number;
+  /** EMPTY, ZERO (the zero page; for order 9 the huge zero page) or MAPPED. */
+  state: string;
+  pfn: number;
+  locked: boolean;
+  dirty: boolean;
+  towrite: boolean;
+  pinCount: number;
+  mappers: number;
+  waiters: number;
+}
 
 export interface WriteOutcome {
   written: number;
@@ -269,6 +287,18 @@ export class DaxClient {
 
   async fallocate(ino: number, mode: FallocateMode, offset: number, length: number, options: { layoutBreak?: LayoutBreak } = {}): Promise<void> {
     await this.unary(this.raw.files.Fallocate, { ino, mode, offset, length, layout_break: options.layoutBreak ?? 'WAIT' }, false);
+  }
+
+  /** The mapping entries of pages [firstPgoff, lastPgoff] of a file, ascending (for debugging: `daxd inspect`). */
+  async inspect(ino: number, firstPgoff: number, lastPgoff: number): Promise<MappingEntry[]> {
+    const inspect = this.raw.mapping.Inspect.bind(this.raw.mapping) as UnaryMethod<InspectRequest, InspectResponse__Output>;
+    const res = await callUnary(inspect, { ino, first_pgoff: firstPgoff, last_pgoff: lastPgoff }, {
+      deadlineMs: this.deadlineMs, idempotent: true, retries: this.retries, backoffMs: RETRY_BACKOFF_MS,
+    });
+    return res.entries.map((e) => ({
+      pgoff: Number(e.pgoff), order: e.order, state: e.state, pfn: Number(e.pfn), locked: e.locked, dirty: e.dirty,
+      towrite: e.towrite, pinCount: e.pin_count, mappers: e.mappers, waiters: e.waiters,
+    }));
   }
 
   async statVolume(): Promise<VolumeInfo> {

@@ -1,12 +1,12 @@
 /** The daxd client SDK. */
 export { DaxClient, CLIENT_CHANNEL_OPTIONS } from './dax-client';
 export type { DaxTlsOptions, Pem } from './credentials';
-export type { DaxClientOptions, FileInfo, VolumeInfo, WriteOutcome, FallocateMode, LayoutBreak } from './dax-client';
+export type { DaxClientOptions, FileInfo, VolumeInfo, WriteOutcome, FallocateMode, LayoutBreak, MappingEntry } from './dax-client';
 export { DaxSession } from './session';
 export type { OpenSessionOptions, InvalidateEvent, SessionStubs } from './session';
 export { MappedFile } from './mapped-file';
 export type { MmapOptions, MappedFileStats } from './mapped-file';
-export type { ClientPte, FaultKind } from './mapping-rpc';
+export type { ClientPte, FaultKind, FaultOp, FaultSize } from './mapping-rpc';
 export { DmaPin, PinRevokedError } from './dma-pin';
 export type { DmaPinState, PinOptions, RecallHandler } from './dma-pin';
 export { DmaStream, DMA_OP_BYTES_MAX } from './dma-stream';

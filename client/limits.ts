@@ -8,7 +8,7 @@ import { MAPPING_BATCH_OPS_MAX } from '../wire/limits';
 const MiB = 1024 * 1024;
 
 export {
-  FLOW_CONTROL_WINDOW_BYTES, MAPPING_BATCH_OPS_MAX, MESSAGE_BYTES_MAX, PAGE_BYTES, RPC_IO_BYTES_MAX, STREAM_OPS_PER_MESSAGE_MAX,
+  FLOW_CONTROL_WINDOW_BYTES, MAPPING_BATCH_OPS_MAX, MESSAGE_BYTES_MAX, PAGE_BYTES, PMD_BYTES, PMD_PAGES, RPC_IO_BYTES_MAX, STREAM_OPS_PER_MESSAGE_MAX,
 } from '../wire/limits';
 
 /** Reads and writes larger than this are split into pipelined ops of this size. */

@@ -15,6 +15,9 @@
  * cached PTEs of their range (pages then fault again); they are only a hint, the server's
  * token check is the fence.
  *
+ * `huge: true` maps with PMD (2 MiB) faults where the server can (mapping-rounds.ts),
+ * falling back to 4 KiB faults on its own; reads and writes see the same bytes either way.
+ *
  * Modes (exactly one of shared / private, as mmap(2) wants exactly one of MAP_SHARED /
  * MAP_PRIVATE):
  * - shared: reads take READ faults (a hole maps the zero page, nothing is allocated);
@@ -48,6 +51,13 @@ export interface MmapOptions {
   writable?: boolean;
   /** MAP_SYNC: each WRITE fault commits its allocation before it returns (shared only). */
   sync?: boolean;
+  /**
+   * Huge pages: READ and WRITE faults ask for a PMD (the 2 MiB-aligned range around the
+   * page, one PTE for its 512 pages) and fall back to 4 KiB faults, transparently, when
+   * the server says so (a range crossing EOF, not one aligned extent, 4 KiB entries in
+   * it, ...). COW faults stay 4 KiB. Default false: 4 KiB faults only.
+   */
+  huge?: boolean;
 }
 
 export interface MappedFileStats extends MappingCallCounts {
@@ -57,6 +67,10 @@ export interface MappedFileStats extends MappingCallCounts {
   invalidatedPtes: number;
   ptesCached: number;
   privatePages: number;
+  /** Huge mappings: PMD faults that gave a PMD PTE, those that fell back, PMD PTEs cached (a part of ptesCached). */
+  pmdFaults: number;
+  pmdFallbacks: number;
+  pmdPtesCached: number;
 }
 
 /** The largest page index (2^53 - 1 bytes / page): "to the end of the file" in ranges. */
@@ -72,6 +86,7 @@ export class MappedFile {
   readonly isPrivate: boolean;
   readonly writable: boolean;
   readonly sync: boolean;
+  readonly huge: boolean;
   readonly table = new PageTable();
   private readonly rounds: MappingRounds;
   private unmapped: Error | null = null;
@@ -88,8 +103,9 @@ export class MappedFile {
     this.isPrivate = Boolean(options.private);
     this.writable = Boolean(options.writable);
     this.sync = Boolean(options.sync) && !this.isPrivate;
+    this.huge = Boolean(options.huge);
     this.rounds = new MappingRounds({
-      ino, isPrivate: this.isPrivate, sync: this.sync, table: this.table, rpc, closedError: () => this.unmapped,
+      ino, isPrivate: this.isPrivate, sync: this.sync, huge: this.huge, table: this.table, rpc, closedError: () => this.unmapped,
     });
   }
 
@@ -101,6 +117,7 @@ export class MappedFile {
     return {
       ...this.rpc.counts, staleRetries: this.rounds.staleRetries, invalidatedPtes: this.table.invalidatedPtes,
       ptesCached: this.table.pteCount, privatePages: this.table.privatePageCount,
+      pmdFaults: this.rounds.pmdFaults, pmdFallbacks: this.rounds.pmdFallbacks, pmdPtesCached: this.table.pmdCount,
     };
   }
 

@@ -27,12 +27,22 @@
  * Two rounds needing the same page share its fault when the one in flight gives what the
  * other needs (a WRITE or COW fault serves a READ need); otherwise each faults (the older
  * PTE is simply forgotten by the page table, the server keeps it until unmap).
+ *
+ * Huge mappings ({ huge: true }): the READ and WRITE faults a round needs are first asked
+ * for as PMD faults, one per 2 MiB-aligned range (WRITE if any page of it is stored to),
+ * at the range's first page the round needs, without load (a PMD carries no page data).
+ * A PMD PTE serves every page of its range. A fault that fell back (the server's PAGE PTE
+ * and reason) or failed sends the range's other needed pages on as PAGE faults, in a
+ * second FaultBatch of the same round: the fallback is invisible to the caller, and costs
+ * one round trip. COW faults are always PAGE faults (the server would fall back: COW).
+ * Stores through a PMD PTE carry no fault_if_stale (its target is one page, not the PMD):
+ * one revoked by writeback answers PTE_STALE and the store faults again.
  */
 import * as grpc from '@grpc/grpc-js';
 import { DaxClientError } from './errors';
 import { MAPPING_ROUNDS_IN_FLIGHT_MAX, MAPPING_ROUND_OPS_MAX, MAPPING_STALE_RETRIES_MAX } from './limits';
-import type { AccessOp, FaultKind, MappingRpc } from './mapping-rpc';
-import type { PageTable } from './page-table';
+import type { AccessOp, FaultKind, FaultOp, MappingRpc } from './mapping-rpc';
+import { PageTable, pmdBase } from './page-table';
 
 /**
  * One read() or write() of a mapping: done settles once every one of its page ops has,
@@ -99,6 +109,8 @@ export interface RoundHost {
   readonly isPrivate: boolean;
   /** MAP_SYNC: WRITE faults commit their allocation before they return. */
   readonly sync: boolean;
+  /** Ask for PMD (2 MiB) faults first, falling back to PAGE faults (see the file comment). */
+  readonly huge: boolean;
   readonly table: PageTable;
   readonly rpc: MappingRpc;
   /** Null while the mapping is usable; the error its ops fail with once it is unmapped. */
@@ -117,6 +129,9 @@ export class MappingRounds {
   private readonly faulting = new Map<number, { kind: FaultKind; done: Promise<void> }>();
   /** Ops sent back to the queue after PTE_STALE or a dropped PTE. */
   staleRetries = 0;
+  /** PMD faults that gave a PMD PTE, and those that fell back to a PAGE PTE (huge mappings). */
+  pmdFaults = 0;
+  pmdFallbacks = 0;
 
   constructor(private readonly host: RoundHost) {}
 
@@ -221,31 +236,85 @@ export class MappingRounds {
   }
 
   private async fault(faults: Array<[number, FaultKind]>, errors: Map<number, Error>, loaded: Map<number, Buffer>): Promise<void> {
-    const { table, rpc, ino } = this.host;
     let finish!: () => void;
     const done = new Promise<void>((resolve) => (finish = resolve));
     for (const [pg, kind] of faults) this.faulting.set(pg, { kind, done });
     try {
-      const sync = this.host.sync;
-      const outcomes = await rpc.faultBatch(ino, faults.map(([pgoff, kind]) => ({ pgoff, kind, sync: sync && kind === 'WRITE', load: kind === 'READ' })));
-      outcomes.forEach((outcome, i) => {
-        const pg = faults[i][0];
-        if (!outcome.ok) errors.set(pg, outcome.error);
-        else if (outcome.pte) {
-          table.install(outcome.pte);
-          if (outcome.data !== null && faults[i][1] === 'READ') loaded.set(pg, outcome.data);
-        } else if (outcome.data) {
-          try {
-            table.installPrivate(pg, outcome.data);
-          } catch (err) {
-            errors.set(pg, err as Error);
-          }
-        }
-      });
+      const pageFaults = this.host.huge ? await this.faultPmds(faults, errors) : faults;
+      if (pageFaults.length > 0) await this.faultPages(pageFaults, errors, loaded);
     } finally {
       for (const [pg] of faults) if (this.faulting.get(pg)?.done === done) this.faulting.delete(pg);
       finish();
     }
+  }
+
+  /**
+   * Huge mappings: one PMD fault per 2 MiB range holding READ or WRITE needs (`faults` is
+   * sorted by page, so each range's first need comes first). Returns the faults still to
+   * take as PAGE faults: COW ones, and the needs of ranges whose PMD fault fell back
+   * (past its first page, which the fallback PTE maps) or failed (all: each page then
+   * gets its own outcome).
+   */
+  private async faultPmds(faults: Array<[number, FaultKind]>, errors: Map<number, Error>): Promise<Array<[number, FaultKind]>> {
+    const { table, rpc, ino, sync } = this.host;
+    const ranges = new Map<number, Array<[number, FaultKind]>>();
+    const rest: Array<[number, FaultKind]> = [];
+    for (const f of faults) {
+      if (f[1] === 'COW') {
+        rest.push(f);
+        continue;
+      }
+      const base = pmdBase(f[0]);
+      const range = ranges.get(base);
+      if (range) range.push(f);
+      else ranges.set(base, [f]);
+    }
+    if (ranges.size === 0) return faults;
+    const needs = [...ranges.values()];
+    const ops = needs.map((range): FaultOp => {
+      const kind: FaultKind = range.some(([, k]) => k === 'WRITE') ? 'WRITE' : 'READ';
+      return { pgoff: range[0][0], kind, sync: sync && kind === 'WRITE', size: 'PMD' };
+    });
+    const outcomes = await rpc.faultBatch(ino, ops);
+    outcomes.forEach((outcome, i) => {
+      const range = needs[i];
+      if (outcome.ok && outcome.pte?.size === 'PMD') {
+        this.pmdFaults++;
+        table.install(outcome.pte);
+      } else if (outcome.ok && outcome.pte) {
+        // Fell back (or an older server ignored the size): a PAGE PTE of the first need.
+        this.pmdFallbacks++;
+        table.install(outcome.pte);
+        rest.push(...range.slice(1));
+      } else if (outcome.ok) {
+        rest.push(...range); // no PTE (not expected for READ / WRITE): fault each page
+      } else if (range.length === 1) {
+        errors.set(range[0][0], outcome.error);
+      } else {
+        rest.push(...range);
+      }
+    });
+    return rest.sort((a, b) => a[0] - b[0]);
+  }
+
+  /** PAGE faults (READ ones with load), their PTEs and private pages into the table. */
+  private async faultPages(faults: Array<[number, FaultKind]>, errors: Map<number, Error>, loaded: Map<number, Buffer>): Promise<void> {
+    const { table, rpc, ino, sync } = this.host;
+    const outcomes = await rpc.faultBatch(ino, faults.map(([pgoff, kind]) => ({ pgoff, kind, sync: sync && kind === 'WRITE', load: kind === 'READ' })));
+    outcomes.forEach((outcome, i) => {
+      const pg = faults[i][0];
+      if (!outcome.ok) errors.set(pg, outcome.error);
+      else if (outcome.pte) {
+        table.install(outcome.pte);
+        if (outcome.data !== null && faults[i][1] === 'READ') loaded.set(pg, outcome.data);
+      } else if (outcome.data) {
+        try {
+          table.installPrivate(pg, outcome.data);
+        } catch (err) {
+          errors.set(pg, err as Error);
+        }
+      }
+    });
   }
 
   /** A private mapping's page with a private copy: the access is local. */
@@ -261,9 +330,13 @@ export class MappingRounds {
   private accessFor(op: PageOp): AccessOp | null {
     const pte = this.host.table.pte(op.pgoff);
     if (!pte) return null;
-    if (op.data === null) return { store: false, token: pte.token, offset: op.offset, length: op.length };
+    // Through a PMD PTE the offset counts from its base page.
+    const offset = PageTable.accessOffset(pte, op.pgoff, op.offset);
+    if (op.data === null) return { store: false, token: pte.token, offset, length: op.length };
     // A private mapping stores only into its copies; a shared one only through writable PTEs.
     if (this.host.isPrivate || !pte.writable) return null;
+    // A PMD PTE's store: no fault_if_stale (see the file comment); PTE_STALE re-faults.
+    if (pte.size === 'PMD') return { store: true, token: pte.token, offset, data: op.data };
     // fault_if_stale: should writeback have revoked the PTE since its fault (an fsync loop
     // does, every time), the server faults and stores in one step instead of PTE_STALE.
     const { ino, sync } = this.host;

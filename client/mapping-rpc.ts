@@ -20,21 +20,37 @@ import { callUnary, type UnaryMethod } from './unary-call';
 
 export type FaultKind = 'READ' | 'WRITE' | 'COW';
 
+/**
+ * How much one fault maps: PAGE (4 KiB, the default), or PMD: the 2 MiB-aligned range
+ * holding pgoff, with one PTE, or (the server falls back) a PAGE PTE and the reason.
+ */
+export type FaultSize = 'PAGE' | 'PMD';
+
 export interface FaultOp {
   pgoff: number;
   kind: FaultKind;
   /** MAP_SYNC: the allocation is durable before the reply. */
   sync?: boolean;
-  /** READ only: the reply carries the page's bytes too (a bulk load; no AccessBatch needed). */
+  /** READ only: the reply carries the page's bytes too (a bulk load; no AccessBatch needed). Not with size PMD (EINVAL). */
   load?: boolean;
+  /** Absent: PAGE (nothing is sent: the request is what it was before sizes). */
+  size?: FaultSize;
 }
 
 /** A page table entry as the server handed it out. */
 export interface ClientPte {
+  /** PAGE: the faulted page. PMD: the first of the PMD_PAGES pages it maps (2 MiB-aligned). */
   pgoff: number;
   pfn: number;
   writable: boolean;
   token: string;
+  /**
+   * What the token maps: a page (PAGE; also when absent) or PMD_BYTES from pgoff (PMD):
+   * accesses through it take offsets from pgoff's first byte. Set on every fault outcome.
+   */
+  size?: FaultSize;
+  /** '' unless a PMD fault fell back to PAGE: why (CROSSES_EOF, PTE_ENTRIES, ...). Set on every fault outcome. */
+  fallbackReason?: string;
 }
 
 /**
@@ -77,6 +93,30 @@ export interface MappingRpcOptions {
   retries: number;
   /** Most data one AccessBatch call carries: the server's max_io_bytes (RPC_IO_BYTES_MAX if not given). */
   ioBytesMax?: () => number;
+}
+
+/** A Pte as decoded (the hand decoder or protobufjs: defaults filled in; a stub may leave size out). */
+interface WirePte {
+  pgoff: string;
+  pfn: string;
+  writable: boolean;
+  token: string;
+  size?: string | number;
+  fallback_reason?: string;
+}
+
+/**
+ * A fault's PTE: a PAGE PTE is the asked page's (as before sizes); a PMD PTE covers the
+ * PMD_PAGES pages from its aligned pgoff (the server's). No size reads as PAGE (a server
+ * before sizes); a size this SDK does not know (a newer server's, which it would only
+ * send when asked for it) is refused.
+ */
+function clientPte(p: WirePte, askedPgoff: number): ClientPte {
+  const size = p.size ?? 'PAGE';
+  if (size !== 'PAGE' && size !== 'PMD') throw new Error(`the server answered a PTE of unknown size ${String(size)}`);
+  return {
+    pgoff: size === 'PMD' ? Number(p.pgoff) : askedPgoff, pfn: Number(p.pfn), writable: p.writable, token: p.token, size, fallbackReason: p.fallback_reason ?? '',
+  };
 }
 
 /** An op's failure as the SDK's error: SIGBUS gets its own class (a fault at or past EOF). */
@@ -129,7 +169,7 @@ export class MappingRpc {
       }
       return response.results.map((r, i): FaultOutcome => {
         if (r.error) return { ok: false, error: opFailure(r.error) };
-        const pte = r.pte ? { pgoff: batch[i].pgoff, pfn: Number(r.pte.pfn), writable: r.pte.writable, token: r.pte.token } : null;
+        const pte = r.pte ? clientPte(r.pte, batch[i].pgoff) : null;
         const loaded = batch[i].load === true && r.data.length === PAGE_BYTES;
         return { ok: true, pte, data: batch[i].kind === 'COW' || loaded ? r.data : null };
       });
@@ -161,9 +201,7 @@ export class MappingRpc {
       return response.results.map((r, i): AccessOutcome => {
         if (r.error) return { ok: false, error: opFailure(r.error) };
         const op = batch[i];
-        const pte = r.pte && op.store && op.faultIfStale
-          ? { pgoff: op.faultIfStale.pgoff, pfn: Number(r.pte.pfn), writable: r.pte.writable, token: r.pte.token }
-          : null;
+        const pte = r.pte && op.store && op.faultIfStale ? clientPte(r.pte, op.faultIfStale.pgoff) : null;
         return { ok: true, data: r.data, pte };
       });
     }));

@@ -241,15 +241,22 @@ export class Metrics {
     // The dax layer's read-only API: each read is a frozen copy (server/dax/dax.ts).
 
     // dax layer: faults, invalidations, writeback, pins (dax-context.ts counters, pin.ts stats)
-    counter('daxd_page_faults_total', 'Page faults by outcome: hole (zero page), allocate (new zeroed block), mapped (existing block), cow (private copy), sync (MAP_SYNC commit, also counted as allocate or mapped).',
+    counter('daxd_page_faults_total', 'Page faults by outcome: hole (zero page), allocate (new zeroed block), mapped (existing block), cow (private copy), sync (MAP_SYNC commit, also counted as allocate or mapped), '
+      + 'pmd (PMD faults that mapped 2 MiB with one PTE, also counted as hole, allocate or mapped), pmd_fallback (PMD faults that fell back to a 4 KiB fault, which is counted too).',
       ['kind'], (src) => entries(src.dax.counters().faults, 'kind'));
+    counter('daxd_pmd_fallbacks_total', 'PMD faults that fell back to a 4 KiB fault, by reason: CROSSES_EOF, NOT_CONTIGUOUS, PTE_ENTRIES, PTE_LOCKED, COW, NO_ALIGNED_SPACE.',
+      ['reason'], (src) => entries(src.dax.counters().pmdFallbacks, 'reason'));
     counter('daxd_pte_invalidations_total', 'PTEs revoked by invalidation, by reason (HOLE_FILLED, TRUNCATE, PUNCH_HOLE, WRITEBACK, ...).',
       ['reason'], (src) => entries(src.dax.counters().invalidations, 'reason'));
     counter('daxd_ptes_revoked_total', 'Every PTE revoked: invalidations, unmaps and session ends.', [], (src) => src.dax.counters().revokedPtes);
     counter('daxd_writeback_flushes_total', 'Dirty mapped pages written back (msync, fsync, shutdown).', [], (src) => src.dax.counters().writebackFlushes);
     gauge('daxd_ptes', 'PTE tokens outstanding.', [], (src) => src.dax.stats().ptes);
     gauge('daxd_address_spaces', 'Files with a live address space (mapped, pinned or locked).', [], (src) => src.dax.stats().addressSpaces);
-    gauge('daxd_mapping_entries', 'Mapping entries in all address spaces.', [], (src) => src.dax.occupancy().mappingEntries);
+    gauge('daxd_mapping_entries', 'Mapping entries in all address spaces, by order: 0 (a 4 KiB page), 9 (a 2 MiB PMD entry, one entry for its 512 pages).',
+      ['order'], (src) => {
+        const o = src.dax.occupancy();
+        return [[{ order: '0' }, o.mappingEntries - o.mappingEntriesPmd], [{ order: '9' }, o.mappingEntriesPmd]];
+      });
     gauge('daxd_entry_locks_held', 'Mapping entry locks held now.', [], (src) => src.dax.occupancy().entryLocksHeld);
     gauge('daxd_entry_lock_waiters', 'Requests waiting for a mapping entry lock now.', [], (src) => src.dax.occupancy().entryLockWaiters);
     gauge('daxd_layout_breaks_waiting', 'Layout changes waiting for pins to drop now.', [], (src) => src.dax.occupancy().layoutBreaksWaiting);

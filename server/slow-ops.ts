@@ -5,6 +5,8 @@
  *   - every layout change that met a pinned page (S4): a wait for pins is never routine;
  *   - an entry-lock wait of SLOW_ENTRY_LOCK_WAIT_MS or more (S1: another request held
  *     the page across a commit or a flush).
+ * A PMD fault that fell back to 4 KiB is routine (a file's tail, a fragmented range): it
+ * goes to the log at debug, with its reason (counted in daxd_pmd_fallbacks_total).
  */
 import type { Logger } from 'pino';
 import type { DaxObserver } from './dax/observer';

@@ -10,8 +10,8 @@
  * compares them): fields in field-number order, each field written when it is present
  * (not undefined or null), as protobufjs's generated encoders do, uint64 values as
  * varints. Anything this encoder does not take on (an outcome with an error, a uint64
- * given as a string, a token that is not ASCII) falls back to protobufjs for the whole
- * reply: same bytes, the old cost.
+ * given as a string, a token or fallback reason that is not ASCII, a size given as a
+ * number) falls back to protobufjs for the whole reply: same bytes, the old cost.
  */
 import type * as grpc from '@grpc/grpc-js';
 import { decodeFaultBatchResponse } from './fault-decode';
@@ -23,6 +23,8 @@ interface PteLike {
   pfn?: unknown;
   writable?: unknown;
   token?: unknown;
+  size?: unknown;
+  fallback_reason?: unknown;
 }
 
 interface OutcomeLike {
@@ -48,6 +50,9 @@ function writeVarint(buf: Buffer, at: number, n: number): number {
   buf[at++] = n;
   return at;
 }
+
+/** FaultRequest.Size by name (enums: String); a number or an unknown name goes to protobufjs. */
+const FAULT_SIZE_NUMBERS: Readonly<Record<string, number>> = { PAGE: 0, PMD: 1 };
 
 const isU64 = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 
@@ -76,6 +81,14 @@ function pteSize(p: PteLike): number {
   if (p.token !== undefined && p.token !== null) {
     if (!isAscii(p.token)) return -1;
     n += 1 + varintSize(p.token.length) + p.token.length;
+  }
+  if (p.size !== undefined && p.size !== null) {
+    if (typeof p.size !== 'string' || FAULT_SIZE_NUMBERS[p.size] === undefined) return -1;
+    n += 2;
+  }
+  if (p.fallback_reason !== undefined && p.fallback_reason !== null) {
+    if (!isAscii(p.fallback_reason)) return -1;
+    n += 1 + varintSize(p.fallback_reason.length) + p.fallback_reason.length;
   }
   return n;
 }
@@ -139,6 +152,16 @@ export function encodeFaultBatchResponse(value: unknown, fallback: Serialize): B
         at = writeVarint(buf, at, t.length);
         at += buf.write(t, at, t.length, 'latin1');
       }
+      if (p.size !== undefined && p.size !== null) {
+        buf[at++] = 0x28; // size = 5, VARINT (0..1: one byte)
+        buf[at++] = FAULT_SIZE_NUMBERS[p.size as string];
+      }
+      if (p.fallback_reason !== undefined && p.fallback_reason !== null) {
+        const r = p.fallback_reason as string;
+        buf[at++] = 0x32; // fallback_reason = 6, LEN
+        at = writeVarint(buf, at, r.length);
+        at += buf.write(r, at, r.length, 'latin1');
+      }
     }
     if (o.data !== undefined && o.data !== null) {
       const d = o.data as Uint8Array;
@@ -189,6 +212,7 @@ interface FaultOpLike {
   kind?: unknown;
   sync?: unknown;
   load?: unknown;
+  size?: unknown;
 }
 
 const FAULT_KIND_NUMBERS: Readonly<Record<string, number>> = { KIND_UNSPECIFIED: 0, READ: 1, WRITE: 2, COW: 3 };
@@ -210,6 +234,10 @@ function faultOpSize(op: FaultOpLike): number {
     if (typeof b !== 'boolean') return -1;
     n += 2;
   }
+  if (op.size !== undefined && op.size !== null) {
+    if (typeof op.size !== 'string' || FAULT_SIZE_NUMBERS[op.size] === undefined) return -1;
+    n += 2;
+  }
   return n;
 }
 
@@ -217,7 +245,7 @@ function faultOpSize(op: FaultOpLike): number {
  * FaultBatchRequest { string session_id = 1; uint64 ino = 2; repeated FaultOp ops = 3 }
  * (the SDK's side), or protobufjs's encoding of it. As the reply encoder: protobufjs's
  * bytes (a field written when present, in field-number order); anything else (a uint64 as
- * a string, a kind given as a number, a non-ASCII session id) falls back to protobufjs.
+ * a string, a kind or size given as a number, a non-ASCII session id) falls back to protobufjs.
  */
 export function encodeFaultBatchRequest(value: unknown, fallback: Serialize): Buffer {
   const req = value as { session_id?: unknown; ino?: unknown; ops?: unknown } | null;
@@ -266,6 +294,10 @@ export function encodeFaultBatchRequest(value: unknown, fallback: Serialize): Bu
     if (op.load !== undefined && op.load !== null) {
       buf[at++] = 0x20; // load = 4, VARINT
       buf[at++] = op.load === true ? 1 : 0;
+    }
+    if (op.size !== undefined && op.size !== null) {
+      buf[at++] = 0x28; // size = 5, VARINT (0..1: one byte)
+      buf[at++] = FAULT_SIZE_NUMBERS[op.size as string];
     }
   }
   if (at !== total) throw new Error(`FaultBatchRequest encoder wrote ${at} of ${total} bytes`);

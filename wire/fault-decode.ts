@@ -143,12 +143,27 @@ function wrongWire(name: string, got: number, want: number): WireDecodeError {
 /** FaultRequest.Kind by number (enums: String). */
 const FAULT_KIND_NAMES: Readonly<Record<number, string>> = { 0: 'KIND_UNSPECIFIED', 1: 'READ', 2: 'WRITE', 3: 'COW' };
 
+/** FaultRequest.Size by number (enums: String). */
+const FAULT_SIZE_NAMES: Readonly<Record<number, string>> = { 0: 'PAGE', 1: 'PMD' };
+
+/**
+ * The varint just read as an int32 (an enum's wire type): within 32 bits, or a negative
+ * int32 sign-extended to 64; anything else is refused, as the strict walk refuses it.
+ */
+function int32(r: Reader, name: string): number {
+  if (r.hi === 0 && r.lo < 2 ** 31) return r.lo;
+  if (r.hi === 0xffffffff && r.lo >= 2 ** 31) return r.lo - 2 ** 32;
+  throw new WireDecodeError(`${name} does not fit its 32-bit type`);
+}
+
 /** A FaultOp as the server's handlers see it (protobufjs's toObject, defaults on). */
 export interface DecodedFaultOp {
   pgoff: string;
   kind: string | number;
   sync: boolean;
   load: boolean;
+  /** 'PAGE', 'PMD', or the bare number of a value this side does not know. */
+  size: string | number;
 }
 
 export interface DecodedFaultBatchRequest {
@@ -160,24 +175,24 @@ export interface DecodedFaultBatchRequest {
 function decodeFaultOp(r: Reader, end: number): DecodedFaultOp {
   const outerEnd = r.end;
   r.end = end;
-  const op: DecodedFaultOp = { pgoff: '0', kind: 'KIND_UNSPECIFIED', sync: false, load: false };
+  const op: DecodedFaultOp = { pgoff: '0', kind: 'KIND_UNSPECIFIED', sync: false, load: false, size: 'PAGE' };
   while (r.pos < end) {
     const tag = r.tag();
     const wire = tag & 7;
     const field = tag >>> 3;
-    if (field >= 1 && field <= 4) {
-      if (wire !== WIRE_VARINT) throw wrongWire(['', 'FaultOp.pgoff', 'FaultOp.kind', 'FaultOp.sync', 'FaultOp.load'][field], wire, WIRE_VARINT);
+    if (field >= 1 && field <= 5) {
+      if (wire !== WIRE_VARINT) throw wrongWire(['', 'FaultOp.pgoff', 'FaultOp.kind', 'FaultOp.sync', 'FaultOp.load', 'FaultOp.size'][field], wire, WIRE_VARINT);
       r.varint();
       if (field === 1) op.pgoff = r.u64String();
       else if (field === 2) {
-        // int32 on the wire: within 32 bits, or a negative int32 sign-extended to 64.
-        let n: number;
-        if (r.hi === 0 && r.lo < 2 ** 31) n = r.lo;
-        else if (r.hi === 0xffffffff && r.lo >= 2 ** 31) n = r.lo - 2 ** 32;
-        else throw new WireDecodeError('FaultOp.kind does not fit its 32-bit type');
+        const n = int32(r, 'FaultOp.kind');
         op.kind = FAULT_KIND_NAMES[n] ?? n;
       } else if (field === 3) op.sync = r.lo !== 0 || r.hi !== 0;
-      else op.load = r.lo !== 0 || r.hi !== 0;
+      else if (field === 4) op.load = r.lo !== 0 || r.hi !== 0;
+      else {
+        const n = int32(r, 'FaultOp.size');
+        op.size = FAULT_SIZE_NAMES[n] ?? n;
+      }
     } else r.skip(wire, `unknown field ${field}`);
   }
   r.end = outerEnd;
@@ -216,6 +231,10 @@ export interface DecodedPte {
   pfn: string;
   writable: boolean;
   token: string;
+  /** 'PAGE' (also from a server that never sends it), 'PMD', or a newer server's number. */
+  size: string | number;
+  /** Empty unless a PMD fault fell back to a PAGE fault: the reason's name. */
+  fallback_reason: string;
 }
 
 export interface DecodedOpError {
@@ -240,20 +259,25 @@ function str(r: Reader, name: string): string {
 function decodePte(r: Reader, end: number): DecodedPte {
   const outerEnd = r.end;
   r.end = end;
-  const pte: DecodedPte = { pgoff: '0', pfn: '0', writable: false, token: '' };
+  const pte: DecodedPte = { pgoff: '0', pfn: '0', writable: false, token: '', size: 'PAGE', fallback_reason: '' };
   while (r.pos < end) {
     const tag = r.tag();
     const wire = tag & 7;
     const field = tag >>> 3;
-    if (field >= 1 && field <= 3) {
-      if (wire !== WIRE_VARINT) throw wrongWire(['', 'Pte.pgoff', 'Pte.pfn', 'Pte.writable'][field], wire, WIRE_VARINT);
+    if ((field >= 1 && field <= 3) || field === 5) {
+      if (wire !== WIRE_VARINT) throw wrongWire(['', 'Pte.pgoff', 'Pte.pfn', 'Pte.writable', '', 'Pte.size'][field], wire, WIRE_VARINT);
       r.varint();
       if (field === 1) pte.pgoff = r.u64String();
       else if (field === 2) pte.pfn = r.u64String();
-      else pte.writable = r.lo !== 0 || r.hi !== 0;
-    } else if (field === 4) {
-      if (wire !== WIRE_LEN) throw wrongWire('Pte.token', wire, WIRE_LEN);
-      pte.token = str(r, 'Pte.token');
+      else if (field === 3) pte.writable = r.lo !== 0 || r.hi !== 0;
+      else {
+        const n = r.lo | 0; // int32: the low 32 bits, as protobufjs keeps (a reply is not walked strictly)
+        pte.size = FAULT_SIZE_NAMES[n] ?? n;
+      }
+    } else if (field === 4 || field === 6) {
+      if (wire !== WIRE_LEN) throw wrongWire(field === 4 ? 'Pte.token' : 'Pte.fallback_reason', wire, WIRE_LEN);
+      if (field === 4) pte.token = str(r, 'Pte.token');
+      else pte.fallback_reason = str(r, 'Pte.fallback_reason');
     } else r.skip(wire, `unknown field ${field}`);
   }
   r.end = outerEnd;

@@ -43,6 +43,14 @@ export const MAPPING_BATCH_OPS_MAX = 1024;
 export const PAGE_BYTES = 4096;
 
 /**
+ * A PMD (huge) entry: PMD_PAGES pages, PMD_BYTES bytes, 2 MiB-aligned (a PMD PTE's pgoff
+ * is a multiple of PMD_PAGES). A Load or Store through a PMD token addresses any byte of
+ * its PMD_BYTES; through a PAGE token, of its PAGE_BYTES.
+ */
+export const PMD_PAGES = 512;
+export const PMD_BYTES = PMD_PAGES * PAGE_BYTES;
+
+/**
  * Read-reply buffers (1 MiB each, wire/bulk-codec.ts withHeadroom) kept for reuse once
  * their reply has been written: at most this many (16 MiB) sit idle in the pool; past
  * it a released buffer is left to the GC.

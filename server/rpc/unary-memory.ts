@@ -4,7 +4,8 @@
  * accounting code.
  *
  * What is charged, per call (UNARY_COST): a read's reply (the length asked, clamped to
- * what the call can return: RPC_IO_BYTES_MAX, a page for Mapping loads), a write's request
+ * what the call can return: RPC_IO_BYTES_MAX, a page for DMA reads, a PMD (PMD_BYTES) for
+ * Mapping loads, as a PMD token maps 2 MiB), a write's request
  * data, AccessBatch the sum of both over its ops (at most MESSAGE_BYTES_MAX), FaultBatch a
  * page per op whose reply carries one (READ with load, COW). Taken at
  * all three levels (the call, its connection: CONNECTION_BYTES_BUFFERED_MAX, the server:
@@ -29,7 +30,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { BLOCK_SIZE } from '../limits';
+import { BLOCK_SIZE, PMD_BYTES } from '../limits';
 import { TimedOutError } from '../errors';
 import { methodLabel } from './instrument';
 import { MESSAGE_BYTES_MAX, RPC_IO_BYTES_MAX } from './limits';
@@ -55,7 +56,7 @@ const readCost = (max: number): Cost => (req) => lengthOf((req as { length?: unk
 function accessBatchCost(req: unknown): number {
   const ops = (req as { ops?: Array<{ store?: boolean; data?: Uint8Array; length?: unknown }> }).ops ?? [];
   let bytes = 0;
-  for (const op of ops) bytes += op.store ? dataOf(op) : lengthOf(op.length, BLOCK_SIZE);
+  for (const op of ops) bytes += op.store ? dataOf(op) : lengthOf(op.length, PMD_BYTES);
   return Math.min(bytes, MESSAGE_BYTES_MAX);
 }
 
@@ -73,7 +74,7 @@ export const UNARY_COST: Readonly<Record<string, Cost>> = {
   'Files.Write': dataOf,
   'Dma.Read': readCost(BLOCK_SIZE),
   'Dma.Write': dataOf,
-  'Mapping.Load': readCost(BLOCK_SIZE),
+  'Mapping.Load': readCost(PMD_BYTES),
   'Mapping.Store': dataOf,
   'Mapping.AccessBatch': accessBatchCost,
   'Mapping.FaultBatch': faultBatchCost,

@@ -17,7 +17,7 @@ import type { CheckedAccess, CheckedFallocate, CheckedPin, CheckedRange } from '
 import { FALLOCATE_MODE_RULES, FALLOCATE_MODES, type FallocateMode } from '../fs/types';
 import { excerpt } from '../excerpt';
 import { validateName } from '../fs/namespace';
-import { BLOCK_SIZE, FILE_BYTES_MAX, PIN_PAGES_MAX } from '../limits';
+import { BLOCK_SIZE, FILE_BYTES_MAX, PIN_PAGES_MAX, PMD_BYTES } from '../limits';
 import { LEASE_MS_DEFAULT, LEASE_MS_MAX, LEASE_MS_MIN } from '../session/limits';
 import { CLIENT_NAME_BYTES_MAX, DMA_OP_BYTES_MAX, ID_BYTES_MAX, RPC_IO_BYTES_MAX } from './limits';
 
@@ -154,13 +154,29 @@ function inPage(offsetField: string | number, lengthBytes: number, what: string)
 }
 
 /**
- * A load or store through a PTE token (Mapping.Load/Store/AccessBatch): the range stays
- * inside the token's page, or it would reach the neighbouring block, which may belong to
- * another file (S7). `length` is the byte count (a load's field, a store's data length).
+ * A range inside one page (DMA through a pin's page): it stays inside the page, or it
+ * would reach the neighbouring block, which may belong to another file (S7). `length` is
+ * the byte count (a read's field, a write's data length).
  */
 export function pageAccess(offsetField: string | number, length: number, what = 'access'): CheckedRange {
   const len = u64(length, 'length');
   return { offset: inPage(offsetField, len, what), length: len };
+}
+
+/**
+ * A load or store through a PTE token (Mapping.Load/Store/AccessBatch): the range stays
+ * inside the largest thing a token maps, a PMD (offset + length <= PMD_BYTES), EINVAL
+ * past it. The edge cannot know the token's size; the engine holds the range to it (a
+ * PAGE token: offset + length <= BLOCK_SIZE, else EINVAL), so no access reaches a block
+ * the token does not map (S7).
+ */
+export function mappingAccess(offsetField: string | number, length: number): CheckedRange {
+  const len = u64(length, 'length');
+  const offset = u64(offsetField, 'offset');
+  if (offset >= PMD_BYTES || len > PMD_BYTES - offset) {
+    throw new InvalidArgumentError(`access [${offset}, ${offset + len}) is not inside one PMD (${PMD_BYTES} bytes), the most a token maps`);
+  }
+  return { offset, length: len };
 }
 
 /** A DMA through a pin: the page index into the pin and the range inside that page. */

@@ -117,7 +117,7 @@ describe('metrics after known RPC sequences', function () {
     const les = prom.samples.filter((x) => x.name === 'daxd_rpc_duration_seconds_bucket' && x.labels.method === 'Mapping.Fault' && x.labels.code === 'OK').map((x) => x.labels.le);
     assert.equal(les[0], '0.00005');
     const labelNames = new Set(prom.samples.filter((x) => x.name.startsWith('daxd_')).flatMap((x) => Object.keys(x.labels)));
-    assert.deepEqual([...labelNames].sort(), ['code', 'direction', 'kind', 'le', 'method', 'outcome', 'path', 'policy', 'reason', 'state'].filter((l) => labelNames.has(l)));
+    assert.deepEqual([...labelNames].sort(), ['code', 'direction', 'kind', 'le', 'method', 'order', 'outcome', 'path', 'policy', 'reason', 'state'].filter((l) => labelNames.has(l)));
     for (const bad of ['ino', 'pgoff', 'offset', 'session', 'pin']) assert.ok(!labelNames.has(bad), `label ${bad}`);
     for (const [name, type] of prom.types) {
       if (!name.startsWith('daxd_')) continue;

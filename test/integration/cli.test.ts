@@ -1,15 +1,15 @@
 /**
  * The daxd command line as a user runs it: help for every command, usage errors, the
  * offline tools (mkfs, fsck), `serve` on its default volume, and the client commands
- * (put, get, ls, stat, truncate, df, rm) against a real server.
+ * (put, get, ls, stat, truncate, df, inspect, rm) against a real server.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { runCli, startServer, tempDir, type StartedServer } from '../support/start-server';
+import { clientFor, runCli, startServer, tempDir, type StartedServer } from '../support/start-server';
 
-const COMMANDS = ['serve', 'mkfs', 'fsck', 'token', 'ls', 'stat', 'create', 'put', 'get', 'rm', 'truncate', 'df'];
+const COMMANDS = ['serve', 'mkfs', 'fsck', 'token', 'ls', 'stat', 'create', 'put', 'get', 'rm', 'truncate', 'df', 'inspect'];
 
 describe('daxd command line', function () {
   let tmp: ReturnType<typeof tempDir>;
@@ -124,6 +124,31 @@ describe('daxd command line', function () {
       assert.deepEqual([df.files, df.size], [1, 64 * 1024 * 1024]);
       // 64 MiB volume: 4096 inode slots, slot 0 reserved (inode numbers start at 1).
       assert.match((await cli('df')).stdout, / 1\/4095\n$/);
+    });
+
+    it('inspect shows each mapping entry with its size: a 2 MiB PMD zero entry as one row, a 4 KiB one; --json; bad pages are usage errors', async function () {
+      const client = clientFor(server);
+      try {
+        const file = await client.create('mapped/sparse');
+        await client.truncate(file.ino, 4 * 1024 * 1024);
+        const session = await client.openSession({ clientName: 'cli-inspect' });
+        const huge = session.mmap(file.ino, { shared: true, huge: true });
+        const small = session.mmap(file.ino, { shared: true });
+        await huge.read(0, 4096);
+        await small.read(600 * 4096, 8);
+        const text = await cli('inspect', 'mapped/sparse');
+        assert.equal(text.code, 0, text.stderr);
+        const rows = text.stdout.trim().split('\n').slice(1).map((line) => line.trim().split(/\s+/).slice(0, 5));
+        assert.deepEqual(rows, [['0', '512', 'PMD', 'ZERO', '0'], ['600', '1', 'PTE', 'ZERO', '0']]);
+        const json = (await cli('inspect', 'mapped/sparse', '512', '1023', '--json')).stdout.trim().split('\n').map((l) => JSON.parse(l) as { pgoff: number; order: number; state: string });
+        assert.deepEqual(json.map((e) => [e.pgoff, e.order, e.state]), [[600, 0, 'ZERO']]);
+        assert.equal((await cli('inspect', 'mapped/sparse', '10', '2')).code, 2);
+        assert.equal((await cli('inspect', 'mapped/sparse', '-1')).code, 2);
+        await session.close();
+        await client.unlink('mapped/sparse');
+      } finally {
+        client.close();
+      }
     });
 
     it('serve on an address in use fails with one line (exit 1) and leaves its volume unlocked', async function () {

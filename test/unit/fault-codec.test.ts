@@ -11,7 +11,9 @@ import { randInt, seededRng } from '../support/rng';
 
 const faultBatch = loadDaxdProto().daxd.v1.Mapping.service.FaultBatch as grpc.MethodDefinition<unknown, unknown>;
 const protobufjs = faultBatch.responseSerialize as Serialize;
-const decode = (b: Buffer) => faultBatch.responseDeserialize(b) as { results: Array<{ pte: { pgoff: string; pfn: string; writable: boolean; token: string } | null; data: Buffer; error: unknown }> };
+const decode = (b: Buffer) => faultBatch.responseDeserialize(b) as {
+  results: Array<{ pte: { pgoff: string; pfn: string; writable: boolean; token: string; size: string; fallback_reason: string } | null; data: Buffer; error: unknown }>;
+};
 
 function sameBytes(value: unknown, what: string): Buffer {
   let fellBack = false;
@@ -32,7 +34,11 @@ describe('FaultBatchResponse encoder (wire/fault-codec.ts)', function () {
     for (let r = 0; r < 300; r++) {
       const results = Array.from({ length: randInt(rng, 0, 40) }, () => {
         const shape = randInt(rng, 0, 3);
-        const pte = { pgoff: u64(), pfn: u64(), writable: rng() < 0.5, token: token() };
+        const pte: { pgoff: number; pfn: number; writable: boolean; token: string; size?: string; fallback_reason?: string } = { pgoff: u64(), pfn: u64(), writable: rng() < 0.5, token: token() };
+        // A PMD PTE, a PAGE PTE that fell back (with its reason), or neither field (as before).
+        const sizeShape = randInt(rng, 0, 2);
+        if (sizeShape === 1) Object.assign(pte, { size: 'PMD', fallback_reason: '' });
+        if (sizeShape === 2) Object.assign(pte, { size: 'PAGE', fallback_reason: ['CROSSES_EOF', 'NOT_CONTIGUOUS', 'PTE_ENTRIES', 'PTE_LOCKED', 'COW', 'NO_ALIGNED_SPACE'][randInt(rng, 0, 5)] });
         if (shape === 0) return { pte, data: Buffer.alloc(0) }; // a fault as the handler answers it
         if (shape === 1) return { pte, data: Buffer.from(Array.from({ length: randInt(rng, 1, 5000) }, () => randInt(rng, 0, 255))) };
         if (shape === 2) return { pte: null, data: Buffer.alloc(4096, r & 0xff) }; // COW
@@ -42,18 +48,25 @@ describe('FaultBatchResponse encoder (wire/fault-codec.ts)', function () {
       const back = decode(bytes).results;
       assert.equal(back.length, results.length);
       results.forEach((o, i) => {
-        if (o.pte && 'pfn' in o.pte) assert.deepEqual(back[i].pte, { pgoff: String(o.pte.pgoff), pfn: String(o.pte.pfn), writable: o.pte.writable, token: o.pte.token });
+        if (o.pte && 'pfn' in o.pte) {
+          assert.deepEqual(back[i].pte, {
+            pgoff: String(o.pte.pgoff), pfn: String(o.pte.pfn), writable: o.pte.writable, token: o.pte.token,
+            size: o.pte.size ?? 'PAGE', fallback_reason: o.pte.fallback_reason ?? '',
+          });
+        }
         if (o.data) assert.deepEqual(back[i].data, o.data);
       });
     }
   });
 
-  it('an error outcome, a uint64 given as a string or a non-ASCII token: protobufjs encodes the reply (same bytes)', function () {
+  it('an error outcome, a uint64 given as a string, a non-ASCII token or reason, a size as a number: protobufjs encodes the reply (same bytes)', function () {
     const pte = { pgoff: 3, pfn: 9, writable: false, token: 'abc' };
     for (const value of [
       { results: [{ pte, data: Buffer.alloc(0) }, { error: { code: 11, reason: 'SIGBUS', message: 'past EOF' } }] },
       { results: [{ pte: { ...pte, pgoff: '3' } }] },
       { results: [{ pte: { ...pte, token: 'é' } }] },
+      { results: [{ pte: { ...pte, fallback_reason: 'é' } }] },
+      { results: [{ pte: { ...pte, size: 1 } }] },
     ]) {
       let fellBack = false;
       const bytes = encodeFaultBatchResponse(value, (v) => {
@@ -91,6 +104,7 @@ describe('FaultBatchRequest encoder (wire/fault-codec.ts, the SDK side)', functi
         if (rng() < 0.9) op.kind = kinds[randInt(rng, 0, 3)];
         if (rng() < 0.7) op.sync = rng() < 0.5;
         if (rng() < 0.5) op.load = rng() < 0.5;
+        if (rng() < 0.5) op.size = rng() < 0.5 ? 'PAGE' : 'PMD';
         return op;
       });
       const value: Record<string, unknown> = { ops };
@@ -112,6 +126,7 @@ describe('FaultBatchRequest encoder (wire/fault-codec.ts, the SDK side)', functi
       { session_id: 's', ino: 5, ops: [{ pgoff: 1, kind: 2 }] },
       { session_id: 'é', ino: 5, ops: [{ pgoff: 1, kind: 'READ' }] },
       { session_id: 's', ino: 5, ops: [{ pgoff: '1', kind: 'READ' }] },
+      { session_id: 's', ino: 5, ops: [{ pgoff: 1, kind: 'READ', size: 1 }] },
     ]) {
       let fellBack = false;
       const bytes = encodeFaultBatchRequest(value, (v) => {

@@ -35,9 +35,9 @@ function u64(rng: () => number): string | number {
   return picks[randInt(rng, 0, picks.length - 1)];
 }
 
-/** Unknown fields of every wire type (a newer peer's), to be skipped. */
+/** Unknown fields of every wire type (a newer peer's), to be skipped: above every field these messages have (Pte has 6). */
 function unknownField(rng: () => number): Buffer {
-  const field = randInt(rng, 5, 2000);
+  const field = randInt(rng, 7, 2000);
   switch (randInt(rng, 0, 3)) {
     case 0: return varintField(field, BigInt(randInt(rng, 0, 2 ** 30)) * 1000n);
     case 1: return Buffer.concat([tag(field, 1), Buffer.alloc(8, 7)]);
@@ -47,9 +47,10 @@ function unknownField(rng: () => number): Buffer {
 }
 
 describe('FaultBatch decoders (wire/fault-decode.ts)', function () {
-  it('the request: the objects protobufjs decodes, over 400 random requests (unknown fields, unknown kinds, repeats)', function () {
+  it('the request: the objects protobufjs decodes, over 400 random requests (unknown fields, unknown kinds and sizes, repeats)', function () {
     const rng = seededRng(1402);
     const kinds: Array<string | number> = ['KIND_UNSPECIFIED', 'READ', 'WRITE', 'COW', 7, -1, 2 ** 31 - 1];
+    const sizes: Array<string | number> = ['PAGE', 'PMD', 2, 9, -3, 2 ** 31 - 1];
     for (let r = 0; r < 400; r++) {
       const ops = Array.from({ length: randInt(rng, 0, 30) }, () => {
         const op: Record<string, unknown> = {};
@@ -57,6 +58,7 @@ describe('FaultBatch decoders (wire/fault-decode.ts)', function () {
         if (rng() < 0.8) op.kind = kinds[randInt(rng, 0, kinds.length - 1)];
         if (rng() < 0.5) op.sync = rng() < 0.5;
         if (rng() < 0.5) op.load = rng() < 0.5;
+        if (rng() < 0.5) op.size = sizes[randInt(rng, 0, sizes.length - 1)];
         return op;
       });
       const value: Record<string, unknown> = { ops };
@@ -74,7 +76,7 @@ describe('FaultBatch decoders (wire/fault-decode.ts)', function () {
     // protobufjs's bool reader skips a fixed 10 bytes after a 5-byte prefix: it read this
     // op as pgoff 0, sync false. The strict walk let it through; the hand decoder reads it right.
     const bytes = lenField(3, Buffer.concat([varintField(3, 2n ** 40n), varintField(1, 5), varintField(1, 6)]));
-    assert.deepEqual(decodeFaultBatchRequest(bytes).ops, [{ pgoff: '6', kind: 'KIND_UNSPECIFIED', sync: true, load: false }]);
+    assert.deepEqual(decodeFaultBatchRequest(bytes).ops, [{ pgoff: '6', kind: 'KIND_UNSPECIFIED', sync: true, load: false, size: 'PAGE' }]);
   });
 
   it('the request: a negative kind sign-extended to 10 bytes decodes as protobufjs does (the bare number)', function () {
@@ -82,6 +84,20 @@ describe('FaultBatch decoders (wire/fault-decode.ts)', function () {
     assert.equal(bytes.length, 13);
     assert.deepEqual(decodeFaultBatchRequest(bytes), faultBatch.requestDeserialize(bytes));
     assert.equal(decodeFaultBatchRequest(bytes).ops[0].kind, -2);
+  });
+
+  it('the request: size PMD, PAGE, absent and unknown (a newer client\'s) decode as protobufjs does', function () {
+    const cases: Array<[Buffer, string | number]> = [
+      [lenField(3, Buffer.concat([varintField(1, 512), varintField(2, 1), varintField(5, 1)])), 'PMD'],
+      [lenField(3, Buffer.concat([varintField(5, 0), varintField(1, 3)])), 'PAGE'],
+      [lenField(3, varintField(1, 3)), 'PAGE'],
+      [lenField(3, varintField(5, 2)), 2],
+      [lenField(3, varintField(5, -4)), -4],
+    ];
+    for (const [bytes, size] of cases) {
+      assert.deepEqual(decodeFaultBatchRequest(bytes), faultBatch.requestDeserialize(bytes));
+      assert.equal(decodeFaultBatchRequest(bytes).ops[0].size, size);
+    }
   });
 
   it('the request: malformed bytes throw WireDecodeError (EBADMSG on the server), never another error', function () {
@@ -95,6 +111,8 @@ describe('FaultBatch decoders (wire/fault-decode.ts)', function () {
       ['kind as I32', lenField(3, Buffer.concat([tag(2, 5), Buffer.alloc(4)]))],
       ['sync as I64', lenField(3, Buffer.concat([tag(3, 1), Buffer.alloc(8)]))],
       ['load as LEN', lenField(3, lenField(4, Buffer.alloc(0)))],
+      ['size as LEN', lenField(3, lenField(5, Buffer.from([1])))],
+      ['size above 32 bits', lenField(3, varintField(5, 2n ** 33n))],
       ['kind above 32 bits', lenField(3, varintField(2, 2n ** 33n))],
       ['kind 2^31 in 5 bytes (not an int32)', lenField(3, varintField(2, 2n ** 31n))],
       ['an 11-byte varint', Buffer.concat([tag(2, 0), Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01])])],
@@ -135,7 +153,14 @@ describe('FaultBatch decoders (wire/fault-decode.ts)', function () {
       const results = Array.from({ length: randInt(rng, 0, 30) }, () => {
         const o: Record<string, unknown> = {};
         const shape = randInt(rng, 0, 4);
-        if (shape <= 1) o.pte = { pgoff: u64(rng), pfn: u64(rng), writable: rng() < 0.5, token: token() };
+        if (shape <= 1) {
+          const pte: Record<string, unknown> = { pgoff: u64(rng), pfn: u64(rng), writable: rng() < 0.5, token: token() };
+          const sizeShape = randInt(rng, 0, 3);
+          if (sizeShape === 1) pte.size = 'PMD';
+          if (sizeShape === 2) Object.assign(pte, { size: 'PAGE', fallback_reason: ['CROSSES_EOF', 'PTE_LOCKED', 'NO_ALIGNED_SPACE', 'é✓'][randInt(rng, 0, 3)] });
+          if (sizeShape === 3) pte.size = [5, -1, 2 ** 31 - 1][randInt(rng, 0, 2)]; // a newer server's size
+          o.pte = pte;
+        }
         if (shape === 1 || shape === 2) o.data = Buffer.alloc(randInt(rng, 1, 4096), randInt(rng, 0, 255));
         if (shape === 3) o.error = { code: randInt(rng, 0, 2 ** 32 - 1), reason: 'SIGBUS', message: `past EOF ✓ ${r}` };
         if (shape === 4) o.pte = { token: token() }; // fields left out
@@ -154,7 +179,10 @@ describe('FaultBatch decoders (wire/fault-decode.ts)', function () {
   });
 
   it('the reply: malformed bytes throw (the call fails), never a partial decode', function () {
-    for (const bytes of [varintField(1, 3), lenField(1, Buffer.alloc(4), 9), lenField(1, lenField(2, Buffer.alloc(3), 8)), lenField(1, varintField(1, 1))]) {
+    for (const bytes of [
+      varintField(1, 3), lenField(1, Buffer.alloc(4), 9), lenField(1, lenField(2, Buffer.alloc(3), 8)), lenField(1, varintField(1, 1)),
+      lenField(1, lenField(1, lenField(5, Buffer.from([1])))), lenField(1, lenField(1, varintField(6, 1))), lenField(1, lenField(1, lenField(6, Buffer.from('x'), 4))),
+    ]) {
       assert.throws(() => decodeFaultBatchResponse(bytes), WireDecodeError);
     }
   });
