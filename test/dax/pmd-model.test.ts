@@ -498,7 +498,98 @@ class Run {
     return `s${s} ends`;
   }
 
+  /**
+   * Concurrent faults of every kind and size by all sessions on one or two 2 MiB ranges,
+   * racing one byte-deterministic file operation (write(2), punch, growing truncate,
+   * fsync) and maybe a failpoint that pauses the first request to reach it, released after
+   * a few turns. No stores: the bytes do not depend on the interleaving, so the model holds.
+   */
+  async batch(op: number): Promise<string> {
+    const ranges = Math.max(1, Math.floor(this.pages / PMD_PAGES));
+    const hot = [randInt(this.rng, 0, ranges - 1), randInt(this.rng, 0, ranges - 1)];
+    const faults = Array.from({ length: randInt(this.rng, 2, 8) }, () => {
+      const base = hot[randInt(this.rng, 0, 1)] * PMD_PAGES;
+      return {
+        s: randInt(this.rng, 0, SESSIONS - 1),
+        pg: base + (this.rng() < 0.3 ? 0 : randInt(this.rng, 0, PMD_PAGES - 1)),
+        kind: this.rng() < 0.5 ? ('READ' as const) : ('WRITE' as const),
+        size: this.rng() < 0.6 ? ('PMD' as const) : ('PAGE' as const),
+        delay: randInt(this.rng, 0, 4),
+      };
+    });
+    const f = this.rng();
+    const hotAt = hot[0] * PMD_BYTES + randInt(this.rng, 0, PMD_BYTES - 1);
+    let fsWhat = 'none';
+    let fsOp: (() => Promise<void>) | null = null;
+    if (f < 0.35) {
+      const len = Math.min(randInt(this.rng, 1, 9000), FILE_BYTES_MAX - hotAt);
+      const data = pattern(this.rng, len);
+      fsWhat = `write(2) of ${len} at ${hotAt}`;
+      fsOp = async () => { await this.v.fs.write(this.ino, hotAt, data, false); };
+      this.setBytes(hotAt, data);
+      this.size = Math.max(this.size, hotAt + len);
+    } else if (f < 0.55 && !this.pinnedIn(hot[0] * PMD_PAGES, hot[0] * PMD_PAGES + PMD_PAGES - 1)) {
+      const at = hotAt - (hotAt % PAGE);
+      const len = Math.min(randInt(this.rng, 1, 64) * PAGE, this.size - at);
+      if (len > 0) {
+        fsWhat = `PUNCH_HOLE [${at}, ${at + len})`;
+        fsOp = () => this.v.fs.fallocate(this.ino, 'PUNCH_HOLE', at, len, FAIL);
+        this.bytes.fill(0, at, at + len);
+      }
+    } else if (f < 0.65 && this.size < FILE_BYTES_MAX - PAGE) {
+      const size = randInt(this.rng, this.size, FILE_BYTES_MAX);
+      fsWhat = `truncate up to ${size}`;
+      fsOp = () => this.v.fs.truncate(this.ino, size, FAIL);
+      this.size = size;
+    } else if (f < 0.8) {
+      fsWhat = 'fsync';
+      fsOp = () => this.v.dax.fsync(this.ino, false);
+    }
+    const points = ['pmd:after-entry-lock', 'pmd:before-install', 'fault:after-entry-lock', 'fault:before-install', 'invalidate:entry-locked', 'write:after-allocate', 'writeback:after-downgrade'] as const;
+    const point = this.rng() < 0.4 ? points[randInt(this.rng, 0, points.length - 1)] : null;
+    const fp = point ? this.v.dax.failpoints.arm(point) : null;
+    const releaseAfter = randInt(this.rng, 1, 20);
+    const what = `batch: ${faults.length} faults on ranges ${hot.join(',')}, ${fsWhat}${point ? `, pause at ${point}` : ''}`;
+    const where = this.where(op, what);
+    const turns = async (n: number): Promise<void> => { for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r)); };
+    const fsDelay = randInt(this.rng, 0, 4);
+    const sizeBefore = this.size;
+    const results = await Promise.allSettled([
+      ...faults.map(async (x) => {
+        await turns(x.delay);
+        const r = await this.v.dax.fault(this.owners[x.s], this.ino, x.pg, x.kind, false, x.size);
+        return { x, r };
+      }),
+      (async () => { await turns(fsDelay); await fsOp?.(); return null; })(),
+      (async () => { await turns(releaseAfter); fp?.release(); return null; })(),
+    ]);
+    fp?.release();
+    for (const res of results) {
+      if (res.status === 'rejected') {
+        assert.fail(`${where}: ${String(res.reason instanceof Error ? res.reason.stack : res.reason)}`);
+      }
+      const v = res.value;
+      if (v === null) continue;
+      const { x, r } = v;
+      const pte = r.pte!;
+      assert.equal(pte.writable, x.kind === 'WRITE', `${where}: writable`);
+      if (x.size === 'PMD' && r.fallback === undefined) {
+        this.seen.pmd++;
+        assert.ok(pte.order === 9 && pte.pgoff === x.pg - (x.pg % PMD_PAGES) && pte.pfn % PMD_PAGES === 0, `${where}: PMD PTE ${JSON.stringify(pte)}`);
+      } else {
+        assert.ok(pte.order === 0 && pte.pgoff === x.pg, `${where}: 4 KiB PTE ${JSON.stringify(pte)}`);
+        if (r.fallback) this.seen.fallbacks.add(r.fallback);
+      }
+      this.keep(x.s, { token: pte.token, order: pte.order, pgoff: pte.pgoff, writable: pte.writable });
+    }
+    assert.ok(this.size >= sizeBefore);
+    const occ = this.v.dax.occupancy();
+    assert.ok(occ.entryLockWaiters === 0 && occ.entryLocksHeld === 0, `${where}: ${occ.entryLockWaiters} waiters, ${occ.entryLocksHeld} locks left`);
+    return what;
+  }
+
   async step(op: number): Promise<string> {
+    if (this.rng() < 0.12) return this.batch(op);
     const r = this.rng();
     if (r < 0.3) return this.fault(op);
     if (r < 0.5) return this.store(op);
