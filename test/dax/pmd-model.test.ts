@@ -24,7 +24,8 @@
  * At the end: every pin dropped, fsync, the whole file through read(2) and through a fresh
  * session's PMD and 4 KiB faults, and fsck clean.
  *
- * More seeds: DAXD_PMD_MODEL_SEEDS=<count> (from seed 1), or DAXD_PMD_MODEL_SEED=<seed> for one.
+ * More seeds: DAXD_PMD_MODEL_SEEDS=<count> (from seed 1), or DAXD_PMD_MODEL_SEED=<seed> for one;
+ * longer runs: DAXD_PMD_MODEL_OPS=<operations per seed>; DAXD_PMD_MODEL_VERBOSE=1 prints what ran.
  */
 import assert from 'node:assert/strict';
 import type { Pin } from '../../server/dax/pin-table';
@@ -39,7 +40,8 @@ const PMD_BYTES = PMD_PAGES * PAGE;
 const FILE_BYTES_MAX = 12 * MiB;
 const VOLUME_BYTES = 32 * MiB;
 const SESSIONS = 3;
-const OPS_PER_SEED = 300;
+/** Operations per seed (DAXD_PMD_MODEL_OPS for longer runs). */
+const OPS_PER_SEED = Number(process.env.DAXD_PMD_MODEL_OPS ?? 300);
 const FULL_CHECK_EVERY = 25;
 const PINS_MAX = 6;
 const FAIL = { policy: 'FAIL' as const };
