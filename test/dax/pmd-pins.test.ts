@@ -7,11 +7,16 @@
  */
 import assert from 'node:assert/strict';
 import { PMD_PAGES } from '../../server/limits';
-import { freshDax, sparseFile } from '../support/dax-volume';
+import { Dax } from '../../server/dax/dax';
+import type { OwnerEvent } from '../../server/dax/owner';
+import { FileSystem } from '../../server/fs/filesystem';
+import { mkfs } from '../../server/fs/mkfs';
+import { MemoryStorage } from '../../server/media/memory-storage';
+import { expectCode, freshDax, sparseFile, type DaxVolume } from '../support/dax-volume';
 import { MiB, PAGE } from '../support/units';
 import { reached, track } from '../support/track';
 import { TestOwner } from '../support/test-owner';
-import { settle } from '../support/until';
+import { settle, until } from '../support/until';
 
 describe('dax PMD entries: pins inside them and layout changes (S4)', function () {
   this.timeout(30_000);
@@ -65,5 +70,50 @@ describe('dax PMD entries: pins inside them and layout changes (S4)', function (
     assert.equal(v.fs.stat(ino).sizeBytes, MiB);
     assert.equal(v.dax.inspect(ino, 0, PMD_PAGES - 1).length, 0);
     assert.equal(v.dax.pinStats().pinnedBlocks, 0);
+  });
+});
+
+describe('dax PMD entries: RECALL and lease revocation of pins inside a PMD entry (S4)', function () {
+  this.timeout(30_000);
+
+  async function volumeWithGrace(recallGraceMs: number): Promise<DaxVolume> {
+    const storage = new MemoryStorage(16 * MiB);
+    await mkfs(storage);
+    const fs = await FileSystem.mount(storage);
+    return { storage, fs, dax: new Dax(fs, { failpoints: true, recallGraceMs }) };
+  }
+
+  it('truncate with RECALL over part of a pinned PMD: only the pin on truncated pages is recalled and revoked; the other keeps its block', async function () {
+    const v = await volumeWithGrace(20);
+    const ino = await sparseFile(v, 'f', 2 * MiB);
+    const a = new TestOwner('a');
+    const w = await v.dax.fault(a, ino, 0, 'WRITE', false, 'PMD');
+    v.dax.store(a, w.pte!.token, 10 * PAGE, Buffer.from('kept'));
+    const inside = await v.dax.pin(a, { ino, firstPgoff: 300, npages: 2, writable: true, leaseMs: 0 });
+    const outside = await v.dax.pin(a, { ino, firstPgoff: 10, npages: 1, writable: false, leaseMs: 0 });
+    assert.deepEqual(v.dax.inspect(ino, 0, 0).map((e) => [e.order, e.pinCount]), [[9, 3]]);
+    await v.fs.truncate(ino, MiB, { policy: 'RECALL' });
+    const pinEvents = (a.events as readonly OwnerEvent[]).flatMap((e) => (e.kind === 'invalidate' ? [] : [[e.kind, e.pinId]]));
+    assert.deepEqual(pinEvents, [['pinRecall', inside.id], ['pinRevoked', inside.id]]);
+    await expectCode(() => v.dax.dmaRead(a, inside.id, 0, 0, 1), 'PIN_REVOKED');
+    assert.deepEqual(await v.dax.dmaRead(a, outside.id, 0, 0, 4), Buffer.from('kept'));
+    assert.deepEqual(v.dax.inspect(ino, 0, PMD_PAGES - 1).map((e) => [e.pgoff, e.order, e.pinCount]), [[10, 0, 1]]);
+    v.dax.unpin(a, inside.id);
+    v.dax.unpin(a, outside.id);
+    assert.equal(v.dax.pinStats().pinnedBlocks, 0);
+  });
+
+  it('a lease running out revokes a pin inside a PMD entry: its references on the PMD entry go, a layout change need not wait', async function () {
+    const v = await volumeWithGrace(20);
+    const ino = await sparseFile(v, 'f', 2 * MiB);
+    const a = new TestOwner('a');
+    await v.dax.fault(a, ino, 0, 'WRITE', false, 'PMD');
+    const p = await v.dax.pin(a, { ino, firstPgoff: 100, npages: 4, writable: true, leaseMs: 10 });
+    assert.equal(v.dax.inspect(ino, 0, 0)[0].pinCount, 4);
+    await until(() => (a.events as readonly OwnerEvent[]).some((e) => e.kind === 'pinRevoked'), 'the lease ran out');
+    assert.deepEqual(v.dax.inspect(ino, 0, 0).map((e) => [e.order, e.pinCount]), [[9, 0]]);
+    await v.fs.truncate(ino, 0, { policy: 'FAIL' });
+    assert.equal(v.dax.inspect(ino, 0, PMD_PAGES - 1).length, 0);
+    v.dax.unpin(a, p.id);
   });
 });
