@@ -31,7 +31,7 @@ import assert from 'node:assert/strict';
 import type { Pin } from '../../server/dax/pin-table';
 import { entryPfn, entryState, STATE_WRITTEN } from '../../server/fs/block-map';
 import { PMD_PAGES } from '../../server/limits';
-import { assertFsckClean, freshDax, isCode, sparseFile, type DaxVolume } from '../support/dax-volume';
+import { assertFsckClean, freshDax, isCode, sparseFile, writtenFile, type DaxVolume } from '../support/dax-volume';
 import { randInt, seededRng } from '../support/rng';
 import { MiB, PAGE } from '../support/units';
 import { TestOwner } from '../support/test-owner';
@@ -636,9 +636,22 @@ class Run {
   }
 }
 
+/**
+ * Odd seeds: a filler file takes all but the file's maximum and 4 MiB, then every other
+ * 64 KiB of it is punched: free space is plentiful but mostly scattered, so aligned 2 MiB
+ * runs run out as the file churns (NO_ALIGNED_SPACE) while 4 KiB faults still fit.
+ */
+async function fragment(v: DaxVolume): Promise<void> {
+  const pages = v.fs.statVolume().blocksFree - FILE_BYTES_MAX / PAGE - 1024;
+  const filler = await writtenFile(v, 'filler', pages, () => 0x33);
+  for (let pg = 0; pg + 16 <= pages; pg += 32) await v.fs.fallocate(filler, 'PUNCH_HOLE', pg * PAGE, 16 * PAGE);
+  await v.fs.sync();
+}
+
 async function runSeed(seed: number): Promise<Run['seen']> {
   const rng = seededRng(seed);
   const v = await freshDax(VOLUME_BYTES);
+  if (seed % 2 === 1) await fragment(v);
   const size = randInt(rng, 8 * MiB, FILE_BYTES_MAX);
   const ino = await sparseFile(v, 'f', size);
   const run = new Run(v, ino, rng, size, seed);
