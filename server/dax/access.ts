@@ -26,7 +26,8 @@ function assertInPmd(offset: number, length: number): void {
 
 function checkInPte(pte: ResolvedPte, offset: number, length: number): void {
   const size = pte.order === 0 ? BLOCK_SIZE : PMD_BYTES;
-  if (offset + length > size) {
+  // offset < size as well: a zero-length access at the end is outside too (as at the edge).
+  if (offset >= size || offset + length > size) {
     throw new InvalidArgumentError(`access [${offset}, ${offset + length}) runs past the ${pte.order === 0 ? '4 KiB page' : '2 MiB PMD'} the token maps (${size} bytes)`);
   }
 }
@@ -105,7 +106,7 @@ export async function storeFaultIfStale(
       return null;
     }
   }
-  if (offset + data.length > BLOCK_SIZE) {
+  if (offset >= BLOCK_SIZE || offset + data.length > BLOCK_SIZE) {
     throw new InvalidArgumentError(`a fault_if_stale store that faults stores within one page: [${offset}, ${offset + data.length}) is past ${BLOCK_SIZE} bytes`);
   }
   const { pte } = await fault(ctx, owner, target.ino, target.pgoff, 'WRITE', target.sync, (fresh) => storeThrough(ctx, entryOf(ctx, fresh), fresh.pfn * BLOCK_SIZE + offset, data));
