@@ -26,8 +26,8 @@ function assertInPmd(offset: number, length: number): void {
 
 function checkInPte(pte: ResolvedPte, offset: number, length: number): void {
   const size = pte.order === 0 ? BLOCK_SIZE : PMD_BYTES;
-  // offset < size as well: a zero-length access at the end is outside too (as at the edge).
-  if (offset >= size || offset + length > size) {
+  // offset == size is outside too (a zero-length access at the end names no byte of it).
+  if (offset >= size || length > size - offset) {
     throw new InvalidArgumentError(`access [${offset}, ${offset + length}) runs past the ${pte.order === 0 ? '4 KiB page' : '2 MiB PMD'} the token maps (${size} bytes)`);
   }
 }
@@ -80,20 +80,25 @@ export interface StoreTarget {
 }
 
 /**
- * Store with fault_if_stale (issue: fault-then-store livelock under an fsync loop). A
- * valid writable token of this session for the target page (or for the PMD holding it):
- * a plain store at `offset` of the token's range, null returned. A stale, unknown, empty
- * or read-only one: a 4 KiB WRITE fault on the target page whose store runs under the
- * fault's entry lock, before any writeback can downgrade the new PTE (S1, S5); that PTE
- * is returned. Such a store is within the target page (offset + length <= BLOCK_SIZE,
- * else EINVAL). Another session's token counts as unknown (S7: its holder learns nothing
- * from the answer): the caller's own fault is taken. A valid token of this session for
- * another page is refused (EINVAL): nothing is faulted.
+ * Store with fault_if_stale (issue: fault-then-store livelock under an fsync loop). The
+ * store is always within the target page: `offset` counts from the page's first byte and
+ * offset + length <= BLOCK_SIZE (EINVAL past it), whatever the token maps, so one request
+ * writes the same bytes whether or not its token is still valid. A valid writable token
+ * of this session for the target page, or for the PMD holding it: a plain store into that
+ * page, null returned. A stale, unknown, empty or read-only one: a 4 KiB WRITE fault on
+ * the target page whose store runs under the fault's entry lock, before any writeback can
+ * downgrade the new PTE (S1, S5); that PTE is returned. Another session's token counts as
+ * unknown (S7: its holder learns nothing from the answer): the caller's own fault is
+ * taken. A valid token of this session for another page is refused (EINVAL): nothing is
+ * faulted.
  */
 export async function storeFaultIfStale(
   ctx: DaxContext, owner: MappingOwner, token: string, offset: number, data: Uint8Array, target: StoreTarget,
 ): Promise<Pte | null> {
   assertInPmd(offset, data.length);
+  if (offset + data.length > BLOCK_SIZE) {
+    throw new InvalidArgumentError(`a fault_if_stale store is within its target page: [${offset}, ${offset + data.length}) is past ${BLOCK_SIZE} bytes`);
+  }
   const known = token === '' ? null : ctx.ptes.resolve(owner, token);
   if (known !== null) {
     const last = known.order === 0 ? known.pgoff : known.pgoff + PMD_PAGES - 1;
@@ -101,13 +106,10 @@ export async function storeFaultIfStale(
       throw new InvalidArgumentError(`the token maps page ${known.pgoff} of inode ${known.mapping.as.ino}, not page ${target.pgoff} of inode ${target.ino}`);
     }
     if (known.writable) {
-      checkInPte(known, offset, data.length);
-      storeThrough(ctx, known.entry, addressOf(known) + offset, data);
+      // The target page's first byte: the token's own, or its page of the PMD.
+      storeThrough(ctx, known.entry, addressOf(known) + (target.pgoff - known.pgoff) * BLOCK_SIZE + offset, data);
       return null;
     }
-  }
-  if (offset >= BLOCK_SIZE || offset + data.length > BLOCK_SIZE) {
-    throw new InvalidArgumentError(`a fault_if_stale store that faults stores within one page: [${offset}, ${offset + data.length}) is past ${BLOCK_SIZE} bytes`);
   }
   const { pte } = await fault(ctx, owner, target.ino, target.pgoff, 'WRITE', target.sync, (fresh) => storeThrough(ctx, entryOf(ctx, fresh), fresh.pfn * BLOCK_SIZE + offset, data));
   assert(pte, 'a WRITE fault returned no PTE');

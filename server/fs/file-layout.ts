@@ -71,7 +71,9 @@ export async function allocateUnwritten(ctx: DataContext, inode: Inode, first: n
   for (let lo = first; lo <= last; lo += LAYOUT_STEP_PAGES) {
     const hi = Math.min(last, lo + LAYOUT_STEP_PAGES - 1);
     const entries = ctx.map.getRange(inode, lo, hi - lo + 1);
-    reserve(ctx, entries.reduce((n, e) => n + (e === 0 ? 1 : 0), 0), hi - lo + 1);
+    const holeCount = entries.reduce((n, e) => n + (e === 0 ? 1 : 0), 0);
+    if (holeCount === 0) continue;
+    reserve(ctx, holeCount, hi - lo + 1);
     // Whole 2 MiB-aligned ranges of holes get aligned extents when free ones exist, so a
     // later PMD fault there maps one PMD entry instead of falling back (NOT_CONTIGUOUS).
     const aligned = allocateAlignedExtents(ctx, inode, lo, entries);
@@ -79,7 +81,10 @@ export async function allocateUnwritten(ctx: DataContext, inode: Inode, first: n
     const holes: number[] = [];
     entries.forEach((e, i) => { if (e === 0) holes.push(lo + i); });
     if (holes.length === 0) {
-      if (aligned > 0) persist();
+      // Every hole got an aligned extent: commit between steps all the same (a step's
+      // images must fit the journal).
+      persist();
+      await ctx.journal.makeRoom();
       continue;
     }
     const prev = lo > 0 ? ctx.map.get(inode, lo - 1) : 0;
