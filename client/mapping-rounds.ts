@@ -35,8 +35,10 @@
  * and reason) or failed sends the range's other needed pages on as PAGE faults, in a
  * second FaultBatch of the same round: the fallback is invisible to the caller, and costs
  * one round trip. COW faults are always PAGE faults (the server would fall back: COW).
- * Stores through a PMD PTE carry no fault_if_stale (its target is one page, not the PMD):
- * one revoked by writeback answers PTE_STALE and the store faults again.
+ * Loads through a PMD PTE take their offset from its first page; stores carry
+ * fault_if_stale with their page as any store, and a fault_if_stale store's offset is
+ * within its page whatever the token maps (a writeback that revoked the PMD PTE makes
+ * the server take a 4 KiB WRITE fault of that page, whose PTE then serves it).
  */
 import * as grpc from '@grpc/grpc-js';
 import { DaxClientError } from './errors';
@@ -330,15 +332,13 @@ export class MappingRounds {
   private accessFor(op: PageOp): AccessOp | null {
     const pte = this.host.table.pte(op.pgoff);
     if (!pte) return null;
-    // Through a PMD PTE the offset counts from its base page.
-    const offset = PageTable.accessOffset(pte, op.pgoff, op.offset);
-    if (op.data === null) return { store: false, token: pte.token, offset, length: op.length };
+    // A load through a PMD PTE counts its offset from the PMD's first page.
+    if (op.data === null) return { store: false, token: pte.token, offset: PageTable.accessOffset(pte, op.pgoff, op.offset), length: op.length };
     // A private mapping stores only into its copies; a shared one only through writable PTEs.
     if (this.host.isPrivate || !pte.writable) return null;
-    // A PMD PTE's store: no fault_if_stale (see the file comment); PTE_STALE re-faults.
-    if (pte.size === 'PMD') return { store: true, token: pte.token, offset, data: op.data };
     // fault_if_stale: should writeback have revoked the PTE since its fault (an fsync loop
     // does, every time), the server faults and stores in one step instead of PTE_STALE.
+    // The offset is within the op's page, whatever the token maps (a PMD token too).
     const { ino, sync } = this.host;
     return { store: true, token: pte.token, offset: op.offset, data: op.data, faultIfStale: { ino, pgoff: op.pgoff, sync } };
   }

@@ -227,6 +227,26 @@ describe('PMD faults over the wire (Fault, FaultBatch, Load, Inspect, metrics, M
       await map.unmap();
     });
 
+    it('an fsync between the PMD write fault and the stores costs no re-fault: the stores fault 4 KiB pages in the same AccessBatch (fault_if_stale)', async function () {
+      const ino = await sparse(2 * MiB);
+      const map = session.mmap(ino, { shared: true, writable: true, huge: true });
+      const rpc = map.rpc;
+      const faultBatch = rpc.faultBatch.bind(rpc);
+      let fsyncs = 0;
+      rpc.faultBatch = async (...args) => {
+        const out = await faultBatch(...args);
+        await client.fsync(ino); // writeback revokes the fresh writable PMD PTE
+        fsyncs++;
+        return out;
+      };
+      const data = pattern(19, 2 * PAGE);
+      await map.write(MiB + PAGE / 2, data);
+      assert.deepEqual([map.stats.pmdFaults, fsyncs, map.stats.faultBatchCalls, map.stats.accessBatchCalls, map.stats.staleRetries], [1, 1, 1, 1, 0]);
+      assert.deepEqual(await client.read(ino, MiB + PAGE / 2, data.length), data);
+      assert.deepEqual(await map.read(MiB + PAGE / 2, data.length), data);
+      await map.unmap();
+    });
+
     it('ro -> rw upgrade: a huge zero mapping read first, then written in its middle: a PMD WRITE fault replaces it, the bytes land', async function () {
       const ino = await sparse(2 * MiB);
       const map = session.mmap(ino, { shared: true, writable: true, huge: true });
