@@ -96,7 +96,7 @@ export async function storeFaultIfStale(
   ctx: DaxContext, owner: MappingOwner, token: string, offset: number, data: Uint8Array, target: StoreTarget,
 ): Promise<Pte | null> {
   assertInPmd(offset, data.length);
-  if (offset + data.length > BLOCK_SIZE) {
+  if (offset >= BLOCK_SIZE || offset + data.length > BLOCK_SIZE) {
     throw new InvalidArgumentError(`a fault_if_stale store is within its target page: [${offset}, ${offset + data.length}) is past ${BLOCK_SIZE} bytes`);
   }
   const known = token === '' ? null : ctx.ptes.resolve(owner, token);

@@ -41,6 +41,11 @@ export interface PinStats {
 
 export class PinTable {
   readonly byId = new Map<string, Pin>();
+  /**
+   * Pins out of byId (unpinned, session ended) whose references wait for their DMA in
+   * flight to end (pin.ts releasePin): splitPinnedPmd (pmd.ts) must repoint those too.
+   */
+  readonly draining = new Set<Pin>();
   /** Pins per session, for PINS_PER_SESSION_MAX; only sessions that hold pins have a key. */
   private readonly perOwner = new Map<string, number>();
   readonly stats: PinStats = { active: 0, pinnedBlocks: 0, revocations: 0, recalls: 0 };

@@ -261,6 +261,9 @@ export function releasePin(ctx: DaxContext, pins: PinTable, p: Pin): void {
   p.state = 'released';
   clearTimers(p);
   pins.remove(p);
+  // References it still holds until its DMA in flight ends stay findable (dropReferences
+  // takes it out): with no DMA in flight they are gone already, or go just below.
+  if (p.inflight > 0) pins.draining.add(p);
   // A revoked pin has dropped its references, or will when its DMA drains.
   if (wasRevoked) return;
   // S4: a DMA in flight (accepted before this unpin or session end) still copies into the
@@ -316,6 +319,7 @@ function dropReferences(ctx: DaxContext, pins: PinTable, p: Pin): void {
     pins.stats.pinnedBlocks--;
   }
   p.entries.fill(null);
+  pins.draining.delete(p);
   // A writable pin left its entries DIRTY (DMA writes bypass stores, S5): a linked file
   // keeps them until writeback; an unlinked one with no pin or mapping left forgets them
   // and is freed (DaxContext.maybeDrop).

@@ -153,10 +153,11 @@ export async function splitPinnedPmd(ctx: DaxContext, as: AddressSpace, base: nu
   const e = await lockPmdEntryForSplit(as, base, me);
   if (e === null) return;
   assert(e.state === 'MAPPED' && e.pteCount === 0, `split of a ${e.state} PMD entry with ${e.pteCount} PTEs`);
-  // The pins referencing the entry, per page: each pin's entries[i] names it for page firstPgoff + i.
+  // The pins referencing the entry, per page: each pin's entries[i] names it for page
+  // firstPgoff + i. Unpinned ones whose DMA is still in flight hold references too.
   const pinsPerPage = new Map<number, number>();
   const repoint: { entries: Array<Entry | null>; i: number; pgoff: number }[] = [];
-  for (const p of ctx.pins.byId.values()) {
+  for (const p of [...ctx.pins.byId.values(), ...ctx.pins.draining]) {
     if (p.as !== as) continue;
     p.entries.forEach((pe, i) => {
       if (pe !== e) return;
@@ -168,9 +169,9 @@ export async function splitPinnedPmd(ctx: DaxContext, as: AddressSpace, base: nu
   let counted = 0;
   for (const n of pinsPerPage.values()) counted += n;
   if (counted !== e.pins) {
-    // A pin released while its DMA was in flight keeps its references, outside the table,
-    // until the DMA drains (pin.ts releasePin): not split; the change waits for that unpin
-    // (or FAIL refuses) as for any pinned page of its range.
+    // Every reference belongs to a pin in byId or draining (pin.ts releasePin), so this
+    // is defensive: a reference of unknown owner cannot be repointed, so the entry is not
+    // split; the change waits for the unpin (or FAIL refuses) as for any pinned page.
     unlockEntry(as, e, me);
     return;
   }
