@@ -263,7 +263,8 @@ export function releasePin(ctx: DaxContext, pins: PinTable, p: Pin): void {
   pins.remove(p);
   // References it still holds until its DMA in flight ends stay findable (dropReferences
   // takes it out): with no DMA in flight they are gone already, or go just below.
-  if (p.inflight > 0) pins.draining.add(p);
+  // (A revoked pin whose references already went holds none: not kept, nothing would drop it.)
+  if (p.inflight > 0 && p.entries.some((e) => e !== null)) pins.draining.add(p);
   // A revoked pin has dropped its references, or will when its DMA drains.
   if (wasRevoked) return;
   // S4: a DMA in flight (accepted before this unpin or session end) still copies into the
