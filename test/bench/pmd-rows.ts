@@ -16,37 +16,18 @@ import os from 'node:os';
 import path from 'node:path';
 import { Dax } from '../../server/dax/dax';
 import type { FaultSize } from '../../server/dax/fault';
-import type { MappingOwner } from '../../server/dax/owner';
 import { FileSystem } from '../../server/fs/filesystem';
 import { mkfs } from '../../server/fs/mkfs';
 import { PMD_BYTES, PMD_PAGES } from '../../server/limits';
 import { MmapStorage } from '../../server/media/mmap-storage';
 import type { BenchRow, RowContext } from './bench-rows';
+import { TestOwner } from '../support/test-owner';
 
 /** Pages of each file faulted in one pass: 64 MiB, 32 PMD faults or 16,384 PTE faults. */
 const PASS_PAGES = 16_384;
 const VOLUME_BYTES = 4 * 2 ** 30;
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-
-class Owner implements MappingOwner {
-  private next = 1;
-  private readonly resources = new Map<number, { release(reason: string): unknown }>();
-  constructor(readonly id: string) {}
-  notify(): void {}
-  attach(r: { readonly kind: string; release(reason: string): unknown }): number {
-    this.resources.set(this.next, r);
-    return this.next++;
-  }
-  detach(h: number): boolean {
-    return this.resources.delete(h);
-  }
-  async end(): Promise<void> {
-    const all = [...this.resources.values()];
-    this.resources.clear();
-    for (const r of all) await r.release('closed');
-  }
-}
 
 interface PmdFigures {
   readHole: Record<FaultSize, number>;
@@ -57,7 +38,7 @@ interface PmdFigures {
 
 /** Faults one pass of `size` over pages [0, PASS_PAGES) of `ino`; 4 KiB pages covered per second. */
 async function pass(dax: Dax, ino: number, kind: 'READ' | 'WRITE', size: FaultSize): Promise<number> {
-  const o = new Owner(`bench-${size}`);
+  const o = new TestOwner(`bench-${size}`);
   const step = size === 'PMD' ? PMD_PAGES : 1;
   const t0 = process.hrtime.bigint();
   for (let pg = 0; pg < PASS_PAGES; pg += step) {
