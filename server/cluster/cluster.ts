@@ -11,7 +11,7 @@
  */
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
-import { FencedError } from '../errors';
+import { DaxError, FencedError } from '../errors';
 import type { FileSystemApi } from '../fs/types';
 import type { ClusterConfig } from './config';
 import { etcdClient } from './etcd';
@@ -23,6 +23,14 @@ import { WatchCache } from './watch-cache';
 
 /** How many names of each kind the reconcile log line lists (the counts are always complete). */
 const RECONCILE_LOG_NAMES_MAX = 20;
+
+/** etcd did not answer at start (down, wrong URL): the start is refused, saying where it looked. */
+export class EtcdUnreachableError extends Error {
+  constructor(urls: readonly string[], cause: unknown) {
+    super(`cluster: etcd at ${urls.join(',')} did not answer (${cause instanceof Error ? cause.message : String(cause)}): is it running?`, { cause });
+    this.name = 'EtcdUnreachableError';
+  }
+}
 
 export interface NodeAddresses {
   grpc: string;
@@ -99,9 +107,14 @@ export class Cluster {
         else this.log.info({ why }, 'cluster: unfenced: taking mutating calls again');
       },
     });
-    await membership.start();
-    this.membership = membership;
-    this.cacheRef = await WatchCache.start(this.etcd, this.keys, this.log);
+    try {
+      await membership.start();
+      this.membership = membership;
+      this.cacheRef = await WatchCache.start(this.etcd, this.keys, this.log);
+    } catch (err) {
+      if (err instanceof DaxError) throw err;
+      throw new EtcdUnreachableError(this.config.etcdUrls, err);
+    }
     this.placementRef = new Placement(this.etcd, this.keys, this.cacheRef, this.self);
     const report = await reconcile(this.etcd, this.keys, this.self, this.fs);
     this.lastReconcile = report;
