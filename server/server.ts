@@ -35,6 +35,7 @@ import { X509Certificate } from 'node:crypto';
 import { pemCertificates, type Authenticator } from './auth/authenticator';
 import { Cluster } from './cluster/cluster';
 import type { ClusterConfig } from './cluster/config';
+import { FencedFs } from './cluster/fenced-fs';
 
 /** package.json's version (reported by /api/v1/volume): the nearest one above this module. */
 function packageVersion(): string {
@@ -181,7 +182,7 @@ export class Daxd {
     const cluster = options.cluster === undefined ? null : new Cluster(options.cluster, volume.fs, log, packageVersion());
     let rpc: RpcServer;
     try {
-      rpc = await RpcServer.start({ fs: volume.fs, dax, log, address: options.grpcAddress, metrics, tls: tls ?? undefined, auth: options.auth ?? null, cluster });
+      rpc = await RpcServer.start({ fs: cluster === null ? volume.fs : new FencedFs(volume.fs, cluster), dax, log, address: options.grpcAddress, metrics, tls: tls ?? undefined, auth: options.auth ?? null, cluster });
     } catch (err) {
       await volume.fs.unmount();
       throw err;
