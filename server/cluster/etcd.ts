@@ -3,7 +3,7 @@
  *
  * etcd3's calls are ordinary grpc-js client calls with protobufjs (de)serializers: the two
  * hooks of wire/frame-in-place.ts pass them through untouched (they frame in place only
- * the messages daxd's own bulk encoders built; test/cluster/etcd-wire.test.ts runs etcd3
+ * the messages daxd's own bulk encoders built; test/cluster/membership.test.ts runs etcd3
  * calls after the hooks are installed).
  *
  * Fault handling is ours, not etcd3's: no retries and no circuit breaker (which would
