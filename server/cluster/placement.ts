@@ -66,15 +66,15 @@ export class Placement {
 
   /**
    * Steps 1-3 of a Create: resolves when SELF owns the name ('claimed': the key was
-   * created by this call, so finishCreate or abandonCreate must follow; 'owned': it
-   * already named SELF); throws NotOwnerError / NodeDownError otherwise.
+   * created by this call, so finishCreate or abandonCreate must follow; owned: it
+   * already named SELF, with that inode); throws NotOwnerError / NodeDownError otherwise.
    */
-  async claim(name: string, redirected: boolean): Promise<'claimed' | 'owned'> {
+  async claim(name: string, redirected: boolean): Promise<'claimed' | { owned: number }> {
     const key = this.keys.file(name);
     for (let attempt = 0; attempt < CLAIM_ATTEMPTS_MAX; attempt++) {
       const placed = await this.read(name);
       if (placed !== null) {
-        if (placed.node === this.self) return 'owned';
+        if (placed.node === this.self) return { owned: placed.ino };
         throw this.elsewhere(name, placed.node);
       }
       if (!redirected) {

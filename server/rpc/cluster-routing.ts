@@ -97,7 +97,8 @@ export function routedFiles(files: FilesHandlers, fsOf: FsOfCall, cluster: Clust
         }
         throw err;
       }
-      if (claim === 'claimed') await placement.finishCreate(name, info.ino);
+      // A claimed key gets its inode; an owned one too if it lacks it (a Create in flight, or re-created here).
+      if (claim === 'claimed' || claim.owned !== info.ino) await placement.finishCreate(name, info.ino);
       return fileInfoToWire(info);
     }),
 
