@@ -13,6 +13,7 @@ import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 import { DaxError, FencedError } from '../errors';
 import type { FileSystemApi } from '../fs/types';
+import type { ClusterMetricsSource } from '../metrics';
 import type { ClusterConfig } from './config';
 import { etcdClient } from './etcd';
 import { ClusterKeys, type NodeRecord } from './keys';
@@ -125,6 +126,14 @@ export class Cluster {
       conflictNames: report.conflicts.slice(0, RECONCILE_LOG_NAMES_MAX),
     }, 'cluster: reconciled placements with the volume');
     this.joined = true;
+  }
+
+  /** The numbers of the daxd_cluster_* metrics. */
+  metrics(): ClusterMetricsSource {
+    const cache = this.cacheRef;
+    let downNodes = 0;
+    if (cache !== null) for (const node of cache.filesPerNode.keys()) if (!cache.nodes.has(node)) downNodes++;
+    return { fenced: this.fenced, liveNodes: cache?.nodes.size ?? 0, downNodes, redirects: this.placementRef?.redirects ?? 0 };
   }
 
   /** Leaves the cluster (the lease is revoked: the node is down for the others at once) and closes etcd. Idempotent. */

@@ -21,6 +21,8 @@ describe('cluster: fencing', function () {
   let client: DaxClient;
   let ino: number;
   let mine: string;
+  /** NOT_OWNER answers a gave in before(). */
+  let redirectsSeen = 0;
   let kv: Etcd3;
 
   before(async function () {
@@ -39,6 +41,7 @@ describe('cluster: fencing', function () {
         break;
       } catch (err) {
         if (!(err instanceof DaxClientError && err.reason === 'NOT_OWNER')) throw err;
+        redirectsSeen++;
       }
     }
     await client.write(ino, 0, Buffer.from('before'));
@@ -50,6 +53,13 @@ describe('cluster: fencing', function () {
     for (const n of [a, b]) if (n) { await n.stop(); n.removeDir(); }
     await etcd?.stop();
   });
+
+  /** A sample of a metric of the node's registry (the value of the sample with these labels). */
+  async function gauge(node: InProcessNode, name: string, labels: Record<string, string> = {}): Promise<number> {
+    const metric = (await node.daxd.metrics.registry.getSingleMetric(name)!.get());
+    const sample = metric.values.find((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x));
+    return sample?.value ?? NaN;
+  }
 
   /** The reason of a one-byte write to a's file, or 'OK'. */
   async function writeOutcome(): Promise<string> {
@@ -72,6 +82,7 @@ describe('cluster: fencing', function () {
     }
     await until(async () => (await writeOutcome()) === 'OK', 'a taking writes again', 3 * TTL_MS);
     assert.ok((await kv.get('/daxd/nodes/a').string()) !== null, 'a registered again');
+    assert.equal(await gauge(a, 'daxd_cluster_fenced'), 0);
   });
 
   async function fencedAndDown(membership: { fencedAtMs: number; lastRenewalSentAtMs: number }): Promise<void> {
@@ -81,6 +92,7 @@ describe('cluster: fencing', function () {
     assert.ok(fencedAfterMs >= (2 / 3) * TTL_MS - 50 && fencedAfterMs < TTL_MS, `fenced after ${fencedAfterMs} ms`);
     // The lease had not expired when a fenced: its registration was still in etcd.
     assert.notEqual(await kv.get('/daxd/nodes/a').string(), null, 'a fenced before its registration expired');
+    assert.equal(await gauge(a, 'daxd_cluster_fenced'), 1);
     // Every mutating kind is refused; reads are not.
     await assert.rejects(client.create('while-fenced'), (err: DaxClientError) => err.reason === 'FENCED' && err.codeName === 'UNAVAILABLE');
     await assert.rejects(client.truncate(ino, 0), (err: DaxClientError) => err.reason === 'FENCED');
@@ -101,6 +113,9 @@ describe('cluster: fencing', function () {
         }
       }, 'b seeing a down', 3 * TTL_MS);
       assert.ok(Date.now() - membership.lastRenewalSentAtMs >= TTL_MS - 100, 'b saw a down only once its lease could have expired');
+      assert.equal(await gauge(b, 'daxd_cluster_nodes', { state: 'down' }), 1);
+      assert.equal(await gauge(b, 'daxd_cluster_nodes', { state: 'live' }), 1);
+      assert.equal(await gauge(a, 'daxd_cluster_redirects_total'), redirectsSeen);
     } finally {
       others.close();
     }
