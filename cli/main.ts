@@ -15,6 +15,7 @@ import { NbdListenError } from '../server/nbd/nbd-server';
 import { ListenError } from '../server/rpc/rpc-server';
 import { TlsConfigError } from '../server/tls/config';
 import { EtcdUnreachableError } from '../server/cluster/cluster';
+import { clusterCommand } from './cluster-command';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parse, UsageError } from './args';
 import { clientCommands } from './client-commands';
 import type { Command } from './command';
@@ -22,7 +23,7 @@ import { serveCommand } from './serve-command';
 import { tokenCommand } from './token-command';
 import { fsckCommand, mkfsCommand } from './volume-commands';
 
-const COMMANDS: Command[] = [serveCommand, mkfsCommand, fsckCommand, tokenCommand, ...clientCommands];
+const COMMANDS: Command[] = [serveCommand, mkfsCommand, fsckCommand, tokenCommand, ...clientCommands, clusterCommand];
 
 function overview(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

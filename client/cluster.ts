@@ -246,16 +246,34 @@ export class DaxCluster {
 
   // ---- by inode, on the file's node -----------------------------------------------
 
+  /**
+   * `call` on the file's node. If the node is unreachable at the address known, the
+   * members are asked again and, if the node came back at another address (a restart),
+   * the call is sent there once.
+   */
+  private async onNode<T>(file: { node: string }, call: (client: DaxClient) => Promise<T>): Promise<T> {
+    const client = await this.clientOf(file);
+    try {
+      return await call(client);
+    } catch (err) {
+      if (!(err instanceof DaxClientError && err.code === grpc.status.UNAVAILABLE && err.reason === null)) throw err;
+      this.nodes.delete(file.node);
+      const again = await this.clientOf(file);
+      if (again === client) throw err;
+      return call(again);
+    }
+  }
+
   async read(file: ClusterFileInfo, offset: number, length: number): Promise<Buffer> {
-    return (await this.clientOf(file)).read(file.ino, offset, length);
+    return this.onNode(file, (client) => client.read(file.ino, offset, length));
   }
 
   async write(file: ClusterFileInfo, offset: number, data: Uint8Array, options: { sync?: boolean } = {}): Promise<WriteOutcome> {
-    return (await this.clientOf(file)).write(file.ino, offset, data, options);
+    return this.onNode(file, (client) => client.write(file.ino, offset, data, options));
   }
 
   async stat(file: ClusterFileInfo): Promise<ClusterFileInfo> {
-    return { ...(await (await this.clientOf(file)).stat(file.ino)), node: file.node };
+    return { ...(await this.onNode(file, (client) => client.stat(file.ino))), node: file.node };
   }
 
   // ---- the whole cluster ----------------------------------------------------------
@@ -284,6 +302,14 @@ export class DaxCluster {
       }
     }
     throw last;
+  }
+
+  /** Cluster.Drain of `node` at a seed (not built on the servers yet: UNIMPLEMENTED / ENOTSUP). */
+  async drain(node: string): Promise<void> {
+    const stub = this.clusterStub(this.nextSeed());
+    await new Promise<void>((resolve, reject) => {
+      stub.Drain({ node }, new grpc.Metadata(), { deadline: new Date(Date.now() + this.deadlineMs) }, (err) => (err ? reject(DaxClientError.fromServiceError(err)) : resolve()));
+    });
   }
 
   /** Every file of the live nodes whose name starts with prefix, in name order (each node's pages merged). */

@@ -11,6 +11,7 @@
 import { EventEmitter } from 'node:events';
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
 import type { Logger } from 'pino';
+import { ETCD_CALL_MS } from './limits';
 import { parseNodeRecord, parsePlacementRecord, type ClusterKeys, type NodeRecord, type PlacementRecord } from './keys';
 
 export type CacheEvent =
@@ -45,11 +46,18 @@ export class WatchCache extends EventEmitter<{ change: [CacheEvent] }> {
     return cache;
   }
 
+  /** Cancels the watch; bounded by ETCD_CALL_MS (a frozen etcd never answers the cancel). */
   async stop(): Promise<void> {
     const watcher = this.watcher;
     this.watcher = null;
     this.removeAllListeners();
-    await watcher?.cancel().catch(() => undefined);
+    if (watcher === null) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      watcher.cancel().catch(() => undefined),
+      new Promise<void>((resolve) => { timer = setTimeout(resolve, ETCD_CALL_MS); }),
+    ]);
+    clearTimeout(timer);
   }
 
   private countFile(node: string, delta: number): void {
