@@ -113,6 +113,30 @@ describe('cluster: membership, the Cluster service, reconcile', function () {
     }
   });
 
+  it('NOT_OWNER names the owner in the daxd-owner trailers; Unlink removes the placement after the local unlink', async () => {
+    const viaA = DaxClient.connect(a.address, { deadlineMs: 5_000 });
+    const viaB = DaxClient.connect(b.address, { deadlineMs: 5_000 });
+    try {
+      const name = await createOn(viaB, 'owned-by-b/');
+      const trailers = await new Promise<grpc.Metadata>((resolve, reject) => {
+        viaA.raw.files.Lookup({ name }, (err) => (err ? resolve(err.metadata) : reject(new Error('Lookup at a succeeded'))));
+      });
+      assert.equal(trailers.get('daxd-reason')[0], 'NOT_OWNER');
+      assert.equal(trailers.get('daxd-owner')[0], b.address);
+      assert.equal(trailers.get('daxd-owner-node')[0], 'b');
+      // Unlink through the wrong node is redirected too, and changes nothing.
+      assert.equal((await failure(viaA.unlink(name))).reason, 'NOT_OWNER');
+      assert.notEqual(await kv.get(`/daxd/files/${name}`).string(), null);
+      await viaB.unlink(name);
+      assert.equal(await kv.get(`/daxd/files/${name}`).string(), null);
+      assert.equal((await failure(viaB.lookup(name))).reason, 'ENOENT');
+      assert.equal((await failure(viaA.lookup(name))).reason, 'ENOENT');
+    } finally {
+      viaA.close();
+      viaB.close();
+    }
+  });
+
   it('a server without --etcd answers the Cluster service UNIMPLEMENTED / ENOTSUP', async () => {
     const lone = await Daxd.start({ volumePath: path.join(tmp.dir, 'lone.vol'), sizeBytes: 64 * MiB, grpcAddress: '127.0.0.1:0', log: pino({ level: 'silent' }) });
     const stub = clusterStub(lone.grpcAddress);
