@@ -3,8 +3,9 @@
  *   - fencing: every call whose METHOD_ACTIONS rule asks for `write` (Create, Unlink,
  *     Write, Truncate, Fallocate, Fsync, WriteStream, write faults, Store, Msync, writable
  *     pins, Dma.Write) is UNAVAILABLE / FENCED while the node is fenced; reads go on.
- *     Dma.Stream is admitted as a reader and its write ops are not fenced in this slice
- *     (docs/CLUSTER.md "Not built yet"), nor are NBD writes.
+ *     Dma.Stream is admitted as a reader: each of its ops that writes is fenced in
+ *     dma-streams.ts, each WriteStream op by FencedFs. NBD writes are not fenced in this
+ *     slice (docs/CLUSTER.md "Not built yet").
  *   - routing by name: Create, Lookup and Unlink consult the placement (placement.ts) and
  *     answer NOT_OWNER (trailer daxd-owner) or NODE_DOWN for a name placed elsewhere.
  *     Calls by inode need no routing: an inode is this node's by construction.

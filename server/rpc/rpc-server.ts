@@ -127,7 +127,8 @@ export class RpcServer {
     const files = filesHandlers(fsOf, log, streams, (ino, datasync) => options.dax.fsync(ino, datasync), metrics);
     add(proto.Files.service, cluster === null ? files : routedFiles(files, fsOf, cluster, log));
     add(withFaultBatchEncoder(proto.Mapping.service), mappingHandlers(options.dax, sessions, fsOf, log));
-    add(proto.Dma.service, dmaHandlers(options.dax, sessions, fsOf, quota, log, streams, metrics));
+    // A cluster node fences each Dma.Stream op that writes (the stream is admitted as a reader).
+    add(proto.Dma.service, dmaHandlers(options.dax, sessions, fsOf, quota, log, streams, metrics, cluster === null ? undefined : () => cluster.assertMayMutate()));
     const clusterService = new ClusterService(cluster, log);
     add(proto.Cluster.service, clusterService.handlers());
     // `--tls-client-auth request`: refuse a client certificate that does not verify

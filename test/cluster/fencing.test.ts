@@ -96,6 +96,14 @@ describe('cluster: fencing', function () {
     // Every mutating kind is refused; reads are not.
     await assert.rejects(client.create('while-fenced'), (err: DaxClientError) => err.reason === 'FENCED' && err.codeName === 'UNAVAILABLE');
     await assert.rejects(client.truncate(ino, 0), (err: DaxClientError) => err.reason === 'FENCED');
+    // Dma.Stream is admitted as a reader: its writing ops are fenced one by one, its reads run.
+    const session = await client.openSession();
+    try {
+      await assert.rejects(client.dma.writeCycle(session, ino, 0, 1, { page: 0, offset: 0, data: Buffer.from('d') }), (err: DaxClientError) => err.reason === 'FENCED');
+      assert.equal((await client.dma.readCycle(session, ino, 0, 1, { page: 0, offset: 0, length: 6 })).toString(), 'xefore');
+    } finally {
+      await session.close();
+    }
     // The polls above wrote 'x' until the fence: the reads see it.
     assert.equal((await client.read(ino, 0, 6)).toString(), 'xefore');
     assert.equal((await client.stat(ino)).size, 6);
