@@ -5,6 +5,7 @@
  * byte-identical), and concurrent Creates of one name through two seeds.
  */
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import path from 'node:path';
 import { DaxCluster, DaxClientError, type ClusterFileInfo } from '../../client';
 import { etcdAvailable, startEtcd, type StartedEtcd } from '../support/etcd';
@@ -114,6 +115,35 @@ describe('cluster: three nodes on etcd, through DaxCluster', function () {
     const drain = await runCli(['cluster', 'drain', 'n1', ...seedsFlag]);
     assert.equal(drain.code, 1);
     assert.match(drain.stderr, /UNIMPLEMENTED: ENOTSUP: Cluster.Drain is not implemented yet/);
+  });
+
+  it('the file commands with --cluster SEEDS: put, get, stat, ls, df, rm find each file on its node', async () => {
+    const cluster = ['--cluster', seeds().join(',')];
+    const local = path.join(tmp.dir, 'local.bin');
+    const back = path.join(tmp.dir, 'back.bin');
+    const bytes = Buffer.concat([content(1), content(2), content(3)]);
+    fs.writeFileSync(local, bytes);
+    const CLI_FILES = 2;
+    for (let i = 0; i < CLI_FILES; i++) {
+      const name = `cli/${i}`;
+      const put = await runCli(['put', local, name, ...cluster]);
+      assert.equal(put.code, 0, put.stderr);
+      const stat = await runCli(['stat', name, '--json', ...cluster]);
+      assert.equal(stat.code, 0, stat.stderr);
+      const info = JSON.parse(stat.stdout) as { size: number; node: string };
+      assert.equal(info.size, bytes.length);
+      assert.ok(NAMES.includes(info.node), info.node);
+      const get = await runCli(['get', name, back, ...cluster]);
+      assert.equal(get.code, 0, get.stderr);
+      assert.ok(fs.readFileSync(back).equals(bytes));
+    }
+    const ls = await runCli(['ls', 'cli/', ...cluster]);
+    assert.deepEqual(ls.stdout.trim().split('\n'), [...Array(CLI_FILES).keys()].map((i) => `cli/${i}`));
+    const df = await runCli(['df', '--json', ...cluster]);
+    assert.equal((JSON.parse(df.stdout) as { files: number; nodes: number }).files, FILES + CLI_FILES);
+    const rm = await runCli(['rm', ...[...Array(CLI_FILES).keys()].map((i) => `cli/${i}`), ...cluster]);
+    assert.equal(rm.code, 0, rm.stderr);
+    assert.equal((await runCli(['ls', 'cli/', ...cluster])).stdout, '');
   });
 
   it('kill -9 of a node: its files NODE_DOWN within TTL + 2 s, the others fine, new creates avoid it; restarted, its files are back byte-identical', async () => {
