@@ -242,6 +242,7 @@ export class Daxd {
     return {
       fs: this.fs, dax: this.dax, sessions: this.rpc.sessions, metrics: this.metrics, facts,
       nbd: this.nbd, auth: this.auth, metricsAuth: this.options.metricsAuth ?? 'none',
+      cluster: this.cluster === null ? null : () => this.cluster!.status(),
       // Mount replays the journal before it returns, so a mounted volume is a replayed one.
       readiness: () => ({ volumeMounted: this.mounted, journalReplayed: this.mounted, acceptingCalls: this.rpc.accepting }),
     };

@@ -14,6 +14,7 @@ import type { Logger } from 'pino';
 import { DaxError, FencedError } from '../errors';
 import type { FileSystemApi } from '../fs/types';
 import type { ClusterMetricsSource } from '../metrics';
+import type { ClusterStatus } from '../http/deps';
 import type { ClusterConfig } from './config';
 import { etcdClient } from './etcd';
 import { ClusterKeys, type NodeRecord } from './keys';
@@ -126,6 +127,20 @@ export class Cluster {
       conflictNames: report.conflicts.slice(0, RECONCILE_LOG_NAMES_MAX),
     }, 'cluster: reconciled placements with the volume');
     this.joined = true;
+  }
+
+  /** The cluster as this node sees it (GET /api/v1/cluster, the dashboard). */
+  status(): ClusterStatus {
+    const cache = this.cacheRef;
+    const nodes: ClusterStatus['nodes'] = [];
+    if (cache !== null) {
+      for (const n of cache.nodes.values()) {
+        nodes.push({ name: n.name, state: 'live', grpc: n.grpc, capacityBytes: n.capacity, freeBytes: n.free, files: cache.filesPerNode.get(n.name) ?? 0 });
+      }
+      for (const [name, files] of cache.filesPerNode) if (!cache.nodes.has(name)) nodes.push({ name, state: 'down', grpc: '', capacityBytes: 0, freeBytes: 0, files });
+    }
+    nodes.sort((a, b) => (a.state === b.state ? (a.name < b.name ? -1 : a.name > b.name ? 1 : 0) : a.state === 'live' ? -1 : 1));
+    return { self: this.self, fenced: this.fenced, nodes };
   }
 
   /** The numbers of the daxd_cluster_* metrics. */
