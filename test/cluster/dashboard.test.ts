@@ -13,7 +13,7 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { clusterSchema } from '../../server/http/admin-schemas';
 import { Daxd } from '../../server/server';
 import { getJson, validate } from '../http/fixture';
-import { etcdAvailable, startEtcd, type StartedEtcd } from '../support/etcd';
+import { assertEtcdInstalled, startEtcd, type StartedEtcd } from '../support/etcd';
 import { tempDir } from '../support/start-server';
 import { MiB } from '../support/units';
 import { startNode, TEST_TTL_S, type InProcessNode } from './fixture';
@@ -37,7 +37,7 @@ describe('cluster: GET /api/v1/cluster and the dashboard\'s Cluster card', funct
   const tmp = tempDir('daxd-cluster-http-');
 
   before(async function () {
-    if (!etcdAvailable() || !fs.existsSync(CHROMIUM)) this.skip();
+    assertEtcdInstalled();
     etcd = await startEtcd();
     other = await startNode(etcd.url, 'other');
     daxd = await Daxd.start({

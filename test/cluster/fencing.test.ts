@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { Etcd3 } from 'etcd3';
 import { DaxClient, DaxClientError } from '../../client';
-import { etcdAvailable, startEtcd, type StartedEtcd } from '../support/etcd';
+import { assertEtcdInstalled, startEtcd, type StartedEtcd } from '../support/etcd';
 import { until } from '../support/until';
 import { startNode, TEST_TTL_S, type InProcessNode } from './fixture';
 
@@ -26,7 +26,7 @@ describe('cluster: fencing', function () {
   let kv: Etcd3;
 
   before(async function () {
-    if (!etcdAvailable()) this.skip();
+    assertEtcdInstalled();
     etcd = await startEtcd();
     a = await startNode(etcd.url, 'a');
     b = await startNode(etcd.url, 'b');

@@ -15,7 +15,7 @@ import type { ClusterEvent__Output } from '../../wire/generated/daxd/v1/ClusterE
 import type { MembersResponse__Output } from '../../wire/generated/daxd/v1/MembersResponse';
 import type { Placement__Output } from '../../wire/generated/daxd/v1/Placement';
 import { frameRepliesInPlace, frameRequestsInPlace } from '../../wire/frame-in-place';
-import { etcdAvailable, freePort, startEtcd, type StartedEtcd } from '../support/etcd';
+import { assertEtcdInstalled, freePort, startEtcd, type StartedEtcd } from '../support/etcd';
 import { call, failure } from '../support/raw-rpc';
 import { runCli, tempDir } from '../support/start-server';
 import { until } from '../support/until';
@@ -49,7 +49,7 @@ describe('cluster: membership, the Cluster service, reconcile', function () {
   const tmp = tempDir('daxd-membership-');
 
   before(async function () {
-    if (!etcdAvailable()) this.skip();
+    assertEtcdInstalled();
     etcd = await startEtcd();
     a = await startNode(etcd.url, 'a');
     b = await startNode(etcd.url, 'b');

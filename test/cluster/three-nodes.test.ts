@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { DaxCluster, DaxClientError, type ClusterFileInfo } from '../../client';
-import { etcdAvailable, startEtcd, type StartedEtcd } from '../support/etcd';
+import { assertEtcdInstalled, startEtcd, type StartedEtcd } from '../support/etcd';
 import { seededRng, randInt } from '../support/rng';
 import { runCli, tempDir, type StartedServer } from '../support/start-server';
 import { until } from '../support/until';
@@ -38,7 +38,7 @@ describe('cluster: three nodes on etcd, through DaxCluster', function () {
   const seeds = () => [...servers.values()].map((s) => s.address);
 
   before(async function () {
-    if (!etcdAvailable()) this.skip();
+    assertEtcdInstalled();
     etcd = await startEtcd();
     for (const node of NAMES) servers.set(node, await startNodeProcess(etcd.url, node, volumeOf(node)));
     cluster = DaxCluster.connect({ seeds: seeds(), deadlineMs: 5_000 });
