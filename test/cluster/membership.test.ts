@@ -20,7 +20,7 @@ import { call, failure } from '../support/raw-rpc';
 import { runCli, tempDir } from '../support/start-server';
 import { until } from '../support/until';
 import { MiB } from '../support/units';
-import { startNode, type InProcessNode } from './fixture';
+import { startNode, TEST_TTL_S, type InProcessNode } from './fixture';
 import * as grpc from '@grpc/grpc-js';
 
 function clusterStub(address: string): ClusterClient {
@@ -79,6 +79,29 @@ describe('cluster: membership, the Cluster service, reconcile', function () {
     // Neither refusal touched the holder's registration.
     const members = await call<MembersResponse__Output>((cb) => clusterStub(b.address).Members({}, cb));
     assert.deepEqual(members.nodes.map((n) => [n.name, n.live]), [['a', true], ['b', true]]);
+  });
+
+  it('a node restarted while its previous run\'s registration (same name, same volume) is leased waits for it to expire', async () => {
+    // The volume of node "phoenix", served once alone to learn its uuid.
+    const volumePath = path.join(tmp.dir, 'phoenix.vol');
+    const lone = await Daxd.start({ volumePath, sizeBytes: 64 * MiB, grpcAddress: '127.0.0.1:0', log: pino({ level: 'silent' }) });
+    const uuid = lone.fs.statVolume().uuid;
+    await lone.stop();
+    // What a kill -9 leaves behind: both keys under a lease nobody renews.
+    const lease = kv.lease(TEST_TTL_S, { autoKeepAlive: false });
+    const record = { name: 'phoenix', grpc: '127.0.0.1:1', nbd: '', http: '', volumeUuid: uuid, capacity: 1, free: 1, version: 'old', startedAtMs: 1 };
+    await lease.put('/daxd/nodes/phoenix').value(JSON.stringify(record));
+    await lease.put('/daxd/volumes/' + uuid).value(JSON.stringify({ node: 'phoenix' }));
+    const grantedAtMs = Date.now();
+    const node = await startNode(etcd.url, 'phoenix', { volumePath });
+    try {
+      const waitedMs = Date.now() - grantedAtMs;
+      assert.ok(waitedMs >= 1000, `started after ${waitedMs} ms, before the old lease could expire`);
+      await until(async () => (await call<MembersResponse__Output>((cb) => clusterStub(a.address).Members({}, cb))).nodes.some((n) => n.name === 'phoenix' && n.grpc === node.address), 'phoenix registered anew');
+    } finally {
+      await node.stop();
+      lease.release();
+    }
   });
 
   it('answers Members, Locate and Watch from its etcd cache; Drain is UNIMPLEMENTED', async () => {
