@@ -77,8 +77,13 @@ describe('cluster: membership, the Cluster service, reconcile', function () {
       return true;
     });
     // Neither refusal touched the holder's registration.
-    const members = await call<MembersResponse__Output>((cb) => clusterStub(b.address).Members({}, cb));
-    assert.deepEqual(members.nodes.map((n) => [n.name, n.live]), [['a', true], ['b', true]]);
+    const stub = clusterStub(b.address);
+    try {
+      const members = await call<MembersResponse__Output>((cb) => stub.Members({}, cb));
+      assert.deepEqual(members.nodes.map((n) => [n.name, n.live]), [['a', true], ['b', true]]);
+    } finally {
+      stub.close();
+    }
   });
 
   it('a node restarted while its previous run\'s registration (same name, same volume) is leased waits for it to expire', async () => {
@@ -94,12 +99,15 @@ describe('cluster: membership, the Cluster service, reconcile', function () {
     await lease.put('/daxd/volumes/' + uuid).value(JSON.stringify({ node: 'phoenix' }));
     const grantedAtMs = Date.now();
     const node = await startNode(etcd.url, 'phoenix', { volumePath });
+    const stub = clusterStub(a.address);
     try {
       const waitedMs = Date.now() - grantedAtMs;
       assert.ok(waitedMs >= 1000, `started after ${waitedMs} ms, before the old lease could expire`);
-      await until(async () => (await call<MembersResponse__Output>((cb) => clusterStub(a.address).Members({}, cb))).nodes.some((n) => n.name === 'phoenix' && n.grpc === node.address), 'phoenix registered anew');
+      await until(async () => (await call<MembersResponse__Output>((cb) => stub.Members({}, cb))).nodes.some((n) => n.name === 'phoenix' && n.grpc === node.address), 'phoenix registered anew');
     } finally {
+      stub.close();
       await node.stop();
+      node.removeDir();
       lease.release();
     }
   });
