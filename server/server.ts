@@ -200,6 +200,8 @@ export class Daxd {
           // Connections, request durations, and NBD I/O with the other paths (daxd_io_*{path="nbd"}).
           observer: nbdObserver(metrics),
           tls: nbdTlsOptions(options, tls), auth: options.auth ?? null, quota: rpc.quota,
+          // A cluster node refuses NBD changes while fenced, as it refuses gRPC ones.
+          fence: cluster === null ? undefined : () => cluster.assertMayMutate(),
         });
       } catch (err) {
         await daxd.stop();

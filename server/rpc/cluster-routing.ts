@@ -4,8 +4,7 @@
  *     Write, Truncate, Fallocate, Fsync, WriteStream, write faults, Store, Msync, writable
  *     pins, Dma.Write) is UNAVAILABLE / FENCED while the node is fenced; reads go on.
  *     Dma.Stream is admitted as a reader: each of its ops that writes is fenced in
- *     dma-streams.ts, each WriteStream op by FencedFs. NBD writes are not fenced in this
- *     slice (docs/CLUSTER.md "Not built yet").
+ *     dma-streams.ts, each WriteStream op by FencedFs, NBD changes in nbd/commands.ts.
  *   - routing by name: Create, Lookup and Unlink consult the placement (placement.ts) and
  *     answer NOT_OWNER (trailer daxd-owner) or NODE_DOWN for a name placed elsewhere.
  *     Calls by inode need no routing: an inode is this node's by construction.

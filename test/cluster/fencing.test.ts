@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { Etcd3 } from 'etcd3';
 import { DaxClient, DaxClientError } from '../../client';
 import { assertEtcdInstalled, startEtcd, type StartedEtcd } from '../support/etcd';
+import { RawNbd, W } from '../support/raw-nbd';
 import { until } from '../support/until';
 import { startNode, TEST_TTL_S, type InProcessNode } from './fixture';
 
@@ -28,7 +29,7 @@ describe('cluster: fencing', function () {
   before(async function () {
     assertEtcdInstalled();
     etcd = await startEtcd();
-    a = await startNode(etcd.url, 'a');
+    a = await startNode(etcd.url, 'a', { nbd: true });
     b = await startNode(etcd.url, 'b');
     kv = new Etcd3({ hosts: etcd.url });
     client = DaxClient.connect(a.address, { deadlineMs: 5_000 });
@@ -96,6 +97,20 @@ describe('cluster: fencing', function () {
     // Every mutating kind is refused; reads are not.
     await assert.rejects(client.create('while-fenced'), (err: DaxClientError) => err.reason === 'FENCED' && err.codeName === 'UNAVAILABLE');
     await assert.rejects(client.truncate(ino, 0), (err: DaxClientError) => err.reason === 'FENCED');
+    // NBD too: WRITE, TRIM and WRITE_ZEROES fail (NBD_EIO, FENCED in the message); READ runs.
+    const nbd = await RawNbd.connect(a.daxd.nbdAddress!);
+    try {
+      await nbd.greet();
+      await nbd.go(mine, { structured: true });
+      for (const type of [W.NBD_CMD_WRITE, W.NBD_CMD_TRIM, W.NBD_CMD_WRITE_ZEROES]) {
+        const outcome = await nbd.command(type, type === W.NBD_CMD_WRITE ? { offset: 0, data: Buffer.from('n') } : { offset: 0, length: 1 });
+        assert.equal(outcome.error, W.NBD_EIO, `command ${type}`);
+        assert.match(outcome.message, /FENCED/);
+      }
+      assert.equal((await nbd.read(0, 6)).toString(), 'xefore');
+    } finally {
+      nbd.end();
+    }
     // Dma.Stream is admitted as a reader: its writing ops are fenced one by one, its reads run.
     const session = await client.openSession();
     try {
