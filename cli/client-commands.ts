@@ -1,13 +1,14 @@
 /**
  * The client subcommands: ls, stat, put, get, rm, truncate, df, inspect. Each connects with the
- * SDK to --server (default $DAXD_SERVER, else 127.0.0.1:7070), over TLS with --tls-ca /
+ * SDK to --server (default $DAXD_SERVER, else 127.0.0.1:7070), or to a cluster through
+ * the seed nodes of --cluster (DaxCluster: each file's calls go to its node), over TLS with --tls-ca /
  * --tls-cert / --tls-key, as the principal of --token (else $DAXD_TOKEN), and reports a failure as
  * one line `daxd CMD: STATUS/REASON: details` with exit status 1.
  */
 import fs from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { SingleBar, Presets } from 'cli-progress';
-import { DaxClient, readChunks, writeChunks, type FileInfo, type MappingEntry } from '../client';
+import { DaxClient, DaxCluster, readChunks, writeChunks, type FileInfo, type MappingEntry } from '../client';
 import { CHUNK_BYTES } from '../client/limits';
 import { connectionOptions, TOKEN_ENV } from '../client/loadtest/connect-flags';
 import { DEFAULT_GRPC_ADDRESS, EXIT_OK, formatBytes, parseSize, stringOption, UsageError, type Options, type Parsed } from './args';
@@ -17,38 +18,84 @@ import type { Command } from './command';
 const PROGRESS_BYTES_MIN = 8 * 1024 * 1024;
 
 const SERVER_OPTION: Options = {
-  server: { type: 'string', short: 's' },
+  server: { type: 'string', short: 's' }, cluster: { type: 'string' },
   'tls-ca': { type: 'string' }, 'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' }, token: { type: 'string' },
 };
 const SERVER_HELP = `  -s, --server HOST:PORT   daxd to talk to (default $DAXD_SERVER, else ${DEFAULT_GRPC_ADDRESS})\n`
+  + '  --cluster HOST:PORT[,...]  a cluster (daxd serve --etcd) through these seed nodes instead of one --server:\n'
+  + '                           each file is found on its node; ls and df cover every live node\n'
   + '  --tls-ca FILE            talk TLS; the server\'s certificate must chain to this PEM CA file\n'
   + '  --tls-cert FILE          client certificate (PEM) to present (mTLS), with --tls-key\n'
   + '  --tls-key FILE           private key (PEM) of --tls-cert\n'
   + `  --token TOKEN            bearer token of a principal of the server's --auth file (default $${TOKEN_ENV};\n`
   + '                           prefer the variable: a command line is visible to other users)';
 
-function connect(parsed: Parsed): DaxClient {
+/**
+ * What a command talks to: one server (--server), or a cluster (--cluster SEEDS), where a
+ * file's calls go to the client of its node.
+ */
+interface Target {
+  lookup(name: string): Promise<{ client: DaxClient; file: FileInfo }>;
+  create(name: string, options?: { exclusive?: boolean }): Promise<{ client: DaxClient; file: FileInfo }>;
+  unlink(name: string): Promise<void>;
+  listAll(prefix: string): AsyncGenerator<FileInfo>;
+  statVolume(): Promise<{ blockSize: number; blocksTotal: number; blocksUsed: number; blocksFree: number; files: number; maxFiles: number }>;
+  close(): void;
+}
+
+function serverTarget(client: DaxClient): Target {
+  return {
+    lookup: async (name) => ({ client, file: await client.lookup(name) }),
+    create: async (name, options) => ({ client, file: await client.create(name, options) }),
+    unlink: (name) => client.unlink(name),
+    listAll: (prefix) => client.listAll(prefix),
+    statVolume: () => client.statVolume(),
+    close: () => client.close(),
+  };
+}
+
+function clusterTarget(cluster: DaxCluster): Target {
+  return {
+    lookup: async (name) => {
+      const file = await cluster.lookup(name);
+      return { client: await cluster.clientOf(file), file };
+    },
+    create: async (name, options) => {
+      const file = await cluster.create(name, options);
+      return { client: await cluster.clientOf(file), file };
+    },
+    unlink: (name) => cluster.unlink(name),
+    listAll: (prefix) => cluster.listAll(prefix),
+    statVolume: () => cluster.statVolume(),
+    close: () => cluster.close(),
+  };
+}
+
+function connect(parsed: Parsed): Target {
   // Files are read and the token checked before connecting: a bad flag is a usage error.
   const connection = connectionOptions(parsed.values);
+  const seeds = stringOption(parsed.values, 'cluster');
+  if (seeds !== undefined && stringOption(parsed.values, 'server') !== undefined) throw new UsageError('--cluster and --server: give one');
   const server = stringOption(parsed.values, 'server') ?? process.env.DAXD_SERVER ?? DEFAULT_GRPC_ADDRESS;
   try {
-    return DaxClient.connect(server, connection);
+    if (seeds === undefined) return serverTarget(DaxClient.connect(server, connection));
+    return clusterTarget(DaxCluster.connect({ seeds: seeds.split(',').filter((x) => x !== ''), ...connection }));
   } catch (err) {
-    // A token in plaintext beyond loopback, a certificate without its key: the flags are at fault.
+    // A token in plaintext beyond loopback, a certificate without its key, no seeds: the flags are at fault.
     if (err instanceof TypeError) throw new UsageError(err.message);
     throw err;
   }
 }
 
-/** Run `body` with a client, closing it afterwards. */
-function clientCommand(body: (client: DaxClient, parsed: Parsed) => Promise<void>): (parsed: Parsed) => Promise<number> {
+/** Run `body` with a target, closing it afterwards. */
+function clientCommand(body: (target: Target, parsed: Parsed) => Promise<void>): (parsed: Parsed) => Promise<number> {
   return async (parsed) => {
-    const client = connect(parsed);
+    const target = connect(parsed);
     try {
-      await body(client, parsed);
+      await body(target, parsed);
       return EXIT_OK;
     } finally {
-      client.close();
+      target.close();
     }
   };
 }
@@ -77,9 +124,9 @@ function describe(file: FileInfo): string {
   ].join('\n');
 }
 
-const ls = clientCommand(async (client, parsed) => {
+const ls = clientCommand(async (target, parsed) => {
   const long = parsed.values.long === true;
-  for await (const file of client.listAll(parsed.positionals[0] ?? '')) {
+  for await (const file of target.listAll(parsed.positionals[0] ?? '')) {
     const line = long
       ? `${String(file.ino).padStart(8)} ${String(file.size).padStart(14)} ${new Date(file.mtimeMs).toISOString()} ${file.name}`
       : file.name;
@@ -87,15 +134,15 @@ const ls = clientCommand(async (client, parsed) => {
   }
 });
 
-const stat = clientCommand(async (client, parsed) => {
-  const file = await client.lookup(parsed.positionals[0]);
+const stat = clientCommand(async (target, parsed) => {
+  const { file } = await target.lookup(parsed.positionals[0]);
   process.stdout.write(parsed.values.json === true ? `${JSON.stringify(file)}\n` : `${describe(file)}\n`);
 });
 
-const put = clientCommand(async (client, parsed) => {
+const put = clientCommand(async (target, parsed) => {
   const [localPath, name] = parsed.positionals;
   const sizeBytes = fs.statSync(localPath).size;
-  const file = await client.create(name);
+  const { client, file } = await target.create(name);
   const bar = progressBar(sizeBytes, parsed);
   try {
     // Overwrite in place, then cut to the new length: no blocks are freed and reallocated.
@@ -108,9 +155,9 @@ const put = clientCommand(async (client, parsed) => {
   process.stdout.write(`${name}: ${sizeBytes} bytes written (ino ${file.ino})\n`);
 });
 
-const get = clientCommand(async (client, parsed) => {
+const get = clientCommand(async (target, parsed) => {
   const [name, localPath] = parsed.positionals;
-  const file = await client.lookup(name);
+  const { client, file } = await target.lookup(name);
   const bar = progressBar(file.size, parsed);
   let done = 0;
   async function* counted(): AsyncGenerator<Buffer> {
@@ -129,29 +176,29 @@ const get = clientCommand(async (client, parsed) => {
 });
 
 /** A new sparse file of --size bytes (reads as zeros; e.g. an NBD export to fill). */
-const create = clientCommand(async (client, parsed) => {
+const create = clientCommand(async (target, parsed) => {
   const [name] = parsed.positionals;
   const sizeText = stringOption(parsed.values, 'size');
   if (sizeText === undefined) throw new UsageError('--size is required (e.g. --size 1G)');
   const sizeBytes = parseSize(sizeText, '--size');
-  const file = await client.create(name, { exclusive: true });
+  const { client, file } = await target.create(name, { exclusive: true });
   if (sizeBytes > 0) await client.truncate(file.ino, sizeBytes);
   process.stdout.write(`${name}: created, ${sizeBytes} bytes (${formatBytes(sizeBytes)})\n`);
 });
 
-const rm = clientCommand(async (client, parsed) => {
-  for (const name of parsed.positionals) await client.unlink(name);
+const rm = clientCommand(async (target, parsed) => {
+  for (const name of parsed.positionals) await target.unlink(name);
 });
 
-const truncate = clientCommand(async (client, parsed) => {
+const truncate = clientCommand(async (target, parsed) => {
   const [name, sizeText] = parsed.positionals;
   const sizeBytes = parseSize(sizeText, 'SIZE');
-  const file = await client.lookup(name);
+  const { client, file } = await target.lookup(name);
   await client.truncate(file.ino, sizeBytes);
 });
 
-const df = clientCommand(async (client, parsed) => {
-  const v = await client.statVolume();
+const df = clientCommand(async (target, parsed) => {
+  const v = await target.statVolume();
   if (parsed.values.json === true) {
     process.stdout.write(`${JSON.stringify(v)}\n`);
     return;
@@ -177,9 +224,9 @@ function entryKind(e: MappingEntry): string {
 }
 
 /** The mapping entries of a file's pages [FIRST, LAST] (default: every page before EOF). */
-const inspect = clientCommand(async (client, parsed) => {
+const inspect = clientCommand(async (target, parsed) => {
   const [name, firstText, lastText] = parsed.positionals;
-  const file = await client.lookup(name);
+  const { client, file } = await target.lookup(name);
   const first = firstText === undefined ? 0 : pgoffArg(firstText, 'FIRST');
   const last = lastText === undefined ? Math.max(first, Math.ceil(file.size / 4096) - 1) : pgoffArg(lastText, 'LAST');
   if (last < first) throw new UsageError(`LAST (${last}) is before FIRST (${first})`);

@@ -14,6 +14,8 @@ import { HttpListenError } from '../server/http/http-server';
 import { NbdListenError } from '../server/nbd/nbd-server';
 import { ListenError } from '../server/rpc/rpc-server';
 import { TlsConfigError } from '../server/tls/config';
+import { EtcdUnreachableError } from '../server/cluster/cluster';
+import { clusterCommand } from './cluster-command';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parse, UsageError } from './args';
 import { clientCommands } from './client-commands';
 import type { Command } from './command';
@@ -21,7 +23,7 @@ import { serveCommand } from './serve-command';
 import { tokenCommand } from './token-command';
 import { fsckCommand, mkfsCommand } from './volume-commands';
 
-const COMMANDS: Command[] = [serveCommand, mkfsCommand, fsckCommand, tokenCommand, ...clientCommands];
+const COMMANDS: Command[] = [serveCommand, mkfsCommand, fsckCommand, tokenCommand, ...clientCommands, clusterCommand];
 
 function overview(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
@@ -31,7 +33,7 @@ function overview(): string {
 
 /** A failure worth one line, not a stack: coded errors of the engine or of a call. */
 function describeFailure(err: unknown): string | null {
-  if (err instanceof DaxError || err instanceof DaxClientError || err instanceof ListenError || err instanceof HttpListenError || err instanceof NbdListenError) return err.message;
+  if (err instanceof DaxError || err instanceof DaxClientError || err instanceof ListenError || err instanceof HttpListenError || err instanceof NbdListenError || err instanceof EtcdUnreachableError) return err.message;
   if (err instanceof Error && typeof (err as NodeJS.ErrnoException).code === 'string' && (err as NodeJS.ErrnoException).syscall) {
     return err.message; // ENOENT on a local file, and the like
   }

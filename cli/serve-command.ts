@@ -20,6 +20,8 @@ import {
   DEFAULT_GRPC_ADDRESS, DEFAULT_HTTP_ADDRESS, DEFAULT_NBD_ADDRESS, DEFAULT_VOLUME_BYTES, DEFAULT_VOLUME_PATH, EXIT_OK, parseCount, parseSize, stringOption, UsageError, type Parsed,
 } from './args';
 import type { Command } from './command';
+import { ClusterConfigError, clusterConfigFromFlags, type ClusterConfig } from '../server/cluster/config';
+import { NODE_TTL_S_DEFAULT } from '../server/cluster/limits';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -39,6 +41,25 @@ function tlsFlags(parsed: Parsed): TlsConfig | null {
   }
 }
 
+/** The cluster flags as a config (undefined without --etcd); a bad one is a usage error. */
+function clusterFlags(parsed: Parsed): ClusterConfig | undefined {
+  const etcd = stringOption(parsed.values, 'etcd');
+  const others = ['node-name', 'etcd-prefix', 'node-ttl-s', 'advertise'].filter((f) => stringOption(parsed.values, f) !== undefined);
+  if (etcd === undefined) {
+    if (others.length > 0) throw new UsageError(`--${others[0]} needs --etcd URL[,URL...]`);
+    return undefined;
+  }
+  try {
+    return clusterConfigFromFlags({
+      etcd, nodeName: stringOption(parsed.values, 'node-name'), prefix: stringOption(parsed.values, 'etcd-prefix'),
+      ttlS: stringOption(parsed.values, 'node-ttl-s'), advertise: stringOption(parsed.values, 'advertise'),
+    });
+  } catch (err) {
+    if (err instanceof ClusterConfigError) throw new UsageError(err.message);
+    throw err;
+  }
+}
+
 async function serve(parsed: Parsed): Promise<number> {
   const volumeOption = stringOption(parsed.values, 'volume');
   const sizeOption = stringOption(parsed.values, 'size');
@@ -54,6 +75,7 @@ async function serve(parsed: Parsed): Promise<number> {
   }
   const nbdTimeoutOption = stringOption(parsed.values, 'nbd-layout-break-timeout-ms');
   const tls = tlsFlags(parsed);
+  const cluster = clusterFlags(parsed);
   const nbdTls = nbdTlsMode(parsed);
   if (!LOG_LEVELS.includes(level)) throw new UsageError(`--log-level: ${JSON.stringify(level)} is not one of ${LOG_LEVELS.join(', ')}`);
   const authFile = stringOption(parsed.values, 'auth');
@@ -107,6 +129,7 @@ async function serve(parsed: Parsed): Promise<number> {
       insecureAllowRemote: parsed.values['insecure-allow-remote'] === true,
       nbdTls,
       metricsAuth,
+      cluster,
     });
     serving = daxd;
     await stopRequested;
@@ -155,6 +178,7 @@ export const serveCommand: Command = {
   summary: 'serve a volume over gRPC and NBD (creating it when missing)',
   help: `usage: daxd serve [--volume PATH] [--size N] [--grpc HOST:PORT] [--http HOST:PORT] [--nbd HOST:PORT|off]
                   [--tls-cert FILE --tls-key FILE [--tls-ca FILE] [--tls-client-auth none|request|require]] [--insecure-allow-remote]
+                  [--etcd URL[,URL...] --node-name NAME [--etcd-prefix /daxd] [--node-ttl-s N] [--advertise HOST:PORT]]
 
 Mounts the volume (replaying its journal) and serves it until SIGTERM/SIGINT.
 Prints one JSON log line naming the bound addresses ("msg":"daxd serving").
@@ -183,6 +207,12 @@ volume are untouched; a bad file keeps the old certificates (logged at warn).
                      for one and refuses one that does not verify against --tls-ca; require
                      refuses a handshake without a valid one (default: require with --tls-ca, else none)
   --insecure-allow-remote  allow a bind beyond loopback without TLS and --auth (warned at every start)
+  --etcd URL[,URL...]  join a cluster coordinated by etcd (http://HOST:PORT; docs/CLUSTER.md). Without it, daxd runs alone
+  --node-name NAME   this node's name in the cluster (required with --etcd; [A-Za-z0-9._-], at most 63)
+  --etcd-prefix P    key prefix of the cluster in etcd (default /daxd)
+  --node-ttl-s N     lease of the node's registration, seconds (default ${NODE_TTL_S_DEFAULT}); the node fences itself
+                     (refuses mutating calls) after 2/3 of it without a renewal
+  --advertise HOST:PORT  the gRPC address other nodes and clients are sent to (default: the bound --grpc address)
 
 Secure by default: loopback is exactly 127.0.0.1, ::1 and localhost. Any other address
 (0.0.0.0, ::, a LAN address, and also the rest of 127.0.0.0/8, which is commonly used to
@@ -207,6 +237,11 @@ expose services to containers or other network namespaces) is remote: binding --
     'tls-ca': { type: 'string' },
     'tls-client-auth': { type: 'string' },
     'insecure-allow-remote': { type: 'boolean' },
+    etcd: { type: 'string' },
+    'node-name': { type: 'string' },
+    'etcd-prefix': { type: 'string' },
+    'node-ttl-s': { type: 'string' },
+    advertise: { type: 'string' },
   },
   positionals: { min: 0, max: 0 },
   run: serve,

@@ -19,3 +19,5 @@ export { loadDaxdProto, PROTO_PATH, PROTO_LOADER_OPTIONS } from '../wire/proto';
 export * as limits from './limits';
 export { readChunks, writeChunks } from './file-transfer';
 export type { ReadChunksOptions } from './file-transfer';
+export { DaxCluster, CLUSTER_REDIRECTS_MAX } from './cluster';
+export type { DaxClusterOptions, ClusterFileInfo, ClusterMember, ClusterVolumeInfo } from './cluster';

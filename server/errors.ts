@@ -72,6 +72,9 @@ export const REASONS = {
   EACCES: { status: GrpcStatus.PERMISSION_DENIED, doc: 'The principal\'s role does not allow the call (e.g. ro writing), or the file is outside its name prefix.' },
   EDQUOT: { status: GrpcStatus.RESOURCE_EXHAUSTED, doc: 'The principal\'s quota (sessions, pins, pinned blocks, allocated bytes) would be exceeded; the message says which, as (actual vs. max).' },
   AUTH_RATE_LIMITED: { status: GrpcStatus.RESOURCE_EXHAUSTED, doc: 'Too many failed authentications from this peer address recently; every attempt is refused until the window passes.' },
+  FENCED: { status: GrpcStatus.UNAVAILABLE, doc: 'A cluster node that could not renew its etcd lease (or is not registered yet) refuses mutating calls until it has registered again; reads go on.' },
+  NOT_OWNER: { status: GrpcStatus.FAILED_PRECONDITION, doc: 'The file is placed on another cluster node: the trailer daxd-owner names its gRPC address (daxd-owner-node its name).' },
+  NODE_DOWN: { status: GrpcStatus.UNAVAILABLE, doc: 'The file is placed on a cluster node that is down (no live registration); it is never re-created elsewhere.' },
 } as const satisfies Record<Reason, ReasonSpec>;
 
 export type ReasonCode = keyof typeof REASONS;
@@ -213,4 +216,21 @@ export class QuotaError extends DaxError {
 export class AuthRateLimitedError extends DaxError {
   /** retryAfterMs: until the peer may try again (HTTP sends it as Retry-After). */
   constructor(readonly retryAfterMs: number) { super('AUTH_RATE_LIMITED', `too many failed authentications from this address; retry in ${Math.ceil(retryAfterMs / 1000)} s`); }
+}
+
+// ---- cluster (server/cluster) -------------------------------------------------------
+
+/** A node that cannot renew its etcd lease (or has not registered yet) refuses mutations. */
+export class FencedError extends DaxError {
+  constructor(why: string) { super('FENCED', `this node is fenced (${why}): mutating calls are refused until it registers again; reads go on`); }
+}
+/** The name is placed on another node; status.ts sends `ownerAddress` in the daxd-owner trailer. */
+export class NotOwnerError extends DaxError {
+  constructor(name: string, readonly ownerNode: string, readonly ownerAddress: string) {
+    super('NOT_OWNER', `${excerpt(name)} is placed on node ${ownerNode} (${ownerAddress})`);
+  }
+}
+/** The name is placed on a node with no live registration. */
+export class NodeDownError extends DaxError {
+  constructor(name: string, node: string) { super('NODE_DOWN', `${excerpt(name)} is placed on node ${node}, which is down`); }
 }

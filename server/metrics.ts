@@ -50,6 +50,16 @@ export interface MetricSources {
   streamMemory?: StreamMemory;
 }
 
+/** What the cluster metrics read at scrape time (server/cluster; only a node started with --etcd has them). */
+export interface ClusterMetricsSource {
+  fenced: boolean;
+  liveNodes: number;
+  /** Nodes that hold files but have no live registration. */
+  downNodes: number;
+  /** NOT_OWNER answers since start. */
+  redirects: number;
+}
+
 type Labels = Record<string, string>;
 type Samples = Array<[Labels, number]>;
 
@@ -148,6 +158,28 @@ export class Metrics {
       NBD_REQUEST_DURATION_BUCKETS_SECONDS, this.registry);
 
     this.defineSampled();
+  }
+
+  /** A cluster node: daxd_cluster_* read `read()` at scrape time. Called once. */
+  attachCluster(read: () => ClusterMetricsSource): void {
+    const registers = [this.registry];
+    new prom.Gauge({
+      name: 'daxd_cluster_fenced', help: '1 while this node is fenced (refusing mutating calls: no lease renewal for 2/3 of its TTL, or not registered yet).',
+      registers, collect() { this.set(read().fenced ? 1 : 0); },
+    });
+    new prom.Gauge({
+      name: 'daxd_cluster_nodes', help: 'Cluster nodes as this node sees them: live (registered) or down (holding files, not registered).',
+      labelNames: ['state'], registers,
+      collect() {
+        const r = read();
+        this.set({ state: 'live' }, r.liveNodes);
+        this.set({ state: 'down' }, r.downNodes);
+      },
+    });
+    new prom.Counter({
+      name: 'daxd_cluster_redirects_total', help: 'Calls by name this node answered NOT_OWNER (placed on another node).',
+      registers, collect() { this.reset(); this.inc(read().redirects); },
+    });
   }
 
   /** The server is up: collect callbacks read its state from now on. */

@@ -33,6 +33,9 @@ import { TlsMaterial, type TlsReloadResult } from './tls/material';
 import { openVolume } from './volume';
 import { X509Certificate } from 'node:crypto';
 import { pemCertificates, type Authenticator } from './auth/authenticator';
+import { Cluster } from './cluster/cluster';
+import type { ClusterConfig } from './cluster/config';
+import { FencedFs } from './cluster/fenced-fs';
 
 /** package.json's version (reported by /api/v1/volume): the nearest one above this module. */
 function packageVersion(): string {
@@ -82,6 +85,8 @@ export interface DaxdOptions {
   nbdTlsClientAuth?: 'none' | 'request' | 'require';
   /** `--metrics-auth`: /metrics open (none, the default) or for any principal's token (token; needs auth). */
   metricsAuth?: MetricsAuth;
+  /** Join a cluster (--etcd ...; server/cluster, docs/CLUSTER.md); a lone server when absent. */
+  cluster?: ClusterConfig;
 }
 
 /**
@@ -115,6 +120,9 @@ export class Daxd {
 
   /** The NBD export (server/nbd), when started with an nbdAddress. */
   nbd: NbdServer | null = null;
+
+  /** The cluster membership (--etcd), or null for a lone server. */
+  cluster: Cluster | null = null;
 
   /** The TLS material (certificates, client-auth mode), when started with `tls`; reloadTls() re-reads it. */
   tls: TlsMaterial | null = null;
@@ -170,9 +178,11 @@ export class Daxd {
       failpoints: options.failpoints ?? false, recallGraceMs: options.recallGraceMs, observer: daxObserver(metrics, log),
     });
     observeJournal(volume.fs.journal, metrics);
+    // Fenced (mutations refused) until it has joined, below.
+    const cluster = options.cluster === undefined ? null : new Cluster(options.cluster, volume.fs, log, packageVersion());
     let rpc: RpcServer;
     try {
-      rpc = await RpcServer.start({ fs: volume.fs, dax, log, address: options.grpcAddress, metrics, tls: tls ?? undefined, auth: options.auth ?? null });
+      rpc = await RpcServer.start({ fs: cluster === null ? volume.fs : new FencedFs(volume.fs, cluster), dax, log, address: options.grpcAddress, metrics, tls: tls ?? undefined, auth: options.auth ?? null, cluster });
     } catch (err) {
       await volume.fs.unmount();
       throw err;
@@ -180,6 +190,8 @@ export class Daxd {
     metrics.attach({ fs: volume.fs, dax, sessions: rpc.sessions, streamMemory: rpc.streamMemory });
     const daxd = new Daxd(volume.fs, dax, rpc, metrics, options);
     daxd.tls = tls;
+    daxd.cluster = cluster;
+    if (cluster !== null) metrics.attachCluster(() => cluster.metrics());
     if (options.nbdAddress !== undefined) {
       try {
         daxd.nbd = await NbdServer.start({
@@ -188,6 +200,8 @@ export class Daxd {
           // Connections, request durations, and NBD I/O with the other paths (daxd_io_*{path="nbd"}).
           observer: nbdObserver(metrics),
           tls: nbdTlsOptions(options, tls), auth: options.auth ?? null, quota: rpc.quota,
+          // A cluster node refuses NBD changes while fenced, as it refuses gRPC ones.
+          fence: cluster === null ? undefined : () => cluster.assertMayMutate(),
         });
       } catch (err) {
         await daxd.stop();
@@ -202,12 +216,22 @@ export class Daxd {
         throw err;
       }
     }
+    if (cluster !== null) {
+      try {
+        // Registers (EBUSY if the name or the volume is held by a live process), loads the cache, reconciles.
+        await cluster.join({ grpc: rpc.address, nbd: daxd.nbdAddress, http: daxd.httpAddress });
+      } catch (err) {
+        await daxd.stop();
+        throw err;
+      }
+    }
     const { replay, wasClean, orphansFreed, mountMs } = volume.report;
     log.info({
       grpc: rpc.address, http: daxd.httpAddress, nbd: daxd.nbdAddress, volume: options.volumePath, created: volume.created,
       auth: options.auth === undefined ? 'off' : `${options.auth.principals.length} principals`,
       tls: tls === null ? null : { clientAuth: tls.clientAuth, subject: tls.current.subject, notAfter: tls.current.notAfter },
       wasClean, replayed: replay, orphansFreed, mountMs: Math.round(mountMs),
+      cluster: cluster === null ? null : { node: cluster.self, prefix: cluster.config.prefix, ttlS: cluster.config.ttlS },
     }, 'daxd serving');
     return daxd;
   }
@@ -220,6 +244,7 @@ export class Daxd {
     return {
       fs: this.fs, dax: this.dax, sessions: this.rpc.sessions, metrics: this.metrics, facts,
       nbd: this.nbd, auth: this.auth, metricsAuth: this.options.metricsAuth ?? 'none',
+      cluster: this.cluster === null ? null : () => this.cluster!.status(),
       // Mount replays the journal before it returns, so a mounted volume is a replayed one.
       readiness: () => ({ volumeMounted: this.mounted, journalReplayed: this.mounted, acceptingCalls: this.rpc.accepting }),
     };
@@ -251,6 +276,8 @@ export class Daxd {
   private async runStop(): Promise<void> {
     const { log } = this.options;
     log.info('daxd stopping: draining calls');
+    // Leave the cluster first (lease revoked): the others answer NODE_DOWN for its files at once.
+    await this.cluster?.stop();
     // Both front ends drain at once; neither reaches the engine once both resolved.
     await Promise.all([this.rpc.stop(this.options.shutdownGraceMs), this.nbd?.stop(this.options.shutdownGraceMs ?? SHUTDOWN_GRACE_MS)]);
     // /readyz said 503 while calls drained; the HTTP side reads the volume, so it goes first.

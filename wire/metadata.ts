@@ -11,3 +11,14 @@ export const REASON_METADATA_KEY = 'daxd-reason';
  * else the server makes one up; a failed call returns it in its trailers.
  */
 export const REQUEST_ID_METADATA_KEY = 'daxd-request-id';
+
+/** Cluster (NOT_OWNER): trailer with the gRPC address (host:port) of the node the file is placed on. */
+export const OWNER_METADATA_KEY = 'daxd-owner';
+/** Cluster (NOT_OWNER): trailer with that node's name. */
+export const OWNER_NODE_METADATA_KEY = 'daxd-owner-node';
+/**
+ * Cluster: request metadata a client sets on a Create it sends where a NOT_OWNER pointed
+ * it ("1"): a node that has no placement for the name then places it on itself instead of
+ * redirecting again (two nodes with different views cannot bounce a Create forever).
+ */
+export const REDIRECTED_METADATA_KEY = 'daxd-redirected';

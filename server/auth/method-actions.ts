@@ -51,6 +51,12 @@ export const METHOD_ACTIONS: Readonly<Record<string, Rule>> = {
   // Admitted as a reader; each op that writes (writable pin, WRITE) is checked against the
   // role in server/rpc/dma-streams.ts (checkRole), so an `ro` principal's pin + READ cycles run.
   'Dma.Stream': 'read',
+
+  // Cluster (server/rpc/cluster-service.ts): reads of the etcd cache; Drain moves files.
+  'Cluster.Members': 'read',
+  'Cluster.Locate': 'read',
+  'Cluster.Watch': 'read',
+  'Cluster.Drain': 'admin',
 };
 
 /** The action `method` ("Files.Read") needs for this request (undefined for a stream: its rule is a constant). */

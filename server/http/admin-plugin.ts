@@ -6,6 +6,7 @@
  *   GET /api/v1/pins       DMA pins, oldest first (?limit)
  *   GET /api/v1/locks      entry locks held, longest-held first, with their waiters (?limit)
  *   GET /api/v1/nbd        the NBD listener and its open connections, oldest first (?limit)
+ *   GET /api/v1/cluster    the cluster as this node sees it (--etcd): nodes, health, capacity, files
  * Session and pin ids appear as prefixes: the whole ids are capabilities (S7).
  */
 import type { FastifyInstance } from 'fastify';
@@ -13,9 +14,9 @@ import { DaxError } from '../errors';
 import {
   errorSchema, filesQuerySchema, filesSchema, locksSchema, pinsSchema, rowsQuerySchema, sessionsSchema, volumeSchema,
 } from './admin-schemas';
-import { nbdSchema } from './admin-schemas';
+import { clusterSchema, nbdSchema } from './admin-schemas';
 import { filesView, locksView, pinsView, sessionsView, volumeView } from './admin-views';
-import { nbdView } from './admin-views';
+import { clusterView, nbdView } from './admin-views';
 import type { HttpDeps } from './deps';
 
 interface FilesQuery {
@@ -51,4 +52,5 @@ export async function adminPlugin(app: FastifyInstance, opts: { deps: HttpDeps }
     async (request) => locksView(deps, request.query.limit));
   app.get<{ Querystring: RowsQuery }>('/api/v1/nbd', { schema: { querystring: rowsQuerySchema, response: { 200: nbdSchema, ...errors } } },
     async (request) => nbdView(deps, request.query.limit));
+  app.get('/api/v1/cluster', { schema: { response: { 200: clusterSchema } } }, async () => clusterView(deps));
 }

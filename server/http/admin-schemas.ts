@@ -145,6 +145,17 @@ export const nbdSchema = object({
   connections: { type: 'array', items: nbdConnectionSchema },
 });
 
+export const clusterSchema = object({
+  /** False for a server started without --etcd (the rest is then empty). */
+  enabled: bool,
+  self: { type: ['string', 'null'] },
+  fenced: bool,
+  nodes: {
+    type: 'array',
+    items: object({ name: str, state: { type: 'string', enum: ['live', 'down'] }, grpc: str, capacityBytes: int, freeBytes: int, files: int }),
+  },
+});
+
 export const healthSchema = object({ status: { type: 'string', enum: ['ok'] }, uptimeMs: int });
 
 export const readySchema = object({

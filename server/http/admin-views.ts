@@ -105,6 +105,12 @@ export function locksView(d: HttpDeps, limit: number | undefined) {
   return { held: rows.length, waiters, locks: rows.slice(0, rowsLimit(limit)) };
 }
 
+/** The cluster as this node sees it; `enabled: false` for a lone server. O(nodes). */
+export function clusterView(d: HttpDeps) {
+  const status = d.cluster?.() ?? null;
+  return status === null ? { enabled: false, self: null, fenced: false, nodes: [] } : { enabled: true, ...status };
+}
+
 /** Open NBD connections, the oldest first; O(connections) (at most NBD_CONNECTIONS_MAX). */
 export function nbdView(d: HttpDeps, limit: number | undefined) {
   const rows = d.nbd?.list() ?? [];

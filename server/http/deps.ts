@@ -49,6 +49,14 @@ export interface NbdView {
 /** `--metrics-auth`: /metrics open (none), or for any principal's token (token; needs --auth). */
 export type MetricsAuth = 'none' | 'token';
 
+/** A cluster node's view of its cluster (server/cluster), for GET /api/v1/cluster and the dashboard. */
+export interface ClusterStatus {
+  self: string;
+  fenced: boolean;
+  /** Live nodes, then nodes that hold files but are down, by name. */
+  nodes: Array<{ name: string; state: 'live' | 'down'; grpc: string; capacityBytes: number; freeBytes: number; files: number }>;
+}
+
 export interface HttpDeps {
   fs: FileSystem;
   dax: Dax;
@@ -61,4 +69,6 @@ export interface HttpDeps {
   /** `--auth`: who may call (auth-hook.ts); null = auth off, every route open. */
   auth: Authenticator | null;
   metricsAuth: MetricsAuth;
+  /** A cluster node (--etcd): its view of the cluster; absent or null for a lone server. */
+  cluster?: (() => ClusterStatus) | null;
 }

@@ -52,6 +52,8 @@ export interface CommandTarget {
   readOnly: boolean;
   /** Runs a change that may allocate pages [first, last] within the principal's allocated-bytes quota (EDQUOT: nothing done). */
   allocating<T>(first: number, last: number, change: () => Promise<T>): Promise<T>;
+  /** A cluster node (server/cluster): throws FencedError while changes must be refused. */
+  fence?: () => void;
 }
 
 /** How a connection's allocating commands run: within its principal's allocated-bytes quota (server/auth/quota.ts). */
@@ -102,6 +104,14 @@ export function checkRequest(req: Request, t: CommandTarget): DaxError | null {
   if ((req.flags & NBD_CMD_FLAG_DF) !== 0 && !t.structured) return new InvalidArgumentError('NBD_CMD_FLAG_DF needs structured replies');
   if (t.readOnly && (req.type === NBD_CMD_WRITE || req.type === NBD_CMD_TRIM || req.type === NBD_CMD_WRITE_ZEROES)) {
     return new PermissionDeniedError('the export is read-only for this principal (role ro): nothing was changed');
+  }
+  if (t.fence !== undefined && (req.type === NBD_CMD_WRITE || req.type === NBD_CMD_TRIM || req.type === NBD_CMD_WRITE_ZEROES)) {
+    try {
+      t.fence();
+    } catch (err) {
+      if (err instanceof DaxError) return err; // FENCED: NBD_EIO, the reason in a structured reply's message
+      throw err;
+    }
   }
   switch (req.type) {
     case NBD_CMD_DISC:

@@ -51,4 +51,6 @@ export interface ConnectionDeps {
   quota?: QuotaLedger;
   /** Principals from client certificates (null: auth off, every connection is OPEN_ACCESS). */
   auth: Authenticator | null;
+  /** A cluster node: throws FencedError while it is fenced (WRITE, TRIM, WRITE_ZEROES are refused). */
+  fence?: () => void;
 }

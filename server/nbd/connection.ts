@@ -157,6 +157,7 @@ export class NbdConnection {
       fs: deps.fs, dax: deps.dax, ino: exp.ino, exportBytes: exp.sizeBytes, structured: negotiated.structured, blockStatus: negotiated.blockStatus,
       readOnly: this.access.readOnly,
       allocating: allocatingAs(deps.quota, this.access.principal, exp.ino),
+      fence: deps.fence,
     };
     this.phase = 'transmission';
     deps.log.debug({ conn: this.id, peer: this.peer, export: exp.name, structured: negotiated.structured }, 'nbd transmission');

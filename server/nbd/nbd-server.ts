@@ -58,6 +58,8 @@ export interface NbdServerOptions {
   auth?: Authenticator | null;
   /** The principals' quotas (server/auth/quota.ts, shared with gRPC): NBD writes count toward allocated bytes. */
   quota?: QuotaLedger;
+  /** A cluster node (server/cluster): throws FencedError while it is fenced; changes are then refused. */
+  fence?: () => void;
 }
 
 /** One open connection, as the admin side lists it. */
@@ -106,7 +108,7 @@ export class NbdServer {
     const deps = {
       fs: options.fs, dax: options.dax, exports: new Exports(options.fs, options.defaultExport), log: options.log, observer,
       policy: options.layoutBreak ?? 'WAIT', limits, pool: new BufferPool(), shuttingDown: () => nbd.stopping !== null,
-      tls: options.tls, auth: options.auth ?? null, quota: options.quota,
+      tls: options.tls, auth: options.auth ?? null, quota: options.quota, fence: options.fence,
     };
     if (deps.auth !== null && (deps.tls === undefined || deps.tls.mode === 'off')) {
       // Principals come from client certificates only: without TLS no NBD client has one.

@@ -27,7 +27,7 @@ function pinToWire(p: Pin): PinResponse {
  * SESSION_UNKNOWN), files inside its prefix, within its pins / pinned-blocks quotas and,
  * for a writable pin (which allocates the holes it covers), its allocated-bytes quota.
  */
-export function dmaHandlers(dax: Dax, sessions: SessionTable, fsOf: FsOfCall, quota: QuotaLedger, log: Logger, streams: OpStreamRegistry, metrics?: Metrics): DmaHandlers {
+export function dmaHandlers(dax: Dax, sessions: SessionTable, fsOf: FsOfCall, quota: QuotaLedger, log: Logger, streams: OpStreamRegistry, metrics?: Metrics, fence?: () => void): DmaHandlers {
   const session = (id: string, call: object): Session => sessions.get(v.sessionId(id), principalOf(call));
   return {
     Pin: unary(log, 'Dma.Pin', async (req, call) => {
@@ -57,6 +57,6 @@ export function dmaHandlers(dax: Dax, sessions: SessionTable, fsOf: FsOfCall, qu
     }),
 
     // Pins and DMA pipelined, many pages per op (dma-streams.ts).
-    Stream: dmaStreamHandler({ dax, sessions, fsOf, quota, metrics }, log, streams),
+    Stream: dmaStreamHandler({ dax, sessions, fsOf, quota, metrics, fence }, log, streams),
   };
 }

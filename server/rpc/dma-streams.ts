@@ -75,10 +75,15 @@ function accessOf(value: string | number): Access {
   return v.enumValue(value, ACCESSES, 'access');
 }
 
-/** An op that may change data needs a role that may write (an invalid access counts as a write). */
-function checkRole(principal: Principal, op: DmaOp__Output): void {
+/** Does the op (writable pin or WRITE) change data? An invalid access counts as a write. */
+function writesData(op: DmaOp__Output): boolean {
   const access = op.access as string;
-  const writes = (op.pin !== null && op.pin.writable) || (access !== 'NONE' && access !== 'READ');
+  return (op.pin !== null && op.pin.writable) || (access !== 'NONE' && access !== 'READ');
+}
+
+/** An op that may change data needs a role that may write. */
+function checkRole(principal: Principal, op: DmaOp__Output): void {
+  const writes = writesData(op);
   if (writes && !principal.can('write')) {
     throw new PermissionDeniedError(`${principal.name} (role ${principal.role}) may not write through Dma.Stream (writable pin or WRITE op)`);
   }
@@ -120,6 +125,8 @@ interface DmaStreamDeps {
   fsOf: (call: object) => PrincipalFs;
   quota: QuotaLedger;
   metrics?: Metrics;
+  /** A cluster node: throws FencedError while fenced (server/cluster); each op that writes asks. */
+  fence?: () => void;
 }
 
 function dmaKind(deps: DmaStreamDeps, call: object): OpKind<DmaOp__Output, DmaResult> {
@@ -138,6 +145,7 @@ function dmaKind(deps: DmaStreamDeps, call: object): OpKind<DmaOp__Output, DmaRe
       + (op.pin === null ? 0 : PFN_WIRE_BYTES_MAX * Math.max(0, Math.min(op.pin.npages, PIN_PAGES_MAX))),
     run: async (op) => {
       checkRole(principal, op);
+      if (deps.fence !== undefined && writesData(op)) deps.fence();
       const checked = checkOp(op);
       const owner = sessions.get(v.sessionId(op.session_id), principal);
       const taken = checked.pin === null ? null : await pinFor(dax, quota, fs, owner, checked.pin);

@@ -48,6 +48,9 @@ import { QuotaLedger } from '../auth/quota';
 import { refuseUnverifiedPeers } from '../tls/client-auth';
 import { grpcServerCredentials, onEachHttp2Server } from '../tls/grpc-credentials';
 import type { TlsMaterial } from '../tls/material';
+import type { Cluster } from '../cluster/cluster';
+import { fenced, routedFiles } from './cluster-routing';
+import { ClusterService } from './cluster-service';
 
 /** The gRPC address could not be bound (in use, not local, malformed). */
 export class ListenError extends Error {
@@ -73,6 +76,8 @@ export interface RpcServerOptions {
   streamLimits?: Partial<StreamMemoryLimits>;
   /** Who may call (--auth); null or absent = auth off, every call acts for OPEN_ACCESS. */
   auth?: Authenticator | null;
+  /** The node's cluster membership (--etcd): fencing, routing by name, the Cluster service. Absent: a lone server. */
+  cluster?: Cluster | null;
 }
 
 export class RpcServer {
@@ -89,6 +94,7 @@ export class RpcServer {
     private readonly log: Logger,
     /** The raw sockets of open connections (null if grpc-js internals moved). */
     private readonly sockets: Set<net.Socket> | null,
+    private readonly clusterService: ClusterService,
   ) {}
 
   static async start(options: RpcServerOptions): Promise<RpcServer> {
@@ -101,7 +107,10 @@ export class RpcServer {
     if (!raiseStreamWindow(server)) log.warn('grpc-js internals changed: HTTP/2 stream window left at its default');
     if (!frameRepliesInPlace()) log.warn('grpc-js internals changed: bulk replies are framed by copying');
     const auth = options.auth ?? null;
-    const add = <H extends grpc.UntypedServiceImplementation>(service: grpc.ServiceDefinition, handlers: H) => server.addService(strictService(service), instrument(service, handlers, metrics, log, auth));
+    const cluster = options.cluster ?? null;
+    // In a cluster, mutating calls are fenced (cluster-routing.ts), inside the admission.
+    const add = <H extends grpc.UntypedServiceImplementation>(service: grpc.ServiceDefinition, handlers: H) => server.addService(strictService(service),
+      instrument(service, cluster === null ? handlers : fenced(service, handlers, cluster, log), metrics, log, auth));
     const quota = new QuotaLedger(options.dax.fs, options.dax, sessions);
     // One view of the file system per principal (principals are fixed at start: --auth is read once).
     const views = new Map<Principal, PrincipalFs>();
@@ -115,9 +124,13 @@ export class RpcServer {
       return view;
     };
     add(proto.Session.service, sessionHandlers(sessions, quota, log));
-    add(proto.Files.service, filesHandlers(fsOf, log, streams, (ino, datasync) => options.dax.fsync(ino, datasync), metrics));
+    const files = filesHandlers(fsOf, log, streams, (ino, datasync) => options.dax.fsync(ino, datasync), metrics);
+    add(proto.Files.service, cluster === null ? files : routedFiles(files, fsOf, cluster, log));
     add(withFaultBatchEncoder(proto.Mapping.service), mappingHandlers(options.dax, sessions, fsOf, log));
-    add(proto.Dma.service, dmaHandlers(options.dax, sessions, fsOf, quota, log, streams, metrics));
+    // A cluster node fences each Dma.Stream op that writes (the stream is admitted as a reader).
+    add(proto.Dma.service, dmaHandlers(options.dax, sessions, fsOf, quota, log, streams, metrics, cluster === null ? undefined : () => cluster.assertMayMutate()));
+    const clusterService = new ClusterService(cluster, log);
+    add(proto.Cluster.service, clusterService.handlers());
     // `--tls-client-auth request`: refuse a client certificate that does not verify
     // (client-auth.ts), hooked on each HTTP/2 server before it can accept a connection.
     const requestChecked = options.tls?.clientAuth === 'request'
@@ -138,7 +151,7 @@ export class RpcServer {
     if (!raiseConnectionWindow(server)) log.warn('grpc-js internals changed: HTTP/2 connection window left at its default');
     const sockets = trackSockets(server);
     if (sockets === null) log.warn('grpc-js internals changed: a stuck connection can delay shutdown past SHUTDOWN_FORCE_MS');
-    return new RpcServer(server, sessions, quota, streams, withPort(options.address, port), log, sockets);
+    return new RpcServer(server, sessions, quota, streams, withPort(options.address, port), log, sockets, clusterService);
   }
 
   /** The memory the op streams hold (bounded: STREAM/CONNECTION/SERVER_BYTES_BUFFERED_MAX). */
@@ -166,6 +179,7 @@ export class RpcServer {
     const timedOut = delay(graceMs);
     const drained = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
     for (const stream of this.streams) stream.drain();
+    this.clusterService.endAll();
     await this.sessions.closeAll();
     const late = await Promise.race([drained.then(() => false), timedOut.promise.then(() => true)]);
     timedOut.cancel();

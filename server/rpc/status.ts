@@ -13,9 +13,9 @@
 import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { DaxError, GrpcStatus } from '../errors';
+import { DaxError, GrpcStatus, NotOwnerError } from '../errors';
 import { STATUS_DETAILS_BYTES_MAX } from './limits';
-import { REASON_METADATA_KEY } from '../../wire/metadata';
+import { OWNER_METADATA_KEY, OWNER_NODE_METADATA_KEY, REASON_METADATA_KEY } from '../../wire/metadata';
 
 export interface WireStatus {
   code: grpc.status;
@@ -38,6 +38,11 @@ export function toServiceError(err: unknown, log: Logger, where: string): grpc.S
   const status = toWireStatus(err, log, where);
   const metadata = new grpc.Metadata();
   if (status.reason !== null) metadata.set(REASON_METADATA_KEY, status.reason);
+  // Cluster redirects name the owner (node names and host:port are short: bounded at registration).
+  if (err instanceof NotOwnerError) {
+    metadata.set(OWNER_METADATA_KEY, err.ownerAddress);
+    metadata.set(OWNER_NODE_METADATA_KEY, err.ownerNode);
+  }
   return Object.assign(new Error(status.details), { code: status.code, details: status.details, metadata });
 }
 

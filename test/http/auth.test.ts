@@ -26,7 +26,7 @@ import { authInfoSchema } from '../../server/http/auth-hook';
 import { buildHttpApp } from '../../server/http/http-server';
 import { startHttpDaxd, validate, type HttpDaxd } from './fixture';
 
-const ADMIN_ROUTES = ['/api/v1/volume', '/api/v1/files', '/api/v1/sessions', '/api/v1/pins', '/api/v1/locks', '/api/v1/nbd'];
+const ADMIN_ROUTES = ['/api/v1/volume', '/api/v1/files', '/api/v1/sessions', '/api/v1/pins', '/api/v1/locks', '/api/v1/nbd', '/api/v1/cluster'];
 const OPEN_ROUTES = ['/healthz', '/readyz', '/', '/dashboard.js', '/dashboard.css', '/api/v1/auth'];
 
 interface Reply {

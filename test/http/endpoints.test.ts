@@ -10,7 +10,7 @@ import pino from 'pino';
 import {
   filesSchema, healthSchema, locksSchema, pinsSchema, readySchema, sessionsSchema, volumeSchema,
 } from '../../server/http/admin-schemas';
-import { nbdSchema } from '../../server/http/admin-schemas';
+import { clusterSchema, nbdSchema } from '../../server/http/admin-schemas';
 import { buildHttpApp } from '../../server/http/http-server';
 import type { HttpDeps } from '../../server/http/deps';
 import { ADMIN_ID_PREFIX_CHARS } from '../../server/http/limits';
@@ -28,6 +28,7 @@ const JSON_ENDPOINTS: Array<[string, object]> = [
   ['/api/v1/pins', pinsSchema],
   ['/api/v1/locks', locksSchema],
   ['/api/v1/nbd', nbdSchema],
+  ['/api/v1/cluster', clusterSchema],
 ];
 
 describe('HTTP endpoints and their schemas', function () {

@@ -12,6 +12,7 @@ import * as nbdLimits from '../../server/nbd/limits';
 import * as rpcLimits from '../../server/rpc/limits';
 import * as sessionLimits from '../../server/session/limits';
 import * as tlsLimits from '../../server/tls/limits';
+import * as clusterLimits from '../../server/cluster/limits';
 import * as wireLimits from '../../wire/limits';
 
 function repoRoot(): string {
@@ -21,7 +22,7 @@ function repoRoot(): string {
 }
 
 export function undocumented(readme: string): string[] {
-  const limitNames = [wireLimits, engineLimits, rpcLimits, sessionLimits, httpLimits, nbdLimits, tlsLimits].flatMap((m) => Object.keys(m)).filter((k) => /^[A-Z][A-Z0-9_]+$/.test(k));
+  const limitNames = [wireLimits, engineLimits, rpcLimits, sessionLimits, httpLimits, nbdLimits, tlsLimits, clusterLimits].flatMap((m) => Object.keys(m)).filter((k) => /^[A-Z][A-Z0-9_]+$/.test(k));
   const names = [...Object.keys(REASONS), ...limitNames];
   return names.filter((n) => !readme.includes(`| \`${n}\``));
 }

@@ -379,6 +379,20 @@
     }, n.address === null ? 'NBD is off (--nbd off)' : 'no NBD connection');
   }
 
+  // A cluster node (daxd serve --etcd): its view of the nodes. Hidden on a lone server.
+  function renderCluster(c) {
+    document.getElementById('card-cluster').hidden = !c.enabled;
+    if (!c.enabled) return;
+    const live = c.nodes.filter((n) => n.state === 'live').length;
+    document.getElementById('cluster-count').textContent = 'this node: ' + c.self + (c.fenced ? ' (FENCED)' : '') + ' · ' + live + ' live of ' + c.nodes.length;
+    fillTable('table-cluster', c.nodes, c.nodes.length, {
+      key: (n) => n.name,
+      row: (n) => [[n.name + (n.name === c.self ? ' (this node)' : ''), 'id'], [n.state === 'live' ? (n.name === c.self && c.fenced ? 'fenced' : 'live') : 'down'],
+        [n.grpc || '-', 'id'], [n.state === 'live' ? fmtBytes(n.capacityBytes) : '-', 'num'], [n.state === 'live' ? fmtBytes(n.freeBytes) : '-', 'num'],
+        [String(n.files), 'num']],
+    }, 'no node');
+  }
+
   // ---- one poll --------------------------------------------------------------------------
 
   async function json(path) {
@@ -427,9 +441,10 @@
     // A token not yet accepted is tried on one URL first (one failure if it is wrong).
     const first = auth.accepted ? null : await json('/api/v1/volume');
     auth.accepted = true;
-    const [text, volume, sessions, pins, locks, nbd] = await Promise.all([
+    const [text, volume, sessions, pins, locks, nbd, cluster] = await Promise.all([
       get('/metrics').then((r) => r.text()),
       first === null ? json('/api/v1/volume') : first, json('/api/v1/sessions'), json('/api/v1/pins'), json('/api/v1/locks'), json('/api/v1/nbd'),
+      json('/api/v1/cluster'),
     ]);
     const samples = parseMetrics(text);
     const r = rates(samples, started);
@@ -457,6 +472,7 @@
     renderPins(pins);
     renderLocks(locks);
     renderNbd(nbd);
+    renderCluster(cluster);
     tile('tile-sessions', String(sessions.total), sessions.total, sum(samples, 'daxd_sessions_ended_total', { reason: 'expired' }) + ' expired since start');
     state.ticks++;
     document.body.dataset.ticks = String(state.ticks);

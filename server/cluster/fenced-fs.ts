@@ -1,0 +1,48 @@
+/**
+ * The file system as a cluster node's gRPC side uses it: every mutating method asks the
+ * cluster first (FENCED while the node is fenced). This covers each op of a long-lived
+ * WriteStream, which the per-call gate (server/rpc/cluster-routing.ts) checks only when
+ * the stream opens. Reads pass straight through.
+ */
+import type { FallocateMode, FileInfo, FileSystemApi, LayoutBreakOptions, ListPage, VolumeInfo, WriteResult } from '../fs/types';
+
+export interface FenceCheck {
+  /** Throws FencedError while mutations must be refused. */
+  assertMayMutate(): void;
+}
+
+export class FencedFs implements FileSystemApi {
+  constructor(private readonly fs: FileSystemApi, private readonly fence: FenceCheck) {}
+
+  create(name: string, exclusive: boolean): Promise<FileInfo> {
+    this.fence.assertMayMutate();
+    return this.fs.create(name, exclusive);
+  }
+  lookup(name: string): FileInfo { return this.fs.lookup(name); }
+  stat(ino: number): FileInfo { return this.fs.stat(ino); }
+  list(prefix: string, pageToken: string, pageSize: number): ListPage { return this.fs.list(prefix, pageToken, pageSize); }
+  unlink(name: string): Promise<void> {
+    this.fence.assertMayMutate();
+    return this.fs.unlink(name);
+  }
+  isUnlinked(ino: number): boolean { return this.fs.isUnlinked(ino); }
+  read(ino: number, offsetBytes: number, lengthBytes: number, alloc?: (bytes: number) => Buffer): Promise<Buffer> {
+    return this.fs.read(ino, offsetBytes, lengthBytes, alloc);
+  }
+  write(ino: number, offsetBytes: number, data: Uint8Array, sync: boolean): Promise<WriteResult> {
+    this.fence.assertMayMutate();
+    return this.fs.write(ino, offsetBytes, data, sync);
+  }
+  fsync(ino: number, datasync: boolean): Promise<void> { return this.fs.fsync(ino, datasync); }
+  truncate(ino: number, sizeBytes: number, opts?: LayoutBreakOptions): Promise<void> {
+    this.fence.assertMayMutate();
+    return this.fs.truncate(ino, sizeBytes, opts);
+  }
+  fallocate(ino: number, mode: FallocateMode, offsetBytes: number, lengthBytes: number, opts?: LayoutBreakOptions): Promise<void> {
+    this.fence.assertMayMutate();
+    return this.fs.fallocate(ino, mode, offsetBytes, lengthBytes, opts);
+  }
+  statVolume(): VolumeInfo { return this.fs.statVolume(); }
+  sync(): Promise<void> { return this.fs.sync(); }
+  unmount(): Promise<void> { return this.fs.unmount(); }
+}

@@ -1,0 +1,33 @@
+/**
+ * Limits of the cluster side (`daxd serve --etcd`), units last. README.md "Limits" has a
+ * row for each (checked by `npm run lint`).
+ */
+
+/** --node-ttl-s bounds and default: the etcd lease of a node's registration, seconds. */
+export const NODE_TTL_S_MIN = 2;
+export const NODE_TTL_S_MAX = 300;
+export const NODE_TTL_S_DEFAULT = 10;
+
+/** --etcd: at most this many endpoint URLs. */
+export const ETCD_ENDPOINTS_MAX = 16;
+
+/** --node-name: 1..NODE_NAME_BYTES_MAX characters of [A-Za-z0-9._-]. */
+export const NODE_NAME_BYTES_MAX = 63;
+
+/** --etcd-prefix: at most this many bytes ("/" then [A-Za-z0-9._/-]). */
+export const ETCD_PREFIX_BYTES_MAX = 128;
+
+/** Deadline of every unary etcd call (get, put, txn, lease grant). */
+export const ETCD_CALL_MS = 5_000;
+
+/**
+ * A record read from etcd (node or placement JSON) larger than this is ignored as
+ * foreign (logged): the cache holds only what daxd itself writes.
+ */
+export const ETCD_RECORD_BYTES_MAX = 4096;
+
+/** A Watch stream whose client lets this many events queue up is ended (ELIMIT). */
+export const CLUSTER_WATCH_EVENTS_BUFFERED_MAX = 100_000;
+
+/** How long a node whose previous registration (same name, same volume) is still leased waits for it to expire at start: this many TTLs. */
+export const PREVIOUS_LEASE_WAIT_TTLS = 1.5;

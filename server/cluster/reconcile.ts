@@ -1,0 +1,67 @@
+/**
+ * The start-up reconcile pass: the local names against the placement keys naming this
+ * node, after a crash between a local change and its key (placement.ts):
+ *   - a key naming this node whose file is not here (crash after the key of a Create, or
+ *     after the local unlink of an Unlink): the key is removed;
+ *   - a key naming this node with another inode (crash before a Create recorded it): the
+ *     inode is recorded;
+ *   - a local file without a key (a volume that joined with files, or a key lost): the
+ *     key is created (only if absent);
+ *   - a local file whose name is placed on another node: reported as a conflict and left
+ *     alone (this node answers NOT_OWNER for it; nothing is deleted).
+ * Runs before the node takes mutating calls (it is fenced until then).
+ */
+import type { Etcd3 } from 'etcd3';
+import type { FileSystemApi } from '../fs/types';
+import { LIST_PAGE_ENTRIES_MAX } from '../rpc/limits';
+import type { ClusterKeys } from './keys';
+import { parsePlacementRecord } from './keys';
+import { placementValue } from './placement';
+
+export interface ReconcileReport {
+  removed: string[];
+  inoRecorded: string[];
+  registered: string[];
+  conflicts: Array<{ name: string; node: string }>;
+}
+
+export async function reconcile(etcd: Etcd3, keys: ClusterKeys, self: string, fs: FileSystemApi): Promise<ReconcileReport> {
+  const report: ReconcileReport = { removed: [], inoRecorded: [], registered: [], conflicts: [] };
+  const local = new Map<string, number>();
+  // Bounded: at most max_files names, LIST_PAGE_ENTRIES_MAX per page.
+  for (let token = ''; ;) {
+    const page = fs.list('', token, LIST_PAGE_ENTRIES_MAX);
+    for (const f of page.files) local.set(f.name, f.ino);
+    token = page.nextPageToken;
+    if (token === '') break;
+  }
+  const placed = new Map<string, { node: string; ino: number; raw: string }>();
+  const kvs = await etcd.getAll().prefix(keys.files).strings();
+  for (const [key, value] of Object.entries(kvs)) {
+    const record = parsePlacementRecord(value);
+    if (record !== null) placed.set(key.slice(keys.files.length), { ...record, raw: value });
+  }
+  for (const [name, p] of placed) {
+    if (p.node !== self) continue;
+    const key = keys.file(name);
+    const ino = local.get(name);
+    if (ino === undefined) {
+      const r = await etcd.if(key, 'Value', '==', p.raw).then(etcd.delete().key(key)).commit();
+      if (r.succeeded) report.removed.push(name);
+    } else if (ino !== p.ino) {
+      const r = await etcd.if(key, 'Value', '==', p.raw).then(etcd.put(key).value(placementValue(self, ino))).commit();
+      if (r.succeeded) report.inoRecorded.push(name);
+    }
+  }
+  for (const [name, ino] of local) {
+    const p = placed.get(name);
+    if (p !== undefined) {
+      if (p.node !== self) report.conflicts.push({ name, node: p.node });
+      continue;
+    }
+    const key = keys.file(name);
+    const r = await etcd.if(key, 'Create', '==', 0).then(etcd.put(key).value(placementValue(self, ino))).commit();
+    if (r.succeeded) report.registered.push(name);
+  }
+  return report;
+}

@@ -1,0 +1,137 @@
+/**
+ * The Files calls of a cluster node (server/cluster; docs/CLUSTER.md):
+ *   - fencing: every call whose METHOD_ACTIONS rule asks for `write` (Create, Unlink,
+ *     Write, Truncate, Fallocate, Fsync, WriteStream, write faults, Store, Msync, writable
+ *     pins, Dma.Write) is UNAVAILABLE / FENCED while the node is fenced; reads go on.
+ *     Dma.Stream is admitted as a reader: each of its ops that writes is fenced in
+ *     dma-streams.ts, each WriteStream op by FencedFs, NBD changes in nbd/commands.ts.
+ *   - routing by name: Create, Lookup and Unlink consult the placement (placement.ts) and
+ *     answer NOT_OWNER (trailer daxd-owner) or NODE_DOWN for a name placed elsewhere.
+ *     Calls by inode need no routing: an inode is this node's by construction.
+ * Runs inside instrument() (rpc-server.ts), so admission (auth, role) comes first.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import type { Cluster } from '../cluster/cluster';
+import { DaxError } from '../errors';
+import { actionOf } from '../auth/method-actions';
+import { methodLabel } from './instrument';
+import { toServiceError } from './status';
+import { unary } from './unary';
+import { fileInfoToWire, type FsOfCall } from './files-service';
+import type { FilesHandlers } from '../../wire/generated/daxd/v1/Files';
+import { REDIRECTED_METADATA_KEY } from '../../wire/metadata';
+import * as v from './validate';
+
+type AnyHandler = (call: never, callback?: never) => void;
+
+/** The handlers of `service`, refusing `write` calls while the cluster node is fenced. */
+export function fenced<H extends object>(service: grpc.ServiceDefinition, handlers: H, cluster: Cluster, log: Logger): H {
+  const out: Record<string, unknown> = {};
+  for (const [name, handler] of Object.entries(handlers) as Array<[string, AnyHandler]>) {
+    const def = service[name];
+    const method = def === undefined ? name : methodLabel(def.path);
+    if (def === undefined) {
+      out[name] = handler;
+    } else if (!def.requestStream && !def.responseStream) {
+      const h = handler as unknown as grpc.handleUnaryCall<unknown, unknown>;
+      out[name] = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+        try {
+          if (actionOf(method, call.request) === 'write') cluster.assertMayMutate();
+        } catch (err) {
+          callback(toServiceError(err, log, method));
+          return;
+        }
+        h(call, callback);
+      };
+    } else if (def.requestStream && !def.responseStream) {
+      // A client stream's rule is a constant (method-actions.ts): WriteStream is 'write'.
+      const h = handler as unknown as (call: grpc.ServerReadableStream<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => void;
+      out[name] = (call: grpc.ServerReadableStream<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+        try {
+          if (actionOf(method, undefined) === 'write') cluster.assertMayMutate();
+        } catch (err) {
+          callback(toServiceError(err, log, method));
+          return;
+        }
+        h(call, callback);
+      };
+    } else if (def.requestStream && def.responseStream) {
+      const h = handler as unknown as (call: grpc.ServerDuplexStream<unknown, unknown>) => void;
+      out[name] = (call: grpc.ServerDuplexStream<unknown, unknown>) => {
+        try {
+          if (actionOf(method, undefined) === 'write') cluster.assertMayMutate();
+        } catch (err) {
+          call.emit('error', toServiceError(err, log, method));
+          return;
+        }
+        h(call);
+      };
+    } else {
+      out[name] = handler; // server streams (Events) only read
+    }
+  }
+  return out as H;
+}
+
+const redirected = (call: { metadata: grpc.Metadata }): boolean => call.metadata.get(REDIRECTED_METADATA_KEY)[0] === '1';
+
+/** Files handlers whose Create, Lookup and Unlink go through the cluster's placement. */
+export function routedFiles(files: FilesHandlers, fsOf: FsOfCall, cluster: Cluster, log: Logger): FilesHandlers {
+  return {
+    ...files,
+    Create: unary(log, 'Files.Create', async (req, call) => {
+      const name = fsOf(call).name(v.fileName(req.name));
+      cluster.assertMayMutate();
+      const placement = cluster.placement;
+      const claim = await placement.claim(name, redirected(call));
+      let info;
+      try {
+        info = await fsOf(call).create(name, req.exclusive);
+      } catch (err) {
+        if (claim === 'claimed') {
+          // Keep the key only if the file exists here after all (an EEXIST of a name the key had lost).
+          const existing = existingIno(fsOf(call), name);
+          if (existing === null) await placement.abandonCreate(name);
+          else await placement.finishCreate(name, existing);
+        }
+        throw err;
+      }
+      // A claimed key gets its inode; an owned one too if it lacks it (a Create in flight, or re-created here).
+      if (claim === 'claimed' || claim.owned !== info.ino) await placement.finishCreate(name, info.ino);
+      return fileInfoToWire(info);
+    }),
+
+    Lookup: unary(log, 'Files.Lookup', async (req, call) => {
+      const name = fsOf(call).name(v.fileName(req.name));
+      const placement = cluster.placement;
+      placement.checkRead(name);
+      try {
+        return fileInfoToWire(fsOf(call).lookup(name));
+      } catch (err) {
+        if (err instanceof DaxError && err.code === 'ENOENT') await placement.confirmAbsent(name);
+        throw err;
+      }
+    }),
+
+    Unlink: unary(log, 'Files.Unlink', async (req, call) => {
+      const name = fsOf(call).name(v.fileName(req.name));
+      cluster.assertMayMutate();
+      const placement = cluster.placement;
+      await placement.checkUnlink(name);
+      const ino = fsOf(call).lookup(name).ino;
+      await fsOf(call).unlink(name);
+      await placement.unlinked(name, ino);
+      return {};
+    }),
+  };
+}
+
+function existingIno(fs: ReturnType<FsOfCall>, name: string): number | null {
+  try {
+    return fs.lookup(name).ino;
+  } catch (err) {
+    if (err instanceof DaxError) return null;
+    throw err;
+  }
+}

@@ -1,0 +1,133 @@
+/**
+ * The Cluster service (proto `service Cluster`): Members, Locate and Watch answered from
+ * the node's watch cache of etcd (server/cluster/watch-cache.ts), Drain not built yet
+ * (UNIMPLEMENTED / ENOTSUP). A server without --etcd answers every call UNIMPLEMENTED /
+ * ENOTSUP.
+ *
+ * Watch sends the current state (NODE_UP per live node, PLACED per placement, then
+ * SYNCED) and then every change. Memory is bounded: a stream whose client lets
+ * CLUSTER_WATCH_EVENTS_BUFFERED_MAX events queue up is ended with ELIMIT (the client
+ * watches again). Streams end with ESHUTDOWN when the server stops (endAll).
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import type { Cluster } from '../cluster/cluster';
+import type { NodeRecord, PlacementRecord } from '../cluster/keys';
+import { CLUSTER_WATCH_EVENTS_BUFFERED_MAX } from '../cluster/limits';
+import type { CacheEvent } from '../cluster/watch-cache';
+import { LimitError, NotFoundError, NotSupportedError, ShutdownError } from '../errors';
+import type { ClusterHandlers } from '../../wire/generated/daxd/v1/Cluster';
+import type { ClusterEvent } from '../../wire/generated/daxd/v1/ClusterEvent';
+import type { ClusterNode } from '../../wire/generated/daxd/v1/ClusterNode';
+import type { Placement } from '../../wire/generated/daxd/v1/Placement';
+import type { WatchRequest__Output } from '../../wire/generated/daxd/v1/WatchRequest';
+import { toServiceError } from './status';
+import { unary } from './unary';
+import * as v from './validate';
+
+function nodeToWire(node: NodeRecord, files: number): ClusterNode {
+  return {
+    name: node.name, grpc: node.grpc, nbd: node.nbd, http: node.http, volume_uuid: node.volumeUuid, capacity: node.capacity, free: node.free,
+    version: node.version, started_at_ms: node.startedAtMs, live: true, files,
+  };
+}
+
+function placementToWire(cluster: Cluster, name: string, p: PlacementRecord): Placement {
+  const node = cluster.cache.nodes.get(p.node);
+  return { name, node: p.node, ino: p.ino, node_live: node !== undefined, grpc: node?.grpc ?? '' };
+}
+
+function eventToWire(cluster: Cluster, e: CacheEvent): ClusterEvent {
+  switch (e.kind) {
+    case 'NODE_UP': return { kind: 'NODE_UP', node: nodeToWire(e.node, cluster.cache.filesPerNode.get(e.node.name) ?? 0) };
+    case 'NODE_DOWN': return { kind: 'NODE_DOWN', node: { name: e.name, live: false } };
+    case 'PLACED': return { kind: 'PLACED', placement: placementToWire(cluster, e.name, e.placement) };
+    case 'REMOVED': return { kind: 'REMOVED', placement: { name: e.name } };
+  }
+}
+
+/** The Members answer: live nodes, then nodes that hold files but are down. */
+export function members(cluster: Cluster): { self: string; nodes: ClusterNode[] } {
+  const { nodes, filesPerNode } = cluster.cache;
+  const out = [...nodes.values()].map((n) => nodeToWire(n, filesPerNode.get(n.name) ?? 0));
+  for (const [name, files] of filesPerNode) if (!nodes.has(name)) out.push({ name, live: false, files });
+  out.sort((a, b) => (a.name! < b.name! ? -1 : a.name! > b.name! ? 1 : 0));
+  return { self: cluster.self, nodes: out };
+}
+
+export class ClusterService {
+  private readonly watches = new Set<() => void>();
+
+  constructor(private readonly cluster: Cluster | null, private readonly log: Logger) {}
+
+  private joined(): Cluster {
+    if (this.cluster === null) throw new NotSupportedError('the Cluster service (this server runs without --etcd)');
+    return this.cluster;
+  }
+
+  /** Ends every Watch stream (ESHUTDOWN): the server is stopping. */
+  endAll(): void {
+    for (const end of [...this.watches]) end();
+  }
+
+  handlers(): ClusterHandlers {
+    const { log } = this;
+    return {
+      Members: unary(log, 'Cluster.Members', () => members(this.joined())),
+      Locate: unary(log, 'Cluster.Locate', (req) => {
+        const cluster = this.joined();
+        const name = v.fileName(req.name);
+        const p = cluster.cache.files.get(name);
+        if (p === undefined) throw new NotFoundError(`${JSON.stringify(name.slice(0, 64))} is placed on no node`);
+        return placementToWire(cluster, name, p);
+      }),
+      Watch: (call) => this.watch(call),
+      Drain: unary(log, 'Cluster.Drain', (req) => {
+        this.joined();
+        v.fileName(req.node);
+        throw new NotSupportedError('Cluster.Drain');
+      }),
+    };
+  }
+
+  private watch(call: grpc.ServerWritableStream<WatchRequest__Output, ClusterEvent>): void {
+    let cluster: Cluster;
+    try {
+      cluster = this.joined();
+      void cluster.cache;
+    } catch (err) {
+      call.emit('error', toServiceError(err, this.log, 'Cluster.Watch'));
+      return;
+    }
+    let ended = false;
+    const end = (err: Error | null) => {
+      if (ended) return;
+      ended = true;
+      cluster.cache.off('change', onChange);
+      this.watches.delete(endShutdown);
+      if (err === null) call.end();
+      else call.emit('error', toServiceError(err, this.log, 'Cluster.Watch'));
+    };
+    const endShutdown = () => end(new ShutdownError());
+    const send = (event: ClusterEvent) => {
+      if (ended) return;
+      call.write(event);
+      if (call.writableLength > CLUSTER_WATCH_EVENTS_BUFFERED_MAX) {
+        end(new LimitError('CLUSTER_WATCH_EVENTS_BUFFERED_MAX', call.writableLength, CLUSTER_WATCH_EVENTS_BUFFERED_MAX));
+      }
+    };
+    const onChange = (e: CacheEvent) => send(eventToWire(cluster, e));
+    cluster.cache.on('change', onChange);
+    this.watches.add(endShutdown);
+    call.on('cancelled', () => {
+      ended = true;
+      cluster.cache.off('change', onChange);
+      this.watches.delete(endShutdown);
+    });
+    call.sendMetadata(new grpc.Metadata());
+    const { nodes, files, filesPerNode } = cluster.cache;
+    for (const n of nodes.values()) send({ kind: 'NODE_UP', node: nodeToWire(n, filesPerNode.get(n.name) ?? 0) });
+    for (const [name, p] of files) send({ kind: 'PLACED', placement: placementToWire(cluster, name, p) });
+    send({ kind: 'SYNCED' });
+  }
+}
