@@ -5,12 +5,18 @@
  * ENOTSUP.
  *
  * Watch sends the current state (NODE_UP per live node, PLACED per placement, then
- * SYNCED) and then every change. Memory is bounded: a stream whose client lets
+ * SYNCED) and then every change.
+ *
+ * A principal confined to a prefix learns nothing by name outside it, here as in Files
+ * (server/auth/principal-fs.ts): Locate checks the name first (EACCES outside the prefix,
+ * whether or not it is placed), and Watch sends PLACED/REMOVED only for names inside it.
+ * Members shows every node and its file count. Memory is bounded: a stream whose client lets
  * CLUSTER_WATCH_EVENTS_BUFFERED_MAX events queue up is ended with ELIMIT (the client
  * watches again). Streams end with ESHUTDOWN when the server stops (endAll).
  */
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import type { PrincipalFs } from '../auth/principal-fs';
 import type { Cluster } from '../cluster/cluster';
 import type { NodeRecord, PlacementRecord } from '../cluster/keys';
 import { CLUSTER_WATCH_EVENTS_BUFFERED_MAX } from '../cluster/limits';
@@ -58,7 +64,8 @@ export function members(cluster: Cluster): { self: string; nodes: ClusterNode[] 
 export class ClusterService {
   private readonly watches = new Set<() => void>();
 
-  constructor(private readonly cluster: Cluster | null, private readonly log: Logger) {}
+  /** `fsOf`: the file system as the call's principal may use it (its prefix). */
+  constructor(private readonly cluster: Cluster | null, private readonly log: Logger, private readonly fsOf: (call: object) => PrincipalFs) {}
 
   private joined(): Cluster {
     if (this.cluster === null) throw new NotSupportedError('the Cluster service (this server runs without --etcd)');
@@ -74,9 +81,9 @@ export class ClusterService {
     const { log } = this;
     return {
       Members: unary(log, 'Cluster.Members', () => members(this.joined())),
-      Locate: unary(log, 'Cluster.Locate', (req) => {
+      Locate: unary(log, 'Cluster.Locate', (req, call) => {
         const cluster = this.joined();
-        const name = v.fileName(req.name);
+        const name = this.fsOf(call).name(v.fileName(req.name));
         const p = cluster.cache.files.get(name);
         if (p === undefined) throw new NotFoundError(`${JSON.stringify(name.slice(0, 64))} is placed on no node`);
         return placementToWire(cluster, name, p);
@@ -116,7 +123,11 @@ export class ClusterService {
         end(new LimitError('CLUSTER_WATCH_EVENTS_BUFFERED_MAX', call.writableLength, CLUSTER_WATCH_EVENTS_BUFFERED_MAX));
       }
     };
-    const onChange = (e: CacheEvent) => send(eventToWire(cluster, e));
+    const { principal } = this.fsOf(call);
+    const onChange = (e: CacheEvent) => {
+      if ((e.kind === 'PLACED' || e.kind === 'REMOVED') && !principal.mayName(e.name)) return;
+      send(eventToWire(cluster, e));
+    };
     cluster.cache.on('change', onChange);
     this.watches.add(endShutdown);
     call.on('cancelled', () => {
@@ -127,7 +138,7 @@ export class ClusterService {
     call.sendMetadata(new grpc.Metadata());
     const { nodes, files, filesPerNode } = cluster.cache;
     for (const n of nodes.values()) send({ kind: 'NODE_UP', node: nodeToWire(n, filesPerNode.get(n.name) ?? 0) });
-    for (const [name, p] of files) send({ kind: 'PLACED', placement: placementToWire(cluster, name, p) });
+    for (const [name, p] of files) if (principal.mayName(name)) send({ kind: 'PLACED', placement: placementToWire(cluster, name, p) });
     send({ kind: 'SYNCED' });
   }
 }

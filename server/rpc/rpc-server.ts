@@ -129,7 +129,7 @@ export class RpcServer {
     add(withFaultBatchEncoder(proto.Mapping.service), mappingHandlers(options.dax, sessions, fsOf, log));
     // A cluster node fences each Dma.Stream op that writes (the stream is admitted as a reader).
     add(proto.Dma.service, dmaHandlers(options.dax, sessions, fsOf, quota, log, streams, metrics, cluster === null ? undefined : () => cluster.assertMayMutate()));
-    const clusterService = new ClusterService(cluster, log);
+    const clusterService = new ClusterService(cluster, log, fsOf);
     add(proto.Cluster.service, clusterService.handlers());
     // `--tls-client-auth request`: refuse a client certificate that does not verify
     // (client-auth.ts), hooked on each HTTP/2 server before it can accept a connection.

@@ -7,7 +7,10 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import { DaxCluster, DaxClientError, type ClusterFileInfo } from '../../client';
+import { REDIRECTED_METADATA_KEY } from '../../wire/metadata';
+import { call, rawClients } from '../support/raw-rpc';
 import { assertEtcdInstalled, startEtcd, type StartedEtcd } from '../support/etcd';
 import { seededRng, randInt } from '../support/rng';
 import { runCli, tempDir, type StartedServer } from '../support/start-server';
@@ -212,6 +215,31 @@ describe('cluster: three nodes on etcd, through DaxCluster', function () {
         a.close();
         b.close();
       }
+    }
+  });
+
+  it('concurrent redirected Creates of one name at two nodes: the placement transaction lets exactly one place it', async () => {
+    // Each node is told the Create was redirected to it, so each places the name on itself
+    // if it can: only etcd's transaction (name absent) decides.
+    const [s1, s2] = seeds();
+    const r1 = rawClients(s1);
+    const r2 = rawClients(s2);
+    const redirected = new grpc.Metadata();
+    redirected.set(REDIRECTED_METADATA_KEY, '1');
+    try {
+      for (let round = 0; round < 10; round++) {
+        const name = `txn-race/${round}`;
+        const results = await Promise.allSettled([r1, r2].map((r) => call((cb) => r.files.Create({ name, exclusive: true }, redirected, cb))));
+        assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1, `round ${round}: ${JSON.stringify(results.map((r) => r.status === 'rejected' ? String(r.reason) : 'ok'))}`);
+        const lost = (results.find((r): r is PromiseRejectedResult => r.status === 'rejected')!).reason as DaxClientError;
+        assert.equal(lost.reason, 'NOT_OWNER', `round ${round}: the losing node redirects to the winner`);
+        // Only the winner holds the file: each node's List is its own volume's.
+        const held = await Promise.all([r1, r2].map(async (r) => (await call<{ files: unknown[] }>((cb) => r.files.List({ prefix: name }, cb))).files.length));
+        assert.deepEqual(held.sort(), [0, 1], `round ${round}: files per node`);
+      }
+    } finally {
+      r1.close();
+      r2.close();
     }
   });
 });
