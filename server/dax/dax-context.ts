@@ -31,6 +31,8 @@ export interface DaxCounters {
 
 export class DaxContext {
   readonly spaces = new Map<number, AddressSpace>();
+  /** Address spaces created since start (any file): a drain's catch-up test (Dax.mappingEpoch). */
+  spacesCreated = 0;
   readonly pins = new PinTable();
   /** RECALL grace period (PIN_RECALL_GRACE_MS unless a test shortens it). */
   recallGraceMs: number;
@@ -58,6 +60,7 @@ export class DaxContext {
       this.fs.acquire(ino);
       as = new AddressSpace(ino, this.observer);
       this.spaces.set(ino, as);
+      this.spacesCreated++;
     }
     return as;
   }
