@@ -374,10 +374,18 @@ export class DaxCluster {
       try {
         return await this.drainAt(address, node, options);
       } catch (err) {
+        if (attempt >= CLUSTER_REDIRECTS_MAX) throw err;
         const redirect = (err as { redirect?: Redirect }).redirect;
-        if (redirect === undefined || attempt >= CLUSTER_REDIRECTS_MAX) throw err;
-        this.nodes.set(redirect.node, redirect.address);
-        address = redirect.address;
+        if (redirect !== undefined) {
+          this.nodes.set(redirect.node, redirect.address);
+          address = redirect.address;
+        } else if (err instanceof DaxClientError && err.code === grpc.status.UNAVAILABLE && err.reason === null) {
+          // Unreachable (a node restarted elsewhere): forget it, ask a seed.
+          for (const [n, a] of this.nodes) if (a === address) this.nodes.delete(n);
+          address = this.nextSeed();
+        } else {
+          throw err;
+        }
       }
     }
   }

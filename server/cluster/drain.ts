@@ -161,6 +161,8 @@ export class Drainer {
       }
       p.current = f.name;
       p.currentTarget = target.name;
+      this.report(true);
+      await this.deps.publish({ ...p });
       const before = p.bytesCopied;
       try {
         const moved = await this.moveFile(f.name, f.ino, target, signal);
