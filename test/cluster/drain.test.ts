@@ -134,8 +134,10 @@ describe('cluster: Drain', function () {
     const progress: DrainProgress[] = [];
     const drained = cluster.drain('n1', { layoutBreak: 'WAIT', onProgress: (p) => progress.push(p) });
     drained.catch(() => undefined);
-    // The drain reaches the pinned file and waits for its pin: meanwhile the file is n1's.
+    // The drain copies the pinned file, then its switch waits for the pin (n1's gauge of
+    // layout breaks waiting). A DMA write now, after the copy, must still reach the target.
     await until(() => progress.some((p) => p.current === pinned.name), 'the drain reached the pinned file');
+    await until(async () => /^daxd_layout_breaks_waiting 1$/m.test(await (await fetch(`http://${servers.get('n1')!.http}/metrics`)).text()), 'the switch waits for the pin');
     const dma = bytes(7, 512);
     await pin.dmaWrite(0, 100, dma);
     dma.copy(expected.get(pinned.name)!, 100);
