@@ -18,7 +18,7 @@ import { DaxClient, DaxCluster, DaxClientError, type ClusterFileInfo, type Drain
 import { assertEtcdInstalled, startEtcd, type StartedEtcd } from '../support/etcd';
 import { failure } from '../support/raw-rpc';
 import { seededRng, randInt } from '../support/rng';
-import { tempDir, type StartedServer } from '../support/start-server';
+import { runCli, tempDir, type StartedServer } from '../support/start-server';
 import { until } from '../support/until';
 import { MiB, PAGE } from '../support/units';
 import { startNodeProcess, TEST_TTL_S } from './fixture';
@@ -215,6 +215,25 @@ describe('cluster: Drain', function () {
     await until(async () => (await cluster.members()).some((m) => m.name === 'n3' && m.live && m.grpc === servers.get('n3')!.address), 'n3 back');
     const last = await cluster.drain('n3');
     assert.equal(last.filesFailed, 0);
+    await assertAllMovedOff('n3');
+  });
+
+  it('daxd cluster drain: --json progress lines ending with done; the progress bar shows files and bytes in one unit', async () => {
+    const seedsFlag = ['--seeds', seeds().join(',')];
+    const json = await runCli(['cluster', 'drain', 'n2', '--json', '--layout-break', 'recall', ...seedsFlag]);
+    assert.equal(json.code, 0, json.stderr);
+    const lines = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as DrainProgress);
+    const done = lines[lines.length - 1];
+    assert.equal(done.done, true);
+    assert.equal(done.node, 'n2');
+    assert.ok(done.filesMoved > 0 && done.filesMoved === done.filesTotal, JSON.stringify(done));
+    assert.ok(lines.slice(0, -1).every((l) => !l.done));
+    const bar = await runCli(['cluster', 'drain', 'n3', ...seedsFlag]);
+    assert.equal(bar.code, 0, bar.stderr);
+    assert.match(bar.stderr, /^\[[#-]{24}\] \d+\/\d+ files · [\d.]+ (B|KiB|MiB) \/ [\d.]+ \1/m);
+    assert.match(bar.stdout, /^drained n3: \d+ moved, 0 left/);
+    const usage = await runCli(['cluster', 'drain', 'n3', '--layout-break', 'sometimes', ...seedsFlag]);
+    assert.equal(usage.code, 2);
     await assertAllMovedOff('n3');
   });
 
