@@ -209,7 +209,6 @@ export class FileSystem implements FileSystemApi {
   async moveOut(name: string, ino: number, opts: LayoutBreakOptions, switched: () => Promise<boolean>): Promise<boolean> {
     await this.journal.makeRoom();
     const unlock = await this.lockOf(ino).lockExclusive();
-    let removed = false;
     try {
       const inode = this.inode(ino);
       if (inode.name !== name || this.ns.get(name) !== ino) throw new NotFoundError(`no file named ${quoted(name)}`);
@@ -221,7 +220,6 @@ export class FileSystem implements FileSystemApi {
         inode.state = INODE_ORPHAN;
         inode.ctimeMs = Date.now();
         this.inodes.persist(inode);
-        removed = true;
       } finally {
         release();
       }
@@ -231,7 +229,7 @@ export class FileSystem implements FileSystemApi {
     this.hooks.unlinked?.(ino);
     const inode = this.inodes.byIno.get(ino);
     if (inode && inode.users === 0) await this.destroy(inode);
-    return removed;
+    return true;
   }
 
   /** How many times the inode changed since mount (in memory): equal counts, no write(2), truncate, fallocate or allocation in between. */
