@@ -222,9 +222,12 @@ export class Cluster {
     const nodes: ClusterStatus['nodes'] = [];
     if (cache !== null) {
       for (const n of cache.nodes.values()) {
-        nodes.push({ name: n.name, state: 'live', grpc: n.grpc, capacityBytes: n.capacity, freeBytes: n.free, files: cache.filesPerNode.get(n.name) ?? 0 });
+        nodes.push({
+          name: n.name, state: 'live', grpc: n.grpc, capacityBytes: n.capacity, freeBytes: n.free, files: cache.filesPerNode.get(n.name) ?? 0,
+          drain: n.drain === undefined ? null : { ...n.drain },
+        });
       }
-      for (const [name, files] of cache.filesPerNode) if (!cache.nodes.has(name)) nodes.push({ name, state: 'down', grpc: '', capacityBytes: 0, freeBytes: 0, files });
+      for (const [name, files] of cache.filesPerNode) if (!cache.nodes.has(name)) nodes.push({ name, state: 'down', grpc: '', capacityBytes: 0, freeBytes: 0, files, drain: null });
     }
     nodes.sort((a, b) => (a.state === b.state ? (a.name < b.name ? -1 : a.name > b.name ? 1 : 0) : a.state === 'live' ? -1 : 1));
     return { self: this.self, fenced: this.fenced, nodes };

@@ -16,6 +16,8 @@ import * as grpc from '@grpc/grpc-js';
 import { Etcd3 } from 'etcd3';
 import { DaxClient, DaxCluster, DaxClientError, type ClusterFileInfo, type DrainProgress, type InvalidateEvent } from '../../client';
 import { assertEtcdInstalled, startEtcd, type StartedEtcd } from '../support/etcd';
+import { clusterSchema } from '../../server/http/admin-schemas';
+import { getJson, validate } from '../http/fixture';
 import { failure } from '../support/raw-rpc';
 import { seededRng, randInt } from '../support/rng';
 import { runCli, tempDir, type StartedServer } from '../support/start-server';
@@ -138,6 +140,12 @@ describe('cluster: Drain', function () {
     // layout breaks waiting). A DMA write now, after the copy, must still reach the target.
     await until(() => progress.some((p) => p.current === pinned.name), 'the drain reached the pinned file');
     await until(async () => /^daxd_layout_breaks_waiting 1$/m.test(await (await fetch(`http://${servers.get('n1')!.http}/metrics`)).text()), 'the switch waits for the pin');
+    // Every node's admin API (the dashboard's Cluster card) shows the drain in progress.
+    await until(async () => {
+      const { body } = await getJson<{ nodes: Array<{ name: string; drain: { current: string; filesMoved: number } | null }> }>(`http://${servers.get('n2')!.http}`, '/api/v1/cluster');
+      validate(clusterSchema, body, '/api/v1/cluster');
+      return body.nodes.find((n) => n.name === 'n1')?.drain?.current === pinned.name;
+    }, 'n2 sees the drain of n1 at the pinned file');
     const dma = bytes(7, 512);
     await pin.dmaWrite(0, 100, dma);
     dma.copy(expected.get(pinned.name)!, 100);
