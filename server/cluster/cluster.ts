@@ -153,6 +153,12 @@ export class Cluster {
     this.joined = true;
   }
 
+  /** A drain's copy in flight to this node (FencedFs.list leaves it out). */
+  isDrainCopy(name: string): boolean {
+    const p = this.cacheRef?.files.get(name);
+    return p !== undefined && p.node !== this.self && p.moving === this.self;
+  }
+
   /** Daxd.start: what drains run on. Without it Drain answers UNIMPLEMENTED. */
   enableDrain(engine: DrainEngine): void {
     this.drainEngine = engine;

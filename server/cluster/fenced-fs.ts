@@ -13,6 +13,8 @@ export interface FenceCheck {
   assertMayMutate(): void;
   /** A drain's switch of a file (drain-gate.ts): mutating calls on its inode wait, then may be redirected. */
   readonly drainGate?: DrainGate;
+  /** True for a drain's copy in flight to this node (placed `{S, moving: this node}`): List leaves it out. */
+  isDrainCopy?(name: string): boolean;
 }
 
 export class FencedFs implements FileSystemApi {
@@ -36,7 +38,12 @@ export class FencedFs implements FileSystemApi {
   }
   lookup(name: string): FileInfo { return this.fs.lookup(name); }
   stat(ino: number): FileInfo { return this.fs.stat(ino); }
-  list(prefix: string, pageToken: string, pageSize: number): ListPage { return this.fs.list(prefix, pageToken, pageSize); }
+  /** A drain's copy in flight is not listed (its source is, on the drained node): a page may then hold fewer names than asked. */
+  list(prefix: string, pageToken: string, pageSize: number): ListPage {
+    const page = this.fs.list(prefix, pageToken, pageSize);
+    const hidden = this.fence.isDrainCopy;
+    return hidden === undefined ? page : { ...page, files: page.files.filter((f) => !hidden.call(this.fence, f.name)) };
+  }
   unlink(name: string): Promise<void> {
     this.fence.assertMayMutate();
     return this.fs.unlink(name);

@@ -23,7 +23,7 @@ import { seededRng, randInt } from '../support/rng';
 import { runCli, tempDir, type StartedServer } from '../support/start-server';
 import { until } from '../support/until';
 import { MiB, PAGE } from '../support/units';
-import { startNodeProcess, TEST_TTL_S } from './fixture';
+import { startNode, startNodeProcess, TEST_TTL_S } from './fixture';
 
 /** Names tried to land one file on a given node (rendezvous spreads names; 1/3 chance each with 3 nodes). */
 const PLACE_ATTEMPTS_MAX = 64;
@@ -243,6 +243,40 @@ describe('cluster: Drain', function () {
     const usage = await runCli(['cluster', 'drain', 'n3', '--layout-break', 'sometimes', ...seedsFlag]);
     assert.equal(usage.code, 2);
     await assertAllMovedOff('n3');
+  });
+
+  it('reconcile at start: an orphan copy goes, an interrupted move is put back, a moved file\'s leftover source goes and `from` is dropped', async () => {
+    const prefix = '/reconcile';
+    let node = await startNode(etcd.url, 'rx', { prefix });
+    const first = node;
+    const kv = new Etcd3({ hosts: etcd.url });
+    try {
+      const local = DaxClient.connect(node.address, { deadlineMs: 5_000 });
+      const made = new Map<string, number>();
+      for (const name of ['copy', 'src', 'gone']) made.set(name, (await local.create(name, { exclusive: true })).ino);
+      local.close();
+      await node.stop();
+      const put = (name: string, value: object) => kv.put(`${prefix}/files/${name}`).value(JSON.stringify(value));
+      await put('copy', { node: 'ry', ino: 7, moving: 'rx' });                           // rx restarted during a copy to it
+      await put('src', { node: 'rx', ino: made.get('src'), moving: 'ry' });              // rx crashed while draining, before the switch
+      await put('gone', { node: 'ry', ino: 9, from: { node: 'rx', ino: made.get('gone') } }); // rx crashed after the switch
+      node = await startNode(etcd.url, 'rx', { prefix, volumePath: node.volumePath });
+      const report = node.daxd.cluster!.lastReconcile!;
+      assert.deepEqual(report.copiesRemoved, ['copy']);
+      assert.deepEqual(report.movesAbandoned, ['src']);
+      assert.deepEqual(report.movedRemoved, ['gone']);
+      assert.deepEqual(report.conflicts, []);
+      const get = async (name: string) => JSON.parse((await kv.get(`${prefix}/files/${name}`).string())!) as unknown;
+      assert.deepEqual(await get('copy'), { node: 'ry', ino: 7, moving: 'rx' });
+      assert.deepEqual(await get('src'), { node: 'rx', ino: made.get('src') });
+      assert.deepEqual(await get('gone'), { node: 'ry', ino: 9 });
+      assert.deepEqual(node.daxd.fs.list('', '', 10).files.map((f) => f.name), ['src']);
+    } finally {
+      kv.close();
+      await node.stop();
+      node.removeDir();
+      first.removeDir();
+    }
   });
 
   it('bad input: an unknown node, a concurrent drain, a down node, the last live node', async () => {
