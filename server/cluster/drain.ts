@@ -39,7 +39,7 @@ import type { FileInfo, LayoutBreakOptions, ListPage } from '../fs/types';
 import { DaxError, TimedOutError } from '../errors';
 import { LIST_PAGE_ENTRIES_MAX } from '../rpc/limits';
 import type { DrainGate } from './drain-gate';
-import { placementJson, type ClusterKeys, type DrainProgress, type NodeRecord, type PlacementRecord } from './keys';
+import { parsePlacementRecord, placementJson, type ClusterKeys, type DrainProgress, type NodeRecord, type PlacementRecord } from './keys';
 import { DRAIN_COPY_CHUNK_BYTES, DRAIN_PROGRESS_BYTES, DRAIN_SWITCH_WAIT_MS } from './limits';
 import type { DrainPeer } from './peer';
 import { rendezvous } from './rendezvous';
@@ -116,6 +116,8 @@ function runBytes(runs: Array<[number, number]>, sizeBytes: number): number {
 export class Drainer {
   readonly progress: DrainProgress = { filesTotal: 0, filesMoved: 0, filesFailed: 0, bytesTotal: 0, bytesCopied: 0, current: '', currentTarget: '' };
   private lastReportedBytes = 0;
+  /** One client per target node for the whole drain (closed when it ends). */
+  private readonly peers = new Map<string, DrainPeer>();
 
   constructor(
     private readonly deps: DrainDeps,
@@ -138,6 +140,22 @@ export class Drainer {
 
   /** Every local file, then each moved; resolves with the final progress. */
   async run(signal: AbortSignal): Promise<DrainProgress> {
+    try {
+      return await this.runFiles(signal);
+    } finally {
+      for (const peer of this.peers.values()) peer.close();
+      this.peers.clear();
+    }
+  }
+
+  private peer(target: NodeRecord): DrainPeer {
+    const key = `${target.name}\0${target.grpc}`;
+    let peer = this.peers.get(key);
+    if (peer === undefined) this.peers.set(key, (peer = this.deps.peer(target.name, target.grpc)));
+    return peer;
+  }
+
+  private async runFiles(signal: AbortSignal): Promise<DrainProgress> {
     const { fs, log } = this.deps;
     const files: FileInfo[] = [];
     for (let token = ''; ;) {
@@ -201,10 +219,15 @@ export class Drainer {
     // a. intent (a key left {S, ino, moving: X} by an abandoned attempt is taken over).
     this.deps.assertMayMutate();
     const current = await etcd.get(key).string();
-    if (current === null || (current !== placementJson(original) && !(current.includes('"moving"') && sameFile(current, self, ino)))) return false;
+    const placed = current === null ? null : parsePlacementRecord(current);
+    if (current === null || placed === null || placed.node !== self || placed.ino !== ino) return false; // unlinked, re-placed meanwhile
+    if (placed.from !== undefined) {
+      // Moved here by an earlier drain whose source has not removed its copy yet (that node is down): moving it on would orphan that copy.
+      throw new Error(`the copy this file was moved from (node ${placed.from.node}) is not removed yet: drain again once that node is back`);
+    }
     const intent = await etcd.if(key, 'Value', '==', current).then(etcd.put(key).value(placementJson(moving))).commit();
     if (!intent.succeeded) return false;
-    const peer = this.deps.peer(target.name, target.grpc);
+    const peer = this.peer(target);
     let copyIno = 0;
     let switchedTo: PlacementRecord | null = null;
     try {
@@ -251,8 +274,6 @@ export class Drainer {
       if (copyIno !== 0) await peer.unlink(name).catch(() => undefined);
       if (err instanceof DaxError && err.code === 'ENOENT') return false; // unlinked meanwhile
       throw err;
-    } finally {
-      peer.close();
     }
   }
 
@@ -275,16 +296,6 @@ export class Drainer {
       }
     }
     await peer.truncate(copyIno, size);
-  }
-}
-
-/** The placement value names this node and inode (whatever else it says). */
-function sameFile(value: string, node: string, ino: number): boolean {
-  try {
-    const v = JSON.parse(value) as { node?: unknown; ino?: unknown };
-    return v.node === node && v.ino === ino;
-  } catch {
-    return false;
   }
 }
 
