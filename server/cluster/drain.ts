@@ -252,8 +252,9 @@ export class Drainer {
           const next: PlacementRecord = { node: target.name, ino: copyIno, from: { node: self, ino } };
           const r = await etcd.if(key, 'Value', '==', placementJson(moving)).then(etcd.put(key).value(placementJson(next))).commit();
           if (!r.succeeded) return false;
+          // The waiting calls are woken only once the name is gone (the finally below): woken
+          // now, they would find the inode still linked and write to the doomed source.
           switchedTo = next;
-          gate.unblock(name, ino, { node: target.name, grpc: target.grpc });
           return true;
         });
         if (!removed && switchedTo === null) throw new Error('the placement changed during the switch');

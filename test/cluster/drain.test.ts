@@ -156,7 +156,15 @@ describe('cluster: Drain', function () {
     } finally {
       kv.close();
     }
+    // A Write sent now (the old handle) waits for the switch, then is redirected to n2 by NOT_OWNER: never lost on n1.
+    const handle = { ...pinned };
+    const late = bytes(11, 300);
+    const lateWrite = cluster.write(handle, 1000, late, { sync: true });
+    lateWrite.catch(() => undefined);
     await pin.unpin();
+    await lateWrite;
+    late.copy(expected.get(pinned.name)!, 1000);
+    assert.equal(handle.node, 'n2', 'the write followed the file');
     const last = await drained;
     assert.equal(last.done, true);
     assert.equal(last.filesMoved, 4);
