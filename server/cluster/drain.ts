@@ -15,7 +15,8 @@
  *      waits for the pins to drop, RECALL sends PinRecall and revokes at the grace's end;
  *      no new fault or pin meanwhile).
  *   e. catch-up: when the file may have changed since (b) began (its inode changed, or it
- *      was mapped or pinned, or any address space was created meanwhile), copied again
+ *      was mapped or pinned when (b) began, or a fault or pin on any file made an address
+ *      space meanwhile), copied again
  *      under the hold; then T's copy is fsynced. T's bytes equal S's at the switch.
  *   f. switch: txn files/NAME == {S, ino, moving: T} -> {T, ino', from: {S, ino}}.
  *   g. the waiting calls are told NOT_OWNER(T) (mappers got Invalidate MOVED in d).
@@ -242,8 +243,8 @@ export class Drainer {
       try {
         const removed = await fs.moveOut(name, ino, { ...this.opts, signal: hold.signal }, async () => {
           // e. catch-up.
-          const now = dax.mappingEpoch(ino);
-          if (epoch.mapped || now.mapped || now.created !== epoch.created || fs.changeCount(ino) !== changes) {
+          // (Its own layout break made the file's address space: `mapped` says nothing now.)
+          if (epoch.mapped || dax.mappingEpoch(ino).created !== epoch.created || fs.changeCount(ino) !== changes) {
             await this.copy(peer, ino, copyIno, false, hold.signal);
           }
           await peer.fsync(copyIno);
