@@ -21,6 +21,8 @@ import type { ProtoGrpcType } from '../wire/generated/daxd';
 import type { ClusterClient } from '../wire/generated/daxd/v1/Cluster';
 import type { ClusterEvent__Output } from '../wire/generated/daxd/v1/ClusterEvent';
 import type { ClusterNode__Output } from '../wire/generated/daxd/v1/ClusterNode';
+import type { DrainResponse__Output } from '../wire/generated/daxd/v1/DrainResponse';
+import type { DrainStatus__Output } from '../wire/generated/daxd/v1/DrainStatus';
 import type { FileInfo__Output } from '../wire/generated/daxd/v1/FileInfo';
 import type { MembersResponse__Output } from '../wire/generated/daxd/v1/MembersResponse';
 import { OWNER_METADATA_KEY, OWNER_NODE_METADATA_KEY, REDIRECTED_METADATA_KEY } from '../wire/metadata';
@@ -51,6 +53,8 @@ export interface ClusterMember {
   capacity: number;
   free: number;
   volumeUuid: string;
+  /** Set while the node is being drained. */
+  drain?: DrainProgress;
 }
 
 /** StatVolume summed over the live nodes. */
@@ -70,6 +74,34 @@ interface Redirect {
   address: string;
 }
 
+/** A drain's progress (Cluster.Drain's messages; ClusterMember.drain while one runs). */
+export interface DrainProgress {
+  node: string;
+  filesTotal: number;
+  filesMoved: number;
+  filesFailed: number;
+  bytesTotal: number;
+  bytesCopied: number;
+  /** The file being moved and where to ('' between files). */
+  current: string;
+  currentTarget: string;
+  /** The last message: every file was tried. */
+  done: boolean;
+}
+
+export interface DrainOptions {
+  /** What moving a file does while it is pinned for DMA: WAIT (the default) for the pins, RECALL them, or FAIL (leave the file). */
+  layoutBreak?: 'WAIT' | 'RECALL' | 'FAIL';
+  onProgress?: (p: DrainProgress) => void;
+}
+
+function drainProgress(node: string, s: DrainStatus__Output | null, done: boolean): DrainProgress {
+  return {
+    node, filesTotal: Number(s?.files_total ?? 0), filesMoved: Number(s?.files_moved ?? 0), filesFailed: Number(s?.files_failed ?? 0),
+    bytesTotal: Number(s?.bytes_total ?? 0), bytesCopied: Number(s?.bytes_copied ?? 0), current: s?.current ?? '', currentTarget: s?.current_target ?? '', done,
+  };
+}
+
 function fileInfo(w: FileInfo__Output, node: string): ClusterFileInfo {
   return {
     ino: Number(w.ino), name: w.name, size: Number(w.size), blocks: Number(w.blocks), generation: Number(w.generation),
@@ -78,7 +110,10 @@ function fileInfo(w: FileInfo__Output, node: string): ClusterFileInfo {
 }
 
 function member(n: ClusterNode__Output): ClusterMember {
-  return { name: n.name, grpc: n.grpc, live: n.live, files: Number(n.files), capacity: Number(n.capacity), free: Number(n.free), volumeUuid: n.volume_uuid };
+  return {
+    name: n.name, grpc: n.grpc, live: n.live, files: Number(n.files), capacity: Number(n.capacity), free: Number(n.free), volumeUuid: n.volume_uuid,
+    ...(n.drain ? { drain: drainProgress(n.name, n.drain, false) } : {}),
+  };
 }
 
 /** UTF-8 byte order: the order each server lists its names in. */
@@ -94,6 +129,7 @@ export class DaxCluster {
   /** file name -> node name (a hint). */
   private readonly placements = new Map<string, string>();
   private watch: grpc.ClientReadableStream<ClusterEvent__Output> | null = null;
+  private readonly drains = new Set<grpc.ClientReadableStream<DrainResponse__Output>>();
   private seedTurn = 0;
   private readonly deadlineMs: number;
   private readonly proto: ProtoGrpcType;
@@ -249,9 +285,30 @@ export class DaxCluster {
   /**
    * `call` on the file's node. If the node is unreachable at the address known, the
    * members are asked again and, if the node came back at another address (a restart),
-   * the call is sent there once.
+   * the call is sent there once. A file moved by a drain (NOT_OWNER, or ENOENT for its
+   * old inode) is looked up again by name and, found on another node, the call is sent
+   * there once; `file` is updated in place (node, ino).
    */
-  private async onNode<T>(file: { node: string }, call: (client: DaxClient) => Promise<T>): Promise<T> {
+  private async onNode<T>(file: { node: string; ino?: number; name?: string }, call: (client: DaxClient) => Promise<T>): Promise<T> {
+    try {
+      return await this.onNodeOnce(file, call);
+    } catch (err) {
+      if (!(err instanceof DaxClientError && (err.reason === 'NOT_OWNER' || err.reason === 'ENOENT')) || file.name === undefined || file.ino === undefined) throw err;
+      this.placements.delete(file.name);
+      let moved: ClusterFileInfo;
+      try {
+        moved = await this.lookup(file.name);
+      } catch {
+        throw err;
+      }
+      if (moved.node === file.node && moved.ino === file.ino) throw err;
+      file.node = moved.node;
+      file.ino = moved.ino;
+      return this.onNodeOnce(file, call);
+    }
+  }
+
+  private async onNodeOnce<T>(file: { node: string }, call: (client: DaxClient) => Promise<T>): Promise<T> {
     const client = await this.clientOf(file);
     try {
       return await call(client);
@@ -304,11 +361,60 @@ export class DaxCluster {
     throw last;
   }
 
-  /** Cluster.Drain of `node` at a seed (not built on the servers yet: UNIMPLEMENTED / ENOTSUP). */
-  async drain(node: string): Promise<void> {
-    const stub = this.clusterStub(this.nextSeed());
-    await new Promise<void>((resolve, reject) => {
-      stub.Drain({ node }, new grpc.Metadata(), { deadline: new Date(Date.now() + this.deadlineMs) }, (err) => (err ? reject(DaxClientError.fromServiceError(err)) : resolve()));
+  /**
+   * Cluster.Drain: moves every file off `node` to the other live nodes (docs/CLUSTER.md
+   * "Drain"). Sent to a seed, it follows the NOT_OWNER that names the node (the drained
+   * node drives its drain). `onProgress` gets each progress message; resolves with the
+   * last (done). The call has no deadline (a drain takes as long as its data); cancel by
+   * closing the DaxCluster.
+   */
+  async drain(node: string, options: DrainOptions = {}): Promise<DrainProgress> {
+    let address = this.nodes.get(node) ?? this.nextSeed();
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.drainAt(address, node, options);
+      } catch (err) {
+        if (attempt >= CLUSTER_REDIRECTS_MAX) throw err;
+        const redirect = (err as { redirect?: Redirect }).redirect;
+        if (redirect !== undefined) {
+          this.nodes.set(redirect.node, redirect.address);
+          address = redirect.address;
+        } else if (err instanceof DaxClientError && err.code === grpc.status.UNAVAILABLE && err.reason === null) {
+          // Unreachable (a node restarted elsewhere): forget it, ask a seed.
+          for (const [n, a] of this.nodes) if (a === address) this.nodes.delete(n);
+          address = this.nextSeed();
+        } else {
+          throw err;
+        }
+      }
+    }
+  }
+
+  private drainAt(address: string, node: string, options: DrainOptions): Promise<DrainProgress> {
+    const stream = this.clusterStub(address).Drain({ node, layout_break: options.layoutBreak ?? 'WAIT' });
+    this.drains.add(stream);
+    return new Promise<DrainProgress>((resolve, reject) => {
+      let last: DrainProgress | null = null;
+      stream.on('data', (m: DrainResponse__Output) => {
+        last = drainProgress(m.node, m.status, m.done);
+        options.onProgress?.(last);
+      });
+      stream.on('error', (err: grpc.ServiceError) => {
+        this.drains.delete(stream);
+        const error = DaxClientError.fromServiceError(err);
+        const owner = err.metadata?.get(OWNER_METADATA_KEY)[0];
+        const ownerNode = err.metadata?.get(OWNER_NODE_METADATA_KEY)[0];
+        if (error.reason === 'NOT_OWNER' && typeof owner === 'string' && typeof ownerNode === 'string') {
+          reject(Object.assign(error, { redirect: { node: ownerNode, address: owner } satisfies Redirect }));
+        } else {
+          reject(error);
+        }
+      });
+      stream.on('end', () => {
+        this.drains.delete(stream);
+        if (last?.done === true) resolve(last);
+        else reject(new DaxClientError(grpc.status.UNAVAILABLE, null, `the Drain of ${node} ended without its last message`));
+      });
     });
   }
 
@@ -369,6 +475,8 @@ export class DaxCluster {
     this.closed = true;
     this.watch?.cancel();
     this.watch = null;
+    for (const d of this.drains) d.cancel();
+    this.drains.clear();
     for (const stub of this.clusterStubs.values()) stub.close();
     for (const client of this.clients.values()) client.close();
     this.clients.clear();

@@ -20,4 +20,4 @@ export * as limits from './limits';
 export { readChunks, writeChunks } from './file-transfer';
 export type { ReadChunksOptions } from './file-transfer';
 export { DaxCluster, CLUSTER_REDIRECTS_MAX } from './cluster';
-export type { DaxClusterOptions, ClusterFileInfo, ClusterMember, ClusterVolumeInfo } from './cluster';
+export type { DaxClusterOptions, ClusterFileInfo, ClusterMember, ClusterVolumeInfo, DrainOptions, DrainProgress } from './cluster';

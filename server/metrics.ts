@@ -58,6 +58,11 @@ export interface ClusterMetricsSource {
   downNodes: number;
   /** NOT_OWNER answers since start. */
   redirects: number;
+  /** A drain of this node is running; files it moved / left in place, bytes it copied, since start. */
+  draining: boolean;
+  drainFilesMoved: number;
+  drainFilesFailed: number;
+  drainBytes: number;
 }
 
 type Labels = Record<string, string>;
@@ -179,6 +184,24 @@ export class Metrics {
     new prom.Counter({
       name: 'daxd_cluster_redirects_total', help: 'Calls by name this node answered NOT_OWNER (placed on another node).',
       registers, collect() { this.reset(); this.inc(read().redirects); },
+    });
+    new prom.Gauge({
+      name: 'daxd_cluster_draining', help: '1 while this node is being drained (Cluster.Drain moving its files off).',
+      registers, collect() { this.set(read().draining ? 1 : 0); },
+    });
+    new prom.Counter({
+      name: 'daxd_cluster_drain_files_total', help: 'Files a drain of this node moved to another node, or left in place (failed).',
+      labelNames: ['result'], registers,
+      collect() {
+        const r = read();
+        this.reset();
+        this.inc({ result: 'moved' }, r.drainFilesMoved);
+        this.inc({ result: 'failed' }, r.drainFilesFailed);
+      },
+    });
+    new prom.Counter({
+      name: 'daxd_cluster_drain_bytes_total', help: 'Bytes drains of this node copied to other nodes (catch-up copies included).',
+      registers, collect() { this.reset(); this.inc(read().drainBytes); },
     });
   }
 

@@ -36,6 +36,7 @@ import { pemCertificates, type Authenticator } from './auth/authenticator';
 import { Cluster } from './cluster/cluster';
 import type { ClusterConfig } from './cluster/config';
 import { FencedFs } from './cluster/fenced-fs';
+import { peerCredentials } from './cluster/peer';
 
 /** package.json's version (reported by /api/v1/volume): the nearest one above this module. */
 function packageVersion(): string {
@@ -180,6 +181,8 @@ export class Daxd {
     observeJournal(volume.fs.journal, metrics);
     // Fenced (mutations refused) until it has joined, below.
     const cluster = options.cluster === undefined ? null : new Cluster(options.cluster, volume.fs, log, packageVersion());
+    // Cluster.Drain runs on the engine; its calls to other nodes use this node's TLS material.
+    cluster?.enableDrain({ fs: volume.fs, dax, peerCredentials: () => peerCredentials(tls) });
     let rpc: RpcServer;
     try {
       rpc = await RpcServer.start({ fs: cluster === null ? volume.fs : new FencedFs(volume.fs, cluster), dax, log, address: options.grpcAddress, metrics, tls: tls ?? undefined, auth: options.auth ?? null, cluster });

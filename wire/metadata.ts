@@ -22,3 +22,9 @@ export const OWNER_NODE_METADATA_KEY = 'daxd-owner-node';
  * redirecting again (two nodes with different views cannot bounce a Create forever).
  */
 export const REDIRECTED_METADATA_KEY = 'daxd-redirected';
+/**
+ * Cluster (Drain): request metadata a draining node S sets on its calls to the target
+ * node T (value: S's name). T then creates, writes and removes a name whose placement says
+ * `{S, moving: T}` (the copy in flight); any other caller gets NOT_OWNER for it.
+ */
+export const DRAIN_SOURCE_METADATA_KEY = 'daxd-drain-source';

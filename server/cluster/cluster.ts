@@ -9,15 +9,20 @@
  * the volume is held), load the cache, reconcile. Until join() has finished the node is
  * fenced: mutating calls are UNAVAILABLE / FENCED, so nothing races the reconcile pass.
  */
+import type * as grpc from '@grpc/grpc-js';
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
-import { DaxError, FencedError } from '../errors';
+import { BusyError, DaxError, FencedError, NodeDownError, NotFoundError, NotOwnerError } from '../errors';
+import type { LayoutBreakPolicy } from '../fs/types';
 import type { FileSystemApi } from '../fs/types';
 import type { ClusterMetricsSource } from '../metrics';
 import type { ClusterStatus } from '../http/deps';
 import type { ClusterConfig } from './config';
 import { etcdClient } from './etcd';
-import { ClusterKeys, type NodeRecord } from './keys';
+import { DrainGate } from './drain-gate';
+import { Drainer, type DrainCounters, type DrainDax, type DrainFs } from './drain';
+import { ClusterKeys, type DrainProgress, type NodeRecord } from './keys';
+import { drainPeer } from './peer';
 import { Membership } from './membership';
 import { Placement } from './placement';
 import { reconcile, type ReconcileReport } from './reconcile';
@@ -40,8 +45,25 @@ export interface NodeAddresses {
   http: string | null;
 }
 
+/** What a drain needs besides the cluster (Daxd.start sets it: the engine and this node's client credentials). */
+export interface DrainEngine {
+  fs: DrainFs;
+  dax: DrainDax;
+  /** Credentials of this node's calls to other nodes (its TLS material, or plain). */
+  peerCredentials: () => grpc.ChannelCredentials;
+}
+
+/** Tests: DAXD_TEST_DRAIN_PAUSE=after-files:K|after-switch:K pauses a drain there (logged) so a test can kill -9 the node. */
+const DRAIN_PAUSE_ENV = 'DAXD_TEST_DRAIN_PAUSE';
+
 export class Cluster {
   readonly keys: ClusterKeys;
+  /** A drain's switch as the other calls see it (fenced-fs.ts, cluster-routing.ts). */
+  readonly drainGate = new DrainGate();
+  /** daxd_cluster_drain_* counters. */
+  readonly drainCounters: DrainCounters = { moved: 0, failed: 0, bytes: 0 };
+  private drainEngine: DrainEngine | null = null;
+  private draining: DrainProgress | null = null;
   private readonly etcd: Etcd3;
   private membership: Membership | null = null;
   private cacheRef: WatchCache | null = null;
@@ -99,6 +121,7 @@ export class Cluster {
       return {
         name: this.self, grpc: this.config.advertise ?? addresses.grpc, nbd: addresses.nbd ?? '', http: addresses.http ?? '',
         volumeUuid: v.uuid, capacity: v.blocksTotal * v.blockSize, free: v.blocksFree * v.blockSize, version: this.version, startedAtMs,
+        ...(this.draining === null ? {} : { drain: { ...this.draining } }),
       };
     };
     const startedAtMs = Date.now();
@@ -125,8 +148,78 @@ export class Cluster {
       removed: report.removed.length, inoRecorded: report.inoRecorded.length, registered: report.registered.length, conflicts: report.conflicts.length,
       removedNames: some(report.removed), inoRecordedNames: some(report.inoRecorded), registeredNames: some(report.registered),
       conflictNames: report.conflicts.slice(0, RECONCILE_LOG_NAMES_MAX),
+      movesAbandoned: some(report.movesAbandoned), copiesRemoved: some(report.copiesRemoved), movedRemoved: some(report.movedRemoved),
     }, 'cluster: reconciled placements with the volume');
     this.joined = true;
+  }
+
+  /** A drain's copy in flight to this node (FencedFs.list leaves it out). */
+  isDrainCopy(name: string): boolean {
+    const p = this.cacheRef?.files.get(name);
+    return p !== undefined && p.node !== this.self && p.moving === this.self;
+  }
+
+  /** Daxd.start: what drains run on. Without it Drain answers UNIMPLEMENTED. */
+  enableDrain(engine: DrainEngine): void {
+    this.drainEngine = engine;
+  }
+
+  get drainEnabled(): boolean {
+    return this.drainEngine !== null;
+  }
+
+  /** True while this node drains itself. */
+  get isDraining(): boolean {
+    return this.draining !== null;
+  }
+
+  /**
+   * Cluster.Drain of `node` (server/rpc/cluster-service.ts). Checks, in order: another
+   * node (NOT_OWNER naming it, so the caller goes there), a down node (NODE_DOWN), an
+   * unknown one (ENOENT); then this node: fenced (FENCED), already draining (EBUSY), no
+   * other live node to move files to (EBUSY, saying so). Then drain.ts moves the files;
+   * `onProgress` gets each progress message. Resolves with the final progress.
+   */
+  async drain(node: string, policy: LayoutBreakPolicy, authorization: string | null, signal: AbortSignal, onProgress: (p: DrainProgress) => void): Promise<DrainProgress> {
+    const cache = this.cache;
+    if (node !== this.self) {
+      const record = cache.nodes.get(node);
+      if (record !== undefined) {
+        const err = new NotOwnerError(node, node, record.grpc);
+        err.message = `node ${node} drives its own drain: send Drain to it (${record.grpc})`;
+        throw err;
+      }
+      if (cache.filesPerNode.has(node)) throw new NodeDownError(`the drain of node ${node}`, node);
+      throw new NotFoundError(`no node named ${node} in the cluster (neither live nor holding files)`);
+    }
+    const engine = this.drainEngine;
+    if (engine === null) throw new FencedError('the drain engine is not attached yet');
+    this.assertMayMutate();
+    if (this.draining !== null) throw new BusyError(`node ${node} is already being drained (${this.draining.filesMoved}/${this.draining.filesTotal} files moved)`);
+    this.draining = { filesTotal: 0, filesMoved: 0, filesFailed: 0, bytesTotal: 0, bytesCopied: 0, current: '', currentTarget: '' };
+    try {
+      const drainer = new Drainer({
+        etcd: this.etcd, keys: this.keys, cache, self: this.self, fs: engine.fs, dax: engine.dax, gate: this.drainGate, log: this.log,
+        peer: (to, address) => drainPeer(this.self, to, address, engine.peerCredentials(), authorization),
+        publish: async (p) => {
+          this.draining = p;
+          await this.membership?.publish().catch((err: unknown) => this.log.warn({ err: String(err) }, 'cluster: drain: could not publish the progress'));
+        },
+        assertMayMutate: () => this.assertMayMutate(),
+        pause: testPause(this.log),
+      }, { policy }, this.drainCounters, onProgress);
+      if (drainer.targets().length === 0) {
+        throw new BusyError(`node ${node} is the last live node that is not draining: there is no node to move its files to`);
+      }
+      this.log.info({ node, policy }, 'cluster: drain started');
+      const result = await drainer.run(signal);
+      this.log.info({ ...result }, 'cluster: drain finished');
+      return result;
+    } finally {
+      this.draining = null;
+      this.drainGate.clearMoved();
+      await this.membership?.publish().catch(() => undefined);
+    }
   }
 
   /** The cluster as this node sees it (GET /api/v1/cluster, the dashboard). */
@@ -135,9 +228,12 @@ export class Cluster {
     const nodes: ClusterStatus['nodes'] = [];
     if (cache !== null) {
       for (const n of cache.nodes.values()) {
-        nodes.push({ name: n.name, state: 'live', grpc: n.grpc, capacityBytes: n.capacity, freeBytes: n.free, files: cache.filesPerNode.get(n.name) ?? 0 });
+        nodes.push({
+          name: n.name, state: 'live', grpc: n.grpc, capacityBytes: n.capacity, freeBytes: n.free, files: cache.filesPerNode.get(n.name) ?? 0,
+          drain: n.drain === undefined ? null : { ...n.drain },
+        });
       }
-      for (const [name, files] of cache.filesPerNode) if (!cache.nodes.has(name)) nodes.push({ name, state: 'down', grpc: '', capacityBytes: 0, freeBytes: 0, files });
+      for (const [name, files] of cache.filesPerNode) if (!cache.nodes.has(name)) nodes.push({ name, state: 'down', grpc: '', capacityBytes: 0, freeBytes: 0, files, drain: null });
     }
     nodes.sort((a, b) => (a.state === b.state ? (a.name < b.name ? -1 : a.name > b.name ? 1 : 0) : a.state === 'live' ? -1 : 1));
     return { self: this.self, fenced: this.fenced, nodes };
@@ -148,7 +244,10 @@ export class Cluster {
     const cache = this.cacheRef;
     let downNodes = 0;
     if (cache !== null) for (const node of cache.filesPerNode.keys()) if (!cache.nodes.has(node)) downNodes++;
-    return { fenced: this.fenced, liveNodes: cache?.nodes.size ?? 0, downNodes, redirects: this.placementRef?.redirects ?? 0 };
+    return {
+      fenced: this.fenced, liveNodes: cache?.nodes.size ?? 0, downNodes, redirects: this.placementRef?.redirects ?? 0,
+      draining: this.draining !== null, drainFilesMoved: this.drainCounters.moved, drainFilesFailed: this.drainCounters.failed, drainBytes: this.drainCounters.bytes,
+    };
   }
 
   /** Leaves the cluster (the lease is revoked: the node is down for the others at once) and closes etcd. Idempotent. */
@@ -160,4 +259,16 @@ export class Cluster {
     await this.membership?.stop();
     this.etcd.close();
   }
+}
+
+/** The test pause of DAXD_TEST_DRAIN_PAUSE, or undefined (production). Logs 'cluster: drain paused (test)', then waits forever: the test kills the process. */
+function testPause(log: Logger): ((where: 'after-files' | 'after-switch', files: number) => Promise<void>) | undefined {
+  const spec = process.env[DRAIN_PAUSE_ENV];
+  const m = spec === undefined ? null : /^(after-files|after-switch):(\d+)$/.exec(spec);
+  if (m === null) return undefined;
+  return async (where, files) => {
+    if (where !== m[1] || files !== Number(m[2])) return;
+    log.info({ where, files }, 'cluster: drain paused (test)');
+    await new Promise<never>(() => undefined);
+  };
 }

@@ -18,6 +18,19 @@ export interface NodeRecord {
   free: number;
   version: string;
   startedAtMs: number;
+  /** Set while the node is being drained (drain.ts): its progress. */
+  drain?: DrainProgress;
+}
+
+/** A drain's progress (wire DrainStatus). */
+export interface DrainProgress {
+  filesTotal: number;
+  filesMoved: number;
+  filesFailed: number;
+  bytesTotal: number;
+  bytesCopied: number;
+  current: string;
+  currentTarget: string;
 }
 
 export interface VolumeRecord {
@@ -28,6 +41,10 @@ export interface PlacementRecord {
   node: string;
   /** 0 while the Create that placed it has not created the file yet. */
   ino: number;
+  /** A drain is copying the file to this node (drain.ts step a); `node` still owns it. */
+  moving?: string;
+  /** A drain moved it here from this node and inode, whose copy is not deleted yet (step f). */
+  from?: { node: string; ino: number };
 }
 
 export class ClusterKeys {
@@ -57,9 +74,18 @@ export function parseNodeRecord(value: string): NodeRecord | null {
   const r = parsed(value);
   if (r === null || !str(r.name) || !str(r.grpc) || !str(r.nbd) || !str(r.http) || !str(r.volumeUuid) || !num(r.capacity) || !num(r.free)
     || !str(r.version) || !num(r.startedAtMs)) return null;
-  return {
+  const record: NodeRecord = {
     name: r.name, grpc: r.grpc, nbd: r.nbd, http: r.http, volumeUuid: r.volumeUuid, capacity: r.capacity, free: r.free, version: r.version, startedAtMs: r.startedAtMs,
   };
+  const d = r.drain as Record<string, unknown> | undefined;
+  if (typeof d === 'object' && d !== null && num(d.filesTotal) && num(d.filesMoved) && num(d.filesFailed) && num(d.bytesTotal) && num(d.bytesCopied)
+    && str(d.current) && str(d.currentTarget)) {
+    record.drain = {
+      filesTotal: d.filesTotal, filesMoved: d.filesMoved, filesFailed: d.filesFailed, bytesTotal: d.bytesTotal, bytesCopied: d.bytesCopied,
+      current: d.current, currentTarget: d.currentTarget,
+    };
+  }
+  return record;
 }
 
 export function parseVolumeRecord(value: string): VolumeRecord | null {
@@ -69,5 +95,18 @@ export function parseVolumeRecord(value: string): VolumeRecord | null {
 
 export function parsePlacementRecord(value: string): PlacementRecord | null {
   const r = parsed(value);
-  return r === null || !str(r.node) || !num(r.ino) ? null : { node: r.node, ino: r.ino };
+  if (r === null || !str(r.node) || !num(r.ino)) return null;
+  const record: PlacementRecord = { node: r.node, ino: r.ino };
+  if (str(r.moving)) record.moving = r.moving;
+  const from = r.from as Record<string, unknown> | undefined;
+  if (typeof from === 'object' && from !== null && str(from.node) && num(from.ino)) record.from = { node: from.node, ino: from.ino };
+  return record;
+}
+
+/** The JSON of a placement record (fields in a fixed order: transactions compare values). */
+export function placementJson(p: PlacementRecord): string {
+  const out: PlacementRecord = { node: p.node, ino: p.ino };
+  if (p.moving !== undefined) out.moving = p.moving;
+  if (p.from !== undefined) out.from = { node: p.from.node, ino: p.from.ino };
+  return JSON.stringify(out);
 }

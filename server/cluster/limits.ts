@@ -31,3 +31,15 @@ export const CLUSTER_WATCH_EVENTS_BUFFERED_MAX = 100_000;
 
 /** How long a node whose previous registration (same name, same volume) is still leased waits for it to expire at start: this many TTLs. */
 export const PREVIOUS_LEASE_WAIT_TTLS = 1.5;
+
+/** Drain: bytes read from the source and written to the target per Write call. */
+export const DRAIN_COPY_CHUNK_BYTES = 1024 * 1024;
+
+/** Drain: a progress message is streamed at least per this many bytes copied (and per file). */
+export const DRAIN_PROGRESS_BYTES = 4 * 1024 * 1024;
+
+/** Drain: how long one file's switch may wait for its pins (WAIT, or RECALL's grace); then the file is left in place (failed). */
+export const DRAIN_SWITCH_WAIT_MS = 30_000;
+
+/** Drain: deadline of each call of the draining node to the target node. */
+export const DRAIN_PEER_CALL_MS = 30_000;

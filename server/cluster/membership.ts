@@ -160,6 +160,17 @@ export class Membership {
     }
   }
 
+  /** Re-puts the record now when it changed (a drain's progress); a no-op while not registered. */
+  async publish(): Promise<void> {
+    const lease = this.lease;
+    if (lease === null || this.stopped) return;
+    const record = this.options.record();
+    const value = JSON.stringify(record);
+    if (value === this.lastPut) return;
+    await lease.put(this.options.keys.node(record.name)).value(value);
+    this.lastPut = value;
+  }
+
   private schedule(ms: number): void {
     if (this.stopped) return;
     this.timer = setTimeout(() => void this.tick(), ms);

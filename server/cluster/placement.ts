@@ -52,9 +52,11 @@ export class Placement {
     return new NotOwnerError(name, node, record.grpc);
   }
 
-  /** The live node `name` would be placed on now (rendezvous over the cached members). */
+  /** The live node `name` would be placed on now (rendezvous over the cached members that are not being drained). */
   choose(name: string): NodeRecord | null {
-    const chosen = rendezvous([...this.cache.nodes.values()].map((n) => ({ name: n.name, weight: n.free })), name);
+    const live = [...this.cache.nodes.values()];
+    const open = live.filter((n) => n.drain === undefined);
+    const chosen = rendezvous((open.length > 0 ? open : live).map((n) => ({ name: n.name, weight: n.free })), name);
     return chosen === null ? null : this.cache.nodes.get(chosen) ?? null;
   }
 
@@ -107,10 +109,19 @@ export class Placement {
     if (placed !== null && placed.node !== this.self) throw this.elsewhere(name, placed.node);
   }
 
-  /** After the local unlink of `ino`: remove the key if it still names it (or the in-flight 0). */
+  /**
+   * After the local unlink of `ino`: remove the key if it still names SELF and that inode,
+   * whatever a drain added to it (`moving`, `from`): compared by
+   * its revision, so a key changed meanwhile stays.
+   */
   async unlinked(name: string, ino: number): Promise<void> {
     const key = this.keys.file(name);
-    await this.etcd.if(key, 'Value', '==', placementValue(this.self, ino)).then(this.etcd.delete().key(key)).commit();
+    const got = await this.etcd.get(key).exec();
+    const kv = got.kvs[0];
+    if (kv === undefined) return;
+    const placed = parsePlacementRecord(kv.value.toString('utf8'));
+    if (placed === null || placed.node !== this.self || placed.ino !== ino) return;
+    await this.etcd.if(key, 'Mod', '==', kv.mod_revision).then(this.etcd.delete().key(key)).commit();
   }
 
   /** Lookup routing from the cache: throws when the name is placed elsewhere. */

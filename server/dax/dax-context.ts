@@ -31,6 +31,8 @@ export interface DaxCounters {
 
 export class DaxContext {
   readonly spaces = new Map<number, AddressSpace>();
+  /** Address spaces created for a fault or a pin since start (any file): a drain's catch-up test (Dax.mappingEpoch). */
+  spacesCreated = 0;
   readonly pins = new PinTable();
   /** RECALL grace period (PIN_RECALL_GRACE_MS unless a test shortens it). */
   recallGraceMs: number;
@@ -51,13 +53,17 @@ export class DaxContext {
     this.recallGraceMs = recallGraceMs;
   }
 
-  /** The file's address space; holds a user reference on the inode while it exists. */
-  space(ino: number): AddressSpace {
+  /**
+   * The file's address space; holds a user reference on the inode while it exists.
+   * `mapper`: created for a fault or a pin (counted in spacesCreated), not for a layout change.
+   */
+  space(ino: number, mapper = true): AddressSpace {
     let as = this.spaces.get(ino);
     if (!as) {
       this.fs.acquire(ino);
       as = new AddressSpace(ino, this.observer);
       this.spaces.set(ino, as);
+      if (mapper) this.spacesCreated++;
     }
     return as;
   }

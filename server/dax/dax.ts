@@ -151,6 +151,17 @@ export class Dax {
     }
   }
 
+  /**
+   * For a cluster drain's catch-up test: whether the file has an address space now
+   * (mapped or pinned: stores and DMA writes may reach it without the file layer), and
+   * how many address spaces faults and pins created so far (any file: a mapping made and
+   * dropped in between is seen as a change of this count; a layout change's own address
+   * space is not counted).
+   */
+  mappingEpoch(ino: number): { mapped: boolean; created: number } {
+    return { mapped: this.#ctx.spaces.has(ino), created: this.#ctx.spacesCreated };
+  }
+
   inspect(ino: number, first: number, last: number): InspectEntry[] {
     this.fs.stat(ino);
     const as = this.#ctx.spaces.get(ino);

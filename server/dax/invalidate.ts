@@ -58,7 +58,7 @@ export async function invalidateAllocated(ctx: DaxContext, ino: number, first: n
  */
 export async function breakLayout(ctx: DaxContext, ino: number, first: number, last: number, reason: LayoutChange, opts: LayoutBreakOptions): Promise<() => void> {
   assert(Number.isSafeInteger(first) && first >= 0 && last >= first, `layout break range [${first}, ${last}]`);
-  const as = ctx.space(ino);
+  const as = ctx.space(ino, false);
   let unlockMmap: RwLockHold | null = await as.mmapLock.lockExclusive();
   const notices = new InvalidationNotices(reason);
   let revoked = 0;

@@ -199,6 +199,45 @@ export class FileSystem implements FileSystemApi {
   }
 
   /**
+   * A cluster drain's switch (server/cluster/drain.ts): holds the inode lock exclusive (no
+   * write, truncate, fallocate or unlink) and breaks the layout of the whole file (reason
+   * MOVED, S4: PTEs revoked, pins waited for or recalled per `opts`, no new fault or pin),
+   * then runs `switched`. When it answers true the name is removed as by unlink, under
+   * the same hold, so no change reaches the file between the switch and the removal.
+   * Lock order: inode lock, then mmap lock (as truncate).
+   */
+  async moveOut(name: string, ino: number, opts: LayoutBreakOptions, switched: () => Promise<boolean>): Promise<boolean> {
+    await this.journal.makeRoom();
+    const unlock = await this.lockOf(ino).lockExclusive();
+    try {
+      const inode = this.inode(ino);
+      if (inode.name !== name || this.ns.get(name) !== ino) throw new NotFoundError(`no file named ${quoted(name)}`);
+      const release = await this.hooks.breakLayout(ino, 0, Number.MAX_SAFE_INTEGER, 'MOVED', opts);
+      try {
+        if (!(await switched())) return false;
+        this.ns.remove(name);
+        inode.name = '';
+        inode.state = INODE_ORPHAN;
+        inode.ctimeMs = Date.now();
+        this.inodes.persist(inode);
+      } finally {
+        release();
+      }
+    } finally {
+      unlock();
+    }
+    this.hooks.unlinked?.(ino);
+    const inode = this.inodes.byIno.get(ino);
+    if (inode && inode.users === 0) await this.destroy(inode);
+    return true;
+  }
+
+  /** How many times the inode changed since mount (in memory): equal counts, no write(2), truncate, fallocate or allocation in between. */
+  changeCount(ino: number): number {
+    return this.inodes.changes.get(this.inode(ino)) ?? 0;
+  }
+
+  /**
    * True once unlink removed the file's name (an orphan kept by its users until release).
    * The layer above asks here rather than guess from the name: the inode's state is what
    * unlink changes and what mount frees orphans by.

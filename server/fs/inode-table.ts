@@ -13,6 +13,8 @@ import { decodeInode, encodeInode, Inode, INODE_FREE, INODE_LINKED, slotGenerati
 
 export class InodeTable {
   readonly byIno = new Map<number, Inode>();
+  /** In memory only: how many times each inode was persisted (changed) since mount; a drain's catch-up test (server/cluster/drain.ts). */
+  readonly changes = new WeakMap<Inode, number>();
   private cursor = 1;
 
   constructor(private readonly journal: Journal, private readonly layout: Layout) {}
@@ -56,6 +58,7 @@ export class InodeTable {
   persist(inode: Inode): void {
     if (this.byIno.get(inode.ino) !== inode) assert.fail(`persist of inode ${inode.ino} that is not in the table`);
     encodeInode(inode, this.slot(inode.ino, true));
+    this.changes.set(inode, (this.changes.get(inode) ?? 0) + 1);
   }
 
   /** Releases the slot; its generation stays on media so reuse bumps it. */

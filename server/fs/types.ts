@@ -97,7 +97,8 @@ export interface LayoutHooks {
 }
 
 /** The layout changes (S4): truncate and the fallocate modes that break the layout. Each is also an invalidate reason. */
-export type LayoutChange = 'TRUNCATE' | LayoutChangingMode;
+/** MOVED: a cluster drain moves the whole file to another node (server/cluster/drain.ts). */
+export type LayoutChange = 'TRUNCATE' | LayoutChangingMode | 'MOVED';
 
 /** What a layout change does while a page in its range is pinned (S4; wire: LayoutBreak). */
 export type LayoutBreakPolicy = 'WAIT' | 'FAIL' | 'RECALL';

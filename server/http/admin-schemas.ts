@@ -152,7 +152,13 @@ export const clusterSchema = object({
   fenced: bool,
   nodes: {
     type: 'array',
-    items: object({ name: str, state: { type: 'string', enum: ['live', 'down'] }, grpc: str, capacityBytes: int, freeBytes: int, files: int }),
+    items: object({
+      name: str, state: { type: 'string', enum: ['live', 'down'] }, grpc: str, capacityBytes: int, freeBytes: int, files: int,
+      /** A drain of the node in progress, or null. */
+      drain: {
+        anyOf: [{ type: 'null' }, object({ filesTotal: int, filesMoved: int, filesFailed: int, bytesTotal: int, bytesCopied: int, current: str, currentTarget: str })],
+      },
+    }),
   },
 });
 

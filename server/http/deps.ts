@@ -54,7 +54,18 @@ export interface ClusterStatus {
   self: string;
   fenced: boolean;
   /** Live nodes, then nodes that hold files but are down, by name. */
-  nodes: Array<{ name: string; state: 'live' | 'down'; grpc: string; capacityBytes: number; freeBytes: number; files: number }>;
+  nodes: Array<{ name: string; state: 'live' | 'down'; grpc: string; capacityBytes: number; freeBytes: number; files: number; drain: ClusterDrainStatus | null }>;
+}
+
+/** A drain in progress on a node (its etcd record; server/cluster/drain.ts). */
+export interface ClusterDrainStatus {
+  filesTotal: number;
+  filesMoved: number;
+  filesFailed: number;
+  bytesTotal: number;
+  bytesCopied: number;
+  current: string;
+  currentTarget: string;
 }
 
 export interface HttpDeps {

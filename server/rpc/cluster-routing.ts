@@ -8,6 +8,11 @@
  *   - routing by name: Create, Lookup and Unlink consult the placement (placement.ts) and
  *     answer NOT_OWNER (trailer daxd-owner) or NODE_DOWN for a name placed elsewhere.
  *     Calls by inode need no routing: an inode is this node's by construction.
+ *   - drains (server/cluster/drain.ts): on the drained node, calls by a name in its
+ *     switch wait for it, then are redirected (drain-gate.ts); on the target node, Create
+ *     and Unlink carrying DRAIN_SOURCE_METADATA_KEY = S act on the local copy of a name
+ *     placed `{S, moving: this node}` (Unlink: of any name not placed here), leaving the
+ *     placement to the drain.
  * Runs inside instrument() (rpc-server.ts), so admission (auth, role) comes first.
  */
 import type * as grpc from '@grpc/grpc-js';
@@ -20,7 +25,7 @@ import { toServiceError } from './status';
 import { unary } from './unary';
 import { fileInfoToWire, type FsOfCall } from './files-service';
 import type { FilesHandlers } from '../../wire/generated/daxd/v1/Files';
-import { REDIRECTED_METADATA_KEY } from '../../wire/metadata';
+import { DRAIN_SOURCE_METADATA_KEY, REDIRECTED_METADATA_KEY } from '../../wire/metadata';
 import * as v from './validate';
 
 type AnyHandler = (call: never, callback?: never) => void;
@@ -76,6 +81,12 @@ export function fenced<H extends object>(service: grpc.ServiceDefinition, handle
 
 const redirected = (call: { metadata: grpc.Metadata }): boolean => call.metadata.get(REDIRECTED_METADATA_KEY)[0] === '1';
 
+/** The draining node a call comes from (DRAIN_SOURCE_METADATA_KEY), or null. */
+function drainSource(call: { metadata: grpc.Metadata }): string | null {
+  const v = call.metadata.get(DRAIN_SOURCE_METADATA_KEY)[0];
+  return typeof v === 'string' && v !== '' ? v : null;
+}
+
 /** Files handlers whose Create, Lookup and Unlink go through the cluster's placement. */
 export function routedFiles(files: FilesHandlers, fsOf: FsOfCall, cluster: Cluster, log: Logger): FilesHandlers {
   return {
@@ -84,6 +95,13 @@ export function routedFiles(files: FilesHandlers, fsOf: FsOfCall, cluster: Clust
       const name = fsOf(call).name(v.fileName(req.name));
       cluster.assertMayMutate();
       const placement = cluster.placement;
+      const source = drainSource(call);
+      if (source !== null) {
+        // A drain's copy: only of a name the drain has marked as moving here.
+        const placed = await placement.read(name);
+        if (placed !== null && placed.node === source && placed.moving === cluster.self) return fileInfoToWire(await fsOf(call).create(name, false));
+      }
+      await cluster.drainGate.passName(name);
       const claim = await placement.claim(name, redirected(call));
       let info;
       try {
@@ -105,6 +123,7 @@ export function routedFiles(files: FilesHandlers, fsOf: FsOfCall, cluster: Clust
     Lookup: unary(log, 'Files.Lookup', async (req, call) => {
       const name = fsOf(call).name(v.fileName(req.name));
       const placement = cluster.placement;
+      await cluster.drainGate.passName(name);
       placement.checkRead(name);
       try {
         return fileInfoToWire(fsOf(call).lookup(name));
@@ -118,6 +137,15 @@ export function routedFiles(files: FilesHandlers, fsOf: FsOfCall, cluster: Clust
       const name = fsOf(call).name(v.fileName(req.name));
       cluster.assertMayMutate();
       const placement = cluster.placement;
+      if (drainSource(call) !== null) {
+        // A drain removing its copy (abandoned or orphaned): never of a name placed here.
+        const placed = await placement.read(name);
+        if (placed === null || placed.node !== cluster.self) {
+          await fsOf(call).unlink(name);
+          return {};
+        }
+      }
+      await cluster.drainGate.passName(name);
       await placement.checkUnlink(name);
       const ino = fsOf(call).lookup(name).ino;
       await fsOf(call).unlink(name);

@@ -1,8 +1,8 @@
 /**
  * The Cluster service (proto `service Cluster`): Members, Locate and Watch answered from
- * the node's watch cache of etcd (server/cluster/watch-cache.ts), Drain not built yet
- * (UNIMPLEMENTED / ENOTSUP). A server without --etcd answers every call UNIMPLEMENTED /
- * ENOTSUP.
+ * the node's watch cache of etcd (server/cluster/watch-cache.ts); Drain run by the drained
+ * node itself (server/cluster/drain.ts), streaming its progress. A server without --etcd
+ * answers every call UNIMPLEMENTED / ENOTSUP.
  *
  * Watch sends the current state (NODE_UP per live node, PLACED per placement, then
  * SYNCED) and then every change.
@@ -18,13 +18,17 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { PrincipalFs } from '../auth/principal-fs';
 import type { Cluster } from '../cluster/cluster';
-import type { NodeRecord, PlacementRecord } from '../cluster/keys';
-import { CLUSTER_WATCH_EVENTS_BUFFERED_MAX } from '../cluster/limits';
+import type { DrainProgress, NodeRecord, PlacementRecord } from '../cluster/keys';
+import { CLUSTER_WATCH_EVENTS_BUFFERED_MAX, NODE_NAME_BYTES_MAX } from '../cluster/limits';
 import type { CacheEvent } from '../cluster/watch-cache';
-import { LimitError, NotFoundError, NotSupportedError, ShutdownError } from '../errors';
+import { InvalidArgumentError, LimitError, NotFoundError, NotSupportedError, ShutdownError } from '../errors';
+import { excerpt } from '../excerpt';
 import type { ClusterHandlers } from '../../wire/generated/daxd/v1/Cluster';
 import type { ClusterEvent } from '../../wire/generated/daxd/v1/ClusterEvent';
 import type { ClusterNode } from '../../wire/generated/daxd/v1/ClusterNode';
+import type { DrainRequest__Output } from '../../wire/generated/daxd/v1/DrainRequest';
+import type { DrainResponse } from '../../wire/generated/daxd/v1/DrainResponse';
+import type { DrainStatus } from '../../wire/generated/daxd/v1/DrainStatus';
 import type { Placement } from '../../wire/generated/daxd/v1/Placement';
 import type { WatchRequest__Output } from '../../wire/generated/daxd/v1/WatchRequest';
 import { toServiceError } from './status';
@@ -35,8 +39,19 @@ function nodeToWire(node: NodeRecord, files: number): ClusterNode {
   return {
     name: node.name, grpc: node.grpc, nbd: node.nbd, http: node.http, volume_uuid: node.volumeUuid, capacity: node.capacity, free: node.free,
     version: node.version, started_at_ms: node.startedAtMs, live: true, files,
+    ...(node.drain === undefined ? {} : { drain: drainToWire(node.drain) }),
   };
 }
+
+function drainToWire(p: DrainProgress): DrainStatus {
+  return {
+    files_total: p.filesTotal, files_moved: p.filesMoved, files_failed: p.filesFailed, bytes_total: p.bytesTotal, bytes_copied: p.bytesCopied,
+    current: p.current, current_target: p.currentTarget,
+  };
+}
+
+const DRAIN_LAYOUT_BREAKS = ['WAIT', 'FAIL', 'RECALL'] as const;
+const NODE_NAME = /^[A-Za-z0-9._-]+$/;
 
 function placementToWire(cluster: Cluster, name: string, p: PlacementRecord): Placement {
   const node = cluster.cache.nodes.get(p.node);
@@ -89,12 +104,31 @@ export class ClusterService {
         return placementToWire(cluster, name, p);
       }),
       Watch: (call) => this.watch(call),
-      Drain: unary(log, 'Cluster.Drain', (req) => {
-        this.joined();
-        v.fileName(req.node);
-        throw new NotSupportedError('Cluster.Drain');
-      }),
+      Drain: (call) => void this.drain(call),
     };
+  }
+
+  /** Cluster.Drain: validated here, run by Cluster.drain; one message per progress step, the last with done. */
+  private async drain(call: grpc.ServerWritableStream<DrainRequest__Output, DrainResponse>): Promise<void> {
+    const controller = new AbortController();
+    call.on('cancelled', () => controller.abort(new ShutdownError('the Drain call was cancelled')));
+    try {
+      const cluster = this.joined();
+      if (!cluster.drainEnabled) throw new NotSupportedError('Cluster.Drain on this server (no file engine attached)');
+      const node = call.request.node;
+      if (node.length === 0 || node.length > NODE_NAME_BYTES_MAX || !NODE_NAME.test(node)) {
+        throw new InvalidArgumentError(`node ${excerpt(node)} is not 1..${NODE_NAME_BYTES_MAX} characters of [A-Za-z0-9._-]`);
+      }
+      const policy = v.enumValue(call.request.layout_break, DRAIN_LAYOUT_BREAKS, 'layout_break');
+      const auth = call.metadata.get('authorization')[0];
+      const result = await cluster.drain(node, policy, typeof auth === 'string' ? auth : null, controller.signal, (p) => {
+        if (!controller.signal.aborted) call.write({ node, status: drainToWire(p), done: false });
+      });
+      call.write({ node, status: drainToWire(result), done: true });
+      call.end();
+    } catch (err) {
+      if (!controller.signal.aborted) call.emit('error', toServiceError(err, this.log, 'Cluster.Drain'));
+    }
   }
 
   private watch(call: grpc.ServerWritableStream<WatchRequest__Output, ClusterEvent>): void {

@@ -46,6 +46,6 @@ export async function startNode(etcdUrl: string, name: string, options: { volume
 }
 
 /** `daxd serve --etcd URL --node-name NAME` as a child process, over `volumePath`. */
-export function startNodeProcess(etcdUrl: string, name: string, volumePath: string, ttlS = TEST_TTL_S, size?: string): Promise<StartedServer> {
-  return startServer({ volumePath, size, extraArgs: ['--etcd', etcdUrl, '--node-name', name, '--node-ttl-s', String(ttlS), '--log-level', 'info'] });
+export function startNodeProcess(etcdUrl: string, name: string, volumePath: string, ttlS = TEST_TTL_S, size?: string, env?: Record<string, string>): Promise<StartedServer> {
+  return startServer({ volumePath, size, env, extraArgs: ['--etcd', etcdUrl, '--node-name', name, '--node-ttl-s', String(ttlS), '--log-level', 'info'] });
 }

@@ -112,7 +112,7 @@ describe('cluster: membership, the Cluster service, reconcile', function () {
     }
   });
 
-  it('answers Members, Locate and Watch from its etcd cache; Drain is UNIMPLEMENTED', async () => {
+  it('answers Members, Locate and Watch from its etcd cache; Drain of another node is NOT_OWNER naming it', async () => {
     const stub = clusterStub(a.address);
     const client = DaxClient.connect(a.address, { deadlineMs: 5_000 });
     const watch = stub.Watch({});
@@ -134,9 +134,16 @@ describe('cluster: membership, the Cluster service, reconcile', function () {
       const members = await call<MembersResponse__Output>((cb) => stub.Members({}, cb));
       assert.equal(members.self, 'a');
       assert.ok(Number(members.nodes.find((n) => n.name === 'a')!.files) >= 1);
-      const drain = await failure(call((cb) => stub.Drain({ node: 'b' }, cb)));
-      assert.equal(drain.codeName, 'UNIMPLEMENTED');
-      assert.equal(drain.reason, 'ENOTSUP');
+      // The drained node drives its own drain: another node sends the caller there.
+      const drain = await new Promise<grpc.ServiceError>((resolve, reject) => {
+        const s = stub.Drain({ node: 'b' });
+        s.on('data', () => reject(new Error('a Drain of b at a sent progress')));
+        s.on('error', resolve);
+        s.on('end', () => reject(new Error('a Drain of b at a ended without an error')));
+      });
+      assert.equal(drain.code, grpc.status.FAILED_PRECONDITION);
+      assert.equal(drain.metadata.get('daxd-reason')[0], 'NOT_OWNER');
+      assert.equal(drain.metadata.get('daxd-owner-node')[0], 'b');
     } finally {
       watch.cancel();
       client.close();

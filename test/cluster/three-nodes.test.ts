@@ -105,7 +105,7 @@ describe('cluster: three nodes on etcd, through DaxCluster', function () {
     }
   });
 
-  it('daxd cluster status --json, ls and drain (drain answers UNIMPLEMENTED)', async () => {
+  it('daxd cluster status --json, ls, and drain of an unknown node (test/cluster/drain.test.ts drains)', async () => {
     const seedsFlag = ['--seeds', seeds().join(',')];
     const status = await runCli(['cluster', 'status', '--json', ...seedsFlag]);
     assert.equal(status.code, 0, status.stderr);
@@ -115,9 +115,9 @@ describe('cluster: three nodes on etcd, through DaxCluster', function () {
     const ls = await runCli(['cluster', 'ls', 'f/', ...seedsFlag]);
     assert.equal(ls.code, 0, ls.stderr);
     assert.deepEqual(ls.stdout.trim().split('\n'), [...Array(FILES).keys()].map((i) => `${files.get(fileName(i))!.node}\t${fileName(i)}`));
-    const drain = await runCli(['cluster', 'drain', 'n1', ...seedsFlag]);
+    const drain = await runCli(['cluster', 'drain', 'no-such-node', ...seedsFlag]);
     assert.equal(drain.code, 1);
-    assert.match(drain.stderr, /UNIMPLEMENTED: ENOTSUP: Cluster.Drain is not implemented yet/);
+    assert.match(drain.stderr, /NOT_FOUND: ENOENT: no node named no-such-node/);
   });
 
   it('the file commands with --cluster SEEDS: put, get, stat, ls, df, rm find each file on its node', async () => {

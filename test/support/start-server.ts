@@ -59,6 +59,8 @@ export interface StartOptions {
   /** Size of the volume if it is created (default 64M). */
   size?: string;
   extraArgs?: string[];
+  /** Added to the server's environment (e.g. a test pause: DAXD_TEST_DRAIN_PAUSE). */
+  env?: Record<string, string>;
 }
 
 function spawnDaxd(args: string[], cwd = REPO_ROOT, env: NodeJS.ProcessEnv = process.env): ChildProcess {
@@ -72,7 +74,8 @@ function exitOf(child: ChildProcess): Promise<ExitStatus> {
 /** Start `daxd serve` on 127.0.0.1:0; resolves with the bound address once it serves. */
 export function startServer(options: StartOptions): Promise<StartedServer> {
   const volumeArgs = options.volumePath === undefined ? [] : ['--volume', options.volumePath, '--size', options.size ?? '64M'];
-  const child = spawnDaxd(['serve', ...volumeArgs, '--grpc', '127.0.0.1:0', '--http', '127.0.0.1:0', '--nbd', '127.0.0.1:0', ...(options.extraArgs ?? [])], options.cwd);
+  const child = spawnDaxd(['serve', ...volumeArgs, '--grpc', '127.0.0.1:0', '--http', '127.0.0.1:0', '--nbd', '127.0.0.1:0', ...(options.extraArgs ?? [])], options.cwd,
+    options.env === undefined ? process.env : { ...process.env, ...options.env });
   const pid = child.pid;
   if (pid === undefined) return Promise.reject(new Error('spawn failed'));
   const exited = exitOf(child);

@@ -379,6 +379,12 @@
     }, n.address === null ? 'NBD is off (--nbd off)' : 'no NBD connection');
   }
 
+  // A drain in progress on a node: "draining 3/10 files · 12 MiB / 40 MiB".
+  function drainText(d) {
+    if (!d) return '';
+    return ', draining ' + d.filesMoved + '/' + d.filesTotal + ' files' + (d.filesFailed > 0 ? ' (' + d.filesFailed + ' failed)' : '') + ' · ' + fmtBytes(d.bytesCopied) + ' / ' + fmtBytes(d.bytesTotal);
+  }
+
   // A cluster node (daxd serve --etcd): its view of the nodes. Hidden on a lone server.
   function renderCluster(c) {
     document.getElementById('card-cluster').hidden = !c.enabled;
@@ -387,7 +393,7 @@
     document.getElementById('cluster-count').textContent = 'this node: ' + c.self + (c.fenced ? ' (FENCED)' : '') + ' · ' + live + ' live of ' + c.nodes.length;
     fillTable('table-cluster', c.nodes, c.nodes.length, {
       key: (n) => n.name,
-      row: (n) => [[n.name + (n.name === c.self ? ' (this node)' : ''), 'id'], [n.state === 'live' ? (n.name === c.self && c.fenced ? 'fenced' : 'live') : 'down'],
+      row: (n) => [[n.name + (n.name === c.self ? ' (this node)' : ''), 'id'], [n.state === 'live' ? (n.name === c.self && c.fenced ? 'fenced' : 'live') + drainText(n.drain) : 'down'],
         [n.grpc || '-', 'id'], [n.state === 'live' ? fmtBytes(n.capacityBytes) : '-', 'num'], [n.state === 'live' ? fmtBytes(n.freeBytes) : '-', 'num'],
         [String(n.files), 'num']],
     }, 'no node');
