@@ -50,6 +50,8 @@ export class Cluster {
   private stopped = false;
   /** What the last start-up reconcile fixed. */
   lastReconcile: ReconcileReport | null = null;
+  /** Told of every change of `fenced` (the gRPC health status follows it: server.ts). */
+  private readonly fenceListeners = new Set<() => void>();
 
   constructor(readonly config: ClusterConfig, private readonly fs: FileSystemApi, private readonly log: Logger, private readonly version: string) {
     this.keys = new ClusterKeys(config.prefix);
@@ -63,6 +65,16 @@ export class Cluster {
   /** True until join() finished, and whenever the lease could not be renewed in time. */
   get fenced(): boolean {
     return !this.joined || this.membership === null || this.membership.fenced;
+  }
+
+  /** Calls `listener` after each change of `fenced` (it reads `fenced`); returns its removal. */
+  onFenceChange(listener: () => void): () => void {
+    this.fenceListeners.add(listener);
+    return () => this.fenceListeners.delete(listener);
+  }
+
+  private fenceChanged(): void {
+    for (const listener of [...this.fenceListeners]) listener();
   }
 
   /** Throws FencedError when mutating calls must be refused. */
@@ -107,6 +119,7 @@ export class Cluster {
       onFenced: (fenced, why) => {
         if (fenced) this.log.warn({ why, ttlS: this.config.ttlS }, 'cluster: fenced: refusing mutating calls');
         else this.log.info({ why }, 'cluster: unfenced: taking mutating calls again');
+        this.fenceChanged();
       },
     });
     try {
@@ -127,6 +140,7 @@ export class Cluster {
       conflictNames: report.conflicts.slice(0, RECONCILE_LOG_NAMES_MAX),
     }, 'cluster: reconciled placements with the volume');
     this.joined = true;
+    this.fenceChanged();
   }
 
   /** The cluster as this node sees it (GET /api/v1/cluster, the dashboard). */
@@ -156,6 +170,7 @@ export class Cluster {
     if (this.stopped) return;
     this.stopped = true;
     this.joined = false;
+    this.fenceChanged();
     await this.cacheRef?.stop();
     await this.membership?.stop();
     this.etcd.close();
