@@ -297,11 +297,12 @@ export class Daxd {
   /**
    * The gRPC health status follows readiness (server/rpc/standard-services.ts): SERVING
    * once started (volume mounted, gRPC listening, cluster joined), NOT_SERVING while
-   * draining, fenced or shutting down. Called on each of those changes.
+   * draining, fenced or shutting down; the "liveness" name only goes NOT_SERVING at
+   * shutdown. Called on each of those changes.
    */
   private updateHealth(): void {
     const why = this.notServingReason();
-    this.rpc.standard.setServing(why === null, why ?? 'ready');
+    this.rpc.standard.setServing(why === null, why ?? 'ready', this.stopping === null);
   }
 
   /** Graceful stop; idempotent. */

@@ -186,7 +186,7 @@ export class RpcServer {
     const drained = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
     for (const stream of this.streams) stream.drain();
     this.clusterService.endAll();
-    this.standard.setServing(false, 'shutting down');
+    this.standard.setServing(false, 'shutting down', false);
     this.standard.endWatches();
     await this.sessions.closeAll();
     const late = await Promise.race([drained.then(() => false), timedOut.promise.then(() => true)]);

@@ -5,7 +5,8 @@
  * Health: one status for the server as a whole (service "") and one per service of
  * daxd.proto ("daxd.v1.Files", ...), all the same: SERVING while the server is ready to
  * take calls, NOT_SERVING otherwise (starting, draining, fenced, shutting down; Daxd
- * decides, server.ts). Check of a name that is none of those is NOT_FOUND. Health is
+ * decides, server.ts). One more name, "liveness", for liveness probes: SERVING until
+ * the server shuts down. Check of a name that is none of those is NOT_FOUND. Health is
  * open: it needs no token (probes carry none) and says nothing but the statuses. A Watch
  * of a name that is none of those is answered SERVICE_UNKNOWN (the spec's answer) and
  * kept open; the names never change while the server runs. Watches are bounded
@@ -38,6 +39,13 @@ import { MalformedRequest } from './strict-decode';
 
 /** The health service's own full name. */
 export const HEALTH_SERVICE = 'grpc.health.v1.Health';
+
+/**
+ * The health name for liveness probes: SERVING from the moment gRPC listens until the
+ * server starts to shut down, whatever readiness says. A node that drains or is fenced
+ * (etcd unreachable) is not ready but alive: restarting it would not help.
+ */
+export const LIVENESS_HEALTH_NAME = 'liveness';
 
 /** The full names of daxd.proto's services ("daxd.v1.Files", ...), read from the loaded definition. */
 export function daxdServiceNames(definition: protoLoader.PackageDefinition): string[] {
@@ -76,8 +84,8 @@ function guarded(service: grpc.ServiceDefinition): grpc.ServiceDefinition {
 type WatchCall = grpc.ServerWritableStream<{ service?: unknown }, { status: string }>;
 
 interface Watch {
-  /** The name is one of healthNames (else it is told SERVICE_UNKNOWN once and nothing after). */
-  known: boolean;
+  /** The name watched, when it is one of healthNames (else it is told SERVICE_UNKNOWN once and nothing after). */
+  name: string | null;
   /** Ends the call with ESHUTDOWN (the server stops). */
   end(): void;
   write(status: ServingStatus): void;
@@ -86,32 +94,41 @@ interface Watch {
 export class StandardServices {
   /** Check and List (grpc-health-check's); Watch is ours (watch() below). */
   private readonly health: HealthImplementation;
-  /** "" and the full name of each daxd service. */
+  /** "" and the full name of each daxd service: readiness. */
+  readonly readinessNames: readonly string[];
+  /** readinessNames and LIVENESS_HEALTH_NAME. */
   readonly healthNames: readonly string[];
   private status: ServingStatus = 'NOT_SERVING';
+  private live: ServingStatus = 'SERVING';
   private readonly watches = new Set<Watch>();
   private readonly definition: protoLoader.PackageDefinition;
 
   constructor(private readonly log: Logger) {
     this.definition = reflectedDefinition();
-    this.healthNames = ['', ...daxdServiceNames(this.definition)];
-    // Everything NOT_SERVING until the server says it is ready (Daxd.start, at the end).
-    this.health = new HealthImplementation(Object.fromEntries(this.healthNames.map((n) => [n, this.status])));
+    this.readinessNames = ['', ...daxdServiceNames(this.definition)];
+    this.healthNames = [...this.readinessNames, LIVENESS_HEALTH_NAME];
+    // Readiness NOT_SERVING until the server says it is ready (Daxd.start, at the end).
+    this.health = new HealthImplementation(Object.fromEntries(this.healthNames.map((n) => [n, this.statusOf(n)])));
   }
 
-  /** The status every health name answers now. */
-  get serving(): ServingStatus {
-    return this.status;
+  /** The status a health name answers now. */
+  statusOf(name: string): ServingStatus {
+    return name === LIVENESS_HEALTH_NAME ? this.live : this.status;
   }
 
-  /** Sets every health name's status and tells the watches; logs a change with its reason. */
-  setServing(serving: boolean, why: string): void {
+  /**
+   * Sets the readiness names' status (and liveness: NOT_SERVING only once shutting down),
+   * tells the watches; logs a change with its reason.
+   */
+  setServing(serving: boolean, why: string, live = true): void {
     const status: ServingStatus = serving ? 'SERVING' : 'NOT_SERVING';
-    if (status === this.status) return;
+    const liveStatus: ServingStatus = live ? 'SERVING' : 'NOT_SERVING';
+    if (status === this.status && liveStatus === this.live) return;
+    if (status !== this.status) this.log.info({ status, why }, `grpc health: ${status}`);
     this.status = status;
-    for (const name of this.healthNames) this.health.setStatus(name, status);
-    for (const watch of this.watches) if (watch.known) watch.write(status);
-    this.log.info({ status, why }, `grpc health: ${status}`);
+    this.live = liveStatus;
+    for (const name of this.healthNames) this.health.setStatus(name, this.statusOf(name));
+    for (const watch of this.watches) if (watch.name !== null) watch.write(this.statusOf(watch.name));
   }
 
   /** Ends every Watch (ESHUTDOWN): the server is stopping, and they would never end on their own. */
@@ -144,10 +161,15 @@ export class StandardServices {
       return;
     }
     let ended = false;
+    let last: ServingStatus | null = null;
+    const asked = call.request.service;
     const watch: Watch = {
-      known: typeof call.request.service === 'string' && this.healthNames.includes(call.request.service),
+      name: typeof asked === 'string' && this.healthNames.includes(asked) ? asked : null,
+      // Each change once (the names share setServing, so a call may see its status set again).
       write: (status) => {
-        if (!ended) call.write({ status });
+        if (ended || status === last) return;
+        last = status;
+        call.write({ status });
       },
       end: () => {
         if (ended) return;
@@ -161,8 +183,9 @@ export class StandardServices {
       ended = true;
       this.watches.delete(watch);
     });
-    // The spec's answer for a name the server does not serve; it never will (the names are fixed).
-    call.write({ status: watch.known ? this.status : 'SERVICE_UNKNOWN' });
+    // SERVICE_UNKNOWN: the spec's answer for a name the server does not serve; it never will (the names are fixed).
+    if (watch.name !== null) watch.write(this.statusOf(watch.name));
+    else call.write({ status: 'SERVICE_UNKNOWN' });
   }
 }
 

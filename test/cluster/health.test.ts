@@ -2,9 +2,11 @@
  * The gRPC health status of a cluster node follows its fencing (server/rpc/standard-services.ts,
  * Cluster.onFenceChange): a raw grpc.health.v1 Watch sees NOT_SERVING when the node fences
  * itself (the keep-alive failpoint: no renewal for ⅔ TTL) and SERVING once it has renewed
- * again; Check answers the same for every service of daxd.proto meanwhile.
+ * again; Check answers the same for every service of daxd.proto meanwhile, while the
+ * "liveness" name stays SERVING (a fenced node must not be restarted by its liveness probe).
  */
 import assert from 'node:assert/strict';
+import { LIVENESS_HEALTH_NAME } from '../../server/rpc/standard-services';
 import { assertEtcdInstalled, startEtcd, type StartedEtcd } from '../support/etcd';
 import { healthCheck, healthClient, protoServiceNames, type HealthClient, type HealthStatus } from '../support/standard-clients';
 import { until } from '../support/until';
@@ -34,7 +36,7 @@ describe('cluster: gRPC health follows fencing', function () {
     await etcd?.stop();
   });
 
-  it('keep-alives dropped (failpoint): Watch sees NOT_SERVING when the node fences, SERVING after it renews; Check agrees per service', async () => {
+  it('keep-alives dropped (failpoint): Watch sees NOT_SERVING when the node fences, SERVING after it renews; Check agrees per service, liveness stays SERVING', async () => {
     const statuses: HealthStatus[] = [];
     const stream = health.watch({ service: '' });
     stream.on('data', (m: { status: HealthStatus }) => statuses.push(m.status));
@@ -47,6 +49,7 @@ describe('cluster: gRPC health follows fencing', function () {
         assert.ok(a.daxd.cluster!.fenced, 'the node is fenced');
         assert.equal(a.daxd.notServingReason(), 'fenced');
         for (const name of ['', ...protoServiceNames()]) assert.equal(await healthCheck(health, name), 'NOT_SERVING', `Check(${JSON.stringify(name)}) while fenced`);
+        assert.equal(await healthCheck(health, LIVENESS_HEALTH_NAME), 'SERVING', 'a fenced node is alive: no restart');
       } finally {
         a.daxd.cluster!.dropKeepAlives(false);
       }

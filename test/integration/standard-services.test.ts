@@ -15,12 +15,14 @@ import * as descriptor from 'protobufjs/ext/descriptor';
 import pino from 'pino';
 import { parsePrincipals } from '../../server/auth/auth-file';
 import { Authenticator } from '../../server/auth/authenticator';
-import { HEALTH_SERVICE } from '../../server/rpc/standard-services';
+import { HEALTH_SERVICE, LIVENESS_HEALTH_NAME } from '../../server/rpc/standard-services';
+import { HEALTH_WATCHES_MAX } from '../../server/rpc/limits';
 import { Daxd } from '../../server/server';
 import { REASON_METADATA_KEY } from '../../wire/metadata';
 import { sha256Hex } from '../support/auth-server';
 import { healthCheck, healthClient, protoMethodNames, protoServiceNames, reflect, type HealthClient, type HealthStatus } from '../support/standard-clients';
 import { tempDir } from '../support/start-server';
+import { until } from '../support/until';
 import { MiB } from '../support/units';
 
 const READER_TOKEN = 'reader-token-standard-services-0123456789';
@@ -84,7 +86,7 @@ describe('standard gRPC services: health and reflection (raw grpc-js clients)', 
   });
 
   it('Health.Check without a token (auth on): SERVING overall ("") and for every service of daxd.proto', async () => {
-    for (const name of ['', ...services]) assert.equal(await healthCheck(health, name), 'SERVING', `Check(${JSON.stringify(name)})`);
+    for (const name of ['', ...services, LIVENESS_HEALTH_NAME]) assert.equal(await healthCheck(health, name), 'SERVING', `Check(${JSON.stringify(name)})`);
   });
 
   it('Health.Check of an unknown service name is NOT_FOUND', async () => {
@@ -128,6 +130,7 @@ describe('standard gRPC services: health and reflection (raw grpc-js clients)', 
       await overall.saw('NOT_SERVING');
       await files.saw('NOT_SERVING');
       for (const name of ['', ...services]) assert.equal(await healthCheck(health, name), 'NOT_SERVING', `Check(${JSON.stringify(name)}) while draining`);
+      assert.equal(await healthCheck(health, LIVENESS_HEALTH_NAME), 'SERVING', 'a draining server is alive');
       daxd.setDraining(false);
       assert.equal(await healthCheck(health, ''), 'SERVING');
       assert.deepEqual(overall.statuses, ['SERVING', 'NOT_SERVING', 'SERVING']);
@@ -135,6 +138,34 @@ describe('standard gRPC services: health and reflection (raw grpc-js clients)', 
       daxd.setDraining(false);
       overall.cancel();
       files.cancel();
+    }
+  });
+
+  it(`Health.Watch: ${HEALTH_WATCHES_MAX} open at once; one more is RESOURCE_EXHAUSTED / ELIMIT; a freed one is taken again`, async function () {
+    this.timeout(60_000);
+    // Two channels: one connection carries at most STREAMS_PER_CONNECTION_MAX (1024) streams.
+    const clients = [healthClient(daxd.grpcAddress, { 'daxd.test.channel': 1 }), healthClient(daxd.grpcAddress, { 'daxd.test.channel': 2 })];
+    const open: Array<ReturnType<typeof watchHealth>> = [];
+    try {
+      for (let i = 0; i < HEALTH_WATCHES_MAX; i++) open.push(watchHealth(clients[i % 2], ''));
+      await Promise.all(open.map((w) => w.saw('SERVING')));
+      const over = watchHealth(clients[0], '');
+      const err = await over.ended;
+      assert.equal(err?.code, grpc.status.RESOURCE_EXHAUSTED, String(err));
+      assert.equal(err?.metadata.get(REASON_METADATA_KEY)[0], 'ELIMIT');
+      assert.match(err!.details, /HEALTH_WATCHES_MAX exceeded \(1025 vs\. max 1024\)/);
+      open.pop()!.cancel();
+      // The server learns of the cancel over the network: try until a new watch is taken.
+      let taken: ReturnType<typeof watchHealth> | null = null;
+      await until(async () => {
+        const w = watchHealth(clients[1], '');
+        if (await Promise.race([w.saw('SERVING').then(() => true), w.ended.then(() => false)])) taken = w;
+        return taken !== null;
+      }, 'a watch taken again after one was cancelled', 10_000);
+      open.push(taken!);
+    } finally {
+      for (const w of open) w.cancel();
+      for (const c of clients) c.close();
     }
   });
 
@@ -174,7 +205,7 @@ describe('standard gRPC services: health and reflection (raw grpc-js clients)', 
     assert.ok(healthAnswer.file_descriptor_response!.file_descriptor_proto.some((b) => (descriptor.FileDescriptorProto.decode(b) as unknown as { package: string }).package === 'grpc.health.v1'));
   });
 
-  it('reflection of an unknown symbol answers error_response NOT_FOUND (the stream goes on)', async () => {
+  it('reflection of an unknown symbol answers error_response NOT_FOUND (an answer on the stream, not a failed call)', async () => {
     const answer = await reflect(daxd.grpcAddress, { file_containing_symbol: 'daxd.v1.NoSuchThing' }, bearer(READER_TOKEN));
     assert.equal(answer.error_response?.error_code, grpc.status.NOT_FOUND);
   });
@@ -183,14 +214,16 @@ describe('standard gRPC services: health and reflection (raw grpc-js clients)', 
     const second = await startDaxd(tmp.dir, 'second');
     const client = healthClient(second.grpcAddress);
     try {
-      const w = watchHealth(client, 'daxd.v1.Session');
-      await w.saw('SERVING');
+      const watches = [watchHealth(client, 'daxd.v1.Session'), watchHealth(client, LIVENESS_HEALTH_NAME)];
+      for (const w of watches) await w.saw('SERVING');
       const stopped = second.stop();
-      await w.saw('NOT_SERVING');
-      const err = await w.ended;
-      assert.equal(err?.code, grpc.status.UNAVAILABLE, String(err));
-      assert.equal(err?.metadata.get(REASON_METADATA_KEY)[0], 'ESHUTDOWN');
-      assert.deepEqual(w.statuses, ['SERVING', 'NOT_SERVING']);
+      for (const w of watches) {
+        await w.saw('NOT_SERVING');
+        const err = await w.ended;
+        assert.equal(err?.code, grpc.status.UNAVAILABLE, String(err));
+        assert.equal(err?.metadata.get(REASON_METADATA_KEY)[0], 'ESHUTDOWN');
+        assert.deepEqual(w.statuses, ['SERVING', 'NOT_SERVING']);
+      }
       await stopped;
     } finally {
       client.close();

@@ -47,10 +47,10 @@ export interface HealthClient extends grpc.Client {
   watch(request: { service: string }, metadata?: grpc.Metadata): grpc.ClientReadableStream<{ status: HealthStatus }>;
 }
 
-/** A grpc.health.v1.Health client (health.proto of grpc-health-check). */
-export function healthClient(address: string): HealthClient {
+/** A grpc.health.v1.Health client (health.proto of grpc-health-check); channels with different options get their own connection. */
+export function healthClient(address: string, options: grpc.ChannelOptions = {}): HealthClient {
   const Ctor = clientConstructor(HEALTH_PROTO_PATH, path.resolve(path.dirname(HEALTH_PROTO_PATH), '..', '..'), 'grpc.health.v1.Health');
-  return new Ctor(address, grpc.credentials.createInsecure()) as unknown as HealthClient;
+  return new Ctor(address, grpc.credentials.createInsecure(), options) as unknown as HealthClient;
 }
 
 /** Health.Check as a promise: the status, or the gRPC error. */
