@@ -164,8 +164,9 @@ describe('package: npm pack → install in a scratch project → tsc --strict �
       assert.equal(out.blockSize, 4096);
       assert.equal(out.missing, 'ENOENT');
       assert.equal(typeof out.ino, 'number');
-      // The server that answered is the installed copy (its own addon), not this repository's.
-      assert.ok(server.logs.some((l) => l.msg === 'daxd serving'));
+      // The server that answered is the installed copy, running the addon its install built.
+      const maps = fs.readFileSync(`/proc/${server.pid}/maps`, 'utf8');
+      assert.ok(maps.includes(path.join(fs.realpathSync(consumer), 'node_modules', 'daxd', 'build', 'Release', 'daxd_native.node')), 'the installed addon is loaded');
     } finally {
       if (server !== null) {
         const status = await server.stop();
