@@ -107,6 +107,9 @@ function nbdTlsOptions(options: DaxdOptions, material: TlsMaterial | null): NbdT
 export class Daxd {
   private stopping: Promise<void> | null = null;
   private mounted = true;
+  /** Daxd.start finished: every front end is up and a cluster node has joined. */
+  private started = false;
+  private draining = false;
 
   private constructor(
     readonly fs: FileSystem,
@@ -228,6 +231,10 @@ export class Daxd {
         throw err;
       }
     }
+    daxd.started = true;
+    // The health status follows the fencing from now on (and is computed once here).
+    cluster?.onFenceChange(() => daxd.updateHealth());
+    daxd.updateHealth();
     const { replay, wasClean, orphansFreed, mountMs } = volume.report;
     log.info({
       grpc: rpc.address, http: daxd.httpAddress, nbd: daxd.nbdAddress, volume: options.volumePath, created: volume.created,
@@ -270,9 +277,43 @@ export class Daxd {
     return result;
   }
 
+  /**
+   * The drain hook: while draining, the gRPC health status (overall and per service) is
+   * NOT_SERVING, so load balancers and readiness probes send new clients elsewhere while
+   * the calls in flight go on. The cluster's Drain calls setDraining(true) when it starts
+   * moving this node's files away and setDraining(false) if it gives up.
+   */
+  setDraining(draining: boolean): void {
+    this.draining = draining;
+    this.updateHealth();
+  }
+
+  /** Why the server is not ready for new calls now, or null when it is. */
+  notServingReason(): string | null {
+    if (this.stopping !== null) return 'shutting down';
+    if (!this.started) return 'starting';
+    if (this.draining) return 'draining';
+    if (this.cluster?.fenced === true) return 'fenced';
+    return null;
+  }
+
+  /**
+   * The gRPC health status follows readiness (server/rpc/standard-services.ts): SERVING
+   * once started (volume mounted, gRPC listening, cluster joined), NOT_SERVING while
+   * draining, fenced or shutting down; the "liveness" name only goes NOT_SERVING at
+   * shutdown. Called on each of those changes.
+   */
+  private updateHealth(): void {
+    const why = this.notServingReason();
+    this.rpc.standard.setServing(why === null, why ?? 'ready', this.stopping === null);
+  }
+
   /** Graceful stop; idempotent. */
   stop(): Promise<void> {
-    if (this.stopping === null) this.stopping = this.runStop();
+    if (this.stopping === null) {
+      this.stopping = this.runStop();
+      this.updateHealth();
+    }
     return this.stopping;
   }
 

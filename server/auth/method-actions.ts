@@ -59,9 +59,24 @@ export const METHOD_ACTIONS: Readonly<Record<string, Rule>> = {
   'Cluster.Drain': 'admin',
 };
 
+/**
+ * The standard services' methods admitted like daxd's own (server/rpc/standard-services.ts).
+ * Server reflection describes the contract: it is a read (docs/SECURITY.md). The health
+ * service is not listed: it is never admitted (probes carry no token) and says nothing
+ * but SERVING / NOT_SERVING. "ServerReflection.ServerReflectionInfo" is both v1 and v1alpha.
+ */
+export const STANDARD_METHOD_ACTIONS: Readonly<Record<string, Rule>> = {
+  'ServerReflection.ServerReflectionInfo': 'read',
+};
+
+/** The rule of `method` ("Files.Read"), undefined when it has none. */
+export function ruleOf(method: string): Rule | undefined {
+  return METHOD_ACTIONS[method] ?? STANDARD_METHOD_ACTIONS[method];
+}
+
 /** The action `method` ("Files.Read") needs for this request (undefined for a stream: its rule is a constant). */
 export function actionOf(method: string, request: unknown): Action {
-  const rule = METHOD_ACTIONS[method];
+  const rule = ruleOf(method);
   if (rule === undefined) throw new Error(`bug: ${method} has no entry in METHOD_ACTIONS`);
   return typeof rule === 'string' ? rule : (rule as (r: unknown) => Action)(request);
 }

@@ -72,6 +72,8 @@ export class Cluster {
   private stopped = false;
   /** What the last start-up reconcile fixed. */
   lastReconcile: ReconcileReport | null = null;
+  /** Told of every change of `fenced` (the gRPC health status follows it: server.ts). */
+  private readonly fenceListeners = new Set<() => void>();
 
   constructor(readonly config: ClusterConfig, private readonly fs: FileSystemApi, private readonly log: Logger, private readonly version: string) {
     this.keys = new ClusterKeys(config.prefix);
@@ -85,6 +87,16 @@ export class Cluster {
   /** True until join() finished, and whenever the lease could not be renewed in time. */
   get fenced(): boolean {
     return !this.joined || this.membership === null || this.membership.fenced;
+  }
+
+  /** Calls `listener` after each change of `fenced` (it reads `fenced`); returns its removal. */
+  onFenceChange(listener: () => void): () => void {
+    this.fenceListeners.add(listener);
+    return () => this.fenceListeners.delete(listener);
+  }
+
+  private fenceChanged(): void {
+    for (const listener of [...this.fenceListeners]) listener();
   }
 
   /** Throws FencedError when mutating calls must be refused. */
@@ -130,6 +142,7 @@ export class Cluster {
       onFenced: (fenced, why) => {
         if (fenced) this.log.warn({ why, ttlS: this.config.ttlS }, 'cluster: fenced: refusing mutating calls');
         else this.log.info({ why }, 'cluster: unfenced: taking mutating calls again');
+        this.fenceChanged();
       },
     });
     try {
@@ -151,6 +164,7 @@ export class Cluster {
       movesAbandoned: some(report.movesAbandoned), copiesRemoved: some(report.copiesRemoved), movedRemoved: some(report.movedRemoved),
     }, 'cluster: reconciled placements with the volume');
     this.joined = true;
+    this.fenceChanged();
   }
 
   /** A drain's copy in flight to this node (FencedFs.list leaves it out). */
@@ -255,6 +269,7 @@ export class Cluster {
     if (this.stopped) return;
     this.stopped = true;
     this.joined = false;
+    this.fenceChanged();
     await this.cacheRef?.stop();
     await this.membership?.stop();
     this.etcd.close();

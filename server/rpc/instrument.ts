@@ -22,7 +22,7 @@ import { idLength } from './validate';
 import { REQUEST_ID_METADATA_KEY } from '../../wire/metadata';
 import type { Authenticator } from '../auth/authenticator';
 import { admitCall } from '../auth/call-principal';
-import { METHOD_ACTIONS } from '../auth/method-actions';
+import { ruleOf } from '../auth/method-actions';
 
 /** A unary call this slow (or slower) is logged at warn. */
 export const SLOW_RPC_MS = 1000;
@@ -96,7 +96,7 @@ export function instrument<H extends object>(service: grpc.ServiceDefinition, ha
     const def = service[name];
     if (!def) throw new Error(`bug: handler ${name} is not a method of the service`);
     const method = methodLabel(def.path);
-    if (METHOD_ACTIONS[method] === undefined) throw new Error(`bug: ${method} has no entry in METHOD_ACTIONS (server/auth/method-actions.ts)`);
+    if (ruleOf(method) === undefined) throw new Error(`bug: ${method} has no entry in METHOD_ACTIONS (server/auth/method-actions.ts)`);
     out[name] = def.requestStream || def.responseStream
       ? streamCall(method, handler as unknown as (call: grpc.ServerReadableStream<unknown, unknown>) => void, log, auth)
       : unaryCall(method, handler as unknown as grpc.handleUnaryCall<unknown, unknown>, metrics, log, auth);

@@ -85,3 +85,9 @@ export const SHUTDOWN_FORCE_MS = 1_000;
  * client cancel.
  */
 export const DEADLINE_CANCEL_SLACK_MS = 250;
+
+/**
+ * grpc.health.v1.Health Watch calls open at once (standard-services.ts); one more is
+ * ELIMIT. Probes use Check; a watcher is a load balancer or a sidecar, a few per client.
+ */
+export const HEALTH_WATCHES_MAX = 1024;

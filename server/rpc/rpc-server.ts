@@ -51,6 +51,7 @@ import type { TlsMaterial } from '../tls/material';
 import type { Cluster } from '../cluster/cluster';
 import { fenced, routedFiles } from './cluster-routing';
 import { ClusterService } from './cluster-service';
+import { StandardServices } from './standard-services';
 
 /** The gRPC address could not be bound (in use, not local, malformed). */
 export class ListenError extends Error {
@@ -95,6 +96,8 @@ export class RpcServer {
     /** The raw sockets of open connections (null if grpc-js internals moved). */
     private readonly sockets: Set<net.Socket> | null,
     private readonly clusterService: ClusterService,
+    /** grpc.health.v1.Health and reflection (standard-services.ts): Daxd sets the health status. */
+    readonly standard: StandardServices,
   ) {}
 
   static async start(options: RpcServerOptions): Promise<RpcServer> {
@@ -131,6 +134,9 @@ export class RpcServer {
     add(proto.Dma.service, dmaHandlers(options.dax, sessions, fsOf, quota, log, streams, metrics, cluster === null ? undefined : () => cluster.assertMayMutate()));
     const clusterService = new ClusterService(cluster, log, fsOf);
     add(proto.Cluster.service, clusterService.handlers());
+    // Health (open: probes carry no token) and reflection (a read), NOT_SERVING until Daxd is ready.
+    const standard = new StandardServices(log);
+    standard.addToServer(server, metrics, auth);
     // `--tls-client-auth request`: refuse a client certificate that does not verify
     // (client-auth.ts), hooked on each HTTP/2 server before it can accept a connection.
     const requestChecked = options.tls?.clientAuth === 'request'
@@ -151,7 +157,7 @@ export class RpcServer {
     if (!raiseConnectionWindow(server)) log.warn('grpc-js internals changed: HTTP/2 connection window left at its default');
     const sockets = trackSockets(server);
     if (sockets === null) log.warn('grpc-js internals changed: a stuck connection can delay shutdown past SHUTDOWN_FORCE_MS');
-    return new RpcServer(server, sessions, quota, streams, withPort(options.address, port), log, sockets, clusterService);
+    return new RpcServer(server, sessions, quota, streams, withPort(options.address, port), log, sockets, clusterService, standard);
   }
 
   /** The memory the op streams hold (bounded: STREAM/CONNECTION/SERVER_BYTES_BUFFERED_MAX). */
@@ -180,6 +186,8 @@ export class RpcServer {
     const drained = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
     for (const stream of this.streams) stream.drain();
     this.clusterService.endAll();
+    this.standard.setServing(false, 'shutting down', false);
+    this.standard.endWatches();
     await this.sessions.closeAll();
     const late = await Promise.race([drained.then(() => false), timedOut.promise.then(() => true)]);
     timedOut.cancel();

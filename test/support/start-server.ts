@@ -61,10 +61,12 @@ export interface StartOptions {
   extraArgs?: string[];
   /** Added to the server's environment (e.g. a test pause: DAXD_TEST_DRAIN_PAUSE). */
   env?: Record<string, string>;
+  /** The launcher to run (default: this repository's bin/daxd.js; the package test runs an installed copy's). */
+  bin?: string;
 }
 
-function spawnDaxd(args: string[], cwd = REPO_ROOT, env: NodeJS.ProcessEnv = process.env): ChildProcess {
-  return spawn(process.execPath, [DAXD_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd, env });
+function spawnDaxd(args: string[], cwd = REPO_ROOT, env: NodeJS.ProcessEnv = process.env, bin = DAXD_BIN): ChildProcess {
+  return spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd, env });
 }
 
 function exitOf(child: ChildProcess): Promise<ExitStatus> {
@@ -75,7 +77,7 @@ function exitOf(child: ChildProcess): Promise<ExitStatus> {
 export function startServer(options: StartOptions): Promise<StartedServer> {
   const volumeArgs = options.volumePath === undefined ? [] : ['--volume', options.volumePath, '--size', options.size ?? '64M'];
   const child = spawnDaxd(['serve', ...volumeArgs, '--grpc', '127.0.0.1:0', '--http', '127.0.0.1:0', '--nbd', '127.0.0.1:0', ...(options.extraArgs ?? [])], options.cwd,
-    options.env === undefined ? process.env : { ...process.env, ...options.env });
+    options.env === undefined ? process.env : { ...process.env, ...options.env }, options.bin);
   const pid = child.pid;
   if (pid === undefined) return Promise.reject(new Error('spawn failed'));
   const exited = exitOf(child);
