@@ -175,7 +175,7 @@ describe('deploy: the Dockerfile\'s steps, run in a temp dir (production install
       const check = await run(process.execPath, hcArgs.map(inTree), { cwd: runtime, env: { ...serveEnv, DAXD_HTTP: server.http } });
       assert.equal(check.code, 0, check.stderr);
       // The runtime tree's own SDK, so the client side needs nothing more either.
-      const sdk = require(path.join(runtime, 'dist', 'client')) as typeof Sdk;
+      const sdk = (await import(path.join(runtime, 'dist', 'client'))) as typeof Sdk;
       const client = sdk.DaxClient.connect(server.grpc, { deadlineMs: 10_000 });
       try {
         const file = await client.create('hello.txt');
