@@ -101,7 +101,8 @@ const tlsOn = (env: NodeJS.ProcessEnv): boolean => (env[envVariableOf('tls-cert'
 function probeHttp(env: NodeJS.ProcessEnv): Promise<string | null> {
   const { host, port } = probeTarget(listenerOf(env, 'http', '127.0.0.1:7071'));
   const secure = tlsOn(env);
-  const options = { host, port, path: '/healthz', timeout: PROBE_TIMEOUT_MS, rejectUnauthorized: false };
+  // servername '': no SNI (the host is an IP address, which SNI may not carry).
+  const options = { host, port, path: '/healthz', timeout: PROBE_TIMEOUT_MS, rejectUnauthorized: false, servername: '' };
   return new Promise((resolve) => {
     const request = (secure ? https : http).get(options, (response) => {
       response.resume();
@@ -132,8 +133,10 @@ function decodeStatus(bytes: Buffer): string {
 function probeGrpc(env: NodeJS.ProcessEnv, ready: boolean): Promise<string | null> {
   const { host, port } = probeTarget(listenerOf(env, 'grpc', '127.0.0.1:7070'));
   const target = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-  const credentials = tlsOn(env) ? grpc.credentials.createSsl(null, null, null, { rejectUnauthorized: false }) : grpc.credentials.createInsecure();
-  const client = new grpc.Client(target, credentials);
+  const tls = tlsOn(env);
+  const credentials = tls ? grpc.credentials.createSsl(null, null, null, { rejectUnauthorized: false }) : grpc.credentials.createInsecure();
+  // SNI may not carry an IP address (Node warns): send a host name; nothing is verified anyway.
+  const client = new grpc.Client(target, credentials, tls ? { 'grpc.ssl_target_name_override': 'localhost' } : {});
   // HealthCheckRequest { string service = 1; } with service "": the empty message.
   const request = Buffer.alloc(0);
   return new Promise<string | null>((resolve) => {

@@ -148,6 +148,10 @@ describe('deploy: compose.yaml', function () {
       try {
         const probe = await run(process.execPath, [CONTAINER_BIN, 'probe', 'http'], { env: cleanEnv({ ...env, DAXD_HTTP: server.http }) });
         assert.equal(probe.code, 0, probe.stderr);
+        assert.equal(probe.stderr, '', 'nothing on stderr (no SNI warning for an IP address)');
+        const grpcProbe = await run(process.execPath, [CONTAINER_BIN, 'probe', 'grpc'], { env: cleanEnv({ ...env, DAXD_GRPC: server.grpc }) });
+        assert.equal(grpcProbe.code, 0, grpcProbe.stderr);
+        assert.equal(grpcProbe.stderr, '');
         const ca = fs.readFileSync(path.join(secrets.dir, 'ca.crt'));
         const health = await fetch(`http://${server.http}/healthz`).then(() => 'answered', (err: Error) => err.message);
         assert.equal(health, 'fetch failed', 'plaintext HTTP is not served');

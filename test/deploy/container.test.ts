@@ -130,6 +130,7 @@ describe('deploy: daxd-container (flags from the environment, probes)', function
       try {
         const tls = await probe('grpc-ready', { DAXD_GRPC: `0.0.0.0:${health.port}`, DAXD_TLS_CERT: path.join(secrets.dir, 'server.crt') });
         assert.equal(tls.code, 0, tls.stderr);
+        assert.equal(tls.stderr, '', 'nothing on stderr (no SNI warning for an IP address)');
         const plain = await probe('grpc', { DAXD_GRPC: `0.0.0.0:${health.port}` });
         assert.equal(plain.code, 1, 'a plaintext probe of a TLS port fails: the TLS switch is what made it pass');
       } finally {
