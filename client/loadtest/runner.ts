@@ -10,7 +10,7 @@
  */
 import assert from 'node:assert';
 import { DaxClient } from '../dax-client';
-import type { ConnectionOptions } from './connect-flags';
+import { awaitConnected, type ConnectionOptions } from './connect-flags';
 import { PAGE_BYTES } from './block-header';
 import { DRAIN_MS_MAX, ERRORS_MAX, type LoadOptions } from './load-options';
 import type { KindReport, SeriesPoint } from './recorder';
@@ -87,7 +87,7 @@ export async function runLoad(options: LoadOptions, hooks: RunHooks = {}, prepar
   const loops: WorkerLoop[] = [];
   let files: LoadFile[] = [];
   try {
-    await Promise.all(clients.map((c) => c.ready(CONNECT_MS_MAX)));
+    await awaitConnected(clients, options.address, connection, CONNECT_MS_MAX);
     const l0 = performance.now();
     let book: VerifyBook | null = null;
     if (prepared) {

@@ -9,7 +9,7 @@
  * Bounded by --ops and --duration; each call by the SDK's deadline.
  */
 import { DaxClient } from '../../dax-client';
-import type { ConnectionOptions } from '../connect-flags';
+import { awaitConnected, type ConnectionOptions } from '../connect-flags';
 import { PAGE_BYTES } from '../block-header';
 import { Rng } from '../rng';
 import { FileModel, PrivatePages } from './file-model';
@@ -63,7 +63,7 @@ export async function runFsx(o: FsxOptions, connection: ConnectionOptions = {}):
   });
   try {
     const first = clients[0];
-    await first.ready();
+    await awaitConnected([first], o.address, connection, CALL_DEADLINE_MS);
     const info = await first.create(o.fileName);
     await first.truncate(info.ino, 0);
     for (let i = 0; i < o.sessions; i++) {
