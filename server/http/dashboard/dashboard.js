@@ -315,7 +315,7 @@
       ['files', v.files.toLocaleString('en-US') + ' of ' + v.maxFiles.toLocaleString('en-US')],
       ['unwritten', b.unwritten === null ? 'counting…' : b.unwritten.toLocaleString('en-US') + ' blocks'],
       ['journal', v.journal.commits.toLocaleString('en-US') + ' commits · last ' + fmtMs(v.journal.lastCommitMs)],
-      ['mount', (v.mount.wasClean ? 'clean' : 'after a crash') + ' · journal ' + v.mount.journal],
+      ['mount', v.mount.wasClean ? 'clean' : 'after a crash · journal ' + v.mount.journal],
     ];
     document.getElementById('volume-facts').replaceChildren(...facts.flatMap(([k, val]) => [el('dt', {}, [k]), el('dd', { 'data-fact': k }, [val])]));
     tile('tile-volume', pct(b.used).toFixed(1) + '%', b.used, fmtBytes(b.used * v.blockSize) + ' of ' + fmtBytes(b.total * v.blockSize));
