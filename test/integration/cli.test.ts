@@ -57,6 +57,22 @@ describe('daxd command line', function () {
     assert.deepEqual([json.clean, json.findings], [true, []]);
   });
 
+  it('mkfs size errors name the one rule broken: a multiple of the block size, or the bounds', async function () {
+    const volume = path.join(tmp.dir, 'bad-size.vol');
+    const unaligned = await runCli(['mkfs', volume, '--size', '20000000']);
+    assert.notEqual(unaligned.code, 0);
+    assert.match(unaligned.stderr, /size 20000000 bytes is not a multiple of the 4096-byte block \(19996672 or 20000768 is\)/, unaligned.stderr);
+    assert.doesNotMatch(unaligned.stderr, /between|VOLUME_BYTES_M/, 'no bound is mentioned when only the alignment is wrong');
+    const small = await runCli(['mkfs', volume, '--size', '8M']);
+    assert.notEqual(small.code, 0);
+    assert.match(small.stderr, /size 8388608 bytes is below VOLUME_BYTES_MIN \(16777216 bytes\)/, small.stderr);
+    assert.doesNotMatch(small.stderr, /multiple/, 'no alignment rule is mentioned when only the size is out of bounds');
+    const big = await runCli(['mkfs', volume, '--size', '2T']);
+    assert.notEqual(big.code, 0);
+    assert.match(big.stderr, /size 2199023255552 bytes is above VOLUME_BYTES_MAX \(1099511627776 bytes\)/, big.stderr);
+    assert.equal(fs.existsSync(volume), false, 'no file is left behind');
+  });
+
   it('fsck of a missing file fails with exit 1 and one line', async function () {
     const result = await runCli(['fsck', path.join(tmp.dir, 'missing.vol')]);
     assert.equal(result.code, 1);
