@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { clientFor, runCli, startServer, tempDir, type StartedServer } from '../support/start-server';
 
@@ -71,6 +72,17 @@ describe('daxd command line', function () {
     assert.notEqual(big.code, 0);
     assert.match(big.stderr, /size 2199023255552 bytes is above VOLUME_BYTES_MAX \(1099511627776 bytes\)/, big.stderr);
     assert.equal(fs.existsSync(volume), false, 'no file is left behind');
+  });
+
+  it('a client command with nothing listening: UNAVAILABLE with the socket error, and no empty "Resolution note:"', async function () {
+    const probe = net.createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const { port } = probe.address() as net.AddressInfo;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    const r = await runCli(['ls', '--server', `127.0.0.1:${port}`]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /UNAVAILABLE: .*ECONNREFUSED/, r.stderr);
+    assert.doesNotMatch(r.stderr, /Resolution note:\s*$/m, 'no note without a text');
   });
 
   it('fsck of a missing file fails with exit 1 and one line', async function () {
