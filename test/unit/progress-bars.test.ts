@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { byteProgressBar } from '../../cli/byte-progress';
+import { FsxProgress } from '../../client/loadtest/fsx/fsx-progress';
 import { MiB } from '../support/units';
 
 /** A Writable that says it is a 200-column terminal and keeps what is written. */
@@ -34,5 +35,13 @@ describe('progress bars', function () {
     const drawn = tty.plain();
     assert.doesNotMatch(drawn, /100000000/, drawn);
     assert.match(drawn, /\| 95 MiB \/ 95 MiB/, drawn);
+  });
+
+  it('daxd-fsx on a terminal: ops done of --ops, or the time of --duration when that is further', function () {
+    const tty = new FakeTty();
+    const bar = new FsxProgress(1000, 10_000, tty as unknown as NodeJS.WritableStream);
+    bar.update(100, 5_000); // 10% of the ops, 50% of the time
+    bar.stop();
+    assert.match(tty.plain(), /daxd-fsx \[[^\]]+\] 50% \| 100\/1000 ops \| 5\.0 s \| 20 ops\/s/, tty.plain());
   });
 });

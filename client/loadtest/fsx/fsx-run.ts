@@ -34,6 +34,8 @@ export interface FsxOptions {
   fileName: string;
   /** Called with each op's line before it runs (--verbose). */
   onOp?(line: string): void;
+  /** Called after each op with the ops done and the run's elapsed ms (the progress bar). */
+  onProgress?(opsDone: number, elapsedMs: number): void;
 }
 
 export interface FsxResult {
@@ -92,6 +94,7 @@ export async function runFsx(o: FsxOptions, connection: ConnectionOptions = {}):
         await op.run();
         counts[op.name] = (counts[op.name] ?? 0) + 1;
         opsDone++;
+        o.onProgress?.(opsDone, performance.now() - t0);
         if (opsDone % FULL_CHECK_EVERY === 0) await fullCheck(ctx, `full check after op #${opsDone}`);
       }
       current = '(final full check)';
