@@ -87,3 +87,20 @@ describe('README: the minimal client and mapped-access examples', function () {
     assert.ok(stdout.split('\n').includes('through the mapping'), stdout);
   });
 });
+
+describe('README: how it opens', function () {
+  it('leads with the two commands, then points to every docs/ page and to deploy/README.md', function () {
+    const readme = fs.readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
+    const firstSection = readme.indexOf('\n## ');
+    const lead = readme.slice(0, firstSection);
+    const commands = /^# daxd\n\n```sh\n(.*)\n(.*)\n```\n/.exec(lead);
+    assert.ok(commands, 'the title, then the commands block');
+    assert.match(commands[1], /^npm install && npm start\b/);
+    assert.match(commands[2], /^npm install && npm test\b/);
+    const links = [...lead.slice(commands[0].length).matchAll(/\]\(([^)#]+)\)/g)].map((m) => m[1]);
+    const docs = fs.readdirSync(path.join(REPO_ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`);
+    for (const doc of docs) assert.ok(links.includes(doc), `the lead links ${doc}: ${JSON.stringify(links)}`);
+    assert.ok(links.includes('deploy/README.md'), 'the lead links deploy/README.md');
+    for (const link of links.filter((l) => l.startsWith('docs/'))) assert.ok(fs.existsSync(path.join(REPO_ROOT, link)), `${link} exists`);
+  });
+});
