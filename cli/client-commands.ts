@@ -7,11 +7,11 @@
  */
 import fs from 'node:fs';
 import { pipeline } from 'node:stream/promises';
-import { SingleBar, Presets } from 'cli-progress';
 import { DaxClient, DaxCluster, readChunks, writeChunks, type FileInfo, type MappingEntry } from '../client';
 import { CHUNK_BYTES } from '../client/limits';
 import { connectionOptions, TOKEN_ENV } from '../client/loadtest/connect-flags';
 import { DEFAULT_GRPC_ADDRESS, EXIT_OK, formatBytes, parseSize, stringOption, UsageError, type Options, type Parsed } from './args';
+import { byteProgressBar } from './byte-progress';
 import type { Command } from './command';
 
 /** Transfers at least this large show a progress bar (on a terminal, unless --no-progress). */
@@ -104,12 +104,7 @@ function progressBar(totalBytes: number, parsed: Parsed): { update(doneBytes: nu
   if (totalBytes < PROGRESS_BYTES_MIN || parsed.values['no-progress'] === true || !process.stderr.isTTY) {
     return { update: () => undefined, stop: () => undefined };
   }
-  const bar = new SingleBar({ stream: process.stderr, format: ' {bar} {percentage}% | {done} / {total}' }, Presets.shades_classic);
-  bar.start(totalBytes, 0, { done: formatBytes(0), total: formatBytes(totalBytes) });
-  return {
-    update: (doneBytes) => bar.update(doneBytes, { done: formatBytes(doneBytes) }),
-    stop: () => bar.stop(),
-  };
+  return byteProgressBar(totalBytes);
 }
 
 function describe(file: FileInfo): string {

@@ -41,7 +41,7 @@ export class DaxClientError extends Error {
   static fromServiceError(err: Partial<grpc.ServiceError>): DaxClientError {
     const reasons = err.metadata?.get(REASON_METADATA_KEY) ?? [];
     const reason = reasons.length > 0 ? String(reasons[0]) : null;
-    return DaxClientError.of(err.code ?? grpc.status.UNKNOWN, reason, err.details ?? err.message ?? 'unknown failure');
+    return DaxClientError.of(err.code ?? grpc.status.UNKNOWN, reason, withoutEmptyNote(err.details ?? err.message ?? 'unknown failure'));
   }
 
   static fromOpError(err: OpError__Output): DaxClientError {
@@ -54,6 +54,14 @@ export class DaxClientError extends Error {
     if (reason === 'EDQUOT') return new DaxQuotaError(code, details);
     return new DaxClientError(code, reason, details);
   }
+}
+
+/**
+ * grpc-js ends its UNAVAILABLE details with ". Resolution note: " and the resolver's note,
+ * which is empty for a plain host:port: drop the label when nothing follows it.
+ */
+function withoutEmptyNote(details: string): string {
+  return details.replace(/\.? Resolution note:\s*$/, '');
 }
 
 /** The reasons of a refusal by authentication or authorization (DaxAuthError.reason). */

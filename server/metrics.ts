@@ -73,6 +73,9 @@ export function statusName(code: number): string {
   return grpc.status[code] ?? 'UNKNOWN';
 }
 
+/** prom-client default metrics left out of /metrics: gauges with a counter's `_total` suffix. */
+const NODEJS_GAUGES_NAMED_LIKE_COUNTERS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
 export class Metrics {
   readonly registry = new prom.Registry();
   private sources: MetricSources | null = null;
@@ -103,6 +106,10 @@ export class Metrics {
   constructor() {
     const registers = [this.registry];
     prom.collectDefaultMetrics({ register: this.registry });
+    // prom-client exports these three totals as gauges named like counters, which `promtool
+    // check metrics` refuses (exit 3). Each is the sum of its per-type gauge
+    // (nodejs_active_handles{type}, ..._requests, ..._resources), which stays.
+    for (const name of NODEJS_GAUGES_NAMED_LIKE_COUNTERS) this.registry.removeSingleMetric(name);
 
     // ---- rpc ------------------------------------------------------------------------
     // A hot histogram (metrics-hot.ts): prom-client's observe() hashes and checks the labels

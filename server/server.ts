@@ -240,7 +240,9 @@ export class Daxd {
       grpc: rpc.address, http: daxd.httpAddress, nbd: daxd.nbdAddress, volume: options.volumePath, created: volume.created,
       auth: options.auth === undefined ? 'off' : `${options.auth.principals.length} principals`,
       tls: tls === null ? null : { clientAuth: tls.clientAuth, subject: tls.current.subject, notAfter: tls.current.notAfter },
-      wasClean, replayed: replay, orphansFreed, mountMs: Math.round(mountMs),
+      // After a clean unmount the journal's last transaction is already in its home blocks:
+      // mount re-applies it (idempotent) but recovers nothing, so the line says clean.
+      wasClean, journal: wasClean ? { state: 'clean', lastSeq: replay.nextSeq - 1 } : replay, orphansFreed, mountMs: Math.round(mountMs),
       cluster: cluster === null ? null : { node: cluster.self, prefix: cluster.config.prefix, ttlS: cluster.config.ttlS },
     }, 'daxd serving');
     return daxd;

@@ -7,7 +7,8 @@
  * DaxClient.connect only, never into options they print or write.
  */
 import fs from 'node:fs';
-import type { DaxClientOptions } from '../dax-client';
+import net from 'node:net';
+import type { DaxClient, DaxClientOptions } from '../dax-client';
 import { checkToken, type DaxTlsOptions } from '../credentials';
 import { UsageError, type FlagSpec, type FlagValues } from './flags';
 
@@ -64,4 +65,63 @@ export function connectionOptions(values: FlagValues, env: NodeJS.ProcessEnv = p
 /** True when any connection flag was given (the tools refuse them without --server). */
 export function hasConnectionFlags(values: FlagValues): boolean {
   return CONNECT_FLAGS.some((f) => values[f.name] !== undefined);
+}
+
+/** Socket errors that mean nobody will answer at the address, however long a client waits. */
+const CONNECT_ERRNOS_FATAL = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ETIMEDOUT']);
+
+/** host and port of a `host:port` / `[v6]:port` address; null for other target forms. */
+function hostPort(address: string): { host: string; port: number } | null {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(address);
+  return m === null ? null : { host: m[1] ?? m[2], port: Number(m[3]) };
+}
+
+/**
+ * One plain TCP connect to `address`, closed at once: null when it connects (or the address
+ * is not host:port, or fails otherwise: gRPC then decides), else its errno when that is one
+ * of CONNECT_ERRNOS_FATAL ('ETIMEDOUT' when no answer came within `deadlineMs`).
+ */
+function tcpProbe(address: string, deadlineMs: number): Promise<string | null> {
+  const target = hostPort(address);
+  if (target === null) return Promise.resolve(null);
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: target.host, port: target.port });
+    socket.setTimeout(deadlineMs, () => {
+      socket.destroy();
+      resolve('ETIMEDOUT');
+    });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(null);
+    });
+    socket.once('error', (err: NodeJS.ErrnoException) => {
+      socket.destroy();
+      resolve(err.code !== undefined && CONNECT_ERRNOS_FATAL.has(err.code) ? err.code : null);
+    });
+  });
+}
+
+/** The tools' "could not connect" failure: names the address and the transport tried. */
+export class ConnectFailedError extends Error {}
+
+/**
+ * Waits until every client's channel is connected, within `deadlineMs` (each step). First one
+ * plain TCP connect: refused (ECONNREFUSED: nothing listens there), a host that cannot be
+ * resolved or reached, or no answer fails at once with that errno, rather than waiting
+ * out gRPC's deadline, which reports only "Failed to connect before the deadline". The
+ * probe comes before any gRPC connect on purpose: a channel closed before its first
+ * connect attempt ran would start connecting anyway (grpc-js) and hold the process.
+ * Either failure names the address and whether it was TLS.
+ */
+export async function awaitConnected(clients: readonly DaxClient[], address: string, connection: ConnectionOptions, deadlineMs: number): Promise<void> {
+  const tried = `${address} (${connection.tls === undefined ? 'plaintext' : 'TLS'} gRPC)`;
+  const errno = await tcpProbe(address, deadlineMs);
+  if (errno === 'ECONNREFUSED') throw new ConnectFailedError(`cannot connect to ${tried}: ECONNREFUSED (nothing listens there)`);
+  if (errno === 'ETIMEDOUT') throw new ConnectFailedError(`cannot connect to ${tried}: ETIMEDOUT (no TCP answer within ${deadlineMs / 1000} s)`);
+  if (errno !== null) throw new ConnectFailedError(`cannot connect to ${tried}: ${errno}`);
+  try {
+    await Promise.all(clients.map((c) => c.ready(deadlineMs)));
+  } catch (err) {
+    throw new ConnectFailedError(`cannot connect to ${tried} within ${deadlineMs / 1000} s: ${err instanceof Error ? err.message : String(err)}`);
+  }
 }

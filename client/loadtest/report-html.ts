@@ -7,7 +7,7 @@
  */
 import type { HistogramJson } from './histogram';
 import type { RunResult } from './runner';
-import { formatCount, formatRate, formatUs } from './summary';
+import { formatBandwidth, formatCount, formatRate, formatUs } from './summary';
 
 interface Series {
   name: string;
@@ -24,7 +24,15 @@ interface ChartSpec {
   yLog?: boolean;
 }
 
-const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#17becf'];
+/** Distinct line colours (Tableau 10 and two more); past them, evenly spaced hues. */
+const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#17becf', '#bcbd22', '#7f7f7f', '#393b79', '#637939'];
+/** The `total` line: near-black and dashed, never one of the kinds' colours. */
+const TOTAL_COLOR = '#222222';
+
+/** Colour of series i of n (the total aside): all n distinct. */
+function colourOf(i: number, n: number): string {
+  return n <= COLORS.length ? COLORS[i] : `hsl(${Math.round((i * 360) / n)} 70% 40%)`;
+}
 const W = 760;
 const H = 300;
 const PAD = { left: 70, right: 150, top: 30, bottom: 45 };
@@ -85,13 +93,17 @@ export function lineChart(spec: ChartSpec): string {
   parts.push(`<rect x="${PAD.left}" y="${PAD.top}" width="${W - PAD.left - PAD.right}" height="${H - PAD.top - PAD.bottom}" class="f"/>`);
   parts.push(`<text x="${(PAD.left + W - PAD.right) / 2}" y="${H - 8}" text-anchor="middle">${esc(spec.xLabel)}</text>`);
   parts.push(`<text transform="translate(16 ${(PAD.top + H - PAD.bottom) / 2}) rotate(-90)" text-anchor="middle">${esc(spec.yLabel)}</text>`);
+  const kinds = spec.series.filter((s) => s.name !== 'total').length;
+  let k = 0;
   spec.series.forEach((s, i) => {
-    const color = COLORS[i % COLORS.length];
+    const total = s.name === 'total';
+    const color = total ? TOTAL_COLOR : colourOf(k++, kinds);
+    const dash = total ? ' stroke-dasharray="6 3"' : '';
     const d = s.points.map((p, j) => `${j === 0 ? 'M' : 'L'}${px(p[0]).toFixed(1)},${py(p[1]).toFixed(1)}`).join('');
-    parts.push(`<path d="${d}" fill="none" stroke="${color}" stroke-width="2"/>`);
+    parts.push(`<path d="${d}" fill="none" stroke="${color}" stroke-width="2"${dash}/>`);
     if (s.points.length === 1) parts.push(`<circle cx="${px(s.points[0][0])}" cy="${py(s.points[0][1])}" r="3" fill="${color}"/>`);
     const ly = PAD.top + 14 + i * 18;
-    parts.push(`<line x1="${W - PAD.right + 10}" y1="${ly - 4}" x2="${W - PAD.right + 30}" y2="${ly - 4}" stroke="${color}" stroke-width="2"/><text x="${W - PAD.right + 34}" y="${ly}">${esc(s.name)}</text>`);
+    parts.push(`<line x1="${W - PAD.right + 10}" y1="${ly - 4}" x2="${W - PAD.right + 30}" y2="${ly - 4}" stroke="${color}" stroke-width="2"${dash}/><text x="${W - PAD.right + 34}" y="${ly}">${esc(s.name)}</text>`);
   });
   parts.push('</svg>');
   return parts.join('');
@@ -112,7 +124,7 @@ export function spectrum(h: HistogramJson): Array<[number, number]> {
 export function reportHtml(r: RunResult): string {
   const o = r.options;
   const primary = r.kinds.filter((k) => k.primary);
-  const rows = [...r.kinds, r.total].map((k) => `<tr><td>${esc(k.kind)}${k.primary ? '' : ' *'}</td><td>${k.ops}</td><td>${formatCount(k.opsPerSec)}</td><td>${formatRate(k.bytesPerSec)}</td>`
+  const rows = [...r.kinds, r.total].map((k) => `<tr><td>${esc(k.kind)}${k.primary ? '' : ' *'}</td><td>${k.ops}</td><td>${formatCount(k.opsPerSec)}</td><td>${formatBandwidth(k)}</td>`
     + `${[k.latencyUs.p50, k.latencyUs.p90, k.latencyUs.p99, k.latencyUs.p999, k.latencyUs.max].map((v) => `<td>${formatUs(v)}</td>`).join('')}</tr>`).join('\n');
   const charts = [
     lineChart({ title: 'Throughput over time', xLabel: 'seconds', yLabel: 'ops/s', series: [{ name: 'ops/s', points: r.series.map((p) => [p.t, p.opsPerSec]) }] }),

@@ -10,7 +10,7 @@
  */
 import assert from 'node:assert';
 import { DaxClient } from '../dax-client';
-import type { ConnectionOptions } from './connect-flags';
+import { awaitConnected, type ConnectionOptions } from './connect-flags';
 import { PAGE_BYTES } from './block-header';
 import { DRAIN_MS_MAX, ERRORS_MAX, type LoadOptions } from './load-options';
 import type { KindReport, SeriesPoint } from './recorder';
@@ -87,7 +87,7 @@ export async function runLoad(options: LoadOptions, hooks: RunHooks = {}, prepar
   const loops: WorkerLoop[] = [];
   let files: LoadFile[] = [];
   try {
-    await Promise.all(clients.map((c) => c.ready(CONNECT_MS_MAX)));
+    await awaitConnected(clients, options.address, connection, CONNECT_MS_MAX);
     const l0 = performance.now();
     let book: VerifyBook | null = null;
     if (prepared) {
@@ -214,11 +214,17 @@ async function measure(run: RunContext, loops: WorkerLoop[], hooks: RunHooks): P
   clearInterval(sampler);
   run.stopping = true;
   const end = performance.now();
-  if (end - lastSample > 1) {
+  // The last interval runs from the last sample to the end of the drain. Shorter than half
+  // an interval (often a few ms) it is no point of its own: its rate, over so few requests
+  // (the workers stopped issuing), plotted as a collapse or a spike. Its requests still
+  // count in the totals (flush). A run with no point yet keeps it, whatever its width.
+  const last = rec.series.at(-1);
+  if (last === undefined || end - lastSample >= o.sampleMs / 2) {
     const point = rec.sample((end - t0) / 1000, (end - lastSample) / 1000);
     hooks.onSample?.(point, 1, rec.errorCount);
   } else {
     rec.flush();
+    hooks.onSample?.(last, 1, rec.errorCount);
   }
   if (!drained) {
     rec.error('DRAIN_TIMEOUT', new Error(`requests still in flight ${DRAIN_MS_MAX} ms after the run stopped`));

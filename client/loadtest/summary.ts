@@ -2,6 +2,11 @@
 import type { KindReport } from './recorder';
 import type { RunResult } from './runner';
 
+/** A kind's bandwidth: its rate, or an em dash for a kind that moves no bytes (fsync, pin, ...). */
+export function formatBandwidth(k: { bytes: number; bytesPerSec: number }): string {
+  return k.bytes === 0 ? '\u2014' : formatRate(k.bytesPerSec);
+}
+
 export function formatRate(bytesPerSec: number): string {
   const units = ['B/s', 'KiB/s', 'MiB/s', 'GiB/s'];
   let v = bytesPerSec;
@@ -35,7 +40,7 @@ function table(header: string[], rows: string[][]): string {
 function kindRow(k: KindReport): string[] {
   const l = k.latencyUs;
   return [
-    `${k.kind}${k.primary ? '' : ' *'}`, formatCount(k.ops), formatCount(k.opsPerSec), formatRate(k.bytesPerSec),
+    `${k.kind}${k.primary ? '' : ' *'}`, formatCount(k.ops), formatCount(k.opsPerSec), formatBandwidth(k),
     formatUs(l.p50), formatUs(l.p90), formatUs(l.p99), formatUs(l.p999), formatUs(l.max),
   ];
 }

@@ -37,7 +37,7 @@ export const volumeSchema = object({
   files: int,
   maxFiles: int,
   journal: object({ blocks: int, commits: int, blocksLogged: int, lastCommitMs: num }),
-  mount: object({ wasClean: bool, journal: { type: 'string', enum: ['empty', 'discarded', 'replayed'] }, orphansFreed: int, mountMs: num }),
+  mount: object({ wasClean: bool, journal: { type: 'string', enum: ['clean', 'empty', 'discarded', 'replayed'] }, orphansFreed: int, mountMs: num }),
   server: object({ version: str, pid: int, grpcAddress: str, httpAddress: str, startedAtMs: int, uptimeMs: int }),
 });
 

@@ -31,7 +31,7 @@ export function volumeView(d: HttpDeps) {
     files: v.files,
     maxFiles: v.maxFiles,
     journal: { blocks: v.journalBlocks, ...d.fs.journal.stats },
-    mount: { wasClean, journal: replay.state, orphansFreed, mountMs },
+    mount: { wasClean, journal: wasClean ? 'clean' : replay.state, orphansFreed, mountMs }, // clean: nothing to recover (see server.ts)
     server: {
       version: d.facts.version, pid: process.pid, grpcAddress: d.facts.grpcAddress, httpAddress: d.facts.httpAddress,
       startedAtMs: d.facts.startedAtMs, uptimeMs: now - d.facts.startedAtMs,

@@ -67,13 +67,19 @@ function alignUp(v: number, a: number): number {
   return Math.ceil(v / a) * a;
 }
 
-export function validateVolumeSize(sizeBytes: number): void {
-  if (!Number.isSafeInteger(sizeBytes) || sizeBytes % BLOCK_SIZE !== 0) {
-    throw new InvalidArgumentError(`volume size ${sizeBytes} is not a multiple of ${BLOCK_SIZE}`);
+/**
+ * EINVAL unless `sizeBytes` is a whole number of blocks within [VOLUME_BYTES_MIN,
+ * VOLUME_BYTES_MAX]. Each rule has its own message, naming the nearest sizes or the bound;
+ * `what` names the volume (e.g. its path) in the message.
+ */
+export function validateVolumeSize(sizeBytes: number, what = 'volume'): void {
+  if (!Number.isSafeInteger(sizeBytes)) throw new InvalidArgumentError(`${what} size ${sizeBytes} is not a whole number of bytes`);
+  if (sizeBytes % BLOCK_SIZE !== 0) {
+    const down = sizeBytes - (sizeBytes % BLOCK_SIZE);
+    throw new InvalidArgumentError(`${what} size ${sizeBytes} bytes is not a multiple of the ${BLOCK_SIZE}-byte block (${down} or ${down + BLOCK_SIZE} is)`);
   }
-  if (sizeBytes < VOLUME_BYTES_MIN || sizeBytes > VOLUME_BYTES_MAX) {
-    throw new InvalidArgumentError(`volume size ${sizeBytes} bytes outside [${VOLUME_BYTES_MIN}, ${VOLUME_BYTES_MAX}]`);
-  }
+  if (sizeBytes < VOLUME_BYTES_MIN) throw new InvalidArgumentError(`${what} size ${sizeBytes} bytes is below VOLUME_BYTES_MIN (${VOLUME_BYTES_MIN} bytes)`);
+  if (sizeBytes > VOLUME_BYTES_MAX) throw new InvalidArgumentError(`${what} size ${sizeBytes} bytes is above VOLUME_BYTES_MAX (${VOLUME_BYTES_MAX} bytes)`);
 }
 
 export function computeLayout(sizeBytes: number): Layout {

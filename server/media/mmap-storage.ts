@@ -21,8 +21,8 @@
  * A flush of a chunk never mapped is a no-op, not a mapping: nothing was written through it.
  */
 import assert from 'node:assert';
-import { BusyError, InvalidArgumentError, IoError } from '../errors';
-import { BLOCK_SIZE, VOLUME_BYTES_MAX, VOLUME_BYTES_MIN } from '../limits';
+import { BusyError, IoError } from '../errors';
+import { validateVolumeSize } from './layout';
 import { isSyscallError, native } from '../native';
 import type { BlockStorage } from './storage';
 
@@ -177,10 +177,5 @@ function lockVolume(path: string, fd: number): void {
 }
 
 function checkVolumeSize(path: string, sizeBytes: number): void {
-  const ok = Number.isSafeInteger(sizeBytes) && sizeBytes % BLOCK_SIZE === 0
-    && sizeBytes >= VOLUME_BYTES_MIN && sizeBytes <= VOLUME_BYTES_MAX;
-  if (!ok) {
-    throw new InvalidArgumentError(`volume ${path} size ${sizeBytes} bytes is not a multiple of ${BLOCK_SIZE} `
-      + `between ${VOLUME_BYTES_MIN} and ${VOLUME_BYTES_MAX} bytes`);
-  }
+  validateVolumeSize(sizeBytes, `volume ${path}`);
 }

@@ -34,6 +34,9 @@ const LOAD_MS_MAX = 90_000;
 // module-scoped, so nothing leaks into the other tests' types).
 interface El {
   dataset: Record<string, string | undefined>;
+  id: string;
+  scrollWidth: number;
+  clientWidth: number;
   textContent: string | null;
   querySelector(selector: string): El | null;
   querySelectorAll(selector: string): Iterable<El> & ArrayLike<El>;
@@ -114,6 +117,58 @@ function startLoad(s: HttpDaxd, files: { data: number; sparse: number; grow: num
       await Promise.all(workers);
     },
   };
+}
+
+/** What a viewport shows badly: clipped table columns, cut tile subtitles, repeated axis labels. */
+interface LayoutProblems {
+  clippedTables: string[];
+  cutSubtitles: string[];
+  repeatedAxisLabels: string[];
+  volumeSize: string;
+  volumeTileSub: string;
+}
+
+/** Resizes the page, waits two dashboard ticks (a redraw at the new width), screenshots it, and measures it. */
+async function layoutAt(page: Page, width: number, shot: string): Promise<LayoutProblems> {
+  await page.setViewportSize({ width, height: 900 });
+  const ticks = await page.evaluate(() => window.daxdDashboard!.ticks);
+  await page.waitForFunction((t) => window.daxdDashboard!.ticks >= t + 2, ticks, { timeout: 30_000, polling: 100 });
+  fs.mkdirSync(path.dirname(shot), { recursive: true });
+  await page.screenshot({ path: shot, fullPage: true });
+  return page.evaluate(() => {
+    const clippedTables: string[] = [];
+    for (const table of [...document.querySelectorAll('section.tables table')]) {
+      // The card holds the table: a wider table spills out of it (or would scroll in it).
+      const card = (table as unknown as { parentElement: El }).parentElement;
+      for (const [what, box] of [['table', table], ['card', card]] as const) {
+        if (box.scrollWidth > box.clientWidth) clippedTables.push(`${table.id} ${what}: ${box.scrollWidth} > ${box.clientWidth}`);
+      }
+    }
+    const cutSubtitles = [...document.querySelectorAll('.tile .sub')]
+      .filter((sub) => (sub.textContent ?? '').endsWith('\u2026') || sub.scrollWidth > sub.clientWidth)
+      .map((sub) => `${sub.textContent} (${sub.scrollWidth} > ${sub.clientWidth})`);
+    const repeatedAxisLabels: string[] = [];
+    for (const chart of [...document.querySelectorAll('figure.chart')]) {
+      // The y labels: every axis text but the time axis's two ("-N s" and "now").
+      const labels = [...chart.querySelectorAll('text.axis')].map((t) => t.textContent ?? '').filter((t) => !/^(now|-\d+ s)$/.test(t));
+      if (labels.length < 2 || new Set(labels).size !== labels.length) repeatedAxisLabels.push(`${chart.id}: ${labels.join(', ')}`);
+    }
+    return {
+      clippedTables, cutSubtitles, repeatedAxisLabels,
+      volumeSize: document.querySelector('#volume-facts dd[data-fact="size"]')?.textContent ?? '',
+      volumeTileSub: document.querySelector('#tile-volume .sub')?.textContent ?? '',
+    };
+  });
+}
+
+/** No clipped column, no cut subtitle, distinct axis labels; the volume's usable size said the same way twice. */
+function assertLayout(width: number, shown: LayoutProblems): void {
+  assert.deepEqual(shown.clippedTables, [], `${width} px: table columns clipped`);
+  assert.deepEqual(shown.cutSubtitles, [], `${width} px: tile subtitles cut short`);
+  assert.deepEqual(shown.repeatedAxisLabels, [], `${width} px: y-axis labels repeat`);
+  const usable = /of (\S+ \S+) usable$/.exec(shown.volumeTileSub)?.[1];
+  assert.ok(usable !== undefined, `the volume tile says "of N usable": ${shown.volumeTileSub}`);
+  assert.ok(shown.volumeSize.includes(`${usable} usable`) && / raw\b/.test(shown.volumeSize), `the size fact says raw and the same usable size: ${shown.volumeSize} vs ${shown.volumeTileSub}`);
 }
 
 describe('the dashboard in headless Chromium', function () {
@@ -258,5 +313,39 @@ describe('the dashboard in headless Chromium', function () {
     for (const [what, v] of Object.entries(shown.peaks)) assert.ok(v > 0, `${what} never showed a value`);
     assert.deepEqual(consoleProblems, [], 'the page logged errors (a CSP violation, a failed fetch, a script error)');
     assert.ok(fs.statSync(SCREENSHOT).size > 20_000, 'the screenshot is not empty');
+  });
+
+  for (const width of [1280, 1400, 1920]) {
+    it(`at ${width} px under load: no clipped table column, no cut tile subtitle, distinct axis labels (test-artifacts/dashboard-${width}.png)`, async function () {
+      assertLayout(width, await layoutAt(page, width, path.join(REPO_ROOT, 'test-artifacts', `dashboard-${width}.png`)));
+    });
+  }
+});
+
+describe('the dashboard of an idle server in headless Chromium', function () {
+  this.timeout(120_000);
+  let s: HttpDaxd | undefined;
+  let browser: BrowserContext | undefined;
+  let profile: string | undefined;
+
+  after(async function () {
+    await browser?.close();
+    if (profile) fs.rmSync(profile, { recursive: true, force: true });
+    await s?.stop();
+  });
+
+  it('idle at 1280 and 1920 px: the bandwidth and other axes read distinct values, not "1 B, 1 B, 1 B"', async function () {
+    assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing`);
+    s = await startHttpDaxd('dashboard-idle', { sizeBytes: 64 * MiB });
+    profile = fs.mkdtempSync(path.join(os.tmpdir(), 'daxd-chromium-'));
+    browser = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS, viewport: { width: 1280, height: 900 }, deviceScaleFactor: 1,
+    });
+    const page = browser.pages()[0] ?? await browser.newPage();
+    await page.goto(`${s.base}/?interval=250`);
+    await page.waitForFunction(() => (window.daxdDashboard?.ticks ?? 0) >= 3, undefined, { timeout: 30_000, polling: 100 });
+    for (const width of [1280, 1920]) {
+      assertLayout(width, await layoutAt(page, width, path.join(REPO_ROOT, 'test-artifacts', `dashboard-idle-${width}.png`)));
+    }
   });
 });

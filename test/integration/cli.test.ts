@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { clientFor, runCli, startServer, tempDir, type StartedServer } from '../support/start-server';
 
@@ -55,6 +56,33 @@ describe('daxd command line', function () {
     assert.match(text.stdout, /fsck: clean/);
     const json = JSON.parse((await runCli(['fsck', volume, '--json'])).stdout) as { clean: boolean; findings: unknown[] };
     assert.deepEqual([json.clean, json.findings], [true, []]);
+  });
+
+  it('mkfs size errors name the one rule broken: a multiple of the block size, or the bounds', async function () {
+    const volume = path.join(tmp.dir, 'bad-size.vol');
+    const unaligned = await runCli(['mkfs', volume, '--size', '20000000']);
+    assert.notEqual(unaligned.code, 0);
+    assert.match(unaligned.stderr, /size 20000000 bytes is not a multiple of the 4096-byte block \(19996672 or 20000768 is\)/, unaligned.stderr);
+    assert.doesNotMatch(unaligned.stderr, /between|VOLUME_BYTES_M/, 'no bound is mentioned when only the alignment is wrong');
+    const small = await runCli(['mkfs', volume, '--size', '8M']);
+    assert.notEqual(small.code, 0);
+    assert.match(small.stderr, /size 8388608 bytes is below VOLUME_BYTES_MIN \(16777216 bytes\)/, small.stderr);
+    assert.doesNotMatch(small.stderr, /multiple/, 'no alignment rule is mentioned when only the size is out of bounds');
+    const big = await runCli(['mkfs', volume, '--size', '2T']);
+    assert.notEqual(big.code, 0);
+    assert.match(big.stderr, /size 2199023255552 bytes is above VOLUME_BYTES_MAX \(1099511627776 bytes\)/, big.stderr);
+    assert.equal(fs.existsSync(volume), false, 'no file is left behind');
+  });
+
+  it('a client command with nothing listening: UNAVAILABLE with the socket error, and no empty "Resolution note:"', async function () {
+    const probe = net.createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const { port } = probe.address() as net.AddressInfo;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    const r = await runCli(['ls', '--server', `127.0.0.1:${port}`]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /UNAVAILABLE: .*ECONNREFUSED/, r.stderr);
+    assert.doesNotMatch(r.stderr, /Resolution note:\s*$/m, 'no note without a text');
   });
 
   it('fsck of a missing file fails with exit 1 and one line', async function () {

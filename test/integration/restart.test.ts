@@ -67,6 +67,26 @@ describe('restarts on the same volume', function () {
     assert.deepEqual(await fsckFindings(second.volumePath), []);
   });
 
+  it('a clean stop, restart: the serving line says the journal was clean; after SIGKILL it says replayed', async function () {
+    const first = await start('clean.vol');
+    const client = clientFor(first);
+    const file = await client.create('journalled');
+    await client.write(file.ino, 0, Buffer.from('committed'), { sync: true });
+    client.close();
+    assert.deepEqual(await first.stop(), { code: 0, signal: null });
+    const second = await start('clean.vol');
+    const clean = second.logs.find((l) => l.msg === 'daxd serving');
+    assert.equal(clean?.wasClean, true);
+    assert.equal(clean?.replayed, undefined, 'no "replayed" key: nothing was recovered');
+    assert.deepEqual((clean?.journal as { state?: string } | undefined)?.state, 'clean', JSON.stringify(clean));
+    assert.deepEqual(await second.kill('SIGKILL'), { code: null, signal: 'SIGKILL' });
+    const third = await start('clean.vol');
+    const crashed = third.logs.find((l) => l.msg === 'daxd serving');
+    assert.equal(crashed?.wasClean, false);
+    assert.equal((crashed?.journal as { state?: string } | undefined)?.state, 'replayed', JSON.stringify(crashed));
+    await third.stop();
+  });
+
   it('SIGTERM with writes in flight: every acknowledged write survives, in-flight calls end cleanly', async function () {
     const server = await start('term.vol');
     const client = clientFor(server, { retries: 0 });

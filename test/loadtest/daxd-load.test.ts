@@ -66,6 +66,25 @@ describe('loadtest: daxd-load', function () {
     assert.match(page, /<svg[^>]*aria-label="Throughput over time"/);
     assert.match(page, /<svg[^>]*aria-label="Latency distribution/);
     assert.doesNotMatch(page, /<script|src=|href=/, 'self-contained');
+    // Every point of the series covers at least half an --interval (500 ms): a last sliver
+    // (a few ms while requests drained) is no point of its own, it read as a collapse.
+    let previous = 0;
+    for (const point of result.series) {
+      assert.ok(point.t - previous >= 0.25, `a point covering ${Math.round((point.t - previous) * 1000)} ms: ${JSON.stringify(result.series.map((p) => p.t))}`);
+      previous = point.t;
+    }
+    // Each chart's legend: one distinct colour per line ("total" not sharing one with a kind).
+    for (const svg of page.match(/<svg[\s\S]*?<\/svg>/g) ?? []) {
+      const legend = [...svg.matchAll(/<line [^>]*stroke="([^"]+)"[^>]*\/><text [^>]*>([^<]+)<\/text>/g)].map((m) => [m[2], m[1]]);
+      const colours = new Set(legend.map(([, colour]) => colour));
+      assert.equal(colours.size, legend.length, `legend colours: ${JSON.stringify(legend)}`);
+    }
+    assert.ok(/aria-label="Latency distribution[\s\S]*?>total</.test(page), 'the spectrum has a total line');
+    // Kinds that move no bytes (fsync, pin, unpin) say so with a dash, not "0.00 B/s".
+    assert.doesNotMatch(page, /0\.00 B\/s/);
+    const fsyncRow = /<tr><td>fsync<\/td>(<td>[^<]*<\/td>)+<\/tr>/.exec(page)?.[0] ?? '';
+    assert.match(fsyncRow, /<td>\u2014<\/td>/, fsyncRow);
+    assert.doesNotMatch(r.stdout, /0\.00 B\/s/, 'the text summary too');
   });
 
   it('a short verify run of truncate-vs-pin passes (pins never see their blocks change)', async function () {

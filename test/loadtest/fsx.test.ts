@@ -42,5 +42,7 @@ describe('loadtest: daxd-fsx', function () {
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
     assert.match(r.stdout, /^daxd-fsx: PASSED \d+ ops/m);
     for (const op of ['write', 'mapwrite', 'cowwrite', 'collapse', 'pin', 'pinfail']) assert.match(r.stdout, new RegExp(`\\b${op} \\d+`), op);
+    // Not a terminal: the progress bar prints plain lines as it goes, and a last one at the end.
+    assert.match(r.stderr, /^daxd-fsx \[[^\]]*\] 100% \| 1500\/1500 ops \| [\d.]+ s \| \d+ ops\/s$/m, r.stderr);
   });
 });

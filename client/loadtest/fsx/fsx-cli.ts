@@ -17,6 +17,7 @@ import { startPrivateServer, type PrivateServer } from '../private-server';
 import { CONNECT_FLAGS, connectionOptions, hasConnectionFlags, type ConnectionOptions } from '../connect-flags';
 import { freshSeed } from '../rng';
 import { DEFAULT_WEIGHTS, FSX_OP_NAMES, OP_HELP, type FsxOpName } from './fsx-ops';
+import { FsxProgress } from './fsx-progress';
 import { runFsx, type FsxOptions, type FsxResult } from './fsx-run';
 
 const SESSIONS_MAX = 16;
@@ -118,6 +119,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (values.verbose === true) options.onOp = (line) => process.stdout.write(`${line}\n`);
   let server: PrivateServer | null = null;
+  let progress: FsxProgress | null = null;
   let result: FsxResult;
   try {
     if (str(values, 'server') === undefined) {
@@ -126,15 +128,22 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`daxd-fsx: started a private daxd (pid ${server.pid}) on ${server.address}\n`);
     }
     process.stderr.write(`daxd-fsx: seed ${options.seed}, ${options.opsMax} ops, ${options.sessions} sessions, max size ${options.maxSizeBytes}\n`);
+    // --verbose prints every op on stdout: a bar redrawn on the same terminal would garble it.
+    if (values.verbose !== true) {
+      const bar = progress = new FsxProgress(options.opsMax, options.durationMs);
+      options.onProgress = (done, elapsedMs) => bar.update(done, elapsedMs);
+    }
     result = await runFsx(options, connection);
   } catch (err) {
+    progress?.stop();
     process.stderr.write(`daxd-fsx: ${err instanceof Error ? err.message : String(err)} (seed ${options.seed})\n`);
     return EXIT_FAILURE;
   } finally {
+    progress?.stop();
     await server?.stop();
   }
   const json = str(values, 'json');
-  if (json !== undefined) fs.writeFileSync(json, `${JSON.stringify({ ...result, options: { ...options, onOp: undefined } }, null, 1)}\n`);
+  if (json !== undefined) fs.writeFileSync(json, `${JSON.stringify({ ...result, options: { ...options, onOp: undefined, onProgress: undefined } }, null, 1)}\n`);
   (result.passed ? process.stdout : process.stderr).write(report(result));
   return result.passed ? EXIT_OK : EXIT_FAILURE;
 }

@@ -9,7 +9,7 @@
  * Bounded by --ops and --duration; each call by the SDK's deadline.
  */
 import { DaxClient } from '../../dax-client';
-import type { ConnectionOptions } from '../connect-flags';
+import { awaitConnected, type ConnectionOptions } from '../connect-flags';
 import { PAGE_BYTES } from '../block-header';
 import { Rng } from '../rng';
 import { FileModel, PrivatePages } from './file-model';
@@ -34,6 +34,8 @@ export interface FsxOptions {
   fileName: string;
   /** Called with each op's line before it runs (--verbose). */
   onOp?(line: string): void;
+  /** Called after each op with the ops done and the run's elapsed ms (the progress bar). */
+  onProgress?(opsDone: number, elapsedMs: number): void;
 }
 
 export interface FsxResult {
@@ -63,7 +65,7 @@ export async function runFsx(o: FsxOptions, connection: ConnectionOptions = {}):
   });
   try {
     const first = clients[0];
-    await first.ready();
+    await awaitConnected([first], o.address, connection, CALL_DEADLINE_MS);
     const info = await first.create(o.fileName);
     await first.truncate(info.ino, 0);
     for (let i = 0; i < o.sessions; i++) {
@@ -92,6 +94,7 @@ export async function runFsx(o: FsxOptions, connection: ConnectionOptions = {}):
         await op.run();
         counts[op.name] = (counts[op.name] ?? 0) + 1;
         opsDone++;
+        o.onProgress?.(opsDone, performance.now() - t0);
         if (opsDone % FULL_CHECK_EVERY === 0) await fullCheck(ctx, `full check after op #${opsDone}`);
       }
       current = '(final full check)';

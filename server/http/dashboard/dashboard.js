@@ -18,6 +18,8 @@
 (function () {
   const params = new URLSearchParams(location.search);
   const POLL_MS = Math.max(200, Number(params.get('interval')) || 1000);
+  /** The least top of a chart's y axis, by unit: 4 KiB/s, 4 ops/s, 1 ms, 4. */
+  const AXIS_MAX_MIN = { bytes: 4096, ops: 4, ms: 1, count: 4 };
   const HISTORY_POINTS = 120;
   const LOCK_WINDOW_MS = 10000;
   const TABLE_ROWS = 10;
@@ -213,14 +215,18 @@
 
   // ---- charts -----------------------------------------------------------------------------
 
-  /** A round axis maximum >= v: 1, 2, 2.5, 5 x 10^k (bytes: x 1024^j first, so MiB stay round). */
+  /**
+   * The y axis's top: four gridline steps of a round size (1, 2, 2.5, 5 x 10^k; bytes x 1024^j
+   * first, so MiB stay round) covering v, and never less than AXIS_MAX_MIN of the unit, so
+   * an idle chart still has four distinct labels (not "1 B, 1 B, 1 B").
+   */
   function niceMax(v, unit) {
-    if (!(v > 0)) return 1;
-    const base = unit === 'bytes' ? Math.pow(1024, Math.max(0, Math.floor(Math.log(v) / Math.log(1024)))) : 1;
-    const scaled = v / base;
+    const want = Math.max(v > 0 ? v : 0, AXIS_MAX_MIN[unit] || 4) / 4;
+    const base = unit === 'bytes' ? Math.pow(1024, Math.max(0, Math.floor(Math.log(want) / Math.log(1024)))) : 1;
+    const scaled = want / base;
     const p = Math.pow(10, Math.floor(Math.log10(scaled)));
-    for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= scaled) return m * p * base;
-    return 10 * p * base;
+    for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= scaled) return 4 * m * p * base;
+    return 40 * p * base;
   }
 
   function push(series, values) {
@@ -311,14 +317,15 @@
         ])),
     );
     const facts = [
-      ['size', fmtBytes(v.sizeBytes) + ' · ' + b.total.toLocaleString('en-US') + ' blocks of ' + fmtBytes(v.blockSize)],
+      // raw = the volume file; usable = its data blocks (the rest is superblock, journal, inodes, bitmaps).
+      ['size', fmtBytes(v.sizeBytes) + ' raw · ' + fmtBytes(b.total * v.blockSize) + ' usable (' + b.total.toLocaleString('en-US') + ' blocks of ' + fmtBytes(v.blockSize) + ')'],
       ['files', v.files.toLocaleString('en-US') + ' of ' + v.maxFiles.toLocaleString('en-US')],
       ['unwritten', b.unwritten === null ? 'counting…' : b.unwritten.toLocaleString('en-US') + ' blocks'],
       ['journal', v.journal.commits.toLocaleString('en-US') + ' commits · last ' + fmtMs(v.journal.lastCommitMs)],
-      ['mount', (v.mount.wasClean ? 'clean' : 'after a crash') + ' · journal ' + v.mount.journal],
+      ['mount', v.mount.wasClean ? 'clean' : 'after a crash · journal ' + v.mount.journal],
     ];
     document.getElementById('volume-facts').replaceChildren(...facts.flatMap(([k, val]) => [el('dt', {}, [k]), el('dd', { 'data-fact': k }, [val])]));
-    tile('tile-volume', pct(b.used).toFixed(1) + '%', b.used, fmtBytes(b.used * v.blockSize) + ' of ' + fmtBytes(b.total * v.blockSize));
+    tile('tile-volume', pct(b.used).toFixed(1) + '%', b.used, fmtBytes(b.used * v.blockSize) + ' of ' + fmtBytes(b.total * v.blockSize) + ' usable');
     const up = fmtMs(v.server.uptimeMs);
     document.getElementById('meta').textContent =
       v.volumePath + ' · ' + v.uuid.slice(0, 8) + ' · gRPC ' + v.server.grpcAddress + ' · v' + v.server.version + ' · up ' + up;
