@@ -232,8 +232,8 @@ export class Daxd {
       }
     }
     daxd.started = true;
-    // The health status follows the fencing from now on (and is computed once here).
-    cluster?.onFenceChange(() => daxd.updateHealth());
+    // The health status follows the fencing and the cluster's drains from now on (and is computed once here).
+    cluster?.onReadinessChange(() => daxd.updateHealth());
     daxd.updateHealth();
     const { replay, wasClean, orphansFreed, mountMs } = volume.report;
     log.info({
@@ -282,8 +282,9 @@ export class Daxd {
   /**
    * The drain hook: while draining, the gRPC health status (overall and per service) is
    * NOT_SERVING, so load balancers and readiness probes send new clients elsewhere while
-   * the calls in flight go on. The cluster's Drain calls setDraining(true) when it starts
-   * moving this node's files away and setDraining(false) if it gives up.
+   * the calls in flight go on. A cluster Drain of this node does the same by itself
+   * (Cluster.isDraining, see notServingReason); this switch is for an operator's own
+   * draining (and tests).
    */
   setDraining(draining: boolean): void {
     this.draining = draining;
@@ -294,7 +295,7 @@ export class Daxd {
   notServingReason(): string | null {
     if (this.stopping !== null) return 'shutting down';
     if (!this.started) return 'starting';
-    if (this.draining) return 'draining';
+    if (this.draining || this.cluster?.isDraining === true) return 'draining';
     if (this.cluster?.fenced === true) return 'fenced';
     return null;
   }

@@ -89,13 +89,13 @@ export class Cluster {
     return !this.joined || this.membership === null || this.membership.fenced;
   }
 
-  /** Calls `listener` after each change of `fenced` (it reads `fenced`); returns its removal. */
-  onFenceChange(listener: () => void): () => void {
+  /** Calls `listener` after each change of `fenced` or `isDraining` (it reads them); returns its removal. */
+  onReadinessChange(listener: () => void): () => void {
     this.fenceListeners.add(listener);
     return () => this.fenceListeners.delete(listener);
   }
 
-  private fenceChanged(): void {
+  private readinessChanged(): void {
     for (const listener of [...this.fenceListeners]) listener();
   }
 
@@ -142,7 +142,7 @@ export class Cluster {
       onFenced: (fenced, why) => {
         if (fenced) this.log.warn({ why, ttlS: this.config.ttlS }, 'cluster: fenced: refusing mutating calls');
         else this.log.info({ why }, 'cluster: unfenced: taking mutating calls again');
-        this.fenceChanged();
+        this.readinessChanged();
       },
     });
     try {
@@ -164,7 +164,7 @@ export class Cluster {
       movesAbandoned: some(report.movesAbandoned), copiesRemoved: some(report.copiesRemoved), movedRemoved: some(report.movedRemoved),
     }, 'cluster: reconciled placements with the volume');
     this.joined = true;
-    this.fenceChanged();
+    this.readinessChanged();
   }
 
   /** A drain's copy in flight to this node (FencedFs.list leaves it out). */
@@ -211,6 +211,7 @@ export class Cluster {
     this.assertMayMutate();
     if (this.draining !== null) throw new BusyError(`node ${node} is already being drained (${this.draining.filesMoved}/${this.draining.filesTotal} files moved)`);
     this.draining = { filesTotal: 0, filesMoved: 0, filesFailed: 0, bytesTotal: 0, bytesCopied: 0, current: '', currentTarget: '' };
+    this.readinessChanged(); // gRPC health: NOT_SERVING while draining (server.ts)
     try {
       const drainer = new Drainer({
         etcd: this.etcd, keys: this.keys, cache, self: this.self, fs: engine.fs, dax: engine.dax, gate: this.drainGate, log: this.log,
@@ -231,6 +232,7 @@ export class Cluster {
       return result;
     } finally {
       this.draining = null;
+      this.readinessChanged();
       this.drainGate.clearMoved();
       await this.membership?.publish().catch(() => undefined);
     }
@@ -269,7 +271,7 @@ export class Cluster {
     if (this.stopped) return;
     this.stopped = true;
     this.joined = false;
-    this.fenceChanged();
+    this.readinessChanged();
     await this.cacheRef?.stop();
     await this.membership?.stop();
     this.etcd.close();

@@ -19,6 +19,7 @@ import { assertEtcdInstalled, startEtcd, type StartedEtcd } from '../support/etc
 import { clusterSchema } from '../../server/http/admin-schemas';
 import { getJson, validate } from '../http/fixture';
 import { failure } from '../support/raw-rpc';
+import { healthCheck, healthClient } from '../support/standard-clients';
 import { seededRng, randInt } from '../support/rng';
 import { runCli, tempDir, type StartedServer } from '../support/start-server';
 import { until } from '../support/until';
@@ -215,6 +216,15 @@ describe('cluster: Drain', function () {
     const first = cluster.drain('n3');
     first.catch(() => undefined);
     await servers.get('n3')!.logged('cluster: drain paused (test)');
+    // While it drains, its gRPC health says NOT_SERVING (new clients go elsewhere); liveness stays SERVING.
+    const health = healthClient(servers.get('n3')!.address);
+    try {
+      assert.equal(await healthCheck(health, ''), 'NOT_SERVING', 'overall health of a draining node');
+      assert.equal(await healthCheck(health, 'daxd.v1.Files'), 'NOT_SERVING');
+      assert.equal(await healthCheck(health, 'liveness'), 'SERVING');
+    } finally {
+      health.close();
+    }
     await servers.get('n3')!.kill('SIGKILL');
     await assert.rejects(first);
 

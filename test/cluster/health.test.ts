@@ -1,6 +1,6 @@
 /**
  * The gRPC health status of a cluster node follows its fencing (server/rpc/standard-services.ts,
- * Cluster.onFenceChange): a raw grpc.health.v1 Watch sees NOT_SERVING when the node fences
+ * Cluster.onReadinessChange): a raw grpc.health.v1 Watch sees NOT_SERVING when the node fences
  * itself (the keep-alive failpoint: no renewal for ⅔ TTL) and SERVING once it has renewed
  * again; Check answers the same for every service of daxd.proto meanwhile, while the
  * "liveness" name stays SERVING (a fenced node must not be restarted by its liveness probe).
