@@ -9,7 +9,8 @@
  * Fault handling is ours, not etcd3's: no retries and no circuit breaker (which would
  * keep a resumed etcd unused for seconds): every unary call has a deadline of
  * ETCD_CALL_MS, the keep-alive loop (membership.ts) retries on its own schedule, and a
- * watch reconnects every WATCH_RECONNECT_MS.
+ * lost watch is replaced by the watch cache itself (watch-cache.ts: a fresh snapshot and a
+ * new watcher, never etcd3's resume; WATCH_RECONNECT_MS only paces etcd3's own stream).
  */
 import { ConstantBackoff, noop } from 'cockatiel';
 import { Etcd3 } from 'etcd3';
