@@ -2,7 +2,8 @@
  * A node's registration and self-fencing.
  *
  * Registration: one etcd lease of TTL seconds; in one transaction, PREFIX/nodes/NAME and
- * PREFIX/volumes/UUID are put under it only if both are absent. Either held means a live
+ * PREFIX/volumes/UUID are put under it only if both are absent (and the name's binding to
+ * a volume, binding.ts, is put without a lease, only if it is what checkBinding read). Either held means a live
  * process has that name or that volume (a copy of the volume, or the same volume
  * re-attached elsewhere): the start is refused with EBUSY naming the holder. A holder
  * that is this node's own previous run (same name, same volume: a crash and a quick
@@ -25,7 +26,8 @@ import { EtcdLeaseInvalidError, type Etcd3, type Lease } from 'etcd3';
 import type { Logger } from 'pino';
 import { BusyError } from '../errors';
 import type { ClusterKeys, NodeRecord } from './keys';
-import { parseNodeRecord, parseVolumeRecord } from './keys';
+import { bindingValue, parseNodeRecord, parseVolumeRecord } from './keys';
+import { checkBinding } from './binding';
 import { PREVIOUS_LEASE_WAIT_TTLS } from './limits';
 
 const FENCE_FRACTION = 2 / 3;
@@ -122,6 +124,9 @@ export class Membership {
     const record = this.options.record();
     const deadlineMs = Date.now() + this.ttlMs * PREVIOUS_LEASE_WAIT_TTLS;
     for (;;) {
+      // The name's binding to a volume (binding.ts): refused here if bound to another one placements need.
+      const bound = await checkBinding(etcd, keys, record.name, record.volumeUuid, log);
+      const bindingKey = keys.binding(record.name);
       const sentAtMs = Date.now();
       const lease = etcd.lease(this.options.ttlS, { autoKeepAlive: false });
       lease.on('lost', () => undefined); // handled where keepaliveOnce fails
@@ -129,8 +134,10 @@ export class Membership {
       const value = JSON.stringify(record);
       const nodeKey = keys.node(record.name);
       const volumeKey = keys.volume(record.volumeUuid);
-      const result = await etcd.if(nodeKey, 'Create', '==', 0).and(volumeKey, 'Create', '==', 0)
-        .then(etcd.put(nodeKey).value(value).lease(id), etcd.put(volumeKey).value(JSON.stringify({ node: record.name })).lease(id))
+      const registered = etcd.if(nodeKey, 'Create', '==', 0).and(volumeKey, 'Create', '==', 0);
+      const result = await (bound === null ? registered.and(bindingKey, 'Create', '==', 0) : registered.and(bindingKey, 'Value', '==', bound))
+        .then(etcd.put(nodeKey).value(value).lease(id), etcd.put(volumeKey).value(JSON.stringify({ node: record.name })).lease(id),
+          etcd.put(bindingKey).value(bindingValue(record.volumeUuid)))
         .commit();
       if (result.succeeded) {
         this.lease = lease;
