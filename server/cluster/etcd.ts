@@ -14,6 +14,7 @@
  */
 import { ConstantBackoff, noop } from 'cockatiel';
 import { Etcd3 } from 'etcd3';
+import { DaxError, EtcdUnavailableError } from '../errors';
 import { ETCD_CALL_MS } from './limits';
 
 const WATCH_RECONNECT_MS = 250;
@@ -33,4 +34,18 @@ export function etcdClient(urls: readonly string[]): Etcd3 {
  */
 function watchBackoff(): NonNullable<NonNullable<ConstructorParameters<typeof Etcd3>[0]>['faultHandling']>['watchBackoff'] {
   return new ConstantBackoff(WATCH_RECONNECT_MS) as unknown as ReturnType<typeof watchBackoff>;
+}
+
+/**
+ * An etcd call made for a client's call: its failure (etcd3's errors are not DaxErrors,
+ * so they would reach the client as INTERNAL) becomes UNAVAILABLE / ETCD_UNAVAILABLE
+ * naming `operation`. DaxErrors pass through.
+ */
+export async function etcdCall<T>(operation: string, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (err) {
+    if (err instanceof DaxError) throw err;
+    throw new EtcdUnavailableError(operation, err);
+  }
 }

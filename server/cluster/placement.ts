@@ -23,9 +23,14 @@
  *
  * Reads (Lookup) are routed from the watch cache; a local miss is confirmed in etcd
  * before ENOENT (the cache may not have seen a placement made a moment ago elsewhere).
+ *
+ * Every etcd call here goes through etcdCall (etcd.ts): an etcd that does not answer
+ * within ETCD_CALL_MS, or fails, is UNAVAILABLE / ETCD_UNAVAILABLE naming the operation.
  */
 import type { Etcd3 } from 'etcd3';
+import { quoted } from '../excerpt';
 import { NodeDownError, NotOwnerError } from '../errors';
+import { etcdCall } from './etcd';
 import type { ClusterKeys, NodeRecord, PlacementRecord } from './keys';
 import { parsePlacementRecord } from './keys';
 import { rendezvous } from './rendezvous';
@@ -60,7 +65,7 @@ export class Placement {
 
   /** The placement in etcd (linearizable read), or null. */
   async read(name: string): Promise<PlacementRecord | null> {
-    const value = await this.etcd.get(this.keys.file(name)).string();
+    const value = await etcdCall(`read of the placement of ${quoted(name)}`, () => this.etcd.get(this.keys.file(name)).string());
     return value === null ? null : parsePlacementRecord(value);
   }
 
@@ -84,7 +89,8 @@ export class Placement {
           throw new NotOwnerError(name, chosen.name, chosen.grpc);
         }
       }
-      const won = await this.etcd.if(key, 'Create', '==', 0).then(this.etcd.put(key).value(placementValue(this.self, 0))).commit();
+      const won = await etcdCall(`claim of the placement of ${quoted(name)}`,
+        () => this.etcd.if(key, 'Create', '==', 0).then(this.etcd.put(key).value(placementValue(this.self, 0))).commit());
       if (won.succeeded) return 'claimed';
     }
     throw new Error(`bug: the placement of a name changed ${CLAIM_ATTEMPTS_MAX} times during one Create`);
@@ -92,13 +98,15 @@ export class Placement {
 
   /** Step 4: the key names the file's inode. */
   async finishCreate(name: string, ino: number): Promise<void> {
-    await this.etcd.put(this.keys.file(name)).value(placementValue(this.self, ino));
+    await etcdCall(`record of the inode in the placement of ${quoted(name)} (the file exists; the node's next start records it)`,
+      async () => { await this.etcd.put(this.keys.file(name)).value(placementValue(this.self, ino)); });
   }
 
   /** Step 4 failed and no file exists here: remove the key this Create made. */
   async abandonCreate(name: string): Promise<void> {
     const key = this.keys.file(name);
-    await this.etcd.if(key, 'Value', '==', placementValue(this.self, 0)).then(this.etcd.delete().key(key)).commit();
+    await etcdCall(`removal of the placement of ${quoted(name)}`,
+      () => this.etcd.if(key, 'Value', '==', placementValue(this.self, 0)).then(this.etcd.delete().key(key)).commit());
   }
 
   /** Unlink: throws NotOwnerError / NodeDownError when the name is placed elsewhere. */
@@ -110,7 +118,8 @@ export class Placement {
   /** After the local unlink of `ino`: remove the key if it still names it (or the in-flight 0). */
   async unlinked(name: string, ino: number): Promise<void> {
     const key = this.keys.file(name);
-    await this.etcd.if(key, 'Value', '==', placementValue(this.self, ino)).then(this.etcd.delete().key(key)).commit();
+    await etcdCall(`removal of the placement of ${quoted(name)} (the file is unlinked; the node's next start removes the placement)`,
+      () => this.etcd.if(key, 'Value', '==', placementValue(this.self, ino)).then(this.etcd.delete().key(key)).commit());
   }
 
   /** Lookup routing from the cache: throws when the name is placed elsewhere. */

@@ -91,9 +91,14 @@ export function routedFiles(files: FilesHandlers, fsOf: FsOfCall, cluster: Clust
       } catch (err) {
         if (claim === 'claimed') {
           // Keep the key only if the file exists here after all (an EEXIST of a name the key had lost).
+          // The client gets the create's own error either way; a key left behind is the reconcile pass's.
           const existing = existingIno(fsOf(call), name);
-          if (existing === null) await placement.abandonCreate(name);
-          else await placement.finishCreate(name, existing);
+          try {
+            if (existing === null) await placement.abandonCreate(name);
+            else await placement.finishCreate(name, existing);
+          } catch (cleanup) {
+            log.warn({ name, err: cleanup instanceof Error ? cleanup.message : String(cleanup) }, 'cluster: could not settle the placement of a failed Create (the next start reconciles it)');
+          }
         }
         throw err;
       }
