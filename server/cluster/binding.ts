@@ -18,6 +18,7 @@
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 import { BusyError } from '../errors';
+import { readPrefix } from './etcd';
 import { parseBindingRecord, parsePlacementRecord, type ClusterKeys } from './keys';
 
 /**
@@ -41,10 +42,9 @@ export async function checkBinding(etcd: Etcd3, keys: ClusterKeys, name: string,
   return raw;
 }
 
-/** How many placements name `node` (one read of the files prefix). */
+/** How many placements name `node` (a paged read of the files prefix). */
 async function placementsNaming(etcd: Etcd3, keys: ClusterKeys, node: string): Promise<number> {
-  const kvs = await etcd.getAll().prefix(keys.files).strings();
   let n = 0;
-  for (const value of Object.values(kvs)) if (parsePlacementRecord(value)?.node === node) n++;
+  for (const kv of (await readPrefix(etcd, keys.files)).kvs) if (parsePlacementRecord(kv.value.toString('utf8'))?.node === node) n++;
   return n;
 }

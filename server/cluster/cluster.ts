@@ -16,7 +16,7 @@ import type { FileSystemApi } from '../fs/types';
 import type { ClusterMetricsSource } from '../metrics';
 import type { ClusterStatus } from '../http/deps';
 import type { ClusterConfig } from './config';
-import { etcdClient } from './etcd';
+import { etcdClient, isEtcdUnreachable } from './etcd';
 import { ClusterKeys, type NodeRecord } from './keys';
 import { Membership } from './membership';
 import { Placement } from './placement';
@@ -31,6 +31,14 @@ export class EtcdUnreachableError extends Error {
   constructor(urls: readonly string[], cause: unknown) {
     super(`cluster: etcd at ${urls.join(',')} did not answer (${cause instanceof Error ? cause.message : String(cause)}): is it running?`, { cause });
     this.name = 'EtcdUnreachableError';
+  }
+}
+
+/** etcd answered the start's registration or load with a failure (not a connection problem): the start is refused, quoting it. */
+export class EtcdFailedError extends Error {
+  constructor(urls: readonly string[], cause: unknown) {
+    super(`cluster: etcd at ${urls.join(',')} failed the start's registration or load: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.name = 'EtcdFailedError';
   }
 }
 
@@ -114,11 +122,10 @@ export class Cluster {
       this.membership = membership;
       this.cacheRef = await WatchCache.start(this.etcd, this.keys, this.log);
     } catch (err) {
-      if (err instanceof DaxError) throw err;
-      throw new EtcdUnreachableError(this.config.etcdUrls, err);
+      throw this.startFailure(err);
     }
     this.placementRef = new Placement(this.etcd, this.keys, this.cacheRef, this.self);
-    const report = await reconcile(this.etcd, this.keys, this.self, this.fs);
+    const report = await reconcile(this.etcd, this.keys, this.self, this.fs).catch((err: unknown) => { throw this.startFailure(err); });
     this.lastReconcile = report;
     const some = (names: string[]) => names.slice(0, RECONCILE_LOG_NAMES_MAX);
     this.log.info({
@@ -127,6 +134,12 @@ export class Cluster {
       conflictNames: report.conflicts.slice(0, RECONCILE_LOG_NAMES_MAX),
     }, 'cluster: reconciled placements with the volume');
     this.joined = true;
+  }
+
+  /** Only etcd not answering is "unreachable"; etcd answering with a failure is said as such. */
+  private startFailure(err: unknown): Error {
+    if (err instanceof DaxError) return err;
+    return isEtcdUnreachable(err) ? new EtcdUnreachableError(this.config.etcdUrls, err) : new EtcdFailedError(this.config.etcdUrls, err);
   }
 
   /** The cluster as this node sees it (GET /api/v1/cluster, the dashboard). */

@@ -18,6 +18,7 @@ import { LIST_PAGE_ENTRIES_MAX } from '../rpc/limits';
 import type { ClusterKeys } from './keys';
 import { bindingValue, parsePlacementRecord } from './keys';
 import { placementValue } from './placement';
+import { readPrefix } from './etcd';
 
 export interface ReconcileReport {
   removed: string[];
@@ -37,10 +38,11 @@ export async function reconcile(etcd: Etcd3, keys: ClusterKeys, self: string, fs
     if (token === '') break;
   }
   const placed = new Map<string, { node: string; ino: number; raw: string }>();
-  const kvs = await etcd.getAll().prefix(keys.files).strings();
-  for (const [key, value] of Object.entries(kvs)) {
+  // Paged (etcd.ts readPrefix): one reply of every placement would pass grpc-js's 4 MiB.
+  for (const kv of (await readPrefix(etcd, keys.files)).kvs) {
+    const value = kv.value.toString('utf8');
     const record = parsePlacementRecord(value);
-    if (record !== null) placed.set(key.slice(keys.files.length), { ...record, raw: value });
+    if (record !== null) placed.set(kv.key.toString('utf8').slice(keys.files.length), { ...record, raw: value });
   }
   // A key is removed only while the name is bound to this volume (binding.ts): never on a volume mismatch.
   const bound = bindingValue(fs.statVolume().uuid);

@@ -1,6 +1,6 @@
 /**
  * The node's view of the cluster: every live node record and every placement, loaded
- * with a range read of PREFIX/ at one revision and kept current by one etcd watch from
+ * with a range read of PREFIX/ at one revision (paged: etcd.ts readPrefix) and kept current by one etcd watch from
  * the revision after it.
  *
  * A lost watch is never resumed where etcd3 would resume it: etcd3 moves a watcher's
@@ -25,6 +25,7 @@
 import { EventEmitter } from 'node:events';
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
 import type { Logger } from 'pino';
+import { readPrefix } from './etcd';
 import { ETCD_CALL_MS } from './limits';
 
 /** The first wait before a resync after a lost watch; doubled per failed attempt up to the max. */
@@ -66,10 +67,10 @@ export class WatchCache extends EventEmitter<{ change: [CacheEvent] }> {
 
   /** A snapshot at one revision, its differences applied as events, and a new watch from the revision after it. */
   private async sync(): Promise<void> {
-    const snapshot = await this.etcd.getAll().prefix(`${this.keys.prefix}/`).exec();
+    const snapshot = await readPrefix(this.etcd, `${this.keys.prefix}/`);
     if (this.stopped) return;
     this.reload(snapshot.kvs);
-    this.watchFrom((BigInt(snapshot.header.revision) + 1n).toString());
+    this.watchFrom((BigInt(snapshot.revision) + 1n).toString());
   }
 
   private watchFrom(revision: string): void {
