@@ -124,7 +124,7 @@ export class Cluster {
     } catch (err) {
       throw this.startFailure(err);
     }
-    this.placementRef = new Placement(this.etcd, this.keys, this.cacheRef, this.self);
+    this.placementRef = new Placement(this.etcd, this.keys, this.cacheRef, this.self, () => membership.leaseId);
     const report = await reconcile(this.etcd, this.keys, this.self, this.fs).catch((err: unknown) => { throw this.startFailure(err); });
     this.lastReconcile = report;
     const some = (names: string[]) => names.slice(0, RECONCILE_LOG_NAMES_MAX);

@@ -10,7 +10,8 @@
  *      there with the `daxd-redirected` metadata; a redirected Create is placed where it
  *      arrives (so two nodes with different views cannot bounce it forever).
  *   3. SELF: the key is created {node: SELF, ino: 0} in a transaction that succeeds only
- *      if it is absent. Of two concurrent Creates of one name, exactly one wins; the other
+ *      if it is absent and SELF's node key still has SELF's lease (a node whose lease
+ *      expired places nothing, whatever its clock says: FENCED). Of two concurrent Creates of one name, exactly one wins; the other
  *      goes back to 1 and sees the winner.
  *   4. The file is created here, then the key gets its inode. A local failure removes the
  *      key again, unless the file exists here after all.
@@ -29,7 +30,7 @@
  */
 import type { Etcd3 } from 'etcd3';
 import { quoted } from '../excerpt';
-import { NodeDownError, NotOwnerError } from '../errors';
+import { FencedError, NodeDownError, NotOwnerError } from '../errors';
 import { etcdCall } from './etcd';
 import type { ClusterKeys, NodeRecord, PlacementRecord } from './keys';
 import { parsePlacementRecord } from './keys';
@@ -47,7 +48,26 @@ export class Placement {
   /** NOT_OWNER redirects answered (daxd_cluster_redirects_total). */
   redirects = 0;
 
-  constructor(private readonly etcd: Etcd3, private readonly keys: ClusterKeys, private readonly cache: WatchCache, readonly self: string) {}
+  /**
+   * `leaseId`: the lease of SELF's registration now (null: not registered). The claim and
+   * unlink transactions compare it on SELF's node key, so a node whose lease expired
+   * (whatever its own clock believes) never places or removes a name.
+   */
+  constructor(private readonly etcd: Etcd3, private readonly keys: ClusterKeys, private readonly cache: WatchCache, readonly self: string,
+    private readonly leaseId: () => string | null = () => null) {}
+
+  /** The current lease, or FencedError. */
+  private lease(): string {
+    const id = this.leaseId();
+    if (id === null) throw new FencedError('not registered in the cluster');
+    return id;
+  }
+
+  /** After a transaction that compared the lease failed: FencedError if the lease is what failed. */
+  private async assertLeaseHeld(id: string, operation: string): Promise<void> {
+    const node = await etcdCall(`read of this node's registration (${operation})`, () => this.etcd.get(this.keys.node(this.self)).exec());
+    if (node.kvs[0]?.lease !== id) throw new FencedError(`the lease of this node's registration is gone (${operation})`);
+  }
 
   /** The error for a name placed on `node` (not SELF). */
   elsewhere(name: string, node: string): NotOwnerError | NodeDownError {
@@ -89,9 +109,12 @@ export class Placement {
           throw new NotOwnerError(name, chosen.name, chosen.grpc);
         }
       }
+      const lease = this.lease();
       const won = await etcdCall(`claim of the placement of ${quoted(name)}`,
-        () => this.etcd.if(key, 'Create', '==', 0).then(this.etcd.put(key).value(placementValue(this.self, 0))).commit());
+        () => this.etcd.if(key, 'Create', '==', 0).and(this.keys.node(this.self), 'Lease', '==', lease)
+          .then(this.etcd.put(key).value(placementValue(this.self, 0))).commit());
       if (won.succeeded) return 'claimed';
+      await this.assertLeaseHeld(lease, `claim of ${quoted(name)}`);
     }
     throw new Error(`bug: the placement of a name changed ${CLAIM_ATTEMPTS_MAX} times during one Create`);
   }
@@ -118,8 +141,11 @@ export class Placement {
   /** After the local unlink of `ino`: remove the key if it still names it (or the in-flight 0). */
   async unlinked(name: string, ino: number): Promise<void> {
     const key = this.keys.file(name);
-    await etcdCall(`removal of the placement of ${quoted(name)} (the file is unlinked; the node's next start removes the placement)`,
-      () => this.etcd.if(key, 'Value', '==', placementValue(this.self, ino)).then(this.etcd.delete().key(key)).commit());
+    const lease = this.lease();
+    const removed = await etcdCall(`removal of the placement of ${quoted(name)} (the file is unlinked; the node's next start removes the placement)`,
+      () => this.etcd.if(key, 'Value', '==', placementValue(this.self, ino)).and(this.keys.node(this.self), 'Lease', '==', lease)
+        .then(this.etcd.delete().key(key)).commit());
+    if (!removed.succeeded) await this.assertLeaseHeld(lease, `removal of the placement of unlinked ${quoted(name)}: the node's next start removes it`);
   }
 
   /** Lookup routing from the cache: throws when the name is placed elsewhere. */
