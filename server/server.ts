@@ -191,6 +191,7 @@ export class Daxd {
     const daxd = new Daxd(volume.fs, dax, rpc, metrics, options);
     daxd.tls = tls;
     daxd.cluster = cluster;
+    if (cluster !== null) cluster.failpoints = dax.failpoints;
     if (cluster !== null) metrics.attachCluster(() => cluster.metrics());
     if (options.nbdAddress !== undefined) {
       try {

@@ -12,6 +12,7 @@
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 import { DaxError, FencedError } from '../errors';
+import type { Failpoints } from '../dax/failpoints';
 import type { FileSystemApi } from '../fs/types';
 import type { ClusterMetricsSource } from '../metrics';
 import type { ClusterStatus } from '../http/deps';
@@ -58,6 +59,8 @@ export class Cluster {
   private stopped = false;
   /** What the last start-up reconcile fixed. */
   lastReconcile: ReconcileReport | null = null;
+  /** The server's failpoints (tests: cluster:after-claim), set by Daxd.start. */
+  failpoints: Failpoints | null = null;
 
   constructor(readonly config: ClusterConfig, private readonly fs: FileSystemApi, private readonly log: Logger, private readonly version: string) {
     this.keys = new ClusterKeys(config.prefix);

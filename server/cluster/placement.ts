@@ -13,14 +13,17 @@
  *      if it is absent and SELF's node key still has SELF's lease (a node whose lease
  *      expired places nothing, whatever its clock says: FENCED). Of two concurrent Creates of one name, exactly one wins; the other
  *      goes back to 1 and sees the winner.
- *   4. The file is created here, then the key gets its inode. A local failure removes the
- *      key again, unless the file exists here after all.
+ *   4. The file is created here, then the key gets its inode in a transaction that
+ *      succeeds only if the key still says what the Create found ({SELF, 0} for its own
+ *      claim): a key changed meanwhile is never overwritten (the Create fails with where
+ *      the name is placed now). A local failure removes the key again, unless the file
+ *      exists here after all.
  *   A crash between 3 and 4 leaves a key naming SELF with no file: reconcile.ts removes it
  *   at the next start.
  *
  * Unlink of NAME at SELF: the file is unlinked here first, then the key is removed only
- * if it still says {SELF, that inode} (a Create that re-placed the name meanwhile keeps
- * its key). A crash between the two leaves a key without a file: reconcile.ts again.
+ * if it still says {SELF, that inode} or {SELF, 0} (a Create in flight had not recorded
+ * the inode yet); a Create that re-placed the name meanwhile keeps its key. A crash between the two leaves a key without a file: reconcile.ts again.
  *
  * Reads (Lookup) are routed from the watch cache; a local miss is confirmed in etcd
  * before ENOENT (the cache may not have seen a placement made a moment ago elsewhere).
@@ -119,10 +122,20 @@ export class Placement {
     throw new Error(`bug: the placement of a name changed ${CLAIM_ATTEMPTS_MAX} times during one Create`);
   }
 
-  /** Step 4: the key names the file's inode. */
-  async finishCreate(name: string, ino: number): Promise<void> {
-    await etcdCall(`record of the inode in the placement of ${quoted(name)} (the file exists; the node's next start records it)`,
-      async () => { await this.etcd.put(this.keys.file(name)).value(placementValue(this.self, ino)); });
+  /**
+   * Step 4: the key names the file's inode, only if it still is what this Create found
+   * (`fromIno`: 0 for the key it claimed, else the inode it named): a key changed
+   * meanwhile is never overwritten. Placed elsewhere now: throws NotOwnerError /
+   * NodeDownError (the local file stays; the reconcile pass reports it as a conflict).
+   * Removed (unlinked meanwhile) or naming SELF with another inode: nothing to record.
+   */
+  async finishCreate(name: string, ino: number, fromIno = 0): Promise<void> {
+    const key = this.keys.file(name);
+    const done = await etcdCall(`record of the inode in the placement of ${quoted(name)} (the file exists; the node's next start records it)`,
+      () => this.etcd.if(key, 'Value', '==', placementValue(this.self, fromIno)).then(this.etcd.put(key).value(placementValue(this.self, ino))).commit());
+    if (done.succeeded) return;
+    const placed = await this.read(name);
+    if (placed !== null && placed.node !== this.self) throw this.elsewhere(name, placed.node);
   }
 
   /** Step 4 failed and no file exists here: remove the key this Create made. */
@@ -138,14 +151,20 @@ export class Placement {
     if (placed !== null && placed.node !== this.self) throw this.elsewhere(name, placed.node);
   }
 
-  /** After the local unlink of `ino`: remove the key if it still names it (or the in-flight 0). */
+  /**
+   * After the local unlink of `ino`: remove the key if it still names {SELF, ino}, or
+   * {SELF, 0} (its Create had not recorded the inode yet); a key re-placed meanwhile stays.
+   */
   async unlinked(name: string, ino: number): Promise<void> {
     const key = this.keys.file(name);
     const lease = this.lease();
-    const removed = await etcdCall(`removal of the placement of ${quoted(name)} (the file is unlinked; the node's next start removes the placement)`,
-      () => this.etcd.if(key, 'Value', '==', placementValue(this.self, ino)).and(this.keys.node(this.self), 'Lease', '==', lease)
-        .then(this.etcd.delete().key(key)).commit());
-    if (!removed.succeeded) await this.assertLeaseHeld(lease, `removal of the placement of unlinked ${quoted(name)}: the node's next start removes it`);
+    for (const named of ino === 0 ? [0] : [ino, 0]) {
+      const removed = await etcdCall(`removal of the placement of ${quoted(name)} (the file is unlinked; the node's next start removes the placement)`,
+        () => this.etcd.if(key, 'Value', '==', placementValue(this.self, named)).and(this.keys.node(this.self), 'Lease', '==', lease)
+          .then(this.etcd.delete().key(key)).commit());
+      if (removed.succeeded) return;
+    }
+    await this.assertLeaseHeld(lease, `removal of the placement of unlinked ${quoted(name)}: the node's next start removes it`);
   }
 
   /** Lookup routing from the cache: throws when the name is placed elsewhere. */

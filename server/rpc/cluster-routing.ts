@@ -85,6 +85,7 @@ export function routedFiles(files: FilesHandlers, fsOf: FsOfCall, cluster: Clust
       cluster.assertMayMutate();
       const placement = cluster.placement;
       const claim = await placement.claim(name, redirected(call));
+      await cluster.failpoints?.hit('cluster:after-claim', {});
       let info;
       try {
         info = await fsOf(call).create(name, req.exclusive);
@@ -103,7 +104,7 @@ export function routedFiles(files: FilesHandlers, fsOf: FsOfCall, cluster: Clust
         throw err;
       }
       // A claimed key gets its inode; an owned one too if it lacks it (a Create in flight, or re-created here).
-      if (claim === 'claimed' || claim.owned !== info.ino) await placement.finishCreate(name, info.ino);
+      if (claim === 'claimed' || claim.owned !== info.ino) await placement.finishCreate(name, info.ino, claim === 'claimed' ? 0 : claim.owned);
       return fileInfoToWire(info);
     }),
 
