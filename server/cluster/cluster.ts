@@ -19,10 +19,14 @@ import type { ClusterStatus } from '../http/deps';
 import type { ClusterConfig } from './config';
 import { etcdClient, isEtcdUnreachable } from './etcd';
 import { ClusterKeys, type NodeRecord } from './keys';
+import { ETCD_CALL_MS } from './limits';
 import { Membership } from './membership';
 import { Placement } from './placement';
 import { reconcile, type ReconcileReport } from './reconcile';
 import { WatchCache } from './watch-cache';
+
+/** The least time a stop gives the watch cancel and the lease revoke, even when the drain used up the grace period. */
+const CLUSTER_STOP_MS_MIN = 500;
 
 /** How many names of each kind the reconcile log line lists (the counts are always complete). */
 const RECONCILE_LOG_NAMES_MAX = 20;
@@ -167,13 +171,19 @@ export class Cluster {
     return { fenced: this.fenced, liveNodes: cache?.nodes.size ?? 0, downNodes, redirects: this.placementRef?.redirects ?? 0 };
   }
 
-  /** Leaves the cluster (the lease is revoked: the node is down for the others at once) and closes etcd. Idempotent. */
-  async stop(): Promise<void> {
+  /**
+   * Leaves the cluster (the lease is revoked: the node is down for the others at once) and
+   * closes etcd, within `withinMs` (at least CLUSTER_STOP_MS_MIN: the revoke is worth one
+   * try; a lease not revoked expires by itself). Called after the calls drained
+   * (Daxd.stop). Idempotent.
+   */
+  async stop(withinMs = ETCD_CALL_MS): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     this.joined = false;
-    await this.cacheRef?.stop();
-    await this.membership?.stop();
+    const budgetMs = Math.max(CLUSTER_STOP_MS_MIN, withinMs);
+    await this.cacheRef?.stop(budgetMs / 2);
+    await this.membership?.stop(budgetMs / 2);
     this.etcd.close();
   }
 }

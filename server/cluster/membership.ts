@@ -99,7 +99,7 @@ export class Membership {
   }
 
   /** Stops the keep-alives and revokes the lease (the node leaves at once). Idempotent. */
-  async stop(): Promise<void> {
+  async stop(withinMs = this.ttlMs * RENEW_FRACTION): Promise<void> {
     this.stopped = true;
     if (this.timer !== null) clearTimeout(this.timer);
     if (this.fenceTimer !== null) clearTimeout(this.fenceTimer);
@@ -108,7 +108,7 @@ export class Membership {
     this.leaseIdValue = null;
     if (lease !== null) {
       try {
-        await lease.revoke({ deadline: Date.now() + this.ttlMs * RENEW_FRACTION });
+        await lease.revoke({ deadline: Date.now() + Math.min(withinMs, this.ttlMs * RENEW_FRACTION) });
       } catch (err) {
         this.options.log.warn({ err: String(err) }, 'cluster: could not revoke the lease at stop (it expires by itself)');
       }

@@ -148,8 +148,8 @@ export class WatchCache extends EventEmitter<{ change: [CacheEvent] }> {
     for (const name of [...this.files.keys()]) if (!seenFiles.has(name)) this.apply('delete', deletion(this.keys.file(name)));
   }
 
-  /** Cancels the watch; bounded by ETCD_CALL_MS (a frozen etcd never answers the cancel). */
-  async stop(): Promise<void> {
+  /** Cancels the watch; bounded by `withinMs` (a frozen etcd never answers the cancel). */
+  async stop(withinMs = ETCD_CALL_MS): Promise<void> {
     this.stopped = true;
     if (this.resyncTimer !== null) clearTimeout(this.resyncTimer);
     this.resyncTimer = null;
@@ -160,7 +160,7 @@ export class WatchCache extends EventEmitter<{ change: [CacheEvent] }> {
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       watcher.cancel().catch(() => undefined),
-      new Promise<void>((resolve) => { timer = setTimeout(resolve, ETCD_CALL_MS); }),
+      new Promise<void>((resolve) => { timer = setTimeout(resolve, withinMs); }),
     ]);
     clearTimeout(timer);
   }
