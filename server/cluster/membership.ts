@@ -3,11 +3,11 @@
  *
  * Registration: one etcd lease of TTL seconds; in one transaction, PREFIX/nodes/NAME and
  * PREFIX/volumes/UUID are put under it only if both are absent (and the name's binding to
- * a volume, binding.ts, is put without a lease, only if it is what checkBinding read). Either held means a live
- * process has that name or that volume (a copy of the volume, or the same volume
- * re-attached elsewhere): the start is refused with EBUSY naming the holder. A holder
- * that is this node's own previous run (same name, same volume: a crash and a quick
- * restart) is waited out, for at most PREVIOUS_LEASE_WAIT_TTLS × TTL.
+ * a volume, binding.ts, is put without a lease, only if it is what checkBinding read).
+ * Either held means a live process has that name or that volume (a copy of the volume,
+ * or the same volume re-attached elsewhere): the start is refused with EBUSY naming the
+ * holder. A holder that is this node's own previous run (same name, same volume: a crash
+ * and a quick restart) is waited out, for at most PREVIOUS_LEASE_WAIT_TTLS × TTL.
  *
  * Keep-alive: one LeaseKeepAlive every TTL/3 (TTL/10 after a failure), each with a
  * deadline of TTL/3. `lastRenewalSentAtMs` is when the last keep-alive that etcd answered
@@ -17,8 +17,8 @@
  * Fencing (invariant): fenced is true from lastRenewalSentAtMs + ⅔ TTL until the next
  * answered keep-alive, computed at each check from the monotonic clock (performance.now),
  * so a call that runs after the event loop was blocked past that moment is refused even
- * though no timer has fired yet. So the node stops mutating at least ⅓ TTL before anybody else can
- * see its lease expire (etcd's clock aside). A keep-alive answered "lease expired" means
+ * though no timer has fired yet. So the node stops mutating at least ⅓ TTL before anybody
+ * else can see its lease expire (etcd's clock aside). A keep-alive answered "lease expired" means
  * the registration is gone: the node registers again (same transaction) and stays fenced
  * until that succeeds. Reads are never fenced (the data is only here).
  *

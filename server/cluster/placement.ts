@@ -11,8 +11,8 @@
  *      arrives (so two nodes with different views cannot bounce it forever).
  *   3. SELF: the key is created {node: SELF, ino: 0} in a transaction that succeeds only
  *      if it is absent and SELF's node key still has SELF's lease (a node whose lease
- *      expired places nothing, whatever its clock says: FENCED). Of two concurrent Creates of one name, exactly one wins; the other
- *      goes back to 1 and sees the winner.
+ *      expired places nothing, whatever its clock says: FENCED). Of two concurrent
+ *      Creates of one name, exactly one wins; the other goes back to 1 and sees the winner.
  *   4. The file is created here, then the key gets its inode in a transaction that
  *      succeeds only if the key still says what the Create found ({SELF, 0} for its own
  *      claim): a key changed meanwhile is never overwritten (the Create fails with where
@@ -23,7 +23,8 @@
  *
  * Unlink of NAME at SELF: the file is unlinked here first, then the key is removed only
  * if it still says {SELF, that inode} or {SELF, 0} (a Create in flight had not recorded
- * the inode yet); a Create that re-placed the name meanwhile keeps its key. A crash between the two leaves a key without a file: reconcile.ts again.
+ * the inode yet); a Create that re-placed the name meanwhile keeps its key. A crash
+ * between the two leaves a key without a file: reconcile.ts again.
  *
  * Reads (Lookup) are routed from the watch cache; a local miss is confirmed in etcd
  * before ENOENT (the cache may not have seen a placement made a moment ago elsewhere).
@@ -57,7 +58,7 @@ export class Placement {
    * (whatever its own clock believes) never places or removes a name.
    */
   constructor(private readonly etcd: Etcd3, private readonly keys: ClusterKeys, private readonly cache: WatchCache, readonly self: string,
-    private readonly leaseId: () => string | null = () => null) {}
+    private readonly leaseId: () => string | null) {}
 
   /** The current lease, or FencedError. */
   private lease(): string {

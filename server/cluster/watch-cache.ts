@@ -112,6 +112,7 @@ export class WatchCache extends EventEmitter<{ change: [CacheEvent] }> {
       this.resyncs++;
       this.log.info({ nodes: this.nodes.size, files: this.files.size }, 'cluster: watch cache reloaded from etcd');
     } catch (err) {
+      if (this.stopped) return; // etcd closed under it: nothing to retry
       this.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'cluster: reloading the watch cache failed (retrying)');
       this.scheduleResync();
     }
