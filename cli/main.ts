@@ -14,7 +14,7 @@ import { HttpListenError } from '../server/http/http-server';
 import { NbdListenError } from '../server/nbd/nbd-server';
 import { ListenError } from '../server/rpc/rpc-server';
 import { TlsConfigError } from '../server/tls/config';
-import { EtcdUnreachableError } from '../server/cluster/cluster';
+import { EtcdFailedError, EtcdUnreachableError } from '../server/cluster/cluster';
 import { clusterCommand } from './cluster-command';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parse, UsageError } from './args';
 import { clientCommands } from './client-commands';
@@ -33,7 +33,7 @@ function overview(): string {
 
 /** A failure worth one line, not a stack: coded errors of the engine or of a call. */
 function describeFailure(err: unknown): string | null {
-  if (err instanceof DaxError || err instanceof DaxClientError || err instanceof ListenError || err instanceof HttpListenError || err instanceof NbdListenError || err instanceof EtcdUnreachableError) return err.message;
+  if (err instanceof DaxError || err instanceof DaxClientError || err instanceof ListenError || err instanceof HttpListenError || err instanceof NbdListenError || err instanceof EtcdUnreachableError || err instanceof EtcdFailedError) return err.message;
   if (err instanceof Error && typeof (err as NodeJS.ErrnoException).code === 'string' && (err as NodeJS.ErrnoException).syscall) {
     return err.message; // ENOENT on a local file, and the like
   }

@@ -75,6 +75,7 @@ export const REASONS = {
   FENCED: { status: GrpcStatus.UNAVAILABLE, doc: 'A cluster node that could not renew its etcd lease (or is not registered yet) refuses mutating calls until it has registered again; reads go on.' },
   NOT_OWNER: { status: GrpcStatus.FAILED_PRECONDITION, doc: 'The file is placed on another cluster node: the trailer daxd-owner names its gRPC address (daxd-owner-node its name).' },
   NODE_DOWN: { status: GrpcStatus.UNAVAILABLE, doc: 'The file is placed on a cluster node that is down (no live registration); it is never re-created elsewhere.' },
+  ETCD_UNAVAILABLE: { status: GrpcStatus.UNAVAILABLE, doc: 'A cluster node needed etcd for the call (a placement read or change) and etcd did not answer in time or failed; the message names the operation. Retry later.' },
 } as const satisfies Record<Reason, ReasonSpec>;
 
 export type ReasonCode = keyof typeof REASONS;
@@ -233,4 +234,10 @@ export class NotOwnerError extends DaxError {
 /** The name is placed on a node with no live registration. */
 export class NodeDownError extends DaxError {
   constructor(name: string, node: string) { super('NODE_DOWN', `${excerpt(name)} is placed on node ${node}, which is down`); }
+}
+/** etcd did not answer a placement read or change in time, or failed it (server/cluster/etcd.ts etcdCall). */
+export class EtcdUnavailableError extends DaxError {
+  constructor(operation: string, cause: unknown) {
+    super('ETCD_UNAVAILABLE', `etcd failed the ${operation} (${cause instanceof Error ? cause.message : String(cause)})`);
+  }
 }

@@ -197,6 +197,7 @@ export class Daxd {
     const daxd = new Daxd(volume.fs, dax, rpc, metrics, options);
     daxd.tls = tls;
     daxd.cluster = cluster;
+    if (cluster !== null) cluster.failpoints = dax.failpoints;
     if (cluster !== null) metrics.attachCluster(() => cluster.metrics());
     if (options.nbdAddress !== undefined) {
       try {
@@ -323,10 +324,14 @@ export class Daxd {
   private async runStop(): Promise<void> {
     const { log } = this.options;
     log.info('daxd stopping: draining calls');
-    // Leave the cluster first (lease revoked): the others answer NODE_DOWN for its files at once.
-    await this.cluster?.stop();
-    // Both front ends drain at once; neither reaches the engine once both resolved.
-    await Promise.all([this.rpc.stop(this.options.shutdownGraceMs), this.nbd?.stop(this.options.shutdownGraceMs ?? SHUTDOWN_GRACE_MS)]);
+    const graceMs = this.options.shutdownGraceMs ?? SHUTDOWN_GRACE_MS;
+    const stopDeadlineMs = Date.now() + graceMs;
+    // Both front ends drain at once; neither reaches the engine once both resolved. A
+    // cluster node's calls in flight still reach etcd (placement) while they drain.
+    await Promise.all([this.rpc.stop(graceMs), this.nbd?.stop(graceMs)]);
+    // Then it leaves the cluster (lease revoked: the others answer NODE_DOWN for its files
+    // at once) and closes etcd, within what is left of the grace period.
+    await this.cluster?.stop(stopDeadlineMs - Date.now());
     // /readyz said 503 while calls drained; the HTTP side reads the volume, so it goes first.
     await this.http?.close();
     // Released failpoints cannot hold a shutdown; mapped dirty pages reach the medium.

@@ -13,20 +13,25 @@ import type * as grpc from '@grpc/grpc-js';
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 import { BusyError, DaxError, FencedError, NodeDownError, NotFoundError, NotOwnerError } from '../errors';
+import type { Failpoints } from '../dax/failpoints';
 import type { LayoutBreakPolicy } from '../fs/types';
 import type { FileSystemApi } from '../fs/types';
 import type { ClusterMetricsSource } from '../metrics';
 import type { ClusterStatus } from '../http/deps';
 import type { ClusterConfig } from './config';
-import { etcdClient } from './etcd';
+import { etcdClient, isEtcdUnreachable } from './etcd';
 import { DrainGate } from './drain-gate';
 import { Drainer, type DrainCounters, type DrainDax, type DrainFs } from './drain';
 import { ClusterKeys, type DrainProgress, type NodeRecord } from './keys';
+import { ETCD_CALL_MS } from './limits';
 import { drainPeer } from './peer';
 import { Membership } from './membership';
 import { Placement } from './placement';
 import { reconcile, type ReconcileReport } from './reconcile';
 import { WatchCache } from './watch-cache';
+
+/** The least time a stop gives the watch cancel and the lease revoke, even when the drain used up the grace period. */
+const CLUSTER_STOP_MS_MIN = 500;
 
 /** How many names of each kind the reconcile log line lists (the counts are always complete). */
 const RECONCILE_LOG_NAMES_MAX = 20;
@@ -36,6 +41,14 @@ export class EtcdUnreachableError extends Error {
   constructor(urls: readonly string[], cause: unknown) {
     super(`cluster: etcd at ${urls.join(',')} did not answer (${cause instanceof Error ? cause.message : String(cause)}): is it running?`, { cause });
     this.name = 'EtcdUnreachableError';
+  }
+}
+
+/** etcd answered the start's registration or load with a failure (not a connection problem): the start is refused, quoting it. */
+export class EtcdFailedError extends Error {
+  constructor(urls: readonly string[], cause: unknown) {
+    super(`cluster: etcd at ${urls.join(',')} failed the start's registration or load: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.name = 'EtcdFailedError';
   }
 }
 
@@ -72,8 +85,10 @@ export class Cluster {
   private stopped = false;
   /** What the last start-up reconcile fixed. */
   lastReconcile: ReconcileReport | null = null;
-  /** Told of every change of `fenced` (the gRPC health status follows it: server.ts). */
+  /** Told of every change of `fenced` or `isDraining` (the gRPC health status follows them: server.ts). */
   private readonly fenceListeners = new Set<() => void>();
+  /** The server's failpoints (tests: cluster:after-claim), set by Daxd.start. */
+  failpoints: Failpoints | null = null;
 
   constructor(readonly config: ClusterConfig, private readonly fs: FileSystemApi, private readonly log: Logger, private readonly version: string) {
     this.keys = new ClusterKeys(config.prefix);
@@ -150,11 +165,10 @@ export class Cluster {
       this.membership = membership;
       this.cacheRef = await WatchCache.start(this.etcd, this.keys, this.log);
     } catch (err) {
-      if (err instanceof DaxError) throw err;
-      throw new EtcdUnreachableError(this.config.etcdUrls, err);
+      throw this.startFailure(err);
     }
-    this.placementRef = new Placement(this.etcd, this.keys, this.cacheRef, this.self);
-    const report = await reconcile(this.etcd, this.keys, this.self, this.fs);
+    this.placementRef = new Placement(this.etcd, this.keys, this.cacheRef, this.self, () => membership.leaseId);
+    const report = await reconcile(this.etcd, this.keys, this.self, this.fs).catch((err: unknown) => { throw this.startFailure(err); });
     this.lastReconcile = report;
     const some = (names: string[]) => names.slice(0, RECONCILE_LOG_NAMES_MAX);
     this.log.info({
@@ -238,6 +252,12 @@ export class Cluster {
     }
   }
 
+  /** Only etcd not answering is "unreachable"; etcd answering with a failure is said as such. */
+  private startFailure(err: unknown): Error {
+    if (err instanceof DaxError) return err;
+    return isEtcdUnreachable(err) ? new EtcdUnreachableError(this.config.etcdUrls, err) : new EtcdFailedError(this.config.etcdUrls, err);
+  }
+
   /** The cluster as this node sees it (GET /api/v1/cluster, the dashboard). */
   status(): ClusterStatus {
     const cache = this.cacheRef;
@@ -266,14 +286,20 @@ export class Cluster {
     };
   }
 
-  /** Leaves the cluster (the lease is revoked: the node is down for the others at once) and closes etcd. Idempotent. */
-  async stop(): Promise<void> {
+  /**
+   * Leaves the cluster (the lease is revoked: the node is down for the others at once) and
+   * closes etcd, within `withinMs` (at least CLUSTER_STOP_MS_MIN: the revoke is worth one
+   * try; a lease not revoked expires by itself). Called after the calls drained
+   * (Daxd.stop). Idempotent.
+   */
+  async stop(withinMs = ETCD_CALL_MS): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     this.joined = false;
     this.readinessChanged();
-    await this.cacheRef?.stop();
-    await this.membership?.stop();
+    const budgetMs = Math.max(CLUSTER_STOP_MS_MIN, withinMs);
+    await this.cacheRef?.stop(budgetMs / 2);
+    await this.membership?.stop(budgetMs / 2);
     this.etcd.close();
   }
 }

@@ -3,6 +3,7 @@
  *   PREFIX/nodes/NAME   -> NodeRecord       (under the node's lease: gone when it expires)
  *   PREFIX/volumes/UUID -> VolumeRecord     (under the same lease: one server per volume)
  *   PREFIX/files/NAME   -> PlacementRecord  (no lease: a file stays placed while its node is down)
+ *   PREFIX/bindings/NAME -> BindingRecord   (no lease: the volume a node name serves; binding.ts)
  * Records read back are checked (parse*): anything else under the prefix is ignored as
  * foreign, never trusted.
  */
@@ -37,6 +38,11 @@ export interface VolumeRecord {
   node: string;
 }
 
+/** The volume a node name is bound to (binding.ts): written at its first registration. */
+export interface BindingRecord {
+  volumeUuid: string;
+}
+
 export interface PlacementRecord {
   node: string;
   /** 0 while the Create that placed it has not created the file yet. */
@@ -55,6 +61,8 @@ export class ClusterKeys {
   node(name: string): string { return this.nodes + name; }
   volume(uuid: string): string { return this.volumes + uuid; }
   file(name: string): string { return this.files + name; }
+  get bindings(): string { return `${this.prefix}/bindings/`; }
+  binding(name: string): string { return this.bindings + name; }
 }
 
 function parsed(value: string): Record<string, unknown> | null {
@@ -91,6 +99,16 @@ export function parseNodeRecord(value: string): NodeRecord | null {
 export function parseVolumeRecord(value: string): VolumeRecord | null {
   const r = parsed(value);
   return r === null || !str(r.node) ? null : { node: r.node };
+}
+
+/** The binding value of a volume: written by the registration, compared by reconcile's deletions. */
+export function bindingValue(volumeUuid: string): string {
+  return JSON.stringify({ volumeUuid });
+}
+
+export function parseBindingRecord(value: string): BindingRecord | null {
+  const r = parsed(value);
+  return r === null || !str(r.volumeUuid) ? null : { volumeUuid: r.volumeUuid };
 }
 
 export function parsePlacementRecord(value: string): PlacementRecord | null {

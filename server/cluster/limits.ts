@@ -21,6 +21,13 @@ export const ETCD_PREFIX_BYTES_MAX = 128;
 export const ETCD_CALL_MS = 5_000;
 
 /**
+ * Keys per page of a read of a whole prefix (the watch cache's snapshot, reconcile):
+ * grpc-js refuses replies over 4 MiB, so the pages are read one after the other at one
+ * revision (a page that still is too big, with foreign large values, is halved).
+ */
+export const ETCD_RANGE_PAGE_KEYS = 1_000;
+
+/**
  * A record read from etcd (node or placement JSON) larger than this is ignored as
  * foreign (logged): the cache holds only what daxd itself writes.
  */

@@ -10,22 +10,32 @@
  *      there with the `daxd-redirected` metadata; a redirected Create is placed where it
  *      arrives (so two nodes with different views cannot bounce it forever).
  *   3. SELF: the key is created {node: SELF, ino: 0} in a transaction that succeeds only
- *      if it is absent. Of two concurrent Creates of one name, exactly one wins; the other
- *      goes back to 1 and sees the winner.
- *   4. The file is created here, then the key gets its inode. A local failure removes the
- *      key again, unless the file exists here after all.
+ *      if it is absent and SELF's node key still has SELF's lease (a node whose lease
+ *      expired places nothing, whatever its clock says: FENCED). Of two concurrent
+ *      Creates of one name, exactly one wins; the other goes back to 1 and sees the winner.
+ *   4. The file is created here, then the key gets its inode in a transaction that
+ *      succeeds only if the key still says what the Create found ({SELF, 0} for its own
+ *      claim): a key changed meanwhile is never overwritten (the Create fails with where
+ *      the name is placed now). A local failure removes the key again, unless the file
+ *      exists here after all.
  *   A crash between 3 and 4 leaves a key naming SELF with no file: reconcile.ts removes it
  *   at the next start.
  *
  * Unlink of NAME at SELF: the file is unlinked here first, then the key is removed only
- * if it still says {SELF, that inode} (a Create that re-placed the name meanwhile keeps
- * its key). A crash between the two leaves a key without a file: reconcile.ts again.
+ * if it still says {SELF, that inode} or {SELF, 0} (a Create in flight had not recorded
+ * the inode yet); a Create that re-placed the name meanwhile keeps its key. A crash
+ * between the two leaves a key without a file: reconcile.ts again.
  *
  * Reads (Lookup) are routed from the watch cache; a local miss is confirmed in etcd
  * before ENOENT (the cache may not have seen a placement made a moment ago elsewhere).
+ *
+ * Every etcd call here goes through etcdCall (etcd.ts): an etcd that does not answer
+ * within ETCD_CALL_MS, or fails, is UNAVAILABLE / ETCD_UNAVAILABLE naming the operation.
  */
 import type { Etcd3 } from 'etcd3';
-import { NodeDownError, NotOwnerError } from '../errors';
+import { quoted } from '../excerpt';
+import { FencedError, NodeDownError, NotOwnerError } from '../errors';
+import { etcdCall } from './etcd';
 import type { ClusterKeys, NodeRecord, PlacementRecord } from './keys';
 import { parsePlacementRecord } from './keys';
 import { rendezvous } from './rendezvous';
@@ -42,7 +52,26 @@ export class Placement {
   /** NOT_OWNER redirects answered (daxd_cluster_redirects_total). */
   redirects = 0;
 
-  constructor(private readonly etcd: Etcd3, private readonly keys: ClusterKeys, private readonly cache: WatchCache, readonly self: string) {}
+  /**
+   * `leaseId`: the lease of SELF's registration now (null: not registered). The claim and
+   * unlink transactions compare it on SELF's node key, so a node whose lease expired
+   * (whatever its own clock believes) never places or removes a name.
+   */
+  constructor(private readonly etcd: Etcd3, private readonly keys: ClusterKeys, private readonly cache: WatchCache, readonly self: string,
+    private readonly leaseId: () => string | null) {}
+
+  /** The current lease, or FencedError. */
+  private lease(): string {
+    const id = this.leaseId();
+    if (id === null) throw new FencedError('not registered in the cluster');
+    return id;
+  }
+
+  /** After a transaction that compared the lease failed: FencedError if the lease is what failed. */
+  private async assertLeaseHeld(id: string, operation: string): Promise<void> {
+    const node = await etcdCall(`read of this node's registration (${operation})`, () => this.etcd.get(this.keys.node(this.self)).exec());
+    if (node.kvs[0]?.lease !== id) throw new FencedError(`the lease of this node's registration is gone (${operation})`);
+  }
 
   /** The error for a name placed on `node` (not SELF). */
   elsewhere(name: string, node: string): NotOwnerError | NodeDownError {
@@ -62,7 +91,7 @@ export class Placement {
 
   /** The placement in etcd (linearizable read), or null. */
   async read(name: string): Promise<PlacementRecord | null> {
-    const value = await this.etcd.get(this.keys.file(name)).string();
+    const value = await etcdCall(`read of the placement of ${quoted(name)}`, () => this.etcd.get(this.keys.file(name)).string());
     return value === null ? null : parsePlacementRecord(value);
   }
 
@@ -86,21 +115,37 @@ export class Placement {
           throw new NotOwnerError(name, chosen.name, chosen.grpc);
         }
       }
-      const won = await this.etcd.if(key, 'Create', '==', 0).then(this.etcd.put(key).value(placementValue(this.self, 0))).commit();
+      const lease = this.lease();
+      const won = await etcdCall(`claim of the placement of ${quoted(name)}`,
+        () => this.etcd.if(key, 'Create', '==', 0).and(this.keys.node(this.self), 'Lease', '==', lease)
+          .then(this.etcd.put(key).value(placementValue(this.self, 0))).commit());
       if (won.succeeded) return 'claimed';
+      await this.assertLeaseHeld(lease, `claim of ${quoted(name)}`);
     }
     throw new Error(`bug: the placement of a name changed ${CLAIM_ATTEMPTS_MAX} times during one Create`);
   }
 
-  /** Step 4: the key names the file's inode. */
-  async finishCreate(name: string, ino: number): Promise<void> {
-    await this.etcd.put(this.keys.file(name)).value(placementValue(this.self, ino));
+  /**
+   * Step 4: the key names the file's inode, only if it still is what this Create found
+   * (`fromIno`: 0 for the key it claimed, else the inode it named): a key changed
+   * meanwhile is never overwritten. Placed elsewhere now: throws NotOwnerError /
+   * NodeDownError (the local file stays; the reconcile pass reports it as a conflict).
+   * Removed (unlinked meanwhile) or naming SELF with another inode: nothing to record.
+   */
+  async finishCreate(name: string, ino: number, fromIno = 0): Promise<void> {
+    const key = this.keys.file(name);
+    const done = await etcdCall(`record of the inode in the placement of ${quoted(name)} (the file exists; the node's next start records it)`,
+      () => this.etcd.if(key, 'Value', '==', placementValue(this.self, fromIno)).then(this.etcd.put(key).value(placementValue(this.self, ino))).commit());
+    if (done.succeeded) return;
+    const placed = await this.read(name);
+    if (placed !== null && placed.node !== this.self) throw this.elsewhere(name, placed.node);
   }
 
   /** Step 4 failed and no file exists here: remove the key this Create made. */
   async abandonCreate(name: string): Promise<void> {
     const key = this.keys.file(name);
-    await this.etcd.if(key, 'Value', '==', placementValue(this.self, 0)).then(this.etcd.delete().key(key)).commit();
+    await etcdCall(`removal of the placement of ${quoted(name)}`,
+      () => this.etcd.if(key, 'Value', '==', placementValue(this.self, 0)).then(this.etcd.delete().key(key)).commit());
   }
 
   /** Unlink: throws NotOwnerError / NodeDownError when the name is placed elsewhere. */
@@ -110,18 +155,24 @@ export class Placement {
   }
 
   /**
-   * After the local unlink of `ino`: remove the key if it still names SELF and that inode,
-   * whatever a drain added to it (`moving`, `from`): compared by
-   * its revision, so a key changed meanwhile stays.
+   * After the local unlink of `ino`: remove the key if it still names SELF and that inode
+   * (or 0: its Create had not recorded the inode yet), whatever a drain added to it
+   * (`moving`, `from`), while this node's lease holds it: compared by its revision, so a key
+   * changed meanwhile stays.
    */
   async unlinked(name: string, ino: number): Promise<void> {
     const key = this.keys.file(name);
-    const got = await this.etcd.get(key).exec();
+    const lease = this.lease();
+    const got = await etcdCall(`read of the placement of unlinked ${quoted(name)}`, () => this.etcd.get(key).exec());
     const kv = got.kvs[0];
     if (kv === undefined) return;
     const placed = parsePlacementRecord(kv.value.toString('utf8'));
-    if (placed === null || placed.node !== this.self || placed.ino !== ino) return;
-    await this.etcd.if(key, 'Mod', '==', kv.mod_revision).then(this.etcd.delete().key(key)).commit();
+    if (placed === null || placed.node !== this.self || (placed.ino !== ino && placed.ino !== 0)) return;
+    const removed = await etcdCall(`removal of the placement of ${quoted(name)} (the file is unlinked; the node's next start removes the placement)`,
+      () => this.etcd.if(key, 'Mod', '==', kv.mod_revision).and(this.keys.node(this.self), 'Lease', '==', lease)
+        .then(this.etcd.delete().key(key)).commit());
+    if (removed.succeeded) return;
+    await this.assertLeaseHeld(lease, `removal of the placement of unlinked ${quoted(name)}: the node's next start removes it`);
   }
 
   /** Lookup routing from the cache: throws when the name is placed elsewhere. */

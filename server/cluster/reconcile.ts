@@ -2,7 +2,8 @@
  * The start-up reconcile pass: the local names against the placement keys naming this
  * node, after a crash between a local change and its key (placement.ts):
  *   - a key naming this node whose file is not here (crash after the key of a Create, or
- *     after the local unlink of an Unlink): the key is removed;
+ *     after the local unlink of an Unlink): the key is removed, in a transaction that also
+ *     checks the node's name is bound to this volume (binding.ts): never on a mismatch;
  *   - a key naming this node with another inode (crash before a Create recorded it): the
  *     inode is recorded;
  *   - a local file without a key (a volume that joined with files, or a key lost): the
@@ -25,8 +26,9 @@ import type { Etcd3 } from 'etcd3';
 import type { FileSystemApi } from '../fs/types';
 import { LIST_PAGE_ENTRIES_MAX } from '../rpc/limits';
 import type { ClusterKeys } from './keys';
-import { parsePlacementRecord, placementJson } from './keys';
+import { bindingValue, parsePlacementRecord, placementJson } from './keys';
 import { placementValue } from './placement';
+import { readPrefix } from './etcd';
 
 export interface ReconcileReport {
   removed: string[];
@@ -52,10 +54,11 @@ export async function reconcile(etcd: Etcd3, keys: ClusterKeys, self: string, fs
     if (token === '') break;
   }
   const placed = new Map<string, { node: string; ino: number; raw: string }>();
-  const kvs = await etcd.getAll().prefix(keys.files).strings();
-  for (const [key, value] of Object.entries(kvs)) {
+  // Paged (etcd.ts readPrefix): one reply of every placement would pass grpc-js's 4 MiB.
+  for (const kv of (await readPrefix(etcd, keys.files)).kvs) {
+    const value = kv.value.toString('utf8');
     const record = parsePlacementRecord(value);
-    if (record !== null) placed.set(key.slice(keys.files.length), { ...record, raw: value });
+    if (record !== null) placed.set(kv.key.toString('utf8').slice(keys.files.length), { ...record, raw: value });
   }
   // Drain leftovers first: they remove local files and change keys the passes below look at.
   let unlinked = false;
@@ -87,12 +90,14 @@ export async function reconcile(etcd: Etcd3, keys: ClusterKeys, self: string, fs
     const { from: _from, ...rest } = record;
     await etcd.if(key, 'Value', '==', p.raw).then(etcd.put(key).value(placementJson(rest))).commit();
   }
+  // A key is removed only while the name is bound to this volume (binding.ts): never on a volume mismatch.
+  const bound = bindingValue(fs.statVolume().uuid);
   for (const [name, p] of placed) {
     if (p.node !== self) continue;
     const key = keys.file(name);
     const ino = local.get(name);
     if (ino === undefined) {
-      const r = await etcd.if(key, 'Value', '==', p.raw).then(etcd.delete().key(key)).commit();
+      const r = await etcd.if(key, 'Value', '==', p.raw).and(keys.binding(self), 'Value', '==', bound).then(etcd.delete().key(key)).commit();
       if (r.succeeded) report.removed.push(name);
     } else if (ino !== p.ino) {
       const r = await etcd.if(key, 'Value', '==', p.raw).then(etcd.put(key).value(placementValue(self, ino))).commit();

@@ -28,6 +28,7 @@ export const FAILPOINT_NAMES = [
   'layout:pin-wait',          // a layout change found a pinned block and released the mmap lock, before waiting
   'pmd:after-entry-lock',     // a PMD fault holds its PMD entry lock (placeholder or entry), before deciding
   'pmd:before-install',       // a PMD fault decided (zero page, extent or allocation), before the entry changes
+  'cluster:after-claim',      // a cluster Create claimed its placement key ({self, 0}), before the local create
 ] as const;
 export type FailpointName = (typeof FAILPOINT_NAMES)[number];
 

@@ -103,20 +103,26 @@ export function routedFiles(files: FilesHandlers, fsOf: FsOfCall, cluster: Clust
       }
       await cluster.drainGate.passName(name);
       const claim = await placement.claim(name, redirected(call));
+      await cluster.failpoints?.hit('cluster:after-claim', {});
       let info;
       try {
         info = await fsOf(call).create(name, req.exclusive);
       } catch (err) {
         if (claim === 'claimed') {
           // Keep the key only if the file exists here after all (an EEXIST of a name the key had lost).
+          // The client gets the create's own error either way; a key left behind is the reconcile pass's.
           const existing = existingIno(fsOf(call), name);
-          if (existing === null) await placement.abandonCreate(name);
-          else await placement.finishCreate(name, existing);
+          try {
+            if (existing === null) await placement.abandonCreate(name);
+            else await placement.finishCreate(name, existing);
+          } catch (cleanup) {
+            log.warn({ name, err: cleanup instanceof Error ? cleanup.message : String(cleanup) }, 'cluster: could not settle the placement of a failed Create (the next start reconciles it)');
+          }
         }
         throw err;
       }
       // A claimed key gets its inode; an owned one too if it lacks it (a Create in flight, or re-created here).
-      if (claim === 'claimed' || claim.owned !== info.ino) await placement.finishCreate(name, info.ino);
+      if (claim === 'claimed' || claim.owned !== info.ino) await placement.finishCreate(name, info.ino, claim === 'claimed' ? 0 : claim.owned);
       return fileInfoToWire(info);
     }),
 

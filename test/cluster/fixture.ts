@@ -23,14 +23,14 @@ export interface InProcessNode {
   removeDir(): void;
 }
 
-export async function startNode(etcdUrl: string, name: string, options: { volumePath?: string; ttlS?: number; prefix?: string; nbd?: boolean } = {}): Promise<InProcessNode> {
+export async function startNode(etcdUrl: string, name: string, options: { volumePath?: string; ttlS?: number; prefix?: string; nbd?: boolean; failpoints?: boolean } = {}): Promise<InProcessNode> {
   const tmp = tempDir(`daxd-cluster-${name}-`);
   const volumePath = options.volumePath ?? path.join(tmp.dir, `${name}.vol`);
   let daxd: Daxd;
   try {
     daxd = await Daxd.start({
       volumePath, sizeBytes: 64 * MiB, grpcAddress: '127.0.0.1:0', log: pino({ level: 'silent' }), shutdownGraceMs: 2_000,
-      nbdAddress: options.nbd === true ? '127.0.0.1:0' : undefined,
+      nbdAddress: options.nbd === true ? '127.0.0.1:0' : undefined, failpoints: options.failpoints,
       cluster: { etcdUrls: [etcdUrl], nodeName: name, prefix: options.prefix ?? '/daxd', ttlS: options.ttlS ?? TEST_TTL_S },
     });
   } catch (err) {
