@@ -35,7 +35,7 @@ import { X509Certificate } from 'node:crypto';
 import { pemCertificates, type Authenticator } from './auth/authenticator';
 import { Cluster } from './cluster/cluster';
 import type { ClusterConfig } from './cluster/config';
-import { FencedFs } from './cluster/fenced-fs';
+import { FencedFs, inodeGate } from './cluster/fenced-fs';
 import { peerCredentials } from './cluster/peer';
 
 /** package.json's version (reported by /api/v1/volume): the nearest one above this module. */
@@ -209,6 +209,8 @@ export class Daxd {
           tls: nbdTlsOptions(options, tls), auth: options.auth ?? null, quota: rpc.quota,
           // A cluster node refuses NBD changes while fenced, as it refuses gRPC ones.
           fence: cluster === null ? undefined : () => cluster.assertMayMutate(),
+          // ... and holds them during a drain's switch of the file (NOT_OWNER once it moved), as FencedFs does.
+          gate: cluster === null ? undefined : inodeGate(cluster.drainGate, volume.fs),
         });
       } catch (err) {
         await daxd.stop();

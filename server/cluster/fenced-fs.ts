@@ -17,19 +17,28 @@ export interface FenceCheck {
   isDrainCopy?(name: string): boolean;
 }
 
-export class FencedFs implements FileSystemApi {
-  constructor(private readonly fs: FileSystemApi, private readonly fence: FenceCheck) {}
+/**
+ * The drain gate of mutating calls on an inode of `fs` (gRPC through FencedFs, NBD
+ * through its command target): undefined to go on now (synchronously: the gate's
+ * invariant), else a promise to wait for before asking again; throws NOT_OWNER for a
+ * moved file.
+ */
+export function inodeGate(gate: DrainGate | undefined, fs: Pick<FileSystemApi, 'isUnlinked'>): (ino: number) => Promise<void> | undefined {
+  return (ino) => gate?.ino(ino, () => {
+    try {
+      return fs.isUnlinked(ino);
+    } catch (err) {
+      if (err instanceof DaxError) return true; // freed
+      throw err;
+    }
+  });
+}
 
-  /** undefined: go on now (synchronously, the gate's invariant); else wait and call again. Throws NOT_OWNER for a moved file. */
-  private gate(ino: number): Promise<void> | undefined {
-    return this.fence.drainGate?.ino(ino, () => {
-      try {
-        return this.fs.isUnlinked(ino);
-      } catch (err) {
-        if (err instanceof DaxError) return true; // freed
-        throw err;
-      }
-    });
+export class FencedFs implements FileSystemApi {
+  private readonly gate: (ino: number) => Promise<void> | undefined;
+
+  constructor(private readonly fs: FileSystemApi, private readonly fence: FenceCheck) {
+    this.gate = inodeGate(fence.drainGate, fs);
   }
 
   create(name: string, exclusive: boolean): Promise<FileInfo> {

@@ -54,6 +54,8 @@ export interface CommandTarget {
   allocating<T>(first: number, last: number, change: () => Promise<T>): Promise<T>;
   /** A cluster node (server/cluster): throws FencedError while changes must be refused. */
   fence?: () => void;
+  /** A cluster node: a drain's switch of the file (server/cluster/drain-gate.ts): undefined to go on now, else a promise to wait for; throws NotOwnerError once the file moved. */
+  gate?: (ino: number) => Promise<void> | undefined;
 }
 
 /** How a connection's allocating commands run: within its principal's allocated-bytes quota (server/auth/quota.ts). */
@@ -144,6 +146,17 @@ export interface ReplySink {
 }
 
 /**
+ * `change` of the export's file once a drain's switch of it lets changes go (checked
+ * synchronously right before the change asks for the inode lock: drain-gate.ts's
+ * invariant); a file moved away throws NOT_OWNER (NBD_EIO, the reason in the message), so
+ * a write never lands in a source copy that is about to be removed.
+ */
+function gated<T>(t: CommandTarget, change: () => Promise<T>): Promise<T> {
+  const wait = t.gate?.(t.ino);
+  return wait === undefined ? change() : wait.then(() => gated(t, change));
+}
+
+/**
  * Runs a checked request without a reply payload (WRITE with its `data`, FLUSH, TRIM,
  * WRITE_ZEROES, CACHE); the caller answers success or the error it throws.
  */
@@ -151,7 +164,7 @@ export async function runCommand(req: Request, t: CommandTarget, data: Buffer | 
   const fua = (req.flags & NBD_CMD_FLAG_FUA) !== 0;
   switch (req.type) {
     case NBD_CMD_WRITE:
-      if (req.length > 0) await t.allocating(...pagesOf(req.offset, req.length), () => t.fs.write(t.ino, req.offset, data as Buffer, fua));
+      if (req.length > 0) await t.allocating(...pagesOf(req.offset, req.length), () => gated(t, () => t.fs.write(t.ino, req.offset, data as Buffer, fua)));
       break;
     case NBD_CMD_FLUSH:
       await t.dax.fsync(t.ino, false);
@@ -166,7 +179,7 @@ export async function runCommand(req: Request, t: CommandTarget, data: Buffer | 
       // into ENOTSUP; the file is unchanged, and the client falls back to writing zeroes.
       if (req.type === NBD_CMD_WRITE_ZEROES && (req.flags & NBD_CMD_FLAG_FAST_ZERO) !== 0) {
         try {
-          const zeroing = () => t.fs.fallocate(t.ino, mode, req.offset, req.length, { ...layoutBreak(), policy: 'FAIL' });
+          const zeroing = () => gated(t, () => t.fs.fallocate(t.ino, mode, req.offset, req.length, { ...layoutBreak(), policy: 'FAIL' }));
           // PUNCH_HOLE frees; ZERO_RANGE (NO_HOLE) may allocate unwritten blocks for holes.
           await (mode === 'ZERO_RANGE' ? t.allocating(...pagesOf(req.offset, req.length), zeroing) : zeroing());
         } catch (err) {
@@ -174,7 +187,7 @@ export async function runCommand(req: Request, t: CommandTarget, data: Buffer | 
           throw err;
         }
       } else {
-        const zeroing = () => t.fs.fallocate(t.ino, mode, req.offset, req.length, layoutBreak());
+        const zeroing = () => gated(t, () => t.fs.fallocate(t.ino, mode, req.offset, req.length, layoutBreak()));
         await (mode === 'ZERO_RANGE' ? t.allocating(...pagesOf(req.offset, req.length), zeroing) : zeroing());
       }
       if (fua) await t.dax.fsync(t.ino, false);

@@ -53,4 +53,6 @@ export interface ConnectionDeps {
   auth: Authenticator | null;
   /** A cluster node: throws FencedError while it is fenced (WRITE, TRIM, WRITE_ZEROES are refused). */
   fence?: () => void;
+  /** A cluster node: a drain's switch of the file (server/cluster/drain-gate.ts): undefined to go on now, else a promise to wait for; throws NotOwnerError once the file moved. */
+  gate?: (ino: number) => Promise<void> | undefined;
 }

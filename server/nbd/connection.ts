@@ -158,6 +158,7 @@ export class NbdConnection {
       readOnly: this.access.readOnly,
       allocating: allocatingAs(deps.quota, this.access.principal, exp.ino),
       fence: deps.fence,
+      gate: deps.gate,
     };
     this.phase = 'transmission';
     deps.log.debug({ conn: this.id, peer: this.peer, export: exp.name, structured: negotiated.structured }, 'nbd transmission');

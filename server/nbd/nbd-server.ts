@@ -60,6 +60,8 @@ export interface NbdServerOptions {
   quota?: QuotaLedger;
   /** A cluster node (server/cluster): throws FencedError while it is fenced; changes are then refused. */
   fence?: () => void;
+  /** A cluster node: a drain's switch of the file (server/cluster/drain-gate.ts): undefined to go on now, else a promise to wait for; throws NotOwnerError once the file moved. */
+  gate?: (ino: number) => Promise<void> | undefined;
 }
 
 /** One open connection, as the admin side lists it. */
@@ -108,7 +110,7 @@ export class NbdServer {
     const deps = {
       fs: options.fs, dax: options.dax, exports: new Exports(options.fs, options.defaultExport), log: options.log, observer,
       policy: options.layoutBreak ?? 'WAIT', limits, pool: new BufferPool(), shuttingDown: () => nbd.stopping !== null,
-      tls: options.tls, auth: options.auth ?? null, quota: options.quota, fence: options.fence,
+      tls: options.tls, auth: options.auth ?? null, quota: options.quota, fence: options.fence, gate: options.gate,
     };
     if (deps.auth !== null && (deps.tls === undefined || deps.tls.mode === 'off')) {
       // Principals come from client certificates only: without TLS no NBD client has one.

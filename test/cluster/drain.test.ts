@@ -18,6 +18,7 @@ import { DaxClient, DaxCluster, DaxClientError, type ClusterFileInfo, type Drain
 import { assertEtcdInstalled, startEtcd, type StartedEtcd } from '../support/etcd';
 import { clusterSchema } from '../../server/http/admin-schemas';
 import { getJson, validate } from '../http/fixture';
+import { RawNbd, W } from '../support/raw-nbd';
 import { failure } from '../support/raw-rpc';
 import { healthCheck, healthClient } from '../support/standard-clients';
 import { seededRng, randInt } from '../support/rng';
@@ -133,6 +134,10 @@ describe('cluster: Drain', function () {
     await mapping.write(PAGE + 7, stored); // a store through the mapping: must move with the file
     stored.copy(expected.get(mapped.name)!, PAGE + 7);
     const pin = await n1.pin(pinned.ino, 0, 1, { writable: true, session });
+    // An NBD client of the pinned file on n1, connected before the drain.
+    const nbd = await RawNbd.connect(servers.get('n1')!.nbd);
+    await nbd.greet();
+    await nbd.go(pinned.name, { structured: true });
 
     const progress: DrainProgress[] = [];
     const drained = cluster.drain('n1', { layoutBreak: 'WAIT', onProgress: (p) => progress.push(p) });
@@ -162,9 +167,17 @@ describe('cluster: Drain', function () {
     const late = bytes(11, 300);
     const lateWrite = cluster.write(handle, 1000, late, { sync: true });
     lateWrite.catch(() => undefined);
+    // An NBD WRITE now waits for the switch too, then fails (the file moved: NBD_EIO naming
+    // NOT_OWNER); it never succeeds into the source copy that the switch removes.
+    const nbdLate = bytes(12, 200);
+    const nbdWrite = nbd.command(W.NBD_CMD_WRITE, { offset: 2000, length: nbdLate.length, data: nbdLate });
     await pin.unpin();
     await lateWrite;
     late.copy(expected.get(pinned.name)!, 1000);
+    const nbdResult = await nbdWrite;
+    nbd.end();
+    if (nbdResult.error === 0) nbdLate.copy(expected.get(pinned.name)!, 2000); // applied before the final copy: it must be on n2
+    else assert.match(nbdResult.message, /NOT_OWNER/, `NBD WRITE during the switch: error ${nbdResult.error}`);
     assert.equal(handle.node, 'n2', 'the write followed the file');
     const last = await drained;
     assert.equal(last.done, true);
