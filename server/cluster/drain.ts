@@ -54,6 +54,7 @@ export interface DrainFs {
   mapRange(ino: number, first: number, count: number): Uint32Array;
   changeCount(ino: number): number;
   moveOut(name: string, ino: number, opts: LayoutBreakOptions, switched: () => Promise<boolean>): Promise<boolean>;
+  unlink(name: string): Promise<void>;
   commit(): Promise<void>;
 }
 
@@ -265,17 +266,38 @@ export class Drainer {
         gate.unblock(name, ino, switchedTo === null ? null : { node: target.name, grpc: target.grpc });
       }
       await this.deps.pause?.('after-switch', this.progress.filesMoved + 1);
-      // h. the removal is durable, then `from` goes.
-      await fs.commit();
-      await dropFrom(etcd, key, switchedTo!);
+      await this.finishMove(name, key, switchedTo!);
       return true;
     } catch (err) {
-      if (switchedTo !== null) throw err; // moved; `from` stays until a reconcile or rerun drops it
-      // Abandoned before the switch: the placement goes back, T's copy goes.
-      await etcd.if(key, 'Value', '==', placementJson(moving)).then(etcd.put(key).value(placementJson(original))).commit().catch(() => undefined);
+      if (switchedTo !== null) throw err; // not reached: finishMove does not throw
+      // Abandoned before the switch: the placement goes back, then T's copy goes. Only
+      // then: a switch whose answer was lost (etcd) would otherwise lose both copies.
+      const reset = await etcd.if(key, 'Value', '==', placementJson(moving)).then(etcd.put(key).value(placementJson(original))).commit().catch(() => null);
+      if (reset?.succeeded !== true) {
+        const now = await etcd.get(key).string().catch(() => undefined);
+        const after = now === undefined || now === null ? null : parsePlacementRecord(now);
+        if (after !== null && after.node === target.name && after.ino === copyIno && after.from?.node === self && after.from.ino === ino) {
+          // The switch committed after all: finish the move (the source's name goes here).
+          this.deps.log.warn({ name, target: target.name }, 'cluster: drain: the switch committed although its answer was lost: finishing the move');
+          await fs.unlink(name).catch(() => undefined);
+          await this.finishMove(name, key, after);
+          return true;
+        }
+        if (now === undefined) throw err; // placement unknown (etcd unreachable): T's copy is kept (T's reconcile or a rerun deals with it)
+      }
       if (copyIno !== 0) await peer.unlink(name).catch(() => undefined);
       if (err instanceof DaxError && err.code === 'ENOENT') return false; // unlinked meanwhile
       throw err;
+    }
+  }
+
+  /** h. after the switch: the source's removal made durable, then `from` dropped. A failure leaves `from` to the reconcile pass or a rerun (the file is moved either way). */
+  private async finishMove(name: string, key: string, moved: PlacementRecord): Promise<void> {
+    try {
+      await this.deps.fs.commit();
+      await dropFrom(this.deps.etcd, key, moved);
+    } catch (err) {
+      this.deps.log.warn({ name, err: err instanceof Error ? err.message : String(err) }, 'cluster: drain: moved, but `from` could not be dropped yet (the reconcile pass will)');
     }
   }
 

@@ -180,22 +180,10 @@ export class FileSystem implements FileSystemApi {
     validateName(name);
     const ino = this.ns.get(name);
     if (ino === undefined) throw new NotFoundError(`no file named ${quoted(name)}`);
-    await this.journal.makeRoom();
-    const unlock = await this.lockOf(ino).lockExclusive();
-    try {
-      const inode = this.inode(ino);
-      if (inode.name !== name || this.ns.get(name) !== ino) throw new NotFoundError(`no file named ${quoted(name)}`);
-      this.ns.remove(name);
-      inode.name = '';
-      inode.state = INODE_ORPHAN;
-      inode.ctimeMs = Date.now();
-      this.inodes.persist(inode);
-    } finally {
-      unlock();
-    }
-    this.hooks.unlinked?.(ino);
-    const inode = this.inodes.byIno.get(ino);
-    if (inode && inode.users === 0) await this.destroy(inode);
+    await this.removeName(name, ino, async (remove) => {
+      remove();
+      return true;
+    });
   }
 
   /**
@@ -203,26 +191,37 @@ export class FileSystem implements FileSystemApi {
    * write, truncate, fallocate or unlink) and breaks the layout of the whole file (reason
    * MOVED, S4: PTEs revoked, pins waited for or recalled per `opts`, no new fault or pin),
    * then runs `switched`. When it answers true the name is removed as by unlink, under
-   * the same hold, so no change reaches the file between the switch and the removal.
+   * both locks still, so no change reaches the file between the switch and the removal.
    * Lock order: inode lock, then mmap lock (as truncate).
    */
   async moveOut(name: string, ino: number, opts: LayoutBreakOptions, switched: () => Promise<boolean>): Promise<boolean> {
+    return this.removeName(name, ino, async (remove) => {
+      const release = await this.hooks.breakLayout(ino, 0, Number.MAX_SAFE_INTEGER, 'MOVED', opts);
+      try {
+        if (!(await switched())) return false;
+        remove();
+        return true;
+      } finally {
+        release();
+      }
+    });
+  }
+
+  /** Under the inode lock (exclusive), `under` may remove the name (orphaning the inode); then the inode goes if unused. */
+  private async removeName(name: string, ino: number, under: (remove: () => void) => Promise<boolean>): Promise<boolean> {
     await this.journal.makeRoom();
     const unlock = await this.lockOf(ino).lockExclusive();
     try {
       const inode = this.inode(ino);
       if (inode.name !== name || this.ns.get(name) !== ino) throw new NotFoundError(`no file named ${quoted(name)}`);
-      const release = await this.hooks.breakLayout(ino, 0, Number.MAX_SAFE_INTEGER, 'MOVED', opts);
-      try {
-        if (!(await switched())) return false;
+      const removed = await under(() => {
         this.ns.remove(name);
         inode.name = '';
         inode.state = INODE_ORPHAN;
         inode.ctimeMs = Date.now();
         this.inodes.persist(inode);
-      } finally {
-        release();
-      }
+      });
+      if (!removed) return false;
     } finally {
       unlock();
     }
