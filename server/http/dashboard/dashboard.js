@@ -216,13 +216,14 @@
   // ---- charts -----------------------------------------------------------------------------
 
   /**
-   * The y axis's top: four gridline steps of a round size (1, 2, 2.5, 5 x 10^k; bytes x 1024^j
-   * first, so MiB stay round) covering v, and never less than AXIS_MAX_MIN of the unit, so
+   * The y axis's top: four gridline steps of a round size (1, 2, 2.5, 5 x 10^k; bytes in the
+   * top's unit, KiB or MiB, so they stay round) covering v, and never less than AXIS_MAX_MIN of the unit, so
    * an idle chart still has four distinct labels (not "1 B, 1 B, 1 B").
    */
   function niceMax(v, unit) {
     const want = Math.max(v > 0 ? v : 0, AXIS_MAX_MIN[unit] || 4) / 4;
-    const base = unit === 'bytes' ? Math.pow(1024, Math.max(0, Math.floor(Math.log(want) / Math.log(1024)))) : 1;
+    // Bytes: round in the unit of the top (a 2 MiB top steps by 0.5 MiB, not by 500 KiB).
+    const base = unit === 'bytes' ? Math.pow(1024, Math.max(0, Math.floor(Math.log(4 * want) / Math.log(1024)))) : 1;
     const scaled = want / base;
     const p = Math.pow(10, Math.floor(Math.log10(scaled)));
     for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= scaled) return 4 * m * p * base;
