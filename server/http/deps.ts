@@ -7,6 +7,7 @@ import type { Dax } from '../dax/dax';
 import type { FileSystem, MountReport } from '../fs/filesystem';
 import type { Metrics } from '../metrics';
 import type { SessionTable } from '../session/session-table';
+import type { DrainProgress } from '../cluster/keys';
 
 export interface Readiness {
   /** The volume is mounted and not being unmounted. */
@@ -58,15 +59,7 @@ export interface ClusterStatus {
 }
 
 /** A drain in progress on a node (its etcd record; server/cluster/drain.ts). */
-export interface ClusterDrainStatus {
-  filesTotal: number;
-  filesMoved: number;
-  filesFailed: number;
-  bytesTotal: number;
-  bytesCopied: number;
-  current: string;
-  currentTarget: string;
-}
+export type ClusterDrainStatus = DrainProgress;
 
 export interface HttpDeps {
   fs: FileSystem;
