@@ -16,8 +16,8 @@
  * `moved` remembers the names and inodes moved by the running drain, so calls that come
  * after the switch, before the watch cache has seen the new placement, are redirected too.
  * An inode number is redirected only while it is unlinked or gone here (a reused number
- * names a new file). Cleared when the drain ends (the cache has the placements by then,
- * and a local miss is confirmed in etcd).
+ * names a new file). Names are cleared when the drain ends (the cache has the placements
+ * by then, and a local miss is confirmed in etcd); inode numbers stay (clearMoved).
  */
 import { NotOwnerError } from '../errors';
 
@@ -61,10 +61,15 @@ export class DrainGate {
     b.settle();
   }
 
-  /** The drain ended. */
+  /**
+   * The drain ended: names are routed by the cache from now on. Moved inode numbers stay
+   * until the number names a new file (ino()): an NBD connection or a mapping may hold the
+   * removed source open long after the drain, and its changes must keep failing NOT_OWNER,
+   * never be acknowledged into a copy nobody reads. Bounded by the inode table (one entry
+   * per number).
+   */
   clearMoved(): void {
     this.movedNames.clear();
-    this.movedInos.clear();
   }
 
   /**

@@ -144,12 +144,12 @@ export function routedFiles(files: FilesHandlers, fsOf: FsOfCall, cluster: Clust
       cluster.assertMayMutate();
       const placement = cluster.placement;
       if (drainSource(call) !== null) {
-        // A drain removing its copy (abandoned or orphaned): never of a name placed here.
+        // A drain removing its copy (abandoned or orphaned): only of a name placed on
+        // another node. A name placed here is a user's file (re-created here meanwhile):
+        // the drain's Unlink leaves it alone, and never falls through to a user's Unlink.
         const placed = await placement.read(name);
-        if (placed === null || placed.node !== cluster.self) {
-          await fsOf(call).unlink(name);
-          return {};
-        }
+        if (placed === null || placed.node !== cluster.self) await fsOf(call).unlink(name);
+        return {};
       }
       await cluster.drainGate.passName(name);
       await placement.checkUnlink(name);

@@ -18,6 +18,7 @@ import { DaxClient, DaxCluster, DaxClientError, type ClusterFileInfo, type Drain
 import { assertEtcdInstalled, startEtcd, type StartedEtcd } from '../support/etcd';
 import { clusterSchema } from '../../server/http/admin-schemas';
 import { getJson, validate } from '../http/fixture';
+import { DRAIN_SOURCE_METADATA_KEY } from '../../wire/metadata';
 import { RawNbd, W } from '../support/raw-nbd';
 import { failure } from '../support/raw-rpc';
 import { healthCheck, healthClient } from '../support/standard-clients';
@@ -175,11 +176,16 @@ describe('cluster: Drain', function () {
     await lateWrite;
     late.copy(expected.get(pinned.name)!, 1000);
     const nbdResult = await nbdWrite;
-    nbd.end();
     if (nbdResult.error === 0) nbdLate.copy(expected.get(pinned.name)!, 2000); // applied before the final copy: it must be on n2
     else assert.match(nbdResult.message, /NOT_OWNER/, `NBD WRITE during the switch: error ${nbdResult.error}`);
     assert.equal(handle.node, 'n2', 'the write followed the file');
     const last = await drained;
+    // After the drain ended, the NBD connection still holds the removed source open: its
+    // writes keep failing (NOT_OWNER), never acknowledged into a copy nobody reads.
+    const afterDrain = await nbd.command(W.NBD_CMD_WRITE, { offset: 0, length: 100, data: Buffer.alloc(100, 0x5a) });
+    nbd.end();
+    assert.notEqual(afterDrain.error, 0, 'an NBD WRITE to the moved file after the drain ended');
+    assert.match(afterDrain.message, /NOT_OWNER/);
     assert.equal(last.done, true);
     assert.equal(last.filesMoved, 4);
     assert.equal(last.filesFailed, 0);
@@ -216,6 +222,18 @@ describe('cluster: Drain', function () {
     await until(() => pin.state === 'unpinned', 'the SDK gave the recalled pin back');
     await assertAllMovedOff('n2');
     await session.close();
+  });
+
+  it('an Unlink marked as a drain\'s (daxd-drain-source) never removes a file placed on the node it is sent to', async () => {
+    const f = await createOn('n2', 'kept');
+    await writeFile(f, bytes(21, 1000));
+    const n2 = await cluster.clientOf({ node: 'n2' });
+    const marked = new grpc.Metadata();
+    marked.set(DRAIN_SOURCE_METADATA_KEY, 'n1');
+    await new Promise<void>((resolve, reject) => n2.raw.files.Unlink({ name: f.name }, marked, (err) => (err ? reject(err) : resolve())));
+    const again = await cluster.lookup(f.name);
+    assert.equal(again.node, 'n2');
+    assert.ok((await cluster.read(again, 0, 1000)).equals(expected.get(f.name)!), 'the file is still there, unchanged');
   });
 
   it('kill -9 of the draining node after k files and between a switch and the removal; restart and rerun: nothing lost or duplicated', async () => {
