@@ -26,12 +26,12 @@ import { EventEmitter } from 'node:events';
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
 import type { Logger } from 'pino';
 import { readPrefix } from './etcd';
+import { parseNodeRecord, parsePlacementRecord, type ClusterKeys, type NodeRecord, type PlacementRecord } from './keys';
 import { ETCD_CALL_MS } from './limits';
 
 /** The first wait before a resync after a lost watch; doubled per failed attempt up to the max. */
 const WATCH_RESYNC_BACKOFF_MIN_MS = 250;
 const WATCH_RESYNC_BACKOFF_MAX_MS = 5_000;
-import { parseNodeRecord, parsePlacementRecord, type ClusterKeys, type NodeRecord, type PlacementRecord } from './keys';
 
 export type CacheEvent =
   | { kind: 'NODE_UP'; node: NodeRecord }
