@@ -7,34 +7,21 @@
  *     transaction compares the node key's lease and places nothing.
  */
 import assert from 'node:assert/strict';
-import { Etcd3 } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 import { DaxClient, DaxClientError } from '../../client';
 import { FencedError } from '../../server/errors';
-import { assertEtcdInstalled, startEtcd, type StartedEtcd } from '../support/etcd';
 import { failure } from '../support/raw-rpc';
 import { until } from '../support/until';
-import { startNode, TEST_TTL_S, type InProcessNode } from './fixture';
+import { oneNodeCluster, TEST_TTL_S, type InProcessNode } from './fixture';
 
 const TTL_MS = TEST_TTL_S * 1000;
 
 describe('cluster: fencing per call', function () {
   this.timeout(60_000);
-  let etcd: StartedEtcd;
+  const one = oneNodeCluster();
   let a: InProcessNode;
   let kv: Etcd3;
-
-  before(async function () {
-    assertEtcdInstalled();
-    etcd = await startEtcd();
-    a = await startNode(etcd.url, 'a');
-    kv = new Etcd3({ hosts: etcd.url });
-  });
-
-  after(async () => {
-    kv?.close();
-    if (a) { await a.stop(); a.removeDir(); }
-    await etcd?.stop();
-  });
+  before(() => ({ a, kv } = one));
 
   it('a handler busy past ⅔ TTL: the mutating call queued behind it is FENCED before any timer runs', async () => {
     const cluster = a.daxd.cluster!;

@@ -6,30 +6,17 @@
  * the other placement is kept, never overwritten.
  */
 import assert from 'node:assert/strict';
-import { Etcd3 } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 import { DaxClient } from '../../client';
-import { assertEtcdInstalled, startEtcd, type StartedEtcd } from '../support/etcd';
 import { failure } from '../support/raw-rpc';
-import { startNode, type InProcessNode } from './fixture';
+import { oneNodeCluster, type InProcessNode } from './fixture';
 
 describe('cluster: a Create records its inode only in its own claim', function () {
   this.timeout(60_000);
-  let etcd: StartedEtcd;
+  const one = oneNodeCluster({ failpoints: true });
   let a: InProcessNode;
   let kv: Etcd3;
-
-  before(async function () {
-    assertEtcdInstalled();
-    etcd = await startEtcd();
-    a = await startNode(etcd.url, 'a', { failpoints: true }); // alone: every name is placed on a
-    kv = new Etcd3({ hosts: etcd.url });
-  });
-
-  after(async () => {
-    kv?.close();
-    if (a) { await a.stop(); a.removeDir(); }
-    await etcd?.stop();
-  });
+  before(() => ({ a, kv } = one));
 
   it('the key re-placed between the claim and the local create: the Create fails, the other placement stays', async () => {
     const client = DaxClient.connect(a.address, { deadlineMs: 10_000 });

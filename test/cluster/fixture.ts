@@ -5,8 +5,10 @@
  * Short leases keep the suite fast: TEST_TTL_S.
  */
 import path from 'node:path';
+import { Etcd3 } from 'etcd3';
 import pino from 'pino';
 import { Daxd } from '../../server/server';
+import { assertEtcdInstalled, startEtcd, type StartedEtcd } from '../support/etcd';
 import { startServer, tempDir, type StartedServer } from '../support/start-server';
 import { MiB } from '../support/units';
 
@@ -48,4 +50,30 @@ export async function startNode(etcdUrl: string, name: string, options: { volume
 /** `daxd serve --etcd URL --node-name NAME` as a child process, over `volumePath`. */
 export function startNodeProcess(etcdUrl: string, name: string, volumePath: string, ttlS = TEST_TTL_S, size?: string, env?: Record<string, string>): Promise<StartedServer> {
   return startServer({ volumePath, size, env, extraArgs: ['--etcd', etcdUrl, '--node-name', name, '--node-ttl-s', String(ttlS), '--log-level', 'info'] });
+}
+
+/** What oneNodeCluster's hooks set up: filled in by its before(), stopped by its after(). */
+export interface OneNode {
+  etcd: StartedEtcd;
+  /** The only node, 'a': every name is placed on it. */
+  a: InProcessNode;
+  /** A client of the same etcd, for the tests' own reads and changes of the keys. */
+  kv: Etcd3;
+}
+
+/** Registers mocha before/after hooks of a one-node cluster: a fresh etcd, node 'a' (`options`), an etcd client. */
+export function oneNodeCluster(options: Parameters<typeof startNode>[2] = {}): OneNode {
+  const one = {} as OneNode;
+  before(async () => {
+    assertEtcdInstalled();
+    one.etcd = await startEtcd();
+    one.a = await startNode(one.etcd.url, 'a', options);
+    one.kv = new Etcd3({ hosts: one.etcd.url });
+  });
+  after(async () => {
+    one.kv?.close();
+    if (one.a) { await one.a.stop(); one.a.removeDir(); }
+    await one.etcd?.stop();
+  });
+  return one;
 }

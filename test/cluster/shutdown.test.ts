@@ -5,30 +5,17 @@
  * records its inode.
  */
 import assert from 'node:assert/strict';
-import { Etcd3 } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 import { DaxClient } from '../../client';
-import { assertEtcdInstalled, startEtcd, type StartedEtcd } from '../support/etcd';
 import { until } from '../support/until';
-import { startNode, type InProcessNode } from './fixture';
+import { oneNodeCluster, type InProcessNode } from './fixture';
 
 describe('cluster: graceful stop', function () {
   this.timeout(60_000);
-  let etcd: StartedEtcd;
+  const one = oneNodeCluster({ failpoints: true });
   let a: InProcessNode;
   let kv: Etcd3;
-
-  before(async function () {
-    assertEtcdInstalled();
-    etcd = await startEtcd();
-    a = await startNode(etcd.url, 'a', { failpoints: true });
-    kv = new Etcd3({ hosts: etcd.url });
-  });
-
-  after(async () => {
-    kv?.close();
-    if (a) { await a.stop(); a.removeDir(); }
-    await etcd?.stop();
-  });
+  before(() => ({ a, kv } = one));
 
   it('a Create in flight when the stop begins finishes (etcd still open), then the node leaves', async () => {
     const client = DaxClient.connect(a.address, { deadlineMs: 10_000 });
